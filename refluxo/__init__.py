@@ -1,0 +1,72 @@
+"""refluxo: a stateless, snapshot-based, step-by-step workflow engine.
+
+A workflow is a JSON graph of nodes and edges; node types are Python executors. The engine
+takes a :class:`Snapshot`, executes one node, and returns a new snapshot, so a run can be
+stored anywhere and continued anywhere. Snapshots are wire-compatible with the TypeScript
+library Refluxo (``@refluxo/core``).
+"""
+
+from __future__ import annotations
+
+from refluxo.context import Context, MemoryContext
+from refluxo.definitions import Executor, NodeDefinition
+from refluxo.engine import WorkflowEngine
+from refluxo.errors import (
+    ExpressionError,
+    LimitExceededError,
+    NodeValidationError,
+    RefluxoError,
+    WorkflowDefinitionError,
+)
+from refluxo.frozen import thaw
+from refluxo.model import (
+    Edge,
+    Node,
+    NodeResult,
+    RetryPolicy,
+    RetryState,
+    Snapshot,
+    SnapshotStatus,
+    StepResult,
+    WorkflowDefinition,
+)
+from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext
+from refluxo.retry import DefaultErrorHandler, ErrorHandler
+from refluxo.transform import TransformEngine
+from refluxo.validation import SchemaValidator, ValidationIssue, ValidationResult, Validator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Context",
+    "DefaultErrorHandler",
+    "Edge",
+    "ErrorHandler",
+    "ErrorPluginContext",
+    "Executor",
+    "ExpressionError",
+    "LimitExceededError",
+    "MemoryContext",
+    "Node",
+    "NodeDefinition",
+    "NodeResult",
+    "NodeValidationError",
+    "Plugin",
+    "PluginContext",
+    "RefluxoError",
+    "RetryPolicy",
+    "RetryState",
+    "SchemaValidator",
+    "Snapshot",
+    "SnapshotStatus",
+    "StepResult",
+    "TransformEngine",
+    "ValidationIssue",
+    "ValidationResult",
+    "Validator",
+    "WorkflowDefinition",
+    "WorkflowDefinitionError",
+    "WorkflowEngine",
+    "__version__",
+    "thaw",
+]

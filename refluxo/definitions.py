@@ -1,0 +1,79 @@
+"""Node definitions: what a node type does, how it is retried, and its schemas."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
+
+from refluxo.context import Context
+from refluxo.errors import WorkflowDefinitionError
+from refluxo.model import RetryPolicy, StepResult
+
+ExecutorReturn: TypeAlias = StepResult | Mapping[str, Any]
+Executor: TypeAlias = Callable[
+    [Any, Context, Any, Any], ExecutorReturn | Awaitable[ExecutorReturn]
+]
+"""``executor(data, context, external_payload, globals)``, with ``def`` or ``async def``.
+
+It returns a :class:`~refluxo.model.StepResult`, or the TypeScript shape
+``{"data": ..., "__pause": True, "nextHandle": "..."}``. Raising is a node error.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeDefinition:
+    """The behaviour of one node type.
+
+    Args:
+        executor: the node's logic (see :data:`Executor`).
+        retry_policy: how the default error handler retries it; ``None`` never retries.
+        metadata: free-form; a validator reads ``metadata["input"]`` / ``["output"]`` schemas.
+    """
+
+    executor: Executor
+    retry_policy: RetryPolicy | None = None
+    metadata: Any = field(default=None)
+
+    def __post_init__(self) -> None:
+        if not callable(self.executor):
+            raise WorkflowDefinitionError(
+                f"a node definition's executor must be callable, got {type(self.executor).__name__}"
+            )
+        if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
+            object.__setattr__(self, "retry_policy", RetryPolicy.model_validate(self.retry_policy))
+
+    @classmethod
+    def coerce(cls, value: NodeDefinition | Mapping[str, Any]) -> NodeDefinition:
+        """Accept a definition or its dict form (``retry_policy`` or ``retryPolicy``)."""
+        if isinstance(value, NodeDefinition):
+            return value
+        if not isinstance(value, Mapping):
+            raise WorkflowDefinitionError(
+                f"a node definition must be a NodeDefinition or a dict, got {type(value).__name__}"
+            )
+        if "executor" not in value:
+            raise WorkflowDefinitionError("a node definition needs an 'executor'")
+        policy = value.get("retry_policy", value.get("retryPolicy"))
+        return cls(executor=value["executor"], retry_policy=policy, metadata=value.get("metadata"))
+
+
+def as_step_result(value: object) -> StepResult:
+    """Normalise an executor's return value, rejecting shapes that are neither form."""
+    if isinstance(value, StepResult):
+        return value
+    if isinstance(value, Mapping):
+        handle = value.get("nextHandle", value.get("next_handle"))
+        if handle is not None and not isinstance(handle, str):
+            raise TypeError(f"nextHandle must be a string, got {type(handle).__name__}")
+        resume_at = value.get("resumeAt", value.get("resume_at"))
+        return StepResult(
+            data=value.get("data"),
+            pause=bool(value.get("__pause", value.get("pause", False))),
+            next_handle=handle,
+            resume_at=resume_at,
+        )
+    raise TypeError(
+        "an executor must return a StepResult or a dict like {'data': ...}, "
+        f"got {type(value).__name__}"
+    )

@@ -1,0 +1,31 @@
+"""The exceptions refluxo raises.
+
+Definition errors (a workflow that cannot run as written) raise; node failures do not: they
+are recorded in the snapshot, where the error handler decides between a retry and a failure.
+Every exception derives from :class:`RefluxoError`, so callers can catch the family at once.
+"""
+
+from __future__ import annotations
+
+
+class RefluxoError(Exception):
+    """Base class of every error raised by refluxo."""
+
+
+class WorkflowDefinitionError(RefluxoError, ValueError):
+    """The workflow or its node definitions are inconsistent (unknown node, type or edge)."""
+
+
+class NodeValidationError(RefluxoError):
+    """A node's input or output did not match its schema.
+
+    Raised inside a step, it becomes a node error: retried or failed like any other.
+    """
+
+
+class ExpressionError(RefluxoError):
+    """An expression could not be parsed or evaluated; the message names the expression."""
+
+
+class LimitExceededError(RefluxoError, ValueError):
+    """An input is larger or deeper than a documented limit allows."""

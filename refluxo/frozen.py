@@ -1,0 +1,81 @@
+"""Read-only views of node data.
+
+An executor receives its node's static ``data``. The TypeScript engine deep-copies it at
+every step so that an executor cannot corrupt the workflow; that copy costs O(size of the
+data) per step, and a loop over a 20,000-item list becomes quadratic. Instead, the engine
+deep-freezes each node's data once, when it is constructed: the executor gets real ``dict``
+and ``list`` instances (so ``isinstance``, JSON encoding and equality work) that raise
+``TypeError`` on any mutation. An executor that needs a mutable copy calls :func:`thaw`.
+When transform engines are configured they run on a fresh mutable deep copy, as in Refluxo.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+_READ_ONLY = (
+    "node data is read-only (it belongs to the workflow definition); "
+    "use refluxo.thaw(data) for a mutable copy"
+)
+
+
+def _refuse(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise TypeError(_READ_ONLY)
+
+
+class FrozenDict(dict[str, Any]):
+    """A ``dict`` whose mutating methods raise ``TypeError``."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return thaw(self)
+
+    def __reduce__(self) -> Any:
+        return (dict, (dict(self),))
+
+
+class FrozenList(list[Any]):
+    """A ``list`` whose mutating methods raise ``TypeError``."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = clear = extend = insert = pop = remove = reverse = sort = _refuse
+
+    def __copy__(self) -> list[Any]:
+        return list(self)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return thaw(self)
+
+    def __reduce__(self) -> Any:
+        return (list, (list(self),))
+
+
+def freeze(value: Any) -> Any:
+    """Return a deeply read-only version of JSON-like ``value`` (dicts and lists frozen)."""
+    if isinstance(value, FrozenDict | FrozenList):
+        return value
+    if isinstance(value, dict):
+        frozen = FrozenDict()
+        dict.update(frozen, {key: freeze(item) for key, item in value.items()})
+        return frozen
+    if isinstance(value, list | tuple):
+        frozen_list = FrozenList()
+        list.extend(frozen_list, [freeze(item) for item in value])
+        return frozen_list
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Return a mutable deep copy of JSON-like ``value`` (dicts, lists and tuples copied)."""
+    if isinstance(value, dict):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(item) for item in value]
+    return value

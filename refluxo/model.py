@@ -1,0 +1,244 @@
+"""The data model: workflows, snapshots and the results they carry.
+
+Every model reads and writes the wire shape of the TypeScript library Refluxo
+(``@refluxo/core``): camelCase keys, times in epoch milliseconds. Python code uses
+snake_case attribute names; both spellings are accepted on input, and
+``model_dump(mode="json")`` produces camelCase, so snapshots move between the two
+engines unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import core_schema
+
+from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
+
+__all__ = [
+    "Edge",
+    "Node",
+    "NodeResult",
+    "RetryPolicy",
+    "RetryState",
+    "Snapshot",
+    "SnapshotStatus",
+    "StepResult",
+    "WorkflowDefinition",
+]
+
+_WIRE = ConfigDict(
+    alias_generator=to_camel,
+    validate_by_name=True,
+    validate_by_alias=True,
+    serialize_by_alias=True,
+    frozen=True,
+    extra="ignore",
+)
+
+
+def _omit_none(value: object) -> bool:
+    return value is None
+
+
+class SnapshotStatus(StrEnum):
+    """Where a run stands. Members compare equal to their plain strings (``"active"``...)."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    ERROR = "error"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        """Completed and failed runs never execute another step."""
+        return self in (SnapshotStatus.COMPLETED, SnapshotStatus.FAILED)
+
+
+class Edge(BaseModel):
+    """A connection from ``source`` to ``target``; ``source_handle`` selects a branch."""
+
+    model_config = _WIRE
+
+    id: str | None = Field(default=None, exclude_if=_omit_none)
+    source: str
+    target: str
+    source_handle: str | None = Field(default=None, exclude_if=_omit_none)
+
+
+class Node(BaseModel):
+    """One unit of work: its ``type`` names a node definition; ``data`` is its static input."""
+
+    model_config = _WIRE
+
+    id: str
+    type: str
+    data: Any = Field(default_factory=dict)
+    metadata: Any = Field(default=None, exclude_if=_omit_none)
+
+
+class WorkflowDefinition(BaseModel):
+    """The graph: nodes and the edges between them.
+
+    Node ids must be unique. Edges may still point at unknown nodes: like the TypeScript
+    engine, that is reported when execution reaches them (and by ``refluxo validate``).
+    """
+
+    model_config = _WIRE
+
+    nodes: list[Node]
+    edges: list[Edge] = Field(default_factory=list)
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_node_ids(cls, nodes: list[Node]) -> list[Node]:
+        seen: set[str] = set()
+        for node in nodes:
+            if node.id in seen:
+                raise ValueError(f"duplicate node id {node.id!r}")
+            seen.add(node.id)
+        return nodes
+
+
+class RetryPolicy(BaseModel):
+    """How often and how fast a failing node is retried.
+
+    ``max_attempts`` counts retries after the first failure is recorded: the default error
+    handler retries while ``attempt <= max_attempts``. ``interval`` is in milliseconds.
+    """
+
+    model_config = _WIRE
+
+    max_attempts: int = Field(ge=0)
+    interval: float = Field(ge=0)
+    backoff: Literal["fixed", "exponential"] = "fixed"
+
+
+class NodeResult(BaseModel):
+    """One execution of a node: its output (``None`` on error), when, and which attempt."""
+
+    model_config = _WIRE
+
+    output: Any = None
+    timestamp: int
+    error: str | None = Field(default=None, exclude_if=_omit_none)
+    attempt: int = 1
+
+    def __init__(
+        self,
+        output: Any = None,
+        timestamp: int | None = None,
+        attempt: int | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        if output is not None:
+            data["output"] = output
+        if timestamp is not None:
+            data["timestamp"] = timestamp
+        if attempt is not None:
+            data["attempt"] = attempt
+        super().__init__(**data)
+
+
+class RetryState(BaseModel):
+    """Which node is being retried, how many attempts it has had, and when to try again."""
+
+    model_config = _WIRE
+
+    node_id: str
+    attempts: int
+    next_retry_at: int | None = Field(default=None, exclude_if=_omit_none)
+
+    def __init__(
+        self,
+        node_id: str | None = None,
+        attempts: int | None = None,
+        next_retry_at: int | None = None,
+        /,
+        **data: Any,
+    ) -> None:
+        if node_id is not None:
+            data["node_id"] = node_id
+        if attempts is not None:
+            data["attempts"] = attempts
+        if next_retry_at is not None:
+            data["next_retry_at"] = next_retry_at
+        super().__init__(**data)
+
+
+class _ContextSchema:
+    """Pydantic glue for :class:`Context`: decoded from and encoded to ``{id: [result]}``."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        plain = handler.generate_schema(dict[str, list[NodeResult]])
+        decoded = core_schema.no_info_after_validator_function(MemoryContext.from_mapping, plain)
+        return core_schema.json_or_python_schema(
+            json_schema=decoded,
+            python_schema=core_schema.union_schema(
+                [core_schema.is_instance_schema(Context), decoded]
+            ),
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                _context_to_dict, return_schema=plain
+            ),
+        )
+
+
+def _context_to_dict(context: Mapping[str, Any]) -> dict[str, list[NodeResult]]:
+    return {key: list(results) for key, results in context.items()}
+
+
+class Snapshot(BaseModel):
+    """The complete, serializable state of one run between two steps.
+
+    ``version`` grows by one on every transition: it is the optimistic-lock token a store
+    compares before committing. ``context`` holds every node's results (see
+    :class:`~refluxo.context.Context`).
+    """
+
+    model_config = _WIRE
+
+    workflow_id: str
+    status: SnapshotStatus
+    current_node_id: str | None
+    context: Annotated[Context, _ContextSchema()] = Field(default=EMPTY_CONTEXT)
+    version: int = 0
+    last_started_at: int | None = Field(default=None, exclude_if=_omit_none)
+    total_execution_time: int | None = Field(default=None, exclude_if=_omit_none)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    retry_state: RetryState | None = Field(default=None, exclude_if=_omit_none)
+
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What an executor returns.
+
+    Args:
+        data: the node's output, appended to the context.
+        pause: stop the run after this node; it re-runs with the resume payload.
+        next_handle: the edge handle to follow (``None`` follows the edge without a handle).
+        resume_at: with ``pause``, epoch milliseconds at which a durable runtime resumes the
+            run by itself (a durable timer). The engine only records it in
+            ``metadata["resumeAt"]``.
+    """
+
+    data: Any = None
+    pause: bool = False
+    next_handle: str | None = None
+    resume_at: int | None = None

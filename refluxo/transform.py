@@ -1,0 +1,21 @@
+"""The transform-engine extension point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refluxo.context import Context
+
+
+class TransformEngine:
+    """Rewrites a node's input before validation and execution.
+
+    Engines run in order; each receives the previous one's result (the first gets a deep
+    copy of the node's data, so it may modify it in place). ``transform`` may be ``def`` or
+    ``async def``. Typical uses: expressions (:class:`refluxo.expressions.JexlTransformEngine`),
+    secret injection from ``globals``.
+    """
+
+    def transform(self, input: Any, context: Context, globals: Any) -> Any:
+        """Return the transformed input. The default returns it unchanged."""
+        return input
