@@ -62,7 +62,10 @@ class Context(Mapping[str, Sequence["NodeResult"]], abc.ABC):
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.to_dict()!r})"
+        # Bounded: a run's history can hold thousands of results.
+        shown = ", ".join(f"{key!r}: <{len(self[key])} results>" for key in list(self)[:5])
+        more = f", ... {len(self) - 5} more" if len(self) > 5 else ""
+        return f"{type(self).__name__}({{{shown}{more}}})"
 
 
 class MemoryContext(Context):

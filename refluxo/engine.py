@@ -9,6 +9,7 @@ the optimistic-lock token a durable store compares before committing.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from refluxo.model import (
     Snapshot,
     SnapshotStatus,
     WorkflowDefinition,
+    trusted,
 )
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
@@ -39,6 +41,17 @@ MAX_RETRY_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
 """Retry delays are capped at ten years, so exponential backoff cannot overflow."""
 
 STEP_LIMIT_REASON = "Step limit exceeded"
+
+
+def _evolve(snapshot: Snapshot, changes: dict[str, Any]) -> Snapshot:
+    """A copy of ``snapshot`` with ``changes`` applied, without re-validation.
+
+    Equivalent to ``snapshot.model_copy(update=changes)`` (the engine only writes values of
+    the right types), at half the cost: this runs on every step.
+    """
+    fields = snapshot.__dict__.copy()
+    fields.update(changes)
+    return trusted(Snapshot, fields)
 
 
 def wall_clock_ms() -> int:
@@ -157,8 +170,9 @@ class WorkflowEngine:
             await self._hooks.call("on_workflow_start", current)
         else:
             resumable = snapshot.status in (SnapshotStatus.PAUSED, SnapshotStatus.ERROR)
-            current = snapshot.model_copy(
-                update={
+            current = _evolve(
+                snapshot,
+                {
                     "status": SnapshotStatus.ACTIVE if resumable else snapshot.status,
                     "last_started_at": self._clock(),
                 }
@@ -167,8 +181,9 @@ class WorkflowEngine:
         steps = 0
         while current.status == SnapshotStatus.ACTIVE:
             if steps >= step_limit:
-                return current.model_copy(
-                    update={
+                return _evolve(
+                    current,
+                    {
                         "status": SnapshotStatus.FAILED,
                         "version": current.version + 1,
                         "metadata": {**current.metadata, "failedReason": STEP_LIMIT_REASON},
@@ -200,8 +215,9 @@ class WorkflowEngine:
         total = (snapshot.total_execution_time or 0) + (now - started)
         node_id = snapshot.current_node_id
         if node_id is None:
-            return snapshot.model_copy(
-                update={
+            return _evolve(
+                snapshot,
+                {
                     "status": SnapshotStatus.COMPLETED,
                     "version": snapshot.version + 1,
                     "last_started_at": now,
@@ -241,8 +257,9 @@ class WorkflowEngine:
                 metadata = {**metadata, "resumeAt": int(result.resume_at)}
             elif "resumeAt" in metadata:
                 metadata = {k: v for k, v in metadata.items() if k != "resumeAt"}
-            return snapshot.model_copy(
-                update={
+            return _evolve(
+                snapshot,
+                {
                     "status": SnapshotStatus.PAUSED,
                     "version": snapshot.version + 1,
                     "metadata": metadata,
@@ -253,11 +270,13 @@ class WorkflowEngine:
         if "resumeAt" in metadata:
             metadata = {k: v for k, v in metadata.items() if k != "resumeAt"}
         next_node_id = self._next.get((node.id, result.next_handle))
-        entry = NodeResult.model_construct(
-            output=result.data, timestamp=self._clock(), error=None, attempt=attempt
+        entry = trusted(
+            NodeResult,
+            {"output": result.data, "timestamp": self._clock(), "error": None, "attempt": attempt},
         )
-        return snapshot.model_copy(
-            update={
+        return _evolve(
+            snapshot,
+            {
                 "current_node_id": next_node_id,
                 "context": snapshot.context.appended(node.id, entry),
                 "status": SnapshotStatus.ACTIVE if next_node_id else SnapshotStatus.COMPLETED,
@@ -293,7 +312,9 @@ class WorkflowEngine:
             if checked.data is not None:
                 data = checked.data
 
-        raw = await resolve(definition.executor(data, snapshot.context, external_payload, globals))
+        raw = definition.executor(data, snapshot.context, external_payload, globals)
+        if inspect.isawaitable(raw):
+            raw = await raw
         result = as_step_result(raw)
         if result.pause:
             return data, result
@@ -334,27 +355,28 @@ class WorkflowEngine:
             await resolve(self.error_handler.should_retry(error, attempt, node, definition))
         )
         now = self._clock()
-        entry = NodeResult.model_construct(
-            output=None, timestamp=now, error=describe_error(error), attempt=attempt
+        entry = trusted(
+            NodeResult,
+            {"output": None, "timestamp": now, "error": describe_error(error), "attempt": attempt},
         )
         context = snapshot.context.appended(node.id, entry)
         if retry:
             delay = await resolve(self.error_handler.get_retry_delay(attempt, node, definition))
             delay_ms = int(min(max(float(delay), 0.0), MAX_RETRY_DELAY_MS))
-            return snapshot.model_copy(
-                update={
+            return _evolve(
+                snapshot,
+                {
                     "status": SnapshotStatus.ERROR,
                     "version": snapshot.version + 1,
-                    "retry_state": RetryState.model_construct(
-                        node_id=node.id, attempts=attempt, next_retry_at=now + delay_ms
-                    ),
+                    "retry_state": RetryState(node.id, attempt, now + delay_ms),
                     "context": context,
                     "metadata": {**snapshot.metadata, "pausedReason": f"Retry attempt {attempt}"},
                     **timing,
                 }
             )
-        return snapshot.model_copy(
-            update={
+        return _evolve(
+            snapshot,
+            {
                 "status": SnapshotStatus.FAILED,
                 "version": snapshot.version + 1,
                 "retry_state": None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -37,6 +37,8 @@ __all__ = [
     "StepResult",
     "WorkflowDefinition",
 ]
+
+_M = TypeVar("_M", bound=BaseModel)
 
 _WIRE = ConfigDict(
     alias_generator=to_camel,
@@ -152,6 +154,10 @@ class NodeResult(BaseModel):
             data["attempt"] = attempt
         super().__init__(**data)
 
+    # Only maps positional arguments to keywords: decoding (model_validate*) may skip it and
+    # stay entirely in pydantic-core, which keeps loading a long history fast.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
 
 class RetryState(BaseModel):
     """Which node is being retried, how many attempts it has had, and when to try again."""
@@ -177,6 +183,31 @@ class RetryState(BaseModel):
         if next_retry_at is not None:
             data["next_retry_at"] = next_retry_at
         super().__init__(**data)
+
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
+_ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
+
+
+def trusted(model: type[_M], fields: dict[str, Any]) -> _M:
+    """Build ``model`` from a complete dict of already-valid field values, skipping validation.
+
+    The engine builds a snapshot, a result and sometimes a retry state on every step from
+    values it produced itself; validating them again would double the cost of a step. Like
+    ``model_construct`` without its per-field default handling: ``fields`` must hold every
+    field.
+    """
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", fields)
+    # One shared set per model: frozen models never change it, and copies copy it first.
+    fields_set = _ALL_FIELDS.get(model)
+    if fields_set is None:
+        fields_set = _ALL_FIELDS[model] = set(model.model_fields)
+    object.__setattr__(instance, "__pydantic_fields_set__", fields_set)
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
 
 
 class _ContextSchema:

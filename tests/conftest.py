@@ -1,0 +1,33 @@
+"""Shared fixtures: a controllable clock and small workflow builders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+class FakeClock:
+    """Epoch milliseconds that only move when a test says so."""
+
+    def __init__(self, start: int = 1_700_000_000_000) -> None:
+        self.now = start
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No test sees another's environment variables (or the developer's cloud settings)."""
+    for name in ("GOOGLE_CLOUD_PROJECT", "REFLUXO_BACKEND", "FIRESTORE_EMULATOR_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    yield
