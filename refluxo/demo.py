@@ -1,121 +1,91 @@
-"""A small order workflow that shows every engine feature, step by step.
+"""``refluxo demo``: the example workflows, end to end, through the local HTTP API.
 
-Used by ``refluxo demo``: expressions, validation, a flaky node retried with backoff, a
-human approval (pause and resume with a payload) and a branch on the answer.
+Starts the embedded default (a fresh SQLite file in a temporary directory) and the local
+HTTP server on 127.0.0.1, then drives runs the way a client would: ``POST /runs``, follow
+``GET /runs/{id}``, ``POST /runs/{id}/resume``.
 """
 
 from __future__ import annotations
 
-import random
+import json
+import tempfile
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from refluxo.backends.embedded import EmbeddedRuntime
+from refluxo.client import HttpClient
+from refluxo.runtime.app import App
+from refluxo.runtime.http import HttpApi
+from refluxo.server import LocalServer
 
-from refluxo.engine import WorkflowEngine
-from refluxo.expressions import JexlTransformEngine
-from refluxo.model import Snapshot, SnapshotStatus, StepResult
-from refluxo.validation import SchemaValidator
-
-ORDER_WORKFLOW: dict[str, Any] = {
-    "nodes": [
-        {"id": "receive", "type": "receive_order",
-         "data": {"customer": "ada@example.com", "items": [{"sku": "book", "qty": 2, "price": 12.5}]}},
-        {"id": "price", "type": "compute_total",
-         "data": {"items": "{{ nodes.receive.output.items }}"}},
-        {"id": "charge", "type": "charge_card",
-         "data": {"amount": "{{ nodes.price.output.total }}", "token": "{{ globals.payment_token }}"}},
-        {"id": "approve", "type": "manager_approval",
-         "data": {"question": "Ship order of {{ nodes.price.output.total }} EUR?"}},
-        {"id": "ship", "type": "notify",
-         "data": {"message": "Shipped to {{ nodes.receive.output.customer }}"}},
-        {"id": "refund", "type": "notify",
-         "data": {"message": "Refunded {{ nodes.price.output.total }} EUR"}},
-    ],
-    "edges": [
-        {"source": "receive", "target": "price"},
-        {"source": "price", "target": "charge"},
-        {"source": "charge", "target": "approve"},
-        {"source": "approve", "target": "ship", "sourceHandle": "approved"},
-        {"source": "approve", "target": "refund", "sourceHandle": "rejected"},
-    ],
-}
+Show = Callable[..., None]
 
 
-class ChargeInput(BaseModel):
-    amount: float
-    token: str
+_ENDS = ("paused", "completed", "failed")
 
 
-def build_engine(failures: int = 1) -> WorkflowEngine:
-    """The order engine; ``charge_card`` fails ``failures`` times before succeeding."""
-    attempts = {"charge": 0}
-
-    def receive_order(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult(data)
-
-    def compute_total(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        total = sum(item["qty"] * item["price"] for item in data["items"])
-        return StepResult({"total": total})
-
-    def charge_card(data: ChargeInput, context: Any, payload: Any, globals: Any) -> StepResult:
-        attempts["charge"] += 1
-        if attempts["charge"] <= failures:
-            raise ConnectionError("payment gateway timed out")
-        return StepResult({"charged": data.amount, "receipt": f"r-{random.randrange(10**6):06d}"})
-
-    def manager_approval(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        if payload is None:
-            return StepResult({"asked": data["question"]}, pause=True)
-        return StepResult(payload, next_handle="approved" if payload["approved"] else "rejected")
-
-    def notify(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"sent": data["message"]})
-
-    return WorkflowEngine(
-        ORDER_WORKFLOW,
-        {
-            "receive_order": {"executor": receive_order},
-            "compute_total": {"executor": compute_total},
-            "charge_card": {
-                "executor": charge_card,
-                "metadata": {"input": ChargeInput},
-                "retryPolicy": {"maxAttempts": 3, "interval": 50, "backoff": "exponential"},
-            },
-            "manager_approval": {"executor": manager_approval},
-            "notify": {"executor": notify},
-        },
-        transform_engines=[JexlTransformEngine()],
-        validator=SchemaValidator(),
-    )
+def _follow(client: HttpClient, run_id: str, show: Show, after: int = -1) -> dict[str, Any]:
+    """Print each new timeline entry until the run pauses or ends; returns its view."""
+    deadline = time.monotonic() + 60
+    while True:
+        view = client.get(run_id, timeline_after=after)
+        for entry in view["timeline"]:
+            after = entry["seq"]
+            if entry.get("error"):
+                show(f"    {entry['nodeId']:<12} attempt {entry['attempt']} failed: "
+                     f"{entry['error']}", fg="red")
+            else:
+                show(f"    {entry['nodeId']:<12} {json.dumps(entry.get('output'))}", fg="green")
+        if view["status"] in _ENDS:
+            return view
+        if view["status"] == "error":
+            retry = view["snapshot"].get("retryState", {})
+            show(f"    ... retry {retry.get('attempts')} of {view['currentNodeId']!r} scheduled "
+                 f"at {retry.get('nextRetryAt')}", fg="yellow")
+            after_retry = view["version"]
+            while client.get(run_id, timeline_limit=0)["version"] == after_retry:
+                time.sleep(0.05)
+            continue
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"run {run_id} did not finish in time")
+        time.sleep(0.05)
 
 
-async def run_demo(show: Callable[..., None]) -> Snapshot:
-    """Drive the order workflow one step at a time, printing each transition."""
-    engine = build_engine()
-    engine.validate_workflow()
-    secrets = {"payment_token": "tok_demo_secret"}
-    snapshot = engine.create_initial_snapshot("order-1", "receive")
-    show("Order workflow: receive -> price -> charge (flaky) -> approve (human) -> ship | refund",
-         bold=True)
-    payload: Any = None
-    while not snapshot.status.is_terminal:
-        node = snapshot.current_node_id
-        if snapshot.status == SnapshotStatus.PAUSED:
-            payload = {"approved": True, "by": "manager@example.com"}
-            show(f"  ... paused at {node!r}; resuming with {payload}", fg="yellow")
-        elif snapshot.status == SnapshotStatus.ERROR:
-            assert snapshot.retry_state is not None
-            show(f"  ... retry {snapshot.retry_state.attempts} of {node!r} scheduled", fg="yellow")
-        snapshot = await engine.execute_step(
-            snapshot.model_copy(update={"status": SnapshotStatus.ACTIVE}), payload, secrets
-        )
-        payload = None
-        results = snapshot.context.get(node or "", [])
-        last = results[-1] if results else None
-        detail = f"error: {last.error}" if last and last.error else (
-            f"output: {last.output}" if last and snapshot.status != "paused" else "")
-        show(f"v{snapshot.version:<2} {node:<8} -> {snapshot.status.value:<9} {detail}",
-             fg="red" if snapshot.status in ("error", "failed") else "green")
-    assert "tok_demo_secret" not in snapshot.model_dump_json(), "a secret reached the snapshot"
-    return snapshot
+def run_demo(app: App, port: int, show: Show) -> dict[str, Any]:
+    """Run the examples and return the approval run's final view."""
+    with tempfile.TemporaryDirectory() as scratch:
+        runtime = EmbeddedRuntime(app, Path(scratch) / "demo.db").start()
+        server = LocalServer(HttpApi(runtime.service), "127.0.0.1", port).start()
+        try:
+            client = HttpClient(server.url)
+            show(f"refluxo demo: embedded default (SQLite in {scratch}), API on {server.url}",
+                 bold=True)
+
+            show("\n1. content-approval: a human approves in the middle", bold=True)
+            show('   POST /runs {"workflow": "content-approval", "input": {"title": "Hello"}}')
+            run = client.start("content-approval", {"title": "Hello, refluxo"})
+            view = _follow(client, run["runId"], show)
+            show(f"   paused at {view['currentNodeId']!r}; "
+                 f"POST /runs/{run['runId'][:8]}.../resume", fg="yellow")
+            client.resume(run["runId"], {"approved": True, "by": "grace@example.com"})
+            approval = _follow(client, run["runId"], show, view["resultCount"] - 1)
+            show(f"   {approval['status']} at version {approval['version']}", bold=True)
+
+            show("\n2. flaky-retry: a payment gateway fails twice; retried with backoff", bold=True)
+            run = client.start("flaky-retry", {"failures": 2})
+            view = _follow(client, run["runId"], show)
+            show(f"   {view['status']}", bold=True)
+
+            show("\n3. api-aggregation: expressions combine three API results", bold=True)
+            run = client.start("api-aggregation")
+            view = _follow(client, run["runId"], show)
+            show(f"   {view['status']}", bold=True)
+
+            show("\nThe approval run, as GET /runs/{id} returns it:", bold=True)
+            show(json.dumps(client.get(approval["runId"], timeline_limit=0), indent=2))
+            return approval
+        finally:
+            server.stop()
+            runtime.stop()

@@ -1,0 +1,281 @@
+"""The embedded :class:`~refluxo.runtime.protocols.SnapshotStore` on SQLite.
+
+Layout: ``runs`` holds one small head row per run (the snapshot without its context);
+``results`` holds one row per committed node result, keyed ``(run_id, seq)`` and indexed
+``(run_id, node_id, node_index)``, so a step reads and writes O(1) rows whatever the length
+of the history. With ``outbox=True`` (the default) a commit also records the run's next
+delivery in the scheduler's ``deliveries`` table and marks the current one done, in the same
+transaction: one durable write per step, and no window between commit and schedule.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from refluxo.backends.sqlite_db import SqliteDatabase
+from refluxo.engine import Clock, wall_clock_ms
+from refluxo.model import NodeResult, Snapshot, SnapshotStatus
+from refluxo.runtime.errors import BadRequest
+from refluxo.runtime.protocols import (
+    AppendedResult,
+    CommitResult,
+    Delivery,
+    Payload,
+    RunPage,
+    RunRecord,
+    StepCommit,
+    TimelineEntry,
+)
+
+_RUN_COLUMNS = (
+    "run_id, workflow, definition_version, head, input, pending, result_count, "
+    "created_at, updated_at"
+)
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _pending_json(pending: Payload | None) -> str | None:
+    return None if pending is None else _dump({"value": pending.value})
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, workflow, version, head, input_, pending, count, created, updated = row
+    return RunRecord(
+        run_id=run_id,
+        workflow=workflow,
+        definition_version=version,
+        snapshot=Snapshot.model_validate_json(head),
+        created_at=created,
+        updated_at=updated,
+        result_count=count,
+        input=json.loads(input_) if input_ is not None else None,
+        pending=Payload(json.loads(pending)["value"]) if pending is not None else None,
+    )
+
+
+def insert_deliveries(
+    connection: sqlite3.Connection, deliveries: Sequence[Delivery], now: int
+) -> None:
+    """Record pending deliveries; a name already present (pending or done) is left alone."""
+    connection.executemany(
+        "INSERT OR IGNORE INTO deliveries "
+        "(name, run_id, version, due_at, hop, available_at, state, attempts, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
+        [(d.name, d.run_id, d.version, d.due_at, d.hop, d.due_at, now) for d in deliveries],
+    )
+
+
+def mark_done(connection: sqlite3.Connection, name: str, now: int) -> None:
+    connection.execute(
+        "UPDATE deliveries SET state = 'done', updated_at = ? WHERE name = ? AND state != 'done'",
+        (now, name),
+    )
+
+
+class SqliteHistory:
+    """:class:`~refluxo.runtime.protocols.HistoryReader` over the ``results`` table."""
+
+    def __init__(self, db: SqliteDatabase, run_id: str) -> None:
+        self._db = db
+        self._run_id = run_id
+
+    def count(self, node_id: str) -> int:
+        row = self._db.connection().execute(
+            "SELECT max(node_index) FROM results WHERE run_id = ? AND node_id = ?",
+            (self._run_id, node_id),
+        ).fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def get(self, node_id: str, index: int) -> NodeResult:
+        row = self._db.connection().execute(
+            "SELECT result FROM results WHERE run_id = ? AND node_id = ? AND node_index = ?",
+            (self._run_id, node_id, index),
+        ).fetchone()
+        if row is None:
+            raise IndexError(f"no result {index} for node {node_id!r}")
+        return NodeResult.model_validate_json(row[0])
+
+    def all(self, node_id: str) -> list[NodeResult]:
+        rows = self._db.connection().execute(
+            "SELECT result FROM results WHERE run_id = ? AND node_id = ? ORDER BY node_index",
+            (self._run_id, node_id),
+        ).fetchall()
+        return [NodeResult.model_validate_json(row[0]) for row in rows]
+
+    def node_ids(self) -> list[str]:
+        rows = self._db.connection().execute(
+            "SELECT node_id FROM results WHERE run_id = ? GROUP BY node_id ORDER BY min(seq)",
+            (self._run_id,),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+
+class SqliteStore:
+    """Runs, results and definitions in one SQLite database."""
+
+    def __init__(
+        self, db: SqliteDatabase, *, outbox: bool = True, clock: Clock = wall_clock_ms
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self._clock = clock
+
+    def _load(self, connection: sqlite3.Connection, run_id: str) -> RunRecord | None:
+        row = connection.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return _record(row) if row is not None else None
+
+    def create_run(self, record: RunRecord, outbox: Sequence[Delivery] = ()) -> CommitResult:
+        snapshot = record.snapshot
+        with self.db.write() as connection:
+            existing = self._load(connection, record.run_id)
+            if existing is not None:
+                return CommitResult(committed=False, record=existing)
+            connection.execute(
+                "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
+                "input, pending, result_count, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (
+                    record.run_id, record.workflow, record.definition_version,
+                    snapshot.status.value, snapshot.version, snapshot.model_dump_json(),
+                    _dump(record.input), _pending_json(record.pending),
+                    record.created_at, record.updated_at,
+                ),
+            )
+            if self.outbox and outbox:
+                insert_deliveries(connection, outbox, record.created_at)
+        if self.outbox and outbox:
+            self.db.deliveries_changed()
+        return CommitResult(committed=True, scheduled=self.outbox, record=record)
+
+    def load_run(self, run_id: str) -> RunRecord | None:
+        return self._load(self.db.connection(), run_id)
+
+    def commit(self, commit: StepCommit) -> CommitResult:
+        now = self._clock()
+        snapshot = commit.snapshot
+        with self.db.write() as connection:
+            current = self._load(connection, commit.run_id)
+            if current is None or current.version != commit.expected_version:
+                return CommitResult(committed=False, record=current)
+            self._append(connection, commit.run_id, commit.results)
+            connection.execute(
+                "UPDATE runs SET status = ?, version = ?, head = ?, pending = ?, "
+                "result_count = result_count + ?, updated_at = ? WHERE run_id = ?",
+                (
+                    snapshot.status.value, snapshot.version, snapshot.model_dump_json(),
+                    _pending_json(commit.pending), len(commit.results), now, commit.run_id,
+                ),
+            )
+            if self.outbox:
+                insert_deliveries(connection, commit.outbox, now)
+                if commit.acknowledge is not None:
+                    mark_done(connection, commit.acknowledge.name, now)
+        if self.outbox and commit.outbox:
+            self.db.deliveries_changed()
+        record = RunRecord(
+            run_id=current.run_id,
+            workflow=current.workflow,
+            definition_version=current.definition_version,
+            snapshot=snapshot,
+            created_at=current.created_at,
+            updated_at=now,
+            result_count=current.result_count + len(commit.results),
+            input=current.input,
+            pending=commit.pending,
+        )
+        return CommitResult(committed=True, scheduled=self.outbox, record=record)
+
+    @staticmethod
+    def _append(
+        connection: sqlite3.Connection, run_id: str, results: Sequence[AppendedResult]
+    ) -> None:
+        connection.executemany(
+            "INSERT INTO results (run_id, seq, node_id, node_index, result) VALUES (?, ?, ?, ?, ?)",
+            [
+                (run_id, e.seq, e.node_id, e.node_index, e.result.model_dump_json())
+                for e in results
+            ],
+        )
+
+    def history(self, run_id: str) -> SqliteHistory:
+        return SqliteHistory(self.db, run_id)
+
+    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[TimelineEntry]:
+        rows = self.db.connection().execute(
+            "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (run_id, after_seq, limit),
+        ).fetchall()
+        return [
+            TimelineEntry(seq, node_id, NodeResult.model_validate_json(result))
+            for seq, node_id, result in rows
+        ]
+
+    def list_runs(
+        self, *, status: SnapshotStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if cursor is not None:
+            created, run_id = _decode_cursor(cursor)
+            clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params.extend([created, created, run_id])
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.connection().execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} "
+            "ORDER BY created_at DESC, run_id DESC LIMIT ?",
+            (*params, limit + 1),
+        ).fetchall()
+        runs = [_record(row) for row in rows[:limit]]
+        next_cursor = (
+            _encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
+        )
+        return RunPage(runs=runs, next_cursor=next_cursor)
+
+    def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
+        connection = self.db.connection()
+        exists = connection.execute(
+            "SELECT 1 FROM definitions WHERE version = ?", (version,)
+        ).fetchone()
+        if exists is None:
+            with self.db.write() as tx:
+                tx.execute(
+                    "INSERT OR IGNORE INTO definitions (version, workflow, body, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (version, workflow, _dump(definition), self._clock()),
+                )
+
+    def get_definition(self, version: str) -> dict[str, Any] | None:
+        row = self.db.connection().execute(
+            "SELECT body FROM definitions WHERE version = ?", (version,)
+        ).fetchone()
+        if row is None:
+            return None
+        loaded: dict[str, Any] = json.loads(row[0])
+        return loaded
+
+
+def _encode_cursor(created_at: int, run_id: str) -> str:
+    return base64.urlsafe_b64encode(_dump([created_at, run_id]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(created_at, int) or not isinstance(run_id, str):
+            raise ValueError(cursor)
+    except (ValueError, TypeError) as err:
+        raise BadRequest("invalid cursor") from err
+    return created_at, run_id

@@ -1,0 +1,216 @@
+"""The application object: node types, named workflows, and their stored versions.
+
+Users register node types with a decorator and workflows by name. When a run starts, its
+workflow is stored under the hash of its content, and the run records that hash: a run
+keeps executing the graph it started with even after the workflow is edited. (Node types
+are code, deployed with the application; they are not versioned.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from refluxo.definitions import Executor, NodeDefinition
+from refluxo.engine import Clock, WorkflowEngine, wall_clock_ms
+from refluxo.errors import WorkflowDefinitionError
+from refluxo.expressions import JexlTransformEngine
+from refluxo.model import RetryPolicy, WorkflowDefinition
+from refluxo.plugins import Plugin
+from refluxo.retry import ErrorHandler
+from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
+from refluxo.runtime.errors import UnknownWorkflow
+from refluxo.transform import TransformEngine
+from refluxo.validation import SchemaValidator, Validator
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GlobalsProvider = Callable[[], Mapping[str, Any]]
+"""Returns the globals (secrets, clients) for one delivery; never persisted."""
+
+
+def definition_version(wire: Mapping[str, Any]) -> str:
+    """The content hash identifying a workflow version: sha256 of its canonical JSON."""
+    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSpec:
+    """A registered workflow: its graph, start node, and content version."""
+
+    name: str
+    definition: WorkflowDefinition
+    start: str
+    version: str
+
+    @property
+    def wire(self) -> dict[str, Any]:
+        """The stored form: the wire-shape graph plus its start node."""
+        return {**self.definition.model_dump(mode="json"), "start": self.start}
+
+
+def choose_start(definition: WorkflowDefinition, start: str | None) -> str:
+    """The explicit start, else the only node without incoming edges, else the first node."""
+    ids = [node.id for node in definition.nodes]
+    if not ids:
+        raise WorkflowDefinitionError("a workflow needs at least one node")
+    if start is not None:
+        if start not in ids:
+            raise WorkflowDefinitionError(f"start node {start!r} is not a node of the workflow")
+        return start
+    targets = {edge.target for edge in definition.edges}
+    roots = [node_id for node_id in ids if node_id not in targets]
+    return roots[0] if len(roots) == 1 else ids[0]
+
+
+def load_workflow_file(path: str | Path) -> dict[str, Any]:
+    """Read a workflow JSON file, with a clear error naming the file on failure."""
+    file = Path(path)
+    try:
+        loaded = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise WorkflowDefinitionError(f"workflow file not found: {file}") from err
+    except json.JSONDecodeError as err:
+        raise WorkflowDefinitionError(
+            f"{file}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}"
+        ) from err
+    if not isinstance(loaded, dict):
+        raise WorkflowDefinitionError(f"{file}: a workflow is a JSON object with nodes and edges")
+    return loaded
+
+
+class App:
+    """Node types and workflows, plus the engine options every run of this app uses.
+
+    Args:
+        globals: a mapping, or a callable returning one per delivery, passed to transforms,
+            executors and plugins as ``globals``. Never stored: the place for secrets.
+        transform_engines: defaults to ``[JexlTransformEngine()]`` (``{{ }}`` expressions).
+        validator: defaults to :class:`SchemaValidator`.
+        error_handler, plugins, clock: as for :class:`WorkflowEngine`.
+    """
+
+    def __init__(
+        self,
+        *,
+        globals: Mapping[str, Any] | GlobalsProvider | None = None,
+        transform_engines: Sequence[TransformEngine] | None = None,
+        validator: Validator | None = None,
+        error_handler: ErrorHandler | None = None,
+        plugins: Sequence[Plugin] = (),
+        clock: Clock = wall_clock_ms,
+        engine_cache_size: int = 64,
+    ) -> None:
+        self._globals = globals
+        self.transform_engines = (
+            list(transform_engines) if transform_engines is not None else [JexlTransformEngine()]
+        )
+        self.validator = validator if validator is not None else SchemaValidator()
+        self.error_handler = error_handler
+        self.plugins = list(plugins)
+        self.clock = clock
+        self.node_types: dict[str, NodeDefinition] = dict(BUILTIN_NODE_TYPES)
+        self.workflows: dict[str, WorkflowSpec] = {}
+        self._engines: OrderedDict[str, WorkflowEngine] = OrderedDict()
+        self._engine_cache_size = engine_cache_size
+
+    def node(
+        self,
+        type_name: str | None = None,
+        *,
+        retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
+        metadata: Any = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the executor of node type ``type_name``.
+
+        The type defaults to the function's name.
+        """
+
+        def register(executor: F) -> F:
+            self.add_node_type(
+                type_name or executor.__name__,
+                NodeDefinition(executor, retry_policy=retry_policy, metadata=metadata),  # type: ignore[arg-type]
+            )
+            return executor
+
+        return register
+
+    def add_node_type(
+        self, type_name: str, definition: NodeDefinition | Mapping[str, Any] | Executor
+    ) -> None:
+        """Register a node type from a definition, its dict form, or a bare executor."""
+        if callable(definition) and not isinstance(definition, NodeDefinition):
+            definition = NodeDefinition(definition)
+        self.node_types[type_name] = NodeDefinition.coerce(definition)  # type: ignore[arg-type]
+        self._engines.clear()
+
+    def workflow(
+        self,
+        name: str,
+        definition: WorkflowDefinition | Mapping[str, Any] | str | Path,
+        *,
+        start: str | None = None,
+    ) -> WorkflowSpec:
+        """Register (or replace) the workflow ``name``.
+
+        ``definition`` is a model, a wire-shape dict, or the path of a JSON file. A dict or
+        file may name its start node under ``"start"``.
+        """
+        if isinstance(definition, str | Path):
+            definition = load_workflow_file(definition)
+        if isinstance(definition, Mapping):
+            start = start or definition.get("start")
+            model = WorkflowDefinition.model_validate(
+                {k: v for k, v in definition.items() if k != "start"}
+            )
+        else:
+            model = definition
+        missing = sorted({n.type for n in model.nodes} - set(self.node_types))
+        if missing:
+            raise WorkflowDefinitionError(
+                f"workflow {name!r} uses node types with no definition: {', '.join(missing)}"
+            )
+        first = choose_start(model, start)
+        wire = {**model.model_dump(mode="json"), "start": first}
+        spec = WorkflowSpec(name=name, definition=model, start=first, version=definition_version(wire))
+        self.workflows[name] = spec
+        return spec
+
+    def get_workflow(self, name: str) -> WorkflowSpec:
+        spec = self.workflows.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self.workflows)) or "none"
+            raise UnknownWorkflow(f"unknown workflow {name!r} (registered: {known})")
+        return spec
+
+    def globals(self) -> Mapping[str, Any] | None:
+        """The globals for one delivery."""
+        provider = self._globals
+        return provider() if callable(provider) else provider
+
+    def engine_for(self, version: str, stored: Mapping[str, Any]) -> WorkflowEngine:
+        """The engine for a stored definition version (cached, bounded)."""
+        engine = self._engines.get(version)
+        if engine is not None:
+            self._engines.move_to_end(version)
+            return engine
+        graph = {k: v for k, v in stored.items() if k != "start"}
+        engine = WorkflowEngine(
+            graph,
+            self.node_types,
+            validator=self.validator,
+            transform_engines=self.transform_engines,
+            error_handler=self.error_handler,
+            plugins=self.plugins,
+            clock=self.clock,
+        )
+        self._engines[version] = engine
+        if len(self._engines) > self._engine_cache_size:
+            self._engines.popitem(last=False)
+        return engine

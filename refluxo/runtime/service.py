@@ -1,0 +1,174 @@
+"""Run operations shared by the HTTP API, the Pub/Sub trigger and the CLI.
+
+Each operation is one optimistic-lock commit plus, when the run has something to do, one
+scheduled delivery. Nothing here executes a node: the dispatcher does, on delivery.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from refluxo.model import Snapshot, SnapshotStatus
+from refluxo.runtime.app import App
+from refluxo.runtime.dispatcher import Dispatcher, due_time, failed
+from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
+from refluxo.runtime.naming import RUN_ID_PATTERN
+from refluxo.runtime.protocols import (
+    Delivery,
+    Payload,
+    RunPage,
+    RunRecord,
+    StepCommit,
+    TimelineEntry,
+)
+
+CANCELLED_REASON = "Cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    record: RunRecord
+    created: bool
+
+
+class RunService:
+    """Start, resume, cancel and inspect runs of one app."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.app: App = dispatcher.app
+        self.store = dispatcher.store
+        self.scheduler = dispatcher.scheduler
+
+    def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> Started:
+        """Start ``workflow`` with ``input`` (the first node's ``external_payload``).
+
+        With a ``run_id``, starting is idempotent: the same id, workflow and input return the
+        existing run (and make sure it is scheduled); a different workflow or input conflicts.
+        """
+        if run_id is not None and not RUN_ID_PATTERN.match(run_id):
+            raise BadRequest(
+                "runId must be 1-128 characters: letters, digits and '._:-', "
+                "starting with a letter or digit"
+            )
+        spec = self.app.get_workflow(workflow)
+        run_id = run_id or uuid.uuid4().hex
+        self.store.put_definition(spec.version, spec.name, spec.wire)
+        now = self.app.clock()
+        snapshot = Snapshot(
+            workflow_id=run_id,
+            status=SnapshotStatus.ACTIVE,
+            current_node_id=spec.start,
+            version=0,
+            last_started_at=now,
+            total_execution_time=0,
+        )
+        record = RunRecord(
+            run_id=run_id,
+            workflow=spec.name,
+            definition_version=spec.version,
+            snapshot=snapshot,
+            created_at=now,
+            updated_at=now,
+            input=input,
+            pending=Payload(input),
+        )
+        first = Delivery(run_id, 0, 0)
+        result = self.store.create_run(record, outbox=(first,))
+        if not result.committed:
+            existing = result.record
+            assert existing is not None
+            if existing.workflow != workflow or existing.input != input:
+                raise RunConflict(
+                    f"run {run_id!r} already exists with a different workflow or input"
+                )
+            self.dispatcher.ensure_scheduled(existing)
+            return Started(existing, created=False)
+        if not result.scheduled:
+            self.scheduler.schedule(first)
+        return Started(result.record or record, created=True)
+
+    def get(self, run_id: str) -> RunRecord:
+        record = self.store.load_run(run_id)
+        if record is None:
+            raise RunNotFound(f"no run {run_id!r}")
+        return record
+
+    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[TimelineEntry]:
+        return self.store.timeline(run_id, after_seq=after_seq, limit=limit)
+
+    def list(
+        self, status: SnapshotStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        return self.store.list_runs(status=status, limit=limit, cursor=cursor)
+
+    def resume(self, run_id: str, payload: Any, expected_version: int | None = None) -> RunRecord:
+        """Resume a paused run: its paused node runs again with ``payload``.
+
+        Raises :class:`RunConflict` if the run is not paused (or not at
+        ``expected_version``, when given), so a payload meant for one pause can never reach
+        another.
+        """
+        record = self.get(run_id)
+        if record.status != SnapshotStatus.PAUSED:
+            raise RunConflict(f"run {run_id!r} is {record.status.value}, not paused")
+        if expected_version is not None and expected_version != record.version:
+            raise RunConflict(
+                f"run {run_id!r} is at version {record.version}, not {expected_version}"
+            )
+        head = record.snapshot.model_copy(
+            update={"status": SnapshotStatus.ACTIVE, "version": record.version + 1}
+        )
+        return self._transition(record, head, Payload(payload))
+
+    def cancel(self, run_id: str, reason: str = CANCELLED_REASON) -> RunRecord:
+        """Fail a run that has not ended; later deliveries for it are stale."""
+        record = self.get(run_id)
+        if record.status.is_terminal:
+            raise RunConflict(f"run {run_id!r} is already {record.status.value}")
+        head = failed(record.snapshot, reason)
+        head = head.model_copy(
+            update={"metadata": {**head.metadata, "cancelledAt": self.app.clock()}}
+        )
+        return self._transition(record, head, None)
+
+    def _transition(self, record: RunRecord, head: Snapshot, pending: Payload | None) -> RunRecord:
+        due = due_time(head)
+        outbox = (Delivery(record.run_id, head.version, due),) if due is not None else ()
+        result = self.store.commit(
+            StepCommit(
+                run_id=record.run_id,
+                expected_version=record.version,
+                snapshot=head,
+                pending=pending,
+                outbox=outbox,
+            )
+        )
+        if not result.committed:
+            raise RunConflict(f"run {record.run_id!r} changed meanwhile; read it and retry")
+        if outbox and not result.scheduled:
+            for delivery in outbox:
+                self.scheduler.schedule(delivery)
+        assert result.record is not None
+        return result.record
+
+    def reconcile(self, limit: int = 500) -> int:
+        """Re-schedule the next step of every active or retrying run (idempotent).
+
+        A safety net for a crash between creating a run and scheduling it, on backends
+        whose scheduler is not transactional with the store. Returns how many were seen.
+        """
+        seen = 0
+        for status in (SnapshotStatus.ACTIVE, SnapshotStatus.ERROR, SnapshotStatus.PAUSED):
+            cursor: str | None = None
+            while True:
+                page = self.store.list_runs(status=status, limit=min(limit, 200), cursor=cursor)
+                for record in page.runs:
+                    self.dispatcher.ensure_scheduled(record)
+                    seen += 1
+                cursor = page.next_cursor
+                if cursor is None or seen >= limit:
+                    break
+        return seen

@@ -1,0 +1,76 @@
+"""The local HTTP server: the same handler as the Cloud Function, under a WSGI server."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from refluxo.runtime.http import HttpApi
+
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_wsgi_app(api: HttpApi) -> Flask:
+    """A Flask app that hands every request to ``api``, as functions-framework does."""
+    flask_app = Flask("refluxo")
+
+    @flask_app.route("/", defaults={"path": ""}, methods=_METHODS)
+    @flask_app.route("/<path:path>", methods=_METHODS)
+    def handle(path: str) -> Response:
+        return api(request._get_current_object())  # type: ignore[attr-defined]
+
+    return flask_app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+class LocalServer:
+    """Serves ``api`` on ``host:port`` in a background thread (port 0 picks a free one).
+
+    ``access_log=False`` silences the per-request log lines.
+    """
+
+    def __init__(
+        self, api: HttpApi, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False
+    ) -> None:
+        self._server: BaseWSGIServer = make_server(
+            host,
+            port,
+            create_wsgi_app(api),
+            threaded=True,
+            request_handler=WSGIRequestHandler if access_log else _QuietHandler,
+        )
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> LocalServer:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="refluxo-http", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._server.serve_forever()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def __enter__(self) -> LocalServer:
+        return self.start()
+
+    def __exit__(self, *_: Any) -> None:
+        self.stop()
