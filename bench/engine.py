@@ -23,14 +23,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from refluxo import Snapshot, StepResult, WorkflowEngine  # noqa: E402
-from refluxo.expressions import JexlTransformEngine  # noqa: E402
+from refluxo import Snapshot, StepResult, WorkflowEngine
+from refluxo.expressions import JexlTransformEngine
 
 RECORDED = [
-    ("chain", 1000), ("chain", 10000),
-    ("loop", 1000), ("loop", 20000),
+    ("chain", 1000),
+    ("chain", 10000),
+    ("loop", 1000),
+    ("loop", 20000),
     ("expr", 1000),
-    ("stepwise", 1000), ("stepwise", 5000),
+    ("stepwise", 1000),
+    ("stepwise", 5000),
 ]
 
 
@@ -61,7 +64,9 @@ def loop(n: int) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[
         index = len(context.get("it", []))
         items = data["items"]
         if index < len(items):
-            return StepResult({"currentItem": items[index], "currentIndex": index}, next_handle="loop")
+            return StepResult(
+                {"currentItem": items[index], "currentIndex": index}, next_handle="loop"
+            )
         return StepResult({"totalItems": len(items)}, next_handle="done")
 
     def echo(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
@@ -79,7 +84,9 @@ def loop(n: int) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[
             {"source": "it", "target": "end", "sourceHandle": "done"},
         ],
     }
-    engine = WorkflowEngine(workflow, {"iterator": {"executor": iterator}, "echo": {"executor": echo}})
+    engine = WorkflowEngine(
+        workflow, {"iterator": {"executor": iterator}, "echo": {"executor": echo}}
+    )
 
     def check(final: Snapshot) -> int:
         assert final.status == "completed", final.status
@@ -103,7 +110,9 @@ def expr(n: int) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[
         return {"data": data}
 
     engine = WorkflowEngine(
-        _chain_workflow(n, data), {"step": {"executor": echo}}, transform_engines=[JexlTransformEngine()]
+        _chain_workflow(n, data),
+        {"step": {"executor": echo}},
+        transform_engines=[JexlTransformEngine()],
     )
 
     def check(final: Snapshot) -> int:
@@ -116,7 +125,9 @@ def expr(n: int) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[
     return lambda: engine.execute(initial_node_id="n0", step_limit=n + 10), check
 
 
-def stepwise(n: int) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[[Snapshot], int]]:
+def stepwise(
+    n: int,
+) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[[Snapshot], int]]:
     engine = WorkflowEngine(_chain_workflow(n, lambda k: {"i": k}), {"step": {"executor": _step}})
 
     async def run() -> Snapshot:
@@ -167,10 +178,15 @@ def run_all() -> None:
     print("\n| workload | N | steps | seconds | µs/step | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['workload']} | {r['n']} | {r['steps']} | {r['seconds']} | {r['us_per_step']} "
-              f"| {r['peak_rss_mb']} |")
-    for workload, small, large in (("chain", 1000, 10000), ("loop", 1000, 20000),
-                                   ("stepwise", 1000, 5000)):
+        print(
+            f"| {r['workload']} | {r['n']} | {r['steps']} | {r['seconds']} | {r['us_per_step']} "
+            f"| {r['peak_rss_mb']} |"
+        )
+    for workload, small, large in (
+        ("chain", 1000, 10000),
+        ("loop", 1000, 20000),
+        ("stepwise", 1000, 5000),
+    ):
         ratio = by_key[(workload, large)]["us_per_step"] / by_key[(workload, small)]["us_per_step"]
         print(f"\n{workload}: µs/step at N={large} / N={small} = {ratio:.2f}", end="")
     print()

@@ -19,8 +19,12 @@ app = App()
 # Simulated upstream APIs: the example stays deterministic and offline.
 FAKE_API: dict[str, dict[str, Any]] = {
     "users": {"u1": {"id": "u1", "name": "Ada", "city": "Lisbon"}},
-    "orders": {"u1": {"total": 120.0, "items": [{"sku": "pen", "price": 20.0},
-                                                 {"sku": "lamp", "price": 100.0}]}},
+    "orders": {
+        "u1": {
+            "total": 120.0,
+            "items": [{"sku": "pen", "price": 20.0}, {"sku": "lamp", "price": 100.0}],
+        }
+    },
     "weather": {"Lisbon": {"celsius": 21}},
 }
 
@@ -87,8 +91,9 @@ def flaky_charge(data: Any, context: Any, payload: Any, globals: Any) -> StepRes
     step = current_step()
     if step.attempt <= (data["failUntilAttempt"] or 0):
         raise ConnectionError(f"payment gateway timeout (attempt {step.attempt})")
-    return StepResult({"amount": data["amount"], "attempt": step.attempt,
-                       "idempotencyKey": step.idempotency_key})
+    return StepResult(
+        {"amount": data["amount"], "attempt": step.attempt, "idempotencyKey": step.idempotency_key}
+    )
 
 
 for name in ("content_approval", "api_aggregation", "loop", "flaky_retry", "timed_wait"):

@@ -19,9 +19,11 @@ import click
 from refluxo.backends.embedded import EmbeddedRuntime
 from refluxo.backends.sqlite_db import DEFAULT_PATH
 from refluxo.client import ApiError, HttpClient, LocalClient, RunClient
+from refluxo.errors import WorkflowDefinitionError
 from refluxo.model import WorkflowDefinition
 from refluxo.runtime.app import App, load_workflow_file
 from refluxo.runtime.dispatcher import StepBudget
+from refluxo.runtime.errors import RuntimeErrorBase
 from refluxo.runtime.http import HttpApi
 from refluxo.server import LocalServer
 from refluxo.workflow_check import check_workflow_text
@@ -39,7 +41,9 @@ def load_app(spec: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise click.BadParameter(f"cannot import {module_name!r}: {err}", param_hint="--app") from err
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {err}", param_hint="--app"
+        ) from err
     app = getattr(module, attribute, None)
     if not isinstance(app, App):
         raise click.BadParameter(f"{spec!r} is not a refluxo App", param_hint="--app")
@@ -55,13 +59,25 @@ def parse_json(value: str | None, what: str) -> Any:
         raise click.BadParameter(f"{what} is not valid JSON: {err}") from err
 
 
-app_option = click.option("--app", "app_spec", default=DEFAULT_APP, show_default=True,
-                          envvar="REFLUXO_APP", help="The App to use, as module:attribute.")
-db_option = click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
-                         default=DEFAULT_PATH, show_default=True, envvar="REFLUXO_DB",
-                         help="The SQLite database of the embedded default.")
-url_option = click.option("--url", envvar="REFLUXO_URL",
-                          help="Talk to a running server instead of the local database.")
+app_option = click.option(
+    "--app",
+    "app_spec",
+    default=DEFAULT_APP,
+    show_default=True,
+    envvar="REFLUXO_APP",
+    help="The App to use, as module:attribute.",
+)
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_PATH,
+    show_default=True,
+    envvar="REFLUXO_DB",
+    help="The SQLite database of the embedded default.",
+)
+url_option = click.option(
+    "--url", envvar="REFLUXO_URL", help="Talk to a running server instead of the local database."
+)
 key_option = click.option("--api-key", envvar="REFLUXO_API_KEY", help="API key for --url.")
 
 
@@ -72,7 +88,19 @@ def make_client(url: str | None, api_key: str | None, app_spec: str, db: Path) -
     return LocalClient(runtime.service)
 
 
-@click.group()
+class _Group(click.Group):
+    """Turns the errors users cause into clean messages (exit code 1), not tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as err:
+            raise click.ClickException(str(err)) from err
+        except (RuntimeErrorBase, WorkflowDefinitionError) as err:
+            raise click.ClickException(str(err)) from err
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="refluxo")
 def main() -> None:
     """Refluxo: durable, step-by-step workflows."""
@@ -83,10 +111,20 @@ def main() -> None:
 @db_option
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="REFLUXO_HOST")
 @click.option("--port", default=8080, show_default=True, envvar="REFLUXO_PORT")
-@click.option("--workers", default=2, show_default=True, envvar="REFLUXO_WORKERS",
-              help="Background delivery threads.")
-@click.option("--batch", default=1, show_default=True, envvar="REFLUXO_BATCH",
-              help="Steps a delivery may run before committing.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    envvar="REFLUXO_WORKERS",
+    help="Background delivery threads.",
+)
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    envvar="REFLUXO_BATCH",
+    help="Steps a delivery may run before committing.",
+)
 def serve(app_spec: str, db: Path, host: str, port: int, workers: int, batch: int) -> None:
     """Serve the HTTP API and deliver steps, on the embedded default."""
     runtime = EmbeddedRuntime(
@@ -94,8 +132,10 @@ def serve(app_spec: str, db: Path, host: str, port: int, workers: int, batch: in
     ).start()
     recovered = runtime.service.reconcile()
     server = LocalServer(HttpApi(runtime.service), host, port, access_log=True)
-    click.echo(f"refluxo serving {app_spec} on {server.url} (database {db}; "
-               f"{recovered} unfinished runs checked)")
+    click.echo(
+        f"refluxo serving {app_spec} on {server.url} (database {db}; "
+        f"{recovered} unfinished runs checked)"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -104,7 +144,9 @@ def serve(app_spec: str, db: Path, host: str, port: int, workers: int, batch: in
         runtime.stop()
 
 
-def follow(client: RunClient, run_id: str, *, quiet: bool = False, timeout: float = 3600.0) -> dict[str, Any]:
+def follow(
+    client: RunClient, run_id: str, *, quiet: bool = False, timeout: float = 3600.0
+) -> dict[str, Any]:
     """Print a run's results as they are committed, until it ends or pauses."""
     after = -1
     deadline = time.monotonic() + timeout
@@ -115,11 +157,14 @@ def follow(client: RunClient, run_id: str, *, quiet: bool = False, timeout: floa
             if quiet:
                 continue
             if entry.get("error"):
-                click.secho(f"  {entry['nodeId']:<14} attempt {entry['attempt']}: "
-                            f"{entry['error']}", fg="red")
+                click.secho(
+                    f"  {entry['nodeId']:<14} attempt {entry['attempt']}: {entry['error']}",
+                    fg="red",
+                )
             else:
-                click.secho(f"  {entry['nodeId']:<14} -> {json.dumps(entry.get('output'))}",
-                            fg="green")
+                click.secho(
+                    f"  {entry['nodeId']:<14} -> {json.dumps(entry.get('output'))}", fg="green"
+                )
         status = view["status"]
         if status in ("completed", "failed", "paused"):
             return view
@@ -138,7 +183,7 @@ def describe(view: dict[str, Any]) -> str:
     if status == "failed":
         reason = snapshot.get("metadata", {}).get("failedReason")
         return "failed" + (f": {reason}" if reason else "")
-    return status
+    return str(status)
 
 
 @main.command()
@@ -149,8 +194,15 @@ def describe(view: dict[str, Any]) -> str:
 @db_option
 @url_option
 @key_option
-def run(workflow: str, input_json: str | None, run_id: str | None, app_spec: str, db: Path,
-        url: str | None, api_key: str | None) -> None:
+def run(
+    workflow: str,
+    input_json: str | None,
+    run_id: str | None,
+    app_spec: str,
+    db: Path,
+    url: str | None,
+    api_key: str | None,
+) -> None:
     """Start WORKFLOW and follow it until it ends or pauses."""
     payload = parse_json(input_json, "--input")
     if url:
@@ -181,33 +233,55 @@ def status(run_id: str, app_spec: str, db: Path, url: str | None, api_key: str |
 
 
 @main.command(name="list")
-@click.option("--status", "status_filter",
-              type=click.Choice(["active", "paused", "error", "completed", "failed"]))
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["active", "paused", "error", "completed", "failed"]),
+)
 @click.option("--limit", default=50, show_default=True)
 @app_option
 @db_option
 @url_option
 @key_option
-def list_runs(status_filter: str | None, limit: int, app_spec: str, db: Path, url: str | None,
-              api_key: str | None) -> None:
+def list_runs(
+    status_filter: str | None,
+    limit: int,
+    app_spec: str,
+    db: Path,
+    url: str | None,
+    api_key: str | None,
+) -> None:
     """List runs, newest first."""
     page = make_client(url, api_key, app_spec, db).list(status_filter, limit)
     for view in page["runs"]:
-        click.echo(f"{view['runId']}  {view['workflow']:<20} {view['status']:<10} "
-                   f"v{view['version']:<5} {view['currentNodeId'] or ''}")
+        click.echo(
+            f"{view['runId']}  {view['workflow']:<20} {view['status']:<10} "
+            f"v{view['version']:<5} {view['currentNodeId'] or ''}"
+        )
 
 
 @main.command()
 @click.argument("run_id")
 @click.option("--payload", "payload_json", help="The payload for the paused node, as JSON.")
-@click.option("--follow/--no-follow", "follow_after", default=True,
-              help="Follow the run until it ends or pauses again.")
+@click.option(
+    "--follow/--no-follow",
+    "follow_after",
+    default=True,
+    help="Follow the run until it ends or pauses again.",
+)
 @app_option
 @db_option
 @url_option
 @key_option
-def resume(run_id: str, payload_json: str | None, follow_after: bool, app_spec: str, db: Path,
-           url: str | None, api_key: str | None) -> None:
+def resume(
+    run_id: str,
+    payload_json: str | None,
+    follow_after: bool,
+    app_spec: str,
+    db: Path,
+    url: str | None,
+    api_key: str | None,
+) -> None:
     """Resume a paused run with a payload."""
     payload = parse_json(payload_json, "--payload")
     if url:
@@ -231,8 +305,9 @@ def resume(run_id: str, payload_json: str | None, follow_after: bool, app_spec: 
 @db_option
 @url_option
 @key_option
-def cancel(run_id: str, reason: str, app_spec: str, db: Path, url: str | None,
-           api_key: str | None) -> None:
+def cancel(
+    run_id: str, reason: str, app_spec: str, db: Path, url: str | None, api_key: str | None
+) -> None:
     """Cancel a run (it fails with the reason)."""
     view = make_client(url, api_key, app_spec, db).cancel(run_id, reason)
     click.echo(f"run {run_id}: {describe(view)}")
@@ -240,15 +315,23 @@ def cancel(run_id: str, reason: str, app_spec: str, db: Path, url: str | None,
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--app", "app_spec", default=None, envvar="REFLUXO_APP",
-              help="Also check node types against this App (module:attribute).")
+@click.option(
+    "--app",
+    "app_spec",
+    default=None,
+    envvar="REFLUXO_APP",
+    help="Also check node types against this App (module:attribute).",
+)
 def validate(file: Path, app_spec: str | None) -> None:
     """Check a workflow file; print each problem with its line."""
     known = set(load_app(app_spec).node_types) if app_spec else None
     problems = check_workflow_text(file.read_text(encoding="utf-8"), known)
     for problem in problems:
-        click.secho(problem.render(str(file)),
-                    fg="red" if problem.severity == "error" else "yellow", err=True)
+        click.secho(
+            problem.render(str(file)),
+            fg="red" if problem.severity == "error" else "yellow",
+            err=True,
+        )
     errors = sum(1 for p in problems if p.severity == "error")
     if errors:
         sys.exit(1)
@@ -262,8 +345,9 @@ def validate(file: Path, app_spec: str | None) -> None:
 @db_option
 @url_option
 @key_option
-def graph(file: Path, run_id: str | None, app_spec: str, db: Path, url: str | None,
-          api_key: str | None) -> None:
+def graph(
+    file: Path, run_id: str | None, app_spec: str, db: Path, url: str | None, api_key: str | None
+) -> None:
     """Print a workflow as a Mermaid flowchart."""
     from refluxo.mermaid import to_mermaid
 
@@ -283,7 +367,4 @@ def demo(app_spec: str, port: int) -> None:
     """Run the example workflows through the local HTTP API, on a fresh database."""
     from refluxo.demo import run_demo
 
-    try:
-        run_demo(load_app(app_spec), port, click.secho)
-    except ApiError as err:
-        raise click.ClickException(str(err)) from err
+    run_demo(load_app(app_spec), port, click.secho)

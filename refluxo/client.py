@@ -27,9 +27,13 @@ class ApiError(Exception):
 
 
 class RunClient(Protocol):
-    def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> dict[str, Any]: ...
+    def start(
+        self, workflow: str, input: Any = None, run_id: str | None = None
+    ) -> dict[str, Any]: ...
 
-    def get(self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100) -> dict[str, Any]: ...
+    def get(
+        self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]: ...
 
     def list(self, status: str | None = None, limit: int = 50) -> dict[str, Any]: ...
 
@@ -69,8 +73,12 @@ class HttpClient:
         result: dict[str, Any] = self.request("POST", "/runs", body)
         return result
 
-    def get(self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100) -> dict[str, Any]:
-        query = urllib.parse.urlencode({"timelineAfter": timeline_after, "timelineLimit": timeline_limit})
+    def get(
+        self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]:
+        query = urllib.parse.urlencode(
+            {"timelineAfter": timeline_after, "timelineLimit": timeline_limit}
+        )
         result: dict[str, Any] = self.request("GET", f"/runs/{urllib.parse.quote(run_id)}?{query}")
         return result
 
@@ -108,7 +116,9 @@ class LocalClient:
         started = self._call(self.service.start, workflow, input, run_id)
         return run_view(started.record)
 
-    def get(self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100) -> dict[str, Any]:
+    def get(
+        self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]:
         record = self._call(self.service.get, run_id)
         timeline = self.service.timeline(run_id, after_seq=timeline_after, limit=timeline_limit)
         return run_view(record, timeline)

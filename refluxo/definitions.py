@@ -11,9 +11,7 @@ from refluxo.errors import WorkflowDefinitionError
 from refluxo.model import RetryPolicy, StepResult
 
 ExecutorReturn: TypeAlias = StepResult | Mapping[str, Any]
-Executor: TypeAlias = Callable[
-    [Any, Context, Any, Any], ExecutorReturn | Awaitable[ExecutorReturn]
-]
+Executor: TypeAlias = Callable[[Any, Context, Any, Any], ExecutorReturn | Awaitable[ExecutorReturn]]
 """``executor(data, context, external_payload, globals)``, with ``def`` or ``async def``.
 
 It returns a :class:`~refluxo.model.StepResult`, or the TypeScript shape

@@ -34,16 +34,22 @@ def _follow(client: HttpClient, run_id: str, show: Show, after: int = -1) -> dic
         for entry in view["timeline"]:
             after = entry["seq"]
             if entry.get("error"):
-                show(f"    {entry['nodeId']:<12} attempt {entry['attempt']} failed: "
-                     f"{entry['error']}", fg="red")
+                show(
+                    f"    {entry['nodeId']:<12} attempt {entry['attempt']} failed: "
+                    f"{entry['error']}",
+                    fg="red",
+                )
             else:
                 show(f"    {entry['nodeId']:<12} {json.dumps(entry.get('output'))}", fg="green")
         if view["status"] in _ENDS:
             return view
         if view["status"] == "error":
             retry = view["snapshot"].get("retryState", {})
-            show(f"    ... retry {retry.get('attempts')} of {view['currentNodeId']!r} scheduled "
-                 f"at {retry.get('nextRetryAt')}", fg="yellow")
+            show(
+                f"    ... retry {retry.get('attempts')} of {view['currentNodeId']!r} scheduled "
+                f"at {retry.get('nextRetryAt')}",
+                fg="yellow",
+            )
             after_retry = view["version"]
             while client.get(run_id, timeline_limit=0)["version"] == after_retry:
                 time.sleep(0.05)
@@ -60,15 +66,19 @@ def run_demo(app: App, port: int, show: Show) -> dict[str, Any]:
         server = LocalServer(HttpApi(runtime.service), "127.0.0.1", port).start()
         try:
             client = HttpClient(server.url)
-            show(f"refluxo demo: embedded default (SQLite in {scratch}), API on {server.url}",
-                 bold=True)
+            show(
+                f"refluxo demo: embedded default (SQLite in {scratch}), API on {server.url}",
+                bold=True,
+            )
 
             show("\n1. content-approval: a human approves in the middle", bold=True)
             show('   POST /runs {"workflow": "content-approval", "input": {"title": "Hello"}}')
             run = client.start("content-approval", {"title": "Hello, refluxo"})
             view = _follow(client, run["runId"], show)
-            show(f"   paused at {view['currentNodeId']!r}; "
-                 f"POST /runs/{run['runId'][:8]}.../resume", fg="yellow")
+            show(
+                f"   paused at {view['currentNodeId']!r}; POST /runs/{run['runId'][:8]}.../resume",
+                fg="yellow",
+            )
             client.resume(run["runId"], {"approved": True, "by": "grace@example.com"})
             approval = _follow(client, run["runId"], show, view["resultCount"] - 1)
             show(f"   {approval['status']} at version {approval['version']}", bold=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from refluxo._aio import resolve
+from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import NodeValidationError, WorkflowDefinitionError
 from refluxo.frozen import freeze, thaw
@@ -28,7 +29,6 @@ from refluxo.model import (
     WorkflowDefinition,
     trusted,
 )
-from refluxo.context import EMPTY_CONTEXT
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
 from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.transform import TransformEngine
@@ -96,8 +96,7 @@ class WorkflowEngine:
             else WorkflowDefinition.model_validate(workflow)
         )
         self.node_definitions: dict[str, NodeDefinition] = {
-            name: NodeDefinition.coerce(definition)
-            for name, definition in node_definitions.items()
+            name: NodeDefinition.coerce(definition) for name, definition in node_definitions.items()
         }
         self.validator = validator
         self.transform_engines: list[TransformEngine] = list(transform_engines or [])
@@ -175,7 +174,7 @@ class WorkflowEngine:
                 {
                     "status": SnapshotStatus.ACTIVE if resumable else snapshot.status,
                     "last_started_at": self._clock(),
-                }
+                },
             )
 
         steps = 0
@@ -187,7 +186,7 @@ class WorkflowEngine:
                         "status": SnapshotStatus.FAILED,
                         "version": current.version + 1,
                         "metadata": {**current.metadata, "failedReason": STEP_LIMIT_REASON},
-                    }
+                    },
                 )
             payload = external_payload if steps == 0 else None
             current = await self.execute_step(current, payload, globals)
@@ -222,7 +221,7 @@ class WorkflowEngine:
                     "version": snapshot.version + 1,
                     "last_started_at": now,
                     "total_execution_time": total,
-                }
+                },
             )
         node = self._nodes.get(node_id)
         if node is None:
@@ -250,8 +249,9 @@ class WorkflowEngine:
             if self._hooks.has("on_after_node_execution"):
                 await self._hooks.call(
                     "on_after_node_execution",
-                    PluginContext(node, definition, snapshot, globals, external_payload,
-                                  result_input, None),
+                    PluginContext(
+                        node, definition, snapshot, globals, external_payload, result_input, None
+                    ),
                 )
             if result.resume_at is not None:
                 metadata = {**metadata, "resumeAt": int(result.resume_at)}
@@ -264,7 +264,7 @@ class WorkflowEngine:
                     "version": snapshot.version + 1,
                     "metadata": metadata,
                     **timing,
-                }
+                },
             )
 
         if "resumeAt" in metadata:
@@ -284,7 +284,7 @@ class WorkflowEngine:
                 "retry_state": None,
                 "metadata": metadata,
                 **timing,
-            }
+            },
         )
 
     async def _run_node(
@@ -307,7 +307,7 @@ class WorkflowEngine:
             for engine in self.transform_engines:
                 data = await resolve(engine.transform(data, snapshot.context, globals))
         if self.validator is not None and definition.metadata:
-            checked = await resolve(self.validator.validate(data, definition.metadata))
+            checked: Any = await resolve(self.validator.validate(data, definition.metadata))
             _raise_if_invalid(checked, node, "input")
             if checked.data is not None:
                 data = checked.data
@@ -320,15 +320,18 @@ class WorkflowEngine:
             return data, result
 
         if self.validator is not None and definition.metadata:
-            checked = await resolve(self.validator.validate_output(result.data, definition.metadata))
-            _raise_if_invalid(checked, node, "output")
-            if checked.data is not None and checked.data is not result.data:
-                result = dataclasses.replace(result, data=checked.data)
+            checked_output: Any = await resolve(
+                self.validator.validate_output(result.data, definition.metadata)
+            )
+            _raise_if_invalid(checked_output, node, "output")
+            if checked_output.data is not None and checked_output.data is not result.data:
+                result = dataclasses.replace(result, data=checked_output.data)
         if self._hooks.has("on_after_node_execution"):
             await self._hooks.call(
                 "on_after_node_execution",
-                PluginContext(node, definition, snapshot, globals, external_payload, data,
-                              result.data),
+                PluginContext(
+                    node, definition, snapshot, globals, external_payload, data, result.data
+                ),
             )
         return data, result
 
@@ -347,8 +350,15 @@ class WorkflowEngine:
             await self._hooks.call(
                 "on_node_error",
                 ErrorPluginContext(
-                    node, definition, snapshot, globals, external_payload,
-                    self._frozen_data[node.id], None, error, attempt,
+                    node,
+                    definition,
+                    snapshot,
+                    globals,
+                    external_payload,
+                    self._frozen_data[node.id],
+                    None,
+                    error,
+                    attempt,
                 ),
             )
         retry = bool(
@@ -361,7 +371,9 @@ class WorkflowEngine:
         )
         context = snapshot.context.appended(node.id, entry)
         if retry:
-            delay = await resolve(self.error_handler.get_retry_delay(attempt, node, definition))
+            delay: Any = await resolve(
+                self.error_handler.get_retry_delay(attempt, node, definition)
+            )
             delay_ms = int(min(max(float(delay), 0.0), MAX_RETRY_DELAY_MS))
             return _evolve(
                 snapshot,
@@ -372,7 +384,7 @@ class WorkflowEngine:
                     "context": context,
                     "metadata": {**snapshot.metadata, "pausedReason": f"Retry attempt {attempt}"},
                     **timing,
-                }
+                },
             )
         return _evolve(
             snapshot,
@@ -382,7 +394,7 @@ class WorkflowEngine:
                 "retry_state": None,
                 "context": context,
                 **timing,
-            }
+            },
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 
@@ -28,13 +29,15 @@ def to_mermaid(workflow: WorkflowDefinition, path: Sequence[str] = ()) -> str:
     visits: dict[str, int] = {}
     for node_id in path:
         visits[node_id] = visits.get(node_id, 0) + 1
-    taken = set(zip(path, path[1:], strict=False))
+    taken = set(itertools.pairwise(path))
 
     lines = ["flowchart TD"]
     for node in workflow.nodes:
         count = visits.get(node.id, 0)
-        suffix = f" ×{count}" if count > 1 else ""
-        lines.append(f'    {ids[node.id]}["{_label(node.id)}<br/><i>{_label(node.type)}</i>{suffix}"]')
+        suffix = f" x{count}" if count > 1 else ""
+        lines.append(
+            f'    {ids[node.id]}["{_label(node.id)}<br/><i>{_label(node.type)}</i>{suffix}"]'
+        )
     followed: list[int] = []
     for index, edge in enumerate(workflow.edges):
         source = ids.get(edge.source, _mermaid_id(edge.source, 10_000 + index))

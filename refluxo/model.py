@@ -255,7 +255,6 @@ class Snapshot(BaseModel):
     retry_state: RetryState | None = Field(default=None, exclude_if=_omit_none)
 
 
-
 @dataclass(frozen=True, slots=True)
 class StepResult:
     """What an executor returns.

@@ -44,5 +44,5 @@ class DefaultErrorHandler(ErrorHandler):
         if policy is None:
             return 0
         if policy.backoff == "exponential":
-            return policy.interval * 2 ** (attempt - 1)
-        return policy.interval
+            return float(policy.interval * 2.0 ** (attempt - 1))
+        return float(policy.interval)

@@ -46,8 +46,23 @@ class Validator:
 
 
 _JSON_SCHEMA_KEYWORDS = frozenset(
-    {"type", "properties", "$schema", "$ref", "allOf", "anyOf", "oneOf", "not", "enum",
-     "const", "items", "required", "additionalProperties", "patternProperties", "$defs"}
+    {
+        "type",
+        "properties",
+        "$schema",
+        "$ref",
+        "allOf",
+        "anyOf",
+        "oneOf",
+        "not",
+        "enum",
+        "const",
+        "items",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "$defs",
+    }
 )
 
 
@@ -91,8 +106,8 @@ class SchemaValidator(Validator):
         cached = self._compiled.get(id(schema))
         if cached is None or cached[0] is not schema:
             validator_cls = jsonschema.validators.validator_for(schema)
-            validator_cls.check_schema(schema)
-            compiled = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
+            validator_cls.check_schema(dict(schema))
+            compiled = validator_cls(dict(schema), format_checker=validator_cls.FORMAT_CHECKER)
             cached = (schema, compiled)
             self._compiled[id(schema)] = cached
         errors = sorted(cached[1].iter_errors(data), key=lambda err: list(err.absolute_path))

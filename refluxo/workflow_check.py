@@ -33,7 +33,7 @@ class Problem:
 def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
     """Parse JSON, remembering the line on which each object starts (by ``id()``)."""
     lines: dict[int, int] = {}
-    decoder = json.JSONDecoder()
+    decoder: Any = json.JSONDecoder()
     parse_object = decoder.parse_object
 
     def tracking(state: tuple[str, int], *args: Any) -> tuple[Any, int]:
@@ -42,7 +42,7 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
         lines[id(value)] = source.count("\n", 0, end) + 1
         return value, after
 
-    decoder.parse_object = tracking  # type: ignore[assignment]
+    decoder.parse_object = tracking
     decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     return decoder.decode(text), lines
 
@@ -84,21 +84,26 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
             problems.append(Problem(line_of(node), "error", "a node needs a string 'id'"))
             continue
         if not isinstance(node.get("type"), str):
-            problems.append(Problem(line_of(node), "error", f"node {node['id']!r} needs a string 'type'"))
+            problems.append(
+                Problem(line_of(node), "error", f"node {node['id']!r} needs a string 'type'")
+            )
         elif known_types is not None and node["type"] not in known_types:
-            problems.append(Problem(
-                line_of(node), "error",
-                f"node {node['id']!r} has unknown type {node['type']!r}",
-            ))
+            problems.append(
+                Problem(
+                    line_of(node),
+                    "error",
+                    f"node {node['id']!r} has unknown type {node['type']!r}",
+                )
+            )
         if node["id"] in ids:
             problems.append(Problem(line_of(node), "error", f"duplicate node id {node['id']!r}"))
         ids[node["id"]] = node
         for path, string in _strings(node.get("data"), "data"):
             ok, message = validate_template(string)
             if not ok:
-                problems.append(Problem(
-                    line_of(node), "error", f"node {node['id']!r} {path}: {message}"
-                ))
+                problems.append(
+                    Problem(line_of(node), "error", f"node {node['id']!r} {path}: {message}")
+                )
 
     targets: dict[str, list[str]] = {}
     seen_branches: dict[tuple[str, Any], Any] = {}
@@ -109,21 +114,30 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
         source, target = edge.get("source"), edge.get("target")
         for end, label in ((source, "source"), (target, "target")):
             if not isinstance(end, str):
-                problems.append(Problem(line_of(edge), "error", f"an edge needs a string {label!r}"))
+                problems.append(
+                    Problem(line_of(edge), "error", f"an edge needs a string {label!r}")
+                )
             elif end not in ids:
-                problems.append(Problem(
-                    line_of(edge), "error", f"edge {label} {end!r} is not a node (dangling edge)"
-                ))
+                problems.append(
+                    Problem(
+                        line_of(edge),
+                        "error",
+                        f"edge {label} {end!r} is not a node (dangling edge)",
+                    )
+                )
         handle = edge.get("sourceHandle", edge.get("source_handle"))
         if isinstance(source, str) and isinstance(target, str):
             targets.setdefault(source, []).append(target)
             key = (source, handle)
             if key in seen_branches:
-                problems.append(Problem(
-                    line_of(edge), "warning",
-                    f"edge {source!r} -> {target!r} is never taken: an earlier edge from "
-                    f"{source!r} has the same handle {handle!r}",
-                ))
+                problems.append(
+                    Problem(
+                        line_of(edge),
+                        "warning",
+                        f"edge {source!r} -> {target!r} is never taken: an earlier edge from "
+                        f"{source!r} has the same handle {handle!r}",
+                    )
+                )
             seen_branches.setdefault(key, edge)
 
     start = raw.get("start")
@@ -134,9 +148,11 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
         reachable = _reachable(first, targets)
         for node_id, node in ids.items():
             if node_id not in reachable:
-                problems.append(Problem(
-                    line_of(node), "warning", f"node {node_id!r} is unreachable from {first!r}"
-                ))
+                problems.append(
+                    Problem(
+                        line_of(node), "warning", f"node {node_id!r} is unreachable from {first!r}"
+                    )
+                )
     if not any(p.severity == "error" for p in problems):
         try:
             WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from refluxo._aio import run_to_completion
 from refluxo.backends.sqlite_db import SqliteDatabase
 from refluxo.backends.sqlite_store import insert_deliveries, mark_done
 from refluxo.engine import Clock, wall_clock_ms
@@ -27,7 +28,7 @@ from refluxo.runtime.protocols import Delivery
 
 logger = logging.getLogger("refluxo.scheduler")
 
-Handler = Callable[[Delivery], Awaitable[Any]]
+Handler = Callable[[Delivery], Coroutine[Any, Any, Any]]
 
 MAX_IDLE_WAIT_S = 1.0
 """Upper bound on a worker's wait, so a changed clock (or another process) is noticed."""
@@ -123,10 +124,14 @@ class LocalScheduler:
 
     def pending(self) -> list[Delivery]:
         """Every delivery not yet acknowledged, soonest first."""
-        rows = self.db.connection().execute(
-            "SELECT run_id, version, due_at, hop FROM deliveries WHERE state = 'pending' "
-            "ORDER BY available_at"
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT run_id, version, due_at, hop FROM deliveries WHERE state = 'pending' "
+                "ORDER BY available_at"
+            )
+            .fetchall()
+        )
         return [Delivery(*row) for row in rows]
 
     def wait_idle(self, timeout: float) -> bool:
@@ -147,19 +152,27 @@ class LocalScheduler:
     # -- internals ------------------------------------------------------------------------
 
     def _due_exists(self) -> bool:
-        row = self.db.connection().execute(
-            "SELECT 1 FROM deliveries WHERE state = 'pending' AND available_at <= ? LIMIT 1",
-            (self.clock(),),
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute(
+                "SELECT 1 FROM deliveries WHERE state = 'pending' AND available_at <= ? LIMIT 1",
+                (self.clock(),),
+            )
+            .fetchone()
+        )
         return row is not None
 
     def _claim(self, limit: int) -> list[Delivery]:
         """Due deliveries not already in flight in this process, now marked in flight."""
-        rows = self.db.connection().execute(
-            "SELECT name, run_id, version, due_at, hop FROM deliveries "
-            "WHERE state = 'pending' AND available_at <= ? ORDER BY available_at LIMIT ?",
-            (self.clock(), limit + len(self._in_flight)),
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT name, run_id, version, due_at, hop FROM deliveries "
+                "WHERE state = 'pending' AND available_at <= ? ORDER BY available_at LIMIT ?",
+                (self.clock(), limit + len(self._in_flight)),
+            )
+            .fetchall()
+        )
         claimed: list[Delivery] = []
         with self._condition:
             for name, run_id, version, due_at, hop in rows:
@@ -169,12 +182,15 @@ class LocalScheduler:
         return claimed
 
     def _next_due_in(self) -> float:
-        row = self.db.connection().execute(
-            "SELECT min(available_at) FROM deliveries WHERE state = 'pending'"
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT min(available_at) FROM deliveries WHERE state = 'pending'")
+            .fetchone()
+        )
         if row[0] is None:
             return MAX_IDLE_WAIT_S
-        return max(0.0, min(MAX_IDLE_WAIT_S, (row[0] - self.clock()) / 1000))
+        due_at: int = row[0]
+        return max(0.0, min(MAX_IDLE_WAIT_S, (due_at - self.clock()) / 1000))
 
     def _work(self) -> None:
         loop = asyncio.new_event_loop()
@@ -195,15 +211,17 @@ class LocalScheduler:
     def _deliver(self, loop: asyncio.AbstractEventLoop, delivery: Delivery) -> None:
         assert self.handler is not None
         try:
-            loop.run_until_complete(self.handler(delivery))
+            result = run_to_completion(self.handler(delivery), loop)
         except Exception:
             self.failures += 1
-            logger.exception("delivery of run %s v%s failed; will retry", delivery.run_id,
-                             delivery.version)
+            logger.exception(
+                "delivery of run %s v%s failed; will retry", delivery.run_id, delivery.version
+            )
             self._retry_later(delivery)
         else:
             self.delivered += 1
-            self._acknowledge(delivery)
+            if not getattr(result, "acknowledged", False):
+                self._acknowledge(delivery)
         finally:
             with self._condition:
                 self._in_flight.discard(delivery.name)
@@ -211,14 +229,8 @@ class LocalScheduler:
                 self._condition.notify_all()
 
     def _acknowledge(self, delivery: Delivery) -> None:
-        connection = self.db.connection()
-        row = connection.execute(
-            "SELECT state FROM deliveries WHERE name = ?", (delivery.name,)
-        ).fetchone()
-        if row is not None and row[0] == "done":
-            return  # acknowledged by the commit's transactional outbox: no extra write
-        with self.db.write() as tx:
-            mark_done(tx, delivery.name, self.clock())
+        with self.db.write() as connection:
+            mark_done(connection, delivery.name, self.clock())
 
     def _retry_later(self, delivery: Delivery) -> None:
         now = self.clock()

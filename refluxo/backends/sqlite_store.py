@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,6 +80,18 @@ def mark_done(connection: sqlite3.Connection, name: str, now: int) -> None:
     )
 
 
+class _QueuedCommit:
+    """A commit waiting for the write lock, and then its outcome."""
+
+    __slots__ = ("commit", "done", "error", "result")
+
+    def __init__(self, commit: StepCommit) -> None:
+        self.commit = commit
+        self.done = False
+        self.result: CommitResult | None = None
+        self.error: BaseException | None = None
+
+
 class SqliteHistory:
     """:class:`~refluxo.runtime.protocols.HistoryReader` over the ``results`` table."""
 
@@ -87,33 +100,49 @@ class SqliteHistory:
         self._run_id = run_id
 
     def count(self, node_id: str) -> int:
-        row = self._db.connection().execute(
-            "SELECT max(node_index) FROM results WHERE run_id = ? AND node_id = ?",
-            (self._run_id, node_id),
-        ).fetchone()
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT max(node_index) FROM results WHERE run_id = ? AND node_id = ?",
+                (self._run_id, node_id),
+            )
+            .fetchone()
+        )
         return 0 if row[0] is None else int(row[0]) + 1
 
     def get(self, node_id: str, index: int) -> NodeResult:
-        row = self._db.connection().execute(
-            "SELECT result FROM results WHERE run_id = ? AND node_id = ? AND node_index = ?",
-            (self._run_id, node_id, index),
-        ).fetchone()
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT result FROM results WHERE run_id = ? AND node_id = ? AND node_index = ?",
+                (self._run_id, node_id, index),
+            )
+            .fetchone()
+        )
         if row is None:
             raise IndexError(f"no result {index} for node {node_id!r}")
         return NodeResult.model_validate_json(row[0])
 
     def all(self, node_id: str) -> list[NodeResult]:
-        rows = self._db.connection().execute(
-            "SELECT result FROM results WHERE run_id = ? AND node_id = ? ORDER BY node_index",
-            (self._run_id, node_id),
-        ).fetchall()
+        rows = (
+            self._db.connection()
+            .execute(
+                "SELECT result FROM results WHERE run_id = ? AND node_id = ? ORDER BY node_index",
+                (self._run_id, node_id),
+            )
+            .fetchall()
+        )
         return [NodeResult.model_validate_json(row[0]) for row in rows]
 
     def node_ids(self) -> list[str]:
-        rows = self._db.connection().execute(
-            "SELECT node_id FROM results WHERE run_id = ? GROUP BY node_id ORDER BY min(seq)",
-            (self._run_id,),
-        ).fetchall()
+        rows = (
+            self._db.connection()
+            .execute(
+                "SELECT node_id FROM results WHERE run_id = ? GROUP BY node_id ORDER BY min(seq)",
+                (self._run_id,),
+            )
+            .fetchall()
+        )
         return [row[0] for row in rows]
 
 
@@ -126,6 +155,9 @@ class SqliteStore:
         self.db = db
         self.outbox = outbox
         self._clock = clock
+        self._queue: list[_QueuedCommit] = []
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
 
     def _load(self, connection: sqlite3.Connection, run_id: str) -> RunRecord | None:
         row = connection.execute(
@@ -144,10 +176,16 @@ class SqliteStore:
                 "input, pending, result_count, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (
-                    record.run_id, record.workflow, record.definition_version,
-                    snapshot.status.value, snapshot.version, snapshot.model_dump_json(),
-                    _dump(record.input), _pending_json(record.pending),
-                    record.created_at, record.updated_at,
+                    record.run_id,
+                    record.workflow,
+                    record.definition_version,
+                    snapshot.status.value,
+                    snapshot.version,
+                    snapshot.model_dump_json(),
+                    _dump(record.input),
+                    _pending_json(record.pending),
+                    record.created_at,
+                    record.updated_at,
                 ),
             )
             if self.outbox and outbox:
@@ -160,36 +198,82 @@ class SqliteStore:
         return self._load(self.db.connection(), run_id)
 
     def commit(self, commit: StepCommit) -> CommitResult:
+        """Commit, grouped with the commits other threads submit meanwhile.
+
+        Group commit: a commit waits for the write lock; whoever gets it applies every
+        commit queued so far in one transaction (one fsync for all of them), each still
+        checked against its own expected version. A caller whose commit was applied by
+        another thread just collects its result.
+        """
+        entry = _QueuedCommit(commit)
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._write_lock:
+            if not entry.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._apply(batch)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.result is not None
+        return entry.result
+
+    def _apply(self, batch: list[_QueuedCommit]) -> None:
         now = self._clock()
-        snapshot = commit.snapshot
-        with self.db.write() as connection:
-            current = self._load(connection, commit.run_id)
-            if current is None or current.version != commit.expected_version:
-                return CommitResult(committed=False, record=current)
-            self._append(connection, commit.run_id, commit.results)
-            connection.execute(
-                "UPDATE runs SET status = ?, version = ?, head = ?, pending = ?, "
-                "result_count = result_count + ?, updated_at = ? WHERE run_id = ?",
-                (
-                    snapshot.status.value, snapshot.version, snapshot.model_dump_json(),
-                    _pending_json(commit.pending), len(commit.results), now, commit.run_id,
-                ),
-            )
-            if self.outbox:
-                insert_deliveries(connection, commit.outbox, now)
-                if commit.acknowledge is not None:
-                    mark_done(connection, commit.acknowledge.name, now)
-        if self.outbox and commit.outbox:
+        notify = False
+        try:
+            with self.db.write() as connection:
+                for entry in batch:
+                    entry.result = self._apply_one(connection, entry.commit, now)
+                    notify = notify or bool(entry.result.committed and entry.commit.outbox)
+        except BaseException as err:
+            for entry in batch:
+                entry.result = None
+                entry.error = err
+                entry.done = True
+            raise
+        for entry in batch:
+            entry.done = True
+        if notify and self.outbox:
             self.db.deliveries_changed()
+
+    def _apply_one(
+        self, connection: sqlite3.Connection, commit: StepCommit, now: int
+    ) -> CommitResult:
+        snapshot = commit.snapshot
+        row = connection.execute(
+            "UPDATE runs SET status = ?, version = ?, head = ?, pending = ?, "
+            "result_count = result_count + ?, updated_at = ? "
+            "WHERE run_id = ? AND version = ? "
+            "RETURNING workflow, definition_version, created_at, result_count, input",
+            (
+                snapshot.status.value,
+                snapshot.version,
+                snapshot.model_dump_json(),
+                _pending_json(commit.pending),
+                len(commit.results),
+                now,
+                commit.run_id,
+                commit.expected_version,
+            ),
+        ).fetchone()
+        if row is None:
+            return CommitResult(committed=False)
+        workflow, definition_version, created_at, result_count, input_ = row
+        self._append(connection, commit.run_id, commit.results)
+        if self.outbox:
+            insert_deliveries(connection, commit.outbox, now)
+            if commit.acknowledge is not None:
+                mark_done(connection, commit.acknowledge.name, now)
         record = RunRecord(
-            run_id=current.run_id,
-            workflow=current.workflow,
-            definition_version=current.definition_version,
+            run_id=commit.run_id,
+            workflow=workflow,
+            definition_version=definition_version,
             snapshot=snapshot,
-            created_at=current.created_at,
+            created_at=created_at,
             updated_at=now,
-            result_count=current.result_count + len(commit.results),
-            input=current.input,
+            result_count=result_count,
+            input=json.loads(input_) if input_ is not None else None,
             pending=commit.pending,
         )
         return CommitResult(committed=True, scheduled=self.outbox, record=record)
@@ -200,21 +284,24 @@ class SqliteStore:
     ) -> None:
         connection.executemany(
             "INSERT INTO results (run_id, seq, node_id, node_index, result) VALUES (?, ?, ?, ?, ?)",
-            [
-                (run_id, e.seq, e.node_id, e.node_index, e.result.model_dump_json())
-                for e in results
-            ],
+            [(run_id, e.seq, e.node_id, e.node_index, e.result.model_dump_json()) for e in results],
         )
 
     def history(self, run_id: str) -> SqliteHistory:
         return SqliteHistory(self.db, run_id)
 
-    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[TimelineEntry]:
-        rows = self.db.connection().execute(
-            "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (run_id, after_seq, limit),
-        ).fetchall()
+    def timeline(
+        self, run_id: str, *, after_seq: int = -1, limit: int = 100
+    ) -> list[TimelineEntry]:
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, after_seq, limit),
+            )
+            .fetchall()
+        )
         return [
             TimelineEntry(seq, node_id, NodeResult.model_validate_json(result))
             for seq, node_id, result in rows
@@ -233,11 +320,15 @@ class SqliteStore:
             clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
             params.extend([created, created, run_id])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self.db.connection().execute(
-            f"SELECT {_RUN_COLUMNS} FROM runs {where} "
-            "ORDER BY created_at DESC, run_id DESC LIMIT ?",
-            (*params, limit + 1),
-        ).fetchall()
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} "
+                "ORDER BY created_at DESC, run_id DESC LIMIT ?",
+                (*params, limit + 1),
+            )
+            .fetchall()
+        )
         runs = [_record(row) for row in rows[:limit]]
         next_cursor = (
             _encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
@@ -258,9 +349,11 @@ class SqliteStore:
                 )
 
     def get_definition(self, version: str) -> dict[str, Any] | None:
-        row = self.db.connection().execute(
-            "SELECT body FROM definitions WHERE version = ?", (version,)
-        ).fetchone()
+        row = (
+            self.db.connection()
+            .execute("SELECT body FROM definitions WHERE version = ?", (version,))
+            .fetchone()
+        )
         if row is None:
             return None
         loaded: dict[str, Any] = json.loads(row[0])

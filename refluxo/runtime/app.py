@@ -147,7 +147,7 @@ class App:
         """Register a node type from a definition, its dict form, or a bare executor."""
         if callable(definition) and not isinstance(definition, NodeDefinition):
             definition = NodeDefinition(definition)
-        self.node_types[type_name] = NodeDefinition.coerce(definition)  # type: ignore[arg-type]
+        self.node_types[type_name] = NodeDefinition.coerce(definition)
         self._engines.clear()
 
     def workflow(
@@ -178,7 +178,9 @@ class App:
             )
         first = choose_start(model, start)
         wire = {**model.model_dump(mode="json"), "start": first}
-        spec = WorkflowSpec(name=name, definition=model, start=first, version=definition_version(wire))
+        spec = WorkflowSpec(
+            name=name, definition=model, start=first, version=definition_version(wire)
+        )
         self.workflows[name] = spec
         return spec
 
@@ -194,12 +196,17 @@ class App:
         provider = self._globals
         return provider() if callable(provider) else provider
 
-    def engine_for(self, version: str, stored: Mapping[str, Any]) -> WorkflowEngine:
-        """The engine for a stored definition version (cached, bounded)."""
+    def engine_for(self, version: str, load: Callable[[str], Mapping[str, Any]]) -> WorkflowEngine:
+        """The engine for a stored definition version, built once and cached (bounded).
+
+        A version is a content hash, so a cached engine never goes stale; ``load`` reads
+        the stored definition only on a cache miss.
+        """
         engine = self._engines.get(version)
         if engine is not None:
             self._engines.move_to_end(version)
             return engine
+        stored = load(version)
         graph = {k: v for k, v in stored.items() if k != "start"}
         engine = WorkflowEngine(
             graph,

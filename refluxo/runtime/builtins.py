@@ -34,7 +34,9 @@ def _now() -> int:
 
 def _deadline(data: Any, now: int) -> int:
     if not isinstance(data, Mapping):
-        raise ValueError("wait needs data like {'seconds': 30} or {'until': '2030-01-01T00:00:00Z'}")
+        raise ValueError(
+            "wait needs data like {'seconds': 30} or {'until': '2030-01-01T00:00:00Z'}"
+        )
     if "until" in data:
         until = data["until"]
         if isinstance(until, int | float) and not isinstance(until, bool):

@@ -79,9 +79,13 @@ class StepBudget:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryResult:
+    """What a delivery did. ``acknowledged``: the commit itself marked the delivery done
+    (a store with a transactional outbox), so the scheduler need not."""
+
     outcome: Outcome
     record: RunRecord | None = None
     steps: int = 0
+    acknowledged: bool = False
 
 
 def due_time(snapshot: Snapshot) -> int | None:
@@ -187,7 +191,7 @@ class Dispatcher:
         self, record: RunRecord, current: Snapshot, payload: Any, now: int
     ) -> tuple[Snapshot, int]:
         try:
-            engine = self.app.engine_for(record.definition_version, self._definition(record))
+            engine = self.app.engine_for(record.definition_version, self._definition)
         except WorkflowDefinitionError as err:
             logger.error("run %s cannot continue: %s", record.run_id, err)
             return failed(current, describe_error(err)), 0
@@ -227,12 +231,10 @@ class Dispatcher:
             ):
                 return current, steps
 
-    def _definition(self, record: RunRecord) -> Mapping[str, Any]:
-        stored = self.store.get_definition(record.definition_version)
+    def _definition(self, version: str) -> Mapping[str, Any]:
+        stored = self.store.get_definition(version)
         if stored is None:
-            raise WorkflowDefinitionError(
-                f"definition version {record.definition_version} of run {record.run_id} is missing"
-            )
+            raise WorkflowDefinitionError(f"definition version {version} is missing from the store")
         return stored
 
     def _commit(
@@ -268,7 +270,9 @@ class Dispatcher:
         if outbox and not result.scheduled:
             for next_delivery in outbox:
                 self.scheduler.schedule(next_delivery)
-        return DeliveryResult(Outcome.COMMITTED, result.record, steps)
+        return DeliveryResult(
+            Outcome.COMMITTED, result.record, steps, acknowledged=result.scheduled
+        )
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from refluxo.runtime.protocols import AppendedResult, HistoryReader
 class _Cache:
     """Committed history does not change during a delivery: memoise what was read."""
 
-    __slots__ = ("counts", "results", "reader")
+    __slots__ = ("counts", "reader", "results")
 
     def __init__(self, reader: HistoryReader) -> None:
         self.reader = reader
@@ -97,7 +97,7 @@ class HistoryContext(Context):
 class StoredResults(Sequence[NodeResult]):
     """One node's results: committed ones read on demand, then this delivery's pending ones."""
 
-    __slots__ = ("_cache", "_node_id", "_committed", "_pending")
+    __slots__ = ("_cache", "_committed", "_node_id", "_pending")
 
     def __init__(
         self, cache: _Cache, node_id: str, committed: int, pending: tuple[NodeResult, ...]

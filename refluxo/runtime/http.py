@@ -19,6 +19,7 @@ from flask import Request, Response
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
+from refluxo._aio import run_to_completion
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.dispatcher import DeliveryResult
 from refluxo.runtime.errors import BadRequest, PayloadTooLarge, RuntimeErrorBase
@@ -64,7 +65,7 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(coroutine)
+    return run_to_completion(coroutine, loop)
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -186,15 +187,18 @@ class HttpApi:
         return value
 
     @staticmethod
-    def _field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *,
-               required: bool = False) -> Any:
+    def _field(
+        body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = False
+    ) -> Any:
         if name not in body:
             if required:
                 raise BadRequest(f"missing field {name!r}")
             return None
         value = body[name]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            expected = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            expected = (
+                kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            )
             raise BadRequest(f"field {name!r} must be of type {expected}")
         return value
 
@@ -208,8 +212,12 @@ class HttpApi:
 
     def _list_workflows(self, request: Request) -> Response:
         workflows = [
-            {"name": spec.name, "version": spec.version, "start": spec.start,
-             "nodes": len(spec.definition.nodes)}
+            {
+                "name": spec.name,
+                "version": spec.version,
+                "start": spec.start,
+                "nodes": len(spec.definition.nodes),
+            }
             for spec in self.service.app.workflows.values()
         ]
         return json_response({"workflows": workflows})

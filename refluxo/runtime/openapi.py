@@ -38,8 +38,15 @@ _TIMELINE_ENTRY = {
 _RUN = {
     "type": "object",
     "required": [
-        "runId", "workflow", "definitionVersion", "status", "version", "createdAt",
-        "updatedAt", "resultCount", "snapshot",
+        "runId",
+        "workflow",
+        "definitionVersion",
+        "status",
+        "version",
+        "createdAt",
+        "updatedAt",
+        "resultCount",
+        "snapshot",
     ],
     "properties": {
         "runId": {"type": "string"},
@@ -71,9 +78,13 @@ def _reply(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     text = {
-        400: "malformed request", 401: "missing or invalid credentials", 403: "not allowed",
-        404: "unknown run or workflow", 409: "the run is not in a state for this request",
-        413: "body too large", 503: "the store or scheduler is unavailable; retry",
+        400: "malformed request",
+        401: "missing or invalid credentials",
+        403: "not allowed",
+        404: "unknown run or workflow",
+        409: "the run is not in a state for this request",
+        413: "body too large",
+        503: "the store or scheduler is unavailable; retry",
     }
     return {str(s): _reply(text[s], _ERROR) for s in statuses}
 
@@ -112,11 +123,16 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "listWorkflows",
                 "security": [{"apiKey": []}],
                 "responses": {
-                    "200": _reply("registered workflows", {
-                        "type": "object",
-                        "required": ["workflows"],
-                        "properties": {"workflows": {"type": "array", "items": {"type": "object"}}},
-                    }),
+                    "200": _reply(
+                        "registered workflows",
+                        {
+                            "type": "object",
+                            "required": ["workflows"],
+                            "properties": {
+                                "workflows": {"type": "array", "items": {"type": "object"}}
+                            },
+                        },
+                    ),
                     **_errors(401, 403),
                 },
             }
@@ -125,15 +141,17 @@ _DOCUMENT: dict[str, Any] = {
             "post": {
                 "operationId": "startRun",
                 "security": [{"apiKey": []}],
-                "requestBody": _json_body({
-                    "type": "object",
-                    "required": ["workflow"],
-                    "properties": {
-                        "workflow": {"type": "string"},
-                        "input": {"description": "the first node's external payload"},
-                        "runId": {**_RUN_ID, "description": "makes the start idempotent"},
-                    },
-                }),
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "required": ["workflow"],
+                        "properties": {
+                            "workflow": {"type": "string"},
+                            "input": {"description": "the first node's external payload"},
+                            "runId": {**_RUN_ID, "description": "makes the start idempotent"},
+                        },
+                    }
+                ),
                 "responses": {
                     "201": _reply("started", _RUN),
                     "200": _reply("already started with this runId, workflow and input", _RUN),
@@ -145,19 +163,25 @@ _DOCUMENT: dict[str, Any] = {
                 "security": [{"apiKey": []}],
                 "parameters": [
                     {"name": "status", "in": "query", "schema": _STATUS},
-                    {"name": "limit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
                     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                 ],
                 "responses": {
-                    "200": _reply("newest first", {
-                        "type": "object",
-                        "required": ["runs", "nextCursor"],
-                        "properties": {
-                            "runs": {"type": "array", "items": _RUN},
-                            "nextCursor": {"type": "string", "nullable": True},
+                    "200": _reply(
+                        "newest first",
+                        {
+                            "type": "object",
+                            "required": ["runs", "nextCursor"],
+                            "properties": {
+                                "runs": {"type": "array", "items": _RUN},
+                                "nextCursor": {"type": "string", "nullable": True},
+                            },
                         },
-                    }),
+                    ),
                     **_errors(400, 401, 403, 503),
                 },
             },
@@ -168,10 +192,16 @@ _DOCUMENT: dict[str, Any] = {
                 "security": [{"apiKey": []}],
                 "parameters": [
                     _RUN_PATH_PARAMETER,
-                    {"name": "timelineAfter", "in": "query",
-                     "schema": {"type": "integer", "minimum": -1}},
-                    {"name": "timelineLimit", "in": "query",
-                     "schema": {"type": "integer", "minimum": 0, "maximum": 1000}},
+                    {
+                        "name": "timelineAfter",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": -1},
+                    },
+                    {
+                        "name": "timelineLimit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
+                    },
                 ],
                 "responses": {
                     "200": _reply("the run and a page of its timeline", _RUN),
@@ -184,14 +214,20 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "resumeRun",
                 "security": [{"apiKey": []}],
                 "parameters": [_RUN_PATH_PARAMETER],
-                "requestBody": _json_body({
-                    "type": "object",
-                    "properties": {
-                        "payload": {"description": "the paused node's external payload"},
-                        "version": {"type": "integer", "minimum": 0,
-                                    "description": "resume only if the run is at this version"},
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "payload": {"description": "the paused node's external payload"},
+                            "version": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "description": "resume only if the run is at this version",
+                            },
+                        },
                     },
-                }, required=False),
+                    required=False,
+                ),
                 "responses": {
                     "202": _reply("resumed; the node runs with the payload", _RUN),
                     **_errors(400, 401, 403, 404, 409, 413, 503),
@@ -203,10 +239,13 @@ _DOCUMENT: dict[str, Any] = {
                 "operationId": "cancelRun",
                 "security": [{"apiKey": []}],
                 "parameters": [_RUN_PATH_PARAMETER],
-                "requestBody": _json_body({
-                    "type": "object",
-                    "properties": {"reason": {"type": "string"}},
-                }, required=False),
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "properties": {"reason": {"type": "string"}},
+                    },
+                    required=False,
+                ),
                 "responses": {
                     "200": _reply("cancelled (status failed)", _RUN),
                     **_errors(400, 401, 403, 404, 409, 413, 503),
@@ -219,27 +258,40 @@ _DOCUMENT: dict[str, Any] = {
                 "description": "Internal: the scheduler delivers one step. Only the scheduler's "
                 "identity may call it.",
                 "security": [{"oidc": []}],
-                "requestBody": _json_body({
-                    "type": "object",
-                    "required": ["runId", "version"],
-                    "properties": {
-                        "runId": {"type": "string"},
-                        "version": {"type": "integer", "minimum": 0},
-                        "dueAt": {"type": "integer", "minimum": 0},
-                        "hop": {"type": "integer", "minimum": 0},
-                    },
-                }),
-                "responses": {
-                    "200": _reply("delivered", {
+                "requestBody": _json_body(
+                    {
                         "type": "object",
-                        "required": ["outcome", "steps"],
+                        "required": ["runId", "version"],
                         "properties": {
-                            "outcome": {"type": "string", "enum": [
-                                "committed", "stale", "lost_race", "not_due", "idle",
-                                "unknown_run"]},
-                            "steps": {"type": "integer"},
+                            "runId": {"type": "string"},
+                            "version": {"type": "integer", "minimum": 0},
+                            "dueAt": {"type": "integer", "minimum": 0},
+                            "hop": {"type": "integer", "minimum": 0},
                         },
-                    }),
+                    }
+                ),
+                "responses": {
+                    "200": _reply(
+                        "delivered",
+                        {
+                            "type": "object",
+                            "required": ["outcome", "steps"],
+                            "properties": {
+                                "outcome": {
+                                    "type": "string",
+                                    "enum": [
+                                        "committed",
+                                        "stale",
+                                        "lost_race",
+                                        "not_due",
+                                        "idle",
+                                        "unknown_run",
+                                    ],
+                                },
+                                "steps": {"type": "integer"},
+                            },
+                        },
+                    ),
                     **_errors(400, 401, 403, 413, 503),
                 },
             }

@@ -67,7 +67,7 @@ class AppendedResult:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """"Execute a step of run ``run_id`` at ``version``, not before ``due_at`` (epoch ms).
+    """ "Execute a step of run ``run_id`` at ``version``, not before ``due_at`` (epoch ms).
 
     ``hop`` counts re-deliveries of one due time that arrived early (a delay longer than a
     queue allows is chained: each link arrives early and schedules the next hop). Its
@@ -182,7 +182,9 @@ class SnapshotStore(Protocol):
         """A reader of the run's committed results."""
         ...
 
-    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[TimelineEntry]:
+    def timeline(
+        self, run_id: str, *, after_seq: int = -1, limit: int = 100
+    ) -> list[TimelineEntry]:
         """Committed results with ``seq > after_seq``, in commit order."""
         ...
 

@@ -96,7 +96,9 @@ class RunService:
             raise RunNotFound(f"no run {run_id!r}")
         return record
 
-    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[TimelineEntry]:
+    def timeline(
+        self, run_id: str, *, after_seq: int = -1, limit: int = 100
+    ) -> list[TimelineEntry]:
         return self.store.timeline(run_id, after_seq=after_seq, limit=limit)
 
     def list(

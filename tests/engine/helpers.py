@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 
@@ -9,7 +10,7 @@ def chain(*ids: str, node_type: str = "echo") -> dict[str, Any]:
     """A linear workflow ids[0] -> ids[1] -> ... with data {"name": id}."""
     return {
         "nodes": [{"id": i, "type": node_type, "data": {"name": i}} for i in ids],
-        "edges": [{"source": a, "target": b} for a, b in zip(ids, ids[1:], strict=False)],
+        "edges": [{"source": a, "target": b} for a, b in itertools.pairwise(ids)],
     }
 
 

@@ -40,7 +40,9 @@ def approval_engine() -> WorkflowEngine:
             return {"data": None, "__pause": True}
         return {"data": payload, "nextHandle": "approved" if payload["ok"] else "rejected"}
 
-    return WorkflowEngine(workflow, {"echo": {"executor": echo}, "approval": {"executor": approval}})
+    return WorkflowEngine(
+        workflow, {"echo": {"executor": echo}, "approval": {"executor": approval}}
+    )
 
 
 async def test_pause_keeps_context_and_resumes_on_the_same_node() -> None:
@@ -78,7 +80,9 @@ async def test_completed_and_failed_runs_come_back_as_they_are() -> None:
     assert (await engine.execute(snapshot=failed)).status == "failed"
 
 
-def flaky_definition(failures: int, policy: dict[str, Any] | None) -> tuple[NodeDefinition, list[int]]:
+def flaky_definition(
+    failures: int, policy: dict[str, Any] | None
+) -> tuple[NodeDefinition, list[int]]:
     calls: list[int] = []
 
     def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
@@ -87,7 +91,9 @@ def flaky_definition(failures: int, policy: dict[str, Any] | None) -> tuple[Node
             raise ConnectionError(f"attempt {len(calls)} failed")
         return StepResult({"ok": len(calls)})
 
-    return NodeDefinition(flaky, retry_policy=RetryPolicy.model_validate(policy) if policy else None), calls
+    return NodeDefinition(
+        flaky, retry_policy=RetryPolicy.model_validate(policy) if policy else None
+    ), calls
 
 
 async def test_fixed_retry_records_errors_and_schedules_the_next_attempt(clock: FakeClock) -> None:
@@ -119,7 +125,9 @@ async def test_fixed_retry_records_errors_and_schedules_the_next_attempt(clock: 
 
 
 async def test_exponential_backoff_doubles_the_delay(clock: FakeClock) -> None:
-    definition, _ = flaky_definition(10, {"maxAttempts": 4, "interval": 100, "backoff": "exponential"})
+    definition, _ = flaky_definition(
+        10, {"maxAttempts": 4, "interval": 100, "backoff": "exponential"}
+    )
     engine = WorkflowEngine(chain("a", node_type="flaky"), {"flaky": definition}, clock=clock)
     snapshot = await engine.execute(initial_node_id="a")
     delays = []
@@ -144,9 +152,7 @@ async def test_no_policy_fails_immediately() -> None:
 
 async def test_retry_counter_resets_for_a_different_node(clock: FakeClock) -> None:
     definition, _ = flaky_definition(1, {"maxAttempts": 2, "interval": 1})
-    engine = WorkflowEngine(
-        chain("a", "b", node_type="flaky"), {"flaky": definition}, clock=clock
-    )
+    engine = WorkflowEngine(chain("a", "b", node_type="flaky"), {"flaky": definition}, clock=clock)
     first = await engine.execute(initial_node_id="a")
     done = await engine.execute(snapshot=first)
     assert done.context["a"][-1].attempt == 2
@@ -157,7 +163,9 @@ async def test_custom_async_error_handler_is_consulted(clock: FakeClock) -> None
     seen: list[tuple[str, int]] = []
 
     class OnlyConnectionErrors(ErrorHandler):
-        async def should_retry(self, error: BaseException, attempt: int, node: Any, definition: Any) -> bool:
+        async def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
             seen.append((type(error).__name__, attempt))
             return isinstance(error, ConnectionError) and attempt < 3
 
@@ -166,8 +174,10 @@ async def test_custom_async_error_handler_is_consulted(clock: FakeClock) -> None
 
     definition, _ = flaky_definition(5, None)
     engine = WorkflowEngine(
-        chain("a", node_type="flaky"), {"flaky": definition},
-        error_handler=OnlyConnectionErrors(), clock=clock,
+        chain("a", node_type="flaky"),
+        {"flaky": definition},
+        error_handler=OnlyConnectionErrors(),
+        clock=clock,
     )
     final = await engine.execute(initial_node_id="a")
     assert final.status == "error"
@@ -186,7 +196,9 @@ def test_default_error_handler_policy_arithmetic() -> None:
     assert handler.should_retry(RuntimeError(), 2, node, fixed) is True
     assert handler.should_retry(RuntimeError(), 3, node, fixed) is False
     assert handler.get_retry_delay(3, node, fixed) == 50
-    expo = NodeDefinition(echo, retry_policy=RetryPolicy(max_attempts=9, interval=10, backoff="exponential"))
+    expo = NodeDefinition(
+        echo, retry_policy=RetryPolicy(max_attempts=9, interval=10, backoff="exponential")
+    )
     assert [handler.get_retry_delay(a, node, expo) for a in (1, 2, 3, 4)] == [10, 20, 40, 80]
     assert handler.should_retry(RuntimeError(), 1, node, NodeDefinition(echo)) is False
 
@@ -195,7 +207,7 @@ def test_retry_policy_accepts_numeric_strings_and_rejects_nonsense() -> None:
     assert RetryPolicy.model_validate({"maxAttempts": "3", "interval": "250"}).max_attempts == 3
     with pytest.raises(ValueError, match="backoff"):
         RetryPolicy.model_validate({"maxAttempts": 1, "interval": 1, "backoff": "linear"})
-    with pytest.raises(ValueError, match="max_attempts|maxAttempts"):
+    with pytest.raises(ValueError, match=r"max_attempts|maxAttempts"):
         RetryPolicy.model_validate({"maxAttempts": -1, "interval": 1})
 
 
@@ -213,9 +225,7 @@ async def test_step_limit_fails_the_run() -> None:
 
 async def test_execute_step_never_mutates_its_argument(clock: FakeClock) -> None:
     definition, _ = flaky_definition(1, {"maxAttempts": 1, "interval": 5})
-    engine = WorkflowEngine(
-        chain("a", "b", node_type="flaky"), {"flaky": definition}, clock=clock
-    )
+    engine = WorkflowEngine(chain("a", "b", node_type="flaky"), {"flaky": definition}, clock=clock)
     snapshots = [engine.create_initial_snapshot("w", "a")]
     for _ in range(3):
         before = copy.deepcopy(snapshots[-1].model_dump(mode="json"))

@@ -67,12 +67,16 @@ async def test_pause_and_error_hooks() -> None:
     def fail(*_: Any) -> StepResult:
         raise RuntimeError("bad")
 
-    paused_engine = WorkflowEngine(chain("a", node_type="p"), {"p": {"executor": pause}}, plugins=[recorder])
+    paused_engine = WorkflowEngine(
+        chain("a", node_type="p"), {"p": {"executor": pause}}, plugins=[recorder]
+    )
     await paused_engine.execute(initial_node_id="a")
     assert recorder.events[-2:] == [("after", ("a", {"name": "a"}, None)), ("pause", "a")]
 
     recorder.events.clear()
-    failing = WorkflowEngine(chain("a", node_type="f"), {"f": {"executor": fail}}, plugins=[recorder])
+    failing = WorkflowEngine(
+        chain("a", node_type="f"), {"f": {"executor": fail}}, plugins=[recorder]
+    )
     final = await failing.execute(initial_node_id="a")
     assert ("error", ("a", "bad", 1)) in recorder.events
     assert final.status == "failed"
@@ -90,9 +94,7 @@ async def test_failing_hooks_are_logged_and_isolated(caplog: pytest.LogCaptureFi
             raise ValueError("also exploded")
 
     recorder = Recorder()
-    engine = WorkflowEngine(
-        chain("a"), {"echo": {"executor": echo}}, plugins=[Broken(), recorder]
-    )
+    engine = WorkflowEngine(chain("a"), {"echo": {"executor": echo}}, plugins=[Broken(), recorder])
     with caplog.at_level(logging.ERROR, logger="refluxo.plugins"):
         final = await engine.execute(initial_node_id="a")
     assert final.status == "completed"
@@ -110,9 +112,7 @@ async def test_plugin_context_carries_globals_and_payload() -> None:
         def on_before_node_execution(self, ctx: PluginContext) -> None:
             seen.append(ctx)
 
-    engine = WorkflowEngine(
-        chain("a"), {"echo": NodeDefinition(echo)}, plugins=[Spy()]
-    )
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(echo)}, plugins=[Spy()])
     await engine.execute(initial_node_id="a", external_payload=1, globals={"g": 2})
     assert seen[0].globals == {"g": 2}
     assert seen[0].external_payload == 1

@@ -115,7 +115,9 @@ async def test_loop_keeps_every_iteration_in_history() -> None:
             return StepResult({"currentItem": data["items"][index]}, next_handle="loop")
         return StepResult({"totalItems": len(data["items"])}, next_handle="done")
 
-    engine = WorkflowEngine(workflow, {"iterate": {"executor": iterate}, "echo": {"executor": echo}})
+    engine = WorkflowEngine(
+        workflow, {"iterate": {"executor": iterate}, "echo": {"executor": echo}}
+    )
     final = await engine.execute(initial_node_id="it")
 
     assert final.status == "completed"
@@ -140,7 +142,9 @@ async def test_async_and_sync_executors_mix() -> None:
         "nodes": [{"id": "a", "type": "slow"}, {"id": "b", "type": "quick"}],
         "edges": [{"source": "a", "target": "b"}],
     }
-    engine = WorkflowEngine(workflow, {"slow": NodeDefinition(slow), "quick": NodeDefinition(quick)})
+    engine = WorkflowEngine(
+        workflow, {"slow": NodeDefinition(slow), "quick": NodeDefinition(quick)}
+    )
     final = await engine.execute(initial_node_id="a")
     assert final.context["b"][0].output == {"sync": True, "before": {"async": True}}
 
@@ -156,7 +160,12 @@ async def test_executor_receives_context_payload_and_globals() -> None:
         {"nodes": [{"id": "a", "type": "spy", "data": {"k": 1}}]}, {"spy": NodeDefinition(spy)}
     )
     await engine.execute(initial_node_id="a", external_payload={"p": 1}, globals={"token": "s"})
-    assert received == {"data": {"k": 1}, "context": {}, "payload": {"p": 1}, "globals": {"token": "s"}}
+    assert received == {
+        "data": {"k": 1},
+        "context": {},
+        "payload": {"p": 1},
+        "globals": {"token": "s"},
+    }
 
 
 async def test_payload_reaches_only_the_first_step() -> None:
@@ -231,9 +240,7 @@ async def test_execute_requires_exactly_one_start() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         await engine.execute()
     with pytest.raises(ValueError, match="exactly one"):
-        await engine.execute(
-            snapshot=engine.create_initial_snapshot("w", "a"), initial_node_id="a"
-        )
+        await engine.execute(snapshot=engine.create_initial_snapshot("w", "a"), initial_node_id="a")
 
 
 async def test_workflow_id_is_used_when_given() -> None:
@@ -243,7 +250,10 @@ async def test_workflow_id_is_used_when_given() -> None:
 
 
 async def test_unknown_node_raises_during_execution() -> None:
-    workflow = {"nodes": [{"id": "a", "type": "echo"}], "edges": [{"source": "a", "target": "ghost"}]}
+    workflow = {
+        "nodes": [{"id": "a", "type": "echo"}],
+        "edges": [{"source": "a", "target": "ghost"}],
+    }
     engine = WorkflowEngine(workflow, {"echo": {"executor": echo}})
     with pytest.raises(WorkflowDefinitionError, match="Node not found: ghost"):
         await engine.execute(initial_node_id="a")

@@ -6,7 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from refluxo import NodeDefinition, SchemaValidator, StepResult, ValidationResult, Validator, WorkflowEngine
+from refluxo import (
+    NodeDefinition,
+    SchemaValidator,
+    StepResult,
+    ValidationResult,
+    Validator,
+    WorkflowEngine,
+)
 
 
 class Order(BaseModel):
@@ -34,7 +41,9 @@ async def test_pydantic_input_is_coerced_into_a_model_instance() -> None:
         received.append(data)
         return StepResult({"q": data.quantity})
 
-    final = await run_one({"quantity": "3", "sku": "X"}, NodeDefinition(executor, metadata={"input": Order}))
+    final = await run_one(
+        {"quantity": "3", "sku": "X"}, NodeDefinition(executor, metadata={"input": Order})
+    )
     assert final.status == "completed"
     assert received == [Order(quantity=3, sku="X")]
 
@@ -54,12 +63,20 @@ async def test_invalid_input_fails_the_node_naming_it_and_the_path() -> None:
 async def test_json_schema_input() -> None:
     schema = {
         "type": "object",
-        "properties": {"email": {"type": "string", "format": "email"}, "age": {"type": "integer", "minimum": 0}},
+        "properties": {
+            "email": {"type": "string", "format": "email"},
+            "age": {"type": "integer", "minimum": 0},
+        },
         "required": ["email"],
     }
-    ok = await run_one({"email": "a@b.co", "age": 3}, NodeDefinition(lambda d, *_: StepResult(d), metadata={"input": schema}))
+    ok = await run_one(
+        {"email": "a@b.co", "age": 3},
+        NodeDefinition(lambda d, *_: StepResult(d), metadata={"input": schema}),
+    )
     assert ok.status == "completed"
-    bad = await run_one({"age": -1}, NodeDefinition(lambda d, *_: StepResult(d), metadata={"input": schema}))
+    bad = await run_one(
+        {"age": -1}, NodeDefinition(lambda d, *_: StepResult(d), metadata={"input": schema})
+    )
     error = bad.context["n1"][0].error
     assert "Validation failed for node 'n1'" in error
     assert "'email' is a required property" in error
@@ -67,9 +84,13 @@ async def test_json_schema_input() -> None:
 
 
 async def test_output_is_validated_after_the_executor() -> None:
-    good = await run_one({}, NodeDefinition(lambda *_: StepResult({"total": "9.5"}), metadata={"output": Priced}))
+    good = await run_one(
+        {}, NodeDefinition(lambda *_: StepResult({"total": "9.5"}), metadata={"output": Priced})
+    )
     assert good.context["n1"][0].output == {"total": 9.5}
-    bad = await run_one({}, NodeDefinition(lambda *_: StepResult({"total": "n/a"}), metadata={"output": Priced}))
+    bad = await run_one(
+        {}, NodeDefinition(lambda *_: StepResult({"total": "n/a"}), metadata={"output": Priced})
+    )
     assert bad.status == "failed"
     assert "(output)" in bad.context["n1"][0].error
 

@@ -16,8 +16,15 @@ from tests.engine.helpers import echo
 DATA = Path(__file__).parent.parent / "data"
 
 WIRE_KEYS = {
-    "workflowId", "status", "currentNodeId", "context", "version", "lastStartedAt",
-    "totalExecutionTime", "metadata", "retryState",
+    "workflowId",
+    "status",
+    "currentNodeId",
+    "context",
+    "version",
+    "lastStartedAt",
+    "totalExecutionTime",
+    "metadata",
+    "retryState",
 }
 
 
@@ -52,8 +59,12 @@ async def test_a_typescript_snapshot_resumes_here() -> None:
 
 def test_snake_case_input_is_accepted() -> None:
     snapshot = Snapshot.model_validate(
-        {"workflow_id": "w", "status": "paused", "current_node_id": "a",
-         "retry_state": {"node_id": "a", "attempts": 2}}
+        {
+            "workflow_id": "w",
+            "status": "paused",
+            "current_node_id": "a",
+            "retry_state": {"node_id": "a", "attempts": 2},
+        }
     )
     assert snapshot.retry_state is not None
     assert snapshot.retry_state.attempts == 2
@@ -61,22 +72,36 @@ def test_snake_case_input_is_accepted() -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53), 2**53)
+    | st.text(max_size=8)
     | st.floats(allow_nan=False, allow_infinity=False),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=10,
 )
 results = st.builds(
-    lambda output, ts, attempt, error: {"output": output, "timestamp": ts, "attempt": attempt,
-                                        **({"error": error} if error is not None else {})},
-    json_values, st.integers(0, 2**45), st.integers(1, 10), st.none() | st.text(max_size=10),
+    lambda output, ts, attempt, error: {
+        "output": output,
+        "timestamp": ts,
+        "attempt": attempt,
+        **({"error": error} if error is not None else {}),
+    },
+    json_values,
+    st.integers(0, 2**45),
+    st.integers(1, 10),
+    st.none() | st.text(max_size=10),
 )
 snapshots = st.fixed_dictionaries(
     {
         "workflowId": st.text(min_size=1, max_size=10),
         "status": st.sampled_from(["active", "paused", "error", "completed", "failed"]),
         "currentNodeId": st.none() | st.text(min_size=1, max_size=5),
-        "context": st.dictionaries(st.text(min_size=1, max_size=5), st.lists(results, max_size=3), max_size=4),
+        "context": st.dictionaries(
+            st.text(min_size=1, max_size=5), st.lists(results, max_size=3), max_size=4
+        ),
         "version": st.integers(0, 10**6),
         "metadata": st.dictionaries(st.text(max_size=5), json_values, max_size=3),
     },
@@ -104,13 +129,18 @@ def random_workflows(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
     ids = [f"n{i}" for i in range(count)]
     edges = draw(
         st.lists(
-            st.tuples(st.sampled_from(ids), st.sampled_from(ids), st.sampled_from([None, "x", "y"])),
+            st.tuples(
+                st.sampled_from(ids), st.sampled_from(ids), st.sampled_from([None, "x", "y"])
+            ),
             max_size=16,
         )
     )
     handles = draw(st.lists(st.sampled_from([None, "x", "y"]), min_size=count, max_size=count))
     workflow = {
-        "nodes": [{"id": i, "type": "route", "data": {"handle": h}} for i, h in zip(ids, handles, strict=True)],
+        "nodes": [
+            {"id": i, "type": "route", "data": {"handle": h}}
+            for i, h in zip(ids, handles, strict=True)
+        ],
         "edges": [{"source": s, "target": t, "sourceHandle": h} for s, t, h in edges],
     }
     return workflow, ids
@@ -123,7 +153,8 @@ async def test_random_graphs_end_within_the_step_limit(
 ) -> None:
     workflow, ids = case
     engine = WorkflowEngine(
-        workflow, {"route": {"executor": lambda d, *_: StepResult(d["handle"], next_handle=d["handle"])}}
+        workflow,
+        {"route": {"executor": lambda d, *_: StepResult(d["handle"], next_handle=d["handle"])}},
     )
     final = await engine.execute(initial_node_id=ids[0], step_limit=limit)
     steps = sum(len(r) for r in final.context.values())
@@ -137,10 +168,25 @@ async def test_random_graphs_end_within_the_step_limit(
 
 def test_public_api_is_pinned() -> None:
     required = {
-        "WorkflowEngine", "WorkflowDefinition", "Node", "Edge", "NodeDefinition", "RetryPolicy",
-        "StepResult", "Snapshot", "NodeResult", "RetryState", "Validator", "ValidationResult",
-        "SchemaValidator", "TransformEngine", "ErrorHandler", "DefaultErrorHandler", "Plugin",
-        "PluginContext", "ErrorPluginContext",
+        "WorkflowEngine",
+        "WorkflowDefinition",
+        "Node",
+        "Edge",
+        "NodeDefinition",
+        "RetryPolicy",
+        "StepResult",
+        "Snapshot",
+        "NodeResult",
+        "RetryState",
+        "Validator",
+        "ValidationResult",
+        "SchemaValidator",
+        "TransformEngine",
+        "ErrorHandler",
+        "DefaultErrorHandler",
+        "Plugin",
+        "PluginContext",
+        "ErrorPluginContext",
     }
     assert required <= set(refluxo.__all__)
     for name in refluxo.__all__:

@@ -41,7 +41,8 @@ def test_duplicate_delivery_commits_nothing(runtime: EmbeddedRuntime) -> None:
     run = runtime.service.start("chain").record
     runtime.scheduler.drain(limit=2)
     before = runtime.store.load_run(run.run_id)
-    assert before is not None and before.version == 2
+    assert before is not None
+    assert before.version == 2
 
     for version in (0, 1, 0, 1):
         result = asyncio.run(runtime.dispatcher.deliver(Delivery(run.run_id, version)))
@@ -55,7 +56,9 @@ def test_duplicate_delivery_commits_nothing(runtime: EmbeddedRuntime) -> None:
     assert assert_history_consistent(runtime.store, run.run_id) == ["n0", "n1", "n2", "n3", "n4"]
 
 
-def test_two_dispatchers_racing_on_one_delivery_commit_once(clock: FakeClock, db_path: Path) -> None:
+def test_two_dispatchers_racing_on_one_delivery_commit_once(
+    clock: FakeClock, db_path: Path
+) -> None:
     both_executing = threading.Barrier(2, timeout=10)
     executions: list[int] = []
 
@@ -68,8 +71,13 @@ def test_two_dispatchers_racing_on_one_delivery_commit_once(clock: FakeClock, db
             both_executing.wait()  # both dispatchers are past their version check
             return StepResult({"done": True})
 
-        app.workflow("race", {"nodes": [{"id": "a", "type": "slow"}, {"id": "b", "type": "echo"}],
-                              "edges": [{"source": "a", "target": "b"}]})
+        app.workflow(
+            "race",
+            {
+                "nodes": [{"id": "a", "type": "slow"}, {"id": "b", "type": "echo"}],
+                "edges": [{"source": "a", "target": "b"}],
+            },
+        )
         return EmbeddedRuntime(app, db_path, workers=0, synchronous="NORMAL")
 
     first, second = make(), make()
@@ -91,7 +99,8 @@ def test_two_dispatchers_racing_on_one_delivery_commit_once(clock: FakeClock, db
         assert sorted(outcomes) == sorted([Outcome.COMMITTED, Outcome.LOST_RACE])
         first.scheduler.drain()
         record = first.store.load_run(run.run_id)
-        assert record is not None and record.status == "completed"
+        assert record is not None
+        assert record.status == "completed"
         assert assert_history_consistent(first.store, run.run_id) == ["a", "b"]
     finally:
         first.stop()
@@ -127,7 +136,9 @@ def test_a_crash_between_commit_and_schedule_is_recovered_by_redelivery(
 
     crashed = subprocess.run(
         [sys.executable, "-c", CRASHING_WORKER.format(root=str(ROOT), db=str(db_path))],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=60,
     )
     assert crashed.returncode == 17
 
@@ -139,9 +150,14 @@ def test_a_crash_between_commit_and_schedule_is_recovered_by_redelivery(
         assert [d.version for d in restarted.scheduler.pending()] == [0]  # ...not acknowledged
         restarted.scheduler.drain()
         record = restarted.store.load_run(run.run_id)
-        assert record is not None and record.status == "completed"
+        assert record is not None
+        assert record.status == "completed"
         assert assert_history_consistent(restarted.store, run.run_id) == [
-            "n0", "n1", "n2", "n3", "n4"
+            "n0",
+            "n1",
+            "n2",
+            "n3",
+            "n4",
         ]
     finally:
         restarted.stop()
@@ -157,7 +173,8 @@ def test_a_restarted_scheduler_delivers_what_was_due(app: App, db_path: Path) ->
         assert restarted.scheduler.wait_idle(timeout=30)
         for run_id in runs:
             record = restarted.store.load_run(run_id)
-            assert record is not None and record.status == "completed"
+            assert record is not None
+            assert record.status == "completed"
             assert len(assert_history_consistent(restarted.store, run_id)) == 5
     finally:
         restarted.stop()
@@ -169,7 +186,8 @@ def test_a_retry_is_delivered_at_its_time_and_not_before(
     run = runtime.service.start("flaky").record
     runtime.scheduler.drain()
     record = runtime.store.load_run(run.run_id)
-    assert record is not None and record.status == "error"
+    assert record is not None
+    assert record.status == "error"
     assert record.snapshot.retry_state is not None
     due = record.snapshot.retry_state.next_retry_at
     assert due == clock.now + 5000
@@ -180,12 +198,14 @@ def test_a_retry_is_delivered_at_its_time_and_not_before(
     clock.advance(1)
     assert runtime.scheduler.drain() == 1
     record = runtime.store.load_run(run.run_id)
-    assert record is not None and record.status == "error"  # second failure
+    assert record is not None
+    assert record.status == "error"
 
     clock.advance(5000)
     runtime.scheduler.drain()
     record = runtime.store.load_run(run.run_id)
-    assert record is not None and record.status == "completed"
+    assert record is not None
+    assert record.status == "completed"
     assert assert_history_consistent(runtime.store, run.run_id) == ["f", "f", "f", "after"]
     attempts = [r.attempt for r in runtime.store.history(run.run_id).all("f")]
     assert attempts == [1, 2, 3]
@@ -201,7 +221,8 @@ def test_an_early_delivery_is_rescheduled_not_executed(
     early = asyncio.run(runtime.dispatcher.deliver(Delivery(run.run_id, record.version)))
     assert early.outcome == Outcome.NOT_DUE
     after = runtime.store.load_run(run.run_id)
-    assert after is not None and after.version == record.version
+    assert after is not None
+    assert after.version == record.version
 
 
 def test_a_definition_changed_mid_run_does_not_affect_the_run(runtime: EmbeddedRuntime) -> None:
@@ -209,18 +230,21 @@ def test_a_definition_changed_mid_run_does_not_affect_the_run(runtime: EmbeddedR
     old = runtime.service.start("approval").record
     runtime.scheduler.drain()
 
-    app.workflow("approval", {
-        "start": "ask",
-        "nodes": [
-            {"id": "ask", "type": "approval"},
-            {"id": "yes", "type": "echo", "data": {"answer": "YES (v2)"}},
-            {"id": "no", "type": "echo", "data": {"answer": "no"}},
-        ],
-        "edges": [
-            {"source": "ask", "target": "yes", "sourceHandle": "yes"},
-            {"source": "ask", "target": "no", "sourceHandle": "no"},
-        ],
-    })
+    app.workflow(
+        "approval",
+        {
+            "start": "ask",
+            "nodes": [
+                {"id": "ask", "type": "approval"},
+                {"id": "yes", "type": "echo", "data": {"answer": "YES (v2)"}},
+                {"id": "no", "type": "echo", "data": {"answer": "no"}},
+            ],
+            "edges": [
+                {"source": "ask", "target": "yes", "sourceHandle": "yes"},
+                {"source": "ask", "target": "no", "sourceHandle": "no"},
+            ],
+        },
+    )
     new = runtime.service.start("approval").record
     assert new.definition_version != old.definition_version
     runtime.scheduler.drain()
@@ -234,7 +258,8 @@ def test_a_definition_changed_mid_run_does_not_affect_the_run(runtime: EmbeddedR
     assert old_final[0].output == {"answer": "yes"}
     assert new_final[0].output == {"answer": "YES (v2)"}
     loaded = runtime.store.load_run(old.run_id)
-    assert loaded is not None and loaded.definition_version == old.definition_version
+    assert loaded is not None
+    assert loaded.definition_version == old.definition_version
 
 
 def test_an_unknown_run_delivery_is_acknowledged(runtime: EmbeddedRuntime) -> None:

@@ -1,0 +1,74 @@
+"""Jexl expressions: ``{{ ... }}`` templates evaluated in node input.
+
+A port of the expression support of Refluxo (``@refluxo/core``), which uses JavaScript
+Jexl 2.x: the same syntax, the same JavaScript value semantics, the same error messages
+(``Jexl Error in [<expression>]: ...``). Register :class:`JexlTransformEngine` with a
+:class:`~refluxo.WorkflowEngine`::
+
+    WorkflowEngine(workflow, definitions, transform_engines=[JexlTransformEngine()])
+
+and node data such as ``{"total": "{{ nodes.cart.last.data.price * 2 }}"}`` is evaluated
+before the node runs.
+
+Expressions are sandboxed: they read data only by key, index and ``length``, never a Python
+attribute, and call only registered transforms and functions. Every evaluation is bounded
+(see :mod:`~refluxo.expressions.limits`).
+
+Deliberate differences from JavaScript Jexl:
+
+* Python objects that are not JSON-like (functions, classes, model instances...) read as
+  ``undefined``;
+* two arrays or objects compare (``==``, ``in``) structurally, not by identity;
+* ``key in object`` tests for a key (Jexl returns false for objects);
+* ``array.length`` is the array's length (Jexl reads the first element's ``length``);
+* there is no negative zero (``-0`` is ``0``), and integers from Python data keep their
+  exact value below 1e21 where JavaScript would round them past 2**53;
+* strings compare by code point, not UTF-16 code unit;
+* a ``{{ }}`` template may span lines;
+* transforms and functions are synchronous.
+"""
+
+from __future__ import annotations
+
+from refluxo.expressions.engine import JexlTransformEngine
+from refluxo.expressions.evaluator import (
+    CompiledExpression,
+    Registry,
+    Scope,
+    compile_expression,
+    evaluate,
+    validate_expression,
+)
+from refluxo.expressions.limits import (
+    CACHE_SIZE,
+    MAX_COMPARISON_STEPS,
+    MAX_DATA_DEPTH,
+    MAX_EXPRESSION_LENGTH,
+    MAX_NESTING_DEPTH,
+    MAX_STRING_LENGTH,
+    ExpressionLimitError,
+)
+from refluxo.expressions.template import compile_template, render, validate_template
+from refluxo.expressions.views import NodesView, NodeView
+
+__all__ = [
+    "CACHE_SIZE",
+    "MAX_COMPARISON_STEPS",
+    "MAX_DATA_DEPTH",
+    "MAX_EXPRESSION_LENGTH",
+    "MAX_NESTING_DEPTH",
+    "MAX_STRING_LENGTH",
+    "CompiledExpression",
+    "ExpressionLimitError",
+    "JexlTransformEngine",
+    "NodeView",
+    "NodesView",
+    "Registry",
+    "Scope",
+    "compile_expression",
+    "compile_template",
+    "evaluate",
+    "render",
+    "validate_expression",
+    "validate_template",
+]

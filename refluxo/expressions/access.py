@@ -1,0 +1,182 @@
+"""The sandbox: the only ways an expression can read data.
+
+An expression reaches data through exactly three operations: a mapping's key lookup, a
+list's, tuple's or string's index, and ``length``. No attribute of a value is ever read
+(there is no ``getattr`` in this package; only the engine's own result records are read,
+by fixed field names, in :mod:`~refluxo.expressions.views`), so ``__class__``,
+``__globals__`` or ``constructor`` are plain keys that are usually missing. Values that are
+not JSON-like (a function, a class, a model instance...) read as ``undefined``: an
+expression can neither return them nor look inside them. A missing path is ``undefined``,
+never an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from refluxo.expressions.jsvalues import (
+    UNDEFINED,
+    Kind,
+    Undefined,
+    base_number,
+    base_string,
+    kind,
+    to_string,
+)
+from refluxo.expressions.views import NodesView, NodeView
+from refluxo.frozen import FrozenDict, FrozenList
+
+PLAIN_TYPES: Final[frozenset[type]] = frozenset(
+    {
+        type(None),
+        Undefined,
+        bool,
+        int,
+        float,
+        str,
+        list,
+        tuple,
+        dict,
+        FrozenDict,
+        FrozenList,
+        NodesView,
+        NodeView,
+    }
+)
+"""Types that need no sanitizing: the fast path of every read."""
+
+RESULT_TYPES: Final[frozenset[type]] = PLAIN_TYPES - {Undefined, NodesView, NodeView}
+"""Types :func:`export` returns unchanged."""
+
+_CANONICAL_INDEX_DIGITS: Final = frozenset("0123456789")
+
+
+def sanitize(value: Any) -> Any:
+    """``value`` as expressions may see it: JSON-like data, or :data:`UNDEFINED`.
+
+    Subclasses of ``str``, ``int`` and ``float`` (enums...) become their exact base type;
+    mappings, lists and tuples are kept; every other object becomes ``undefined``.
+    """
+    if type(value) in PLAIN_TYPES:
+        return value
+    found = kind(value)
+    if found is Kind.STRING:
+        return base_string(value)
+    if found is Kind.NUMBER:
+        return base_number(value)
+    if found in (Kind.ARRAY, Kind.OBJECT):
+        return value
+    return UNDEFINED
+
+
+def export(value: Any) -> Any:
+    """A value leaving an evaluation: ``undefined`` becomes ``None`` and the lazy ``nodes``
+    views become plain dicts; everything else is returned as is."""
+    if value is UNDEFINED:
+        return None
+    cls = type(value)
+    if cls is NodeView or cls is NodesView:
+        return value.to_dict()
+    return value
+
+
+def _array_index(key: Any) -> int | None:
+    """``key`` as an array index, the way JavaScript reads ``array[key]``; else ``None``."""
+    found = kind(key)
+    if found is Kind.NUMBER:
+        number = base_number(key)
+        if isinstance(number, float):
+            if not number.is_integer():
+                return None
+            number = int(number)
+        return number if number >= 0 else None
+    if found is Kind.STRING:
+        text = base_string(key)
+        digits_only = text and all(char in _CANONICAL_INDEX_DIGITS for char in text)
+        if digits_only and (text == "0" or not text.startswith("0")) and len(text) < 17:
+            return int(text)
+    return None
+
+
+def property_key(key: Any) -> str:
+    """``key`` as an object property name: JavaScript converts keys to strings."""
+    return base_string(key) if kind(key) is Kind.STRING else to_string(key)
+
+
+def _length(sequence: Any) -> int:
+    """The length of a list, tuple or string, through the base class (never an override)."""
+    if issubclass(type(sequence), str):
+        return str.__len__(sequence)
+    if issubclass(type(sequence), list):
+        return list.__len__(sequence)
+    return tuple.__len__(sequence)
+
+
+def _at(sequence: Any, index: int) -> Any:
+    if issubclass(type(sequence), str):
+        return str.__getitem__(sequence, index)
+    if issubclass(type(sequence), list):
+        return list.__getitem__(sequence, index)
+    return tuple.__getitem__(sequence, index)
+
+
+def _from_sequence(sequence: Any, key: Any) -> Any:
+    if kind(key) is Kind.STRING and base_string(key) == "length":
+        return _length(sequence)
+    index = _array_index(key)
+    if index is None or index >= _length(sequence):
+        return UNDEFINED
+    return _at(sequence, index)
+
+
+def _from_mapping(value: Any, key: str) -> Any:
+    if issubclass(type(value), dict):
+        return dict.get(value, key, UNDEFINED)
+    cls = type(value)
+    if cls is NodesView or cls is NodeView:
+        return value.lookup(key)
+    try:
+        return value[key]
+    except KeyError:
+        return UNDEFINED
+
+
+def get_property(value: Any, name: str) -> Any:
+    """``value.name`` (dot access), sanitized.
+
+    As in Jexl, dot access on an array reads the property of its first element (so
+    ``items[.ok].name`` is the first match's name), except ``length``, which is the
+    array's length (a deliberate difference: Jexl would read the first element's length).
+    """
+    found = kind(value)
+    if found is Kind.OBJECT:
+        return sanitize(_from_mapping(value, name))
+    if found is Kind.ARRAY:
+        if name == "length":
+            return _length(value)
+        if not _length(value):
+            return UNDEFINED
+        return get_item(sanitize(_at(value, 0)), name)
+    if found is Kind.STRING:
+        return _length(value) if name == "length" else UNDEFINED
+    return UNDEFINED
+
+
+def get_item(value: Any, key: Any) -> Any:
+    """``value[key]`` (bracket access with a computed key), sanitized.
+
+    A boolean key returns ``value`` itself when true and ``undefined`` when false, as Jexl's
+    static filter does.
+    """
+    if key is True:
+        return value
+    if key is False:
+        return UNDEFINED
+    found = kind(value)
+    if found is Kind.OBJECT:
+        return sanitize(_from_mapping(value, property_key(key)))
+    if found is Kind.ARRAY:
+        return sanitize(_from_sequence(value, key))
+    if found is Kind.STRING:
+        return _from_sequence(value, key)
+    return UNDEFINED

@@ -1,0 +1,125 @@
+"""The transform engine that evaluates ``{{ }}`` expressions in node input.
+
+The Python counterpart of Refluxo's ``JexlEngine``: before a node runs, every string in its
+input is read as a template (see :mod:`~refluxo.expressions.template`) with three variables:
+
+* ``nodes``: earlier results by node id (``nodes.fetch.last.data``; see
+  :mod:`~refluxo.expressions.views`), read lazily from the context;
+* ``input``: the node's input as it was before this transform;
+* ``globals``: the run's globals.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from refluxo.context import Context
+from refluxo.expressions.evaluator import Registry, Scope, compile_expression
+from refluxo.expressions.jsvalues import Kind, kind
+from refluxo.expressions.limits import MAX_DATA_DEPTH, ExpressionLimitError
+from refluxo.expressions.template import compile_template
+from refluxo.expressions.views import NodesView
+from refluxo.transform import TransformEngine
+
+_NAME: Final = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
+class JexlTransformEngine(TransformEngine):
+    """Evaluates Jexl ``{{ }}`` templates in node input, as Refluxo's ``JexlEngine`` does.
+
+    Args:
+        transforms: callables usable as ``value|name(arg, ...)``, called as
+            ``function(value, arg, ...)``.
+        functions: callables usable as ``name(arg, ...)``.
+
+    These registered callables are the only code an expression can run. They must be
+    synchronous; ``undefined`` reaches them as ``None``.
+    """
+
+    def __init__(
+        self,
+        *,
+        transforms: Registry | None = None,
+        functions: Registry | None = None,
+    ) -> None:
+        self._transforms: dict[str, Callable[..., Any]] = {}
+        self._functions: dict[str, Callable[..., Any]] = {}
+        for name, function in (transforms or {}).items():
+            self.add_transform(name, function)
+        for name, function in (functions or {}).items():
+            self.add_function(name, function)
+
+    @property
+    def transforms(self) -> Mapping[str, Callable[..., Any]]:
+        """The registered transforms (read-only)."""
+        return MappingProxyType(self._transforms)
+
+    @property
+    def functions(self) -> Mapping[str, Callable[..., Any]]:
+        """The registered functions (read-only)."""
+        return MappingProxyType(self._functions)
+
+    def add_transform(self, name: str, function: Callable[..., Any]) -> None:
+        """Register ``function`` as the transform ``value|name``."""
+        self._transforms[_checked_name(name, function)] = function
+
+    def add_function(self, name: str, function: Callable[..., Any]) -> None:
+        """Register ``function`` as the function ``name(...)``."""
+        self._functions[_checked_name(name, function)] = function
+
+    def scope(self, context: Mapping[str, Any] | None, input: Any, globals: Any) -> Scope:
+        """The variables ``transform`` evaluates with: ``nodes``, ``input``, ``globals``."""
+        nodes = NodesView(context if context is not None else {})
+        variables = {"nodes": nodes, "input": input, "globals": globals}
+        return Scope(variables, self._transforms, self._functions)
+
+    def transform(self, input: Any, context: Context, globals: Any) -> Any:
+        """``input`` with every template string evaluated, in new dicts and lists.
+
+        ``input`` itself is never modified. Raises ``ExpressionError`` for an invalid or
+        failing expression, and ``ExpressionLimitError`` for input containers nested deeper
+        than :data:`~refluxo.expressions.limits.MAX_DATA_DEPTH`.
+        """
+        return _resolve(input, self.scope(context, input, globals), 0)
+
+    def evaluate(self, expression: str, scope: Mapping[str, Any] | None = None) -> Any:
+        """Evaluate one expression (no ``{{ }}``) with this engine's callables."""
+        root = Scope(scope, transforms=self._transforms, functions=self._functions)
+        return compile_expression(expression).evaluate(root)
+
+    def render(self, template: str, scope: Mapping[str, Any] | None = None) -> Any:
+        """Render one template string with this engine's callables."""
+        if "{{" not in template:
+            return template
+        root = Scope(scope, transforms=self._transforms, functions=self._functions)
+        return compile_template(template)(root)
+
+
+def _checked_name(name: str, function: Callable[..., Any]) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{name!r} is not a valid Jexl identifier")
+    if not callable(function):
+        raise TypeError(f"{name!r} must be registered with a callable")
+    return name
+
+
+def _resolve(value: Any, scope: Scope, depth: int) -> Any:
+    """Evaluate the templates in ``value``: strings rendered, containers rebuilt."""
+    if type(value) is str:
+        return compile_template(value)(scope) if "{{" in value else value
+    found = kind(value)
+    if found is Kind.OBJECT or found is Kind.ARRAY:
+        if depth >= MAX_DATA_DEPTH:
+            raise ExpressionLimitError(
+                f"node input nests deeper than {MAX_DATA_DEPTH} levels of dicts and lists"
+            )
+        if found is Kind.OBJECT:
+            return {key: _resolve(item, scope, depth + 1) for key, item in value.items()}
+        return [_resolve(item, scope, depth + 1) for item in value]
+    if found is Kind.STRING:
+        text = str.__str__(value)
+        return compile_template(text)(scope) if "{{" in text else value
+    return value

@@ -1,0 +1,555 @@
+"""Compiling a Jexl syntax tree into Python closures, and evaluating them.
+
+Each expression is parsed and compiled once (then cached): every tree node becomes a closure
+``run(scope, relative) -> value``, so evaluation is a handful of direct calls with no tree
+walking, no dispatch on node types and no re-parsing. ``scope`` is the root
+:class:`Scope`; ``relative`` is what a relative identifier (``.price`` inside
+``items[.price > 10]``) reads: the current element inside a filter, the root scope outside
+one, as in Jexl.
+
+Values follow JavaScript (see :mod:`~refluxo.expressions.jsvalues`) and are read only
+through the sandboxed accessors of :mod:`~refluxo.expressions.access`. The only callables
+an expression can reach are the transforms and functions registered on its scope.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeAlias
+
+from lark import Token, Tree
+
+from refluxo.errors import ExpressionError
+from refluxo.expressions import jsvalues
+from refluxo.expressions.access import (
+    PLAIN_TYPES,
+    RESULT_TYPES,
+    export,
+    get_item,
+    get_property,
+    property_key,
+    sanitize,
+)
+from refluxo.expressions.failures import Failure, expression_error, from_failure
+from refluxo.expressions.jsvalues import UNDEFINED, display, int_to_string, truthy
+from refluxo.expressions.limits import CACHE_SIZE
+from refluxo.expressions.parser import parse
+from refluxo.expressions.views import NodesView, NodeView
+from refluxo.frozen import FrozenDict
+
+Registry: TypeAlias = Mapping[str, Callable[..., Any]]
+"""Named callables an expression may call: transforms (``x|name``) or functions."""
+
+_EMPTY_REGISTRY: Final[Registry] = {}
+
+
+class Scope(dict[str, Any]):
+    """The root variables of an evaluation, with the callables it may use.
+
+    Expressions read variables by name only; ``transforms`` and ``functions`` are reachable
+    solely through the ``|name`` and ``name()`` syntax.
+    """
+
+    __slots__ = ("functions", "transforms")
+
+    def __init__(
+        self,
+        variables: Mapping[str, Any] | None = None,
+        /,
+        transforms: Registry | None = None,
+        functions: Registry | None = None,
+    ) -> None:
+        dict.__init__(self, variables or ())
+        self.transforms: Registry = _EMPTY_REGISTRY if transforms is None else transforms
+        self.functions: Registry = _EMPTY_REGISTRY if functions is None else functions
+
+
+Run: TypeAlias = Callable[[Scope, Any], Any]
+"""A compiled expression node: ``run(scope, relative) -> value``."""
+
+
+class CompiledExpression:
+    """One parsed and compiled expression; evaluate it any number of times.
+
+    Every failure raises :class:`~refluxo.errors.ExpressionError` (or its subclass
+    :class:`~refluxo.expressions.limits.ExpressionLimitError`) with a message starting
+    ``Jexl Error in [<expression>]: ``.
+    """
+
+    __slots__ = ("_run", "text")
+
+    def __init__(self, text: str, run: Run) -> None:
+        self.text = text
+        self._run = run
+
+    def evaluate(self, scope: Scope) -> Any:
+        """The expression's value; ``None`` for ``undefined``."""
+        try:
+            value = self._run(scope, scope)
+            if value is UNDEFINED:
+                return None
+            return value if type(value) in RESULT_TYPES else export(value)
+        except Failure as failure:
+            raise from_failure(self.text, failure) from failure.__cause__
+        except Exception as error:
+            raise _unexpected(self.text, error) from error
+
+    def display(self, scope: Scope) -> str:
+        """The value as text interpolation shows it (JavaScript's ``String(value ?? "")``)."""
+        try:
+            value = self._run(scope, scope)
+            cls = type(value)
+            if cls is str:
+                return value  # type: ignore[no-any-return]
+            if cls is int:
+                return int_to_string(value)
+            return display(export(value))
+        except Failure as failure:
+            raise from_failure(self.text, failure) from failure.__cause__
+        except Exception as error:
+            raise _unexpected(self.text, error) from error
+
+    def __repr__(self) -> str:
+        return f"CompiledExpression({self.text!r})"
+
+
+def _unexpected(text: str, error: Exception) -> ExpressionError:
+    return expression_error(text, f"{type(error).__name__}: {error}")
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def compile_expression(text: str) -> CompiledExpression:
+    """Parse and compile ``text`` (cached); raise ``ExpressionError`` if it is invalid.
+
+    Empty or blank text is valid and evaluates to ``None`` (``undefined``).
+    """
+    if not text.strip():
+        return CompiledExpression(text, _constant(UNDEFINED))
+    try:
+        return CompiledExpression(text, _compile(parse(text)))
+    except Failure as failure:
+        raise from_failure(text, failure) from None
+
+
+def evaluate(
+    expression: str,
+    scope: Mapping[str, Any] | None = None,
+    *,
+    transforms: Registry | None = None,
+    functions: Registry | None = None,
+) -> Any:
+    """Evaluate one Jexl ``expression`` against ``scope``'s variables."""
+    root = Scope(scope, transforms=transforms, functions=functions)
+    return compile_expression(expression).evaluate(root)
+
+
+def validate_expression(expression: str) -> tuple[bool, str | None]:
+    """``(True, None)`` if ``expression`` (without ``{{ }}``) is valid, else
+    ``(False, message)``. Empty and blank expressions are valid."""
+    try:
+        compile_expression(expression)
+    except ExpressionError as error:
+        return False, str(error)
+    return True, None
+
+
+# --- compiler ---------------------------------------------------------------------------
+
+_Compiler: TypeAlias = Callable[[Tree[Token]], Run]
+_DICT_TYPES: Final[frozenset[type[Any]]] = frozenset((dict, FrozenDict))
+_VIEW_TYPES: Final[frozenset[type]] = frozenset({NodesView, NodeView})
+_CONSTANT_RULES: Final = frozenset({"number", "string", "true", "false", "null"})
+
+
+def _compile(node: Tree[Token]) -> Run:
+    return _COMPILERS[str(node.data)](node)
+
+
+def _subtree(child: object) -> Tree[Token]:
+    assert isinstance(child, Tree)
+    return child
+
+
+def _token(child: object) -> str:
+    assert isinstance(child, Token)
+    return str(child)
+
+
+def _constant(value: Any) -> Run:
+    def run(scope: Scope, relative: Any) -> Any:
+        return value
+
+    return run
+
+
+def _constant_value(node: Tree[Token]) -> Any:
+    """The value of a literal node (``number``, ``string``, ``true``, ``false``, ``null``)."""
+    rule = node.data
+    if rule == "number":
+        return jsvalues.normalize(float(_token(node.children[0])))
+    if rule == "string":
+        return unquote(_token(node.children[0]))
+    return {"true": True, "false": False, "null": None}[str(rule)]
+
+
+def _literal(node: Tree[Token]) -> Run:
+    return _constant(_constant_value(node))
+
+
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def unquote(token: str) -> str:
+    """A string literal's value: as in Jexl, only ``\\\\`` and an escaped quote of the
+    literal's own kind are escapes; any other backslash stays as written."""
+    quote, body = token[0], token[1:-1]
+
+    def replace(match: re.Match[str]) -> str:
+        char = match.group(1)
+        return char if char in ("\\", quote) else match.group(0)
+
+    return _ESCAPE.sub(replace, body) if "\\" in body else body
+
+
+def _identifier(node: Tree[Token]) -> Run:
+    name = _token(node.children[0])
+
+    def run(scope: Scope, relative: Any) -> Any:
+        value = scope.get(name, UNDEFINED)
+        return value if type(value) in PLAIN_TYPES else sanitize(value)
+
+    return run
+
+
+def _relative(node: Tree[Token]) -> Run:
+    name = _token(node.children[0])
+
+    def run(scope: Scope, relative: Any) -> Any:
+        return get_item(relative, name)
+
+    return run
+
+
+def _group(node: Tree[Token]) -> Run:
+    return _compile(_subtree(node.children[0]))
+
+
+def _path(node: Tree[Token]) -> Run:
+    """A chain of ``.name`` and constant ``[key]`` accesses, compiled into one loop."""
+    steps: list[tuple[str, bool, Any]] = []
+    while True:
+        if node.data == "member":
+            name = _token(node.children[1])
+            steps.append((name, True, name))
+        elif node.data == "index" and _static_constant_key(node):
+            key = _constant_value(_subtree(node.children[1]))
+            steps.append((property_key(key), False, key))
+        else:
+            break
+        node = _subtree(node.children[0])
+    steps.reverse()
+    chain = tuple(steps)
+    if node.data == "identifier":
+        root = _token(node.children[0])
+
+        def run_from_scope(scope: Scope, relative: Any) -> Any:
+            value = scope.get(root, UNDEFINED)
+            for key, dot, raw in chain:
+                cls = type(value)
+                if cls in _DICT_TYPES:
+                    value = value.get(key, UNDEFINED)
+                elif cls in _VIEW_TYPES:
+                    value = value.lookup(key)
+                elif dot:
+                    value = get_property(value, key)
+                else:
+                    value = get_item(value, raw)
+            return value if type(value) in PLAIN_TYPES else sanitize(value)
+
+        return run_from_scope
+    base = _compile(node)
+
+    def run(scope: Scope, relative: Any) -> Any:
+        return _walk(chain, base(scope, relative))
+
+    return run
+
+
+def _walk(chain: tuple[tuple[str, bool, Any], ...], value: Any) -> Any:
+    """Follow ``chain`` from ``value``: ``(key, is_dot, raw_key)`` steps."""
+    for key, dot, raw in chain:
+        cls = type(value)
+        if cls in _DICT_TYPES:
+            value = value.get(key, UNDEFINED)
+        elif cls in _VIEW_TYPES:
+            value = value.lookup(key)
+        elif dot:
+            value = get_property(value, key)
+        else:
+            value = get_item(value, raw)
+    return value if type(value) in PLAIN_TYPES else sanitize(value)
+
+
+def _static_constant_key(node: Tree[Token]) -> bool:
+    key = _subtree(node.children[1])
+    return key.data in ("number", "string")
+
+
+def _index(node: Tree[Token]) -> Run:
+    if _static_constant_key(node):
+        return _path(node)
+    subject = _compile(_subtree(node.children[0]))
+    expression = _subtree(node.children[1])
+    key = _compile(expression)
+    if _is_relative(expression):
+        return _filter(subject, key)
+
+    def run(scope: Scope, relative: Any) -> Any:
+        return get_item(subject(scope, relative), key(scope, relative))
+
+    return run
+
+
+def _is_relative(expression: Tree[Token]) -> bool:
+    """Whether a bracket expression is a filter: it reads a relative identifier outside
+    any nested bracket (which would be a filter of its own)."""
+    pending = [expression]
+    while pending:
+        node = pending.pop()
+        if node.data == "relative":
+            return True
+        children = node.children[:1] if node.data == "index" else node.children
+        pending.extend(child for child in children if isinstance(child, Tree))
+    return False
+
+
+def _filter(subject: Run, predicate: Run) -> Run:
+    """``subject[predicate]`` with relative identifiers: the elements for which the
+    predicate is truthy. A non-array subject filters as a one-element array (``undefined``
+    as an empty one)."""
+
+    def run(scope: Scope, relative: Any) -> list[Any]:
+        items = subject(scope, relative)
+        if items is UNDEFINED:
+            return []
+        if jsvalues.kind(items) is not jsvalues.Kind.ARRAY:
+            items = [items]
+        kept: list[Any] = []
+        for item in items:
+            element = sanitize(item)
+            if truthy(predicate(scope, element)):
+                kept.append(export(element))
+        return kept
+
+    return run
+
+
+def _arguments(child: object) -> list[Run]:
+    if child is None:
+        return []
+    return [_compile(_subtree(argument)) for argument in _subtree(child).children]
+
+
+def _argument(value: Any) -> Any:
+    return None if value is UNDEFINED else value
+
+
+def _returned(value: Any, what: str) -> Any:
+    """A registered callable's result; coroutines are refused (evaluation is synchronous)."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()
+        raise Failure(f"{what} returned an awaitable; register a synchronous callable")
+    return value
+
+
+def _call_registered(what: str, function: Callable[..., Any], arguments: list[Any]) -> Any:
+    try:
+        result = function(*arguments)
+    except Failure:
+        raise
+    except Exception as error:
+        raise Failure(f"{what} raised {type(error).__name__}: {error}") from error
+    return _returned(result, what)
+
+
+def _transform(node: Tree[Token]) -> Run:
+    subject = _compile(_subtree(node.children[0]))
+    name = _token(node.children[1])
+    arguments = _arguments(node.children[2] if len(node.children) > 2 else None)
+    what = f"Transform {name}"
+
+    def run(scope: Scope, relative: Any) -> Any:
+        function = scope.transforms.get(name)
+        if function is None:
+            raise Failure(f"{what} is not defined.")
+        values = [_argument(subject(scope, relative))]
+        values.extend(_argument(argument(scope, relative)) for argument in arguments)
+        return _call_registered(what, function, values)
+
+    return run
+
+
+def _call(node: Tree[Token]) -> Run:
+    name = _token(node.children[0])
+    arguments = _arguments(node.children[1])
+    what = f"Function {name}"
+
+    def run(scope: Scope, relative: Any) -> Any:
+        function = scope.functions.get(name)
+        if function is None:
+            raise Failure(f"{what} is not defined.")
+        values = [_argument(argument(scope, relative)) for argument in arguments]
+        return _call_registered(what, function, values)
+
+    return run
+
+
+def _array(node: Tree[Token]) -> Run:
+    elements = _arguments(node.children[0])
+
+    def run(scope: Scope, relative: Any) -> list[Any]:
+        return [export(element(scope, relative)) for element in elements]
+
+    return run
+
+
+def _object(node: Tree[Token]) -> Run:
+    entries: list[tuple[str, Run]] = []
+    pairs = node.children[0]
+    if pairs is not None:
+        for pair in _subtree(pairs).children:
+            key, value = _subtree(pair).children
+            assert isinstance(key, Token)
+            name = unquote(str(key)) if key.type == "STRING" else str(key)
+            entries.append((name, _compile(_subtree(value))))
+
+    def run(scope: Scope, relative: Any) -> dict[str, Any]:
+        return {name: export(value(scope, relative)) for name, value in entries}
+
+    return run
+
+
+def _conditional(node: Tree[Token]) -> Run:
+    test, consequent, alternate = (_compile(_subtree(child)) for child in node.children)
+
+    def run(scope: Scope, relative: Any) -> Any:
+        if truthy(test(scope, relative)):
+            return consequent(scope, relative)
+        return alternate(scope, relative)
+
+    return run
+
+
+def _elvis(node: Tree[Token]) -> Run:
+    test, alternate = (_compile(_subtree(child)) for child in node.children)
+
+    def run(scope: Scope, relative: Any) -> Any:
+        value = test(scope, relative)
+        return value if truthy(value) else alternate(scope, relative)
+
+    return run
+
+
+def _and(node: Tree[Token]) -> Run:
+    left, right = (_compile(_subtree(child)) for child in node.children)
+
+    def run(scope: Scope, relative: Any) -> Any:
+        value = left(scope, relative)
+        return right(scope, relative) if truthy(value) else value
+
+    return run
+
+
+def _or(node: Tree[Token]) -> Run:
+    left, right = (_compile(_subtree(child)) for child in node.children)
+
+    def run(scope: Scope, relative: Any) -> Any:
+        value = left(scope, relative)
+        return value if truthy(value) else right(scope, relative)
+
+    return run
+
+
+def _not(node: Tree[Token]) -> Run:
+    operand = _compile(_subtree(node.children[0]))
+
+    def run(scope: Scope, relative: Any) -> bool:
+        return not truthy(operand(scope, relative))
+
+    return run
+
+
+def _negate(node: Tree[Token]) -> Run:
+    operand = _compile(_subtree(node.children[0]))
+
+    def run(scope: Scope, relative: Any) -> Any:
+        return jsvalues.negate(operand(scope, relative))
+
+    return run
+
+
+def _not_equal(left: Any, right: Any) -> bool:
+    return not jsvalues.loose_equal(left, right)
+
+
+def _binary(operator: Callable[[Any, Any], Any]) -> _Compiler:
+    def compile_binary(node: Tree[Token]) -> Run:
+        left_node, right_node = (_subtree(child) for child in node.children)
+        left = _compile(left_node)
+        if right_node.data in _CONSTANT_RULES:
+            constant = _constant_value(right_node)
+
+            def run_constant(scope: Scope, relative: Any) -> Any:
+                return operator(left(scope, relative), constant)
+
+            return run_constant
+        right = _compile(right_node)
+
+        def run(scope: Scope, relative: Any) -> Any:
+            return operator(left(scope, relative), right(scope, relative))
+
+        return run
+
+    return compile_binary
+
+
+_COMPILERS: Final[dict[str, _Compiler]] = {
+    "number": _literal,
+    "string": _literal,
+    "true": _literal,
+    "false": _literal,
+    "null": _literal,
+    "identifier": _identifier,
+    "relative": _relative,
+    "group": _group,
+    "member": _path,
+    "index": _index,
+    "transform": _transform,
+    "call": _call,
+    "array": _array,
+    "object": _object,
+    "conditional": _conditional,
+    "elvis": _elvis,
+    "and_": _and,
+    "or_": _or,
+    "not_": _not,
+    "neg": _negate,
+    "eq": _binary(jsvalues.loose_equal),
+    "ne": _binary(_not_equal),
+    "lt": _binary(jsvalues.less),
+    "le": _binary(jsvalues.less_equal),
+    "gt": _binary(jsvalues.greater),
+    "ge": _binary(jsvalues.greater_equal),
+    "in_": _binary(jsvalues.contains),
+    "add": _binary(jsvalues.add),
+    "sub": _binary(jsvalues.subtract),
+    "mul": _binary(jsvalues.multiply),
+    "div": _binary(jsvalues.divide),
+    "floordiv": _binary(jsvalues.floor_divide),
+    "mod": _binary(jsvalues.remainder),
+    "pow": _binary(jsvalues.power),
+}

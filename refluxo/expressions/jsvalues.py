@@ -1,0 +1,541 @@
+"""JavaScript value semantics for Jexl: truthiness, conversions, operators and equality.
+
+Jexl expressions written for Refluxo run on JavaScript values; workflows moved between the
+TypeScript and Python engines must compute the same results. Values here are JSON-like
+Python data (``None``, ``bool``, ``int``, ``float``, ``str``, lists/tuples as arrays,
+mappings as objects), plus :data:`UNDEFINED` for JavaScript's ``undefined``. Anything else is
+an opaque object: truthy, ``"[object Object]"`` as a string, never looked into.
+
+Numbers follow IEEE doubles as JavaScript's do: arithmetic runs in ``float`` (so
+``2 ^ 10000`` is ``inf``, never a huge ``int``) and integral results below 2**53 come back as
+``int``, so ``10 / 5`` is ``2`` and renders as ``"2"``. Only base-class methods of ``str``,
+``int`` and ``float`` are ever called on values, never a subclass's overrides.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from refluxo.expressions.failures import LimitFailure
+from refluxo.expressions.limits import MAX_COMPARISON_STEPS, MAX_DATA_DEPTH, MAX_STRING_LENGTH
+
+
+class Undefined(enum.Enum):
+    """The type of :data:`UNDEFINED`; an enum so it pickles and compares by identity."""
+
+    UNDEFINED = "undefined"
+
+    def __repr__(self) -> str:
+        return "UNDEFINED"
+
+
+UNDEFINED: Final = Undefined.UNDEFINED
+"""JavaScript's ``undefined``: what a missing path evaluates to.
+
+It never leaves an evaluation: results, and elements of array and object literals, turn it
+into ``None``.
+"""
+
+NAN: Final = math.nan
+INFINITY: Final = math.inf
+_SAFE: Final = 2.0**53
+_INT_STRING_LIMIT: Final = 10**21
+
+
+class Kind(enum.Enum):
+    """The JavaScript type a Python value stands for."""
+
+    NULLISH = "nullish"
+    BOOLEAN = "boolean"
+    NUMBER = "number"
+    STRING = "string"
+    ARRAY = "array"
+    OBJECT = "object"
+    OPAQUE = "opaque"
+
+
+_KINDS: Final[dict[type, Kind]] = {
+    type(None): Kind.NULLISH,
+    Undefined: Kind.NULLISH,
+    bool: Kind.BOOLEAN,
+    int: Kind.NUMBER,
+    float: Kind.NUMBER,
+    str: Kind.STRING,
+    list: Kind.ARRAY,
+    tuple: Kind.ARRAY,
+    dict: Kind.OBJECT,
+}
+
+
+def kind(value: Any) -> Kind:
+    """The JavaScript type of ``value``, from its Python type alone (no attribute is read)."""
+    known = _KINDS.get(type(value))
+    if known is not None:
+        return known
+    cls = type(value)
+    if issubclass(cls, str):
+        return Kind.STRING
+    if issubclass(cls, int | float):
+        return Kind.NUMBER
+    if issubclass(cls, list | tuple):
+        return Kind.ARRAY
+    if issubclass(cls, Mapping):
+        return Kind.OBJECT
+    return Kind.OPAQUE
+
+
+def base_number(value: Any) -> int | float:
+    """An ``int``/``float`` subclass instance as its exact base type (no overrides called)."""
+    if type(value) is int or type(value) is float:
+        return value
+    if issubclass(type(value), int):
+        return int.__int__(value)
+    return float.__float__(value)
+
+
+def base_string(value: Any) -> str:
+    """A ``str`` subclass instance as an exact ``str`` (no overrides called)."""
+    return value if type(value) is str else str.__str__(value)
+
+
+# --- conversions ------------------------------------------------------------------------
+
+
+def normalize(number: float) -> int | float:
+    """Integral doubles below 2**53 as ``int`` (JavaScript prints them without ``.0``).
+
+    Negative zero becomes ``0`` as well.
+    """
+    if number.is_integer() and -_SAFE < number < _SAFE:
+        return int(number)
+    return number
+
+
+def int_to_float(number: int) -> float:
+    """``float(number)``, saturating to infinity instead of raising on huge integers."""
+    try:
+        return float(number)
+    except OverflowError:
+        return INFINITY if number > 0 else -INFINITY
+
+
+_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+_RADIX = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
+_RADIX_BASES: Final = {"x": 16, "o": 8, "b": 2}
+
+
+def string_to_number(text: str) -> float:
+    """JavaScript's ``Number(text)``: trimmed decimal, ``0x``/``0o``/``0b``, or NaN."""
+    text = text.strip()
+    if not text:
+        return 0.0
+    if _DECIMAL.fullmatch(text):
+        if text.endswith("Infinity"):
+            return -INFINITY if text.startswith("-") else INFINITY
+        return float(text)
+    if _RADIX.fullmatch(text):
+        return int_to_float(int(text[2:], _RADIX_BASES[text[1].lower()]))
+    return NAN
+
+
+def to_number(value: Any) -> float:
+    """JavaScript's ``ToNumber``: booleans 0/1, ``null`` 0, ``undefined`` NaN, arrays via
+    their string form, numeric strings parsed, anything else NaN."""
+    cls = type(value)
+    if cls is int:
+        return int_to_float(value)
+    if cls is float:
+        return value  # type: ignore[no-any-return]
+    if value is True:
+        return 1.0
+    if value is False or value is None:
+        return 0.0
+    found = kind(value)
+    if found is Kind.NUMBER:
+        number = base_number(value)
+        return int_to_float(number) if isinstance(number, int) else number
+    if found is Kind.STRING:
+        return string_to_number(base_string(value))
+    if found is Kind.ARRAY:
+        return string_to_number(join(value))
+    return NAN
+
+
+def number_to_string(number: float) -> str:
+    """JavaScript's ``Number.prototype.toString()`` for a double.
+
+    Python's ``repr`` and JavaScript both produce the shortest digits that round-trip; only
+    the layout differs (``1e+21``, ``1e-7``, ``0.000001``, ``100`` rather than ``100.0``).
+    """
+    if number != number:
+        return "NaN"
+    if number in (INFINITY, -INFINITY):
+        return "Infinity" if number > 0 else "-Infinity"
+    if number == 0:
+        return "0"
+    text = repr(number)
+    sign = ""
+    if text.startswith("-"):
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    stripped = digits.lstrip("0")
+    # ``point``: how many digits of ``stripped`` precede the decimal point (JavaScript's n).
+    point = len(whole) + (int(exponent) if exponent else 0) - (len(digits) - len(stripped))
+    digits = stripped.rstrip("0")
+    count = len(digits)
+    if count <= point <= 21:
+        body = digits + "0" * (point - count)
+    elif 0 < point <= 21:
+        body = f"{digits[:point]}.{digits[point:]}"
+    elif -6 < point <= 0:
+        body = "0." + "0" * -point + digits
+    else:
+        power = point - 1
+        mark = "+" if power >= 0 else "-"
+        head = digits if count == 1 else f"{digits[0]}.{digits[1:]}"
+        body = f"{head}e{mark}{abs(power)}"
+    return sign + body
+
+
+def int_to_string(number: int) -> str:
+    """An integer as JavaScript prints it; exact digits below 1e21, exponent form above."""
+    if -_INT_STRING_LIMIT < number < _INT_STRING_LIMIT:
+        return str(number)
+    return number_to_string(int_to_float(number))
+
+
+def to_string(value: Any) -> str:
+    """JavaScript's ``String(value)``: ``"null"``, ``"undefined"``, ``"true"``, JavaScript
+    number formatting, arrays comma-joined, objects ``"[object Object]"``."""
+    cls = type(value)
+    if cls is str:
+        return value  # type: ignore[no-any-return]
+    if cls is int:
+        return int_to_string(value)
+    if cls is float:
+        return number_to_string(value)
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return "null"
+    if value is UNDEFINED:
+        return "undefined"
+    found = kind(value)
+    if found is Kind.STRING:
+        return base_string(value)
+    if found is Kind.NUMBER:
+        number = base_number(value)
+        return int_to_string(number) if isinstance(number, int) else number_to_string(number)
+    if found is Kind.ARRAY:
+        return join(value)
+    return "[object Object]"
+
+
+def join(items: Any, depth: int = 0) -> str:
+    """``Array.prototype.join()``: elements comma-separated, ``null``/``undefined`` empty.
+
+    Bounded by :data:`MAX_DATA_DEPTH` (which also stops self-containing lists) and by
+    :data:`MAX_STRING_LENGTH` as the string grows, so shared sub-lists cannot amplify it.
+    """
+    if depth >= MAX_DATA_DEPTH:
+        raise LimitFailure(
+            f"cannot convert an array nested deeper than {MAX_DATA_DEPTH} levels to a string"
+        )
+    parts: list[str] = []
+    total = 0
+    for item in items:
+        if item is None or item is UNDEFINED:
+            part = ""
+        elif kind(item) is Kind.ARRAY:
+            part = join(item, depth + 1)
+        else:
+            part = to_string(item)
+        total += len(part) + 1
+        if total > MAX_STRING_LENGTH + 1:
+            raise string_too_long()
+        parts.append(part)
+    return ",".join(parts)
+
+
+def display(value: Any) -> str:
+    """How a value is interpolated into text: Refluxo's ``String(result ?? "")``."""
+    if value is None or value is UNDEFINED:
+        return ""
+    return to_string(value)
+
+
+def string_too_long() -> LimitFailure:
+    """The failure for a string that would exceed :data:`MAX_STRING_LENGTH`."""
+    return LimitFailure(f"string result would be longer than {MAX_STRING_LENGTH} characters")
+
+
+def to_primitive(value: Any) -> Any:
+    """JavaScript's ``ToPrimitive`` for operators: arrays and objects become strings."""
+    if kind(value) in (Kind.ARRAY, Kind.OBJECT, Kind.OPAQUE):
+        return to_string(value)
+    return value
+
+
+def truthy(value: Any) -> bool:
+    """JavaScript truthiness: ``""``, 0, NaN, ``None``, ``undefined`` and ``false`` are falsy;
+    every container (even an empty one) and every other object is truthy."""
+    cls = type(value)
+    if cls is bool:
+        return value  # type: ignore[no-any-return]
+    if value is None or value is UNDEFINED:
+        return False
+    if cls is int:
+        return value != 0  # type: ignore[no-any-return]
+    if cls is str:
+        return value != ""  # type: ignore[no-any-return]
+    if cls is float:
+        return value == value and value != 0.0  # type: ignore[no-any-return]
+    found = kind(value)
+    if found is Kind.STRING:
+        return str.__len__(value) > 0
+    if found is Kind.NUMBER:
+        number = base_number(value)
+        return number == number and number != 0
+    return True
+
+
+# --- arithmetic -------------------------------------------------------------------------
+
+
+def _is_numeric_primitive(value: Any) -> bool:
+    return kind(value) in (Kind.NUMBER, Kind.BOOLEAN, Kind.NULLISH)
+
+
+def add(left: Any, right: Any) -> Any:
+    """``+``: string concatenation when either side is (or converts to) a string."""
+    if type(left) is int and type(right) is int:
+        result = left + right
+        if -_SAFE < result < _SAFE and -_SAFE < left < _SAFE and -_SAFE < right < _SAFE:
+            return result
+    if _is_numeric_primitive(left) and _is_numeric_primitive(right):
+        return normalize(to_number(left) + to_number(right))
+    first, second = to_string(left), to_string(right)
+    if len(first) + len(second) > MAX_STRING_LENGTH:
+        raise string_too_long()
+    return first + second
+
+
+def subtract(left: Any, right: Any) -> int | float:
+    """``-`` on numbers (operands converted with ``ToNumber``)."""
+    if type(left) is int and type(right) is int:
+        result = left - right
+        if -_SAFE < result < _SAFE and -_SAFE < left < _SAFE and -_SAFE < right < _SAFE:
+            return result
+    return normalize(to_number(left) - to_number(right))
+
+
+def multiply(left: Any, right: Any) -> int | float:
+    """``*`` on numbers."""
+    if (
+        type(left) is int
+        and type(right) is int
+        and -_SAFE < left < _SAFE
+        and -_SAFE < right < _SAFE
+    ):
+        result = left * right
+        if -_SAFE < result < _SAFE:
+            return result
+    return normalize(to_number(left) * to_number(right))
+
+
+def _quotient(left: Any, right: Any) -> float:
+    dividend, divisor = to_number(left), to_number(right)
+    if divisor == 0:
+        if dividend != dividend or dividend == 0:
+            return NAN
+        return math.copysign(INFINITY, dividend) * math.copysign(1.0, divisor)
+    return dividend / divisor
+
+
+def divide(left: Any, right: Any) -> int | float:
+    """``/``: division by zero gives ``inf``, ``-inf`` or NaN, as in JavaScript."""
+    return normalize(_quotient(left, right))
+
+
+def floor_divide(left: Any, right: Any) -> int | float:
+    """``//``: Jexl's ``Math.floor(left / right)``."""
+    quotient = _quotient(left, right)
+    if math.isfinite(quotient) and abs(quotient) < _SAFE:
+        quotient = float(math.floor(quotient))
+    return normalize(quotient)
+
+
+def remainder(left: Any, right: Any) -> int | float:
+    """``%``: JavaScript's remainder, which takes the dividend's sign (``math.fmod``)."""
+    try:
+        return normalize(math.fmod(to_number(left), to_number(right)))
+    except ValueError:
+        return NAN
+
+
+def power(left: Any, right: Any) -> int | float:
+    """``^``: ``Math.pow``, overflowing to infinity and never producing complex numbers."""
+    base, exponent = to_number(left), to_number(right)
+    if abs(base) == 1 and not math.isfinite(exponent):
+        return NAN
+    odd = exponent.is_integer() and abs(exponent) < _SAFE and int(exponent) % 2 == 1
+    try:
+        return normalize(math.pow(base, exponent))
+    except OverflowError:
+        return -INFINITY if base < 0 and odd else INFINITY
+    except ValueError:
+        if base == 0 and exponent < 0:
+            negative = math.copysign(1.0, base) < 0 and odd
+            return -INFINITY if negative else INFINITY
+        return NAN
+
+
+def negate(value: Any) -> int | float:
+    """Unary ``-``."""
+    if type(value) is int and -_SAFE < value < _SAFE:
+        return -value
+    return normalize(-to_number(value))
+
+
+# --- comparison -------------------------------------------------------------------------
+
+
+def _ordered(left: Any, right: Any) -> tuple[Any, Any]:
+    """The operands of ``< <= > >=``: two strings, or two floats (NaN compares false)."""
+    first, second = to_primitive(left), to_primitive(right)
+    if kind(first) is Kind.STRING and kind(second) is Kind.STRING:
+        return base_string(first), base_string(second)
+    return to_number(first), to_number(second)
+
+
+def less(left: Any, right: Any) -> bool:
+    """``<``"""
+    if type(left) is int and type(right) is int:
+        return left < right
+    first, second = _ordered(left, right)
+    return first < second  # type: ignore[no-any-return]
+
+
+def less_equal(left: Any, right: Any) -> bool:
+    """``<=``"""
+    if type(left) is int and type(right) is int:
+        return left <= right
+    first, second = _ordered(left, right)
+    return first <= second  # type: ignore[no-any-return]
+
+
+def greater(left: Any, right: Any) -> bool:
+    """``>``"""
+    if type(left) is int and type(right) is int:
+        return left > right
+    first, second = _ordered(left, right)
+    return first > second  # type: ignore[no-any-return]
+
+
+def greater_equal(left: Any, right: Any) -> bool:
+    """``>=``"""
+    if type(left) is int and type(right) is int:
+        return left >= right
+    first, second = _ordered(left, right)
+    return first >= second  # type: ignore[no-any-return]
+
+
+def loose_equal(left: Any, right: Any) -> bool:
+    """``==``: JavaScript's loose equality for primitives.
+
+    ``null == undefined``; a number equals a numeric string; booleans compare as 0/1; an
+    array or object compared with a primitive compares its string form. Deliberate
+    difference: two arrays or objects compare structurally (see :func:`strict_equal`), not
+    by identity, because Python data has no meaningful identity for expression authors.
+    """
+    first, second = kind(left), kind(right)
+    if first is Kind.NULLISH or second is Kind.NULLISH:
+        return first is second
+    if first is Kind.BOOLEAN:
+        return loose_equal(1 if left else 0, right)
+    if second is Kind.BOOLEAN:
+        return loose_equal(left, 1 if right else 0)
+    if first is second:
+        if first is Kind.NUMBER:
+            return base_number(left) == base_number(right)
+        if first is Kind.STRING:
+            return base_string(left) == base_string(right)
+        return strict_equal(left, right)
+    containers = (Kind.ARRAY, Kind.OBJECT)
+    if first in containers and second in containers:
+        return False
+    if first in containers and second in (Kind.NUMBER, Kind.STRING):
+        return loose_equal(to_string(left), right)
+    if second in containers and first in (Kind.NUMBER, Kind.STRING):
+        return loose_equal(left, to_string(right))
+    if {first, second} == {Kind.NUMBER, Kind.STRING}:
+        return to_number(left) == to_number(right)
+    return False
+
+
+def strict_equal(left: Any, right: Any) -> bool:
+    """``===`` for primitives; arrays and objects compare structurally, element by element.
+
+    Iterative, and bounded by :data:`MAX_COMPARISON_STEPS` (which also stops cycles).
+    """
+    return _strict_equal(left, right, [MAX_COMPARISON_STEPS])
+
+
+def _strict_equal(left: Any, right: Any, allowance: list[int]) -> bool:
+    pending = [(left, right)]
+    while pending:
+        first, second = pending.pop()
+        allowance[0] -= 1
+        if allowance[0] < 0:
+            raise LimitFailure(f"comparison visits more than {MAX_COMPARISON_STEPS} values")
+        found = kind(first)
+        if first is second and found is not Kind.NUMBER:
+            continue
+        if found is not kind(second):
+            return False
+        if found is Kind.NUMBER:
+            if base_number(first) != base_number(second):
+                return False
+        elif found is Kind.STRING:
+            if base_string(first) != base_string(second):
+                return False
+        elif found is Kind.ARRAY:
+            if len(first) != len(second):
+                return False
+            pending.extend(zip(first, second, strict=True))
+        elif found is Kind.OBJECT:
+            if len(first) != len(second):
+                return False
+            for key in first:
+                if key not in second:
+                    return False
+                pending.append((first[key], second[key]))
+        else:  # distinct booleans, null vs undefined, distinct opaque objects
+            return False
+    return True
+
+
+def contains(needle: Any, haystack: Any) -> bool:
+    """``in``: a substring of a string, an element of an array (compared as
+    :func:`strict_equal`), or a key of an object (a deliberate addition: Jexl returns false).
+    Anything else is false."""
+    found = kind(haystack)
+    if found is Kind.STRING:
+        return to_string(needle) in base_string(haystack)
+    if found is Kind.ARRAY:
+        if kind(needle) in (Kind.ARRAY, Kind.OBJECT):
+            allowance = [MAX_COMPARISON_STEPS]
+            return any(_strict_equal(needle, item, allowance) for item in haystack)
+        return any(_strict_equal(needle, item, [1]) for item in haystack)
+    if found is Kind.OBJECT:
+        key = base_string(needle) if kind(needle) is Kind.STRING else to_string(needle)
+        return key in haystack
+    return False

@@ -1,0 +1,131 @@
+"""The lazy ``nodes`` view an expression reads the run's history through.
+
+Refluxo's TypeScript engine flattens the whole context into ``nodes`` before every step, so
+a step costs O(history) and a long run is quadratic. These views compute a node's entry only
+when an expression reads it (and its ``all`` list only when that is read), so a step costs
+what its expressions actually touch. Node ids without results are absent, as in Refluxo.
+
+``nodes.<id>`` has Refluxo's shape::
+
+    {"output": <last output>,
+     "last": {"data": <last output>, "timestamp": ..., "error": ...},
+     "all": [{"data": ..., "timestamp": ..., "error": ...}, ...]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+from refluxo.expressions.jsvalues import UNDEFINED
+from refluxo.model import NodeResult
+
+_NODE_KEYS: Final = ("output", "last", "all")
+
+
+def _output(result: Any) -> Any:
+    """A stored result's output: a :class:`~refluxo.model.NodeResult` or its wire dict.
+
+    These are the engine's own records, read by fixed field names; expressions never choose
+    which attribute is read.
+    """
+    if type(result) is NodeResult:
+        return result.output
+    return result.get("output") if isinstance(result, Mapping) else None
+
+
+def _entry(result: Any) -> dict[str, Any]:
+    """Refluxo's ``{"data", "timestamp", "error"}`` record of one result."""
+    if type(result) is NodeResult:
+        return {"data": result.output, "timestamp": result.timestamp, "error": result.error}
+    if isinstance(result, Mapping):
+        return {
+            "data": result.get("output"),
+            "timestamp": result.get("timestamp"),
+            "error": result.get("error"),
+        }
+    return {"data": None, "timestamp": None, "error": None}
+
+
+class NodeView(Mapping[str, Any]):
+    """One node's results as ``{"output", "last", "all"}``, each computed when read."""
+
+    __slots__ = ("_results",)
+
+    def __init__(self, results: Sequence[Any]) -> None:
+        self._results = results
+
+    def lookup(self, key: str) -> Any:
+        """The value at ``key``, or :data:`UNDEFINED`; what member access calls."""
+        if key == "output":
+            return _output(self._results[-1])
+        if key == "last":
+            return _entry(self._results[-1])
+        if key == "all":
+            return [_entry(result) for result in self._results]
+        return UNDEFINED
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict of all three entries (what ``{{ nodes.<id> }}`` returns)."""
+        return {key: self.lookup(key) for key in _NODE_KEYS}
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.lookup(key)
+        if value is UNDEFINED:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_NODE_KEYS)
+
+    def __len__(self) -> int:
+        return len(_NODE_KEYS)
+
+    def __repr__(self) -> str:
+        return f"NodeView({len(self._results)} results)"
+
+
+class NodesView(Mapping[str, Any]):
+    """Every node with at least one result, by id, over a context mapping.
+
+    Reads exactly one context entry per distinct node id an evaluation touches (each
+    :class:`NodeView` is kept for the rest of the step).
+    """
+
+    __slots__ = ("_context", "_seen")
+
+    def __init__(self, context: Mapping[str, Sequence[Any]]) -> None:
+        self._context = context
+        self._seen: dict[str, NodeView] = {}
+
+    def lookup(self, node_id: str) -> Any:
+        """The node's :class:`NodeView`, or :data:`UNDEFINED` when it has no results."""
+        view = self._seen.get(node_id)
+        if view is None:
+            results = self._context.get(node_id)
+            if not results:
+                return UNDEFINED
+            view = self._seen[node_id] = NodeView(results)
+        return view
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every node's entry as plain dicts (what ``{{ nodes }}`` returns; O(history))."""
+        return {node_id: self.lookup(node_id).to_dict() for node_id in self}
+
+    def __getitem__(self, node_id: str) -> Any:
+        view = self.lookup(node_id)
+        if view is UNDEFINED:
+            raise KeyError(node_id)
+        return view
+
+    def __iter__(self) -> Iterator[str]:
+        return (node_id for node_id, results in self._context.items() if results)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, node_id: object) -> bool:
+        return isinstance(node_id, str) and self.lookup(node_id) is not UNDEFINED
+
+    def __repr__(self) -> str:
+        return f"NodesView({len(self._context)} node ids)"

@@ -1,0 +1,110 @@
+"""The refluxo command, on a temporary database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from refluxo.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("REFLUXO_DB", str(tmp_path / "cli.db"))
+    return CliRunner()
+
+
+def test_run_pause_resume_status_list(cli: CliRunner) -> None:
+    started = cli.invoke(
+        main, ["run", "content-approval", "--input", '{"title": "Hi"}', "--run-id", "post-1"]
+    )
+    assert started.exit_code == 0, started.output
+    assert "draft" in started.output
+    assert "paused at 'review'" in started.output
+
+    listed = cli.invoke(main, ["list", "--status", "paused"])
+    assert "post-1" in listed.output
+
+    resumed = cli.invoke(main, ["resume", "post-1", "--payload", '{"approved": true, "by": "me"}'])
+    assert resumed.exit_code == 0, resumed.output
+    assert "Published 'Hi' (approved by me)" in resumed.output
+    assert "run post-1: completed" in resumed.output
+
+    status = json.loads(cli.invoke(main, ["status", "post-1"]).output)
+    assert status["status"] == "completed"
+    assert [e["nodeId"] for e in status["timeline"]] == ["start", "draft", "review", "publish"]
+
+
+def test_cancel_and_errors(cli: CliRunner) -> None:
+    cli.invoke(main, ["run", "content-approval", "--run-id", "post-2"])
+    cancelled = cli.invoke(main, ["cancel", "post-2", "--reason", "spam"])
+    assert "failed: spam" in cancelled.output
+    again = cli.invoke(main, ["resume", "post-2", "--payload", "{}"])
+    assert again.exit_code != 0
+    assert "409 conflict" in again.output
+    assert "not JSON" not in again.output
+    bad = cli.invoke(main, ["run", "content-approval", "--input", "{oops"])
+    assert bad.exit_code == 2
+    assert "--input is not valid JSON" in bad.output
+    unknown = cli.invoke(main, ["run", "nope"])
+    assert unknown.exit_code != 0
+    assert "unknown workflow 'nope'" in unknown.output
+
+
+def test_validate_reports_problems_with_their_lines(cli: CliRunner, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(
+        "{\n"
+        '  "nodes": [\n'
+        '    {"id": "a", "type": "notify", "data": {"message": "{{ nodes.a.output + }}"}},\n'
+        '    {"id": "b", "type": "mystery"},\n'
+        '    {"id": "c", "type": "notify", "data": {"message": "ok"}}\n'
+        "  ],\n"
+        '  "edges": [\n'
+        '    {"source": "a", "target": "b"},\n'
+        '    {"source": "b", "target": "ghost"}\n'
+        "  ]\n"
+        "}\n"
+    )
+    result = cli.invoke(main, ["validate", str(broken), "--app", "examples.app:app"])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert any(f"{broken}:3: error: node 'a' data.message" in line for line in lines)
+    assert any(f"{broken}:4: error: node 'b' has unknown type 'mystery'" in line for line in lines)
+    assert any(f"{broken}:5: warning: node 'c' is unreachable from 'a'" in line for line in lines)
+    assert any(f"{broken}:9: error: edge target 'ghost' is not a node" in line for line in lines)
+
+
+def test_validate_accepts_the_examples(cli: CliRunner) -> None:
+    for file in sorted((ROOT / "examples").glob("*.json")):
+        result = cli.invoke(main, ["validate", str(file), "--app", "examples.app:app"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().endswith("ok")
+
+
+def test_validate_invalid_json_points_at_the_line(cli: CliRunner, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{\n  "nodes": [\n    {"id": "a",, }\n  ]\n}\n')
+    result = cli.invoke(main, ["validate", str(bad)])
+    assert result.exit_code == 1
+    assert f"{bad}:3: error: invalid JSON" in result.output
+
+
+def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:
+    cli.invoke(main, ["run", "content-approval", "--run-id", "post-3", "--input", "{}"])
+    cli.invoke(main, ["resume", "post-3", "--payload", '{"approved": false, "comment": "no"}'])
+    result = cli.invoke(main, ["graph", "examples/content_approval.json", "--run", "post-3"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert text.startswith("flowchart TD\n")
+    assert "-->|rejected|" in text
+    visited = next(line for line in text.splitlines() if line.strip().startswith("class "))
+    assert "reject" in visited
+    assert "publish" not in visited
+    assert "linkStyle 0,1,3 " in text  # start->draft, draft->review, review->reject

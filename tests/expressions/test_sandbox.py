@@ -1,0 +1,401 @@
+"""Expressions reach data only by key, index and length, and call only registered names."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from refluxo import MemoryContext, NodeResult, SnapshotStatus
+from refluxo.errors import ExpressionError
+from refluxo.expressions import JexlTransformEngine, NodesView, evaluate, render
+
+TOUCHED: list[str] = []
+"""Every attribute read and special method call on a Tripwire, in order."""
+
+
+class Tripwire:
+    """An object that records any way Python code could look into it."""
+
+    secret = "class attribute"
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "data", {"x": 1})
+
+    def __getattribute__(self, name: str) -> Any:
+        TOUCHED.append(name)
+        return object.__getattribute__(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        TOUCHED.append("__eq__")
+        return False
+
+    def __hash__(self) -> int:
+        TOUCHED.append("__hash__")
+        return 0
+
+    def __bool__(self) -> bool:
+        TOUCHED.append("__bool__")
+        return False
+
+    def __str__(self) -> str:
+        TOUCHED.append("__str__")
+        return "tripwire"
+
+    def __len__(self) -> int:
+        TOUCHED.append("__len__")
+        return 1
+
+    def __iter__(self) -> Iterator[Any]:
+        TOUCHED.append("__iter__")
+        return iter([])
+
+    def __getitem__(self, key: Any) -> Any:
+        TOUCHED.append("__getitem__")
+        return "item"
+
+    def __call__(self, *args: Any) -> Any:
+        TOUCHED.append("__call__")
+        return "called"
+
+
+class NoisyDict(dict[str, Any]):
+    """A dict subclass whose overrides must never run (plain dict lookup is used)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        TOUCHED.append(f"NoisyDict.{name}")
+        return super().__getattribute__(name)
+
+    def __getitem__(self, key: str) -> Any:
+        TOUCHED.append("NoisyDict.__getitem__")
+        return "overridden"
+
+
+class NoisyStr(str):
+    """A str subclass whose overrides must never run."""
+
+    def __add__(self, other: object) -> str:
+        TOUCHED.append("NoisyStr.__add__")
+        return "overridden"
+
+    def __len__(self) -> int:
+        TOUCHED.append("NoisyStr.__len__")
+        return 0
+
+    def __str__(self) -> str:
+        TOUCHED.append("NoisyStr.__str__")
+        return "overridden"
+
+    def __getitem__(self, key: Any) -> str:
+        TOUCHED.append("NoisyStr.__getitem__")
+        return "overridden"
+
+
+def _function() -> str:
+    return "called"
+
+
+@pytest.fixture(autouse=True)
+def _clean_tripwire() -> Iterator[None]:
+    TOUCHED.clear()
+    yield
+    assert TOUCHED == []
+
+
+def scope() -> dict[str, Any]:
+    return {
+        "input": {
+            "obj": Tripwire(),
+            "fn": _function,
+            "cls": Tripwire,
+            "mod": os,
+            "method": "abc".upper,
+            "__class__": "just data",
+            "constructor": {"name": "also data"},
+            "noisy": NoisyDict(a=1),
+            "evil": NoisyStr("text"),
+            "status": SnapshotStatus.ACTIVE,
+            "list": [Tripwire(), {"x": 1}],
+        },
+        "globals": Tripwire(),
+    }
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "__class__",
+        "__builtins__",
+        "__import__",
+        "globals",
+        "globals.secret",
+        "globals.data",
+        "globals.__dict__",
+        "globals.__class__",
+        "globals.__builtins__",
+        "globals['__class__']",
+        "input.obj",
+        "input.obj.secret",
+        "input.obj.data",
+        "input.obj.data.x",
+        "input.obj.__class__",
+        "input.obj.__class__.__mro__",
+        "input.obj['secret']",
+        "input.obj[0]",
+        "input.obj.length",
+        "input.fn",
+        "input.fn.__globals__",
+        "input.fn.__code__",
+        "input.cls",
+        "input.cls.__mro__",
+        "input.cls.__subclasses__",
+        "input.mod",
+        "input.mod.environ",
+        "input.mod.system",
+        "input.method",
+        "input.method.__self__",
+        "input.__dict__",
+        "input.keys",
+        "input.items",
+        "input.get",
+        "input.toString",
+        "input.constructor.constructor",
+        "input.list[0]",
+        "input.list[0].secret",
+        "input.list.secret",  # first element of the list: the Tripwire
+        "''.__class__",
+        "''.__class__.__mro__",
+        "''.__class__.__mro__[1].__subclasses__",
+        "'abc'.upper",
+        "[].__class__",
+        "[].append",
+        "{}.__class__",
+        "{}.keys",
+        "(1).__class__",
+        "(1).real",
+        "true.__class__",
+        "null.__class__",
+        "nodes._context",
+        "nodes.lookup",
+        "nodes.__class__",
+        "nodes.constructor",
+        "input.noisy.__class__",
+        "input.evil.__class__",
+        "input.evil.upper",
+    ],
+)
+def test_python_internals_are_unreachable(expression: str) -> None:
+    variables = scope()
+    if expression.startswith("nodes"):
+        variables = {"nodes": NodesView(MemoryContext())}
+    assert evaluate(expression, variables) is None
+    assert render(f"v={{{{ {expression} }}}}", variables) == "v="
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "x|__import__",
+        "x|eval",
+        "x|getattr('__class__')",
+        "__import__('os')",
+        "eval('1')",
+        "exec('1')",
+        "getattr(input, 'obj')",
+        "constructor('return 1')",
+        "input.toString()",
+        "''.join([])",
+        "input.obj.secret()",
+        "input.fn()",
+        "globals()",
+        "input.method()",
+    ],
+)
+def test_only_registered_callables_can_be_called(expression: str) -> None:
+    with pytest.raises(ExpressionError, match=r"^Jexl Error in \["):
+        JexlTransformEngine(transforms={"upper": str.upper}).evaluate(expression, scope())
+
+
+def test_dunder_keys_are_just_data() -> None:
+    variables = scope()
+    assert evaluate("input.__class__", variables) == "just data"
+    assert evaluate("input['__class__']", variables) == "just data"
+    assert evaluate("input.constructor.name", variables) == "also data"
+    assert evaluate("{__class__: 1}.__class__") == 1
+
+
+def test_subclass_overrides_never_run() -> None:
+    variables = scope()
+    assert evaluate("input.noisy.a", variables) == 1
+    assert evaluate("input.noisy['a']", variables) == 1
+    assert evaluate("'a' in input.noisy", variables) is True
+    assert evaluate("input.evil + '!'", variables) == "text!"
+    assert evaluate("input.evil.length", variables) == 4
+    assert evaluate("input.evil[0]", variables) == "t"
+    assert type(evaluate("input.evil", variables)) is str
+    assert render("say {{ input.evil }}", variables) == "say text"
+    assert evaluate("input.status", variables) == "active"
+    assert type(evaluate("input.status", variables)) is str
+
+
+def test_missing_keys_do_not_mutate_defaultdicts() -> None:
+    counts: defaultdict[str, list[int]] = defaultdict(list)
+    assert evaluate("d.missing", {"d": counts}) is None
+    assert evaluate("d['other'].length", {"d": counts}) is None
+    assert dict(counts) == {}
+
+
+def test_filters_never_return_opaque_objects() -> None:
+    assert evaluate("input.list[!.x]", scope()) == [None]
+    assert evaluate("input.list[.x == 1]", scope()) == [{"x": 1}]
+    assert evaluate("input.obj[true]", scope()) is None
+    assert evaluate("[input.obj, input.fn]", scope()) == [None, None]
+    assert evaluate("{a: input.cls}", scope()) == {"a": None}
+
+
+def test_registered_callables_receive_only_sanitized_values() -> None:
+    received: list[Any] = []
+
+    def spy(*values: Any) -> int:
+        received.extend(values)
+        return len(values)
+
+    engine = JexlTransformEngine(transforms={"spy": spy}, functions={"spy": spy})
+    variables = scope()
+    assert engine.evaluate("input.obj|spy(input.fn, input.cls, missing)", variables) == 4
+    assert engine.evaluate("spy(input.mod, input.method)", variables) == 2
+    assert received == [None, None, None, None, None, None]
+
+
+# --- property: whatever the expression, only data comes out, only ExpressionError is raised --
+
+NAMES = [
+    "input",
+    "globals",
+    "nodes",
+    "obj",
+    "data",
+    "x",
+    "a",
+    "length",
+    "secret",
+    "keys",
+    "__class__",
+    "__dict__",
+    "__globals__",
+    "constructor",
+    "keep",
+    "pick",
+]
+OPERATORS = ["+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", ">=", "in", "&&", "||"]
+
+names = st.sampled_from(NAMES)
+atoms = st.one_of(
+    names,
+    names.map(lambda name: "." + name),
+    st.integers(-3, 3).map(str),
+    st.sampled_from(["0.5", "'s'", "''", "'__class__'", "'length'", "true", "false", "null"]),
+)
+
+
+def _extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    return st.one_of(
+        st.tuples(inner, names).map(lambda t: f"({t[0]}).{t[1]}"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]})[{t[1]}]"),
+        st.tuples(inner, st.sampled_from(OPERATORS), inner).map(
+            lambda t: f"({t[0]}) {t[1]} ({t[2]})"
+        ),
+        inner.map(lambda e: f"!({e})"),
+        inner.map(lambda e: f"-({e})"),
+        st.tuples(inner, inner, inner).map(lambda t: f"({t[0]}) ? ({t[1]}) : ({t[2]})"),
+        st.tuples(inner, inner).map(lambda t: f"({t[0]}) ?: ({t[1]})"),
+        st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),
+        st.tuples(names, inner).map(lambda t: f"{{{t[0]}: {t[1]}}}"),
+        st.tuples(inner, names).map(lambda t: f"({t[0]})|{t[1]}"),
+        st.tuples(names, st.lists(inner, max_size=2)).map(lambda t: f"{t[0]}({', '.join(t[1])})"),
+    )
+
+
+expressions = st.recursive(atoms, _extend, max_leaves=12)
+
+
+def _property_data() -> tuple[dict[str, Any], set[int]]:
+    """A scope full of opaque objects, and the ids of every container in it."""
+    tripwire = Tripwire()
+    context = MemoryContext.from_mapping(
+        {
+            "obj": [
+                NodeResult.model_construct(
+                    output={"x": tripwire, "a": [1, tripwire]}, timestamp=1, error=None, attempt=1
+                )
+            ]
+        }
+    )
+    variables: dict[str, Any] = {
+        "input": {"obj": tripwire, "a": [1, "two", {"x": tripwire, "secret": 3}], "x": 2.5},
+        "globals": tripwire,
+        "obj": tripwire,
+        "data": [tripwire, {"x": 1, "__class__": "data"}, [tripwire]],
+        "x": {"length": 3, "keys": tripwire, "fn": _function},
+        "a": "text",
+        "nodes": NodesView(context),
+    }
+    containers: set[int] = set()
+    pending: list[Any] = [variables, context["obj"][0].output]
+    while pending:
+        value = pending.pop()
+        if type(value) in (dict, list):  # type(), not isinstance(): that reads __class__
+            containers.add(id(value))
+            pending.extend(value.values() if type(value) is dict else value)
+    return variables, containers
+
+
+def _only_data(value: Any, data_containers: set[int]) -> bool:
+    """JSON-like all the way down, except containers that are the caller's own data."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if item is None or type(item) in (bool, int, float, str):
+            continue
+        if type(item) in (list, dict):
+            if id(item) not in data_containers:
+                pending.extend(item.values() if type(item) is dict else item)
+            continue
+        return False
+    return True
+
+
+PROPERTY_ENGINE = JexlTransformEngine(
+    transforms={"keep": lambda value, *rest: value},
+    functions={"pick": lambda *values: list(values)},
+)
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(expressions)
+def test_any_expression_yields_only_data_or_an_expression_error(expression: str) -> None:
+    TOUCHED.clear()
+    variables, data_containers = _property_data()
+    try:
+        value = PROPERTY_ENGINE.evaluate(expression, variables)
+    except ExpressionError:
+        pass
+    else:
+        assert _only_data(value, data_containers), (expression, value)
+    try:
+        text = PROPERTY_ENGINE.render(f"= {{{{ {expression} }}}}", variables)
+    except ExpressionError:
+        pass
+    else:
+        assert isinstance(text, str)
+    assert TOUCHED == [], expression
