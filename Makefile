@@ -1,16 +1,33 @@
-# Everything runs inside .venv, created on first use from pyproject.toml.
+# Everything runs inside virtual environments created on first use:
+#   .venv          the project, its runtime and development dependencies
+#   .venv-tasks    gcloud-tasks-emulator (it pins protobuf<5, so it lives apart)
+#   .venv-checkov  checkov (its hcl2 fork would shadow python-hcl2)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS_STAMP := .venv-tasks/.installed .venv-checkov/.installed
+PIP_FLAGS := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean tools
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt -e '.[dev]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements.txt -e '.[gcp,dev]'
 	touch $(STAMP)
+
+.venv-tasks/.installed:
+	test -x .venv-tasks/bin/python || $(PYTHON) -m venv .venv-tasks
+	.venv-tasks/bin/python -m pip install $(PIP_FLAGS) 'gcloud-tasks-emulator==0.6.2'
+	touch $@
+
+.venv-checkov/.installed:
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install $(PIP_FLAGS) 'checkov==3.3.30'
+	touch $@
+
+tools: $(STAMP) $(TOOLS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/refluxo demo
@@ -22,13 +39,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict refluxo
+	$(BIN)/mypy --strict refluxo main.py
 
-unit: $(STAMP)
+unit: tools
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py all
+	$(BIN)/python bench/runtime.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tasks .venv-checkov .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Cloud Functions entry points (placeholder until the deployment is wired)."""
