@@ -1,0 +1,149 @@
+"""Deployment settings, read once from the environment by the entry points.
+
+Only entry points (``main.py``, the CLI) read ``os.environ``; they pass the mapping here and
+hand the resulting frozen object down. With no cloud settings the embedded default is used,
+so the same ``main.py`` runs on a laptop and on Cloud Functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from refluxo.errors import RefluxoError
+
+
+class ConfigurationError(RefluxoError):
+    """The environment does not describe a runnable deployment; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSettings:
+    """Run on SQLite and the local scheduler."""
+
+    app: str
+    database: Path
+    workers: int
+    api_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CloudSettings:
+    """Run on Firestore and Cloud Tasks.
+
+    ``tasks_emulator_host`` and ``verify_oidc=False`` exist for tests against the local
+    emulators; a deployment leaves the first unset and the second true.
+    """
+
+    app: str
+    project: str
+    region: str
+    tasks_queue: str
+    step_url: str
+    tasks_service_account: str | None
+    oidc_audience: str | None
+    verify_oidc: bool
+    function_timeout_s: float
+    collection_prefix: str
+    firestore_database: str
+    api_key: str | None
+    tasks_emulator_host: str | None
+
+    @property
+    def queue_path(self) -> str:
+        return f"projects/{self.project}/locations/{self.region}/queues/{self.tasks_queue}"
+
+
+Settings = EmbeddedSettings | CloudSettings
+
+DEFAULT_APP = "examples.app:app"
+
+_REQUIRED_FOR_CLOUD = (
+    "GOOGLE_CLOUD_PROJECT",
+    "REFLUXO_REGION",
+    "REFLUXO_TASKS_QUEUE",
+    "REFLUXO_STEP_URL",
+)
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as err:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from err
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Settings from environment variables, validated, with every problem named at once.
+
+    ``REFLUXO_BACKEND=gcp`` (or any of the cloud variables) selects Google Cloud; then
+    ``GOOGLE_CLOUD_PROJECT``, ``REFLUXO_REGION``, ``REFLUXO_TASKS_QUEUE`` and
+    ``REFLUXO_STEP_URL`` are required. Otherwise the embedded default is used.
+    """
+    app = env.get("REFLUXO_APP") or DEFAULT_APP
+    if ":" not in app:
+        raise ConfigurationError(f"REFLUXO_APP must be module:attribute, got {app!r}")
+    api_key = env.get("REFLUXO_API_KEY") or None
+    backend = (env.get("REFLUXO_BACKEND") or "").strip().lower()
+    cloud_hints = any(env.get(name) for name in _REQUIRED_FOR_CLOUD[1:])
+    if backend not in ("", "gcp", "embedded"):
+        raise ConfigurationError(f"REFLUXO_BACKEND must be 'gcp' or 'embedded', got {backend!r}")
+    if backend == "embedded" or (backend == "" and not cloud_hints):
+        return EmbeddedSettings(
+            app=app,
+            database=Path(env.get("REFLUXO_DB") or ".refluxo/refluxo.db"),
+            workers=int(_number(env, "REFLUXO_WORKERS", 2, 0, 64)),
+            api_key=api_key,
+        )
+
+    missing = [name for name in _REQUIRED_FOR_CLOUD if not env.get(name)]
+    if missing:
+        raise ConfigurationError(
+            "the Google Cloud backend needs these environment variables: " + ", ".join(missing)
+        )
+    verify_oidc = _flag(env, "REFLUXO_VERIFY_OIDC", True)
+    tasks_account = env.get("REFLUXO_TASKS_SERVICE_ACCOUNT") or None
+    audience = env.get("REFLUXO_OIDC_AUDIENCE") or None
+    if verify_oidc and not (tasks_account and audience):
+        raise ConfigurationError(
+            "REFLUXO_VERIFY_OIDC is on, so REFLUXO_TASKS_SERVICE_ACCOUNT and "
+            "REFLUXO_OIDC_AUDIENCE are required (the identity and audience Cloud Tasks "
+            "uses to call the step endpoint)"
+        )
+    step_url = env["REFLUXO_STEP_URL"]
+    if not step_url.startswith(("https://", "http://")):
+        raise ConfigurationError(f"REFLUXO_STEP_URL must be an http(s) URL, got {step_url!r}")
+    return CloudSettings(
+        app=app,
+        project=env["GOOGLE_CLOUD_PROJECT"],
+        region=env["REFLUXO_REGION"],
+        tasks_queue=env["REFLUXO_TASKS_QUEUE"],
+        step_url=step_url,
+        tasks_service_account=tasks_account,
+        oidc_audience=audience,
+        verify_oidc=verify_oidc,
+        function_timeout_s=_number(env, "REFLUXO_FUNCTION_TIMEOUT_S", 60, 1, 3600),
+        collection_prefix=env.get("REFLUXO_COLLECTION_PREFIX") or "refluxo",
+        firestore_database=env.get("REFLUXO_FIRESTORE_DATABASE") or "(default)",
+        api_key=api_key,
+        tasks_emulator_host=env.get("REFLUXO_TASKS_EMULATOR_HOST") or None,
+    )

@@ -1,0 +1,1 @@
+from tests.runtime.conftest import app, db_path, runtime  # noqa: F401  (shared fixtures)

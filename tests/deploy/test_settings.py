@@ -1,0 +1,76 @@
+"""Settings from the environment: the embedded default, the cloud, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from refluxo.settings import CloudSettings, ConfigurationError, EmbeddedSettings, load_settings
+
+CLOUD = {
+    "REFLUXO_BACKEND": "gcp",
+    "GOOGLE_CLOUD_PROJECT": "acme",
+    "REFLUXO_REGION": "europe-west1",
+    "REFLUXO_TASKS_QUEUE": "refluxo-steps",
+    "REFLUXO_STEP_URL": "https://dispatcher-xyz.a.run.app/tasks/step",
+    "REFLUXO_TASKS_SERVICE_ACCOUNT": "invoker@acme.iam.gserviceaccount.com",
+    "REFLUXO_OIDC_AUDIENCE": "https://dispatcher-xyz.a.run.app",
+}
+
+
+def test_no_cloud_settings_means_the_embedded_default() -> None:
+    settings = load_settings({})
+    assert settings == EmbeddedSettings(
+        app="examples.app:app", database=Path(".refluxo/refluxo.db"), workers=2, api_key=None
+    )
+
+
+def test_a_complete_cloud_environment() -> None:
+    settings = load_settings({**CLOUD, "REFLUXO_FUNCTION_TIMEOUT_S": "300"})
+    assert isinstance(settings, CloudSettings)
+    assert settings.queue_path == "projects/acme/locations/europe-west1/queues/refluxo-steps"
+    assert settings.verify_oidc is True
+    assert settings.function_timeout_s == 300
+    assert settings.collection_prefix == "refluxo"
+
+
+def test_missing_cloud_settings_are_all_named() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings({"REFLUXO_BACKEND": "gcp", "GOOGLE_CLOUD_PROJECT": "acme"})
+    message = str(raised.value)
+    for name in ("REFLUXO_REGION", "REFLUXO_TASKS_QUEUE", "REFLUXO_STEP_URL"):
+        assert name in message
+    assert "GOOGLE_CLOUD_PROJECT" not in message
+
+
+def test_a_cloud_variable_alone_selects_the_cloud_and_is_validated() -> None:
+    with pytest.raises(ConfigurationError, match="GOOGLE_CLOUD_PROJECT"):
+        load_settings({"REFLUXO_TASKS_QUEUE": "q"})
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"REFLUXO_TASKS_SERVICE_ACCOUNT": ""}, "REFLUXO_TASKS_SERVICE_ACCOUNT"),
+        ({"REFLUXO_VERIFY_OIDC": "maybe"}, "true or false"),
+        ({"REFLUXO_FUNCTION_TIMEOUT_S": "forever"}, "must be a number"),
+        ({"REFLUXO_FUNCTION_TIMEOUT_S": "0"}, "between"),
+        ({"REFLUXO_STEP_URL": "dispatcher"}, "http(s) URL"),
+        ({"REFLUXO_BACKEND": "aws"}, "'gcp' or 'embedded'"),
+        ({"REFLUXO_APP": "no_colon"}, "module:attribute"),
+    ],
+)
+def test_bad_values_are_explained(change: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings({**CLOUD, **change})
+    assert fragment in str(raised.value)
+
+
+def test_oidc_off_needs_no_identity() -> None:
+    settings = load_settings({
+        **CLOUD, "REFLUXO_VERIFY_OIDC": "false", "REFLUXO_TASKS_SERVICE_ACCOUNT": "",
+        "REFLUXO_OIDC_AUDIENCE": "",
+    })
+    assert isinstance(settings, CloudSettings)
+    assert settings.verify_oidc is False

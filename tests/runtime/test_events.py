@@ -1,0 +1,88 @@
+"""Messages that start, resume and cancel runs: the contract, poison messages, redelivery."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from refluxo.backends.embedded import EmbeddedRuntime
+from refluxo.runtime.events import EventOutcome, handle_message
+
+
+def send(runtime: EmbeddedRuntime, body: Any, message_id: str = "m1", **attributes: str) -> Any:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return handle_message(runtime.service, data, attributes, message_id)
+
+
+def test_start_resume_cancel(runtime: EmbeddedRuntime) -> None:
+    started = send(runtime, {"workflow": "approval"}, "m-1")
+    assert started.outcome == EventOutcome.STARTED
+    assert started.run_id == "msg-m-1"
+    runtime.scheduler.drain()
+    resumed = send(runtime, {"action": "resume", "runId": "msg-m-1", "payload": {"ok": True}})
+    assert resumed.outcome == EventOutcome.RESUMED
+    runtime.scheduler.drain()
+    assert runtime.service.get("msg-m-1").status == "completed"
+
+    other = send(runtime, {"workflow": "approval", "runId": "order-7"})
+    assert other.run_id == "order-7"
+    cancelled = send(runtime, {"action": "cancel", "runId": "order-7", "reason": "spam"})
+    assert cancelled.outcome == EventOutcome.CANCELLED
+    assert runtime.service.get("order-7").snapshot.metadata["failedReason"] == "spam"
+
+
+def test_a_redelivered_start_message_starts_one_run(runtime: EmbeddedRuntime) -> None:
+    first = send(runtime, {"workflow": "chain", "input": {"a": 1}}, "dup")
+    second = send(runtime, {"workflow": "chain", "input": {"a": 1}}, "dup")
+    assert first.outcome == EventOutcome.STARTED
+    assert second.outcome == EventOutcome.ALREADY_STARTED
+    assert len(runtime.service.list().runs) == 1
+
+
+def test_attributes_route_the_message(runtime: EmbeddedRuntime) -> None:
+    result = send(runtime, {"input": 5}, "m2", workflow="chain", runId="from-attributes")
+    assert result.outcome == EventOutcome.STARTED
+    assert runtime.service.get("from-attributes").input == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b"\xff\xfe", "not JSON"),
+        ({"workflow": 3}, "non-empty string"),
+        ({}, "missing 'workflow'"),
+        ({"workflow": "nope"}, "unknown workflow"),
+        ({"action": "explode"}, "unknown action"),
+        ({"action": "resume"}, "missing 'runId'"),
+        ({"action": "resume", "runId": "ghost"}, "no run 'ghost'"),
+        ({"action": "resume", "runId": "r", "version": "1"}, "'version' must be an integer"),
+        ({"workflow": "chain", "runId": "has space"}, "runId must be"),
+        (b"x" * (1 << 20 + 1), "over"),
+    ],
+)
+def test_poison_messages_are_rejected_and_acknowledged(
+    runtime: EmbeddedRuntime, body: Any, fragment: str
+) -> None:
+    before = runtime.service.list().runs
+    result = send(runtime, body)
+    assert result.outcome == EventOutcome.REJECTED
+    assert fragment in (result.reason or "")
+    assert runtime.service.list().runs == before
+
+
+def test_a_resume_for_a_run_that_moved_on_is_rejected(runtime: EmbeddedRuntime) -> None:
+    send(runtime, {"workflow": "approval", "runId": "r1"})
+    runtime.scheduler.drain()
+    paused_version = runtime.service.get("r1").version
+    assert send(runtime, {"action": "resume", "runId": "r1", "payload": {"ok": True}}).outcome == (
+        EventOutcome.RESUMED
+    )
+    late = send(runtime, {"action": "resume", "runId": "r1", "payload": {"ok": False},
+                          "version": paused_version}, "m-late")
+    assert late.outcome == EventOutcome.REJECTED
+    runtime.scheduler.drain()
+    assert runtime.store.history("r1").all("ask")[0].output == {"ok": True}
