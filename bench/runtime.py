@@ -151,6 +151,10 @@ def history_cost(directory: Path, *, iterations: int, output_bytes: int) -> dict
     def body(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
         return StepResult({"blob": blob, "seen": context["it"][-1].output["index"]})
 
+    @app.node()
+    def finish(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"bodies": len(context["body"])})
+
     app.workflow(
         "loop",
         {
@@ -158,7 +162,7 @@ def history_cost(directory: Path, *, iterations: int, output_bytes: int) -> dict
             "nodes": [
                 {"id": "it", "type": "iterate", "data": {"count": iterations}},
                 {"id": "body", "type": "body"},
-                {"id": "end", "type": "body"},
+                {"id": "end", "type": "finish"},
             ],
             "edges": [
                 {"source": "it", "target": "body", "sourceHandle": "loop"},

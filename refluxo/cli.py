@@ -368,3 +368,7 @@ def demo(app_spec: str, port: int) -> None:
     from refluxo.demo import run_demo
 
     run_demo(load_app(app_spec), port, click.secho)
+
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -31,3 +33,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("GOOGLE_CLOUD_PROJECT", "REFLUXO_BACKEND", "FIRESTORE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)
     return
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Block until ``condition()`` holds, re-checking it every 20 ms; fail after ``timeout``.
+
+    For conditions only observable by asking (another process's state): the wait ends as
+    soon as the condition holds, never after a fixed delay.
+    """
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        pause.wait(0.02)

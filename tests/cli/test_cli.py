@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from refluxo.cli import main
+from refluxo.client import HttpClient
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,3 +113,47 @@ def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:
     assert "reject" in visited
     assert "publish" not in visited
     assert "linkStyle 0,1,3 " in text  # start->draft, draft->review, review->reject
+
+
+def test_demo_runs_the_examples_through_the_local_http_api(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "API on http://127.0.0.1:" in result.output
+    assert "paused at 'review'" in result.output
+    assert "completed at version 6" in result.output
+    assert "charged 42 on attempt 3" in result.output
+    assert '"totalWithTax": 144' in result.output
+
+
+def test_serve_answers_over_http(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "refluxo.cli",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(tmp_path / "serve.db"),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()  # printed once the socket is listening
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner
+        client = HttpClient(match.group(1))
+        assert client.request("GET", "/healthz") == {"status": "ok"}
+        run = client.start("loop", {"items": [3, 4]})
+        wait_until(lambda: client.get(run["runId"])["status"] == "completed", 30, "the run")
+        assert client.get(run["runId"])["resultCount"] == 7
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
