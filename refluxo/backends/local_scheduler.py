@@ -228,6 +228,10 @@ class LocalScheduler:
                 self._changes += 1
                 self._condition.notify_all()
 
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Mark ``delivery`` done: it will not be delivered again."""
+        self._acknowledge(delivery)
+
     def _acknowledge(self, delivery: Delivery) -> None:
         with self.db.write() as connection:
             mark_done(connection, delivery.name, self.clock())

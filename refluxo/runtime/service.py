@@ -33,6 +33,17 @@ class Started:
     created: bool
 
 
+def _is_retry_of_resume(record: RunRecord, payload: Any, expected_version: int | None) -> bool:
+    """The run was resumed with this very payload and has not run the step yet."""
+    return (
+        record.status == SnapshotStatus.ACTIVE
+        and record.pending is not None
+        and record.pending.value == payload
+        and record.result_count > 0
+        and (expected_version is None or record.version == expected_version + 1)
+    )
+
+
 class RunService:
     """Start, resume, cancel and inspect runs of one app."""
 
@@ -111,10 +122,15 @@ class RunService:
 
         Raises :class:`RunConflict` if the run is not paused (or not at
         ``expected_version``, when given), so a payload meant for one pause can never reach
-        another.
+        another. Retrying a resume whose commit succeeded but whose reply (or scheduling)
+        was lost is safe: while the payload is still waiting for its step, the same resume
+        succeeds again and makes sure the step is scheduled.
         """
         record = self.get(run_id)
         if record.status != SnapshotStatus.PAUSED:
+            if _is_retry_of_resume(record, payload, expected_version):
+                self.dispatcher.ensure_scheduled(record)
+                return record
             raise RunConflict(f"run {run_id!r} is {record.status.value}, not paused")
         if expected_version is not None and expected_version != record.version:
             raise RunConflict(

@@ -81,8 +81,11 @@ def test_a_resume_for_a_run_that_moved_on_is_rejected(runtime: EmbeddedRuntime) 
     assert send(runtime, {"action": "resume", "runId": "r1", "payload": {"ok": True}}).outcome == (
         EventOutcome.RESUMED
     )
-    late = send(runtime, {"action": "resume", "runId": "r1", "payload": {"ok": False},
-                          "version": paused_version}, "m-late")
+    late = send(
+        runtime,
+        {"action": "resume", "runId": "r1", "payload": {"ok": False}, "version": paused_version},
+        "m-late",
+    )
     assert late.outcome == EventOutcome.REJECTED
     runtime.scheduler.drain()
     assert runtime.store.history("r1").all("ask")[0].output == {"ok": True}

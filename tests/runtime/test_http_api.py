@@ -219,3 +219,21 @@ def test_step_endpoint_delivers(http: FlaskClient, runtime: EmbeddedRuntime) -> 
     duplicate = http.post("/tasks/step", json={"runId": run["runId"], "version": 0})
     assert duplicate.get_json() == {"outcome": "stale", "steps": 0}
     assert json.loads(http.get(f"/runs/{run['runId']}").data)["version"] == 1
+
+
+def test_a_retried_resume_is_idempotent_until_the_step_runs(
+    http: FlaskClient, runtime: EmbeddedRuntime
+) -> None:
+    run = http.post("/runs", json={"workflow": "approval"}).get_json()
+    runtime.scheduler.drain()
+    paused = runtime.service.get(run["runId"])
+    body = {"payload": {"ok": True}, "version": paused.version}
+    first = http.post(f"/runs/{run['runId']}/resume", json=body)
+    again = http.post(f"/runs/{run['runId']}/resume", json=body)  # the reply was lost: retry
+    assert first.status_code == again.status_code == 202
+    assert again.get_json()["version"] == first.get_json()["version"]
+    other = http.post(f"/runs/{run['runId']}/resume", json={"payload": {"ok": False}})
+    error_of(other, 409)
+    runtime.scheduler.drain()
+    assert [e.node_id for e in runtime.store.timeline(run["runId"])] == ["ask", "yes"]
+    error_of(http.post(f"/runs/{run['runId']}/resume", json=body), 409)  # the step ran
