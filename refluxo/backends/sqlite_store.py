@@ -43,7 +43,7 @@ def _dump(value: Any) -> str:
 
 
 def _pending_json(pending: Payload | None) -> str | None:
-    return None if pending is None else _dump({"value": pending.value})
+    return None if pending is None else pending.encode()
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
@@ -57,7 +57,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         updated_at=updated,
         result_count=count,
         input=json.loads(input_) if input_ is not None else None,
-        pending=Payload(json.loads(pending)["value"]) if pending is not None else None,
+        pending=Payload.decode(pending),
     )
 
 

@@ -11,6 +11,7 @@ the head and the step's own results, O(size of the step's result), never the his
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -23,10 +24,23 @@ from refluxo.runtime.naming import delivery_name
 class Payload:
     """A value waiting to be handed to the next step as its ``external_payload``.
 
-    Boxed so that ``None`` (a legitimate payload) differs from "no payload".
+    Boxed so that ``None`` (a legitimate payload) differs from "no payload". ``source``
+    says where it came from: the run's ``"input"`` or a ``"resume"``.
     """
 
     value: Any
+    source: str = "input"
+
+    def encode(self) -> str:
+        """The JSON text stores keep."""
+        return json.dumps({"value": self.value, "source": self.source}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> Payload | None:
+        if text is None:
+            return None
+        loaded = json.loads(text)
+        return cls(loaded["value"], loaded.get("source", "input"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,8 @@ def _is_retry_of_resume(record: RunRecord, payload: Any, expected_version: int |
     return (
         record.status == SnapshotStatus.ACTIVE
         and record.pending is not None
+        and record.pending.source == "resume"
         and record.pending.value == payload
-        and record.result_count > 0
         and (expected_version is None or record.version == expected_version + 1)
     )
 
@@ -139,7 +139,7 @@ class RunService:
         head = record.snapshot.model_copy(
             update={"status": SnapshotStatus.ACTIVE, "version": record.version + 1}
         )
-        return self._transition(record, head, Payload(payload))
+        return self._transition(record, head, Payload(payload, "resume"))
 
     def cancel(self, run_id: str, reason: str = CANCELLED_REASON) -> RunRecord:
         """Fail a run that has not ended; later deliveries for it are stale."""
