@@ -42,8 +42,11 @@ class Issuer:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-issuer")])
         now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(self.private.public_key()).serial_number(1)
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.private.public_key())
+            .serial_number(1)
             .not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1))
             .sign(self.private, hashes.SHA256())
@@ -54,12 +57,20 @@ class Issuer:
 
     def token(self, **claims: Any) -> str:
         pem = self.private.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         now = int(time.time())
-        payload = {"iss": "https://accounts.google.com", "aud": AUDIENCE, "email": INVOKER,
-                   "email_verified": True, "iat": now, "exp": now + 600, **claims}
+        payload = {
+            "iss": "https://accounts.google.com",
+            "aud": AUDIENCE,
+            "email": INVOKER,
+            "email_verified": True,
+            "iat": now,
+            "exp": now + 600,
+            **claims,
+        }
         signer = crypt.RSASigner.from_string(pem, self.kid)
         return jwt.encode(signer, payload).decode()
 
@@ -93,8 +104,11 @@ def certs_url(issuer: Issuer) -> Iterator[str]:
 
 @pytest.fixture
 def secured(runtime: EmbeddedRuntime, certs_url: str) -> Flask:
-    api = HttpApi(runtime.service, authenticate=ApiKeyCheck(KEY),
-                  authenticate_step=OidcCheck(AUDIENCE, INVOKER, certs_url=certs_url))
+    api = HttpApi(
+        runtime.service,
+        authenticate=ApiKeyCheck(KEY),
+        authenticate_step=OidcCheck(AUDIENCE, INVOKER, certs_url=certs_url),
+    )
     return create_wsgi_app(api)
 
 
@@ -133,8 +147,9 @@ def test_step_endpoint_accepts_only_the_invokers_token(
             assert response.status_code == status, (headers, response.get_json())
             assert fragment in response.get_json()["error"]["message"]
         assert runtime.service.get(run.run_id).version == 0  # nothing ran
-        good = client.post("/tasks/step", json=body,
-                           headers={"Authorization": f"Bearer {issuer.token()}"})
+        good = client.post(
+            "/tasks/step", json=body, headers={"Authorization": f"Bearer {issuer.token()}"}
+        )
         assert good.status_code == 200
         assert good.get_json()["outcome"] == "committed"
 

@@ -68,9 +68,13 @@ def test_bad_values_are_explained(change: dict[str, str], fragment: str) -> None
 
 
 def test_oidc_off_needs_no_identity() -> None:
-    settings = load_settings({
-        **CLOUD, "REFLUXO_VERIFY_OIDC": "false", "REFLUXO_TASKS_SERVICE_ACCOUNT": "",
-        "REFLUXO_OIDC_AUDIENCE": "",
-    })
+    settings = load_settings(
+        {
+            **CLOUD,
+            "REFLUXO_VERIFY_OIDC": "false",
+            "REFLUXO_TASKS_SERVICE_ACCOUNT": "",
+            "REFLUXO_OIDC_AUDIENCE": "",
+        }
+    )
     assert isinstance(settings, CloudSettings)
     assert settings.verify_oidc is False
