@@ -71,8 +71,8 @@ def _build_cloud(settings: CloudSettings, app: App, authenticate: ApiKeyCheck | 
 
     from refluxo.backends.cloud_tasks import (
         CloudTasksScheduler,
+        tasks_client,
         tasks_client_for_emulator,
-        tasks_client_for_service,
     )
     from refluxo.backends.firestore_store import FirestoreStore
     from refluxo.backends.google_oidc import OidcCheck
@@ -86,7 +86,7 @@ def _build_cloud(settings: CloudSettings, app: App, authenticate: ApiKeyCheck | 
     client = (
         tasks_client_for_emulator(settings.tasks_emulator_host)
         if settings.tasks_emulator_host
-        else tasks_client_for_service()
+        else tasks_client()
     )
     scheduler = CloudTasksScheduler(
         client,

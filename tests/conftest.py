@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -28,7 +28,7 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test sees another's environment variables (or the developer's cloud settings)."""
     for name in ("GOOGLE_CLOUD_PROJECT", "REFLUXO_BACKEND", "FIRESTORE_EMULATOR_HOST"):
         monkeypatch.delenv(name, raising=False)

@@ -39,12 +39,14 @@ class OidcCheck:
     def verify(self, token: str) -> dict[str, Any]:
         """The token's verified claims; raises Unauthorized or Forbidden."""
         try:
-            claims: dict[str, Any] = id_token.verify_token(
-                token,
-                self._transport,
-                audience=self.audience,
-                certs_url=self.certs_url,
-                clock_skew_in_seconds=10,
+            claims = dict(
+                id_token.verify_token(
+                    token,
+                    self._transport,
+                    audience=self.audience,
+                    certs_url=self.certs_url,
+                    clock_skew_in_seconds=10,
+                )
             )
         except (ValueError, auth_exceptions.GoogleAuthError) as err:
             raise Unauthorized(f"invalid OIDC token: {err}") from err

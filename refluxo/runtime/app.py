@@ -25,6 +25,7 @@ from refluxo.plugins import Plugin
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
+from refluxo.runtime.limits import RuntimeLimits
 from refluxo.transform import TransformEngine
 from refluxo.validation import SchemaValidator, Validator
 
@@ -94,6 +95,7 @@ class App:
         transform_engines: defaults to ``[JexlTransformEngine()]`` (``{{ }}`` expressions).
         validator: defaults to :class:`SchemaValidator`.
         error_handler, plugins, clock: as for :class:`WorkflowEngine`.
+        limits: sizes and counts the runtime enforces (:class:`RuntimeLimits`).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class App:
         error_handler: ErrorHandler | None = None,
         plugins: Sequence[Plugin] = (),
         clock: Clock = wall_clock_ms,
+        limits: RuntimeLimits | None = None,
         engine_cache_size: int = 64,
     ) -> None:
         self._globals = globals
@@ -115,6 +118,7 @@ class App:
         self.error_handler = error_handler
         self.plugins = list(plugins)
         self.clock = clock
+        self.limits = limits or RuntimeLimits()
         self.node_types: dict[str, NodeDefinition] = dict(BUILTIN_NODE_TYPES)
         self.workflows: dict[str, WorkflowSpec] = {}
         self._engines: OrderedDict[str, WorkflowEngine] = OrderedDict()
@@ -171,6 +175,7 @@ class App:
             )
         else:
             model = definition
+        self.limits.check_workflow(name, model)
         missing = sorted({n.type for n in model.nodes} - set(self.node_types))
         if missing:
             raise WorkflowDefinitionError(

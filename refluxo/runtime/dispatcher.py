@@ -24,20 +24,21 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 
 from refluxo.context import EMPTY_CONTEXT
-from refluxo.engine import describe_error
-from refluxo.errors import WorkflowDefinitionError
+from refluxo.engine import STEP_LIMIT_REASON, describe_error
+from refluxo.errors import LimitExceededError, WorkflowDefinitionError
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.history import HistoryContext
 from refluxo.runtime.protocols import (
+    AppendedResult,
     Delivery,
     RunRecord,
     Scheduler,
@@ -198,7 +199,10 @@ class Dispatcher:
         globals_ = self.app.globals()
         started = time.monotonic()
         steps = 0
+        limit = self.app.limits.max_steps_per_run
         while True:
+            if record.result_count + steps >= limit:
+                return failed(current, STEP_LIMIT_REASON, bump=steps == 0), steps
             node_id = current.current_node_id or ""
             retry = current.retry_state
             attempt = retry.attempts + 1 if retry is not None and retry.node_id == node_id else 1
@@ -242,14 +246,40 @@ class Dispatcher:
     ) -> DeliveryResult:
         context = current.context
         results = context.pending if isinstance(context, HistoryContext) else ()
-        try:
-            for entry in results:
-                to_json(entry.result.output)
-        except (PydanticSerializationError, ValueError, TypeError) as err:
-            reason = f"a node output is not JSON-serializable: {err}"
+        reason = self._unstorable(results)
+        if reason is not None:
             logger.error("run %s failed: %s", record.run_id, reason)
             current = failed(current, reason, bump=False)
             results = ()
+        try:
+            return self._store(record, delivery, current, results, steps)
+        except LimitExceededError as err:
+            logger.error("run %s failed: %s", record.run_id, err)
+            return self._store(record, delivery, failed(current, str(err), bump=False), (), 0)
+
+    def _unstorable(self, results: Sequence[AppendedResult]) -> str | None:
+        """Why these results cannot be committed, or None: not JSON, or too large."""
+        limit = self.app.limits.max_output_bytes
+        for entry in results:
+            try:
+                size = len(to_json(entry.result.output))
+            except (PydanticSerializationError, ValueError, TypeError) as err:
+                return f"the output of node {entry.node_id!r} is not JSON-serializable: {err}"
+            if size > limit:
+                return (
+                    f"the output of node {entry.node_id!r} is {size} bytes; "
+                    f"the limit is {limit} bytes"
+                )
+        return None
+
+    def _store(
+        self,
+        record: RunRecord,
+        delivery: Delivery,
+        current: Snapshot,
+        results: Sequence[AppendedResult],
+        steps: int,
+    ) -> DeliveryResult:
         head = head_only(current)
         due = due_time(head)
         outbox = (Delivery(record.run_id, head.version, due),) if due is not None else ()

@@ -70,14 +70,19 @@ def _decode(data: bytes, attributes: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
-def _text(body: Mapping[str, Any], key: str, *, required: bool) -> str | None:
+def _optional(body: Mapping[str, Any], key: str) -> str | None:
     value = body.get(key)
     if value is None:
-        if required:
-            raise _Rejected(f"missing {key!r}")
         return None
     if not isinstance(value, str) or not value:
         raise _Rejected(f"{key!r} must be a non-empty string")
+    return value
+
+
+def _required(body: Mapping[str, Any], key: str) -> str:
+    value = _optional(body, key)
+    if value is None:
+        raise _Rejected(f"missing {key!r}")
     return value
 
 
@@ -89,24 +94,21 @@ def handle_message(
         body = _decode(data, attributes)
         action = body.get("action", "start")
         if action == "start":
-            workflow = _text(body, "workflow", required=True)
-            assert workflow is not None
-            run_id = _text(body, "runId", required=False) or f"msg-{message_id}"
+            workflow = _required(body, "workflow")
+            run_id = _optional(body, "runId") or f"msg-{message_id}"
             started = service.start(workflow, body.get("input"), run_id=run_id)
             outcome = EventOutcome.STARTED if started.created else EventOutcome.ALREADY_STARTED
             return EventResult(outcome, started.record.run_id)
         if action == "resume":
-            run_id = _text(body, "runId", required=True)
-            assert run_id is not None
+            run_id = _required(body, "runId")
             version = body.get("version")
             if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
                 raise _Rejected("'version' must be an integer")
             service.resume(run_id, body.get("payload"), expected_version=version)
             return EventResult(EventOutcome.RESUMED, run_id)
         if action == "cancel":
-            run_id = _text(body, "runId", required=True)
-            assert run_id is not None
-            service.cancel(run_id, _text(body, "reason", required=False) or "Cancelled")
+            run_id = _required(body, "runId")
+            service.cancel(run_id, _optional(body, "reason") or "Cancelled")
             return EventResult(EventOutcome.CANCELLED, run_id)
         raise _Rejected(f"unknown action {action!r} (use start, resume or cancel)")
     except (_Rejected, RuntimeErrorBase) as err:

@@ -1,4 +1,8 @@
-"""Store backends under the contract suite. Each fixture param is one backend."""
+"""Store backends under the contract suite. Each fixture param is one backend.
+
+``firestore`` runs against the real Firestore emulator (started once per session by the
+fixtures of :mod:`tests.gcp.fixtures`), each test in collections of its own.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,12 @@ from refluxo.backends.sqlite_db import SqliteDatabase
 from refluxo.backends.sqlite_store import SqliteStore
 from refluxo.runtime.protocols import SnapshotStore
 from tests.conftest import FakeClock
+from tests.gcp.fixtures import firestore_client, firestore_emulator, firestore_prefix
+
+__all__ = ["firestore_client", "firestore_emulator", "firestore_prefix", "store"]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "firestore"])
 def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> Iterator[SnapshotStore]:
@@ -21,3 +28,11 @@ def store(
         db = SqliteDatabase(tmp_path / "contract.db", synchronous="NORMAL")
         yield SqliteStore(db, clock=clock)
         db.close()
+    elif request.param == "firestore":
+        from refluxo.backends.firestore_store import FirestoreStore
+
+        client = request.getfixturevalue("firestore_client")
+        prefix = request.getfixturevalue("firestore_prefix")
+        yield FirestoreStore(client, prefix=prefix, clock=clock)
+    else:
+        raise AssertionError(f"unknown store backend {request.param}")

@@ -29,20 +29,25 @@ def new_record(run_id: str, *, created_at: int = 1000, status: str = "active") -
     )
 
 
-def step(record: RunRecord, results: list[tuple[str, Any]], **changes: Any) -> StepCommit:
+def step(
+    store: SnapshotStore, record: RunRecord, results: list[tuple[str, Any]], **changes: Any
+) -> StepCommit:
     """A commit appending ``results`` (node id, output) after ``record``'s history."""
-    appended = []
+    history = store.history(record.run_id)
     counts: dict[str, int] = {}
+    appended = []
     for offset, (node_id, output) in enumerate(results):
+        if node_id not in counts:
+            counts[node_id] = history.count(node_id)
         appended.append(
             AppendedResult(
                 seq=record.result_count + offset,
                 node_id=node_id,
-                node_index=counts.get(node_id, 0) + changes.pop(f"base_{node_id}", 0),
+                node_index=counts[node_id],
                 result=NodeResult(output=output, timestamp=5, attempt=1),
             )
         )
-        counts[node_id] = counts.get(node_id, 0) + 1
+        counts[node_id] += 1
     snapshot = record.snapshot.model_copy(update={"version": record.version + 1, **changes})
     return StepCommit(
         run_id=record.run_id, expected_version=record.version, snapshot=snapshot, results=appended
@@ -69,7 +74,7 @@ def test_commit_checks_the_version_and_appends(store: SnapshotStore) -> None:
     store.create_run(new_record("r1"))
     record = store.load_run("r1")
     assert record is not None
-    first = store.commit(step(record, [("a", {"n": 1})], current_node_id="b"))
+    first = store.commit(step(store, record, [("a", {"n": 1})], current_node_id="b"))
     assert first.committed
     after = store.load_run("r1")
     assert after is not None
@@ -78,7 +83,7 @@ def test_commit_checks_the_version_and_appends(store: SnapshotStore) -> None:
     assert after.pending is None
     assert after.snapshot.current_node_id == "b"
 
-    stale = store.commit(step(record, [("a", {"n": "stale"})]))
+    stale = store.commit(step(store, record, [("a", {"n": "stale"})]))
     assert not stale.committed
     unchanged = store.load_run("r1")
     assert unchanged == after
@@ -87,7 +92,7 @@ def test_commit_checks_the_version_and_appends(store: SnapshotStore) -> None:
 
 def test_commit_to_an_unknown_run_is_not_committed(store: SnapshotStore) -> None:
     ghost = new_record("ghost")
-    assert not store.commit(step(ghost, [("a", 1)])).committed
+    assert not store.commit(step(store, ghost, [("a", 1)])).committed
     assert store.load_run("ghost") is None
 
 
@@ -95,10 +100,10 @@ def test_history_reads_per_node(store: SnapshotStore) -> None:
     store.create_run(new_record("r1"))
     record = store.load_run("r1")
     assert record is not None
-    store.commit(step(record, [("it", 0), ("body", "b0"), ("it", 1)]))
+    store.commit(step(store, record, [("it", 0), ("body", "b0"), ("it", 1)]))
     record = store.load_run("r1")
     assert record is not None
-    store.commit(step(record, [("body", "b1"), ("end", None)], base_body=1))
+    store.commit(step(store, record, [("body", "b1"), ("end", None)]))
     history = store.history("r1")
     assert history.count("it") == 2
     assert history.count("body") == 2
@@ -170,9 +175,7 @@ def test_large_history_well_past_one_mebibyte(store: SnapshotStore) -> None:
     for index in range(80):  # 80 x 20 kB = 1.6 MB of results
         record = store.load_run("big")
         assert record is not None
-        assert store.commit(
-            step(record, [("n", {"i": index, "blob": blob})], base_n=index)
-        ).committed
+        assert store.commit(step(store, record, [("n", {"i": index, "blob": blob})])).committed
     history = store.history("big")
     assert history.count("n") == 80
     assert history.get("n", 79).output == {"i": 79, "blob": blob}
@@ -190,7 +193,7 @@ def test_concurrent_commits_on_one_version_only_one_wins(store: SnapshotStore) -
 
     def commit(label: int) -> None:
         barrier.wait()
-        outcomes.append(store.commit(step(record, [("a", label)])).committed)
+        outcomes.append(store.commit(step(store, record, [("a", label)])).committed)
 
     threads = [threading.Thread(target=commit, args=(i,)) for i in range(4)]
     for thread in threads:

@@ -1,0 +1,55 @@
+"""Limits the runtime enforces, each with a clear error.
+
+Defaults are generous for workflows and tight enough to keep every stored document far
+below Firestore's 1 MiB and every request cheap to reject.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from refluxo.errors import LimitExceededError
+from refluxo.model import WorkflowDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeLimits:
+    """Args:
+    max_nodes, max_edges: the size of a registered workflow.
+    max_node_data_bytes: the JSON size of one node's static ``data``.
+    max_output_bytes: the JSON size of one step's output; a larger output fails the run
+        (retrying would produce it again).
+    max_steps_per_run: committed results in one run; past it the run fails with
+        ``failedReason = "Step limit exceeded"``.
+    """
+
+    max_nodes: int = 2_000
+    max_edges: int = 10_000
+    max_node_data_bytes: int = 64 * 1024
+    max_output_bytes: int = 256 * 1024
+    max_steps_per_run: int = 100_000
+
+    def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:
+        """Raise :class:`LimitExceededError` naming what is too large."""
+        if len(workflow.nodes) > self.max_nodes:
+            raise LimitExceededError(
+                f"workflow {name!r} has {len(workflow.nodes)} nodes; the limit is {self.max_nodes}"
+            )
+        if len(workflow.edges) > self.max_edges:
+            raise LimitExceededError(
+                f"workflow {name!r} has {len(workflow.edges)} edges; the limit is {self.max_edges}"
+            )
+        for node in workflow.nodes:
+            size = json_size(node.data)
+            if size > self.max_node_data_bytes:
+                raise LimitExceededError(
+                    f"workflow {name!r}: node {node.id!r} has {size} bytes of data; "
+                    f"the limit is {self.max_node_data_bytes}"
+                )
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (non-JSON values count by their repr)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr).encode())
