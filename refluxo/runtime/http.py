@@ -278,4 +278,8 @@ class HttpApi:
         result: DeliveryResult = run_coroutine(
             self.service.dispatcher.deliver(Delivery(run_id, version, due_at, hop))
         )
+        logger.info(
+            "delivery %s v%s (hop %s): %s, %s steps",
+            run_id, version, hop, result.outcome.value, result.steps,
+        )
         return json_response({"outcome": result.outcome.value, "steps": result.steps})
