@@ -31,6 +31,7 @@ from refluxo.model import (
     WorkflowDefinition,
 )
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext
+from refluxo.redaction import RedactionPlugin
 from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.transform import TransformEngine
 from refluxo.validation import SchemaValidator, ValidationIssue, ValidationResult, Validator
@@ -53,6 +54,7 @@ __all__ = [
     "NodeValidationError",
     "Plugin",
     "PluginContext",
+    "RedactionPlugin",
     "RefluxoError",
     "RetryPolicy",
     "RetryState",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -33,6 +34,8 @@ from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHoo
 from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.transform import TransformEngine
 from refluxo.validation import ValidationResult, Validator
+
+logger = logging.getLogger("refluxo.engine")
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -326,6 +329,12 @@ class WorkflowEngine:
             _raise_if_invalid(checked_output, node, "output")
             if checked_output.data is not None and checked_output.data is not result.data:
                 result = dataclasses.replace(result, data=checked_output.data)
+        if self._hooks.has("transform_output"):
+            context = PluginContext(
+                node, definition, snapshot, globals, external_payload, data, result.data
+            )
+            redacted = await self._hooks.transform("transform_output", context, result.data)
+            result = dataclasses.replace(result, data=redacted)
         if self._hooks.has("on_after_node_execution"):
             await self._hooks.call(
                 "on_after_node_execution",
@@ -346,28 +355,33 @@ class WorkflowEngine:
         globals: Any,
         timing: dict[str, Any],
     ) -> Snapshot:
+        error_context = ErrorPluginContext(
+            node,
+            definition,
+            snapshot,
+            globals,
+            external_payload,
+            self._frozen_data[node.id],
+            None,
+            error,
+            attempt,
+        )
         if self._hooks.has("on_node_error"):
-            await self._hooks.call(
-                "on_node_error",
-                ErrorPluginContext(
-                    node,
-                    definition,
-                    snapshot,
-                    globals,
-                    external_payload,
-                    self._frozen_data[node.id],
-                    None,
-                    error,
-                    attempt,
-                ),
-            )
+            await self._hooks.call("on_node_error", error_context)
+        text = describe_error(error)
+        if self._hooks.has("transform_error"):
+            try:
+                text = str(await self._hooks.transform("transform_error", error_context, text))
+            except Exception:
+                logger.exception("transform_error failed on node %r; error text withheld", node.id)
+                text = f"{type(error).__name__}: (message withheld: redaction failed)"
         retry = bool(
             await resolve(self.error_handler.should_retry(error, attempt, node, definition))
         )
         now = self._clock()
         entry = trusted(
             NodeResult,
-            {"output": None, "timestamp": now, "error": describe_error(error), "attempt": attempt},
+            {"output": None, "timestamp": now, "error": text, "attempt": attempt},
         )
         context = snapshot.context.appended(node.id, entry)
         if retry:

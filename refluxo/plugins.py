@@ -5,6 +5,7 @@ A hook that raises is logged and ignored: a plugin can observe a run, never brea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,8 +64,27 @@ class Plugin:
     def on_workflow_pause(self, snapshot: Snapshot) -> Any:
         """When ``execute`` ends with a paused run."""
 
+    def transform_output(self, ctx: PluginContext) -> Any:
+        """Return the output to record instead of ``ctx.output`` (a refluxo extension).
+
+        Runs after the executor and output validation, before the result enters the
+        context (and so before any store sees it): the place to redact. Unlike the
+        observing hooks, a failure here is a node error: an output that could not be
+        redacted is never recorded.
+        """
+        return ctx.output
+
+    def transform_error(self, ctx: ErrorPluginContext, text: str) -> Any:
+        """Return the error text to record instead of ``text`` (a refluxo extension).
+
+        A failure here records a generic message instead of ``text``.
+        """
+        return text
+
 
 HOOK_NAMES = (
+    "transform_output",
+    "transform_error",
     "on_before_node_execution",
     "on_after_node_execution",
     "on_node_error",
@@ -93,6 +113,16 @@ class PluginHooks:
 
     def has(self, hook_name: str) -> bool:
         return bool(self._hooks[hook_name])
+
+    async def transform(self, hook_name: str, argument: Any, value: Any) -> Any:
+        """Thread ``value`` through every plugin's ``hook_name``; their errors propagate."""
+        for _, hook in self._hooks[hook_name]:
+            if hook_name == "transform_output":
+                argument = dataclasses.replace(argument, output=value)
+                value = await resolve(hook(argument))
+            else:
+                value = await resolve(hook(argument, value))
+        return value
 
     async def call(self, hook_name: str, argument: Any) -> None:
         for label, hook in self._hooks[hook_name]:

@@ -280,6 +280,10 @@ class HttpApi:
         )
         logger.info(
             "delivery %s v%s (hop %s): %s, %s steps",
-            run_id, version, hop, result.outcome.value, result.steps,
+            run_id,
+            version,
+            hop,
+            result.outcome.value,
+            result.steps,
         )
         return json_response({"outcome": result.outcome.value, "steps": result.steps})

@@ -1,0 +1,84 @@
+"""Redaction of outputs and error texts before they are recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refluxo import (
+    NodeDefinition,
+    Plugin,
+    PluginContext,
+    RedactionPlugin,
+    StepResult,
+    WorkflowEngine,
+)
+from tests.engine.helpers import chain
+
+SECRET = "sk_live_0123456789"
+
+
+async def test_configured_keys_and_global_values_are_masked() -> None:
+    def leaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(
+            {
+                "user": "ada",
+                "password": "hunter2",
+                "nested": [{"Token": "abc"}, f"Bearer {globals['stripe']}"],
+                "count": 3,
+            }
+        )
+
+    engine = WorkflowEngine(
+        chain("a"), {"echo": NodeDefinition(leaky)}, plugins=[RedactionPlugin()]
+    )
+    final = await engine.execute(initial_node_id="a", globals={"stripe": SECRET})
+    assert final.context["a"][0].output == {
+        "user": "ada",
+        "password": "[REDACTED]",
+        "nested": [{"Token": "[REDACTED]"}, "Bearer [REDACTED]"],
+        "count": 3,
+    }
+    assert SECRET not in final.model_dump_json()
+
+
+async def test_secrets_in_error_texts_are_masked() -> None:
+    def failing(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise PermissionError(f"key {globals['stripe']} was revoked")
+
+    engine = WorkflowEngine(
+        chain("a"), {"echo": NodeDefinition(failing)}, plugins=[RedactionPlugin()]
+    )
+    final = await engine.execute(initial_node_id="a", globals={"stripe": SECRET})
+    assert final.context["a"][0].error == "PermissionError: key [REDACTED] was revoked"
+
+
+async def test_a_failing_output_transform_is_a_node_error_and_records_nothing() -> None:
+    class Broken(Plugin):
+        def transform_output(self, ctx: PluginContext) -> Any:
+            raise RuntimeError("cannot redact")
+
+    engine = WorkflowEngine(
+        chain("a"), {"echo": NodeDefinition(lambda *_: StepResult(SECRET))}, plugins=[Broken()]
+    )
+    final = await engine.execute(initial_node_id="a")
+    assert final.status == "failed"
+    assert final.context["a"][0].output is None
+    assert SECRET not in final.model_dump_json()
+
+
+async def test_transforms_chain_in_plugin_order() -> None:
+    class Upper(Plugin):
+        def transform_output(self, ctx: PluginContext) -> Any:
+            return ctx.output.upper()
+
+    class Exclaim(Plugin):
+        async def transform_output(self, ctx: PluginContext) -> Any:
+            return ctx.output + "!"
+
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(lambda *_: StepResult("hi"))},
+        plugins=[Upper(), Exclaim()],
+    )
+    final = await engine.execute(initial_node_id="a")
+    assert final.context["a"][0].output == "HI!"
