@@ -15,10 +15,15 @@ from typing import Any
 
 from refluxo.runtime.app import App
 from refluxo.runtime.auth import ApiKeyCheck
+from refluxo.runtime.dispatcher import StepBudget
 from refluxo.runtime.events import EventResult, handle_message
 from refluxo.runtime.http import HttpApi
 from refluxo.runtime.service import RunService
 from refluxo.settings import CloudSettings, ConfigurationError, EmbeddedSettings, Settings
+
+
+def _budget(settings: Settings) -> StepBudget:
+    return StepBudget(max_steps=settings.batch_steps, max_ms=settings.batch_ms)
 
 
 def import_app(spec: str, search_path: Path | None = None) -> App:
@@ -58,7 +63,9 @@ def build_deployment(settings: Settings, app: App) -> Deployment:
     if isinstance(settings, EmbeddedSettings):
         from refluxo.backends.embedded import EmbeddedRuntime
 
-        runtime = EmbeddedRuntime(app, settings.database, workers=settings.workers).start()
+        runtime = EmbeddedRuntime(
+            app, settings.database, workers=settings.workers, budget=_budget(settings)
+        ).start()
         runtime.service.reconcile()
         return Deployment(
             runtime.service, HttpApi(runtime.service, authenticate=authenticate), runtime.stop
@@ -97,7 +104,7 @@ def _build_cloud(settings: CloudSettings, app: App, authenticate: ApiKeyCheck | 
         dispatch_deadline_s=settings.function_timeout_s,
         clock=app.clock,
     )
-    service = RunService(Dispatcher(app, store, scheduler))
+    service = RunService(Dispatcher(app, store, scheduler, budget=_budget(settings)))
     verify_step = None
     if settings.verify_oidc:
         assert settings.oidc_audience is not None

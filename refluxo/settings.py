@@ -26,6 +26,8 @@ class EmbeddedSettings:
     database: Path
     workers: int
     api_key: str | None
+    batch_steps: int = 1
+    batch_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class CloudSettings:
     firestore_database: str
     api_key: str | None
     tasks_emulator_host: str | None
+    batch_steps: int = 1
+    batch_ms: float | None = None
 
     @property
     def queue_path(self) -> str:
@@ -107,12 +111,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     cloud_hints = any(env.get(name) for name in _REQUIRED_FOR_CLOUD[1:])
     if backend not in ("", "gcp", "embedded"):
         raise ConfigurationError(f"REFLUXO_BACKEND must be 'gcp' or 'embedded', got {backend!r}")
+    batch_steps = int(_number(env, "REFLUXO_BATCH_STEPS", 1, 1, 1000))
+    batch_ms = _number(env, "REFLUXO_BATCH_MS", 0, 0, 3_600_000) or None
     if backend == "embedded" or (backend == "" and not cloud_hints):
         return EmbeddedSettings(
             app=app,
             database=Path(env.get("REFLUXO_DB") or ".refluxo/refluxo.db"),
             workers=int(_number(env, "REFLUXO_WORKERS", 2, 0, 64)),
             api_key=api_key,
+            batch_steps=batch_steps,
+            batch_ms=batch_ms,
         )
 
     missing = [name for name in _REQUIRED_FOR_CLOUD if not env.get(name)]
@@ -132,6 +140,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     step_url = env["REFLUXO_STEP_URL"]
     if not step_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"REFLUXO_STEP_URL must be an http(s) URL, got {step_url!r}")
+    timeout_s = _number(env, "REFLUXO_FUNCTION_TIMEOUT_S", 60, 1, 3600)
+    if batch_steps > 1 and batch_ms is None:
+        batch_ms = timeout_s * 1000 / 2
+    if batch_ms is not None and batch_ms > timeout_s * 1000 / 2:
+        raise ConfigurationError(
+            f"REFLUXO_BATCH_MS ({batch_ms:g}) must stay under half the function timeout "
+            f"({timeout_s:g} s), so a batch of steps commits before the platform stops it"
+        )
     return CloudSettings(
         app=app,
         project=env["GOOGLE_CLOUD_PROJECT"],
@@ -141,9 +157,11 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         tasks_service_account=tasks_account,
         oidc_audience=audience,
         verify_oidc=verify_oidc,
-        function_timeout_s=_number(env, "REFLUXO_FUNCTION_TIMEOUT_S", 60, 1, 3600),
+        function_timeout_s=timeout_s,
         collection_prefix=env.get("REFLUXO_COLLECTION_PREFIX") or "refluxo",
         firestore_database=env.get("REFLUXO_FIRESTORE_DATABASE") or "(default)",
         api_key=api_key,
         tasks_emulator_host=env.get("REFLUXO_TASKS_EMULATOR_HOST") or None,
+        batch_steps=batch_steps,
+        batch_ms=batch_ms,
     )

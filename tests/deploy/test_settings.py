@@ -22,7 +22,10 @@ CLOUD = {
 def test_no_cloud_settings_means_the_embedded_default() -> None:
     settings = load_settings({})
     assert settings == EmbeddedSettings(
-        app="examples.app:app", database=Path(".refluxo/refluxo.db"), workers=2, api_key=None
+        app="examples.app:app",
+        database=Path(".refluxo/refluxo.db"),
+        workers=2,
+        api_key=None,
     )
 
 
@@ -78,3 +81,13 @@ def test_oidc_off_needs_no_identity() -> None:
     )
     assert isinstance(settings, CloudSettings)
     assert settings.verify_oidc is False
+
+
+def test_a_batch_budget_stays_under_half_the_function_timeout() -> None:
+    settings = load_settings({**CLOUD, "REFLUXO_BATCH_STEPS": "20"})
+    assert isinstance(settings, CloudSettings)
+    assert settings.batch_ms == 30_000  # half of the default 60 s timeout
+    with pytest.raises(ConfigurationError, match="half the function timeout"):
+        load_settings({**CLOUD, "REFLUXO_BATCH_STEPS": "5", "REFLUXO_BATCH_MS": "45000"})
+    with pytest.raises(ConfigurationError, match="REFLUXO_BATCH_STEPS"):
+        load_settings({**CLOUD, "REFLUXO_BATCH_STEPS": "0"})
