@@ -35,6 +35,7 @@ from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
 from refluxo.engine import Clock, wall_clock_ms
+from refluxo.runtime.errors import SchedulerUnavailable
 from refluxo.runtime.protocols import Delivery
 
 MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000
@@ -152,6 +153,22 @@ class CloudTasksScheduler:
             self.client.create_task(parent=self.queue_path, task=self.task_for(delivery))
         except google_exceptions.AlreadyExists:
             return
+        except _TRANSIENT as err:
+            raise SchedulerUnavailable(
+                f"Cloud Tasks did not accept the delivery of {delivery.run_id} "
+                f"v{delivery.version}: {err}"
+            ) from err
+
+
+_TRANSIENT = (
+    google_exceptions.ServiceUnavailable,
+    google_exceptions.DeadlineExceeded,
+    google_exceptions.InternalServerError,
+    google_exceptions.Aborted,
+    google_exceptions.TooManyRequests,
+    google_exceptions.RetryError,
+)
+"""Errors worth retrying later; others (a bad queue path, missing permission) propagate."""
 
 
 def tasks_client(**options: Any) -> tasks_v2.CloudTasksClient:

@@ -48,5 +48,13 @@ class Forbidden(RuntimeErrorBase):
     code = "forbidden"
 
 
-class StoreError(RefluxoError):
+class BackendUnavailable(RefluxoError):
+    """A store or scheduler failed transiently; the caller should retry (HTTP 503)."""
+
+
+class StoreError(BackendUnavailable):
     """The store failed after its bounded retries (contention, unavailability)."""
+
+
+class SchedulerUnavailable(BackendUnavailable):
+    """The scheduler refused a delivery for a transient reason."""

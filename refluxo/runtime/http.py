@@ -22,7 +22,12 @@ from werkzeug.routing import Map, Rule
 from refluxo._aio import run_to_completion
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.dispatcher import DeliveryResult
-from refluxo.runtime.errors import BadRequest, PayloadTooLarge, RuntimeErrorBase
+from refluxo.runtime.errors import (
+    BackendUnavailable,
+    BadRequest,
+    PayloadTooLarge,
+    RuntimeErrorBase,
+)
 from refluxo.runtime.openapi import openapi_document
 from refluxo.runtime.protocols import Delivery, RunRecord, TimelineEntry
 from refluxo.runtime.service import RunService
@@ -148,6 +153,9 @@ class HttpApi:
             return handler(request, **args)
         except RuntimeErrorBase as err:
             return error_response(err.status, err.code, str(err))
+        except BackendUnavailable as err:
+            logger.warning("unavailable on %s %s: %s", request.method, request.path, err)
+            return error_response(503, "unavailable", f"{err}; retry later")
         except Exception:
             logger.exception("unexpected error on %s %s", request.method, request.path)
             return error_response(500, "internal", "internal error; see the server log")

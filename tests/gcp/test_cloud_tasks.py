@@ -25,6 +25,7 @@ from refluxo.backends.cloud_tasks import (
     clamp_dispatch_deadline,
     tasks_client_for_emulator,
 )
+from refluxo.runtime.errors import SchedulerUnavailable
 from refluxo.runtime.protocols import Delivery, Scheduler
 from tests.conftest import FakeClock
 from tests.gcp.emulators import TasksEmulator
@@ -247,5 +248,8 @@ def test_other_errors_propagate_so_the_caller_retries(
     fake: FakeCloudTasks, clock: FakeClock
 ) -> None:
     fake.fail_with = google_error(exceptions.ServiceUnavailable, "try again")
-    with pytest.raises(exceptions.ServiceUnavailable):
+    with pytest.raises(SchedulerUnavailable, match="did not accept the delivery of run-1 v1"):
+        scheduler_for(fake, clock).schedule(Delivery("run-1", 1))
+    fake.fail_with = google_error(exceptions.PermissionDenied, "no enqueuer role")
+    with pytest.raises(exceptions.PermissionDenied):  # a configuration error: not retryable
         scheduler_for(fake, clock).schedule(Delivery("run-1", 1))

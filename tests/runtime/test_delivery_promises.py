@@ -276,3 +276,15 @@ def test_deliveries_for_finished_runs_change_nothing(runtime: EmbeddedRuntime) -
     assert late.outcome == Outcome.IDLE
     again = runtime.store.load_run(run.run_id)
     assert again == record
+
+
+def test_deliveries_after_a_cancel_change_nothing(runtime: EmbeddedRuntime) -> None:
+    run = runtime.service.start("approval").record
+    runtime.scheduler.drain()
+    paused = runtime.service.get(run.run_id)
+    cancelled = runtime.service.cancel(run.run_id)
+    for version in (paused.version, cancelled.version):
+        late = asyncio.run(runtime.dispatcher.deliver(Delivery(run.run_id, version)))
+        assert late.outcome in (Outcome.STALE, Outcome.IDLE)
+    assert runtime.service.get(run.run_id) == cancelled
+    assert assert_history_consistent(runtime.store, run.run_id) == []

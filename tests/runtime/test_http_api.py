@@ -237,3 +237,17 @@ def test_a_retried_resume_is_idempotent_until_the_step_runs(
     runtime.scheduler.drain()
     assert [e.node_id for e in runtime.store.timeline(run["runId"])] == ["ask", "yes"]
     error_of(http.post(f"/runs/{run['runId']}/resume", json=body), 409)  # the step ran
+
+
+def test_an_unavailable_backend_is_503_so_the_caller_retries(
+    runtime: EmbeddedRuntime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from refluxo.runtime.errors import StoreError
+
+    def unavailable(*_: object, **__: object) -> None:
+        raise StoreError("Firestore contention persisted after 5 attempts")
+
+    monkeypatch.setattr(runtime.store, "load_run", unavailable)
+    with create_wsgi_app(HttpApi(runtime.service)).test_client() as client:
+        response = client.post("/tasks/step", json={"runId": "r", "version": 0})
+    assert "contention persisted" in error_of(response, 503)
