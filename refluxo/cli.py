@@ -79,11 +79,18 @@ url_option = click.option(
     "--url", envvar="REFLUXO_URL", help="Talk to a running server instead of the local database."
 )
 key_option = click.option("--api-key", envvar="REFLUXO_API_KEY", help="API key for --url.")
+token_option = click.option(
+    "--id-token",
+    envvar="REFLUXO_ID_TOKEN",
+    help="Identity token for --url behind Cloud Run IAM (gcloud auth print-identity-token).",
+)
 
 
-def make_client(url: str | None, api_key: str | None, app_spec: str, db: Path) -> RunClient:
+def make_client(
+    url: str | None, api_key: str | None, id_token: str | None, app_spec: str, db: Path
+) -> RunClient:
     if url:
-        return HttpClient(url, api_key=api_key)
+        return HttpClient(url, api_key=api_key, id_token=id_token)
     runtime = EmbeddedRuntime(load_app(app_spec), db, workers=0)
     return LocalClient(runtime.service)
 
@@ -194,6 +201,7 @@ def describe(view: dict[str, Any]) -> str:
 @db_option
 @url_option
 @key_option
+@token_option
 def run(
     workflow: str,
     input_json: str | None,
@@ -202,11 +210,12 @@ def run(
     db: Path,
     url: str | None,
     api_key: str | None,
+    id_token: str | None,
 ) -> None:
     """Start WORKFLOW and follow it until it ends or pauses."""
     payload = parse_json(input_json, "--input")
     if url:
-        client: RunClient = HttpClient(url, api_key=api_key)
+        client: RunClient = HttpClient(url, api_key=api_key, id_token=id_token)
         started = client.start(workflow, payload, run_id)
         view = follow(client, started["runId"])
     else:
@@ -226,9 +235,12 @@ def run(
 @db_option
 @url_option
 @key_option
-def status(run_id: str, app_spec: str, db: Path, url: str | None, api_key: str | None) -> None:
+@token_option
+def status(
+    run_id: str, app_spec: str, db: Path, url: str | None, api_key: str | None, id_token: str | None
+) -> None:
     """Show a run: status, definition version and timeline."""
-    view = make_client(url, api_key, app_spec, db).get(run_id, timeline_limit=1000)
+    view = make_client(url, api_key, id_token, app_spec, db).get(run_id, timeline_limit=1000)
     click.echo(json.dumps(view, indent=2))
 
 
@@ -243,6 +255,7 @@ def status(run_id: str, app_spec: str, db: Path, url: str | None, api_key: str |
 @db_option
 @url_option
 @key_option
+@token_option
 def list_runs(
     status_filter: str | None,
     limit: int,
@@ -250,9 +263,10 @@ def list_runs(
     db: Path,
     url: str | None,
     api_key: str | None,
+    id_token: str | None,
 ) -> None:
     """List runs, newest first."""
-    page = make_client(url, api_key, app_spec, db).list(status_filter, limit)
+    page = make_client(url, api_key, id_token, app_spec, db).list(status_filter, limit)
     for view in page["runs"]:
         click.echo(
             f"{view['runId']}  {view['workflow']:<20} {view['status']:<10} "
@@ -273,6 +287,7 @@ def list_runs(
 @db_option
 @url_option
 @key_option
+@token_option
 def resume(
     run_id: str,
     payload_json: str | None,
@@ -281,11 +296,12 @@ def resume(
     db: Path,
     url: str | None,
     api_key: str | None,
+    id_token: str | None,
 ) -> None:
     """Resume a paused run with a payload."""
     payload = parse_json(payload_json, "--payload")
     if url:
-        client: RunClient = HttpClient(url, api_key=api_key)
+        client: RunClient = HttpClient(url, api_key=api_key, id_token=id_token)
         view = client.resume(run_id, payload)
         if follow_after:
             view = follow(client, run_id)
@@ -305,11 +321,18 @@ def resume(
 @db_option
 @url_option
 @key_option
+@token_option
 def cancel(
-    run_id: str, reason: str, app_spec: str, db: Path, url: str | None, api_key: str | None
+    run_id: str,
+    reason: str,
+    app_spec: str,
+    db: Path,
+    url: str | None,
+    api_key: str | None,
+    id_token: str | None,
 ) -> None:
     """Cancel a run (it fails with the reason)."""
-    view = make_client(url, api_key, app_spec, db).cancel(run_id, reason)
+    view = make_client(url, api_key, id_token, app_spec, db).cancel(run_id, reason)
     click.echo(f"run {run_id}: {describe(view)}")
 
 
@@ -345,8 +368,15 @@ def validate(file: Path, app_spec: str | None) -> None:
 @db_option
 @url_option
 @key_option
+@token_option
 def graph(
-    file: Path, run_id: str | None, app_spec: str, db: Path, url: str | None, api_key: str | None
+    file: Path,
+    run_id: str | None,
+    app_spec: str,
+    db: Path,
+    url: str | None,
+    api_key: str | None,
+    id_token: str | None,
 ) -> None:
     """Print a workflow as a Mermaid flowchart."""
     from refluxo.mermaid import to_mermaid
@@ -355,7 +385,7 @@ def graph(
     workflow = WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
     path: list[str] = []
     if run_id:
-        view = make_client(url, api_key, app_spec, db).get(run_id, timeline_limit=1000)
+        view = make_client(url, api_key, id_token, app_spec, db).get(run_id, timeline_limit=1000)
         path = [entry["nodeId"] for entry in view["timeline"] if not entry.get("error")]
     click.echo(to_mermaid(workflow, path), nl=False)
 

@@ -43,11 +43,23 @@ class RunClient(Protocol):
 
 
 class HttpClient:
-    """Calls a refluxo server (``X-API-Key`` sent when given)."""
+    """Calls a refluxo server.
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
+    ``api_key`` is sent as ``X-API-Key``; ``id_token`` (an identity token, for a function
+    behind Cloud Run IAM) as ``Authorization: Bearer``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        id_token: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self.url = url.rstrip("/")
         self.api_key = api_key
+        self.id_token = id_token
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
@@ -56,6 +68,8 @@ class HttpClient:
         request.add_header("Content-Type", "application/json")
         if self.api_key:
             request.add_header("X-API-Key", self.api_key)
+        if self.id_token:
+            request.add_header("Authorization", f"Bearer {self.id_token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read() or b"null")
