@@ -39,7 +39,9 @@ from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.history import HistoryContext
 from refluxo.runtime.protocols import (
     AppendedResult,
+    CommitResult,
     Delivery,
+    Payload,
     RunRecord,
     Scheduler,
     SnapshotStore,
@@ -162,6 +164,40 @@ class Dispatcher:
             return DeliveryResult(Outcome.NOT_DUE, record)
         return await self._execute(record, delivery, now)
 
+    def commit_transition(
+        self,
+        run_id: str,
+        expected_version: int,
+        head: Snapshot,
+        *,
+        results: Sequence[AppendedResult] = (),
+        pending: Payload | None = None,
+        acknowledge: Delivery | None = None,
+    ) -> CommitResult:
+        """Commit ``head`` over ``expected_version`` and schedule its next step.
+
+        The next delivery goes into the commit's outbox (recorded atomically by stores that
+        can) and is scheduled after the commit otherwise. Nothing is scheduled if the
+        commit lost its race.
+        """
+        due = due_time(head)
+        outbox = (Delivery(run_id, head.version, due),) if due is not None else ()
+        result = self.store.commit(
+            StepCommit(
+                run_id=run_id,
+                expected_version=expected_version,
+                snapshot=head,
+                results=results,
+                pending=pending,
+                outbox=outbox,
+                acknowledge=acknowledge,
+            )
+        )
+        if result.committed and not result.scheduled:
+            for next_delivery in outbox:
+                self.scheduler.schedule(next_delivery)
+        return result
+
     def ensure_scheduled(self, record: RunRecord) -> None:
         """Make sure the stored run's next step is scheduled (idempotent)."""
         due = due_time(record.snapshot)
@@ -280,26 +316,16 @@ class Dispatcher:
         results: Sequence[AppendedResult],
         steps: int,
     ) -> DeliveryResult:
-        head = head_only(current)
-        due = due_time(head)
-        outbox = (Delivery(record.run_id, head.version, due),) if due is not None else ()
-        result = self.store.commit(
-            StepCommit(
-                run_id=record.run_id,
-                expected_version=delivery.version,
-                snapshot=head,
-                results=results,
-                pending=None,
-                outbox=outbox,
-                acknowledge=delivery,
-            )
+        result = self.commit_transition(
+            record.run_id,
+            delivery.version,
+            head_only(current),
+            results=results,
+            acknowledge=delivery,
         )
         if not result.committed:
             logger.info("run %s: lost the race for version %s", record.run_id, delivery.version)
             return DeliveryResult(Outcome.LOST_RACE, result.record)
-        if outbox and not result.scheduled:
-            for next_delivery in outbox:
-                self.scheduler.schedule(next_delivery)
         return DeliveryResult(
             Outcome.COMMITTED, result.record, steps, acknowledged=result.scheduled
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
-from refluxo.runtime.dispatcher import Dispatcher, due_time, failed
+from refluxo.runtime.dispatcher import Dispatcher, failed
 from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
 from refluxo.runtime.naming import RUN_ID_PATTERN
 from refluxo.runtime.protocols import (
@@ -20,7 +20,6 @@ from refluxo.runtime.protocols import (
     Payload,
     RunPage,
     RunRecord,
-    StepCommit,
     TimelineEntry,
 )
 
@@ -153,22 +152,11 @@ class RunService:
         return self._transition(record, head, None)
 
     def _transition(self, record: RunRecord, head: Snapshot, pending: Payload | None) -> RunRecord:
-        due = due_time(head)
-        outbox = (Delivery(record.run_id, head.version, due),) if due is not None else ()
-        result = self.store.commit(
-            StepCommit(
-                run_id=record.run_id,
-                expected_version=record.version,
-                snapshot=head,
-                pending=pending,
-                outbox=outbox,
-            )
+        result = self.dispatcher.commit_transition(
+            record.run_id, record.version, head, pending=pending
         )
         if not result.committed:
             raise RunConflict(f"run {record.run_id!r} changed meanwhile; read it and retry")
-        if outbox and not result.scheduled:
-            for delivery in outbox:
-                self.scheduler.schedule(delivery)
         assert result.record is not None
         return result.record
 
