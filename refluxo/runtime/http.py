@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -28,7 +29,8 @@ from refluxo.runtime.errors import (
     PayloadTooLarge,
     RuntimeErrorBase,
 )
-from refluxo.runtime.openapi import openapi_document
+from refluxo.runtime.naming import RUN_ID_PATTERN
+from refluxo.runtime.openapi import MAX_INTEGER, openapi_document
 from refluxo.runtime.protocols import Delivery, RunRecord, TimelineEntry
 from refluxo.runtime.service import RunService
 
@@ -71,6 +73,17 @@ def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     if loop is None or loop.is_closed():
         loop = _loops.loop = asyncio.new_event_loop()
     return run_to_completion(coroutine, loop)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def error_response(status: int, code: str, message: str) -> Response:
@@ -169,13 +182,15 @@ class HttpApi:
         raw = request.stream.read(self.max_body_bytes + 1)
         if len(raw) > self.max_body_bytes:
             raise PayloadTooLarge(f"request body over {self.max_body_bytes} bytes")
-        if not raw.strip():
+        if not raw:
             if required:
                 raise BadRequest("a JSON object body is required")
             return {}
         try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as err:
+            body = json.loads(raw, parse_constant=_not_json, parse_float=_finite_float)
+            # Lone surrogates ("\ud800") parse, but no UTF-8 text (nor the store) holds them.
+            json.dumps(body, ensure_ascii=False).encode()
+        except (ValueError, UnicodeError) as err:
             raise BadRequest(f"malformed JSON body: {err}") from err
         if not isinstance(body, dict):
             raise BadRequest("the body must be a JSON object")
@@ -234,6 +249,12 @@ class HttpApi:
         body = self._body(request, required=True)
         workflow = self._field(body, "workflow", str, required=True)
         run_id = self._field(body, "runId", str)
+        if run_id is not None and not RUN_ID_PATTERN.fullmatch(run_id):
+            # fullmatch: the pattern's "$" also matches before a trailing newline.
+            raise BadRequest(
+                "runId must be 1-128 characters: letters, digits and '._:-', "
+                "starting with a letter or digit"
+            )
         started = self.service.start(workflow, body.get("input"), run_id=run_id)
         return json_response(
             run_view(started.record),
@@ -258,7 +279,7 @@ class HttpApi:
 
     def _get_run(self, request: Request, run_id: str) -> Response:
         record = self.service.get(run_id)
-        after = self._int_arg(request, "timelineAfter", -1, -1, 2**62)
+        after = self._int_arg(request, "timelineAfter", -1, -1, MAX_INTEGER)
         limit = self._int_arg(request, "timelineLimit", 100, 0, 1000)
         timeline = self.service.timeline(run_id, after_seq=after, limit=limit) if limit else []
         return json_response(run_view(record, timeline))
@@ -281,8 +302,8 @@ class HttpApi:
         version = self._field(body, "version", int, required=True)
         due_at = self._field(body, "dueAt", int) or 0
         hop = self._field(body, "hop", int) or 0
-        if version < 0 or due_at < 0 or hop < 0:
-            raise BadRequest("version, dueAt and hop must be non-negative")
+        if not all(0 <= value <= MAX_INTEGER for value in (version, due_at, hop)):
+            raise BadRequest(f"version, dueAt and hop must be non-negative, at most {MAX_INTEGER}")
         result: DeliveryResult = run_coroutine(
             self.service.dispatcher.deliver(Delivery(run_id, version, due_at, hop))
         )

@@ -19,7 +19,11 @@ _ERROR = {
     },
 }
 
+MAX_INTEGER = 2**62
+"""The largest integer a parameter or body field accepts (below SQLite's 64-bit range)."""
+
 _RUN_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"}
+_COUNT = {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER}
 _STATUS = {"type": "string", "enum": [s.value for s in SnapshotStatus]}
 
 _TIMELINE_ENTRY = {
@@ -195,7 +199,7 @@ _DOCUMENT: dict[str, Any] = {
                     {
                         "name": "timelineAfter",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": -1},
+                        "schema": {"type": "integer", "minimum": -1, "maximum": MAX_INTEGER},
                     },
                     {
                         "name": "timelineLimit",
@@ -264,9 +268,9 @@ _DOCUMENT: dict[str, Any] = {
                         "required": ["runId", "version"],
                         "properties": {
                             "runId": {"type": "string"},
-                            "version": {"type": "integer", "minimum": 0},
-                            "dueAt": {"type": "integer", "minimum": 0},
-                            "hop": {"type": "integer", "minimum": 0},
+                            "version": _COUNT,
+                            "dueAt": _COUNT,
+                            "hop": _COUNT,
                         },
                     }
                 ),

@@ -1,0 +1,1 @@
+"""Schemathesis fuzzing of the HTTP API against its published OpenAPI document."""

@@ -1,0 +1,319 @@
+"""Schemathesis against the published OpenAPI document, on the real WSGI app in process.
+
+The quick slice of ``bench/fuzz.py`` (same harness, same checks, see ``conftest.py``): the
+coverage phase, a few examples per operation and mode, short request sequences, and the
+scenarios that must be reached whatever Hypothesis draws. Every response is checked: no
+5xx, conformance to the document, a proper error body, and no change for a rejection.
+Generation is derandomized, so the slice sends the same requests on every run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Request, Response
+from schemathesis import GenerationMode
+from schemathesis.core import NOT_SET
+
+from refluxo.runtime.errors import BadRequest
+from refluxo.runtime.http import HttpApi, error_response
+from refluxo.runtime.openapi import openapi_document
+from tests.fuzz.conftest import (
+    API_KEY,
+    KNOWN_ISSUES,
+    MAX_BODY_BYTES,
+    MODES,
+    SEEDED_RUNS,
+    STEP_TOKEN,
+    FuzzTarget,
+    KnownIssue,
+    can_negate,
+    encode_cursor,
+    fuzz_operation,
+    fuzz_sequences,
+    read_state,
+    run_coverage_phase,
+)
+
+
+def step_body(**fields: Any) -> str:
+    return json.dumps({"runId": "seed-active", "version": 0, **fields})
+
+
+HUGE = json.dumps({"workflow": "chain", "input": "x" * MAX_BODY_BYTES})
+EXAMPLES = 25
+"""Hypothesis examples per operation and mode (16 pairs)."""
+SEQUENCES = 25
+
+DOCUMENT = openapi_document()
+LABELS = [f"{method.upper()} {path}" for path, item in DOCUMENT["paths"].items() for method in item]
+
+
+FUZZ_PAIRS = [
+    pytest.param(f"{method.upper()} {path}", mode, id=f"{method.upper()} {path}-{mode.value}")
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+    for mode in MODES
+    if mode is GenerationMode.POSITIVE or can_negate(operation)
+]
+
+REACHED: dict[str, set[int]] = {
+    "POST /runs": {201},
+    "GET /runs": {200},
+    "GET /runs/{runId}": {200},
+    "POST /runs/{runId}/resume": {202},
+    "POST /runs/{runId}/cancel": {200},
+}
+"""Statuses that valid requests must reach, thanks to the steering towards seeded runs."""
+
+
+def requests_to(target: FuzzTarget, label: str) -> dict[int, int]:
+    return {status: n for (name, status), n in target.tally.items() if name == label}
+
+
+def test_the_app_serves_the_document(target: FuzzTarget) -> None:
+    assert target.schema.raw_schema == DOCUMENT
+    assert sorted(operation.label for operation in target.operations()) == sorted(LABELS)
+    assert len(FUZZ_PAIRS) == 16  # no schema-violating request to /healthz, /openapi.json
+
+
+def test_coverage_phase(target: FuzzTarget) -> None:
+    run_coverage_phase(target)
+    assert not target.failures
+    for label in LABELS:
+        assert requests_to(target, label), f"no request to {label}"
+    # Undocumented methods were sent, and refused.
+    assert requests_to(target, "DELETE /runs") == {405: 1}
+    assert requests_to(target, "GET /tasks/step") == {405: 1}
+    # Boundary values past the document's limits (a limit of 0 or 201...) are refused.
+    assert 400 in requests_to(target, "GET /runs")
+
+
+@pytest.mark.parametrize(("label", "mode"), FUZZ_PAIRS)
+def test_fuzz_operation(target: FuzzTarget, label: str, mode: GenerationMode) -> None:
+    fuzz_operation(target, target.operation(label), mode, max_examples=EXAMPLES, derandomize=True)
+    assert not target.failures
+    statuses = requests_to(target, label)
+    assert sum(statuses.values()) >= (1 if label in ("GET /healthz", "GET /openapi.json") else 5)
+    if mode is GenerationMode.POSITIVE:
+        assert REACHED.get(label, set()) <= set(statuses), statuses
+        if label == "POST /tasks/step":
+            assert target.outcomes["committed"] > 0, target.outcomes
+
+
+def test_fuzz_sequences(target: FuzzTarget) -> None:
+    fuzz_sequences(target, max_examples=SEQUENCES, derandomize=True)
+    assert not target.failures
+    assert target.tally.total() >= 2 * SEQUENCES
+
+
+# -- scenarios that must be reached -----------------------------------------------------
+
+
+def call(
+    target: FuzzTarget,
+    label: str,
+    *,
+    run_id: str | None = None,
+    body: Any = NOT_SET,
+    query: dict[str, Any] | None = None,
+) -> Any:
+    """One explicit request through the harness (checked like a generated one)."""
+    operation = target.operation(label)
+    credentials = (
+        {"Authorization": f"Bearer {STEP_TOKEN}"}
+        if label == "POST /tasks/step"
+        else {"X-API-Key": API_KEY}
+    )
+    case = operation.Case(
+        path_parameters={"runId": run_id} if run_id is not None else None,
+        headers=credentials,
+        query=query,
+        body=body,
+        media_type="application/json" if body is not NOT_SET else None,
+    )
+    response = target.execute(case)
+    return response.status_code, response.json()
+
+
+def test_resume_and_deliver_a_paused_run(target: FuzzTarget) -> None:
+    version = target.runtime.service.get("seed-paused").version
+    resume = "POST /runs/{runId}/resume"
+    stale = {"payload": {"ok": True}, "version": version + 1}
+    assert call(target, resume, run_id="seed-paused", body=stale)[0] == 409
+    status, run = call(
+        target, resume, run_id="seed-paused", body={"payload": {"ok": True}, "version": version}
+    )
+    assert (status, run["status"], run["version"]) == (202, "active", version + 1)
+    # The same resume again is a retry; another payload conflicts.
+    assert call(target, resume, run_id="seed-paused", body={"payload": {"ok": True}})[0] == 202
+    assert call(target, resume, run_id="seed-paused", body={"payload": {"ok": False}})[0] == 409
+
+    (delivery,) = [d for d in target.runtime.scheduler.pending() if d.run_id == "seed-paused"]
+    step = {"runId": "seed-paused", "version": delivery.version, "dueAt": delivery.due_at}
+    assert call(target, "POST /tasks/step", body=step) == (
+        200,
+        {"outcome": "committed", "steps": 1},
+    )
+    assert call(target, "POST /tasks/step", body=step)[1]["outcome"] == "stale"
+    status, run = call(target, "GET /runs/{runId}", run_id="seed-paused")
+    assert status == 200
+    assert [(e["nodeId"], e["output"]) for e in run["timeline"]] == [("ask", {"ok": True})]
+
+
+def test_cancel_start_list_and_read(target: FuzzTarget) -> None:
+    cancel = "POST /runs/{runId}/cancel"
+    status, run = call(target, cancel, run_id="seed-active", body={"reason": "fuzzed"})
+    assert (status, run["status"]) == (200, "failed")
+    assert call(target, cancel, run_id="seed-active", body={})[0] == 409
+    assert call(target, cancel, run_id="seed-completed")[0] == 409
+    assert call(target, cancel, run_id="nothing-here")[0] == 404
+
+    start = "POST /runs"
+    same = {"workflow": "chain", "input": {"n": 1}, "runId": "seed-completed"}
+    assert call(target, start, body=same)[0] == 200
+    assert call(target, start, body={**same, "input": {"n": 9}})[0] == 409
+    assert call(target, start, body={"workflow": "nope"})[0] == 404
+    status, run = call(target, start, body={"workflow": "loop", "runId": "fresh-1"})
+    assert (status, run["runId"], run["status"]) == (201, "fresh-1", "active")
+    step = {"runId": "fresh-1", "version": 0}
+    assert call(target, "POST /tasks/step", body=step)[1]["outcome"] == "committed"
+
+    seen: list[str] = []
+    query: dict[str, Any] = {"limit": 2}
+    while True:
+        status, page = call(target, "GET /runs", query=query)
+        assert status == 200
+        seen.extend(run["runId"] for run in page["runs"])
+        if page["nextCursor"] is None:
+            break
+        query = {"limit": 2, "cursor": page["nextCursor"]}
+    assert sorted(seen) == sorted([*SEEDED_RUNS, "fresh-1"])
+
+    timeline = {"timelineAfter": 10, "timelineLimit": 5}
+    status, run = call(target, "GET /runs/{runId}", run_id="seed-loop", query=timeline)
+    assert [entry["seq"] for entry in run["timeline"]] == [11, 12, 13, 14, 15]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "headers", "status"),
+    [
+        ("POST", "/runs", b'{"workflow": ', {}, 400),
+        ("POST", "/runs", b'["chain"]', {}, 400),
+        ("POST", "/runs", HUGE, {}, 413),
+        ("POST", "/runs/seed-paused/resume", b"\xff\xfe", {}, 400),
+        ("POST", "/runs/seed-paused/resume", b'{"version": "1"}', {}, 400),
+        ("POST", "/runs/seed-active/cancel", b'{"reason": 7}', {}, 400),
+        ("GET", "/runs/seed-paused", b"", {"X-API-Key": "wrong-key-0123456789"}, 401),
+        ("POST", "/tasks/step", b'{"runId": "seed-active", "version": 0}', {}, 401),
+        ("POST", "/tasks/step", b'{"runId": "seed-active", "version": -1}', None, 400),
+        ("GET", "/runs/seed-paused/timeline", b"", {}, 404),
+        ("DELETE", "/runs/seed-paused", b"", {}, 405),
+        # Found by fuzzing, fixed in refluxo/runtime/http.py and openapi.py:
+        ("POST", "/runs", b'{"workflow": "chain", "input": NaN}', {}, 400),
+        ("POST", "/runs", b'{"workflow": "chain", "input": [-Infinity]}', {}, 400),
+        ("POST", "/runs", b'{"workflow": "chain", "input": 1e999}', {}, 400),
+        ("POST", "/runs", b'{"workflow": "chain", "input": "\\ud800"}', {}, 400),
+        ("POST", "/runs/seed-paused/resume", b'{"payload": {"ok": "\\udfff"}}', {}, 400),
+        ("POST", "/runs", b'{"workflow": "chain", "runId": "x1\\n"}', {}, 400),
+        ("POST", "/tasks/step", step_body(dueAt=1e30), None, 400),
+        ("POST", "/tasks/step", step_body(dueAt=2**63), None, 400),
+        ("POST", "/tasks/step", step_body(hop=2**62 + 1), None, 400),
+        ("POST", "/tasks/step", step_body(version=2**64), None, 400),
+        ("GET", f"/runs/seed-loop?timelineAfter={2**62 + 1}", b"", {}, 400),
+        ("POST", "/runs/seed-paused/cancel", b"\r", {}, 400),
+        ("POST", "/runs/seed-paused/resume", b" \n", {}, 400),
+    ],
+)
+def test_malformed_requests_are_rejected_and_change_nothing(
+    target: FuzzTarget,
+    method: str,
+    path: str,
+    data: bytes | str,
+    headers: dict[str, str] | None,
+    status: int,
+) -> None:
+    if headers is None:
+        headers = {"Authorization": f"Bearer {STEP_TOKEN}"}
+    elif not headers and not path.startswith("/tasks/"):
+        headers = {"X-API-Key": API_KEY}
+    raw = data.encode() if isinstance(data, str) else data
+    response = target.send_raw(method, path, data=raw, headers=headers)
+    assert response.status_code == status  # send_raw checked the body and the state
+    assert response.json()["error"]["message"]
+
+
+def test_escaped_astral_characters_are_accepted(target: FuzzTarget) -> None:
+    # A surrogate pair is one character (U+1F600); only lone surrogates are refused.
+    data = b'{"workflow": "chain", "input": "\\ud83d\\ude00", "runId": "astral"}'
+    response = target.send_raw("POST", "/runs", data=data, headers={"X-API-Key": API_KEY})
+    assert response.status_code == 201
+    record = target.runtime.store.load_run("astral")
+    assert record is not None
+    assert record.input == "\U0001f600"
+
+
+KNOWN_REPRODUCERS: dict[str, tuple[str, str, bytes]] = {
+    "html-405-for-unrouted-method": ("TRACE", "/runs", b""),
+    "html-404-for-newline-in-path": ("GET", "/runs/seed%0Apaused", b""),
+    "500-for-cursor-beyond-int64": ("GET", f"/runs?cursor={encode_cursor(2**64, 'x')}", b""),
+    "definition-stored-by-rejected-start": (
+        "POST",
+        "/runs",
+        b'{"workflow": "unstarted", "runId": "seed-paused"}',
+    ),
+}
+
+
+@pytest.mark.parametrize("issue", KNOWN_ISSUES, ids=lambda issue: issue.name)
+def test_known_issues_still_reproduce(target: FuzzTarget, issue: KnownIssue) -> None:
+    """Each known issue, on purpose. Failing? Its cause is fixed: delete its KnownIssue."""
+    assert set(KNOWN_REPRODUCERS) == {known.name for known in KNOWN_ISSUES}
+    method, path, data = KNOWN_REPRODUCERS[issue.name]
+    target.send_raw(method, path, data=data, headers={"X-API-Key": API_KEY})
+    assert dict(target.known) == {issue.name: 1}, issue.cause
+    assert not target.failures
+
+
+# -- the harness notices what it must ---------------------------------------------------
+
+
+class LeakyApi(HttpApi):
+    """Cancels the run, then refuses the request anyway."""
+
+    def _cancel(self, request: Request, run_id: str) -> Response:
+        self.service.cancel(run_id, "leaked")
+        raise BadRequest("refused after all")
+
+
+class SilentApi(HttpApi):
+    """Answers the health check with an error that says nothing."""
+
+    def _health(self, request: Request) -> Response:
+        return error_response(400, "", "")
+
+
+def test_harness_catches_a_rejection_that_changed_state(tmp_path: Path) -> None:
+    target = FuzzTarget.build(tmp_path, api_class=LeakyApi)
+    try:
+        before = read_state(target.runtime)
+        with pytest.raises(AssertionError, match="yet the database changed"):
+            call(target, "POST /runs/{runId}/cancel", run_id="seed-active")
+        assert read_state(target.runtime) != before
+    finally:
+        target.close()
+
+
+def test_harness_catches_an_undocumented_empty_error(tmp_path: Path) -> None:
+    target = FuzzTarget.build(tmp_path, api_class=SilentApi)
+    try:
+        with pytest.raises(AssertionError) as caught:
+            call(target, "GET /healthz")
+        report = str(caught.value)
+        assert "error.message missing or empty" in report
+        assert "Undocumented status code" in report
+    finally:
+        target.close()
