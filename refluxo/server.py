@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, request
+from flask import Flask, Request, Response
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from refluxo.runtime.http import HttpApi
 
-_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 
 def create_wsgi_app(api: HttpApi) -> Flask:
-    """A Flask app that hands every request to ``api``, as functions-framework does."""
+    """A Flask app that hands every request to ``api``, as functions-framework does.
+
+    Every method and every path reaches ``api`` (Flask's own routing would answer some of
+    them, such as ``TRACE`` or a path with an encoded newline, with HTML pages).
+    """
     flask_app = Flask("refluxo")
 
-    @flask_app.route("/", defaults={"path": ""}, methods=_METHODS)
-    @flask_app.route("/<path:path>", methods=_METHODS)
-    def handle(path: str) -> Response:
-        return api(request._get_current_object())  # type: ignore[attr-defined]
+    def handle(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        response: Response = api(Request(environ))
+        return response(environ, start_response)
 
+    flask_app.wsgi_app = handle  # type: ignore[method-assign]
     return flask_app
 
 

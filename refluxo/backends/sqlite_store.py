@@ -6,11 +6,14 @@ Layout: ``runs`` holds one small head row per run (the snapshot without its cont
 of the history. With ``outbox=True`` (the default) a commit also records the run's next
 delivery in the scheduler's ``deliveries`` table and marks the current one done, in the same
 transaction: one durable write per step, and no window between commit and schedule.
+
+Records leave ``node_counts`` and ``revision`` unset, and commits ignore
+``expected_revision``: a count is one indexed read of a local file, and the commit's
+``UPDATE ... WHERE version = ?`` already checks the head without reading it first.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import threading
@@ -20,7 +23,7 @@ from typing import Any
 from refluxo.backends.sqlite_db import SqliteDatabase
 from refluxo.engine import Clock, wall_clock_ms
 from refluxo.model import NodeResult, Snapshot, SnapshotStatus
-from refluxo.runtime.errors import BadRequest
+from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.protocols import (
     AppendedResult,
     CommitResult,
@@ -316,7 +319,7 @@ class SqliteStore:
             clauses.append("status = ?")
             params.append(status.value)
         if cursor is not None:
-            created, run_id = _decode_cursor(cursor)
+            created, run_id = decode_cursor(cursor)
             clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
             params.extend([created, created, run_id])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
@@ -331,7 +334,7 @@ class SqliteStore:
         )
         runs = [_record(row) for row in rows[:limit]]
         next_cursor = (
-            _encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
+            encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
         )
         return RunPage(runs=runs, next_cursor=next_cursor)
 
@@ -358,17 +361,3 @@ class SqliteStore:
             return None
         loaded: dict[str, Any] = json.loads(row[0])
         return loaded
-
-
-def _encode_cursor(created_at: int, run_id: str) -> str:
-    return base64.urlsafe_b64encode(_dump([created_at, run_id]).encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        created_at, run_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(created_at, int) or not isinstance(run_id, str):
-            raise ValueError(cursor)
-    except (ValueError, TypeError) as err:
-        raise BadRequest("invalid cursor") from err
-    return created_at, run_id

@@ -173,12 +173,14 @@ class Dispatcher:
         results: Sequence[AppendedResult] = (),
         pending: Payload | None = None,
         acknowledge: Delivery | None = None,
+        expected_revision: Any = None,
     ) -> CommitResult:
         """Commit ``head`` over ``expected_version`` and schedule its next step.
 
         The next delivery goes into the commit's outbox (recorded atomically by stores that
         can) and is scheduled after the commit otherwise. Nothing is scheduled if the
-        commit lost its race.
+        commit lost its race. ``expected_revision``: the revision of the record ``head``
+        was computed from, so the store may commit without reading the head again.
         """
         due = due_time(head)
         outbox = (Delivery(run_id, head.version, due),) if due is not None else ()
@@ -191,6 +193,7 @@ class Dispatcher:
                 pending=pending,
                 outbox=outbox,
                 acknowledge=acknowledge,
+                expected_revision=expected_revision,
             )
         )
         if result.committed and not result.scheduled:
@@ -211,7 +214,9 @@ class Dispatcher:
             payload = record.pending.value
         elif snapshot.status == SnapshotStatus.PAUSED:
             payload = timer_payload(int(snapshot.metadata["resumeAt"]))
-        context = HistoryContext(self.store.history(record.run_id), record.result_count)
+        context = HistoryContext(
+            self.store.history(record.run_id), record.result_count, node_counts=record.node_counts
+        )
         current = snapshot.model_copy(
             update={
                 "status": SnapshotStatus.ACTIVE,
@@ -322,6 +327,8 @@ class Dispatcher:
             head_only(current),
             results=results,
             acknowledge=delivery,
+            # The head this step was computed from: nothing to read again to commit it.
+            expected_revision=record.revision,
         )
         if not result.committed:
             logger.info("run %s: lost the race for version %s", record.run_id, delivery.version)

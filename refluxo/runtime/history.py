@@ -4,11 +4,15 @@ Loading a run's whole history to execute one step would make every step O(histor
 context reads only what the step touches: ``len(context["it"])`` is one count, and
 ``nodes.n1.last`` in an expression one indexed read. Results appended during the delivery
 stay in memory (``pending``) until the dispatcher commits them.
+
+When the run's head came with authoritative per-node counts (``RunRecord.node_counts``),
+counting and listing nodes read nothing at all: numbering a step's result (which every
+step does) costs no round trip, even for a node the run has never executed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import overload
 
 from refluxo.context import Context
@@ -17,20 +21,33 @@ from refluxo.runtime.protocols import AppendedResult, HistoryReader
 
 
 class _Cache:
-    """Committed history does not change during a delivery: memoise what was read."""
+    """Committed history does not change during a delivery: memoise what was read.
 
-    __slots__ = ("counts", "reader", "results")
+    With ``node_counts`` (authoritative, in first-result order) every count is known up
+    front: a node missing from it has no committed result, so it is 0 without a read.
+    """
 
-    def __init__(self, reader: HistoryReader) -> None:
+    __slots__ = ("authoritative", "counts", "reader", "results")
+
+    def __init__(self, reader: HistoryReader, node_counts: Mapping[str, int] | None) -> None:
         self.reader = reader
-        self.counts: dict[str, int] = {}
+        self.authoritative = node_counts is not None
+        self.counts: dict[str, int] = dict(node_counts) if node_counts is not None else {}
         self.results: dict[tuple[str, int], NodeResult] = {}
 
     def count(self, node_id: str) -> int:
         known = self.counts.get(node_id)
         if known is None:
-            known = self.counts[node_id] = self.reader.count(node_id)
+            known = 0 if self.authoritative else self.reader.count(node_id)
+            self.counts[node_id] = known
         return known
+
+    def node_ids(self) -> list[str]:
+        """Nodes with committed results, in first-result order."""
+        if self.authoritative:
+            # Unknown nodes looked up meanwhile were cached as 0: leave them out.
+            return [node_id for node_id, count in self.counts.items() if count > 0]
+        return list(self.reader.node_ids())
 
     def get(self, node_id: str, index: int) -> NodeResult:
         key = (node_id, index)
@@ -41,7 +58,11 @@ class _Cache:
 
 
 class HistoryContext(Context):
-    """The context of a stored run: committed results from the store, plus ``pending``."""
+    """The context of a stored run: committed results from the store, plus ``pending``.
+
+    ``node_counts`` is the head's :attr:`~refluxo.runtime.protocols.RunRecord.node_counts`
+    when the store provides it; it must describe the same committed history as ``reader``.
+    """
 
     __slots__ = ("_cache", "_next_seq", "pending")
 
@@ -51,9 +72,10 @@ class HistoryContext(Context):
         next_seq: int,
         pending: tuple[AppendedResult, ...] = (),
         *,
+        node_counts: Mapping[str, int] | None = None,
         _cache: _Cache | None = None,
     ) -> None:
-        self._cache = _cache or _Cache(reader)
+        self._cache = _cache or _Cache(reader, node_counts)
         self._next_seq = next_seq
         self.pending = pending
 
@@ -82,7 +104,7 @@ class HistoryContext(Context):
         return isinstance(node_id, str) and self._count(node_id) > 0
 
     def __iter__(self) -> Iterator[str]:
-        seen = list(self._cache.reader.node_ids())
+        seen = self._cache.node_ids()
         known = set(seen)
         for entry in self.pending:
             if entry.node_id not in known:

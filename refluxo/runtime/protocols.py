@@ -12,7 +12,7 @@ the head and the step's own results, O(size of the step's result), never the his
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,6 +48,15 @@ class RunRecord:
     """A run's head: everything about it except its results.
 
     ``snapshot.context`` is empty here; results are read through :class:`HistoryReader`.
+
+    ``node_counts``, when a store provides it, is the authoritative number of committed
+    results per node id, in first-result order (a node absent from it has none): a step can
+    number its results without asking the store. ``None`` means "not known here, ask the
+    :class:`HistoryReader`". Treat it as read-only.
+
+    ``revision`` is an opaque token of the head exactly as it was read, or ``None``. Handed
+    back in :attr:`StepCommit.expected_revision`, it lets a store commit without reading the
+    head again, refusing the commit if the head changed in any way since.
     """
 
     run_id: str
@@ -59,6 +68,8 @@ class RunRecord:
     result_count: int = 0
     input: Any = None
     pending: Payload | None = None
+    node_counts: Mapping[str, int] | None = None
+    revision: Any = None
 
     @property
     def version(self) -> int:
@@ -106,6 +117,13 @@ class StepCommit:
     ``outbox`` lists deliveries that a store sharing a database with its scheduler records
     in the same transaction (a transactional outbox); ``acknowledge`` is the delivery being
     processed, which such a store marks done in that transaction too.
+
+    ``expected_revision`` is the :attr:`RunRecord.revision` of the record the commit was
+    computed from (``None``: not given). A store that issued it may then skip reading the
+    head: the commit is applied only if the head is still exactly that revision, so it is
+    refused (``committed=False``) after *any* change to the head, not only a new version.
+    The results' ``node_index`` must then continue that record's ``node_counts``. Stores
+    that issue no revisions ignore it.
     """
 
     run_id: str
@@ -115,6 +133,7 @@ class StepCommit:
     pending: Payload | None = None
     outbox: Sequence[Delivery] = ()
     acknowledge: Delivery | None = None
+    expected_revision: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +205,10 @@ class SnapshotStore(Protocol):
     def commit(self, commit: StepCommit) -> CommitResult:
         """Atomically replace the head and append results if the version still matches.
 
-        Exactly once: a commit whose expected version is stale changes nothing and returns
-        ``committed=False``. Transient backend failures are retried within bounds and then
-        raised, never reported as a conflict.
+        Exactly once: a commit whose expected version (or, when given and supported, whose
+        expected revision) is stale changes nothing and returns ``committed=False``.
+        Transient backend failures are retried within bounds and then raised, never
+        reported as a conflict.
         """
         ...
 

@@ -64,6 +64,10 @@ class RunService:
                 "starting with a letter or digit"
             )
         spec = self.app.get_workflow(workflow)
+        if run_id is not None:
+            existing = self.store.load_run(run_id)
+            if existing is not None:  # answered without writing anything
+                return self._already_started(existing, workflow, input)
         run_id = run_id or uuid.uuid4().hex
         self.store.put_definition(spec.version, spec.name, spec.wire)
         now = self.app.clock()
@@ -88,17 +92,19 @@ class RunService:
         first = Delivery(run_id, 0, 0)
         result = self.store.create_run(record, outbox=(first,))
         if not result.committed:
-            existing = result.record
-            assert existing is not None
-            if existing.workflow != workflow or existing.input != input:
-                raise RunConflict(
-                    f"run {run_id!r} already exists with a different workflow or input"
-                )
-            self.dispatcher.ensure_scheduled(existing)
-            return Started(existing, created=False)
+            assert result.record is not None
+            return self._already_started(result.record, workflow, input)
         if not result.scheduled:
             self.scheduler.schedule(first)
         return Started(result.record or record, created=True)
+
+    def _already_started(self, existing: RunRecord, workflow: str, input: Any) -> Started:
+        if existing.workflow != workflow or existing.input != input:
+            raise RunConflict(
+                f"run {existing.run_id!r} already exists with a different workflow or input"
+            )
+        self.dispatcher.ensure_scheduled(existing)
+        return Started(existing, created=False)
 
     def get(self, run_id: str) -> RunRecord:
         record = self.store.load_run(run_id)

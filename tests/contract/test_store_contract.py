@@ -202,3 +202,53 @@ def test_concurrent_commits_on_one_version_only_one_wins(store: SnapshotStore) -
         thread.join(60)
     assert sorted(outcomes) == [False, False, False, True]
     assert store.history("race").count("a") == 1
+
+
+def test_node_counts_when_provided_are_authoritative(store: SnapshotStore) -> None:
+    """A store may give each head its per-node counts; if it does, they must be exact."""
+    store.create_run(new_record("r1"))
+    record = store.load_run("r1")
+    assert record is not None
+    assert record.node_counts in (None, {})
+    first = store.commit(step(store, record, [("it", 0), ("body", "b0"), ("it", 1)]))
+    record = store.load_run("r1")
+    assert record is not None
+    second = store.commit(step(store, record, [("body", "b1"), ("end", None)]))
+    loaded = store.load_run("r1")
+    assert loaded is not None
+    expected = [("it", 2), ("body", 2), ("end", 1)]  # first-result order
+    history = store.history("r1")
+    assert first.committed
+    assert second.committed
+    assert second.record is not None
+    for given in (loaded.node_counts, second.record.node_counts):
+        if given is not None:
+            assert list(given.items()) == expected
+            assert all(history.count(node_id) == count for node_id, count in given.items())
+
+
+def test_a_commit_against_the_loaded_revision_is_checked_like_a_version(
+    store: SnapshotStore,
+) -> None:
+    """What the dispatcher does: commit with the revision of the record it loaded."""
+    store.create_run(new_record("r1"))
+    record = store.load_run("r1")
+    assert record is not None
+
+    def at(record: RunRecord, output: Any) -> StepCommit:
+        commit = step(store, record, [("a", output)])
+        return StepCommit(
+            run_id=commit.run_id,
+            expected_version=commit.expected_version,
+            snapshot=commit.snapshot,
+            results=commit.results,
+            expected_revision=record.revision,
+        )
+
+    assert store.commit(at(record, "first")).committed
+    after = store.load_run("r1")
+    assert after is not None
+    assert not store.commit(at(record, "stale")).committed
+    assert store.load_run("r1") == after
+    assert store.commit(at(after, "second")).committed
+    assert [r.output for r in store.history("r1").all("a")] == ["first", "second"]

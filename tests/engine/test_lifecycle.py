@@ -237,8 +237,10 @@ async def test_execute_step_never_mutates_its_argument(clock: FakeClock) -> None
     assert len(snapshots[3].context["a"]) == 2
 
 
-async def test_stepping_an_old_snapshot_again_forks_without_disturbing_either() -> None:
-    engine = WorkflowEngine(chain("a", "b", "c"), {"echo": {"executor": echo}})
+async def test_stepping_an_old_snapshot_again_forks_without_disturbing_either(
+    clock: FakeClock,
+) -> None:
+    engine = WorkflowEngine(chain("a", "b", "c"), {"echo": {"executor": echo}}, clock=clock)
     s0 = engine.create_initial_snapshot("w", "a")
     s1 = await engine.execute_step(s0)
     fork_a = await engine.execute_step(s1)

@@ -1,14 +1,17 @@
 """FirestoreStore beyond the contract: document layout, sizes, limits and transient faults.
 
 Runs against the real Firestore emulator. Faults are injected by wrapping the client's
-transactions (a commit that fails before, or after, reaching the emulator); the emulator
-itself is never mocked.
+transactions and batches (a commit that fails before, or after, reaching the emulator, or
+that lands late); the emulator itself is never mocked. RPCs are counted where the client
+sends them, so "no read" means no read reached the emulator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -16,56 +19,95 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import firestore
 
+from refluxo import StepResult
 from refluxo.backends.firestore_store import (
     MAX_VALUE_BYTES,
     RECENT_COMMITS,
     FirestoreStore,
-    node_key,
+    HeadRevision,
 )
 from refluxo.errors import LimitExceededError
 from refluxo.model import NodeResult
+from refluxo.runtime import App, Dispatcher, Outcome, RunService
 from refluxo.runtime.errors import BadRequest, StoreError
-from refluxo.runtime.protocols import AppendedResult, RunRecord, StepCommit
+from refluxo.runtime.protocols import AppendedResult, Delivery, RunRecord, StepCommit
 from tests.conftest import FakeClock
 from tests.contract.test_store_contract import new_record, step
 from tests.gcp.google_errors import google_error
+from tests.runtime.conftest import assert_history_consistent
+
+FIRESTORE_RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback", "run_query")
 
 
 class InstrumentedClient:
-    """A real ``firestore.Client`` whose transactions report, and may fail, their commits.
+    """A real ``firestore.Client`` whose transactions and batches report and fail commits.
 
-    ``writes`` holds the number of documents each successful commit wrote. ``faults`` is
-    consumed one entry per commit call: ``("before", error)`` fails without reaching the
-    emulator; ``("after", error)`` lets the commit apply, then loses its reply.
+    ``writes`` holds the number of documents each applied commit wrote, ``kinds`` whether
+    it was a ``"transaction"`` or a ``"batch"``. ``faults`` is consumed one entry per
+    commit call: ``("before", error)`` fails without reaching the emulator; ``("after",
+    error)`` lets the commit apply, then loses its reply; ``("late", error)`` fails now and
+    applies the commit just before the next commit call (a request that reached the
+    service after its caller gave up on it). ``rpcs`` counts every RPC the client sends
+    (documents read through any reference count too: they share the wrapped client).
     """
 
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
         self.writes: list[int] = []
+        self.kinds: list[str] = []
         self.commit_calls = 0
         self.faults: list[tuple[str, Exception]] = []
+        self.rpcs: Counter[str] = Counter()
+        self._late: list[Callable[[], Any]] = []
+        api = client._firestore_api
+        for name in FIRESTORE_RPCS:
+            setattr(api, name, self._counted(name, getattr(api, name)))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
-    def transaction(self, **options: Any) -> Any:
-        transaction: Any = self._client.transaction(**options)
-        real_commit: Callable[[], Any] = transaction._commit
+    def _counted(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.rpcs[name] += 1
+            return method(*args, **kwargs)
 
-        def commit() -> Any:
+        return counted
+
+    def _faulty(self, kind: str, pending: Any, real_commit: Callable[..., Any]) -> Any:
+        def commit(*args: Any, **kwargs: Any) -> Any:
+            while self._late:
+                self._late.pop(0)()
             self.commit_calls += 1
             when, error = self.faults.pop(0) if self.faults else ("", None)
-            if when == "before" and error is not None:
+            writes = len(pending._write_pbs)
+
+            def apply() -> Any:
+                result = real_commit(*args, **kwargs)
+                self.writes.append(writes)
+                self.kinds.append(kind)
+                return result
+
+            if error is not None and when == "before":
                 raise error
-            writes = len(transaction._write_pbs)
-            result = real_commit()
-            self.writes.append(writes)
-            if when == "after" and error is not None:
+            if error is not None and when == "late":
+                self._late.append(apply)
+                raise error
+            result = apply()
+            if error is not None and when == "after":
                 raise error
             return result
 
-        transaction._commit = commit
+        return commit
+
+    def transaction(self, **options: Any) -> Any:
+        transaction: Any = self._client.transaction(**options)
+        transaction._commit = self._faulty("transaction", transaction, transaction._commit)
         return transaction
+
+    def batch(self) -> Any:
+        batch: Any = self._client.batch()
+        batch.commit = self._faulty("batch", batch, batch.commit)
+        return batch
 
 
 @pytest.fixture
@@ -110,6 +152,25 @@ def appending(record: RunRecord, node_id: str, outputs: list[Any]) -> StepCommit
     )
 
 
+def at_revision(record: RunRecord, results: list[tuple[str, Any]], **changes: Any) -> StepCommit:
+    """What the dispatcher commits: numbered from ``record.node_counts``, at its revision."""
+    assert record.node_counts is not None
+    counts = dict(record.node_counts)
+    appended = []
+    for offset, (node_id, output) in enumerate(results):
+        index = counts.get(node_id, 0)
+        counts[node_id] = index + 1
+        result = NodeResult(output=output, timestamp=5, attempt=1)
+        appended.append(AppendedResult(record.result_count + offset, node_id, index, result))
+    return StepCommit(
+        run_id=record.run_id,
+        expected_version=record.version,
+        snapshot=record.snapshot.model_copy(update={"version": record.version + 1, **changes}),
+        results=appended,
+        expected_revision=record.revision,
+    )
+
+
 def created(store: FirestoreStore, run_id: str = "run") -> RunRecord:
     assert store.create_run(new_record(run_id)).committed
     return loaded(store, run_id)
@@ -140,29 +201,29 @@ def test_a_commit_writes_o1_documents_and_the_head_stays_small(
     record = created(store)
     assert instrumented.writes == [1]  # the head
     assert store.commit(step(store, record, [("n", 0)])).committed
-    assert instrumented.writes[-1] == 3  # head + result + node counter
+    assert instrumented.writes[-1] == 2  # head (node counts included) + result
 
     early_head = 0
     for batch in range(50):  # 50 commits x 10 results: 500 more results
         assert store.commit(appending(loaded(store), "n", list(range(10)))).committed
-        assert instrumented.writes[-1] == 1 + 10 + 1
+        assert instrumented.writes[-1] == 1 + 10
         if batch == RECENT_COMMITS:  # the list of recent commit tokens is full now
             early_head = len(json.dumps(head_data(store, "run")))
 
     record = loaded(store)
     assert record.result_count == 501
     assert store.commit(step(store, record, [("n", "last")])).committed
-    assert instrumented.writes[-1] == 3  # the same as with an empty history
+    assert instrumented.writes[-1] == 2  # the same as with an empty history
 
     late_head = len(json.dumps(head_data(store, "run")))
     assert late_head < 2_000
-    assert late_head - early_head < 16  # only counters moved, by a few digits
+    assert late_head - early_head < 16  # only counts moved, by a few digits
+    assert head_data(store, "run")["nodeCounts"] == '[["n",502]]'
+    assert loaded(store).node_counts == {"n": 502}
 
     run = store.client.collection(f"{store.prefix}_runs").document("run")
     assert count_docs(run.collection("results")) == 502
-    assert count_docs(run.collection("nodes")) == 1
-    counter = run.collection("nodes").document(node_key("n")).get().to_dict()
-    assert counter == {"nodeId": "n", "count": 502, "firstSeq": 0}
+    assert count_docs(run.collection("nodes")) == 0  # no per-node documents any more
     result = run.collection("results").document(f"{500:012d}").get().to_dict()
     assert result is not None
     assert (result["seq"], result["nodeId"], result["nodeIndex"]) == (500, "n", 500)
@@ -186,6 +247,193 @@ def test_node_ids_with_slashes_and_counters_per_node(store: FirestoreStore) -> N
     assert history.node_ids() == ["a/b", "../c"]
     with pytest.raises(IndexError):
         history.get("a/b", 2)
+
+
+def test_a_step_at_its_revision_is_one_batch_of_two_writes_and_no_read(
+    store: FirestoreStore, instrumented: InstrumentedClient
+) -> None:
+    record = created(store)
+    instrumented.rpcs.clear()
+    first = store.commit(at_revision(record, [("n0", "a")], current_node_id="n1"))
+    assert first.committed
+    assert (instrumented.kinds[-1], instrumented.writes[-1]) == ("batch", 2)  # head + result
+    assert instrumented.rpcs == Counter({"commit": 1})  # no read, no transaction
+
+    # The record a commit returns carries the next revision and counts: a chain of steps
+    # can go on from it without reading anything either.
+    after = first.record
+    assert after is not None
+    assert after == loaded(store)
+    assert after.revision == loaded(store).revision
+    assert after.node_counts == {"n0": 1}
+    instrumented.rpcs.clear()
+    second = store.commit(at_revision(after, [("n1", "b"), ("n0", "c")]))
+    assert second.committed
+    assert instrumented.writes[-1] == 3  # head + two results
+    assert instrumented.rpcs == Counter({"commit": 1})
+    stored = loaded(store)
+    assert (stored.version, stored.result_count) == (2, 3)
+    assert stored.node_counts == {"n0": 2, "n1": 1}
+    assert list(stored.node_counts) == ["n0", "n1"]  # first-result order
+    assert [r.output for r in store.history("run").all("n0")] == ["a", "c"]
+
+
+def test_a_commit_at_a_stale_revision_is_a_lost_race_and_writes_nothing(
+    store: FirestoreStore, instrumented: InstrumentedClient
+) -> None:
+    record = created(store)
+    # Another writer moves the run on without appending anything (as a cancel does).
+    cancel = StepCommit("run", 0, record.snapshot.model_copy(update={"version": 1}))
+    assert store.commit(cancel).committed
+    after_cancel = head_data(store, "run")
+    instrumented.rpcs.clear()
+    commits = len(instrumented.writes)
+
+    stale = store.commit(at_revision(record, [("n", "stale")]))
+    assert not stale.committed
+    assert instrumented.rpcs == Counter({"commit": 1})  # refused by the service, not read
+    assert len(instrumented.writes) == commits  # nothing applied
+    assert head_data(store, "run") == after_cancel
+    run = store.client.collection(f"{store.prefix}_runs").document("run")
+    assert count_docs(run.collection("results")) == 0
+
+    # The guard is the head's update time, not only its version: any write to the head
+    # since the read refuses the commit, even one that leaves the version as it was.
+    current = loaded(store)
+    run.update({"updatedAt": 42})
+    assert loaded(store).version == current.version
+    assert not store.commit(at_revision(current, [("n", "stale too")])).committed
+    assert count_docs(run.collection("results")) == 0
+    assert store.commit(at_revision(loaded(store), [("n", "fresh")])).committed
+    assert [r.output for r in store.history("run").all("n")] == ["fresh"]
+
+
+def test_a_revision_from_another_store_is_refused(store: FirestoreStore) -> None:
+    record = created(store)
+    commit = at_revision(record, [("n", 1)])
+    foreign = StepCommit(**{**_commit_fields(commit), "expected_revision": "2024-01-01"})
+    with pytest.raises(TypeError, match="HeadRevision"):
+        store.commit(foreign)
+    assert isinstance(record.revision, HeadRevision)
+
+
+def _commit_fields(commit: StepCommit) -> dict[str, Any]:
+    return {name: getattr(commit, name) for name in StepCommit.__slots__}
+
+
+def test_the_head_grows_with_distinct_nodes_only(store: FirestoreStore) -> None:
+    record = created(store)
+    base = len(head_data(store, "run")["nodeCounts"])
+    # Node ids are free text: dots, slashes, quotes, backticks and non-ASCII included.
+    ids = [f"stage.{i}/x'`\"é" for i in range(300)]
+    for start in range(0, 300, 10):  # 300 distinct nodes, ten per commit
+        record = loaded(store)
+        commit = at_revision(record, [(i, start) for i in ids[start : start + 10]])
+        assert store.commit(commit).committed
+    with_300 = head_data(store, "run")["nodeCounts"]
+    per_node = (len(with_300.encode()) - base) / 300
+    id_bytes = len(json.dumps(ids[299], ensure_ascii=False).encode())
+    assert per_node < id_bytes + 8  # the id (JSON-quoted), its count and separators
+
+    for _ in range(20):  # 200 more results of nodes it has: the head does not grow
+        record = loaded(store)
+        assert store.commit(at_revision(record, [(ids[7], "again")] * 10)).committed
+    assert len(head_data(store, "run")["nodeCounts"]) - len(with_300) <= 3  # 1 -> 201
+
+    stored = loaded(store)
+    assert stored.node_counts is not None
+    assert list(stored.node_counts) == ids
+    assert stored.node_counts[ids[7]] == 201
+    history = store.history("run")
+    assert history.node_ids() == ids
+    assert history.count(ids[7]) == 201
+    assert history.count("never ran") == 0
+    assert history.get(ids[7], 200).output == "again"
+
+
+def test_an_old_head_without_node_counts_is_refused_clearly(store: FirestoreStore) -> None:
+    created(store)
+    run = store.client.collection(f"{store.prefix}_runs").document("run")
+    run.update({"nodeCounts": firestore.DELETE_FIELD})
+    record = loaded(store)
+    assert record.node_counts is None
+    with pytest.raises(StoreError, match="older layout"):
+        store.history("run").count("n")
+    commit = StepCommit(
+        run_id="run",
+        expected_version=0,
+        snapshot=record.snapshot.model_copy(update={"version": 1}),
+        results=[AppendedResult(0, "n", 0, NodeResult(output=1, timestamp=5))],
+    )
+    with pytest.raises(StoreError, match="older layout"):
+        store.commit(commit)
+    assert loaded(store).version == 0
+
+
+class Deliveries:
+    """A scheduler that only records what it is asked to deliver."""
+
+    def __init__(self) -> None:
+        self.scheduled: list[Delivery] = []
+
+    def schedule(self, delivery: Delivery) -> None:
+        self.scheduled.append(delivery)
+
+
+def test_each_delivery_of_the_dispatcher_reads_one_document_and_sends_one_batch(
+    store: FirestoreStore, instrumented: InstrumentedClient, clock: FakeClock
+) -> None:
+    app = App(clock=clock)
+
+    @app.node()
+    def iterate(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        index = len(context.get("it", []))
+        return StepResult({"index": index}, next_handle="loop" if index < 5 else "done")
+
+    @app.node()
+    def echo(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(data)
+
+    app.workflow(
+        "loop",
+        {
+            "start": "it",
+            "nodes": [
+                {"id": "it", "type": "iterate"},
+                {"id": "body.1/x", "type": "echo", "data": {"tag": "body"}},
+                {"id": "end", "type": "echo"},
+            ],
+            "edges": [
+                {"source": "it", "target": "body.1/x", "sourceHandle": "loop"},
+                {"source": "body.1/x", "target": "it"},
+                {"source": "it", "target": "end", "sourceHandle": "done"},
+            ],
+        },
+    )
+    deliveries = Deliveries()
+    dispatcher = Dispatcher(app, store, deliveries)
+    assert RunService(dispatcher).start("loop", {"k": 1}, run_id="run").created
+    per_delivery: list[Counter[str]] = []
+    while deliveries.scheduled:
+        delivery = deliveries.scheduled.pop(0)
+        instrumented.rpcs.clear()
+        outcome = asyncio.run(dispatcher.deliver(delivery))
+        assert outcome.outcome == Outcome.COMMITTED
+        per_delivery.append(Counter(instrumented.rpcs))
+    # it x6, body x5, end: 12 steps. The first delivery also reads the definition once.
+    assert len(per_delivery) == 12
+    assert per_delivery[0] == Counter({"batch_get_documents": 2, "commit": 1})
+    assert all(
+        rpcs == Counter({"batch_get_documents": 1, "commit": 1}) for rpcs in per_delivery[1:]
+    )
+    assert instrumented.kinds[1:] == ["batch"] * 12
+    assert set(instrumented.writes[1:]) == {2}  # head + the step's result
+
+    stored = loaded(store)
+    assert stored.status == "completed"
+    assert stored.node_counts == {"it": 6, "body.1/x": 5, "end": 1}
+    assert assert_history_consistent(store, "run")[:3] == ["it", "body.1/x", "it"]
+    assert [r.output["index"] for r in store.history("run").all("it")] == [0, 1, 2, 3, 4, 5]
 
 
 # -- sizes ------------------------------------------------------------------------------------
@@ -232,6 +480,28 @@ def _fields(record: RunRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in RunRecord.__slots__}
 
 
+@pytest.mark.parametrize("path", ["revision", "transaction"])
+def test_a_head_outgrown_by_its_node_counts_is_refused_before_writing(
+    store: FirestoreStore, instrumented: InstrumentedClient, path: str
+) -> None:
+    # An input that leaves ~3 kB of head: ten new nodes with 400-character ids do not fit.
+    roomy = RunRecord(**{**_fields(new_record("run")), "input": "x" * (MAX_VALUE_BYTES - 3_000)})
+    assert store.create_run(roomy).committed
+    record = loaded(store)
+    results = [(f"{i}" + "n" * 400, i) for i in range(10)]
+    commit = at_revision(record, results)
+    if path == "transaction":
+        commit = StepCommit(**{**_commit_fields(commit), "expected_revision": None})
+    commits_before = instrumented.commit_calls
+    with pytest.raises(LimitExceededError, match=r"head of run 'run'.* 10 distinct nodes") as err:
+        store.commit(commit)
+    assert "heads are limited to 900000 bytes" in str(err.value)
+    assert instrumented.commit_calls == commits_before
+    assert loaded(store) == record
+    # What fits still commits: the limit is the document's, not an arbitrary count.
+    assert store.commit(at_revision(record, results[:2])).committed
+
+
 # -- transient faults ---------------------------------------------------------------------
 
 
@@ -265,6 +535,100 @@ def test_a_commit_whose_reply_is_lost_is_reported_committed_not_a_conflict(
     assert store.history("run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
     # A genuinely stale commit is still a conflict.
     assert not store.commit(step(store, record, [("a", 2)])).committed
+
+
+def test_a_batch_whose_reply_is_lost_is_reported_committed_after_one_read(
+    store: FirestoreStore, instrumented: InstrumentedClient, sleeps: list[float]
+) -> None:
+    record = created(store)
+    instrumented.rpcs.clear()
+    instrumented.faults = [("after", google_error(exceptions.DeadlineExceeded, "reply lost"))]
+    result = store.commit(at_revision(record, [("a", 1)]))
+    assert result.committed
+    assert result.record is not None
+    assert result.record.version == 1
+    assert instrumented.kinds[-1] == "batch"
+    assert instrumented.writes.count(2) == 1  # applied once, not sent again
+    assert instrumented.rpcs == Counter({"commit": 1, "batch_get_documents": 1})
+    assert sleeps == []
+    assert store.history("run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
+    # The same stale revision, from another commit, is still a lost race.
+    assert not store.commit(at_revision(record, [("a", 2)])).committed
+
+
+def test_a_batch_that_failed_before_landing_is_sent_again_once_checked(
+    store: FirestoreStore, instrumented: InstrumentedClient, sleeps: list[float]
+) -> None:
+    record = created(store)
+    instrumented.rpcs.clear()
+    instrumented.faults = [("before", google_error(exceptions.ServiceUnavailable, "down"))]
+    result = store.commit(at_revision(record, [("a", 1)]))
+    assert result.committed
+    # Failed call, a read (head unchanged: not applied), the batch again.
+    assert instrumented.rpcs == Counter({"commit": 1, "batch_get_documents": 1})
+    assert instrumented.commit_calls == 3  # the create, the failure, the second copy
+    assert len(sleeps) == 1
+    stored = loaded(store)
+    assert (stored.version, stored.result_count, stored.node_counts) == (1, 1, {"a": 1})
+
+
+def test_a_batch_that_lands_late_is_recognised_as_ours_not_a_lost_race(
+    store: FirestoreStore, instrumented: InstrumentedClient
+) -> None:
+    record = created(store)
+    # The first copy fails from the caller's side and is checked: the head is unchanged,
+    # so a second copy goes out; the first copy lands just before it, and the second is
+    # refused by the guard. The refusal is checked against the commit's token too.
+    instrumented.faults = [("late", google_error(exceptions.DeadlineExceeded, "too slow"))]
+    result = store.commit(at_revision(record, [("a", 1)]))
+    assert result.committed
+    assert instrumented.kinds.count("batch") == 1  # one copy applied
+    assert store.history("run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
+    assert loaded(store).version == 1
+
+
+def test_the_client_never_resends_a_batch_by_itself(
+    store: FirestoreStore, instrumented: InstrumentedClient, firestore_client: firestore.Client
+) -> None:
+    """A reply lost *inside* the client: its default policy re-sends ``Commit`` on
+    ``ServiceUnavailable``, and a re-sent batch would be refused by the guard its first copy
+    satisfied, turning an applied commit into a reported lost race. The store turns that
+    policy off and settles the ambiguity itself."""
+    record = created(store)
+    transport = firestore_client._firestore_api._transport
+    rpc = transport._wrapped_methods[transport.commit]  # the callable the client retries
+    send = rpc._target
+    sent: list[int] = []
+
+    def reply_lost_once(*args: Any, **kwargs: Any) -> Any:
+        reply = send(*args, **kwargs)
+        sent.append(1)
+        if len(sent) == 1:
+            raise google_error(exceptions.ServiceUnavailable, "connection reset")
+        return reply
+
+    rpc._target = reply_lost_once
+    try:
+        result = store.commit(at_revision(record, [("a", 1)]))
+    finally:
+        rpc._target = send
+    assert result.committed
+    assert len(sent) == 1
+    assert loaded(store).version == 1
+
+
+def test_persistent_unavailability_of_batches_surfaces_as_store_error(
+    store: FirestoreStore, instrumented: InstrumentedClient, sleeps: list[float]
+) -> None:
+    record = created(store)
+    instrumented.faults = [("before", google_error(exceptions.ServiceUnavailable, "down"))] * 9
+    with pytest.raises(StoreError, match="commit failed after 3 attempts") as raised:
+        store.commit(at_revision(record, [("a", 1)]))
+    assert _chain_has(raised.value, exceptions.ServiceUnavailable)
+    assert len(sleeps) == 2
+    instrumented.faults = []
+    assert loaded(store) == record
+    assert store.history("run").count("a") == 0
 
 
 def test_a_create_whose_reply_is_lost_is_reported_created(

@@ -1,0 +1,81 @@
+"""HistoryContext: what it reads from the store's history, and what it knows already."""
+
+from __future__ import annotations
+
+from refluxo.model import NodeResult
+from refluxo.runtime.history import HistoryContext
+
+
+class CountingReader:
+    """A run whose node ``a`` has two committed results; every call is recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ...]] = []
+        self.results = {"a": [NodeResult(output=0, timestamp=1), NodeResult(output=1, timestamp=2)]}
+
+    def count(self, node_id: str) -> int:
+        self.calls.append(("count", node_id))
+        return len(self.results.get(node_id, []))
+
+    def get(self, node_id: str, index: int) -> NodeResult:
+        self.calls.append(("get", node_id, str(index)))
+        return self.results[node_id][index]
+
+    def all(self, node_id: str) -> list[NodeResult]:
+        self.calls.append(("all", node_id))
+        return list(self.results.get(node_id, []))
+
+    def node_ids(self) -> list[str]:
+        self.calls.append(("node_ids",))
+        return list(self.results)
+
+
+def result(output: object) -> NodeResult:
+    return NodeResult(output=output, timestamp=9)
+
+
+def test_with_authoritative_counts_a_new_node_costs_no_read() -> None:
+    reader = CountingReader()
+    context = HistoryContext(reader, 2, node_counts={"a": 2})
+
+    context = context.appended("b", result("first b"))  # a node the run never executed
+    context = context.appended("a", result(2))
+    context = context.appended("b", result("second b"))
+
+    assert [(e.seq, e.node_id, e.node_index) for e in context.pending] == [
+        (2, "b", 0),
+        (3, "a", 2),
+        (4, "b", 1),
+    ]
+    assert "c" not in context
+    assert "b" in context
+    assert list(context) == ["a", "b"]
+    assert len(context["b"]) == 2
+    assert len(context["a"]) == 3
+    assert reader.calls == []  # counting, membership and listing read nothing
+
+    assert context["a"][0].output == 0  # a committed result is still read on demand
+    assert reader.calls == [("get", "a", "0")]
+
+
+def test_without_counts_the_reader_is_asked_once_per_node() -> None:
+    reader = CountingReader()
+    context = HistoryContext(reader, 2)
+
+    context = context.appended("b", result("first b"))
+    context = context.appended("a", result(2))
+    context = context.appended("b", result("second b"))
+
+    assert [(e.node_id, e.node_index) for e in context.pending] == [("b", 0), ("a", 2), ("b", 1)]
+    assert reader.calls == [("count", "b"), ("count", "a")]  # memoised afterwards
+    assert list(context) == ["a", "b"]
+    assert reader.calls[-1] == ("node_ids",)
+
+
+def test_nodes_looked_up_but_absent_are_not_listed() -> None:
+    reader = CountingReader()
+    context = HistoryContext(reader, 2, node_counts={"a": 2})
+    assert "ghost" not in context
+    assert context.get("ghost") is None
+    assert list(context) == ["a"]
+    assert reader.calls == []
