@@ -47,6 +47,8 @@ unit: tools
 bench: $(STAMP)
 	$(BIN)/python bench/engine.py all
 	$(BIN)/python bench/runtime.py
+	$(BIN)/python bench/gcp.py
+	$(BIN)/python bench/fuzz.py
 
 clean:
 	rm -rf $(VENV) .venv-tasks .venv-checkov .pytest_cache .mypy_cache .ruff_cache
