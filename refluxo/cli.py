@@ -7,10 +7,14 @@ Every option has an environment variable twin (``REFLUXO_<OPTION>``).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +90,46 @@ token_option = click.option(
 )
 
 
-def make_client(
-    url: str | None, api_key: str | None, id_token: str | None, app_spec: str, db: Path
-) -> RunClient:
-    if url:
-        return HttpClient(url, api_key=api_key, id_token=id_token)
-    runtime = EmbeddedRuntime(load_app(app_spec), db, workers=0)
-    return LocalClient(runtime.service)
+@dataclass(frozen=True)
+class Target:
+    """Where run commands act: a server (``--url``) or the local database (``--db``)."""
+
+    app_spec: str
+    db: Path
+    url: str | None
+    api_key: str | None
+    id_token: str | None
+
+    @contextmanager
+    def client(self, *, deliver: bool) -> Iterator[RunClient]:
+        """A client of the target; ``deliver`` runs local workers so runs make progress."""
+        if self.url:
+            yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
+            return
+        workers = 2 if deliver else 0
+        with EmbeddedRuntime(load_app(self.app_spec), self.db, workers=workers) as runtime:
+            yield LocalClient(runtime.service)
+
+
+def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --app, --db, --url, --api-key and --id-token, passed on as one ``target``."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        app_spec: str,
+        db: Path,
+        url: str | None,
+        api_key: str | None,
+        id_token: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return command(*args, target=Target(app_spec, db, url, api_key, id_token), **kwargs)
+
+    decorated: Callable[..., Any] = with_target
+    for option in (token_option, key_option, url_option, db_option, app_option):
+        decorated = option(decorated)
+    return decorated
 
 
 class _Group(click.Group):
@@ -197,33 +234,14 @@ def describe(view: dict[str, Any]) -> str:
 @click.argument("workflow")
 @click.option("--input", "input_json", help="The run's input, as JSON.")
 @click.option("--run-id", help="An id for the run (makes the start idempotent).")
-@app_option
-@db_option
-@url_option
-@key_option
-@token_option
-def run(
-    workflow: str,
-    input_json: str | None,
-    run_id: str | None,
-    app_spec: str,
-    db: Path,
-    url: str | None,
-    api_key: str | None,
-    id_token: str | None,
-) -> None:
+@target_options
+def run(workflow: str, input_json: str | None, run_id: str | None, target: Target) -> None:
     """Start WORKFLOW and follow it until it ends or pauses."""
     payload = parse_json(input_json, "--input")
-    if url:
-        client: RunClient = HttpClient(url, api_key=api_key, id_token=id_token)
+    with target.client(deliver=True) as client:
         started = client.start(workflow, payload, run_id)
+        click.echo(f"run {started['runId']} of {workflow}")
         view = follow(client, started["runId"])
-    else:
-        with EmbeddedRuntime(load_app(app_spec), db) as runtime:
-            client = LocalClient(runtime.service)
-            started = client.start(workflow, payload, run_id)
-            click.echo(f"run {started['runId']} of {workflow}")
-            view = follow(client, started["runId"])
     click.secho(f"run {view['runId']}: {describe(view)}", bold=True)
     if view["status"] == "failed":
         sys.exit(1)
@@ -231,16 +249,11 @@ def run(
 
 @main.command()
 @click.argument("run_id")
-@app_option
-@db_option
-@url_option
-@key_option
-@token_option
-def status(
-    run_id: str, app_spec: str, db: Path, url: str | None, api_key: str | None, id_token: str | None
-) -> None:
+@target_options
+def status(run_id: str, target: Target) -> None:
     """Show a run: status, definition version and timeline."""
-    view = make_client(url, api_key, id_token, app_spec, db).get(run_id, timeline_limit=1000)
+    with target.client(deliver=False) as client:
+        view = client.get(run_id, timeline_limit=1000)
     click.echo(json.dumps(view, indent=2))
 
 
@@ -251,22 +264,11 @@ def status(
     type=click.Choice(["active", "paused", "error", "completed", "failed"]),
 )
 @click.option("--limit", default=50, show_default=True)
-@app_option
-@db_option
-@url_option
-@key_option
-@token_option
-def list_runs(
-    status_filter: str | None,
-    limit: int,
-    app_spec: str,
-    db: Path,
-    url: str | None,
-    api_key: str | None,
-    id_token: str | None,
-) -> None:
+@target_options
+def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
     """List runs, newest first."""
-    page = make_client(url, api_key, id_token, app_spec, db).list(status_filter, limit)
+    with target.client(deliver=False) as client:
+        page = client.list(status_filter, limit)
     for view in page["runs"]:
         click.echo(
             f"{view['runId']}  {view['workflow']:<20} {view['status']:<10} "
@@ -283,56 +285,25 @@ def list_runs(
     default=True,
     help="Follow the run until it ends or pauses again.",
 )
-@app_option
-@db_option
-@url_option
-@key_option
-@token_option
-def resume(
-    run_id: str,
-    payload_json: str | None,
-    follow_after: bool,
-    app_spec: str,
-    db: Path,
-    url: str | None,
-    api_key: str | None,
-    id_token: str | None,
-) -> None:
+@target_options
+def resume(run_id: str, payload_json: str | None, follow_after: bool, target: Target) -> None:
     """Resume a paused run with a payload."""
     payload = parse_json(payload_json, "--payload")
-    if url:
-        client: RunClient = HttpClient(url, api_key=api_key, id_token=id_token)
+    with target.client(deliver=follow_after) as client:
         view = client.resume(run_id, payload)
         if follow_after:
             view = follow(client, run_id)
-    else:
-        with EmbeddedRuntime(load_app(app_spec), db) as runtime:
-            client = LocalClient(runtime.service)
-            view = client.resume(run_id, payload)
-            if follow_after:
-                view = follow(client, run_id)
     click.secho(f"run {run_id}: {describe(view)}", bold=True)
 
 
 @main.command()
 @click.argument("run_id")
 @click.option("--reason", default="Cancelled", show_default=True)
-@app_option
-@db_option
-@url_option
-@key_option
-@token_option
-def cancel(
-    run_id: str,
-    reason: str,
-    app_spec: str,
-    db: Path,
-    url: str | None,
-    api_key: str | None,
-    id_token: str | None,
-) -> None:
+@target_options
+def cancel(run_id: str, reason: str, target: Target) -> None:
     """Cancel a run (it fails with the reason)."""
-    view = make_client(url, api_key, id_token, app_spec, db).cancel(run_id, reason)
+    with target.client(deliver=False) as client:
+        view = client.cancel(run_id, reason)
     click.echo(f"run {run_id}: {describe(view)}")
 
 
@@ -364,20 +335,8 @@ def validate(file: Path, app_spec: str | None) -> None:
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run", "run_id", help="Highlight the path this run took.")
-@app_option
-@db_option
-@url_option
-@key_option
-@token_option
-def graph(
-    file: Path,
-    run_id: str | None,
-    app_spec: str,
-    db: Path,
-    url: str | None,
-    api_key: str | None,
-    id_token: str | None,
-) -> None:
+@target_options
+def graph(file: Path, run_id: str | None, target: Target) -> None:
     """Print a workflow as a Mermaid flowchart."""
     from refluxo.mermaid import to_mermaid
 
@@ -385,7 +344,8 @@ def graph(
     workflow = WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
     path: list[str] = []
     if run_id:
-        view = make_client(url, api_key, id_token, app_spec, db).get(run_id, timeline_limit=1000)
+        with target.client(deliver=False) as client:
+            view = client.get(run_id, timeline_limit=1000)
         path = [entry["nodeId"] for entry in view["timeline"] if not entry.get("error")]
     click.echo(to_mermaid(workflow, path), nl=False)
 

@@ -124,6 +124,7 @@ class ManagedProcess:
     def wait_ready(self, ready: Callable[[], bool], timeout: float = START_TIMEOUT_S) -> None:
         """Poll ``ready`` until it holds; raise if the process dies or the deadline passes."""
         deadline = time.monotonic() + timeout
+        pause = threading.Event()  # never set: wait() is the polling interval
         while not ready():
             if self.exited():
                 raise EmulatorError(
@@ -136,7 +137,7 @@ class ManagedProcess:
                 raise EmulatorError(
                     f"{self.name} (pid {self.pid}) not ready after {timeout:.0f} s\n{log}"
                 )
-            time.sleep(POLL_INTERVAL_S)  # polling interval of the readiness condition
+            pause.wait(POLL_INTERVAL_S)
 
     def stop(self) -> None:
         """Terminate the process group this process leads; kill it if it lingers."""
