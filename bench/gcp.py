@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from google.cloud import firestore, tasks_v2
 
-from refluxo import StepResult
+from bench.workloads import chain_app
 from refluxo.backends.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
 from refluxo.backends.firestore_store import FirestoreStore
 from refluxo.runtime import App, Dispatcher, Outcome, RunService, StepBudget
@@ -79,24 +79,6 @@ FIRESTORE_RPCS = ("begin_transaction", "batch_get_documents", "commit", "rollbac
 
 
 # -- the workflow --------------------------------------------------------------------------
-
-
-def chain_app(length: int) -> App:
-    """A chain of ``length`` quick nodes, each returning a tiny output (no expressions)."""
-    app = App(transform_engines=[])
-
-    @app.node()
-    def quick(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"i": data["i"]})
-
-    app.workflow(
-        "chain",
-        {
-            "nodes": [{"id": f"n{i}", "type": "quick", "data": {"i": i}} for i in range(length)],
-            "edges": [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(length - 1)],
-        },
-    )
-    return app
 
 
 # -- counting and timing -------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.workloads import chain_app
 from refluxo import StepResult
 from refluxo.backends.embedded import EmbeddedRuntime
 from refluxo.client import HttpClient
@@ -54,23 +55,6 @@ def raw_commit_rate(directory: Path, seconds: float = 2.0) -> float:
     elapsed = time.perf_counter() - started
     connection.close()
     return count / elapsed
-
-
-def chain_app(length: int) -> App:
-    app = App(transform_engines=[])
-
-    @app.node()
-    def quick(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"i": data["i"]})
-
-    app.workflow(
-        "chain",
-        {
-            "nodes": [{"id": f"n{i}", "type": "quick", "data": {"i": i}} for i in range(length)],
-            "edges": [{"source": f"n{i}", "target": f"n{i + 1}"} for i in range(length - 1)],
-        },
-    )
-    return app
 
 
 class WriteCounter:
