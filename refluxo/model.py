@@ -9,7 +9,7 @@ engines unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -112,6 +112,15 @@ class WorkflowDefinition(BaseModel):
                 raise ValueError(f"duplicate node id {node.id!r}")
             seen.add(node.id)
         return nodes
+
+
+def default_start(node_ids: Sequence[str], edge_targets: Collection[str]) -> str:
+    """Where a run starts when no start node is named.
+
+    The only node without incoming edges, else (none or several) the first node.
+    """
+    roots = [node_id for node_id in node_ids if node_id not in edge_targets]
+    return roots[0] if len(roots) == 1 else node_ids[0]
 
 
 class RetryPolicy(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from refluxo.expressions import validate_template
-from refluxo.model import WorkflowDefinition
+from refluxo.model import WorkflowDefinition, default_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,8 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
     if start is not None and start not in ids:
         problems.append(Problem(line_of(raw), "error", f"start node {start!r} is not a node"))
     elif ids:
-        first = start if start is not None else _default_start(list(ids), targets)
+        incoming = {target for ts in targets.values() for target in ts}
+        first = start if start is not None else default_start(list(ids), incoming)
         reachable = _reachable(first, targets)
         for node_id, node in ids.items():
             if node_id not in reachable:
@@ -161,12 +162,6 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
                 location = ".".join(str(part) for part in issue["loc"])
                 problems.append(Problem(line_of(raw), "error", f"{location}: {issue['msg']}"))
     return sorted(problems, key=lambda p: p.line)
-
-
-def _default_start(ids: list[str], targets: dict[str, list[str]]) -> str:
-    incoming = {t for ts in targets.values() for t in ts}
-    roots = [node_id for node_id in ids if node_id not in incoming]
-    return roots[0] if len(roots) == 1 else ids[0]
 
 
 def _reachable(start: str, targets: dict[str, list[str]]) -> set[str]:

@@ -444,16 +444,6 @@ def _conditional(node: Tree[Token]) -> Run:
     return run
 
 
-def _elvis(node: Tree[Token]) -> Run:
-    test, alternate = (_compile(_subtree(child)) for child in node.children)
-
-    def run(scope: Scope, relative: Any) -> Any:
-        value = test(scope, relative)
-        return value if truthy(value) else alternate(scope, relative)
-
-    return run
-
-
 def _and(node: Tree[Token]) -> Run:
     left, right = (_compile(_subtree(child)) for child in node.children)
 
@@ -533,7 +523,7 @@ _COMPILERS: Final[dict[str, _Compiler]] = {
     "array": _array,
     "object": _object,
     "conditional": _conditional,
-    "elvis": _elvis,
+    "elvis": _or,  # `a ?: b` is `a || b`: the test when truthy, else the alternate
     "and_": _and,
     "or_": _or,
     "not_": _not,

@@ -20,7 +20,7 @@ from refluxo.definitions import Executor, NodeDefinition
 from refluxo.engine import Clock, WorkflowEngine, wall_clock_ms
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.expressions import JexlTransformEngine
-from refluxo.model import RetryPolicy, WorkflowDefinition
+from refluxo.model import RetryPolicy, WorkflowDefinition, default_start
 from refluxo.plugins import Plugin
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
@@ -65,9 +65,7 @@ def choose_start(definition: WorkflowDefinition, start: str | None) -> str:
         if start not in ids:
             raise WorkflowDefinitionError(f"start node {start!r} is not a node of the workflow")
         return start
-    targets = {edge.target for edge in definition.edges}
-    roots = [node_id for node_id in ids if node_id not in targets]
-    return roots[0] if len(roots) == 1 else ids[0]
+    return default_start(ids, {edge.target for edge in definition.edges})
 
 
 def load_workflow_file(path: str | Path) -> dict[str, Any]:
