@@ -35,11 +35,12 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict refluxo main.py
+	$(BIN)/mypy --strict refluxo main.py tests bench
 
 unit: tools
 	$(BIN)/pytest -q

@@ -3,9 +3,9 @@
 * ``api``: the HTTP API (start, list, get, resume, cancel runs).
 * ``step``: the step endpoint Cloud Tasks calls (``POST /tasks/step``).
 * ``on_message``: a CloudEvent function for Pub/Sub messages that start, resume or cancel
-  runs (the message contract is in ``refluxo/runtime/events.py``).
+  runs (the message contract is in ``refluxo/api/events.py``).
 
-Settings come from environment variables (``refluxo/settings.py``) and are validated when
+Settings come from environment variables (``refluxo/host/settings.py``) and are validated when
 this module is imported, so a misconfigured deployment fails at start with a message naming
 what is missing. With no cloud settings the embedded default (SQLite) is used, so
 ``functions-framework --target api --source main.py`` runs locally as is.
@@ -25,8 +25,8 @@ import functions_framework
 from cloudevents.http.event import CloudEvent
 from flask import Request, Response
 
-from refluxo.deploy import Deployment, build_deployment, import_app
-from refluxo.settings import load_settings
+from refluxo.host.compose import Deployment, build_deployment, import_app
+from refluxo.host.settings import load_settings
 
 logging.basicConfig(level=os.environ.get("REFLUXO_LOG_LEVEL", "INFO"))
 logger = logging.getLogger("refluxo.main")

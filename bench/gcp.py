@@ -60,18 +60,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from google.cloud import firestore, tasks_v2
 
 from bench.workloads import chain_app
-from refluxo.backends.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
-from refluxo.backends.firestore_store import FirestoreStore
+from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
+from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.runtime import App, Dispatcher, Outcome, RunService, StepBudget
-from refluxo.runtime.protocols import Delivery, HistoryReader, RunRecord, StepCommit
-from tests.gcp.emulators import (
+from refluxo.runtime.ports import Delivery, HistoryReader, RunRecord, StepCommit
+from tests.support.emulators import (
     EMULATOR_PROJECT,
     FIRESTORE_JAR,
     TASKS_EMULATOR,
     start_firestore,
     start_tasks,
 )
-from tests.gcp.receiver import HttpReceiver
+from tests.support.receiver import HttpReceiver
 
 QUEUE = f"projects/{EMULATOR_PROJECT}/locations/here/queues/bench"
 TARGET_RATIO = 1.3
@@ -500,8 +500,8 @@ class TimedStore:
         with self.phases.timing("commit transaction (begin + head get + commit)"):
             return self.inner.commit(commit)
 
-    def history(self, run_id: str) -> TimedHistory:
-        return TimedHistory(self.inner.history(run_id), self.phases)
+    def history(self, record: RunRecord) -> TimedHistory:
+        return TimedHistory(self.inner.history(record), self.phases)
 
     def get_definition(self, version: str) -> Any:
         with self.phases.timing("definition read"):

@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.workloads import chain_app
 from refluxo import StepResult
-from refluxo.backends.embedded import EmbeddedRuntime
-from refluxo.client import HttpClient
+from refluxo.api.client import HttpClient
+from refluxo.api.http import HttpApi
+from refluxo.api.server import LocalServer
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, StepBudget
-from refluxo.runtime.http import HttpApi
-from refluxo.server import LocalServer
 
 
 def raw_commit_rate(directory: Path, seconds: float = 2.0) -> float:

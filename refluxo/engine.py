@@ -8,19 +8,25 @@ the optimistic-lock token a durable store compares before committing.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import enum
 import inspect
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from refluxo._aio import resolve
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
-from refluxo.errors import NodeValidationError, WorkflowDefinitionError
+from refluxo.errors import NodeValidationError, TransientError, WorkflowDefinitionError
 from refluxo.frozen import freeze, thaw
+from refluxo.metadata import FAILED_REASON, PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
 from refluxo.model import (
     Node,
     NodeResult,
@@ -40,10 +46,111 @@ logger = logging.getLogger("refluxo.engine")
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
 
-MAX_RETRY_DELAY_MS = 10 * 365 * 24 * 3600 * 1000
-"""Retry delays are capped at ten years, so exponential backoff cannot overflow."""
+MAX_DELAY_MS = 100 * 365 * 24 * 3600 * 1000
+"""The longest a run may wait: a retry delay or a timed pause beyond 100 years (or not a
+finite number) fails the node with a clear error instead of reaching a store that could not
+hold the time."""
 
-STEP_LIMIT_REASON = "Step limit exceeded"
+
+def checked_resume_at(value: Any, now: int) -> int:
+    """A timed pause's end (epoch ms) as an int, if finite and at most 100 years ahead."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"resume_at must be epoch milliseconds, got {value!r}")
+    if not math.isfinite(value) or value - now > MAX_DELAY_MS:
+        raise ValueError(
+            f"resume_at {value!r} is out of range: at most {MAX_DELAY_MS} ms (100 years) ahead"
+        )
+    return int(value)
+
+
+@dataclass(frozen=True, slots=True)
+class StepPosition:
+    """Where the step being executed stands; see :func:`step_position`.
+
+    ``visit`` identifies this visit of the node within the run: the number of results the
+    node had before the visit began. It is the same for every attempt (retries) and every
+    re-execution (a pause resumed, a redelivery) of the visit, and different for each
+    visit of the node (loops).
+    """
+
+    workflow_id: str
+    node_id: str
+    version: int
+    attempt: int
+    visit: int
+    now: int
+
+
+_position: ContextVar[StepPosition | None] = ContextVar("refluxo_step_position", default=None)
+
+
+def step_position() -> StepPosition | None:
+    """The step the calling executor (or hook, or transform) belongs to, or None."""
+    return _position.get()
+
+
+class Verdict(enum.Enum):
+    """What a driver's ``admit`` callback says of a step it has just executed."""
+
+    KEEP = "keep"
+    """Keep the step and go on."""
+    LAST = "last"
+    """Keep the step and end the batch here (e.g. the batch is large enough to commit)."""
+
+
+Admit = Callable[[Snapshot], "Verdict | str"]
+"""Judges each new snapshot of a drive: a :class:`Verdict`, or a reason (a ``str``) that
+the step cannot be kept, which fails the run at that step with that reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """What :meth:`WorkflowEngine.drive` did: the snapshot it ended on, and steps executed."""
+
+    snapshot: Snapshot
+    steps: int
+
+
+def fail(snapshot: Snapshot, reason: str) -> Snapshot:
+    """``snapshot`` failed for ``reason`` (a new version, the reason in metadata).
+
+    Keys that no longer hold (why it paused, when a timed pause would end) are removed.
+    """
+    metadata = {
+        key: value
+        for key, value in snapshot.metadata.items()
+        if key not in (PAUSED_REASON, RESUME_AT)
+    }
+    metadata[FAILED_REASON] = reason
+    return _evolve(
+        snapshot,
+        {
+            "status": SnapshotStatus.FAILED,
+            "version": snapshot.version + 1,
+            "retry_state": None,
+            "metadata": metadata,
+        },
+    )
+
+
+def _without(metadata: dict[str, Any], *keys: str) -> dict[str, Any]:
+    if not any(key in metadata for key in keys):
+        return metadata
+    return {key: value for key, value in metadata.items() if key not in keys}
+
+
+def checked_delay(value: Any, what: str) -> int:
+    """``value`` (ms) as an int if it is a finite number in [0, MAX_DELAY_MS]; else raise.
+
+    Negative delays mean "now" (0).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of milliseconds, got {value!r}")
+    if not math.isfinite(value) or value > MAX_DELAY_MS:
+        raise ValueError(
+            f"{what} of {value!r} ms is out of range: at most {MAX_DELAY_MS} ms (100 years)"
+        )
+    return max(0, int(value))
 
 
 def _evolve(snapshot: Snapshot, changes: dict[str, Any]) -> Snapshot:
@@ -80,6 +187,9 @@ class WorkflowEngine:
         error_handler: decides retries; :class:`DefaultErrorHandler` by default.
         plugins: lifecycle hooks; their failures are logged and ignored.
         clock: the time source in epoch milliseconds; replace it to control time in tests.
+        offload_sync: run ``def`` executors in a worker thread (``asyncio.to_thread``), so
+            that a blocking executor does not hold up other runs sharing the event loop.
+            The durable runtime turns it on; a bare engine runs them inline.
     """
 
     def __init__(
@@ -92,7 +202,9 @@ class WorkflowEngine:
         error_handler: ErrorHandler | None = None,
         plugins: Sequence[Plugin] | None = None,
         clock: Clock = wall_clock_ms,
+        offload_sync: bool = False,
     ) -> None:
+        self.offload_sync = offload_sync
         self.workflow = (
             workflow
             if isinstance(workflow, WorkflowDefinition)
@@ -169,37 +281,117 @@ class WorkflowEngine:
         if snapshot is None:
             assert initial_node_id is not None
             current = self.create_initial_snapshot(workflow_id or "default", initial_node_id)
-            await self._hooks.call("on_workflow_start", current)
         else:
-            resumable = snapshot.status in (SnapshotStatus.PAUSED, SnapshotStatus.ERROR)
-            current = _evolve(
-                snapshot,
-                {
-                    "status": SnapshotStatus.ACTIVE if resumable else snapshot.status,
-                    "last_started_at": self._clock(),
-                },
-            )
+            current = self.resumed(snapshot)
+        advance = await self.drive(
+            current,
+            external_payload=external_payload,
+            globals=globals,
+            step_limit=step_limit,
+            started=snapshot is None,
+        )
+        return advance.snapshot
 
+    def resumed(self, snapshot: Snapshot) -> Snapshot:
+        """``snapshot`` made active again to continue it (paused and error runs).
+
+        Completed and failed runs come back unchanged; never mutates ``snapshot``.
+        """
+        resumable = snapshot.status in (SnapshotStatus.PAUSED, SnapshotStatus.ERROR)
+        return _evolve(
+            snapshot,
+            {
+                "status": SnapshotStatus.ACTIVE if resumable else snapshot.status,
+                "last_started_at": self._clock(),
+            },
+        )
+
+    async def drive(
+        self,
+        snapshot: Snapshot,
+        *,
+        external_payload: Any = None,
+        globals: Any = None,
+        step_limit: int | None = None,
+        max_steps: int | None = None,
+        deadline: float | None = None,
+        admit: Admit | None = None,
+        started: bool = False,
+        keep_progress: bool = False,
+    ) -> Advance:
+        """Execute steps while the run is active: the one step loop every caller uses.
+
+        ``engine.execute`` and the durable runtime's dispatcher both drive runs through
+        here, so attempts, the step limit, failing a snapshot and the workflow hooks are
+        written once.
+
+        Args:
+            snapshot: an active snapshot (anything else is returned as is, with its hooks).
+            external_payload: reaches the first step only.
+            step_limit: fail the run (``failedReason = "Step limit exceeded"``) rather than
+                execute a step past this many; ``None``: no limit.
+            max_steps: stop after this many steps, leaving the run active (a budget).
+            deadline: stop, leaving the run active, once ``time.monotonic()`` passes it.
+            admit: judges each new snapshot; a reason fails the run at that step instead
+                (its results are dropped, those of the steps before it kept).
+            started: the run starts here: ``on_workflow_start`` fires first.
+            keep_progress: an error that is not a node error, raised after steps were
+                executed, ends the drive with those steps kept instead of propagating: a
+                :class:`TransientError` returns the last good snapshot (to retry from
+                there), anything else fails the run at the step that raised. For callers
+                that must store what was executed (the durable runtime).
+
+        Returns:
+            The last snapshot and the number of steps executed. ``on_workflow_complete``
+            and ``on_workflow_pause`` fire when it is completed or paused.
+
+        Raises:
+            TransientError: a backend failed for a reason that may pass (never turned into
+                a node error).
+            WorkflowDefinitionError: the current node or its type is unknown; and any
+                other error that is not a node error (a failing error handler). With
+                ``keep_progress``, only from the first step.
+        """
+        if started:
+            await self._hooks.call("on_workflow_start", snapshot)
+        current = snapshot
         steps = 0
         while current.status == SnapshotStatus.ACTIVE:
-            if steps >= step_limit:
-                return _evolve(
-                    current,
-                    {
-                        "status": SnapshotStatus.FAILED,
-                        "version": current.version + 1,
-                        "metadata": {**current.metadata, "failedReason": STEP_LIMIT_REASON},
-                    },
+            if step_limit is not None and steps >= step_limit:
+                current = fail(current, STEP_LIMIT_REASON)
+                break
+            if max_steps is not None and steps >= max_steps:
+                break
+            if steps and deadline is not None and time.monotonic() >= deadline:
+                break
+            try:
+                after = await self.execute_step(
+                    current, external_payload if steps == 0 else None, globals
                 )
-            payload = external_payload if steps == 0 else None
-            current = await self.execute_step(current, payload, globals)
+            except TransientError:
+                if steps == 0 or not keep_progress:
+                    raise
+                break  # keep what was executed; the next delivery retries this step
+            except Exception as err:
+                # The graph cannot go on (an edge to a missing node, a node type the app no
+                # longer has, a failing error handler).
+                if steps == 0 or not keep_progress:
+                    raise
+                current = fail(current, describe_error(err))
+                break
             steps += 1
-
+            verdict = admit(after) if admit is not None else Verdict.KEEP
+            if isinstance(verdict, str):
+                current = fail(current, verdict)
+                break
+            current = after
+            if verdict is Verdict.LAST:
+                break
         if current.status == SnapshotStatus.COMPLETED:
             await self._hooks.call("on_workflow_complete", current)
         elif current.status == SnapshotStatus.PAUSED:
             await self._hooks.call("on_workflow_pause", current)
-        return current
+        return Advance(current, steps)
 
     async def execute_step(
         self, snapshot: Snapshot, external_payload: Any = None, globals: Any = None
@@ -237,17 +429,32 @@ class WorkflowEngine:
         retry = snapshot.retry_state
         attempt = retry.attempts + 1 if retry is not None and retry.node_id == node.id else 1
         timing = {"last_started_at": now, "total_execution_time": total}
+        context = snapshot.context
+        visit = (len(context[node.id]) if node.id in context else 0) - (attempt - 1)
+        position = StepPosition(
+            snapshot.workflow_id, node.id, snapshot.version, attempt, visit, now
+        )
 
+        token = _position.set(position)
         try:
             result_input, result = await self._run_node(
                 node, definition, snapshot, external_payload, globals
             )
+            resume_at = (
+                checked_resume_at(result.resume_at, now)
+                if result.pause and result.resume_at is not None
+                else None
+            )
+        except TransientError:
+            raise
         except Exception as error:
             return await self._handle_error(
                 snapshot, node, definition, error, attempt, external_payload, globals, timing
             )
+        finally:
+            _position.reset(token)
 
-        metadata = snapshot.metadata
+        metadata = _without(snapshot.metadata, PAUSED_REASON)
         if result.pause:
             if self._hooks.has("on_after_node_execution"):
                 await self._hooks.call(
@@ -256,10 +463,10 @@ class WorkflowEngine:
                         node, definition, snapshot, globals, external_payload, result_input, None
                     ),
                 )
-            if result.resume_at is not None:
-                metadata = {**metadata, "resumeAt": int(result.resume_at)}
-            elif "resumeAt" in metadata:
-                metadata = {k: v for k, v in metadata.items() if k != "resumeAt"}
+            if resume_at is not None:
+                metadata = {**metadata, RESUME_AT: resume_at}
+            else:
+                metadata = _without(metadata, RESUME_AT)
             return _evolve(
                 snapshot,
                 {
@@ -270,8 +477,7 @@ class WorkflowEngine:
                 },
             )
 
-        if "resumeAt" in metadata:
-            metadata = {k: v for k, v in metadata.items() if k != "resumeAt"}
+        metadata = _without(metadata, RESUME_AT)
         next_node_id = self._next.get((node.id, result.next_handle))
         entry = trusted(
             NodeResult,
@@ -315,7 +521,13 @@ class WorkflowEngine:
             if checked.data is not None:
                 data = checked.data
 
-        raw = definition.executor(data, snapshot.context, external_payload, globals)
+        executor = definition.executor
+        if self.offload_sync and not inspect.iscoroutinefunction(executor):
+            raw = await asyncio.to_thread(
+                executor, data, snapshot.context, external_payload, globals
+            )
+        else:
+            raw = executor(data, snapshot.context, external_payload, globals)
         if inspect.isawaitable(raw):
             raw = await raw
         result = as_step_result(raw)
@@ -372,44 +584,45 @@ class WorkflowEngine:
         if self._hooks.has("transform_error"):
             try:
                 text = str(await self._hooks.transform("transform_error", error_context, text))
+            except TransientError:
+                raise
             except Exception:
                 logger.exception("transform_error failed on node %r; error text withheld", node.id)
                 text = f"{type(error).__name__}: (message withheld: redaction failed)"
         retry = bool(
             await resolve(self.error_handler.should_retry(error, attempt, node, definition))
         )
+        reason: str | None = None
+        delay_ms = 0
+        if retry:
+            delay: Any = await resolve(
+                self.error_handler.get_retry_delay(attempt, node, definition)
+            )
+            try:
+                delay_ms = checked_delay(delay, f"the retry delay of node {node.id!r}")
+            except ValueError as err:
+                retry, reason = False, f"{err}; {text}"
         now = self._clock()
         entry = trusted(
             NodeResult,
             {"output": None, "timestamp": now, "error": text, "attempt": attempt},
         )
-        context = snapshot.context.appended(node.id, entry)
+        after = _evolve(snapshot, {"context": snapshot.context.appended(node.id, entry), **timing})
         if retry:
-            delay: Any = await resolve(
-                self.error_handler.get_retry_delay(attempt, node, definition)
-            )
-            delay_ms = int(min(max(float(delay), 0.0), MAX_RETRY_DELAY_MS))
             return _evolve(
-                snapshot,
+                after,
                 {
                     "status": SnapshotStatus.ERROR,
                     "version": snapshot.version + 1,
                     "retry_state": RetryState(node.id, attempt, now + delay_ms),
-                    "context": context,
-                    "metadata": {**snapshot.metadata, "pausedReason": f"Retry attempt {attempt}"},
-                    **timing,
+                    "metadata": {
+                        **_without(snapshot.metadata, RESUME_AT),
+                        PAUSED_REASON: f"Retry attempt {attempt}",
+                    },
                 },
             )
-        return _evolve(
-            snapshot,
-            {
-                "status": SnapshotStatus.FAILED,
-                "version": snapshot.version + 1,
-                "retry_state": None,
-                "context": context,
-                **timing,
-            },
-        )
+        attempts = "1 attempt" if attempt == 1 else f"{attempt} attempts"
+        return fail(after, reason or f"node {node.id!r} failed after {attempts}: {text}")
 
 
 def _raise_if_invalid(checked: Any, node: Node, what: str) -> None:

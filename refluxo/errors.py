@@ -29,3 +29,14 @@ class ExpressionError(RefluxoError):
 
 class LimitExceededError(RefluxoError, ValueError):
     """An input is larger or deeper than a documented limit allows."""
+
+
+class TransientError(RefluxoError):
+    """A backend failed for a reason that may pass: retry the whole delivery later.
+
+    Every port (store, history reader, scheduler) raises it for retryable failures: SQLite
+    busy, I/O error or disk full; Google ``Unavailable``, ``DeadlineExceeded``, contention
+    past its retries. Nothing below the dispatcher turns it into a node error: the engine,
+    the expression evaluator and plugin hooks let it through, the delivery is not
+    acknowledged (HTTP 503 ``unavailable``), and the run's stored state is unchanged.
+    """

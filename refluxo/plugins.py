@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from refluxo._aio import resolve
+from refluxo.errors import TransientError
 
 if TYPE_CHECKING:
     from refluxo.definitions import NodeDefinition
@@ -125,8 +126,15 @@ class PluginHooks:
         return value
 
     async def call(self, hook_name: str, argument: Any) -> None:
+        """Call every plugin's ``hook_name``; failures are logged and ignored.
+
+        Except :class:`~refluxo.errors.TransientError`: a backend that failed for a reason
+        that may pass must make the whole delivery retry, not vanish in a hook.
+        """
         for label, hook in self._hooks[hook_name]:
             try:
                 await resolve(hook(argument))
+            except TransientError:
+                raise
             except Exception:
                 logger.exception("plugin %r failed in %s; ignored", label, hook_name)

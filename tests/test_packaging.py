@@ -18,4 +18,4 @@ def test_requirements_are_the_runtime_and_gcp_dependencies() -> None:
 
 def test_the_console_script_is_the_cli() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"] == {"refluxo": "refluxo.cli:main"}
+    assert project["scripts"] == {"refluxo": "refluxo.host.cli:main"}

@@ -22,7 +22,7 @@ from typing import Any, Final, TypeAlias
 
 from lark import Token, Tree
 
-from refluxo.errors import ExpressionError
+from refluxo.errors import ExpressionError, TransientError
 from refluxo.expressions import jsvalues
 from refluxo.expressions.access import (
     PLAIN_TYPES,
@@ -94,6 +94,8 @@ class CompiledExpression:
             return value if type(value) in RESULT_TYPES else export(value)
         except Failure as failure:
             raise from_failure(self.text, failure) from failure.__cause__
+        except TransientError:
+            raise  # a store read failed for a reason that may pass: retry the delivery
         except Exception as error:
             raise _unexpected(self.text, error) from error
 
@@ -109,6 +111,8 @@ class CompiledExpression:
             return display(export(value))
         except Failure as failure:
             raise from_failure(self.text, failure) from failure.__cause__
+        except TransientError:
+            raise  # a store read failed for a reason that may pass: retry the delivery
         except Exception as error:
             raise _unexpected(self.text, error) from error
 
@@ -369,7 +373,7 @@ def _returned(value: Any, what: str) -> Any:
 def _call_registered(what: str, function: Callable[..., Any], arguments: list[Any]) -> Any:
     try:
         result = function(*arguments)
-    except Failure:
+    except (Failure, TransientError):
         raise
     except Exception as error:
         raise Failure(f"{what} raised {type(error).__name__}: {error}") from error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from refluxo.runtime.app import App, WorkflowSpec
 from refluxo.runtime.dispatcher import Dispatcher, Outcome, StepBudget
-from refluxo.runtime.protocols import (
+from refluxo.runtime.ports import (
     Delivery,
     HistoryReader,
     RunRecord,

@@ -199,6 +199,13 @@ class App:
         provider = self._globals
         return provider() if callable(provider) else provider
 
+    def cached_engine(self, version: str) -> WorkflowEngine | None:
+        """The engine of a definition version if it is built already (no store read)."""
+        engine = self._engines.get(version)
+        if engine is not None:
+            self._engines.move_to_end(version)
+        return engine
+
     def engine_for(self, version: str, load: Callable[[str], Mapping[str, Any]]) -> WorkflowEngine:
         """The engine for a stored definition version, built once and cached (bounded).
 
@@ -219,6 +226,7 @@ class App:
             error_handler=self.error_handler,
             plugins=self.plugins,
             clock=self.clock,
+            offload_sync=True,
         )
         self._engines[version] = engine
         if len(self._engines) > self._engine_cache_size:

@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from refluxo.definitions import NodeDefinition
-from refluxo.engine import wall_clock_ms
+from refluxo.engine import checked_delay, checked_resume_at, step_position, wall_clock_ms
+from refluxo.metadata import RESUME_AT
 from refluxo.model import StepResult
-from refluxo.runtime.step import _current
 
 TIMER_FIRED = "timerFired"
 
@@ -24,12 +24,12 @@ _UNITS_MS = {"ms": 1, "seconds": 1000, "minutes": 60_000, "hours": 3_600_000, "d
 
 def timer_payload(resume_at: int) -> dict[str, Any]:
     """The payload a timed pause is resumed with when its time comes."""
-    return {TIMER_FIRED: True, "resumeAt": resume_at}
+    return {TIMER_FIRED: True, RESUME_AT: resume_at}
 
 
 def _now() -> int:
-    info = _current.get()
-    return info.now if info is not None else wall_clock_ms()
+    position = step_position()
+    return position.now if position is not None else wall_clock_ms()
 
 
 def _deadline(data: Any, now: int) -> int:
@@ -40,7 +40,7 @@ def _deadline(data: Any, now: int) -> int:
     if "until" in data:
         until = data["until"]
         if isinstance(until, int | float) and not isinstance(until, bool):
-            return int(until)
+            return checked_resume_at(until, now)
         if isinstance(until, str):
             try:
                 parsed = datetime.fromisoformat(until.replace("Z", "+00:00"))
@@ -61,13 +61,13 @@ def _deadline(data: Any, now: int) -> int:
             found = True
     if not found:
         raise ValueError(f"wait needs one of 'until', {', '.join(map(repr, _UNITS_MS))}")
-    return now + int(total)
+    return now + checked_delay(total, "wait")
 
 
 def wait(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     """Pause until the time in ``data``; output when and how the wait ended."""
     if isinstance(payload, Mapping) and payload.get(TIMER_FIRED) is True:
-        return StepResult({"waitedUntil": payload.get("resumeAt"), "endedBy": "timer"})
+        return StepResult({"waitedUntil": payload.get(RESUME_AT), "endedBy": "timer"})
     if payload is not None:
         return StepResult({"endedBy": "resume", "payload": payload})
     return StepResult(pause=True, resume_at=_deadline(data, _now()))

@@ -3,12 +3,15 @@
 For each delivery of (run, version) it loads the run's head, executes the next step (or a
 small batch of quick steps, within a budget), commits the result with the version as an
 optimistic lock, and schedules whatever comes next. It is written once, against the
-:mod:`~refluxo.runtime.protocols`, and runs unchanged on every backend.
+:mod:`~refluxo.runtime.ports`, and runs unchanged on every backend.
 
 Crash safety, point by point:
 
 * before the commit: nothing was written; the delivery is redelivered and the step runs
   again (a node's side effects are at least once; use ``current_step().idempotency_key``).
+  A :class:`~refluxo.errors.TransientError` anywhere (loading, reading history inside an
+  expression, committing) propagates out of :meth:`Dispatcher.deliver` unchanged: the
+  delivery is not acknowledged and the stored run is untouched.
 * between the commit and the scheduling of the next step: the delivery was not
   acknowledged, so it is redelivered; its version is now stale, and a stale delivery
   schedules the next step of the stored run (idempotently) and commits nothing.
@@ -24,21 +27,22 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 
 from refluxo.context import EMPTY_CONTEXT
-from refluxo.engine import STEP_LIMIT_REASON, describe_error
-from refluxo.errors import LimitExceededError, WorkflowDefinitionError
+from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine, describe_error, fail
+from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
+from refluxo.metadata import RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.history import HistoryContext
-from refluxo.runtime.protocols import (
-    AppendedResult,
+from refluxo.runtime.loop import blocking
+from refluxo.runtime.ports import (
     CommitResult,
     Delivery,
     Payload,
@@ -47,7 +51,7 @@ from refluxo.runtime.protocols import (
     SnapshotStore,
     StepCommit,
 )
-from refluxo.runtime.step import StepInfo, running_step
+from refluxo.runtime.step import RunInfo, running
 
 logger = logging.getLogger("refluxo.dispatcher")
 
@@ -69,7 +73,8 @@ class StepBudget:
 
     The default, one step, commits every transition. A larger budget lets quick nodes run
     several steps per commit (fewer store writes and deliveries per node); a run stops
-    early at a pause, an error, completion, or when ``max_ms`` have elapsed.
+    early at a pause, an error, completion, or when ``max_ms`` have elapsed. Whatever
+    stops a batch, the steps it executed are committed.
     """
 
     max_steps: int = 1
@@ -78,6 +83,8 @@ class StepBudget:
     def __post_init__(self) -> None:
         if self.max_steps < 1:
             raise ValueError("a step budget allows at least one step")
+        if self.max_ms is not None and not self.max_ms > 0:
+            raise ValueError("a step budget's max_ms must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,21 +111,10 @@ def due_time(snapshot: Snapshot) -> int | None:
         retry = snapshot.retry_state
         return (retry.next_retry_at or 0) if retry is not None else 0
     if status == SnapshotStatus.PAUSED:
-        resume_at = snapshot.metadata.get("resumeAt")
-        return int(resume_at) if isinstance(resume_at, int | float) else None
+        resume_at = snapshot.metadata.get(RESUME_AT)
+        if isinstance(resume_at, int | float) and not isinstance(resume_at, bool):
+            return int(resume_at)
     return None
-
-
-def failed(snapshot: Snapshot, reason: str, *, bump: bool = True) -> Snapshot:
-    """``snapshot`` failed with ``metadata["failedReason"] = reason`` (a new version)."""
-    return snapshot.model_copy(
-        update={
-            "status": SnapshotStatus.FAILED,
-            "version": snapshot.version + (1 if bump else 0),
-            "retry_state": None,
-            "metadata": {**snapshot.metadata, "failedReason": reason},
-        }
-    )
 
 
 def head_only(snapshot: Snapshot) -> Snapshot:
@@ -126,8 +122,18 @@ def head_only(snapshot: Snapshot) -> Snapshot:
     return snapshot.model_copy(update={"context": EMPTY_CONTEXT})
 
 
+def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
+    """The delivery a committed ``head`` needs, or None if it waits for nobody."""
+    due = due_time(head)
+    return Delivery(run_id, head.version, due) if due is not None else None
+
+
 class Dispatcher:
-    """Executes deliveries for one :class:`App` against a store and a scheduler."""
+    """Executes deliveries for one :class:`App` against a store and a scheduler.
+
+    Store and scheduler calls block; :meth:`deliver` runs them in the event loop's thread
+    pool so that the loop keeps serving other deliveries meanwhile.
+    """
 
     def __init__(
         self,
@@ -143,14 +149,19 @@ class Dispatcher:
         self.budget = budget or StepBudget()
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
-        """Process one delivery; see the module docstring for the guarantees."""
-        record = self.store.load_run(delivery.run_id)
+        """Process one delivery; see the module docstring for the guarantees.
+
+        Raises:
+            TransientError: the store or scheduler failed for a reason that may pass;
+                nothing was committed that the redelivery would not find.
+        """
+        record: RunRecord | None = await blocking(self.store.load_run, delivery.run_id)
         if record is None:
             logger.warning("delivery for unknown run %s ignored", delivery.run_id)
             return DeliveryResult(Outcome.UNKNOWN_RUN)
         now = self.app.clock()
         if record.version != delivery.version:
-            self.ensure_scheduled(record)
+            await blocking(self.ensure_scheduled, record)
             return DeliveryResult(Outcome.STALE, record)
         due = due_time(record.snapshot)
         if due is None:
@@ -160,9 +171,13 @@ class Dispatcher:
             # Early: a retry or timer not yet due, or one link of a chained long delay. The
             # same due time again is the next hop, so its name differs from this delivery's.
             hop = delivery.hop + 1 if target == delivery.due_at else 0
-            self.scheduler.schedule(Delivery(record.run_id, record.version, target, hop))
+            later = Delivery(record.run_id, record.version, target, hop)
+            await blocking(self.scheduler.schedule, later)
             return DeliveryResult(Outcome.NOT_DUE, record)
-        return await self._execute(record, delivery, now)
+        with running(RunInfo(record.run_id, record.workflow)):
+            advance = await self._advance(record, now)
+        result: DeliveryResult = await blocking(self._commit, record, delivery, advance)
+        return result
 
     def commit_transition(
         self,
@@ -170,172 +185,158 @@ class Dispatcher:
         expected_version: int,
         head: Snapshot,
         *,
-        results: Sequence[AppendedResult] = (),
         pending: Payload | None = None,
-        acknowledge: Delivery | None = None,
-        expected_revision: Any = None,
     ) -> CommitResult:
-        """Commit ``head`` over ``expected_version`` and schedule its next step.
+        """Commit ``head`` (no results) over ``expected_version`` and schedule what follows.
 
-        The next delivery goes into the commit's outbox (recorded atomically by stores that
-        can) and is scheduled after the commit otherwise. Nothing is scheduled if the
-        commit lost its race. ``expected_revision``: the revision of the record ``head``
-        was computed from, so the store may commit without reading the head again.
+        For run operations (resume, cancel). Nothing is scheduled if the commit lost.
         """
-        due = due_time(head)
-        outbox = (Delivery(run_id, head.version, due),) if due is not None else ()
-        result = self.store.commit(
-            StepCommit(
-                run_id=run_id,
-                expected_version=expected_version,
-                snapshot=head,
-                results=results,
-                pending=pending,
-                outbox=outbox,
-                acknowledge=acknowledge,
-                expected_revision=expected_revision,
-            )
+        commit = StepCommit(
+            run_id=run_id,
+            expected_version=expected_version,
+            snapshot=head,
+            pending=pending,
+            next_delivery=next_delivery(run_id, head),
         )
-        if result.committed and not result.scheduled:
-            for next_delivery in outbox:
-                self.scheduler.schedule(next_delivery)
-        return result
+        return self._apply(commit)
 
     def ensure_scheduled(self, record: RunRecord) -> None:
         """Make sure the stored run's next step is scheduled (idempotent)."""
-        due = due_time(record.snapshot)
-        if due is not None:
-            self.scheduler.schedule(Delivery(record.run_id, record.version, due))
+        following = next_delivery(record.run_id, record.snapshot)
+        if following is not None:
+            self.scheduler.schedule(following)
 
-    async def _execute(self, record: RunRecord, delivery: Delivery, now: int) -> DeliveryResult:
+    # -- executing -------------------------------------------------------------------------
+
+    async def _advance(self, record: RunRecord, now: int) -> Advance:
         snapshot = record.snapshot
         payload: Any = None
         if record.pending is not None:
             payload = record.pending.value
         elif snapshot.status == SnapshotStatus.PAUSED:
-            payload = timer_payload(int(snapshot.metadata["resumeAt"]))
-        context = HistoryContext(
-            self.store.history(record.run_id), record.result_count, node_counts=record.node_counts
-        )
+            payload = timer_payload(int(snapshot.metadata[RESUME_AT]))
+        reader = await blocking(self.store.history, record)
         current = snapshot.model_copy(
             update={
                 "status": SnapshotStatus.ACTIVE,
-                "context": context,
+                "context": HistoryContext(reader, record.result_count),
                 "last_started_at": now
                 if snapshot.status != SnapshotStatus.ACTIVE
                 else snapshot.last_started_at,
             }
         )
-        current, steps = await self._run_budget(record, current, payload, now)
-        return self._commit(record, delivery, current, steps)
-
-    async def _run_budget(
-        self, record: RunRecord, current: Snapshot, payload: Any, now: int
-    ) -> tuple[Snapshot, int]:
         try:
-            engine = self.app.engine_for(record.definition_version, self._definition)
+            engine = await self._engine(record.definition_version)
         except WorkflowDefinitionError as err:
             logger.error("run %s cannot continue: %s", record.run_id, err)
-            return failed(current, describe_error(err)), 0
-        globals_ = self.app.globals()
-        started = time.monotonic()
-        steps = 0
-        limit = self.app.limits.max_steps_per_run
-        while True:
-            if record.result_count + steps >= limit:
-                return failed(current, STEP_LIMIT_REASON, bump=steps == 0), steps
-            node_id = current.current_node_id or ""
-            retry = current.retry_state
-            attempt = retry.attempts + 1 if retry is not None and retry.node_id == node_id else 1
-            info = StepInfo(
-                run_id=record.run_id,
-                workflow=record.workflow,
-                node_id=node_id,
-                version=current.version,
-                attempt=attempt,
-                now=now if steps == 0 else self.app.clock(),
+            return Advance(fail(current, describe_error(err)), 0)
+        budget = self.budget
+        try:
+            return await engine.drive(
+                current,
+                external_payload=payload,
+                globals=self.app.globals(),
+                step_limit=self.app.limits.max_steps_per_run - record.result_count,
+                max_steps=budget.max_steps,
+                deadline=time.monotonic() + budget.max_ms / 1000 if budget.max_ms else None,
+                admit=self._admission(),
+                started=record.version == 0,
+                keep_progress=True,
             )
-            try:
-                with running_step(info):
-                    current = await engine.execute_step(
-                        current, payload if steps == 0 else None, globals_
-                    )
-            except Exception as err:
-                if steps:
-                    return current, steps  # commit the progress; the next delivery fails
-                # The stored graph cannot go on (an edge to a missing node, a node type the
-                # app no longer has, a failing error handler): fail the run with the reason
-                # rather than redeliver it forever.
-                logger.error("run %s cannot continue: %s", record.run_id, err)
-                return failed(current, describe_error(err)), 0
-            steps += 1
-            if current.status != SnapshotStatus.ACTIVE or steps >= self.budget.max_steps:
-                return current, steps
-            if self.budget.max_ms is not None and (
-                (time.monotonic() - started) * 1000 >= self.budget.max_ms
-            ):
-                return current, steps
+        except TransientError:
+            raise
+        except Exception as err:
+            # The first step cannot run at all: an edge to a missing node, a node type the
+            # app no longer has, a failing error handler. Redelivering would fail the same
+            # way forever: fail the run with the reason.
+            logger.error("run %s cannot continue: %s", record.run_id, err)
+            return Advance(fail(current, describe_error(err)), 0)
 
-    def _definition(self, version: str) -> Mapping[str, Any]:
-        stored = self.store.get_definition(version)
+    async def _engine(self, version: str) -> WorkflowEngine:
+        cached = self.app.cached_engine(version)
+        if cached is not None:
+            return cached
+        stored: Mapping[str, Any] | None = await blocking(self.store.get_definition, version)
         if stored is None:
             raise WorkflowDefinitionError(f"definition version {version} is missing from the store")
-        return stored
+        return self.app.engine_for(version, lambda _: stored)
 
-    def _commit(
-        self, record: RunRecord, delivery: Delivery, current: Snapshot, steps: int
-    ) -> DeliveryResult:
+    def _admission(self) -> Admit:
+        """Judges each step of a delivery: can its results be stored, is the batch full.
+
+        A step whose output is not JSON or is over the output limit fails the run at that
+        step (retrying would produce it again), keeping the steps before it. A batch ends
+        once its results reach the commit limits, so every commit fits every store.
+        """
+        limits = self.app.limits
+        seen = 0
+        total = 0
+
+        def admit(after: Snapshot) -> Verdict | str:
+            nonlocal seen, total
+            context = after.context
+            pending = context.pending if isinstance(context, HistoryContext) else ()
+            for entry in pending[seen:]:
+                try:
+                    size = len(to_json(entry.result.output))
+                except (PydanticSerializationError, ValueError, TypeError) as err:
+                    return f"the output of node {entry.node_id!r} is not JSON-serializable: {err}"
+                if size > limits.max_output_bytes:
+                    return (
+                        f"the output of node {entry.node_id!r} is {size} bytes; "
+                        f"the limit is {limits.max_output_bytes} bytes"
+                    )
+                total += size
+            seen = len(pending)
+            full = seen >= limits.max_commit_results or total >= limits.max_commit_bytes
+            return Verdict.LAST if full else Verdict.KEEP
+
+        return admit
+
+    # -- committing ------------------------------------------------------------------------
+
+    def _commit(self, record: RunRecord, delivery: Delivery, advance: Advance) -> DeliveryResult:
+        current = advance.snapshot
         context = current.context
         results = context.pending if isinstance(context, HistoryContext) else ()
-        reason = self._unstorable(results)
-        if reason is not None:
-            logger.error("run %s failed: %s", record.run_id, reason)
-            current = failed(current, reason, bump=False)
-            results = ()
-        try:
-            return self._store(record, delivery, current, results, steps)
-        except LimitExceededError as err:
-            logger.error("run %s failed: %s", record.run_id, err)
-            return self._store(record, delivery, failed(current, str(err), bump=False), (), 0)
-
-    def _unstorable(self, results: Sequence[AppendedResult]) -> str | None:
-        """Why these results cannot be committed, or None: not JSON, or too large."""
-        limit = self.app.limits.max_output_bytes
-        for entry in results:
-            try:
-                size = len(to_json(entry.result.output))
-            except (PydanticSerializationError, ValueError, TypeError) as err:
-                return f"the output of node {entry.node_id!r} is not JSON-serializable: {err}"
-            if size > limit:
-                return (
-                    f"the output of node {entry.node_id!r} is {size} bytes; "
-                    f"the limit is {limit} bytes"
-                )
-        return None
-
-    def _store(
-        self,
-        record: RunRecord,
-        delivery: Delivery,
-        current: Snapshot,
-        results: Sequence[AppendedResult],
-        steps: int,
-    ) -> DeliveryResult:
-        result = self.commit_transition(
-            record.run_id,
-            delivery.version,
-            head_only(current),
+        head = head_only(current)
+        commit = StepCommit(
+            run_id=record.run_id,
+            expected_version=delivery.version,
+            snapshot=head,
             results=results,
-            acknowledge=delivery,
+            next_delivery=next_delivery(record.run_id, head),
+            delivery=delivery,
             # The head this step was computed from: nothing to read again to commit it.
-            expected_revision=record.revision,
+            expected_token=record.token,
         )
+        try:
+            result = self._apply(commit)
+        except LimitExceededError as err:
+            # The store cannot hold this commit (a head grown past a document's size).
+            logger.error("run %s failed: %s", record.run_id, err)
+            head = head_only(fail(record.snapshot, str(err)))
+            result = self._apply(
+                StepCommit(
+                    run_id=record.run_id,
+                    expected_version=delivery.version,
+                    snapshot=head,
+                    delivery=delivery,
+                    expected_token=record.token,
+                )
+            )
         if not result.committed:
             logger.info("run %s: lost the race for version %s", record.run_id, delivery.version)
             return DeliveryResult(Outcome.LOST_RACE, result.record)
         return DeliveryResult(
-            Outcome.COMMITTED, result.record, steps, acknowledged=result.scheduled
+            Outcome.COMMITTED, result.record, advance.steps, acknowledged=result.scheduled
         )
+
+    def _apply(self, commit: StepCommit) -> CommitResult:
+        result = self.store.commit(commit)
+        if result.committed and not result.scheduled and commit.next_delivery is not None:
+            self.scheduler.schedule(commit.next_delivery)
+        return result
 
 
 __all__ = [
@@ -345,4 +346,5 @@ __all__ = [
     "StepBudget",
     "due_time",
     "head_only",
+    "next_delivery",
 ]

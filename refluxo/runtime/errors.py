@@ -1,60 +1,42 @@
-"""Runtime errors; each maps to one HTTP status in the API."""
+"""The runtime's domain errors: what a run operation refuses, and why.
+
+They carry no transport detail: the HTTP layer (:mod:`refluxo.api.errors`) maps each class
+to a status, the Pub/Sub layer acknowledges them as rejected messages, the CLI prints them.
+Transient backend failures are :class:`refluxo.errors.TransientError`.
+"""
 
 from __future__ import annotations
 
 from refluxo.errors import RefluxoError
 
 
-class RuntimeErrorBase(RefluxoError):
-    """Base of the runtime's errors; ``status`` is the HTTP status the API answers with."""
-
-    status = 400
-    code = "bad_request"
+class RunError(RefluxoError):
+    """Base of the errors a run operation refuses a request with."""
 
 
-class BadRequest(RuntimeErrorBase):
-    """The request is malformed (body, parameters)."""
+class BadRequest(RunError):
+    """The request is malformed (a field, a parameter, a cursor, an id)."""
 
 
-class UnknownWorkflow(RuntimeErrorBase):
-    status = 404
-    code = "unknown_workflow"
+class UnknownWorkflow(RunError):
+    """No workflow of that name is registered."""
 
 
-class RunNotFound(RuntimeErrorBase):
-    status = 404
-    code = "run_not_found"
+class RunNotFound(RunError):
+    """No run has that id."""
 
 
-class RunConflict(RuntimeErrorBase):
+class RunConflict(RunError):
     """The run is not in a state that allows the request, or it changed meanwhile."""
 
-    status = 409
-    code = "conflict"
+
+class PayloadTooLarge(RunError):
+    """A body or message is larger than the documented limit."""
 
 
-class PayloadTooLarge(RuntimeErrorBase):
-    status = 413
-    code = "payload_too_large"
+class Unauthorized(RunError):
+    """The caller presented no credential, or an invalid one."""
 
 
-class Unauthorized(RuntimeErrorBase):
-    status = 401
-    code = "unauthorized"
-
-
-class Forbidden(RuntimeErrorBase):
-    status = 403
-    code = "forbidden"
-
-
-class BackendUnavailable(RefluxoError):
-    """A store or scheduler failed transiently; the caller should retry (HTTP 503)."""
-
-
-class StoreError(BackendUnavailable):
-    """The store failed after its bounded retries (contention, unavailability)."""
-
-
-class SchedulerUnavailable(BackendUnavailable):
-    """The scheduler refused a delivery for a transient reason."""
+class Forbidden(RunError):
+    """The caller's credential is valid but not allowed here."""

@@ -5,48 +5,39 @@ context reads only what the step touches: ``len(context["it"])`` is one count, a
 ``nodes.n1.last`` in an expression one indexed read. Results appended during the delivery
 stay in memory (``pending``) until the dispatcher commits them.
 
-When the run's head came with authoritative per-node counts (``RunRecord.node_counts``),
-counting and listing nodes read nothing at all: numbering a step's result (which every
-step does) costs no round trip, even for a node the run has never executed.
+Every read goes through the store's :class:`~refluxo.runtime.ports.HistoryReader` and is
+memoised for the delivery. A reader may raise :class:`~refluxo.errors.TransientError`; it
+passes through the engine untouched, so the delivery is retried rather than the node failed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import overload
 
 from refluxo.context import Context
 from refluxo.model import NodeResult
-from refluxo.runtime.protocols import AppendedResult, HistoryReader
+from refluxo.runtime.ports import AppendedResult, HistoryReader
 
 
 class _Cache:
-    """Committed history does not change during a delivery: memoise what was read.
+    """Committed history does not change during a delivery: memoise what was read."""
 
-    With ``node_counts`` (authoritative, in first-result order) every count is known up
-    front: a node missing from it has no committed result, so it is 0 without a read.
-    """
+    __slots__ = ("counts", "reader", "results")
 
-    __slots__ = ("authoritative", "counts", "reader", "results")
-
-    def __init__(self, reader: HistoryReader, node_counts: Mapping[str, int] | None) -> None:
+    def __init__(self, reader: HistoryReader) -> None:
         self.reader = reader
-        self.authoritative = node_counts is not None
-        self.counts: dict[str, int] = dict(node_counts) if node_counts is not None else {}
+        self.counts: dict[str, int] = {}
         self.results: dict[tuple[str, int], NodeResult] = {}
 
     def count(self, node_id: str) -> int:
         known = self.counts.get(node_id)
         if known is None:
-            known = 0 if self.authoritative else self.reader.count(node_id)
-            self.counts[node_id] = known
+            known = self.counts[node_id] = self.reader.count(node_id)
         return known
 
     def node_ids(self) -> list[str]:
         """Nodes with committed results, in first-result order."""
-        if self.authoritative:
-            # Unknown nodes looked up meanwhile were cached as 0: leave them out.
-            return [node_id for node_id, count in self.counts.items() if count > 0]
         return list(self.reader.node_ids())
 
     def get(self, node_id: str, index: int) -> NodeResult:
@@ -60,7 +51,7 @@ class _Cache:
 class HistoryContext(Context):
     """The context of a stored run: committed results from the store, plus ``pending``.
 
-    ``node_counts`` is the head's :attr:`~refluxo.runtime.protocols.RunRecord.node_counts`
+    ``node_counts`` is the head's :attr:`~refluxo.runtime.ports.RunRecord.node_counts`
     when the store provides it; it must describe the same committed history as ``reader``.
     """
 
@@ -72,10 +63,9 @@ class HistoryContext(Context):
         next_seq: int,
         pending: tuple[AppendedResult, ...] = (),
         *,
-        node_counts: Mapping[str, int] | None = None,
         _cache: _Cache | None = None,
     ) -> None:
-        self._cache = _cache or _Cache(reader, node_counts)
+        self._cache = _cache or _Cache(reader)
         self._next_seq = next_seq
         self.pending = pending
 
@@ -163,22 +153,3 @@ class StoredResults(Sequence[NodeResult]):
 
     def __repr__(self) -> str:
         return f"StoredResults({self._node_id!r}, {len(self)} results)"
-
-
-def empty_reader() -> HistoryReader:
-    """A reader for a run with no committed results."""
-    return _EmptyReader()
-
-
-class _EmptyReader:
-    def count(self, node_id: str) -> int:
-        return 0
-
-    def get(self, node_id: str, index: int) -> NodeResult:
-        raise IndexError(index)
-
-    def all(self, node_id: str) -> list[NodeResult]:
-        return []
-
-    def node_ids(self) -> list[str]:
-        return []

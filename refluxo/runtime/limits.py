@@ -23,6 +23,9 @@ class RuntimeLimits:
         (retrying would produce it again).
     max_steps_per_run: committed results in one run; past it the run fails with
         ``failedReason = "Step limit exceeded"``.
+    max_commit_results, max_commit_bytes: a batch of steps (``StepBudget``) ends once its
+        results reach either, so one commit fits every store (Firestore: 500 writes and
+        10 MiB per commit).
     """
 
     max_nodes: int = 2_000
@@ -30,6 +33,8 @@ class RuntimeLimits:
     max_node_data_bytes: int = 64 * 1024
     max_output_bytes: int = 256 * 1024
     max_steps_per_run: int = 100_000
+    max_commit_results: int = 400
+    max_commit_bytes: int = 4 * 1024 * 1024
 
     def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:
         """Raise :class:`LimitExceededError` naming what is too large."""

@@ -10,20 +10,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from refluxo.engine import fail
+from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
-from refluxo.runtime.dispatcher import Dispatcher, failed
-from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
-from refluxo.runtime.naming import RUN_ID_PATTERN
-from refluxo.runtime.protocols import (
-    Delivery,
-    Payload,
-    RunPage,
-    RunRecord,
-    TimelineEntry,
-)
-
-CANCELLED_REASON = "Cancelled"
+from refluxo.runtime.dispatcher import DeliveryResult, Dispatcher
+from refluxo.runtime.errors import RunConflict, RunNotFound
+from refluxo.runtime.ids import check_run_id
+from refluxo.runtime.loop import EventLoopThread
+from refluxo.runtime.ports import Delivery, Payload, RunPage, RunRecord, TimelineEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +39,31 @@ def _is_retry_of_resume(record: RunRecord, payload: Any, expected_version: int |
 
 
 class RunService:
-    """Start, resume, cancel and inspect runs of one app."""
+    """Start, resume, cancel, inspect and deliver runs of one app.
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    Args:
+        dispatcher: executes deliveries.
+        loop: the event loop deliveries run on (one per runtime; created if not given).
+    """
+
+    def __init__(self, dispatcher: Dispatcher, *, loop: EventLoopThread | None = None) -> None:
         self.dispatcher = dispatcher
         self.app: App = dispatcher.app
         self.store = dispatcher.store
         self.scheduler = dispatcher.scheduler
+        self.loop = loop or EventLoopThread()
+
+    def deliver(self, delivery: Delivery) -> DeliveryResult:
+        """Execute ``delivery`` on the runtime's event loop and wait for its outcome.
+
+        For synchronous callers (HTTP request threads, scheduler workers). Raises
+        :class:`~refluxo.errors.TransientError` when the delivery must be retried.
+        """
+        return self.loop.run(self.dispatcher.deliver(delivery))
+
+    def close(self) -> None:
+        """Stop the event loop (after the deliveries in progress)."""
+        self.loop.close()
 
     def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> Started:
         """Start ``workflow`` with ``input`` (the first node's ``external_payload``).
@@ -58,11 +71,8 @@ class RunService:
         With a ``run_id``, starting is idempotent: the same id, workflow and input return the
         existing run (and make sure it is scheduled); a different workflow or input conflicts.
         """
-        if run_id is not None and not RUN_ID_PATTERN.match(run_id):
-            raise BadRequest(
-                "runId must be 1-128 characters: letters, digits and '._:-', "
-                "starting with a letter or digit"
-            )
+        if run_id is not None:
+            check_run_id(run_id)
         spec = self.app.get_workflow(workflow)
         if run_id is not None:
             existing = self.store.load_run(run_id)
@@ -90,7 +100,7 @@ class RunService:
             pending=Payload(input),
         )
         first = Delivery(run_id, 0, 0)
-        result = self.store.create_run(record, outbox=(first,))
+        result = self.store.create_run(record, first_delivery=first)
         if not result.committed:
             assert result.record is not None
             return self._already_started(result.record, workflow, input)
@@ -151,9 +161,9 @@ class RunService:
         record = self.get(run_id)
         if record.status.is_terminal:
             raise RunConflict(f"run {run_id!r} is already {record.status.value}")
-        head = failed(record.snapshot, reason)
+        head = fail(record.snapshot, reason)
         head = head.model_copy(
-            update={"metadata": {**head.metadata, "cancelledAt": self.app.clock()}}
+            update={"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}}
         )
         return self._transition(record, head, None)
 

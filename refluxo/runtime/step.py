@@ -7,19 +7,23 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from refluxo.runtime.naming import idempotency_key
+from refluxo.engine import step_position
+from refluxo.runtime.ids import idempotency_key
 
 
 @dataclass(frozen=True, slots=True)
 class StepInfo:
     """The step being executed by the durable runtime.
 
-    ``now`` is the dispatcher's clock when the step started (epoch ms).
-    ``idempotency_key`` is the same every time this step is delivered again (after a crash
-    or a duplicate delivery) and different for every other step, including a retry of the
-    same node, which runs at a new version. Pass it to the services a node calls (payment
-    APIs, e-mail providers, ``INSERT ... ON CONFLICT DO NOTHING``) to make a side effect
-    happen once even though the node itself may run more than once.
+    ``now`` is the clock when the step started (epoch ms); ``attempt`` counts the attempts
+    of this visit of the node (1, then 2 on the first retry...); ``visit`` identifies the
+    visit (see :class:`refluxo.engine.StepPosition`).
+
+    ``idempotency_key`` (``"<run>:<node>:<visit>"``) is the same for every attempt and every
+    redelivery of one visit of a node, and different for every other visit (a loop coming
+    back to the node) and every other run. Pass it to the services a node calls (payment
+    APIs, e-mail providers, ``INSERT ... ON CONFLICT DO NOTHING``): a charge whose reply was
+    lost, retried by the node's retry policy or re-run after a crash, is then made once.
     """
 
     run_id: str
@@ -27,29 +31,47 @@ class StepInfo:
     node_id: str
     version: int
     attempt: int
+    visit: int
     now: int
 
     @property
     def idempotency_key(self) -> str:
-        return idempotency_key(self.run_id, self.node_id, self.version)
+        return idempotency_key(self.run_id, self.node_id, self.visit)
 
 
-_current: ContextVar[StepInfo | None] = ContextVar("refluxo_current_step", default=None)
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """The run a delivery executes: set by the dispatcher for the delivery's duration."""
+
+    run_id: str
+    workflow: str
+
+
+_run: ContextVar[RunInfo | None] = ContextVar("refluxo_current_run", default=None)
 
 
 def current_step() -> StepInfo:
     """The step being executed; raises ``LookupError`` outside a runtime delivery."""
-    info = _current.get()
-    if info is None:
+    run = _run.get()
+    position = step_position()
+    if run is None or position is None:
         raise LookupError("current_step() is only available inside a step run by the runtime")
-    return info
+    return StepInfo(
+        run_id=run.run_id,
+        workflow=run.workflow,
+        node_id=position.node_id,
+        version=position.version,
+        attempt=position.attempt,
+        visit=position.visit,
+        now=position.now,
+    )
 
 
 @contextmanager
-def running_step(info: StepInfo) -> Iterator[StepInfo]:
-    """Make ``info`` the current step for the duration of the block."""
-    token = _current.set(info)
+def running(run: RunInfo) -> Iterator[RunInfo]:
+    """Make ``run`` the current run for the duration of the block."""
+    token = _run.set(run)
     try:
-        yield info
+        yield run
     finally:
-        _current.reset(token)
+        _run.reset(token)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from refluxo.cli import main
-from refluxo.client import HttpClient
-from tests.conftest import wait_until
+from refluxo.api.client import HttpClient
+from refluxo.host.cli import main
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +130,7 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "refluxo.cli",
+            "refluxo.host.cli",
             "serve",
             "--port",
             "0",

@@ -1,7 +1,7 @@
 """Store backends under the contract suite. Each fixture param is one backend.
 
 ``firestore`` runs against the real Firestore emulator (started once per session by the
-fixtures of :mod:`tests.gcp.fixtures`), each test in collections of its own.
+fixtures of :mod:`tests.support.gcp_fixtures`), each test in collections of its own.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from refluxo.backends.sqlite_db import SqliteDatabase
-from refluxo.backends.sqlite_store import SqliteStore
-from refluxo.runtime.protocols import SnapshotStore
-from tests.conftest import FakeClock
-from tests.gcp.fixtures import firestore_client, firestore_emulator, firestore_prefix
+from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.backends.sqlite.store import SqliteStore
+from refluxo.runtime.ports import SnapshotStore
+from tests.support.clock import FakeClock
+from tests.support.gcp_fixtures import firestore_client, firestore_emulator, firestore_prefix
 
 __all__ = ["firestore_client", "firestore_emulator", "firestore_prefix", "store"]
 
@@ -29,7 +29,7 @@ def store(
         yield SqliteStore(db, clock=clock)
         db.close()
     elif request.param == "firestore":
-        from refluxo.backends.firestore_store import FirestoreStore
+        from refluxo.backends.gcp.firestore.store import FirestoreStore
 
         client = request.getfixturevalue("firestore_client")
         prefix = request.getfixturevalue("firestore_prefix")

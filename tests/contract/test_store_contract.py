@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from refluxo.model import NodeResult, Snapshot, SnapshotStatus
-from refluxo.runtime.protocols import (
+from refluxo.runtime.ports import (
     AppendedResult,
     Payload,
     RunRecord,

@@ -1,1 +1,5 @@
-from tests.runtime.conftest import app, db_path, runtime  # noqa: F401  (shared fixtures)
+"""Fixtures for deployment tests: the embedded runtime's."""
+
+from tests.support.runtime_fixtures import app, db_path, runtime
+
+__all__ = ["app", "db_path", "runtime"]

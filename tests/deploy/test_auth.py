@@ -22,11 +22,11 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from google.auth import crypt, jwt
 
-from refluxo.backends.embedded import EmbeddedRuntime
-from refluxo.backends.google_oidc import OidcCheck
-from refluxo.runtime.auth import ApiKeyCheck
-from refluxo.runtime.http import HttpApi
-from refluxo.server import create_wsgi_app
+from refluxo.api.auth import ApiKeyCheck
+from refluxo.api.http import HttpApi
+from refluxo.api.server import create_wsgi_app
+from refluxo.backends.gcp.oidc import OidcCheck
+from refluxo.host.embedded import EmbeddedRuntime
 
 AUDIENCE = "https://dispatcher.example.run.app"
 INVOKER = "tasks-invoker@acme.iam.gserviceaccount.com"

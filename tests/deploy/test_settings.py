@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from refluxo.settings import CloudSettings, ConfigurationError, EmbeddedSettings, load_settings
+from refluxo.host.settings import CloudSettings, ConfigurationError, EmbeddedSettings, load_settings
 
 CLOUD = {
     "REFLUXO_BACKEND": "gcp",

@@ -16,8 +16,8 @@ from refluxo import (
     StepResult,
     WorkflowEngine,
 )
-from tests.conftest import FakeClock
-from tests.engine.helpers import chain, echo
+from tests.support.clock import FakeClock
+from tests.support.engine import chain, echo
 
 
 def approval_engine() -> WorkflowEngine:

@@ -16,7 +16,7 @@ from refluxo import (
     StepResult,
     WorkflowEngine,
 )
-from tests.engine.helpers import chain, echo
+from tests.support.engine import chain, echo
 
 
 class Recorder(Plugin):

@@ -12,7 +12,7 @@ from refluxo import (
     StepResult,
     WorkflowEngine,
 )
-from tests.engine.helpers import chain
+from tests.support.engine import chain
 
 SECRET = "sk_live_0123456789"
 

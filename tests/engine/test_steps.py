@@ -15,8 +15,8 @@ from refluxo import (
     WorkflowDefinitionError,
     WorkflowEngine,
 )
-from tests.conftest import FakeClock
-from tests.engine.helpers import chain, echo
+from tests.support.clock import FakeClock
+from tests.support.engine import chain, echo
 
 
 async def test_chain_runs_each_node_once_in_order(clock: FakeClock) -> None:

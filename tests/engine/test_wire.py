@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import refluxo
 from refluxo import NodeResult, RetryState, Snapshot, StepResult, WorkflowEngine
-from tests.engine.helpers import echo
+from tests.support.engine import echo
 
 DATA = Path(__file__).parent.parent / "data"
 

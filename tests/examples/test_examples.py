@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from refluxo.backends.embedded import EmbeddedRuntime
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App
-from tests.conftest import FakeClock
-from tests.runtime.conftest import assert_history_consistent
+from tests.support.clock import FakeClock
+from tests.support.stores import assert_history_consistent, history_of
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_api_aggregation_combines_results_with_expressions(examples: EmbeddedRun
 def test_loop_visits_every_item_and_sums(examples: EmbeddedRuntime) -> None:
     run = examples.service.start("loop", {"items": [1, 2, 3, 4]}).record
     examples.scheduler.drain()
-    history = examples.store.history(run.run_id)
+    history = history_of(examples.store, run.run_id)
     assert [r.output for r in history.all("square")] == [1, 4, 9, 16]
     assert history.all("sum")[0].output == 30
     assert history.count("each") == 5
@@ -95,7 +95,8 @@ def test_flaky_node_is_retried_with_exponential_backoff(
     final = examples.service.get(run.run_id)
     assert final.status == "completed"
     charge = outputs(examples, run.run_id)["charge"]
-    assert charge == {"amount": 42, "attempt": 3, "idempotencyKey": f"{run.run_id}:charge:3"}
+    # One key for the whole visit: every attempt charged with the same key.
+    assert charge == {"amount": 42, "attempt": 3, "idempotencyKey": f"{run.run_id}:charge:0"}
 
 
 def test_timed_wait_resumes_itself_when_due(examples: EmbeddedRuntime, clock: FakeClock) -> None:

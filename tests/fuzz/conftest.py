@@ -64,15 +64,17 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from refluxo.backends.embedded import EmbeddedRuntime
+from refluxo.api.auth import ApiKeyCheck
+from refluxo.api.contract import Route
+from refluxo.api.http import HttpApi
+from refluxo.api.openapi import openapi_document
+from refluxo.api.routes import ROUTES
+from refluxo.api.server import create_wsgi_app
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.model import SnapshotStatus
-from refluxo.runtime.auth import ApiKeyCheck
 from refluxo.runtime.errors import Unauthorized
-from refluxo.runtime.http import HttpApi
-from refluxo.runtime.openapi import openapi_document
-from refluxo.server import create_wsgi_app
-from tests.conftest import FakeClock
-from tests.runtime.conftest import build_app
+from tests.support.apps import build_app
+from tests.support.clock import FakeClock
 
 Draw = Callable[[st.SearchStrategy[Any]], Any]
 State = dict[str, list[tuple[Any, ...]]]
@@ -130,7 +132,7 @@ CHECKS: tuple[CheckFunction, ...] = (
 
 MODES = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
 
-_RUN_ID_PARAMETER = openapi_document()["paths"]["/runs/{runId}"]["get"]["parameters"][0]
+_RUN_ID_PARAMETER = openapi_document(ROUTES)["paths"]["/runs/{runId}"]["get"]["parameters"][0]
 _RUN_ID_SCHEMA: dict[str, Any] = _RUN_ID_PARAMETER["schema"]
 
 _OFTEN = st.integers(0, 2).map(bool)
@@ -171,6 +173,16 @@ def _swap(
     """Often replace a body field that conforms to the document by another that does."""
     if name in body and _conforms(fields[name], body[name]) and draw(_OFTEN):
         body[name] = draw(choices)
+
+
+def body_fields(document: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
+    """The property schemas of an operation's JSON body (``$ref`` to a component resolved)."""
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    ref = schema.get("$ref")
+    if isinstance(ref, str):
+        schema = document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    properties: dict[str, Any] = schema["properties"]
+    return properties
 
 
 def can_negate(operation: dict[str, Any]) -> bool:
@@ -338,22 +350,23 @@ class FuzzTarget:
         *,
         strict: bool = True,
         seed: int | None = None,
-        api_class: type[HttpApi] = HttpApi,
+        routes: tuple[Route, ...] = ROUTES,
     ) -> FuzzTarget:
         """Seed a fresh database in ``directory`` and load the document the app serves.
 
-        ``seed``: schemathesis' seed; ``api_class``: an ``HttpApi`` subclass (to check
-        that the harness notices a misbehaving API).
+        ``seed``: schemathesis' seed; ``routes``: the table served, a handler swapped for a
+        misbehaving one (to check that the harness notices).
         """
         clock = FakeClock()
         app = build_app(clock)
         app.workflow("unstarted", {"nodes": [{"id": "only", "type": "echo"}], "edges": []})
         runtime = EmbeddedRuntime(app, directory / "fuzz.db", workers=0, synchronous="OFF")
-        api = api_class(
+        api = HttpApi(
             runtime.service,
             authenticate=ApiKeyCheck(API_KEY),
             authenticate_step=authenticate_step,
             max_body_bytes=MAX_BODY_BYTES,
+            routes=routes,
         )
         wsgi_app = create_wsgi_app(api)
         _seed(runtime, clock)
@@ -439,7 +452,7 @@ class FuzzTarget:
                 parameters["runId"] = draw(self._run_ids(label if choice == "target" else None))
         body = case.body
         if isinstance(body, dict) and "requestBody" in raw:
-            fields = raw["requestBody"]["content"]["application/json"]["schema"]["properties"]
+            fields = body_fields(self.schema.raw_schema, raw)
             run_id = parameters.get("runId") if parameters else None
             if label == "POST /runs":
                 _swap(body, fields, "workflow", st.sampled_from(WORKFLOWS), draw)

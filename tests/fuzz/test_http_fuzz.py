@@ -9,18 +9,20 @@ Generation is derandomized, so the slice sends the same requests on every run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Request, Response
 from schemathesis import GenerationMode
 from schemathesis.core import NOT_SET
 
+from refluxo.api.contract import Call, Reply, Route
+from refluxo.api.models import ErrorBody, RunPath
+from refluxo.api.openapi import openapi_document
+from refluxo.api.routes import ROUTES
 from refluxo.runtime.errors import BadRequest
-from refluxo.runtime.http import HttpApi, error_response
-from refluxo.runtime.openapi import openapi_document
 from tests.fuzz.conftest import (
     API_KEY,
     MAX_BODY_BYTES,
@@ -46,7 +48,7 @@ EXAMPLES = 25
 """Hypothesis examples per operation and mode (16 pairs)."""
 SEQUENCES = 25
 
-DOCUMENT = openapi_document()
+DOCUMENT = openapi_document(ROUTES)
 LABELS = [f"{method.upper()} {path}" for path, item in DOCUMENT["paths"].items() for method in item]
 
 
@@ -210,7 +212,7 @@ def test_cancel_start_list_and_read(target: FuzzTarget) -> None:
         ("POST", "/tasks/step", b'{"runId": "seed-active", "version": -1}', None, 400),
         ("GET", "/runs/seed-paused/timeline", b"", {}, 404),
         ("DELETE", "/runs/seed-paused", b"", {}, 405),
-        # Found by fuzzing, fixed in refluxo/runtime/http.py and openapi.py:
+        # Found by fuzzing, fixed in refluxo/api (parsing.py, models.py, openapi.py):
         ("POST", "/runs", b'{"workflow": "chain", "input": NaN}', {}, 400),
         ("POST", "/runs", b'{"workflow": "chain", "input": [-Infinity]}', {}, 400),
         ("POST", "/runs", b'{"workflow": "chain", "input": 1e999}', {}, 400),
@@ -278,23 +280,28 @@ def test_formerly_known_issues_stay_fixed(target: FuzzTarget, name: str) -> None
 # -- the harness notices what it must ---------------------------------------------------
 
 
-class LeakyApi(HttpApi):
+def swap_handler(operation_id: str, handler: Any) -> tuple[Route, ...]:
+    """The API's routes, one handler replaced."""
+    assert operation_id in {route.operation_id for route in ROUTES}
+    return tuple(
+        dataclasses.replace(route, handler=handler) if route.operation_id == operation_id else route
+        for route in ROUTES
+    )
+
+
+def leaky_cancel(call: Call) -> Reply:
     """Cancels the run, then refuses the request anyway."""
-
-    def _cancel(self, request: Request, run_id: str) -> Response:
-        self.service.cancel(run_id, "leaked")
-        raise BadRequest("refused after all")
+    call.service.cancel(call.path_as(RunPath).run_id, "leaked")
+    raise BadRequest("refused after all")
 
 
-class SilentApi(HttpApi):
+def silent_health(call: Call) -> Reply:
     """Answers the health check with an error that says nothing."""
-
-    def _health(self, request: Request) -> Response:
-        return error_response(400, "", "")
+    return Reply(ErrorBody.of("", ""), 400)
 
 
 def test_harness_catches_a_rejection_that_changed_state(tmp_path: Path) -> None:
-    target = FuzzTarget.build(tmp_path, api_class=LeakyApi)
+    target = FuzzTarget.build(tmp_path, routes=swap_handler("cancelRun", leaky_cancel))
     try:
         before = read_state(target.runtime)
         with pytest.raises(AssertionError, match="yet the database changed"):
@@ -305,7 +312,7 @@ def test_harness_catches_a_rejection_that_changed_state(tmp_path: Path) -> None:
 
 
 def test_harness_catches_an_undocumented_empty_error(tmp_path: Path) -> None:
-    target = FuzzTarget.build(tmp_path, api_class=SilentApi)
+    target = FuzzTarget.build(tmp_path, routes=swap_handler("health", silent_health))
     try:
         with pytest.raises(AssertionError) as caught:
             call(target, "GET /healthz")

@@ -19,18 +19,18 @@ import pytest
 from google.api_core import exceptions
 from google.cloud import tasks_v2
 
-from refluxo.backends.cloud_tasks import (
+from refluxo.backends.gcp.cloud_tasks import (
     MAX_SCHEDULE_AHEAD_MS,
     CloudTasksScheduler,
     clamp_dispatch_deadline,
     tasks_client_for_emulator,
 )
-from refluxo.runtime.errors import SchedulerUnavailable
-from refluxo.runtime.protocols import Delivery, Scheduler
-from tests.conftest import FakeClock
-from tests.gcp.emulators import TasksEmulator
-from tests.gcp.google_errors import google_error
-from tests.gcp.receiver import HttpReceiver
+from refluxo.errors import TransientError
+from refluxo.runtime.ports import Delivery, Scheduler
+from tests.support.clock import FakeClock
+from tests.support.emulators import TasksEmulator
+from tests.support.google_errors import google_error
+from tests.support.receiver import HttpReceiver
 
 QUEUE = "projects/demo-test/locations/here/queues/fake"
 DAY_MS = 24 * 3600 * 1000
@@ -248,7 +248,7 @@ def test_other_errors_propagate_so_the_caller_retries(
     fake: FakeCloudTasks, clock: FakeClock
 ) -> None:
     fake.fail_with = google_error(exceptions.ServiceUnavailable, "try again")
-    with pytest.raises(SchedulerUnavailable, match="did not accept the delivery of run-1 v1"):
+    with pytest.raises(TransientError, match="did not accept the delivery of run-1 v1"):
         scheduler_for(fake, clock).schedule(Delivery("run-1", 1))
     fake.fail_with = google_error(exceptions.PermissionDenied, "no enqueuer role")
     with pytest.raises(exceptions.PermissionDenied):  # a configuration error: not retryable

@@ -11,8 +11,8 @@ import pytest
 from google import pubsub_v1
 from google.cloud import firestore
 
-from tests.gcp import emulators
-from tests.gcp.emulators import FunctionServer
+from tests.support import emulators
+from tests.support.emulators import FunctionServer
 
 
 def test_firestore_client_is_bound_without_leaking_the_variable(

@@ -17,20 +17,20 @@ from pathlib import Path
 import pytest
 from google.cloud import firestore
 
-from refluxo.backends.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
-from refluxo.backends.firestore_store import FirestoreStore
-from refluxo.client import ApiError, HttpClient
-from refluxo.runtime.protocols import Delivery
-from tests.conftest import wait_until
-from tests.gcp.e2e_app import RETRY_INTERVAL_MS
-from tests.gcp.emulators import (
+from refluxo.api.client import ApiError, HttpClient
+from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
+from refluxo.backends.gcp.firestore.store import FirestoreStore
+from refluxo.runtime.ports import Delivery
+from tests.support.e2e_app import RETRY_INTERVAL_MS
+from tests.support.emulators import (
     EMULATOR_PROJECT,
     FunctionServer,
     TasksEmulator,
     free_port,
     start_functions_framework,
 )
-from tests.runtime.conftest import assert_history_consistent
+from tests.support.stores import assert_history_consistent, history_of
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "e2e-" + "k" * 28
@@ -63,7 +63,7 @@ def deployed(firestore_emulator: str, tasks_emulator: TasksEmulator) -> Iterator
         "REFLUXO_TASKS_EMULATOR_HOST": tasks_emulator.host_port,
         "FIRESTORE_EMULATOR_HOST": firestore_emulator,
         "REFLUXO_COLLECTION_PREFIX": prefix,
-        "REFLUXO_APP": "tests.gcp.e2e_app:app",
+        "REFLUXO_APP": "tests.support.e2e_app:app",
         "REFLUXO_API_KEY": API_KEY,
         "PYTHONPATH": str(ROOT),
     }
@@ -143,7 +143,7 @@ def test_a_pubsub_message_starts_a_run_that_tasks_carry_to_completion(
 def test_a_failing_node_is_retried_at_its_schedule_time(deployed: Deployed) -> None:
     run_id = deployed.api.start("flaky")["runId"]
     wait_until(lambda: _status(deployed, run_id) == "completed", 60, "the flaky run")
-    attempts = deployed.store.history(run_id).all("f")
+    attempts = history_of(deployed.store, run_id).all("f")
     assert [(r.attempt, r.error is None) for r in attempts] == [(1, False), (2, True)]
     assert attempts[0].error == "ConnectionError: attempt 1 failed"
     waited = attempts[1].timestamp - attempts[0].timestamp

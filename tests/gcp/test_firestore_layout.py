@@ -20,21 +20,21 @@ from google.api_core import exceptions
 from google.cloud import firestore
 
 from refluxo import StepResult
-from refluxo.backends.firestore_store import (
+from refluxo.backends.gcp.firestore.layout import (
     MAX_VALUE_BYTES,
     RECENT_COMMITS,
-    FirestoreStore,
     HeadRevision,
+    node_counts_of,
 )
-from refluxo.errors import LimitExceededError
+from refluxo.backends.gcp.firestore.store import FirestoreStore
+from refluxo.errors import LimitExceededError, TransientError
 from refluxo.model import NodeResult
 from refluxo.runtime import App, Dispatcher, Outcome, RunService
-from refluxo.runtime.errors import BadRequest, StoreError
-from refluxo.runtime.protocols import AppendedResult, Delivery, RunRecord, StepCommit
-from tests.conftest import FakeClock
-from tests.contract.test_store_contract import new_record, step
-from tests.gcp.google_errors import google_error
-from tests.runtime.conftest import assert_history_consistent
+from refluxo.runtime.errors import BadRequest
+from refluxo.runtime.ports import AppendedResult, Delivery, RunRecord, StepCommit
+from tests.support.clock import FakeClock
+from tests.support.google_errors import google_error
+from tests.support.stores import assert_history_consistent, history_of, new_record, step
 
 FIRESTORE_RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback", "run_query")
 
@@ -152,10 +152,16 @@ def appending(record: RunRecord, node_id: str, outputs: list[Any]) -> StepCommit
     )
 
 
+def counts_of(record: RunRecord) -> dict[str, int] | None:
+    """The per-node result counts the record's token carries (the head as read)."""
+    token = record.token
+    return node_counts_of(token.data) if isinstance(token, HeadRevision) else None
+
+
 def at_revision(record: RunRecord, results: list[tuple[str, Any]], **changes: Any) -> StepCommit:
-    """What the dispatcher commits: numbered from ``record.node_counts``, at its revision."""
-    assert record.node_counts is not None
-    counts = dict(record.node_counts)
+    """What the dispatcher commits: numbered from ``counts_of(record)``, at its revision."""
+    assert counts_of(record) is not None
+    counts = dict(counts_of(record))
     appended = []
     for offset, (node_id, output) in enumerate(results):
         index = counts.get(node_id, 0)
@@ -167,7 +173,7 @@ def at_revision(record: RunRecord, results: list[tuple[str, Any]], **changes: An
         expected_version=record.version,
         snapshot=record.snapshot.model_copy(update={"version": record.version + 1, **changes}),
         results=appended,
-        expected_revision=record.revision,
+        expected_token=record.token,
     )
 
 
@@ -219,7 +225,7 @@ def test_a_commit_writes_o1_documents_and_the_head_stays_small(
     assert late_head < 2_000
     assert late_head - early_head < 16  # only counts moved, by a few digits
     assert head_data(store, "run")["nodeCounts"] == '[["n",502]]'
-    assert loaded(store).node_counts == {"n": 502}
+    assert counts_of(loaded(store)) == {"n": 502}
 
     run = store.client.collection(f"{store.prefix}_runs").document("run")
     assert count_docs(run.collection("results")) == 502
@@ -228,7 +234,7 @@ def test_a_commit_writes_o1_documents_and_the_head_stays_small(
     assert result is not None
     assert (result["seq"], result["nodeId"], result["nodeIndex"]) == (500, "n", 500)
 
-    history = store.history("run")
+    history = history_of(store, "run")
     assert history.count("n") == 502
     assert history.get("n", 0).output == 0
     assert history.get("n", 500).output == 9
@@ -240,7 +246,7 @@ def test_a_commit_writes_o1_documents_and_the_head_stays_small(
 def test_node_ids_with_slashes_and_counters_per_node(store: FirestoreStore) -> None:
     record = created(store)
     assert store.commit(step(store, record, [("a/b", 1), ("../c", 2), ("a/b", 3)])).committed
-    history = store.history("run")
+    history = history_of(store, "run")
     assert history.count("a/b") == 2
     assert history.get("a/b", 1).output == 3
     assert [r.output for r in history.all("../c")] == [2]
@@ -264,8 +270,8 @@ def test_a_step_at_its_revision_is_one_batch_of_two_writes_and_no_read(
     after = first.record
     assert after is not None
     assert after == loaded(store)
-    assert after.revision == loaded(store).revision
-    assert after.node_counts == {"n0": 1}
+    assert after.token == loaded(store).token
+    assert counts_of(after) == {"n0": 1}
     instrumented.rpcs.clear()
     second = store.commit(at_revision(after, [("n1", "b"), ("n0", "c")]))
     assert second.committed
@@ -273,9 +279,9 @@ def test_a_step_at_its_revision_is_one_batch_of_two_writes_and_no_read(
     assert instrumented.rpcs == Counter({"commit": 1})
     stored = loaded(store)
     assert (stored.version, stored.result_count) == (2, 3)
-    assert stored.node_counts == {"n0": 2, "n1": 1}
-    assert list(stored.node_counts) == ["n0", "n1"]  # first-result order
-    assert [r.output for r in store.history("run").all("n0")] == ["a", "c"]
+    assert counts_of(stored) == {"n0": 2, "n1": 1}
+    assert list(counts_of(stored)) == ["n0", "n1"]  # first-result order
+    assert [r.output for r in history_of(store, "run").all("n0")] == ["a", "c"]
 
 
 def test_a_commit_at_a_stale_revision_is_a_lost_race_and_writes_nothing(
@@ -305,16 +311,16 @@ def test_a_commit_at_a_stale_revision_is_a_lost_race_and_writes_nothing(
     assert not store.commit(at_revision(current, [("n", "stale too")])).committed
     assert count_docs(run.collection("results")) == 0
     assert store.commit(at_revision(loaded(store), [("n", "fresh")])).committed
-    assert [r.output for r in store.history("run").all("n")] == ["fresh"]
+    assert [r.output for r in history_of(store, "run").all("n")] == ["fresh"]
 
 
 def test_a_revision_from_another_store_is_refused(store: FirestoreStore) -> None:
     record = created(store)
     commit = at_revision(record, [("n", 1)])
-    foreign = StepCommit(**{**_commit_fields(commit), "expected_revision": "2024-01-01"})
+    foreign = StepCommit(**{**_commit_fields(commit), "expected_token": "2024-01-01"})
     with pytest.raises(TypeError, match="HeadRevision"):
         store.commit(foreign)
-    assert isinstance(record.revision, HeadRevision)
+    assert isinstance(record.token, HeadRevision)
 
 
 def _commit_fields(commit: StepCommit) -> dict[str, Any]:
@@ -341,10 +347,10 @@ def test_the_head_grows_with_distinct_nodes_only(store: FirestoreStore) -> None:
     assert len(head_data(store, "run")["nodeCounts"]) - len(with_300) <= 3  # 1 -> 201
 
     stored = loaded(store)
-    assert stored.node_counts is not None
-    assert list(stored.node_counts) == ids
-    assert stored.node_counts[ids[7]] == 201
-    history = store.history("run")
+    assert counts_of(stored) is not None
+    assert list(counts_of(stored)) == ids
+    assert counts_of(stored)[ids[7]] == 201
+    history = history_of(store, "run")
     assert history.node_ids() == ids
     assert history.count(ids[7]) == 201
     assert history.count("never ran") == 0
@@ -356,16 +362,16 @@ def test_an_old_head_without_node_counts_is_refused_clearly(store: FirestoreStor
     run = store.client.collection(f"{store.prefix}_runs").document("run")
     run.update({"nodeCounts": firestore.DELETE_FIELD})
     record = loaded(store)
-    assert record.node_counts is None
-    with pytest.raises(StoreError, match="older layout"):
-        store.history("run").count("n")
+    assert counts_of(record) is None
+    with pytest.raises(TransientError, match="older layout"):
+        history_of(store, "run").count("n")
     commit = StepCommit(
         run_id="run",
         expected_version=0,
         snapshot=record.snapshot.model_copy(update={"version": 1}),
         results=[AppendedResult(0, "n", 0, NodeResult(output=1, timestamp=5))],
     )
-    with pytest.raises(StoreError, match="older layout"):
+    with pytest.raises(TransientError, match="older layout"):
         store.commit(commit)
     assert loaded(store).version == 0
 
@@ -431,9 +437,9 @@ def test_each_delivery_of_the_dispatcher_reads_one_document_and_sends_one_batch(
 
     stored = loaded(store)
     assert stored.status == "completed"
-    assert stored.node_counts == {"it": 6, "body.1/x": 5, "end": 1}
+    assert counts_of(stored) == {"it": 6, "body.1/x": 5, "end": 1}
     assert assert_history_consistent(store, "run")[:3] == ["it", "body.1/x", "it"]
-    assert [r.output["index"] for r in store.history("run").all("it")] == [0, 1, 2, 3, 4, 5]
+    assert [r.output["index"] for r in history_of(store, "run").all("it")] == [0, 1, 2, 3, 4, 5]
 
 
 # -- sizes ------------------------------------------------------------------------------------
@@ -460,7 +466,7 @@ def test_a_result_just_under_the_limit_fits_in_a_firestore_document(
     text = "x" * (MAX_VALUE_BYTES - 100)
     assert len(NodeResult(output=text, timestamp=5, attempt=1).model_dump_json()) < MAX_VALUE_BYTES
     assert store.commit(step(store, record, [("big", text)])).committed
-    assert store.history("run").get("big", 0).output == text
+    assert history_of(store, "run").get("big", 0).output == text
 
 
 def test_oversized_heads_and_commits_are_refused(store: FirestoreStore) -> None:
@@ -491,7 +497,7 @@ def test_a_head_outgrown_by_its_node_counts_is_refused_before_writing(
     results = [(f"{i}" + "n" * 400, i) for i in range(10)]
     commit = at_revision(record, results)
     if path == "transaction":
-        commit = StepCommit(**{**_commit_fields(commit), "expected_revision": None})
+        commit = StepCommit(**{**_commit_fields(commit), "expected_token": None})
     commits_before = instrumented.commit_calls
     with pytest.raises(LimitExceededError, match=r"head of run 'run'.* 10 distinct nodes") as err:
         store.commit(commit)
@@ -520,7 +526,7 @@ def test_transient_commit_failures_are_retried_and_applied_once(
     loaded = store.load_run("run")
     assert loaded is not None
     assert (loaded.version, loaded.result_count) == (1, 1)
-    assert store.history("run").count("a") == 1
+    assert history_of(store, "run").count("a") == 1
 
 
 def test_a_commit_whose_reply_is_lost_is_reported_committed_not_a_conflict(
@@ -532,7 +538,7 @@ def test_a_commit_whose_reply_is_lost_is_reported_committed_not_a_conflict(
     assert result.committed
     assert result.record is not None
     assert result.record.version == 1
-    assert store.history("run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
+    assert history_of(store, "run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
     # A genuinely stale commit is still a conflict.
     assert not store.commit(step(store, record, [("a", 2)])).committed
 
@@ -551,7 +557,7 @@ def test_a_batch_whose_reply_is_lost_is_reported_committed_after_one_read(
     assert instrumented.writes.count(2) == 1  # applied once, not sent again
     assert instrumented.rpcs == Counter({"commit": 1, "batch_get_documents": 1})
     assert sleeps == []
-    assert store.history("run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
+    assert history_of(store, "run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
     # The same stale revision, from another commit, is still a lost race.
     assert not store.commit(at_revision(record, [("a", 2)])).committed
 
@@ -569,7 +575,7 @@ def test_a_batch_that_failed_before_landing_is_sent_again_once_checked(
     assert instrumented.commit_calls == 3  # the create, the failure, the second copy
     assert len(sleeps) == 1
     stored = loaded(store)
-    assert (stored.version, stored.result_count, stored.node_counts) == (1, 1, {"a": 1})
+    assert (stored.version, stored.result_count, counts_of(stored)) == (1, 1, {"a": 1})
 
 
 def test_a_batch_that_lands_late_is_recognised_as_ours_not_a_lost_race(
@@ -583,7 +589,7 @@ def test_a_batch_that_lands_late_is_recognised_as_ours_not_a_lost_race(
     result = store.commit(at_revision(record, [("a", 1)]))
     assert result.committed
     assert instrumented.kinds.count("batch") == 1  # one copy applied
-    assert store.history("run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
+    assert history_of(store, "run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
     assert loaded(store).version == 1
 
 
@@ -622,13 +628,13 @@ def test_persistent_unavailability_of_batches_surfaces_as_store_error(
 ) -> None:
     record = created(store)
     instrumented.faults = [("before", google_error(exceptions.ServiceUnavailable, "down"))] * 9
-    with pytest.raises(StoreError, match="commit failed after 3 attempts") as raised:
+    with pytest.raises(TransientError, match="commit failed after 3 attempts") as raised:
         store.commit(at_revision(record, [("a", 1)]))
     assert _chain_has(raised.value, exceptions.ServiceUnavailable)
     assert len(sleeps) == 2
     instrumented.faults = []
     assert loaded(store) == record
-    assert store.history("run").count("a") == 0
+    assert history_of(store, "run").count("a") == 0
 
 
 def test_a_create_whose_reply_is_lost_is_reported_created(
@@ -646,7 +652,7 @@ def test_persistent_contention_surfaces_as_store_error(
     record = created(store)
     calls = instrumented.commit_calls
     instrumented.faults = [("before", google_error(exceptions.Aborted, "contention"))] * 100
-    with pytest.raises(StoreError, match="failed after 3 attempts") as raised:
+    with pytest.raises(TransientError, match="failed after 3 attempts") as raised:
         store.commit(step(store, record, [("a", 1)]))
     assert _chain_has(raised.value, exceptions.Aborted)
     # The client retried each transaction 3 times, the store made 3 transactions.
@@ -654,7 +660,7 @@ def test_persistent_contention_surfaces_as_store_error(
     assert len(sleeps) == 2
     instrumented.faults = []
     assert store.load_run("run") == record
-    assert store.history("run").count("a") == 0
+    assert history_of(store, "run").count("a") == 0
 
 
 def test_permanent_errors_are_not_retried(
@@ -713,4 +719,4 @@ def test_user_json_with_nested_arrays_round_trips(store: FirestoreStore) -> None
         results=[AppendedResult(0, "a", 0, NodeResult(output=output, timestamp=1))],
     )
     assert store.commit(commit).committed
-    assert store.history("run").get("a", 0).output == output
+    assert history_of(store, "run").get("a", 0).output == output

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from refluxo.client import HttpClient
-from tests.conftest import wait_until
-from tests.gcp.emulators import start_functions_framework
+from refluxo.api.client import HttpClient
+from tests.support.emulators import start_functions_framework
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.gcp.fixtures import (
+from tests.support.gcp_fixtures import (
     firestore_client,
     firestore_emulator,
     firestore_prefix,

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from refluxo.backends.embedded import EmbeddedRuntime
-from refluxo.backends.local_scheduler import LocalScheduler
+from refluxo.backends.sqlite.scheduler import LocalScheduler
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime.dispatcher import Dispatcher
-from refluxo.runtime.protocols import Delivery
-from tests.conftest import FakeClock
-from tests.reliability.faults import DEFAULT_RATES, FaultDriver, FaultPlan, build_fault_app
+from refluxo.runtime.ports import Delivery
+from tests.support.clock import FakeClock
+from tests.support.faults import DEFAULT_RATES, FaultDriver, FaultPlan, build_fault_app
 
 
 class SqliteQueue:

@@ -1,10 +1,10 @@
 """Fault injection on the Google Cloud backends: the real Firestore and Cloud Tasks emulators.
 
-The same driver as the embedded run (:class:`~tests.reliability.faults.FaultDriver`),
+The same driver as the embedded run (:class:`~tests.support.faults.FaultDriver`),
 at small scale: the runs' heads and results live in the Firestore emulator
 (:class:`FirestoreStore`), every next step is a task created on the Cloud Tasks emulator
 (:class:`CloudTasksScheduler`, real gRPC) and comes back as the emulator's HTTP request
-to a receiver on 127.0.0.1 (:class:`~tests.reliability.gcp_queue.EmulatorQueue`). The
+to a receiver on 127.0.0.1 (:class:`~tests.support.gcp_queue.EmulatorQueue`). The
 driver's clock is fake; see the queue's module docstring for how the emulator's wall
 clock is kept out of the timing path.
 """
@@ -19,14 +19,14 @@ from collections.abc import Iterator
 import pytest
 from google.cloud import firestore
 
-from refluxo.backends.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
-from refluxo.backends.firestore_store import FirestoreStore
+from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
+from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.runtime.dispatcher import Dispatcher
-from tests.conftest import FakeClock
-from tests.gcp import emulators
-from tests.gcp.emulators import EMULATOR_PROJECT, TasksEmulator
-from tests.reliability.faults import DEFAULT_RATES, FaultDriver, FaultPlan, build_fault_app
-from tests.reliability.gcp_queue import EmulatorQueue, immediate_clock
+from tests.support import emulators
+from tests.support.clock import FakeClock
+from tests.support.emulators import EMULATOR_PROJECT, TasksEmulator
+from tests.support.faults import DEFAULT_RATES, FaultDriver, FaultPlan, build_fault_app
+from tests.support.gcp_queue import EmulatorQueue, immediate_clock
 
 RUNS = 60
 QUEUE = f"projects/{EMULATOR_PROJECT}/locations/here/queues/faults"

@@ -15,13 +15,13 @@ from typing import Any
 from google.cloud import firestore
 
 from refluxo import RedactionPlugin, StepResult
-from refluxo.backends.embedded import EmbeddedRuntime
-from refluxo.backends.firestore_store import FirestoreStore
+from refluxo.backends.gcp.firestore.store import FirestoreStore
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, current_step
 from refluxo.runtime.dispatcher import Dispatcher
-from refluxo.runtime.protocols import Delivery
+from refluxo.runtime.ports import Delivery
 from refluxo.runtime.service import RunService
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 TOKEN = "tok_live_7Gq2LxWm9Pz"
 PASSWORD = "correct-horse-battery-staple"

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from refluxo import StepResult
-from refluxo.backends.embedded import EmbeddedRuntime
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, Outcome
-from refluxo.runtime.protocols import Delivery
-from tests.conftest import FakeClock
-from tests.runtime.conftest import assert_history_consistent, build_app
+from refluxo.runtime.ports import Delivery
+from tests.support.apps import build_app
+from tests.support.clock import FakeClock
+from tests.support.stores import assert_history_consistent, history_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,9 +112,9 @@ CRASHING_WORKER = textwrap.dedent(
     """
     import os, sys
     sys.path.insert(0, {root!r})
-    from refluxo.backends.embedded import EmbeddedRuntime
-    from tests.conftest import FakeClock
-    from tests.runtime.conftest import build_app
+    from refluxo.host.embedded import EmbeddedRuntime
+    from tests.support.clock import FakeClock
+    from tests.support.apps import build_app
 
     runtime = EmbeddedRuntime(build_app(FakeClock()), {db!r}, workers=0, outbox=False)
 
@@ -207,7 +208,7 @@ def test_a_retry_is_delivered_at_its_time_and_not_before(
     assert record is not None
     assert record.status == "completed"
     assert assert_history_consistent(runtime.store, run.run_id) == ["f", "f", "f", "after"]
-    attempts = [r.attempt for r in runtime.store.history(run.run_id).all("f")]
+    attempts = [r.attempt for r in history_of(runtime.store, run.run_id).all("f")]
     assert attempts == [1, 2, 3]
 
 
@@ -253,8 +254,8 @@ def test_a_definition_changed_mid_run_does_not_affect_the_run(runtime: EmbeddedR
         runtime.service.resume(run.run_id, {"ok": True})
     runtime.scheduler.drain()
 
-    old_final = runtime.store.history(old.run_id).all("yes")
-    new_final = runtime.store.history(new.run_id).all("yes")
+    old_final = history_of(runtime.store, old.run_id).all("yes")
+    new_final = history_of(runtime.store, new.run_id).all("yes")
     assert old_final[0].output == {"answer": "yes"}
     assert new_final[0].output == {"answer": "YES (v2)"}
     loaded = runtime.store.load_run(old.run_id)

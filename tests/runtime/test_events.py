@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from refluxo.backends.embedded import EmbeddedRuntime
-from refluxo.runtime.events import EventOutcome, handle_message
+from refluxo.api.events import EventOutcome, handle_message
+from refluxo.host.embedded import EmbeddedRuntime
+from tests.support.stores import history_of
 
 
 def send(runtime: EmbeddedRuntime, body: Any, message_id: str = "m1", **attributes: str) -> Any:
@@ -88,4 +89,4 @@ def test_a_resume_for_a_run_that_moved_on_is_rejected(runtime: EmbeddedRuntime) 
     )
     assert late.outcome == EventOutcome.REJECTED
     runtime.scheduler.drain()
-    assert runtime.store.history("r1").all("ask")[0].output == {"ok": True}
+    assert history_of(runtime.store, "r1").all("ask")[0].output == {"ok": True}

@@ -11,10 +11,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from refluxo.backends.embedded import EmbeddedRuntime
-from refluxo.runtime.http import HttpApi
-from refluxo.server import LocalServer, create_wsgi_app
-from tests.runtime.conftest import assert_history_consistent
+from refluxo.api.http import HttpApi
+from refluxo.api.server import LocalServer, create_wsgi_app
+from refluxo.host.embedded import EmbeddedRuntime
+from tests.support.stores import assert_history_consistent
 
 
 @pytest.fixture
@@ -242,10 +242,10 @@ def test_a_retried_resume_is_idempotent_until_the_step_runs(
 def test_an_unavailable_backend_is_503_so_the_caller_retries(
     runtime: EmbeddedRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from refluxo.runtime.errors import StoreError
+    from refluxo.errors import TransientError
 
     def unavailable(*_: object, **__: object) -> None:
-        raise StoreError("Firestore contention persisted after 5 attempts")
+        raise TransientError("Firestore contention persisted after 5 attempts")
 
     monkeypatch.setattr(runtime.store, "load_run", unavailable)
     with create_wsgi_app(HttpApi(runtime.service)).test_client() as client:

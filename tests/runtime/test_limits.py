@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 
 from refluxo import LimitExceededError, StepResult
-from refluxo.backends.embedded import EmbeddedRuntime
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App
 from refluxo.runtime.limits import RuntimeLimits
-from tests.conftest import FakeClock
+from tests.support.clock import FakeClock
 
 
 def test_workflows_too_large_are_refused_at_registration() -> None:

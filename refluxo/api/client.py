@@ -1,0 +1,161 @@
+"""Clients of the run API: over HTTP, or in-process on a :class:`RunService`.
+
+Both return the API's JSON views, so the CLI prints the same thing either way: the HTTP
+client what the server sends, the local one the same response models
+(:mod:`refluxo.api.models`) dumped by their wire names, without going through HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from refluxo.api.errors import status_of
+from refluxo.api.models import ErrorBody, RunDetailView, RunPageView, RunView
+from refluxo.model import SnapshotStatus
+from refluxo.runtime.errors import RunError
+from refluxo.runtime.service import RunService
+
+
+class ApiError(Exception):
+    """The API answered with an error (status, code and message)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def _view(model: BaseModel) -> dict[str, Any]:
+    """A response model as the API sends it (by wire names, JSON values)."""
+    return model.model_dump(mode="json", by_alias=True)
+
+
+class RunClient(Protocol):
+    def start(
+        self, workflow: str, input: Any = None, run_id: str | None = None
+    ) -> dict[str, Any]: ...
+
+    def get(
+        self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]: ...
+
+    def list(self, status: str | None = None, limit: int = 50) -> dict[str, Any]: ...
+
+    def resume(self, run_id: str, payload: Any = None) -> dict[str, Any]: ...
+
+    def cancel(self, run_id: str, reason: str = "Cancelled") -> dict[str, Any]: ...
+
+
+class HttpClient:
+    """Calls a refluxo server.
+
+    ``api_key`` is sent as ``X-API-Key``; ``id_token`` (an identity token, for a function
+    behind Cloud Run IAM) as ``Authorization: Bearer``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        id_token: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.api_key = api_key
+        self.id_token = id_token
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if self.api_key:
+            request.add_header("X-API-Key", self.api_key)
+        if self.id_token:
+            request.add_header("Authorization", f"Bearer {self.id_token}")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            try:
+                error = ErrorBody.model_validate_json(err.read()).error
+            except ValidationError:  # not the API answering (a proxy, the platform)
+                raise ApiError(err.code, "http_error", str(err)) from err
+            raise ApiError(err.code, error.code, error.message) from err
+
+    def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"workflow": workflow, "input": input}
+        if run_id:
+            body["runId"] = run_id
+        result: dict[str, Any] = self.request("POST", "/runs", body)
+        return result
+
+    def get(
+        self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]:
+        query = urllib.parse.urlencode(
+            {"timelineAfter": timeline_after, "timelineLimit": timeline_limit}
+        )
+        result: dict[str, Any] = self.request("GET", f"/runs/{urllib.parse.quote(run_id)}?{query}")
+        return result
+
+    def list(self, status: str | None = None, limit: int = 50) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"limit": limit, **({"status": status} if status else {})})
+        result: dict[str, Any] = self.request("GET", f"/runs?{query}")
+        return result
+
+    def resume(self, run_id: str, payload: Any = None) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/runs/{urllib.parse.quote(run_id)}/resume", {"payload": payload}
+        )
+        return result
+
+    def cancel(self, run_id: str, reason: str = "Cancelled") -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST", f"/runs/{urllib.parse.quote(run_id)}/cancel", {"reason": reason}
+        )
+        return result
+
+
+class LocalClient:
+    """The same calls, in-process on a service (the local database)."""
+
+    def __init__(self, service: RunService) -> None:
+        self.service = service
+
+    def _call(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return operation(*args, **kwargs)
+        except RunError as err:
+            status, code = status_of(err) or (400, "bad_request")
+            raise ApiError(status, code, str(err)) from err
+
+    def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> dict[str, Any]:
+        started = self._call(self.service.start, workflow, input, run_id)
+        return _view(RunView.of(started.record))
+
+    def get(
+        self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]:
+        record = self._call(self.service.get, run_id)
+        timeline = self.service.timeline(run_id, after_seq=timeline_after, limit=timeline_limit)
+        return _view(RunDetailView.of_run(record, timeline))
+
+    def list(self, status: str | None = None, limit: int = 50) -> dict[str, Any]:
+        page = self.service.list(SnapshotStatus(status) if status else None, limit)
+        runs = [RunView.of(record) for record in page.runs]
+        return _view(RunPageView(runs=runs, next_cursor=page.next_cursor))
+
+    def resume(self, run_id: str, payload: Any = None) -> dict[str, Any]:
+        return _view(RunView.of(self._call(self.service.resume, run_id, payload)))
+
+    def cancel(self, run_id: str, reason: str = "Cancelled") -> dict[str, Any]:
+        return _view(RunView.of(self._call(self.service.cancel, run_id, reason)))

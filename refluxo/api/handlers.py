@@ -1,0 +1,105 @@
+"""What each endpoint does, once its caller is authenticated and its input validated.
+
+Handlers only translate: a validated request model to a :class:`RunService` call, its
+result to a response model. They know no HTTP status beyond their route's successes;
+domain errors propagate to the dispatcher, which maps them in :mod:`refluxo.api.errors`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from refluxo.api.contract import Call, Reply
+from refluxo.api.models import (
+    CancelRequest,
+    DocumentView,
+    HealthView,
+    ListRunsQuery,
+    ResumeRequest,
+    RunDetailView,
+    RunPageView,
+    RunPath,
+    RunView,
+    StartRequest,
+    StepOutcomeView,
+    StepRequest,
+    TimelineQuery,
+    WorkflowsView,
+    WorkflowView,
+)
+from refluxo.api.openapi import openapi_document
+from refluxo.runtime.ports import Delivery
+
+logger = logging.getLogger("refluxo.http")
+
+
+def health(call: Call) -> HealthView:
+    return HealthView(status="ok")
+
+
+def document(call: Call) -> DocumentView:
+    return DocumentView(openapi_document(call.routes))
+
+
+def list_workflows(call: Call) -> WorkflowsView:
+    specs = call.service.app.workflows.values()
+    return WorkflowsView(workflows=[WorkflowView.of(spec) for spec in specs])
+
+
+def start_run(call: Call) -> Reply:
+    request = call.body_as(StartRequest)
+    started = call.service.start(request.workflow, request.input, run_id=request.run_id)
+    run_id = started.record.run_id
+    return Reply(
+        RunView.of(started.record),
+        201 if started.created else 200,
+        {"Location": f"/runs/{run_id}"},
+    )
+
+
+def list_runs(call: Call) -> RunPageView:
+    query = call.query_as(ListRunsQuery)
+    page = call.service.list(query.status, query.limit, query.cursor)
+    return RunPageView(runs=[RunView.of(r) for r in page.runs], next_cursor=page.next_cursor)
+
+
+def get_run(call: Call) -> RunDetailView:
+    run_id = call.path_as(RunPath).run_id
+    query = call.query_as(TimelineQuery)
+    record = call.service.get(run_id)
+    limit = query.timeline_limit
+    timeline = (
+        call.service.timeline(run_id, after_seq=query.timeline_after, limit=limit) if limit else []
+    )
+    return RunDetailView.of_run(record, timeline)
+
+
+def resume_run(call: Call) -> RunView:
+    run_id = call.path_as(RunPath).run_id
+    request = call.body_as(ResumeRequest)
+    record = call.service.resume(run_id, request.payload, expected_version=request.version)
+    return RunView.of(record)
+
+
+def cancel_run(call: Call) -> RunView:
+    run_id = call.path_as(RunPath).run_id
+    request = call.body_as(CancelRequest)
+    # No reason (or an empty one): the service's default reason.
+    if request.reason:
+        return RunView.of(call.service.cancel(run_id, request.reason))
+    return RunView.of(call.service.cancel(run_id))
+
+
+def deliver_step(call: Call) -> StepOutcomeView:
+    request = call.body_as(StepRequest)
+    delivery = Delivery(request.run_id, request.version, request.due_at, request.hop)
+    result = call.service.deliver(delivery)
+    logger.info(
+        "delivery %s v%s (hop %s): %s, %s steps",
+        delivery.run_id,
+        delivery.version,
+        delivery.hop,
+        result.outcome.value,
+        result.steps,
+    )
+    return StepOutcomeView(outcome=result.outcome, steps=result.steps)

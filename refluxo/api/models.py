@@ -1,0 +1,337 @@
+"""The API's wire contract: request and response models, camelCase on the wire.
+
+The dispatcher validates requests with these models, handlers answer with them, the
+clients build their views from them and the OpenAPI document publishes their JSON
+schemas: what is accepted, returned and documented is one declaration.
+
+Request models are strict, as the API always was: no text for a number, no ``true`` for
+an integer, no ``null`` for a field that may only be left out. Query models read text,
+so their integers are parsed explicitly (see :data:`_FROM_TEXT`) and nothing else is
+coerced.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    RootModel,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
+
+from refluxo.model import SnapshotStatus
+from refluxo.runtime.app import WorkflowSpec
+from refluxo.runtime.dispatcher import Outcome
+from refluxo.runtime.ids import RUN_ID_PATTERN, RUN_ID_RULE
+from refluxo.runtime.ports import RunRecord, TimelineEntry
+
+MAX_INTEGER = 2**62
+"""The largest integer a parameter or body field accepts (below SQLite's 64-bit range)."""
+
+MAX_PAGE = 200
+"""The most runs one page lists."""
+
+RUN_ID_SCHEMA_PATTERN = f"^(?:{RUN_ID_PATTERN.pattern.removeprefix('^').removesuffix('$')})$"
+"""The run-id pattern as JSON Schema reads it: anchored (a JSON Schema pattern searches)."""
+
+_REQUEST = ConfigDict(alias_generator=to_camel, strict=True, frozen=True, extra="ignore")
+_QUERY = ConfigDict(alias_generator=to_camel, frozen=True, extra="ignore")
+_VIEW = ConfigDict(
+    alias_generator=to_camel,
+    validate_by_name=True,
+    validate_by_alias=True,
+    serialize_by_alias=True,
+    frozen=True,
+)
+
+
+# -- field types --------------------------------------------------------------------------
+
+
+def _refuse_null(value: object) -> object:
+    if value is None:
+        raise PydanticCustomError("not_null", "must not be null")
+    return value
+
+
+def _parse_query_int(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise PydanticCustomError("not_an_integer", "must be an integer") from None
+    return value
+
+
+def _check_run_id(value: str) -> str:
+    # fullmatch: the pattern's "$" also matches before a trailing newline.
+    if not RUN_ID_PATTERN.fullmatch(value):
+        raise PydanticCustomError("run_id", RUN_ID_RULE)
+    return value
+
+
+Count = Annotated[int, Field(ge=0, le=MAX_INTEGER)]
+"""A version, time or counter: a non-negative integer the stores can hold."""
+
+OmittableText = Annotated[
+    str | SkipJsonSchema[None],
+    BeforeValidator(_refuse_null),
+]
+"""A string that may be left out (``None``) but not sent as ``null``."""
+
+OmittableCount = Annotated[
+    Count | SkipJsonSchema[None],
+    BeforeValidator(_refuse_null),
+]
+"""A :data:`Count` that may be left out (``None``) but not sent as ``null``."""
+
+RunId = Annotated[
+    str,
+    AfterValidator(_check_run_id),
+    Field(json_schema_extra={"pattern": RUN_ID_SCHEMA_PATTERN}),
+]
+"""A caller-chosen run id (:data:`~refluxo.runtime.ids.RUN_ID_PATTERN`)."""
+
+_FROM_TEXT = BeforeValidator(_parse_query_int)
+"""Reads a query parameter's text as ``int()`` does; put it after the bounds, so that they
+apply to the integer (and the document shows them)."""
+
+
+# -- requests -----------------------------------------------------------------------------
+
+
+class StartRequest(BaseModel):
+    """Start a run of ``workflow``; a ``runId`` makes the start idempotent."""
+
+    model_config = _REQUEST
+
+    workflow: str
+    input: Any = Field(default=None, description="the first node's external payload")
+    run_id: Annotated[
+        RunId | SkipJsonSchema[None],
+        BeforeValidator(_refuse_null),
+        Field(description="makes the start idempotent"),
+    ] = None
+
+
+class ResumeRequest(BaseModel):
+    """Resume a paused run with ``payload``, only at ``version`` when given."""
+
+    model_config = _REQUEST
+
+    payload: Any = Field(default=None, description="the paused node's external payload")
+    version: OmittableCount = Field(
+        default=None, description="resume only if the run is at this version"
+    )
+
+
+class CancelRequest(BaseModel):
+    """Cancel a run that has not ended; it fails with ``reason``."""
+
+    model_config = _REQUEST
+
+    reason: OmittableText = None
+
+
+class StepRequest(BaseModel):
+    """One delivery from the scheduler: run ``runId`` at ``version``, due at ``dueAt``."""
+
+    model_config = _REQUEST
+
+    run_id: str
+    version: Count
+    due_at: Count = 0
+    hop: Count = 0
+
+
+class RunPath(BaseModel):
+    """The run a path names. An id outside the pattern names no run: 404, as any other."""
+
+    model_config = _QUERY
+
+    run_id: Annotated[str, Field(json_schema_extra={"pattern": RUN_ID_SCHEMA_PATTERN})]
+
+
+class ListRunsQuery(BaseModel):
+    """A page of runs, newest first, optionally of one status."""
+
+    model_config = _QUERY
+
+    status: SnapshotStatus | SkipJsonSchema[None] = None
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE), _FROM_TEXT] = 50
+    cursor: OmittableText = None
+
+
+class TimelineQuery(BaseModel):
+    """Which page of a run's timeline to include: entries after a ``seq``, at most a limit."""
+
+    model_config = _QUERY
+
+    timeline_after: Annotated[int, Field(ge=-1, le=MAX_INTEGER), _FROM_TEXT] = -1
+    timeline_limit: Annotated[int, Field(ge=0, le=1000), _FROM_TEXT] = 100
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+class TimelineEntryView(BaseModel):
+    """One committed result of a run, in commit order."""
+
+    model_config = _VIEW
+
+    seq: int
+    node_id: str
+    output: Any = None
+    timestamp: int
+    error: str | None = Field(default=None, exclude_if=_is_none)
+    attempt: int
+
+    @classmethod
+    def of(cls, entry: TimelineEntry) -> TimelineEntryView:
+        result = entry.result
+        return cls(
+            seq=entry.seq,
+            node_id=entry.node_id,
+            output=result.output,
+            timestamp=result.timestamp,
+            error=result.error,
+            attempt=result.attempt,
+        )
+
+
+class RunView(BaseModel):
+    """A run as the API shows it: its head, without the results."""
+
+    model_config = _VIEW
+
+    run_id: str
+    workflow: str
+    definition_version: str = Field(description="sha256 of the workflow's JSON")
+    status: SnapshotStatus
+    version: int
+    current_node_id: str | None
+    created_at: int = Field(description="epoch milliseconds")
+    updated_at: int = Field(description="epoch milliseconds")
+    result_count: int
+    snapshot: dict[str, Any] = Field(
+        description="The wire snapshot (camelCase), without its context: read the results "
+        "through the timeline."
+    )
+
+    @classmethod
+    def fields_of(cls, record: RunRecord) -> dict[str, Any]:
+        """The view's fields for ``record`` (by name), for this view and its extensions."""
+        return {
+            "run_id": record.run_id,
+            "workflow": record.workflow,
+            "definition_version": record.definition_version,
+            "status": record.status,
+            "version": record.version,
+            "current_node_id": record.snapshot.current_node_id,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "result_count": record.result_count,
+            "snapshot": record.snapshot.model_dump(mode="json", exclude={"context"}),
+        }
+
+    @classmethod
+    def of(cls, record: RunRecord) -> RunView:
+        return cls(**cls.fields_of(record))
+
+
+class RunDetailView(RunView):
+    """A run and a page of its timeline."""
+
+    timeline: list[TimelineEntryView]
+
+    @classmethod
+    def of_run(cls, record: RunRecord, timeline: list[TimelineEntry]) -> RunDetailView:
+        entries = [TimelineEntryView.of(entry) for entry in timeline]
+        return cls(**cls.fields_of(record), timeline=entries)
+
+
+class RunPageView(BaseModel):
+    """A page of runs, newest update first; ``nextCursor`` is null on the last page."""
+
+    model_config = _VIEW
+
+    runs: list[RunView]
+    next_cursor: str | None
+
+
+class WorkflowView(BaseModel):
+    """A registered workflow."""
+
+    model_config = _VIEW
+
+    name: str
+    version: str = Field(description="sha256 of the workflow's JSON")
+    start: str
+    nodes: int = Field(description="how many nodes it has")
+
+    @classmethod
+    def of(cls, spec: WorkflowSpec) -> WorkflowView:
+        return cls(
+            name=spec.name, version=spec.version, start=spec.start, nodes=len(spec.definition.nodes)
+        )
+
+
+class WorkflowsView(BaseModel):
+    """The workflows the app registers."""
+
+    model_config = _VIEW
+
+    workflows: list[WorkflowView]
+
+
+class HealthView(BaseModel):
+    """The process is alive (nothing else is checked)."""
+
+    model_config = _VIEW
+
+    status: Literal["ok"]
+
+
+class StepOutcomeView(BaseModel):
+    """What a delivery did, and how many steps it committed."""
+
+    model_config = _VIEW
+
+    outcome: Outcome
+    steps: int
+
+
+class DocumentView(RootModel[dict[str, Any]]):
+    """The OpenAPI document."""
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable ``code`` for programs, a ``message`` for people."""
+
+    model_config = _VIEW
+
+    code: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error response: ``{"error": {"code", "message"}}``."""
+
+    model_config = _VIEW
+
+    error: ErrorDetail
+
+    @classmethod
+    def of(cls, code: str, message: str) -> ErrorBody:
+        return cls(error=ErrorDetail(code=code, message=message))

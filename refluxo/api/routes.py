@@ -1,0 +1,122 @@
+"""The API's routes: one declaration each, enforced by the dispatcher, published as OpenAPI.
+
+Every route is authenticated as :attr:`Auth.CALLER` unless it says otherwise; only the
+liveness check and the API's own description are :attr:`Auth.PUBLIC`. A new route is
+therefore protected by default, and its inputs validated, its document written and its
+authentication tested (``tests/api``) by adding it here.
+"""
+
+from __future__ import annotations
+
+from refluxo.api import handlers
+from refluxo.api.contract import Auth, Route
+from refluxo.api.models import (
+    CancelRequest,
+    DocumentView,
+    HealthView,
+    ListRunsQuery,
+    ResumeRequest,
+    RunDetailView,
+    RunPageView,
+    RunPath,
+    RunView,
+    StartRequest,
+    StepOutcomeView,
+    StepRequest,
+    TimelineQuery,
+    WorkflowsView,
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/healthz",
+        "health",
+        handlers.health,
+        HealthView,
+        "alive",
+        auth=Auth.PUBLIC,
+    ),
+    Route(
+        "GET",
+        "/openapi.json",
+        "openapi",
+        handlers.document,
+        DocumentView,
+        "this document",
+        auth=Auth.PUBLIC,
+    ),
+    Route(
+        "GET", "/workflows", "listWorkflows", handlers.list_workflows, WorkflowsView, "workflows"
+    ),
+    Route(
+        "POST",
+        "/runs",
+        "startRun",
+        handlers.start_run,
+        RunView,
+        "started",
+        body=StartRequest,
+        status=201,
+        other_successes=((200, "already started with this runId, workflow and input"),),
+        errors=frozenset({404, 409, 503}),
+    ),
+    Route(
+        "GET",
+        "/runs",
+        "listRuns",
+        handlers.list_runs,
+        RunPageView,
+        "runs, newest first",
+        query=ListRunsQuery,
+        errors=frozenset({503}),
+    ),
+    Route(
+        "GET",
+        "/runs/{runId}",
+        "getRun",
+        handlers.get_run,
+        RunDetailView,
+        "the run and a page of its timeline",
+        path_model=RunPath,
+        query=TimelineQuery,
+        errors=frozenset({404, 503}),
+    ),
+    Route(
+        "POST",
+        "/runs/{runId}/resume",
+        "resumeRun",
+        handlers.resume_run,
+        RunView,
+        "resumed; the node runs with the payload",
+        path_model=RunPath,
+        body=ResumeRequest,
+        body_required=False,
+        status=202,
+        errors=frozenset({404, 409, 503}),
+    ),
+    Route(
+        "POST",
+        "/runs/{runId}/cancel",
+        "cancelRun",
+        handlers.cancel_run,
+        RunView,
+        "cancelled (status failed)",
+        path_model=RunPath,
+        body=CancelRequest,
+        body_required=False,
+        errors=frozenset({404, 409, 503}),
+    ),
+    Route(
+        "POST",
+        "/tasks/step",
+        "deliverStep",
+        handlers.deliver_step,
+        StepOutcomeView,
+        "internal: the scheduler delivers one step (only its identity may call this)",
+        auth=Auth.SCHEDULER,
+        body=StepRequest,
+        errors=frozenset({503}),
+    ),
+)
+"""Every endpoint of the API."""

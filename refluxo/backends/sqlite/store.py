@@ -1,0 +1,352 @@
+"""The embedded :class:`~refluxo.runtime.ports.SnapshotStore` on SQLite.
+
+Layout: ``runs`` holds one small head row per run (the snapshot without its context);
+``results`` holds one row per committed node result, keyed ``(run_id, seq)`` and indexed
+``(run_id, node_id, node_index)``, so a step reads and writes O(1) rows whatever the length
+of the history. Given its scheduler's :class:`~refluxo.backends.sqlite.outbox.SqliteOutbox`
+(the composition root pairs them), a commit also records the run's next delivery and marks
+the current one done in the same transaction: one durable write per step, and no window
+between commit and schedule. Without one it is a plain store and the dispatcher schedules.
+
+Records carry no commit token, and commits ignore ``expected_token``: a count is one
+indexed read of a local file, and the commit's ``UPDATE ... WHERE version = ?`` already
+checks the head without reading it first.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.backends.sqlite.outbox import SqliteOutbox
+from refluxo.engine import Clock, wall_clock_ms
+from refluxo.model import NodeResult, SnapshotStatus
+from refluxo.runtime.cursor import decode_cursor, encode_cursor
+from refluxo.runtime.ports import (
+    AppendedResult,
+    CommitResult,
+    Delivery,
+    Payload,
+    RunPage,
+    RunRecord,
+    StepCommit,
+    TimelineEntry,
+)
+from refluxo.runtime.records import (
+    decode_head,
+    decode_json,
+    decode_result,
+    encode_head,
+    encode_json,
+    encode_result,
+)
+
+_RUN_COLUMNS = (
+    "run_id, workflow, definition_version, head, input, pending, result_count, "
+    "created_at, updated_at"
+)
+
+
+def _pending_json(pending: Payload | None) -> str | None:
+    return None if pending is None else pending.encode()
+
+
+def _record(row: tuple[Any, ...]) -> RunRecord:
+    run_id, workflow, version, head, input_, pending, count, created, updated = row
+    return RunRecord(
+        run_id=run_id,
+        workflow=workflow,
+        definition_version=version,
+        snapshot=decode_head(head),
+        created_at=created,
+        updated_at=updated,
+        result_count=count,
+        input=decode_json(input_),
+        pending=Payload.decode(pending),
+    )
+
+
+class _QueuedCommit:
+    """A commit waiting for the write lock, and then its outcome."""
+
+    __slots__ = ("commit", "done", "error", "result")
+
+    def __init__(self, commit: StepCommit) -> None:
+        self.commit = commit
+        self.done = False
+        self.result: CommitResult | None = None
+        self.error: BaseException | None = None
+
+
+class SqliteHistory:
+    """:class:`~refluxo.runtime.ports.HistoryReader` over the ``results`` table."""
+
+    def __init__(self, db: SqliteDatabase, run_id: str) -> None:
+        self._db = db
+        self._run_id = run_id
+
+    def count(self, node_id: str) -> int:
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT max(node_index) FROM results WHERE run_id = ? AND node_id = ?",
+                (self._run_id, node_id),
+            )
+            .fetchone()
+        )
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def get(self, node_id: str, index: int) -> NodeResult:
+        row = (
+            self._db.connection()
+            .execute(
+                "SELECT result FROM results WHERE run_id = ? AND node_id = ? AND node_index = ?",
+                (self._run_id, node_id, index),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise IndexError(f"no result {index} for node {node_id!r}")
+        return decode_result(row[0])
+
+    def all(self, node_id: str) -> list[NodeResult]:
+        rows = (
+            self._db.connection()
+            .execute(
+                "SELECT result FROM results WHERE run_id = ? AND node_id = ? ORDER BY node_index",
+                (self._run_id, node_id),
+            )
+            .fetchall()
+        )
+        return [decode_result(row[0]) for row in rows]
+
+    def node_ids(self) -> list[str]:
+        rows = (
+            self._db.connection()
+            .execute(
+                "SELECT node_id FROM results WHERE run_id = ? GROUP BY node_id ORDER BY min(seq)",
+                (self._run_id,),
+            )
+            .fetchall()
+        )
+        return [row[0] for row in rows]
+
+
+class SqliteStore:
+    """Runs, results and definitions in one SQLite database."""
+
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        outbox: SqliteOutbox | None = None,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
+        if outbox is not None and outbox.path != str(db.path):
+            raise ValueError("a SQLite store's outbox must belong to a scheduler on its own file")
+        self.db = db
+        self.outbox = outbox
+        self._clock = clock
+        self._queue: list[_QueuedCommit] = []
+        self._queue_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+
+    def _load(self, connection: sqlite3.Connection, run_id: str) -> RunRecord | None:
+        row = connection.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        return _record(row) if row is not None else None
+
+    def create_run(self, record: RunRecord, first_delivery: Delivery | None = None) -> CommitResult:
+        snapshot = record.snapshot
+        with self.db.write() as connection:
+            existing = self._load(connection, record.run_id)
+            if existing is not None:
+                return CommitResult(committed=False, record=existing)
+            connection.execute(
+                "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
+                "input, pending, result_count, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (
+                    record.run_id,
+                    record.workflow,
+                    record.definition_version,
+                    snapshot.status.value,
+                    snapshot.version,
+                    encode_head(snapshot),
+                    encode_json(record.input),
+                    _pending_json(record.pending),
+                    record.created_at,
+                    record.updated_at,
+                ),
+            )
+            if self.outbox is not None:
+                self.outbox.record(connection, first_delivery, None, record.created_at)
+        if self.outbox is not None:
+            self.outbox.committed()
+        return CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
+
+    def load_run(self, run_id: str) -> RunRecord | None:
+        return self._load(self.db.connection(), run_id)
+
+    def commit(self, commit: StepCommit) -> CommitResult:
+        """Commit, grouped with the commits other threads submit meanwhile.
+
+        Group commit: a commit waits for the write lock; whoever gets it applies every
+        commit queued so far in one transaction (one fsync for all of them), each still
+        checked against its own expected version. A caller whose commit was applied by
+        another thread just collects its result.
+        """
+        entry = _QueuedCommit(commit)
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._write_lock:
+            if not entry.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._apply(batch)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.result is not None
+        return entry.result
+
+    def _apply(self, batch: list[_QueuedCommit]) -> None:
+        now = self._clock()
+        notify = False
+        try:
+            with self.db.write() as connection:
+                for entry in batch:
+                    entry.result = self._apply_one(connection, entry.commit, now)
+                    notify = notify or bool(
+                        entry.result.committed and entry.commit.next_delivery is not None
+                    )
+        except BaseException as err:
+            for entry in batch:
+                entry.result = None
+                entry.error = err
+                entry.done = True
+            raise
+        for entry in batch:
+            entry.done = True
+        if notify and self.outbox is not None:
+            self.outbox.committed()
+
+    def _apply_one(
+        self, connection: sqlite3.Connection, commit: StepCommit, now: int
+    ) -> CommitResult:
+        snapshot = commit.snapshot
+        row = connection.execute(
+            "UPDATE runs SET status = ?, version = ?, head = ?, pending = ?, "
+            "result_count = result_count + ?, updated_at = ? "
+            "WHERE run_id = ? AND version = ? "
+            "RETURNING workflow, definition_version, created_at, result_count, input",
+            (
+                snapshot.status.value,
+                snapshot.version,
+                encode_head(snapshot),
+                _pending_json(commit.pending),
+                len(commit.results),
+                now,
+                commit.run_id,
+                commit.expected_version,
+            ),
+        ).fetchone()
+        if row is None:
+            return CommitResult(committed=False)
+        workflow, definition_version, created_at, result_count, input_ = row
+        self._append(connection, commit.run_id, commit.results)
+        if self.outbox is not None:
+            self.outbox.record(connection, commit.next_delivery, commit.delivery, now)
+        record = RunRecord(
+            run_id=commit.run_id,
+            workflow=workflow,
+            definition_version=definition_version,
+            snapshot=snapshot,
+            created_at=created_at,
+            updated_at=now,
+            result_count=result_count,
+            input=decode_json(input_),
+            pending=commit.pending,
+        )
+        return CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
+
+    @staticmethod
+    def _append(
+        connection: sqlite3.Connection, run_id: str, results: Sequence[AppendedResult]
+    ) -> None:
+        connection.executemany(
+            "INSERT INTO results (run_id, seq, node_id, node_index, result) VALUES (?, ?, ?, ?, ?)",
+            [(run_id, e.seq, e.node_id, e.node_index, encode_result(e.result)) for e in results],
+        )
+
+    def history(self, record: RunRecord) -> SqliteHistory:
+        return SqliteHistory(self.db, record.run_id)
+
+    def timeline(
+        self, run_id: str, *, after_seq: int = -1, limit: int = 100
+    ) -> list[TimelineEntry]:
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, after_seq, limit),
+            )
+            .fetchall()
+        )
+        return [TimelineEntry(seq, node_id, decode_result(result)) for seq, node_id, result in rows]
+
+    def list_runs(
+        self, *, status: SnapshotStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status.value)
+        if cursor is not None:
+            created, run_id = decode_cursor(cursor)
+            clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
+            params.extend([created, created, run_id])
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = (
+            self.db.connection()
+            .execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs {where} "
+                "ORDER BY created_at DESC, run_id DESC LIMIT ?",
+                (*params, limit + 1),
+            )
+            .fetchall()
+        )
+        runs = [_record(row) for row in rows[:limit]]
+        next_cursor = (
+            encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
+        )
+        return RunPage(runs=runs, next_cursor=next_cursor)
+
+    def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
+        connection = self.db.connection()
+        exists = connection.execute(
+            "SELECT 1 FROM definitions WHERE version = ?", (version,)
+        ).fetchone()
+        if exists is None:
+            with self.db.write() as tx:
+                tx.execute(
+                    "INSERT OR IGNORE INTO definitions (version, workflow, body, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (version, workflow, encode_json(definition), self._clock()),
+                )
+
+    def get_definition(self, version: str) -> dict[str, Any] | None:
+        row = (
+            self.db.connection()
+            .execute("SELECT body FROM definitions WHERE version = ?", (version,))
+            .fetchone()
+        )
+        if row is None:
+            return None
+        loaded: dict[str, Any] = decode_json(row[0])
+        return loaded

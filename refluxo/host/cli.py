@@ -1,0 +1,364 @@
+"""The ``refluxo`` command: serve, run and inspect workflows on the embedded default.
+
+Commands that act on runs work on the local database (``--db``, default
+``.refluxo/refluxo.db``) or, with ``--url``, on a running server (local or Cloud Functions).
+Every option has an environment variable twin (``REFLUXO_<OPTION>``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from refluxo.api.client import ApiError, HttpClient, LocalClient, RunClient
+from refluxo.api.http import HttpApi
+from refluxo.api.server import LocalServer
+from refluxo.backends.sqlite.db import DEFAULT_PATH
+from refluxo.errors import WorkflowDefinitionError
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.model import WorkflowDefinition
+from refluxo.runtime.app import App, load_workflow_file
+from refluxo.runtime.dispatcher import StepBudget
+from refluxo.runtime.errors import RunError
+from refluxo.workflow_check import check_workflow_text
+
+DEFAULT_APP = "examples.app:app"
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (the current directory is importable)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise click.BadParameter(f"expected module:attribute, got {spec!r}", param_hint="--app")
+    if str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise click.BadParameter(
+            f"cannot import {module_name!r}: {err}", param_hint="--app"
+        ) from err
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise click.BadParameter(f"{spec!r} is not a refluxo App", param_hint="--app")
+    return app
+
+
+def parse_json(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"{what} is not valid JSON: {err}") from err
+
+
+app_option = click.option(
+    "--app",
+    "app_spec",
+    default=DEFAULT_APP,
+    show_default=True,
+    envvar="REFLUXO_APP",
+    help="The App to use, as module:attribute.",
+)
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_PATH,
+    show_default=True,
+    envvar="REFLUXO_DB",
+    help="The SQLite database of the embedded default.",
+)
+url_option = click.option(
+    "--url", envvar="REFLUXO_URL", help="Talk to a running server instead of the local database."
+)
+key_option = click.option("--api-key", envvar="REFLUXO_API_KEY", help="API key for --url.")
+token_option = click.option(
+    "--id-token",
+    envvar="REFLUXO_ID_TOKEN",
+    help="Identity token for --url behind Cloud Run IAM (gcloud auth print-identity-token).",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where run commands act: a server (``--url``) or the local database (``--db``)."""
+
+    app_spec: str
+    db: Path
+    url: str | None
+    api_key: str | None
+    id_token: str | None
+
+    @contextmanager
+    def client(self, *, deliver: bool) -> Iterator[RunClient]:
+        """A client of the target; ``deliver`` runs local workers so runs make progress."""
+        if self.url:
+            yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
+            return
+        workers = 2 if deliver else 0
+        with EmbeddedRuntime(load_app(self.app_spec), self.db, workers=workers) as runtime:
+            yield LocalClient(runtime.service)
+
+
+def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --app, --db, --url, --api-key and --id-token, passed on as one ``target``."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        app_spec: str,
+        db: Path,
+        url: str | None,
+        api_key: str | None,
+        id_token: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return command(*args, target=Target(app_spec, db, url, api_key, id_token), **kwargs)
+
+    decorated: Callable[..., Any] = with_target
+    for option in (token_option, key_option, url_option, db_option, app_option):
+        decorated = option(decorated)
+    return decorated
+
+
+class _Group(click.Group):
+    """Turns the errors users cause into clean messages (exit code 1), not tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ApiError as err:
+            raise click.ClickException(str(err)) from err
+        except (RunError, WorkflowDefinitionError) as err:
+            raise click.ClickException(str(err)) from err
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="refluxo")
+def main() -> None:
+    """Refluxo: durable, step-by-step workflows."""
+
+
+@main.command()
+@app_option
+@db_option
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="REFLUXO_HOST")
+@click.option("--port", default=8080, show_default=True, envvar="REFLUXO_PORT")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    envvar="REFLUXO_WORKERS",
+    help="Background delivery threads.",
+)
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    envvar="REFLUXO_BATCH",
+    help="Steps a delivery may run before committing.",
+)
+def serve(app_spec: str, db: Path, host: str, port: int, workers: int, batch: int) -> None:
+    """Serve the HTTP API and deliver steps, on the embedded default."""
+    runtime = EmbeddedRuntime(
+        load_app(app_spec), db, workers=workers, budget=StepBudget(max_steps=batch)
+    ).start()
+    recovered = runtime.service.reconcile()
+    server = LocalServer(HttpApi(runtime.service), host, port, access_log=True)
+    click.echo(
+        f"refluxo serving {app_spec} on {server.url} (database {db}; "
+        f"{recovered} unfinished runs checked)"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+
+
+def follow(
+    client: RunClient, run_id: str, *, quiet: bool = False, timeout: float = 3600.0
+) -> dict[str, Any]:
+    """Print a run's results as they are committed, until it ends or pauses."""
+    after = -1
+    deadline = time.monotonic() + timeout
+    while True:
+        view = client.get(run_id, timeline_after=after)
+        for entry in view.get("timeline", []):
+            after = entry["seq"]
+            if quiet:
+                continue
+            if entry.get("error"):
+                click.secho(
+                    f"  {entry['nodeId']:<14} attempt {entry['attempt']}: {entry['error']}",
+                    fg="red",
+                )
+            else:
+                click.secho(
+                    f"  {entry['nodeId']:<14} -> {json.dumps(entry.get('output'))}", fg="green"
+                )
+        status = view["status"]
+        if status in ("completed", "failed", "paused"):
+            return view
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"run {run_id} still {status} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def describe(view: dict[str, Any]) -> str:
+    status = view["status"]
+    snapshot = view["snapshot"]
+    if status == "paused":
+        resume_at = snapshot.get("metadata", {}).get("resumeAt")
+        when = f" until {resume_at}" if resume_at else "; resume it with `refluxo resume`"
+        return f"paused at {view['currentNodeId']!r}{when}"
+    if status == "failed":
+        reason = snapshot.get("metadata", {}).get("failedReason")
+        return "failed" + (f": {reason}" if reason else "")
+    return str(status)
+
+
+@main.command()
+@click.argument("workflow")
+@click.option("--input", "input_json", help="The run's input, as JSON.")
+@click.option("--run-id", help="An id for the run (makes the start idempotent).")
+@target_options
+def run(workflow: str, input_json: str | None, run_id: str | None, target: Target) -> None:
+    """Start WORKFLOW and follow it until it ends or pauses."""
+    payload = parse_json(input_json, "--input")
+    with target.client(deliver=True) as client:
+        started = client.start(workflow, payload, run_id)
+        click.echo(f"run {started['runId']} of {workflow}")
+        view = follow(client, started["runId"])
+    click.secho(f"run {view['runId']}: {describe(view)}", bold=True)
+    if view["status"] == "failed":
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("run_id")
+@target_options
+def status(run_id: str, target: Target) -> None:
+    """Show a run: status, definition version and timeline."""
+    with target.client(deliver=False) as client:
+        view = client.get(run_id, timeline_limit=1000)
+    click.echo(json.dumps(view, indent=2))
+
+
+@main.command(name="list")
+@click.option(
+    "--status",
+    "status_filter",
+    type=click.Choice(["active", "paused", "error", "completed", "failed"]),
+)
+@click.option("--limit", default=50, show_default=True)
+@target_options
+def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
+    """List runs, newest first."""
+    with target.client(deliver=False) as client:
+        page = client.list(status_filter, limit)
+    for view in page["runs"]:
+        click.echo(
+            f"{view['runId']}  {view['workflow']:<20} {view['status']:<10} "
+            f"v{view['version']:<5} {view['currentNodeId'] or ''}"
+        )
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--payload", "payload_json", help="The payload for the paused node, as JSON.")
+@click.option(
+    "--follow/--no-follow",
+    "follow_after",
+    default=True,
+    help="Follow the run until it ends or pauses again.",
+)
+@target_options
+def resume(run_id: str, payload_json: str | None, follow_after: bool, target: Target) -> None:
+    """Resume a paused run with a payload."""
+    payload = parse_json(payload_json, "--payload")
+    with target.client(deliver=follow_after) as client:
+        view = client.resume(run_id, payload)
+        if follow_after:
+            view = follow(client, run_id)
+    click.secho(f"run {run_id}: {describe(view)}", bold=True)
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--reason", default="Cancelled", show_default=True)
+@target_options
+def cancel(run_id: str, reason: str, target: Target) -> None:
+    """Cancel a run (it fails with the reason)."""
+    with target.client(deliver=False) as client:
+        view = client.cancel(run_id, reason)
+    click.echo(f"run {run_id}: {describe(view)}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--app",
+    "app_spec",
+    default=None,
+    envvar="REFLUXO_APP",
+    help="Also check node types against this App (module:attribute).",
+)
+def validate(file: Path, app_spec: str | None) -> None:
+    """Check a workflow file; print each problem with its line."""
+    known = set(load_app(app_spec).node_types) if app_spec else None
+    problems = check_workflow_text(file.read_text(encoding="utf-8"), known)
+    for problem in problems:
+        click.secho(
+            problem.render(str(file)),
+            fg="red" if problem.severity == "error" else "yellow",
+            err=True,
+        )
+    errors = sum(1 for p in problems if p.severity == "error")
+    if errors:
+        sys.exit(1)
+    click.echo(f"{file}: ok" + (f" ({len(problems)} warnings)" if problems else ""))
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--run", "run_id", help="Highlight the path this run took.")
+@target_options
+def graph(file: Path, run_id: str | None, target: Target) -> None:
+    """Print a workflow as a Mermaid flowchart."""
+    from refluxo.host.mermaid import to_mermaid
+
+    raw = load_workflow_file(file)
+    workflow = WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
+    path: list[str] = []
+    if run_id:
+        with target.client(deliver=False) as client:
+            view = client.get(run_id, timeline_limit=1000)
+        path = [entry["nodeId"] for entry in view["timeline"] if not entry.get("error")]
+    click.echo(to_mermaid(workflow, path), nl=False)
+
+
+@main.command()
+@app_option
+@click.option("--port", default=0, help="Port of the local server (0: any free port).")
+def demo(app_spec: str, port: int) -> None:
+    """Run the example workflows through the local HTTP API, on a fresh database."""
+    from refluxo.host.demo import run_demo
+
+    run_demo(load_app(app_spec), port, click.secho)
+
+
+if __name__ == "__main__":
+    main()

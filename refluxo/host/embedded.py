@@ -1,0 +1,63 @@
+"""The embedded default: SQLite store + local scheduler + dispatcher, wired together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from refluxo.backends.sqlite.db import DEFAULT_PATH, SqliteDatabase
+from refluxo.backends.sqlite.scheduler import LocalScheduler
+from refluxo.backends.sqlite.store import SqliteStore
+from refluxo.runtime.app import App
+from refluxo.runtime.dispatcher import Dispatcher, StepBudget
+from refluxo.runtime.service import RunService
+
+
+class EmbeddedRuntime:
+    """Everything needed to run an app on one machine, with no account and no server.
+
+    Args:
+        app: node types and workflows.
+        path: the SQLite file (created if missing).
+        workers: background delivery threads (``start()``); 0 means deliver with ``drain()``.
+        budget: steps a delivery may run before committing (default: one).
+        outbox: record the next delivery in the commit's transaction (default). ``False``
+            exercises the generic commit-then-schedule path that cloud backends use.
+        synchronous: SQLite's durability mode; ``FULL`` survives power loss.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        path: str | Path = DEFAULT_PATH,
+        *,
+        workers: int = 2,
+        budget: StepBudget | None = None,
+        outbox: bool = True,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.app = app
+        self.db = SqliteDatabase(path, synchronous=synchronous)
+        self.scheduler = LocalScheduler(self.db, clock=app.clock, workers=workers)
+        self.store = SqliteStore(
+            self.db, outbox=self.scheduler.outbox if outbox else None, clock=app.clock
+        )
+        self.dispatcher = Dispatcher(app, self.store, self.scheduler, budget=budget)
+        self.service = RunService(self.dispatcher)
+        self.scheduler.handler = self.service.deliver
+
+    def start(self) -> EmbeddedRuntime:
+        """Start delivering in the background."""
+        if self.scheduler.workers:
+            self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        self.scheduler.stop()
+        self.service.close()
+        self.db.close()
+
+    def __enter__(self) -> EmbeddedRuntime:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()

@@ -1,0 +1,22 @@
+"""The snapshot metadata keys refluxo writes, and the standard reasons: one place each.
+
+``metadata`` is free-form and travels with the snapshot (it is part of the wire form shared
+with ``@refluxo/core``), so these names are a contract: clients read them.
+"""
+
+from __future__ import annotations
+
+FAILED_REASON = "failedReason"
+"""Why a failed run failed: every failed run has one."""
+
+PAUSED_REASON = "pausedReason"
+"""Why a run waits for a retry (``"Retry attempt N"``); removed once it no longer waits."""
+
+RESUME_AT = "resumeAt"
+"""When a timed pause ends (epoch ms); removed once the node has run again."""
+
+CANCELLED_AT = "cancelledAt"
+"""When a run was cancelled (epoch ms)."""
+
+STEP_LIMIT_REASON = "Step limit exceeded"
+CANCELLED_REASON = "Cancelled"

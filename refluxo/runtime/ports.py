@@ -1,0 +1,273 @@
+"""The runtime's ports: where runs and definitions are kept, and how steps are delivered.
+
+The dispatcher is written once against these protocols; backends implement them (the
+in-memory reference, the embedded SQLite default, Firestore with Cloud Tasks). Every call
+is synchronous: one delivery executes one step, and every call here is a short read or a
+single transaction. A retryable backend failure raises
+:class:`refluxo.errors.TransientError`, never anything the dispatcher would mistake for a
+conflict or a node error.
+
+Optional capabilities are declared, never assumed: a store that records a commit's next
+delivery in the commit's own transaction (a transactional outbox) says so by returning
+``CommitResult(scheduled=True)``, and only the composition root, which pairs such a store
+with its own scheduler, turns that capability on.
+
+Storage layout, whatever the backend: a small *head* per run (the snapshot without its
+context, plus run bookkeeping) and an append-only list of *results*. A step's commit writes
+the head and the step's own results, O(size of the step's result), never the history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from refluxo.model import NodeResult, Snapshot, SnapshotStatus
+from refluxo.runtime.ids import delivery_name
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """A value waiting to be handed to the next step as its ``external_payload``.
+
+    Boxed so that ``None`` (a legitimate payload) differs from "no payload". ``source``
+    says where it came from: the run's ``"input"`` or a ``"resume"``.
+    """
+
+    value: Any
+    source: str = "input"
+
+    def encode(self) -> str:
+        """The JSON text stores keep."""
+        return json.dumps({"value": self.value, "source": self.source}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> Payload | None:
+        if text is None:
+            return None
+        loaded = json.loads(text)
+        return cls(loaded["value"], loaded.get("source", "input"))
+
+
+class CommitToken:
+    """Opaque proof of a run's head exactly as a store read it (``RunRecord.token``).
+
+    Handed back in :attr:`StepCommit.expected_token`, it lets the store that issued it
+    commit without reading the head again, refusing the commit if the head changed in any
+    way since. Only the issuing store looks inside; stores subclass it.
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run's head: everything about it except its results.
+
+    ``snapshot.context`` is empty here; results are read through :class:`HistoryReader`.
+    ``token`` is the issuing store's :class:`CommitToken` for this exact head, or ``None``.
+    """
+
+    run_id: str
+    workflow: str
+    definition_version: str
+    snapshot: Snapshot
+    created_at: int
+    updated_at: int
+    result_count: int = 0
+    input: Any = None
+    pending: Payload | None = None
+    token: CommitToken | None = None
+
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    @property
+    def status(self) -> SnapshotStatus:
+        return self.snapshot.status
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedResult:
+    """One result to append: its position in the run (``seq``) and in its node's list."""
+
+    seq: int
+    node_id: str
+    node_index: int
+    result: NodeResult
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """ "Execute a step of run ``run_id`` at ``version``, not before ``due_at`` (epoch ms).
+
+    ``hop`` counts re-deliveries of one due time that arrived early (a delay longer than a
+    queue allows is chained: each link arrives early and schedules the next hop). Its
+    :attr:`name` is a hash of all four fields: the same delivery always has the same name,
+    which is what makes scheduling idempotent.
+    """
+
+    run_id: str
+    version: int
+    due_at: int = 0
+    hop: int = 0
+
+    @property
+    def name(self) -> str:
+        return delivery_name(self.run_id, self.version, self.due_at, self.hop)
+
+
+@dataclass(frozen=True, slots=True)
+class StepCommit:
+    """A new head for a run, valid only if the stored version is ``expected_version``.
+
+    ``next_delivery`` is the delivery the new head needs (``None``: it waits for nobody),
+    and ``delivery`` the one being processed, if any. A store with a transactional outbox
+    records the first and marks the second done in the commit's own transaction, and
+    answers ``scheduled=True``; any other store ignores both and the dispatcher schedules.
+
+    ``expected_token`` is the :attr:`RunRecord.token` of the record the commit was computed
+    from (``None``: not given). The store that issued it may then skip reading the head:
+    the commit is applied only if the head is still exactly that one, so it is refused
+    (``committed=False``) after *any* change to the head, not only a new version.
+    """
+
+    run_id: str
+    expected_version: int
+    snapshot: Snapshot
+    results: Sequence[AppendedResult] = ()
+    pending: Payload | None = None
+    next_delivery: Delivery | None = None
+    delivery: Delivery | None = None
+    expected_token: CommitToken | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """``committed`` is false when the stored version differed (a lost race).
+
+    ``scheduled`` is true when the store recorded ``next_delivery`` itself, atomically with
+    the commit (and marked ``delivery`` done); otherwise the dispatcher schedules after the
+    commit.
+    """
+
+    committed: bool
+    scheduled: bool = False
+    record: RunRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """One committed result, in commit order."""
+
+    seq: int
+    node_id: str
+    result: NodeResult
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """A page of runs, newest update first, and the cursor for the next page (or None)."""
+
+    runs: list[RunRecord] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@runtime_checkable
+class HistoryReader(Protocol):
+    """Reads one run's committed results, per node, without loading the whole history."""
+
+    def count(self, node_id: str) -> int:
+        """How many results ``node_id`` has."""
+        ...
+
+    def get(self, node_id: str, index: int) -> NodeResult:
+        """The result at ``index`` (0-based, non-negative, < count) of ``node_id``."""
+        ...
+
+    def all(self, node_id: str) -> list[NodeResult]:
+        """Every result of ``node_id``, oldest first."""
+        ...
+
+    def node_ids(self) -> list[str]:
+        """The ids of the nodes that have at least one result, in first-result order."""
+        ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """Durable runs: heads committed with an optimistic lock, results appended."""
+
+    def create_run(self, record: RunRecord, first_delivery: Delivery | None = None) -> CommitResult:
+        """Create the run if ``record.run_id`` is new.
+
+        Returns ``committed=False`` with the stored record when the id already exists. A
+        store with a transactional outbox records ``first_delivery`` with the run and
+        answers ``scheduled=True``.
+        """
+        ...
+
+    def load_run(self, run_id: str) -> RunRecord | None:
+        """The run's head, or ``None`` if there is no such run."""
+        ...
+
+    def commit(self, commit: StepCommit) -> CommitResult:
+        """Atomically replace the head and append results if the version still matches.
+
+        Exactly once: a commit whose expected version (or, when given, whose expected
+        token) is stale changes nothing and returns ``committed=False``. Transient backend
+        failures raise :class:`~refluxo.errors.TransientError`, never a conflict. A commit
+        whose reply was lost and is sent again reports ``committed=True`` if the first copy
+        was applied, where the store can tell.
+        """
+        ...
+
+    def history(self, record: RunRecord) -> HistoryReader:
+        """A reader of the committed results of the run ``record`` was loaded for."""
+        ...
+
+    def timeline(
+        self, run_id: str, *, after_seq: int = -1, limit: int = 100
+    ) -> list[TimelineEntry]:
+        """Committed results with ``seq > after_seq``, in commit order."""
+        ...
+
+    def list_runs(
+        self, *, status: SnapshotStatus | None = None, limit: int = 50, cursor: str | None = None
+    ) -> RunPage:
+        """Runs, optionally of one status, newest first."""
+        ...
+
+
+@runtime_checkable
+class DefinitionStore(Protocol):
+    """Workflow definitions, content-addressed: a run executes the graph it started with."""
+
+    def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
+        """Store a workflow definition under its content hash (idempotent)."""
+        ...
+
+    def get_definition(self, version: str) -> dict[str, Any] | None:
+        """The definition stored under ``version``, or ``None``."""
+        ...
+
+
+@runtime_checkable
+class SnapshotStore(RunStore, DefinitionStore, Protocol):
+    """What a storage backend provides: runs and the definitions they execute."""
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """Delivers "step run R at version V" at a time, at least once."""
+
+    def schedule(self, delivery: Delivery) -> None:
+        """Arrange one delivery of ``delivery`` at or after ``delivery.due_at``.
+
+        Idempotent: scheduling the same (run, version) again while it is pending (or was
+        recently delivered) does not create a second delivery.
+        """
+        ...

@@ -1,0 +1,66 @@
+"""The app the end-to-end tests deploy with main.py (REFLUXO_APP=tests.support.e2e_app:app)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refluxo import StepResult
+from refluxo.runtime import App, current_step
+
+app = App()
+
+RETRY_INTERVAL_MS = 1000
+
+
+@app.node()
+def emit(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    return StepResult({"node": current_step().node_id, "version": current_step().version})
+
+
+@app.node(retry_policy={"maxAttempts": 3, "interval": RETRY_INTERVAL_MS, "backoff": "fixed"})
+def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    if current_step().attempt <= data["fail"]:
+        raise ConnectionError(f"attempt {current_step().attempt} failed")
+    return StepResult({"attempt": current_step().attempt})
+
+
+@app.node()
+def approval(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    if payload is None:
+        return StepResult(pause=True)
+    return StepResult(payload, next_handle="yes" if payload["ok"] else "no")
+
+
+def _graph(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str | None]]) -> Any:
+    return {
+        "start": "start",
+        "nodes": [{"id": "start", "type": "trigger"}, *nodes],
+        "edges": [{"source": s, "target": t, "sourceHandle": h} for s, t, h in edges],
+    }
+
+
+app.workflow(
+    "chain",
+    _graph(
+        [{"id": "a", "type": "emit"}, {"id": "b", "type": "emit"}, {"id": "c", "type": "emit"}],
+        [("start", "a", None), ("a", "b", None), ("b", "c", None)],
+    ),
+)
+app.workflow(
+    "flaky",
+    _graph(
+        [{"id": "f", "type": "flaky", "data": {"fail": 1}}, {"id": "done", "type": "emit"}],
+        [("start", "f", None), ("f", "done", None)],
+    ),
+)
+app.workflow(
+    "approval",
+    _graph(
+        [
+            {"id": "ask", "type": "approval"},
+            {"id": "yes", "type": "emit"},
+            {"id": "no", "type": "emit"},
+        ],
+        [("start", "ask", None), ("ask", "yes", "yes"), ("ask", "no", "no")],
+    ),
+)

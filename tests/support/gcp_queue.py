@@ -1,0 +1,195 @@
+"""A :class:`~tests.support.faults.DeliveryQueue` fed by the Cloud Tasks emulator.
+
+The fault driver reads pending deliveries from a queue, decides when (and how often, and in
+which order) to deliver them, and acknowledges those it processed. On Google Cloud the
+deliveries come from Cloud Tasks as HTTP requests. :class:`EmulatorQueue` keeps that path
+real: the :class:`~refluxo.backends.gcp.cloud_tasks.CloudTasksScheduler` creates tasks on the
+emulator over gRPC, the emulator POSTs each one to a receiver on 127.0.0.1, and the
+receiver decodes the body ``{"runId","version","dueAt","hop"}`` into a ``Delivery``.
+
+What stands in for Cloud Tasks' own bookkeeping, and why:
+
+* Redelivery. The receiver answers 200 as soon as a delivery is in the queue (a handoff),
+  and the queue keeps it until the driver acknowledges it, returning it from every
+  :meth:`due` until then, as Cloud Tasks redelivers a task whose handler failed. Holding
+  the HTTP request open instead would serialise everything: the emulator sends one request
+  at a time per queue.
+* Time. The driver's clock is a ``FakeClock`` it advances; the emulator's is the wall
+  clock. So the scheduler is built to give no task a ``schedule_time`` (see
+  :func:`immediate_clock`): the emulator delivers every task at once, and this queue holds
+  a delivery until the fake clock reaches the ``dueAt`` its body carries. The emulator's
+  scheduling stays out of the timing path; the retry and timer logic is the dispatcher's.
+* In flight. A task created but not yet POSTed is pending as far as Cloud Tasks is
+  concerned. The queue counts tasks created (it is the scheduler's ``create_task``) and
+  deliveries received, and :meth:`next_due_at` waits until none is in flight before it
+  answers, so the driver neither advances time past a delivery still on its way nor
+  stops while one is.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from google.cloud import tasks_v2
+
+from refluxo.runtime.ports import Delivery
+
+END_OF_TIME_MS = 2**62
+"""A "now" no due time ever exceeds: see :func:`immediate_clock`."""
+
+
+def immediate_clock() -> int:
+    """The scheduler's clock for the fake-time driver: every due time is in its past.
+
+    ``CloudTasksScheduler`` sets a task's ``schedule_time`` only for a due time after its
+    clock's now; with this clock no task gets one, and the emulator delivers at once. The
+    due time still travels in the body, and :class:`EmulatorQueue` holds the delivery until
+    the driver's fake clock reaches it.
+    """
+    return END_OF_TIME_MS
+
+
+@dataclass
+class QueueStats:
+    """What crossed the emulator: tasks created, requests received, bodies refused."""
+
+    created: int = 0
+    received: int = 0
+    rejected: list[str] = field(default_factory=list)
+
+
+class EmulatorQueue:
+    """Deliveries POSTed by the Cloud Tasks emulator, pending until acknowledged.
+
+    Use it as the ``client`` of every ``CloudTasksScheduler`` whose tasks the driver must
+    see (it forwards ``create_task`` to the real client and counts it), and point their
+    ``url`` at :attr:`url`. Start and stop it as a context manager.
+
+    Args:
+        client: The tasks client bound to the emulator.
+        in_flight_timeout: Seconds :meth:`next_due_at` waits for tasks created but not yet
+            delivered before it fails (the emulator polls its queue every 0.1 s).
+    """
+
+    def __init__(self, client: tasks_v2.CloudTasksClient, *, in_flight_timeout: float = 30.0):
+        self.client = client
+        self.in_flight_timeout = in_flight_timeout
+        self.stats = QueueStats()
+        self._changed = threading.Condition()
+        self._pending: list[Delivery] = []
+        queue = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                status = 200 if queue._receive(body) else 400
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # keep test output clean
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/tasks/step"
+
+    # -- the scheduler's side: a TaskCreator that counts ---------------------------------
+
+    def create_task(self, *, parent: str, task: tasks_v2.Task) -> Any:
+        """Create the task on the emulator; it is in flight until its request arrives.
+
+        Counted before the call, so a delivery that arrives before the call returns is
+        never mistaken for one nobody created.
+        """
+        with self._changed:
+            self.stats.created += 1
+        try:
+            return self.client.create_task(parent=parent, task=task)
+        except BaseException:
+            with self._changed:
+                self.stats.created -= 1
+                self._changed.notify_all()
+            raise
+
+    # -- the emulator's side: HTTP deliveries -------------------------------------------
+
+    def _receive(self, body: bytes) -> bool:
+        try:
+            loaded = json.loads(body)
+            delivery = Delivery(
+                run_id=str(loaded["runId"]),
+                version=int(loaded["version"]),
+                due_at=int(loaded.get("dueAt", 0)),
+                hop=int(loaded.get("hop", 0)),
+            )
+        except (ValueError, KeyError, TypeError) as err:
+            with self._changed:
+                self.stats.rejected.append(f"{body[:200]!r}: {err}")
+                self.stats.received += 1
+                self._changed.notify_all()
+            return False
+        with self._changed:
+            self._pending.append(delivery)
+            self.stats.received += 1
+            self._changed.notify_all()
+        return True
+
+    # -- the driver's side: DeliveryQueue ---------------------------------------------------
+
+    def due(self, now: int) -> list[Delivery]:
+        """Pending deliveries due at ``now``, in order of arrival."""
+        with self._changed:
+            return [delivery for delivery in self._pending if delivery.due_at <= now]
+
+    def next_due_at(self) -> int | None:
+        """The earliest due time pending once nothing is in flight; None if none is left."""
+        deadline = time.monotonic() + self.in_flight_timeout
+        with self._changed:
+            while self.stats.received < self.stats.created:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"{self.stats.created - self.stats.received} of {self.stats.created} "
+                        f"tasks not delivered by the emulator within {self.in_flight_timeout} s"
+                    )
+                self._changed.wait(remaining)
+            if not self._pending:
+                return None
+            return min(delivery.due_at for delivery in self._pending)
+
+    def acknowledge(self, delivery: Delivery) -> None:
+        """Done with ``delivery``: forget every pending copy of it.
+
+        The emulator accepts the same task name twice (the service answers ALREADY_EXISTS),
+        so two copies of one delivery can be pending; Cloud Tasks would hold one task per
+        name, and acknowledging it settles both. A copy still in flight arrives later and
+        is delivered again: a duplicate, which the dispatcher finds stale.
+        """
+        with self._changed:
+            self._pending = [pending for pending in self._pending if pending != delivery]
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self) -> EmulatorQueue:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+__all__ = ["END_OF_TIME_MS", "EmulatorQueue", "QueueStats", "immediate_clock"]
