@@ -26,6 +26,7 @@ from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import NodeValidationError, TransientError, WorkflowDefinitionError
 from refluxo.frozen import freeze, thaw
+from refluxo.graph import check_graph, raise_for_errors
 from refluxo.metadata import FAILED_REASON, PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
 from refluxo.model import (
     Node,
@@ -229,21 +230,10 @@ class WorkflowEngine:
             self._next.setdefault((edge.source, edge.source_handle), edge.target)
 
     def validate_workflow(self) -> None:
-        """Raise :class:`WorkflowDefinitionError` naming a node type without a definition.
-
-        Also rejects edges whose source or target is not a node.
-        """
-        for node in self.workflow.nodes:
-            if node.type not in self.node_definitions:
-                raise WorkflowDefinitionError(
-                    f"Node definition not found for type: {node.type} (node {node.id!r})"
-                )
-        for edge in self.workflow.edges:
-            for end in (edge.source, edge.target):
-                if end not in self._nodes:
-                    raise WorkflowDefinitionError(
-                        f"edge {edge.source!r} -> {edge.target!r} refers to unknown node {end!r}"
-                    )
+        """Raise :class:`WorkflowDefinitionError` naming node types without a definition
+        and edges whose source or target is not a node (see :mod:`refluxo.graph`)."""
+        problems = check_graph(self.workflow, node_types=self.node_definitions, expressions=False)
+        raise_for_errors(problems, "invalid workflow")
 
     def create_initial_snapshot(self, workflow_id: str, start_node_id: str) -> Snapshot:
         """A new run positioned on ``start_node_id``: active, version 0, empty context."""

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import json.decoder
 import json.scanner
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from refluxo.expressions import validate_template
-from refluxo.model import WorkflowDefinition, default_start
+from refluxo.graph import check_graph
+from refluxo.model import WorkflowDefinition
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +46,6 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
     return decoder.decode(text), lines
 
 
-def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
-
-
 def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[Problem]:
     """Every problem found in a workflow file's text, in line order."""
     try:
@@ -78,7 +66,7 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
     if not isinstance(edges, list):
         return [Problem(line_of(raw), "error", "'edges' must be a list")]
 
-    ids: dict[str, Any] = {}
+    seen: set[str] = set()
     for node in nodes:
         if not isinstance(node, dict) or not isinstance(node.get("id"), str):
             problems.append(Problem(line_of(node), "error", "a node needs a string 'id'"))
@@ -87,89 +75,36 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
             problems.append(
                 Problem(line_of(node), "error", f"node {node['id']!r} needs a string 'type'")
             )
-        elif known_types is not None and node["type"] not in known_types:
-            problems.append(
-                Problem(
-                    line_of(node),
-                    "error",
-                    f"node {node['id']!r} has unknown type {node['type']!r}",
-                )
-            )
-        if node["id"] in ids:
+        if node["id"] in seen:
             problems.append(Problem(line_of(node), "error", f"duplicate node id {node['id']!r}"))
-        ids[node["id"]] = node
-        for path, string in _strings(node.get("data"), "data"):
-            ok, message = validate_template(string)
-            if not ok:
-                problems.append(
-                    Problem(line_of(node), "error", f"node {node['id']!r} {path}: {message}")
-                )
-
-    targets: dict[str, list[str]] = {}
-    seen_branches: dict[tuple[str, Any], Any] = {}
+        seen.add(node["id"])
     for edge in edges:
         if not isinstance(edge, dict):
             problems.append(Problem(line_of(edge), "error", "an edge must be an object"))
             continue
-        source, target = edge.get("source"), edge.get("target")
-        for end, label in ((source, "source"), (target, "target")):
-            if not isinstance(end, str):
+        for label in ("source", "target"):
+            if not isinstance(edge.get(label), str):
                 problems.append(
                     Problem(line_of(edge), "error", f"an edge needs a string {label!r}")
                 )
-            elif end not in ids:
-                problems.append(
-                    Problem(
-                        line_of(edge),
-                        "error",
-                        f"edge {label} {end!r} is not a node (dangling edge)",
-                    )
-                )
-        handle = edge.get("sourceHandle", edge.get("source_handle"))
-        if isinstance(source, str) and isinstance(target, str):
-            targets.setdefault(source, []).append(target)
-            key = (source, handle)
-            if key in seen_branches:
-                problems.append(
-                    Problem(
-                        line_of(edge),
-                        "warning",
-                        f"edge {source!r} -> {target!r} is never taken: an earlier edge from "
-                        f"{source!r} has the same handle {handle!r}",
-                    )
-                )
-            seen_branches.setdefault(key, edge)
-
     start = raw.get("start")
-    if start is not None and start not in ids:
-        problems.append(Problem(line_of(raw), "error", f"start node {start!r} is not a node"))
-    elif ids:
-        incoming = {target for ts in targets.values() for target in ts}
-        first = start if start is not None else default_start(list(ids), incoming)
-        reachable = _reachable(first, targets)
-        for node_id, node in ids.items():
-            if node_id not in reachable:
-                problems.append(
-                    Problem(
-                        line_of(node), "warning", f"node {node_id!r} is unreachable from {first!r}"
-                    )
-                )
-    if not any(p.severity == "error" for p in problems):
-        try:
-            WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
-        except ValidationError as err:
-            for issue in err.errors():
-                location = ".".join(str(part) for part in issue["loc"])
-                problems.append(Problem(line_of(raw), "error", f"{location}: {issue['msg']}"))
+    if start is not None and not isinstance(start, str):
+        problems.append(Problem(line_of(raw), "error", "'start' must be a node id (a string)"))
+    if problems:
+        return sorted(problems, key=lambda p: p.line)
+    try:
+        workflow = WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
+    except ValidationError as err:
+        for issue in err.errors():
+            location = ".".join(str(part) for part in issue["loc"])
+            problems.append(Problem(line_of(raw), "error", f"{location}: {issue['msg']}"))
+        return problems
+    for found in check_graph(workflow, node_types=known_types, start=start):
+        if found.node is not None:
+            line = line_of(nodes[found.node])
+        elif found.edge is not None:
+            line = line_of(edges[found.edge])
+        else:
+            line = line_of(raw)
+        problems.append(Problem(line, found.severity, found.message))
     return sorted(problems, key=lambda p: p.line)
-
-
-def _reachable(start: str, targets: dict[str, list[str]]) -> set[str]:
-    seen = {start}
-    stack = [start]
-    while stack:
-        for target in targets.get(stack.pop(), []):
-            if target not in seen:
-                seen.add(target)
-                stack.append(target)
-    return seen

@@ -8,8 +8,8 @@ Every option has an environment variable twin (``REFLUXO_<OPTION>``).
 from __future__ import annotations
 
 import functools
-import importlib
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -21,37 +21,36 @@ from typing import Any
 import click
 
 from refluxo.api.client import ApiError, HttpClient, LocalClient, RunClient
-from refluxo.api.http import HttpApi
 from refluxo.api.server import LocalServer
 from refluxo.backends.sqlite.db import DEFAULT_PATH
 from refluxo.errors import WorkflowDefinitionError
-from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.host.compose import build_deployment, build_runtime, import_app
+from refluxo.host.settings import DEFAULT_APP, ConfigurationError, Settings, load_settings
 from refluxo.model import WorkflowDefinition
 from refluxo.runtime.app import App, load_workflow_file
-from refluxo.runtime.dispatcher import StepBudget
 from refluxo.runtime.errors import RunError
 from refluxo.workflow_check import check_workflow_text
-
-DEFAULT_APP = "examples.app:app"
 
 
 def load_app(spec: str) -> App:
     """Import ``module:attribute`` (the current directory is importable)."""
-    module_name, _, attribute = spec.partition(":")
-    if not module_name or not attribute:
-        raise click.BadParameter(f"expected module:attribute, got {spec!r}", param_hint="--app")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise click.BadParameter(
-            f"cannot import {module_name!r}: {err}", param_hint="--app"
-        ) from err
-    app = getattr(module, attribute, None)
-    if not isinstance(app, App):
-        raise click.BadParameter(f"{spec!r} is not a refluxo App", param_hint="--app")
-    return app
+        return import_app(spec, Path.cwd())
+    except ConfigurationError as err:
+        raise click.BadParameter(str(err), param_hint="--app") from err
+
+
+def settings_from(**flags: str | None) -> Settings:
+    """The settings for this command: the environment, with the given flags on top.
+
+    Every flag is named after its environment variable twin, so both reach
+    :func:`load_settings` the same way; a flag left at None is not given.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return load_settings({**os.environ, **given, "REFLUXO_BACKEND": "embedded"})
+    except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
 
 
 def parse_json(value: str | None, what: str) -> Any:
@@ -69,6 +68,7 @@ app_option = click.option(
     default=DEFAULT_APP,
     show_default=True,
     envvar="REFLUXO_APP",
+    show_envvar=True,
     help="The App to use, as module:attribute.",
 )
 db_option = click.option(
@@ -77,15 +77,22 @@ db_option = click.option(
     default=DEFAULT_PATH,
     show_default=True,
     envvar="REFLUXO_DB",
+    show_envvar=True,
     help="The SQLite database of the embedded default.",
 )
 url_option = click.option(
-    "--url", envvar="REFLUXO_URL", help="Talk to a running server instead of the local database."
+    "--url",
+    envvar="REFLUXO_URL",
+    show_envvar=True,
+    help="Talk to a running server instead of the local database.",
 )
-key_option = click.option("--api-key", envvar="REFLUXO_API_KEY", help="API key for --url.")
+key_option = click.option(
+    "--api-key", envvar="REFLUXO_API_KEY", show_envvar=True, help="API key for --url."
+)
 token_option = click.option(
     "--id-token",
     envvar="REFLUXO_ID_TOKEN",
+    show_envvar=True,
     help="Identity token for --url behind Cloud Run IAM (gcloud auth print-identity-token).",
 )
 
@@ -106,9 +113,16 @@ class Target:
         if self.url:
             yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
             return
-        workers = 2 if deliver else 0
-        with EmbeddedRuntime(load_app(self.app_spec), self.db, workers=workers) as runtime:
+        settings = settings_from(
+            REFLUXO_APP=self.app_spec,
+            REFLUXO_DB=str(self.db),
+            REFLUXO_WORKERS="2" if deliver else "0",
+        )
+        runtime = build_runtime(settings, load_app(self.app_spec)).start()
+        try:
             yield LocalClient(runtime.service)
+        finally:
+            runtime.stop()
 
 
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -153,39 +167,61 @@ def main() -> None:
 @main.command()
 @app_option
 @db_option
-@click.option("--host", default="127.0.0.1", show_default=True, envvar="REFLUXO_HOST")
-@click.option("--port", default=8080, show_default=True, envvar="REFLUXO_PORT")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, envvar="REFLUXO_HOST", show_envvar=True
+)
+@click.option("--port", default=8080, show_default=True, envvar="REFLUXO_PORT", show_envvar=True)
 @click.option(
     "--workers",
     default=2,
     show_default=True,
     envvar="REFLUXO_WORKERS",
+    show_envvar=True,
     help="Background delivery threads.",
 )
 @click.option(
     "--batch",
     default=1,
     show_default=True,
-    envvar="REFLUXO_BATCH",
+    envvar="REFLUXO_BATCH_STEPS",
+    show_envvar=True,
     help="Steps a delivery may run before committing.",
 )
-def serve(app_spec: str, db: Path, host: str, port: int, workers: int, batch: int) -> None:
+@click.option(
+    "--api-key",
+    envvar="REFLUXO_API_KEY",
+    show_envvar=True,
+    help="Require this key (X-API-Key) on every route but /healthz and /openapi.json.",
+)
+def serve(
+    app_spec: str,
+    db: Path,
+    host: str,
+    port: int,
+    workers: int,
+    batch: int,
+    api_key: str | None,
+) -> None:
     """Serve the HTTP API and deliver steps, on the embedded default."""
-    runtime = EmbeddedRuntime(
-        load_app(app_spec), db, workers=workers, budget=StepBudget(max_steps=batch)
-    ).start()
-    recovered = runtime.service.reconcile()
-    server = LocalServer(HttpApi(runtime.service), host, port, access_log=True)
-    click.echo(
-        f"refluxo serving {app_spec} on {server.url} (database {db}; "
-        f"{recovered} unfinished runs checked)"
+    settings = settings_from(
+        REFLUXO_APP=app_spec,
+        REFLUXO_DB=str(db),
+        REFLUXO_HOST=host,
+        REFLUXO_PORT=str(port),
+        REFLUXO_WORKERS=str(workers),
+        REFLUXO_BATCH_STEPS=str(batch),
+        REFLUXO_API_KEY=api_key,
     )
+    deployment = build_deployment(settings, load_app(app_spec))
     try:
+        server = LocalServer(deployment.api, host, port, access_log=True)
+        guarded = "API key required" if api_key else "no API key: local use only"
+        click.echo(f"refluxo serving {app_spec} on {server.url} (database {db}; {guarded})")
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        runtime.stop()
+        deployment.close()
 
 
 def follow(
@@ -314,6 +350,7 @@ def cancel(run_id: str, reason: str, target: Target) -> None:
     "app_spec",
     default=None,
     envvar="REFLUXO_APP",
+    show_envvar=True,
     help="Also check node types against this App (module:attribute).",
 )
 def validate(file: Path, app_spec: str | None) -> None:

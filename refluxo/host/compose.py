@@ -1,79 +1,71 @@
-"""The composition root: settings in, a wired deployment out.
+"""The composition root: settings in, a wired runtime and deployment out.
 
-Entry points call :func:`build_deployment` with the settings they read and the user's App;
-this is the one place that chooses backends, so adapters depend on the runtime and never
-the reverse. Google Cloud libraries are imported only when the cloud backend is chosen.
+This is the one place that chooses backends: a registry maps each ``REFLUXO_BACKEND`` to a
+builder, and only builders pair a store with its scheduler or turn on an optional
+capability (the embedded store's transactional outbox). Entry points (``main.py``, the
+``refluxo`` command, the demo) call :func:`build_runtime` or :func:`build_deployment` and
+nothing else, so they cannot diverge. Google Cloud libraries are imported only when that
+backend is chosen.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from refluxo.api.auth import ApiKeyCheck
 from refluxo.api.events import EventResult, handle_message
 from refluxo.api.http import HttpApi
+from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import CloudSettings, ConfigurationError, EmbeddedSettings, Settings
 from refluxo.runtime.app import App
-from refluxo.runtime.dispatcher import StepBudget
+from refluxo.runtime.dispatcher import Dispatcher, StepBudget
+from refluxo.runtime.errors import Forbidden
 from refluxo.runtime.service import RunService
 
 
-def _budget(settings: Settings) -> StepBudget:
-    return StepBudget(max_steps=settings.batch_steps, max_ms=settings.batch_ms)
+class Runtime(Protocol):
+    """A wired runtime: the run service, started and stopped as one."""
 
+    @property
+    def service(self) -> RunService: ...
 
-def import_app(spec: str, search_path: Path | None = None) -> App:
-    """Import ``module:attribute`` and check that it is an :class:`App`."""
-    module_name, _, attribute = spec.partition(":")
-    if search_path is not None and str(search_path) not in sys.path:
-        sys.path.insert(0, str(search_path))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigurationError(f"cannot import the app module {module_name!r}: {err}") from err
-    app = getattr(module, attribute, None)
-    if not isinstance(app, App):
-        raise ConfigurationError(f"{spec!r} is not a refluxo App")
-    return app
+    def start(self) -> Runtime: ...
+
+    def stop(self) -> None: ...
 
 
 @dataclass
-class Deployment:
-    """What the entry points serve: the HTTP API and the message handler."""
+class ServiceRuntime:
+    """A runtime whose deliveries arrive from outside (Cloud Tasks calling the step route)."""
 
     service: RunService
-    api: HttpApi
-    closer: Any = None
 
-    def on_message(self, data: bytes, attributes: dict[str, str], message_id: str) -> EventResult:
-        return handle_message(self.service, data, attributes, message_id)
+    def start(self) -> ServiceRuntime:
+        return self
 
-    def close(self) -> None:
-        if self.closer is not None:
-            self.closer()
+    def stop(self) -> None:
+        self.service.close()
 
 
-def build_deployment(settings: Settings, app: App) -> Deployment:
-    """Wire the store, scheduler, dispatcher, service and API for ``settings``."""
-    authenticate = ApiKeyCheck(settings.api_key) if settings.api_key else None
-    if isinstance(settings, EmbeddedSettings):
-        from refluxo.host.embedded import EmbeddedRuntime
-
-        runtime = EmbeddedRuntime(
-            app, settings.database, workers=settings.workers, budget=_budget(settings)
-        ).start()
-        runtime.service.reconcile()
-        return Deployment(
-            runtime.service, HttpApi(runtime.service, authenticate=authenticate), runtime.stop
-        )
-    return _build_cloud(settings, app, authenticate)
+def budget_of(settings: Settings) -> StepBudget:
+    """The step budget every backend uses: ``REFLUXO_BATCH_STEPS`` / ``REFLUXO_BATCH_MS``."""
+    return StepBudget(max_steps=settings.batch_steps, max_ms=settings.batch_ms)
 
 
-def _build_cloud(settings: CloudSettings, app: App, authenticate: ApiKeyCheck | None) -> Deployment:
+def _embedded(settings: Settings, app: App) -> Runtime:
+    assert isinstance(settings, EmbeddedSettings)
+    return EmbeddedRuntime(
+        app, settings.database, workers=settings.workers, budget=budget_of(settings)
+    )
+
+
+def _cloud(settings: Settings, app: App) -> Runtime:
+    assert isinstance(settings, CloudSettings)
     from google.cloud import firestore
 
     from refluxo.backends.gcp.cloud_tasks import (
@@ -81,9 +73,7 @@ def _build_cloud(settings: CloudSettings, app: App, authenticate: ApiKeyCheck | 
         tasks_client,
         tasks_client_for_emulator,
     )
-    from refluxo.backends.gcp.firestore.store import FirestoreStore
-    from refluxo.backends.gcp.oidc import OidcCheck
-    from refluxo.runtime.dispatcher import Dispatcher
+    from refluxo.backends.gcp.firestore import FirestoreStore
 
     store = FirestoreStore(
         firestore.Client(project=settings.project, database=settings.firestore_database),
@@ -104,11 +94,95 @@ def _build_cloud(settings: CloudSettings, app: App, authenticate: ApiKeyCheck | 
         dispatch_deadline_s=settings.function_timeout_s,
         clock=app.clock,
     )
-    service = RunService(Dispatcher(app, store, scheduler, budget=_budget(settings)))
-    verify_step = None
-    if settings.verify_oidc:
+    return ServiceRuntime(RunService(Dispatcher(app, store, scheduler, budget=budget_of(settings))))
+
+
+BACKENDS: dict[str, Callable[[Settings, App], Runtime]] = {
+    "embedded": _embedded,
+    "gcp": _cloud,
+}
+"""Backend name (``REFLUXO_BACKEND``) to the builder that wires it."""
+
+
+def backend_name(settings: Settings) -> str:
+    return "gcp" if isinstance(settings, CloudSettings) else settings.backend
+
+
+def build_runtime(settings: Settings, app: App) -> Runtime:
+    """The runtime for ``settings``, not started yet."""
+    name = backend_name(settings)
+    builder = BACKENDS.get(name)
+    if builder is None:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigurationError(f"unknown backend {name!r} (known: {known})")
+    return builder(settings, app)
+
+
+def import_app(spec: str, search_path: Path | None = None) -> App:
+    """Import ``module:attribute`` and check that it is an :class:`App`."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"expected module:attribute, got {spec!r}")
+    if search_path is not None and str(search_path) not in sys.path:
+        sys.path.insert(0, str(search_path))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ConfigurationError(f"cannot import the app module {module_name!r}: {err}") from err
+    app = getattr(module, attribute, None)
+    if not isinstance(app, App):
+        raise ConfigurationError(f"{spec!r} is not a refluxo App")
+    return app
+
+
+@dataclass
+class Deployment:
+    """What the entry points serve: the HTTP API and the message handler."""
+
+    runtime: Runtime
+    api: HttpApi
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def service(self) -> RunService:
+        return self.runtime.service
+
+    def on_message(self, data: bytes, attributes: dict[str, str], message_id: str) -> EventResult:
+        return handle_message(self.service, data, attributes, message_id)
+
+    def close(self) -> None:
+        self.runtime.stop()
+        for closer in self.closers:
+            closer()
+
+
+def refuse_deliveries(request: Any) -> None:
+    """The step route's guard where deliveries are in-process and no key is configured."""
+    raise Forbidden(
+        "steps are delivered in-process on this backend; the step route is closed "
+        "(set REFLUXO_API_KEY to deliver by hand with the key)"
+    )
+
+
+def build_deployment(settings: Settings, app: App) -> Deployment:
+    """Wire the runtime and the API for ``settings``, and start delivering.
+
+    The API key (``REFLUXO_API_KEY``) guards every route that is not public, on every
+    backend; on Google Cloud the step route is guarded by the tasks invoker's OIDC token.
+    """
+    authenticate = ApiKeyCheck(settings.api_key) if settings.api_key else None
+    runtime = build_runtime(settings, app).start()
+    authenticate_step: Any = None
+    if isinstance(settings, CloudSettings) and settings.verify_oidc:
+        from refluxo.backends.gcp.oidc import OidcCheck
+
         assert settings.oidc_audience is not None
         assert settings.tasks_service_account is not None
-        verify_step = OidcCheck(settings.oidc_audience, settings.tasks_service_account)
-    api = HttpApi(service, authenticate=authenticate, authenticate_step=verify_step)
-    return Deployment(service, api)
+        authenticate_step = OidcCheck(settings.oidc_audience, settings.tasks_service_account)
+    elif isinstance(settings, EmbeddedSettings):
+        # Deliveries are in-process here: the step route is never open. With an API key
+        # only its holder may deliver by hand; without one, nobody.
+        authenticate_step = authenticate or refuse_deliveries
+        runtime.service.reconcile()
+    api = HttpApi(runtime.service, authenticate=authenticate, authenticate_step=authenticate_step)
+    return Deployment(runtime, api)

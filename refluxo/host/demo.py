@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from refluxo.api.client import HttpClient
-from refluxo.api.http import HttpApi
 from refluxo.api.server import LocalServer
-from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.host.compose import build_deployment
+from refluxo.host.settings import EmbeddedSettings
 from refluxo.runtime.app import App
 
 Show = Callable[..., None]
@@ -62,8 +62,11 @@ def _follow(client: HttpClient, run_id: str, show: Show, after: int = -1) -> dic
 def run_demo(app: App, port: int, show: Show) -> dict[str, Any]:
     """Run the examples and return the approval run's final view."""
     with tempfile.TemporaryDirectory() as scratch:
-        runtime = EmbeddedRuntime(app, Path(scratch) / "demo.db").start()
-        server = LocalServer(HttpApi(runtime.service), "127.0.0.1", port).start()
+        settings = EmbeddedSettings(
+            app="(given)", database=Path(scratch) / "demo.db", workers=2, api_key=None
+        )
+        deployment = build_deployment(settings, app)
+        server = LocalServer(deployment.api, "127.0.0.1", port).start()
         try:
             client = HttpClient(server.url)
             show(
@@ -98,4 +101,4 @@ def run_demo(app: App, port: int, show: Show) -> dict[str, Any]:
             return approval
         finally:
             server.stop()
-            runtime.stop()
+            deployment.close()

@@ -1,8 +1,16 @@
-"""Deployment settings, read once from the environment by the entry points.
+"""Settings: one frozen object, built the same way by every entry point.
 
-Only entry points (``main.py``, the CLI) read ``os.environ``; they pass the mapping here and
-hand the resulting frozen object down. With no cloud settings the embedded default is used,
-so the same ``main.py`` runs on a laptop and on Cloud Functions.
+Only entry points (``main.py``, the ``refluxo`` command) read ``os.environ``. They call
+:func:`load_settings` with the environment, and the command line adds its flags on top
+(every flag is the twin of one variable below, by name: ``--batch`` is
+``REFLUXO_BATCH_STEPS``), so a flag and its variable can never mean different things. The
+result is handed down to the composition root. With no cloud settings the embedded default
+is used, so the same ``main.py`` runs on a laptop and on Cloud Functions.
+
+Variables: ``REFLUXO_APP``, ``REFLUXO_BACKEND`` (``embedded``, ``memory`` or ``gcp``),
+``REFLUXO_API_KEY``, ``REFLUXO_BATCH_STEPS``, ``REFLUXO_BATCH_MS``; embedded:
+``REFLUXO_DB``, ``REFLUXO_WORKERS``, ``REFLUXO_HOST``, ``REFLUXO_PORT``; Google Cloud: see
+:class:`CloudSettings`.
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ class ConfigurationError(RefluxoError):
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedSettings:
-    """Run on SQLite and the local scheduler."""
+    """Run on SQLite and the local scheduler (``backend="memory"``: nothing durable).
+
+    ``host`` and ``port`` are where ``refluxo serve`` listens.
+    """
 
     app: str
     database: Path
@@ -28,6 +39,9 @@ class EmbeddedSettings:
     api_key: str | None
     batch_steps: int = 1
     batch_ms: float | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backend: str = "embedded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +123,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     api_key = env.get("REFLUXO_API_KEY") or None
     backend = (env.get("REFLUXO_BACKEND") or "").strip().lower()
     cloud_hints = any(env.get(name) for name in _REQUIRED_FOR_CLOUD[1:])
-    if backend not in ("", "gcp", "embedded"):
-        raise ConfigurationError(f"REFLUXO_BACKEND must be 'gcp' or 'embedded', got {backend!r}")
+    if backend not in ("", "gcp", "embedded", "memory"):
+        raise ConfigurationError(
+            f"REFLUXO_BACKEND must be 'gcp', 'embedded' or 'memory', got {backend!r}"
+        )
     batch_steps = int(_number(env, "REFLUXO_BATCH_STEPS", 1, 1, 1000))
     batch_ms = _number(env, "REFLUXO_BATCH_MS", 0, 0, 3_600_000) or None
-    if backend == "embedded" or (backend == "" and not cloud_hints):
+    if backend in ("embedded", "memory") or (backend == "" and not cloud_hints):
         return EmbeddedSettings(
             app=app,
             database=Path(env.get("REFLUXO_DB") or ".refluxo/refluxo.db"),
@@ -121,6 +137,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             api_key=api_key,
             batch_steps=batch_steps,
             batch_ms=batch_ms,
+            host=env.get("REFLUXO_HOST") or "127.0.0.1",
+            port=int(_number(env, "REFLUXO_PORT", 8080, 0, 65535)),
+            backend=backend or "embedded",
         )
 
     missing = [name for name in _REQUIRED_FOR_CLOUD if not env.get(name)]

@@ -20,6 +20,7 @@ from refluxo.definitions import Executor, NodeDefinition
 from refluxo.engine import Clock, WorkflowEngine, wall_clock_ms
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.expressions import JexlTransformEngine
+from refluxo.graph import check_graph, raise_for_errors
 from refluxo.model import RetryPolicy, WorkflowDefinition, default_start
 from refluxo.plugins import Plugin
 from refluxo.retry import ErrorHandler
@@ -174,11 +175,8 @@ class App:
         else:
             model = definition
         self.limits.check_workflow(name, model)
-        missing = sorted({n.type for n in model.nodes} - set(self.node_types))
-        if missing:
-            raise WorkflowDefinitionError(
-                f"workflow {name!r} uses node types with no definition: {', '.join(missing)}"
-            )
+        problems = check_graph(model, node_types=self.node_types, start=start)
+        raise_for_errors(problems, f"workflow {name!r}")
         first = choose_start(model, start)
         wire = {**model.model_dump(mode="json"), "start": first}
         spec = WorkflowSpec(

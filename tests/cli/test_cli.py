@@ -81,7 +81,10 @@ def test_validate_reports_problems_with_their_lines(cli: CliRunner, tmp_path: Pa
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert any(f"{broken}:3: error: node 'a' data.message" in line for line in lines)
-    assert any(f"{broken}:4: error: node 'b' has unknown type 'mystery'" in line for line in lines)
+    assert any(
+        f"{broken}:4: error: Node definition not found for type: mystery (node 'b')" in line
+        for line in lines
+    )
     assert any(f"{broken}:5: warning: node 'c' is unreachable from 'a'" in line for line in lines)
     assert any(f"{broken}:9: error: edge target 'ghost' is not a node" in line for line in lines)
 

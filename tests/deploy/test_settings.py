@@ -60,7 +60,7 @@ def test_a_cloud_variable_alone_selects_the_cloud_and_is_validated() -> None:
         ({"REFLUXO_FUNCTION_TIMEOUT_S": "forever"}, "must be a number"),
         ({"REFLUXO_FUNCTION_TIMEOUT_S": "0"}, "between"),
         ({"REFLUXO_STEP_URL": "dispatcher"}, "http(s) URL"),
-        ({"REFLUXO_BACKEND": "aws"}, "'gcp' or 'embedded'"),
+        ({"REFLUXO_BACKEND": "aws"}, "'gcp', 'embedded' or 'memory'"),
         ({"REFLUXO_APP": "no_colon"}, "module:attribute"),
     ],
 )

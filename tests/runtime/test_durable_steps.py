@@ -387,20 +387,18 @@ def test_a_batch_ends_where_a_node_cannot_run_and_keeps_what_ran(make_runtime: A
     def ok(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
         return StepResult(data)
 
-    app.workflow(
-        "dangling",
-        {
-            "nodes": [{"id": "a", "type": "ok"}, {"id": "b", "type": "ok"}],
-            "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "gone"}],
-        },
-    )
+    app.add_node_type("retired", ok)
+    app.workflow("w", chain(("a", "ok", {}), ("b", "ok", {}), ("c", "retired", {})))
     runtime = make_runtime(app, budget=StepBudget(max_steps=10))
-    run = runtime.service.start("dangling").record
+    run = runtime.service.start("w").record
+    del app.node_types["retired"]  # a deployment without the node type the run needs
+    app.add_node_type("unrelated", ok)  # (re-registering clears the engines built so far)
     runtime.scheduler.drain()
     record = runtime.service.get(run.run_id)
     assert record.status == "failed"
     assert assert_history_consistent(runtime.store, run.run_id) == ["a", "b"]
-    assert "gone" in record.snapshot.metadata["failedReason"]
+    assert "retired" in record.snapshot.metadata["failedReason"]
+    assert record.snapshot.current_node_id == "c"
 
 
 # -- failures say why ---------------------------------------------------------------------------
