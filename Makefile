@@ -14,7 +14,7 @@ PIP_FLAGS := --quiet --disable-pip-version-check
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
-	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements.txt -e '.[gcp,dev]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements.txt -e '.[server,gcp,dev]'
 	touch $(STAMP)
 
 .venv-tasks/.installed:

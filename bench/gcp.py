@@ -23,9 +23,8 @@ order flips every repetition), so drift (the emulator's JVM still warming up, a 
 neighbour) hits both alike. Each repetition is one chain of each; a side's figure is the
 median over repetitions of its mean microseconds per step. If the dispatcher is slower
 than 1.3x bare, a profiling pass (interleaved too) times the dispatcher's phases (each
-store call, the scheduling, the rest), the bare path's, and those of a what-if path that
-commits without a transaction (a ``last_update_time`` precondition from the head read),
-and counts the Firestore RPCs per step of each.
+store call, the scheduling, the rest) and the bare path's, and counts the Firestore RPCs
+per step of each.
 
 The task queue is paused while anything is timed and purged between repetitions: the
 emulator is a Python process delivering one request at a time, and letting it POST our
@@ -359,78 +358,6 @@ class BareChain:
         return True
 
 
-class PreconditionChain:
-    """What a step could cost without a transaction: the shape of a proposed commit.
-
-    Per step: one ``get`` of the head (the dispatcher's ``load_run``, which would also
-    bring the node counts), then one batched ``Commit`` of the head guarded by a
-    ``last_update_time`` precondition from that read, the result document and the node
-    counter (the store's three writes, transforms included), then one ``create_task``:
-    no ``BeginTransaction``, no second head read, no counter read. It executes no node,
-    so the dispatcher's own CPU (measured apart) comes on top.
-    """
-
-    GET = "what-if: head get (load_run)"
-    COMMIT = "what-if: precondition commit (3 writes, no transaction)"
-    TASK = "what-if: create_task"
-
-    def __init__(self, bench: Bench, template: Template, phases: Phases) -> None:
-        self.bench = bench
-        self.template = template
-        self.phases = phases
-        client = bench.firestore_client
-        self.run_id = f"p{uuid.uuid4().hex[:16]}"
-        self.head = client.collection(f"{bench.prefix}_precondition").document(self.run_id)
-        self.head.create(template.head_create)
-        self.seq = 0
-        self.durations: list[float] = []
-
-    def step(self) -> bool:
-        if self.seq >= self.bench.length:
-            return False
-        client = self.bench.firestore_client
-        seq = self.seq
-        node_id = f"n{seq}"
-        before = time.perf_counter()
-        with self.phases.timing(self.GET):
-            found = self.head.get()
-        data = found.to_dict()
-        assert data is not None
-        assert data["version"] == seq, data
-        with self.phases.timing(self.COMMIT):
-            batch = client.batch()
-            batch.update(
-                self.head,
-                {
-                    **self.template.head_update,
-                    "version": seq + 1,
-                    "resultCount": seq + 1,
-                    "updatedAt": int(time.time() * 1000),
-                },
-                option=client.write_option(last_update_time=found.update_time),
-            )
-            batch.set(
-                self.head.collection("results").document(f"{seq:012d}"),
-                {**self.template.result, "seq": seq, "nodeIndex": 0, "nodeId": node_id},
-            )
-            batch.set(
-                self.head.collection("nodes").document(
-                    hashlib.sha256(node_id.encode()).hexdigest()[:32]
-                ),
-                {
-                    "nodeId": node_id,
-                    "count": firestore.Maximum(1),
-                    "firstSeq": firestore.Minimum(seq),
-                },
-                merge=True,
-            )
-            batch.commit()
-        self.bench.create_task(self.run_id, seq + 1, self.phases, self.TASK)
-        self.durations.append(time.perf_counter() - before)
-        self.seq += 1
-        return True
-
-
 # -- (c) writes and tasks per node ---------------------------------------------------------
 
 
@@ -538,11 +465,11 @@ class Counted:
 
 
 def profile(bench: Bench, template: Template, rounds: int) -> dict[str, Any]:
-    """Phases and Firestore RPCs per step of the dispatcher, bare, and the what-if path.
+    """Phases and Firestore RPCs per step of the dispatcher and of the bare path.
 
-    The three advance in lockstep, like the main measurement.
+    The two advance in lockstep, like the main measurement.
     """
-    phases, bare_phases, what_if_phases = Phases(), Phases(), Phases()
+    phases, bare_phases = Phases(), Phases()
     dispatcher = bench.dispatcher(
         StepBudget(),
         store=TimedStore(bench.store(), phases),
@@ -551,15 +478,13 @@ def profile(bench: Bench, template: Template, rounds: int) -> dict[str, Any]:
     rpcs: dict[str, Counter[str]] = {
         "dispatcher": Counter(),
         "bare": Counter(),
-        "what-if": Counter(),
     }
-    durations: dict[str, list[float]] = {"dispatcher": [], "bare": [], "what-if": []}
+    durations: dict[str, list[float]] = {"dispatcher": [], "bare": []}
     for _ in range(rounds):
         # The dispatcher's run starts through the untimed service call in its constructor.
         chains: dict[str, Chain] = {
             "dispatcher": DispatcherChain(bench, dispatcher),
             "bare": BareChain(bench, template, bare_phases),
-            "what-if": PreconditionChain(bench, template, what_if_phases),
         }
         lockstep([Counted(chain, bench.rpcs, rpcs[name]) for name, chain in chains.items()])
         for name, chain in chains.items():
@@ -576,7 +501,6 @@ def profile(bench: Bench, template: Template, rounds: int) -> dict[str, Any]:
         "phases_us_per_step": {
             "dispatcher": breakdown,
             "bare": bare_phases.per_step(len(durations["bare"])),
-            "what-if": what_if_phases.per_step(len(durations["what-if"])),
         },
         "firestore_rpcs_per_step": {
             name: {rpc: round(count / len(durations[name]), 3) for rpc, count in sorted(c.items())}
@@ -701,7 +625,7 @@ def table(rows: dict[str, dict[str, Any]], notes: dict[str, Any], length: int, r
                 label = phase if name != "dispatcher" else f"dispatcher: {phase}"
                 print(f"| {label} | {value} |")
             print(f"| **{name}: total** | **{profiled['us_per_step'][name]}** |")
-        print("\n| Firestore RPCs / step | dispatcher | bare | what-if |\n|---|---:|---:|---:|")
+        print("\n| Firestore RPCs / step | dispatcher | bare |\n|---|---:|---:|")
         counts = profiled["firestore_rpcs_per_step"]
         for rpc in sorted(set().union(*(set(c) for c in counts.values()))):
             cells = " | ".join(str(counts[name].get(rpc, 0)) for name in counts)

@@ -16,6 +16,7 @@ from refluxo.errors import (
     LimitExceededError,
     NodeValidationError,
     RefluxoError,
+    TransientError,
     WorkflowDefinitionError,
 )
 from refluxo.frozen import thaw
@@ -63,6 +64,7 @@ __all__ = [
     "SnapshotStatus",
     "StepResult",
     "TransformEngine",
+    "TransientError",
     "ValidationIssue",
     "ValidationResult",
     "Validator",

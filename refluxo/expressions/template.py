@@ -81,13 +81,6 @@ def compile_template(text: str) -> Renderer:
     return _interpolation(text, segments, text[position:])
 
 
-def render_template(text: str, scope: Scope) -> Any:
-    """Evaluate the template ``text`` in ``scope``; text without ``{{`` is returned as is."""
-    if "{{" not in text:
-        return text
-    return compile_template(text)(scope)
-
-
 def render(
     template: str,
     scope: Mapping[str, Any] | None = None,

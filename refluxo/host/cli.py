@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
+try:
+    import click
+except ImportError as missing:  # the engine alone does not install the command's libraries
+    raise SystemExit(
+        f"the refluxo command needs the 'server' extra ({missing.name} is missing): "
+        "pip install 'refluxo[server]'"
+    ) from missing
 
 from refluxo.api.client import ApiError, HttpClient, LocalClient, RunClient
 from refluxo.api.server import LocalServer

@@ -357,25 +357,6 @@ def test_the_head_grows_with_distinct_nodes_only(store: FirestoreStore) -> None:
     assert history.get(ids[7], 200).output == "again"
 
 
-def test_an_old_head_without_node_counts_is_refused_clearly(store: FirestoreStore) -> None:
-    created(store)
-    run = store.client.collection(f"{store.prefix}_runs").document("run")
-    run.update({"nodeCounts": firestore.DELETE_FIELD})
-    record = loaded(store)
-    assert counts_of(record) is None
-    with pytest.raises(TransientError, match="older layout"):
-        history_of(store, "run").count("n")
-    commit = StepCommit(
-        run_id="run",
-        expected_version=0,
-        snapshot=record.snapshot.model_copy(update={"version": 1}),
-        results=[AppendedResult(0, "n", 0, NodeResult(output=1, timestamp=5))],
-    )
-    with pytest.raises(TransientError, match="older layout"):
-        store.commit(commit)
-    assert loaded(store).version == 0
-
-
 class Deliveries:
     """A scheduler that only records what it is asked to deliver."""
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from refluxo.backends.gcp.firestore.layout import NODE_COUNTS, document_data, require_counts
+from refluxo.backends.gcp.firestore.layout import NODE_COUNTS, document_data, node_counts_of
 from refluxo.backends.gcp.firestore.retry import Retry
 from refluxo.model import NodeResult
 from refluxo.runtime.records import decode_result
@@ -38,7 +38,7 @@ class FirestoreHistory:
         found = self._retry.run("history counts", lambda: self._run.get(field_paths=[NODE_COUNTS]))
         if not found.exists:
             return {}
-        return require_counts(self._run.id, document_data(found))
+        return node_counts_of(document_data(found))
 
     def count(self, node_id: str) -> int:
         return self._counts().get(node_id, 0)

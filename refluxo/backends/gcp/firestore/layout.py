@@ -125,25 +125,9 @@ class HeadRevision(CommitToken):
     data: dict[str, Any] = field(compare=False, repr=False)
 
 
-def node_counts_of(data: Mapping[str, Any]) -> dict[str, int] | None:
-    """The head's per-node result counts in first-result order; None for a head without."""
-    text = data.get(NODE_COUNTS)
-    if text is None:
-        return None
-    return {str(node_id): int(count) for node_id, count in json.loads(text)}
-
-
-def require_counts(run_id: str, data: Mapping[str, Any]) -> dict[str, int]:
-    counts = node_counts_of(data)
-    if counts is None:
-        # Heads written before the counts moved into the head kept them in per-node
-        # counter documents, which nothing reads or writes any more.
-        raise TransientError(
-            f"run {run_id!r} has no {NODE_COUNTS} in its head: it was written by an older "
-            f"layout of the Firestore store (per-node counter documents); finish or migrate "
-            f"such runs with the version that wrote them"
-        )
-    return counts
+def node_counts_of(data: Mapping[str, Any]) -> dict[str, int]:
+    """The head's per-node result counts, in first-result order."""
+    return {str(node_id): int(count) for node_id, count in json.loads(data[NODE_COUNTS])}
 
 
 def record_of(run_id: str, data: dict[str, Any], update_time: Any = None) -> RunRecord:
@@ -208,7 +192,7 @@ class PreparedCommit:
         Raises :class:`LimitExceededError` if the new head would not fit in a document.
         """
         commit = self.commit
-        counts = require_counts(commit.run_id, data)
+        counts = node_counts_of(data)
         fields: dict[str, Any] = {
             "status": commit.snapshot.status.value,
             "version": commit.snapshot.version,
