@@ -196,3 +196,10 @@ def test_a_duplicate_task_delivery_commits_nothing(deployed: Deployed) -> None:
         "POST", "/tasks/step", {"runId": run_id, "version": 0}
     )
     assert direct == {"outcome": "stale", "steps": 0}
+
+
+def test_an_async_executor_awaits_real_io_on_the_emulators(deployed: Deployed) -> None:
+    deployed.api.start("awaiting", {}, run_id="async-1")
+    wait_until(lambda: _status(deployed, "async-1") == "completed", 60, "the async run")
+    outputs = [r.output for r in history_of(deployed.store, "async-1").all("compute")]
+    assert outputs == [{"answer": 42, "slept": ["a", "b"]}]

@@ -28,6 +28,25 @@ def test_main_serves_the_embedded_default_when_no_cloud_setting_exists(tmp_path:
         server.stop()
 
 
+def test_async_executors_await_real_io_behind_functions_framework(tmp_path: Path) -> None:
+    env = {
+        "REFLUXO_DB": str(tmp_path / "local.db"),
+        "REFLUXO_APP": "tests.support.e2e_app:app",
+        "PYTHONPATH": str(ROOT),
+    }
+    for name in ("REFLUXO_BACKEND", "GOOGLE_CLOUD_PROJECT", "REFLUXO_TASKS_QUEUE"):
+        env[name] = ""
+    server = start_functions_framework(ROOT / "main.py", "api", env=env)
+    try:
+        client = HttpClient(server.url)
+        run = client.start("awaiting")
+        wait_until(lambda: client.get(run["runId"])["status"] == "completed", 30, "the run")
+        timeline = client.get(run["runId"])["timeline"]
+        assert timeline[-1]["output"] == {"answer": 42, "slept": ["a", "b"]}
+    finally:
+        server.stop()
+
+
 def test_a_misconfigured_deployment_fails_at_start_naming_what_is_missing() -> None:
     env = {**os.environ, "REFLUXO_BACKEND": "gcp", "GOOGLE_CLOUD_PROJECT": "acme"}
     env.pop("REFLUXO_REGION", None)

@@ -5,6 +5,7 @@ failures that say why, and bounded timers."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ def chain(*nodes: tuple[str, str, Any]) -> dict[str, Any]:
     """A straight workflow of (id, type, data) nodes."""
     return {
         "nodes": [{"id": i, "type": t, "data": d} for i, t, d in nodes],
-        "edges": [{"source": a[0], "target": b[0]} for a, b in zip(nodes, nodes[1:], strict=False)],
+        "edges": [{"source": a[0], "target": b[0]} for a, b in itertools.pairwise(nodes)],
     }
 
 
@@ -101,9 +102,9 @@ def test_a_blocking_sync_executor_does_not_hold_up_other_runs(make_runtime: Any)
     app.workflow("quick", chain(("q", "quick", {})))
     runtime = make_runtime(app, workers=2)
     blocked = runtime.service.start("block").record.run_id
-    quick = runtime.service.start("quick").record.run_id
+    fast = runtime.service.start("quick").record.run_id
     # The quick run completes while the blocking executor still holds its thread.
-    wait_until(lambda: runtime.service.get(quick).status == "completed", 20, "the quick run")
+    wait_until(lambda: runtime.service.get(fast).status == "completed", 20, "the quick run")
     assert runtime.service.get(blocked).status == "active"
     gate.set()
     wait_until(lambda: runtime.service.get(blocked).status == "completed", 20, "the blocked run")
@@ -535,4 +536,3 @@ def test_a_retry_delay_out_of_range_fails_the_node_instead_of_waiting(
     record = runtime.service.get(run.run_id)
     assert record.status == "failed"
     assert "retry delay" in record.snapshot.metadata["failedReason"]
-

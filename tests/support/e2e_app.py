@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from typing import Any
 
 from refluxo import StepResult
@@ -22,6 +24,17 @@ def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     if current_step().attempt <= data["fail"]:
         raise ConnectionError(f"attempt {current_step().attempt} failed")
     return StepResult({"attempt": current_step().attempt})
+
+
+@app.node()
+async def compute(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    """Awaits real I/O: a child process through asyncio, then a gather of two sleeps."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "print(21 * 2)", stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    slept = await asyncio.gather(asyncio.sleep(0.01, "a"), asyncio.sleep(0.01, "b"))
+    return StepResult({"answer": int(out), "slept": slept})
 
 
 @app.node()
@@ -63,4 +76,8 @@ app.workflow(
         ],
         [("start", "ask", None), ("ask", "yes", "yes"), ("ask", "no", "no")],
     ),
+)
+app.workflow(
+    "awaiting",
+    _graph([{"id": "compute", "type": "compute"}], [("start", "compute", None)]),
 )
