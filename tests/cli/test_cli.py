@@ -7,11 +7,12 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from refluxo.api.client import HttpClient
+from refluxo.api.client import ApiError, HttpClient
 from refluxo.host.cli import main
 from tests.support.waiting import wait_until
 
@@ -160,3 +161,83 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
         server.wait(10)
         if server.stdout is not None:
             server.stdout.close()
+
+
+def _serve(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> Any:
+    import os
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", "0", *flags],
+        cwd=ROOT,
+        env={**os.environ, "REFLUXO_DB": str(tmp_path / "serve.db"), **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_serve_requires_the_api_key_on_every_route_but_health(tmp_path: Path, how: str) -> None:
+    key = "k" * 32
+    server = (
+        _serve(tmp_path, "--api-key", key)
+        if how == "flag"
+        else _serve(tmp_path, env={"REFLUXO_API_KEY": key})
+    )
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)", banner)
+        assert match, banner
+        anonymous = HttpClient(match.group(1))
+        assert anonymous.request("GET", "/healthz") == {"status": "ok"}
+        for method, path in [("GET", "/runs"), ("GET", "/workflows"), ("GET", "/runs/x")]:
+            with pytest.raises(ApiError) as refused:
+                anonymous.request(method, path)
+            assert refused.value.status == 401
+        with pytest.raises(ApiError) as refused:
+            anonymous.start("loop", {"items": [1]})
+        assert refused.value.status == 401
+        with pytest.raises(ApiError) as step:
+            anonymous.request("POST", "/tasks/step", {"runId": "x", "version": 0})
+        assert step.value.status == 401
+        keyed = HttpClient(match.group(1), api_key=key)
+        run = keyed.start("loop", {"items": [1]})
+        wait_until(lambda: keyed.get(run["runId"])["status"] == "completed", 30, "the run")
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_the_step_route_is_closed_without_a_key_on_the_embedded_default(tmp_path: Path) -> None:
+    server = _serve(tmp_path)
+    try:
+        assert server.stdout is not None
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)", server.stdout.readline())
+        assert match
+        client = HttpClient(match.group(1))
+        run = client.start("loop", {"items": [1]})
+        with pytest.raises(ApiError) as refused:
+            client.request("POST", "/tasks/step", {"runId": run["runId"], "version": 0})
+        assert refused.value.status == 403
+    finally:
+        server.terminate()
+        server.wait(10)
+        if server.stdout is not None:
+            server.stdout.close()
+
+
+def test_every_serve_flag_names_its_environment_variable(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["serve", "--help"])
+    for variable in (
+        "REFLUXO_APP",
+        "REFLUXO_DB",
+        "REFLUXO_HOST",
+        "REFLUXO_PORT",
+        "REFLUXO_WORKERS",
+        "REFLUXO_BATCH_STEPS",
+        "REFLUXO_API_KEY",
+    ):
+        assert variable in result.output, variable

@@ -90,3 +90,16 @@ def test_a_resume_for_a_run_that_moved_on_is_rejected(runtime: EmbeddedRuntime) 
     assert late.outcome == EventOutcome.REJECTED
     runtime.scheduler.drain()
     assert history_of(runtime.store, "r1").all("ask")[0].output == {"ok": True}
+
+
+@pytest.mark.parametrize("run_id", ["abc\n", "٥٥", "５", " abc", "a" * 129, "-lead"])
+def test_a_run_id_is_checked_by_one_rule_on_every_path(
+    runtime: EmbeddedRuntime, run_id: str
+) -> None:
+    from refluxo.runtime.errors import BadRequest
+
+    rejected = send(runtime, {"workflow": "chain", "runId": run_id}, "ids")
+    assert rejected.outcome == EventOutcome.REJECTED
+    with pytest.raises(BadRequest, match="runId must be"):
+        runtime.service.start("chain", None, run_id=run_id)
+    assert runtime.service.list().runs == []
