@@ -4,6 +4,13 @@ The engine performs no I/O of its own (executors do), keeps no state between cal
 never mutates a snapshot it is given. Each call to :meth:`WorkflowEngine.execute_step`
 runs one node and returns one transition, with ``version`` incremented: that version is
 the optimistic-lock token a durable store compares before committing.
+
+One module on purpose, though over 400 lines: the step (``execute_step``: hooks,
+transforms, validation, the executor, the error handler) and the one loop that drives steps
+(``drive``, used by ``execute`` and by the durable runtime's dispatcher) are a single
+concept, the transition function, and splitting them would spread the ordering of hooks and
+the numbering of attempts over several files. Its vocabulary (failing a snapshot, bounded
+times, the step position) lives in :mod:`refluxo.steps`.
 """
 
 from __future__ import annotations
@@ -14,10 +21,8 @@ import enum
 import inspect
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +32,7 @@ from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import NodeValidationError, TransientError, WorkflowDefinitionError
 from refluxo.frozen import freeze, thaw
 from refluxo.graph import check_graph, raise_for_errors
-from refluxo.metadata import FAILED_REASON, PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
+from refluxo.metadata import PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
 from refluxo.model import (
     Node,
     NodeResult,
@@ -39,55 +44,22 @@ from refluxo.model import (
 )
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
 from refluxo.retry import DefaultErrorHandler, ErrorHandler
+from refluxo.steps import (
+    Clock,
+    StepPosition,
+    checked_delay,
+    checked_resume_at,
+    current_position,
+    describe_error,
+    evolve,
+    fail,
+    wall_clock_ms,
+    without,
+)
 from refluxo.transform import TransformEngine
 from refluxo.validation import ValidationResult, Validator
 
 logger = logging.getLogger("refluxo.engine")
-
-Clock = Callable[[], int]
-"""Returns the current time in epoch milliseconds."""
-
-MAX_DELAY_MS = 100 * 365 * 24 * 3600 * 1000
-"""The longest a run may wait: a retry delay or a timed pause beyond 100 years (or not a
-finite number) fails the node with a clear error instead of reaching a store that could not
-hold the time."""
-
-
-def checked_resume_at(value: Any, now: int) -> int:
-    """A timed pause's end (epoch ms) as an int, if finite and at most 100 years ahead."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"resume_at must be epoch milliseconds, got {value!r}")
-    if not math.isfinite(value) or value - now > MAX_DELAY_MS:
-        raise ValueError(
-            f"resume_at {value!r} is out of range: at most {MAX_DELAY_MS} ms (100 years) ahead"
-        )
-    return int(value)
-
-
-@dataclass(frozen=True, slots=True)
-class StepPosition:
-    """Where the step being executed stands; see :func:`step_position`.
-
-    ``visit`` identifies this visit of the node within the run: the number of results the
-    node had before the visit began. It is the same for every attempt (retries) and every
-    re-execution (a pause resumed, a redelivery) of the visit, and different for each
-    visit of the node (loops).
-    """
-
-    workflow_id: str
-    node_id: str
-    version: int
-    attempt: int
-    visit: int
-    now: int
-
-
-_position: ContextVar[StepPosition | None] = ContextVar("refluxo_step_position", default=None)
-
-
-def step_position() -> StepPosition | None:
-    """The step the calling executor (or hook, or transform) belongs to, or None."""
-    return _position.get()
 
 
 class Verdict(enum.Enum):
@@ -110,70 +82,6 @@ class Advance:
 
     snapshot: Snapshot
     steps: int
-
-
-def fail(snapshot: Snapshot, reason: str) -> Snapshot:
-    """``snapshot`` failed for ``reason`` (a new version, the reason in metadata).
-
-    Keys that no longer hold (why it paused, when a timed pause would end) are removed.
-    """
-    metadata = {
-        key: value
-        for key, value in snapshot.metadata.items()
-        if key not in (PAUSED_REASON, RESUME_AT)
-    }
-    metadata[FAILED_REASON] = reason
-    return _evolve(
-        snapshot,
-        {
-            "status": SnapshotStatus.FAILED,
-            "version": snapshot.version + 1,
-            "retry_state": None,
-            "metadata": metadata,
-        },
-    )
-
-
-def _without(metadata: dict[str, Any], *keys: str) -> dict[str, Any]:
-    if not any(key in metadata for key in keys):
-        return metadata
-    return {key: value for key, value in metadata.items() if key not in keys}
-
-
-def checked_delay(value: Any, what: str) -> int:
-    """``value`` (ms) as an int if it is a finite number in [0, MAX_DELAY_MS]; else raise.
-
-    Negative delays mean "now" (0).
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{what} must be a number of milliseconds, got {value!r}")
-    if not math.isfinite(value) or value > MAX_DELAY_MS:
-        raise ValueError(
-            f"{what} of {value!r} ms is out of range: at most {MAX_DELAY_MS} ms (100 years)"
-        )
-    return max(0, int(value))
-
-
-def _evolve(snapshot: Snapshot, changes: dict[str, Any]) -> Snapshot:
-    """A copy of ``snapshot`` with ``changes`` applied, without re-validation.
-
-    Equivalent to ``snapshot.model_copy(update=changes)`` (the engine only writes values of
-    the right types), at half the cost: this runs on every step.
-    """
-    fields = snapshot.__dict__.copy()
-    fields.update(changes)
-    return trusted(Snapshot, fields)
-
-
-def wall_clock_ms() -> int:
-    """The real clock: milliseconds since the epoch."""
-    return time.time_ns() // 1_000_000
-
-
-def describe_error(error: BaseException) -> str:
-    """The error text stored in a node result: ``"TypeName: message"``."""
-    message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
 class WorkflowEngine:
@@ -288,7 +196,7 @@ class WorkflowEngine:
         Completed and failed runs come back unchanged; never mutates ``snapshot``.
         """
         resumable = snapshot.status in (SnapshotStatus.PAUSED, SnapshotStatus.ERROR)
-        return _evolve(
+        return evolve(
             snapshot,
             {
                 "status": SnapshotStatus.ACTIVE if resumable else snapshot.status,
@@ -399,7 +307,7 @@ class WorkflowEngine:
         total = (snapshot.total_execution_time or 0) + (now - started)
         node_id = snapshot.current_node_id
         if node_id is None:
-            return _evolve(
+            return evolve(
                 snapshot,
                 {
                     "status": SnapshotStatus.COMPLETED,
@@ -425,7 +333,7 @@ class WorkflowEngine:
             snapshot.workflow_id, node.id, snapshot.version, attempt, visit, now
         )
 
-        token = _position.set(position)
+        token = current_position.set(position)
         try:
             result_input, result = await self._run_node(
                 node, definition, snapshot, external_payload, globals
@@ -442,9 +350,9 @@ class WorkflowEngine:
                 snapshot, node, definition, error, attempt, external_payload, globals, timing
             )
         finally:
-            _position.reset(token)
+            current_position.reset(token)
 
-        metadata = _without(snapshot.metadata, PAUSED_REASON)
+        metadata = without(snapshot.metadata, PAUSED_REASON)
         if result.pause:
             if self._hooks.has("on_after_node_execution"):
                 await self._hooks.call(
@@ -456,8 +364,8 @@ class WorkflowEngine:
             if resume_at is not None:
                 metadata = {**metadata, RESUME_AT: resume_at}
             else:
-                metadata = _without(metadata, RESUME_AT)
-            return _evolve(
+                metadata = without(metadata, RESUME_AT)
+            return evolve(
                 snapshot,
                 {
                     "status": SnapshotStatus.PAUSED,
@@ -467,13 +375,13 @@ class WorkflowEngine:
                 },
             )
 
-        metadata = _without(metadata, RESUME_AT)
+        metadata = without(metadata, RESUME_AT)
         next_node_id = self._next.get((node.id, result.next_handle))
         entry = trusted(
             NodeResult,
             {"output": result.data, "timestamp": self._clock(), "error": None, "attempt": attempt},
         )
-        return _evolve(
+        return evolve(
             snapshot,
             {
                 "current_node_id": next_node_id,
@@ -597,16 +505,16 @@ class WorkflowEngine:
             NodeResult,
             {"output": None, "timestamp": now, "error": text, "attempt": attempt},
         )
-        after = _evolve(snapshot, {"context": snapshot.context.appended(node.id, entry), **timing})
+        after = evolve(snapshot, {"context": snapshot.context.appended(node.id, entry), **timing})
         if retry:
-            return _evolve(
+            return evolve(
                 after,
                 {
                     "status": SnapshotStatus.ERROR,
                     "version": snapshot.version + 1,
                     "retry_state": RetryState(node.id, attempt, now + delay_ms),
                     "metadata": {
-                        **_without(snapshot.metadata, RESUME_AT),
+                        **without(snapshot.metadata, RESUME_AT),
                         PAUSED_REASON: f"Retry attempt {attempt}",
                     },
                 },

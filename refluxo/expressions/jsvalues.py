@@ -10,6 +10,10 @@ Numbers follow IEEE doubles as JavaScript's do: arithmetic runs in ``float`` (so
 ``2 ^ 10000`` is ``inf``, never a huge ``int``) and integral results below 2**53 come back as
 ``int``, so ``10 / 5`` is ``2`` and renders as ``"2"``. Only base-class methods of ``str``,
 ``int`` and ``float`` are ever called on values, never a subclass's overrides.
+
+One module on purpose, though over 400 lines: JavaScript's conversions, operators and
+equality depend on each other (``==`` converts, ``+`` converts or concatenates); split, the
+rules would be harder to check against the ECMAScript specification they follow.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from refluxo.definitions import Executor, NodeDefinition
-from refluxo.engine import Clock, WorkflowEngine, wall_clock_ms
+from refluxo.engine import WorkflowEngine
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.expressions import JexlTransformEngine
 from refluxo.graph import check_graph, raise_for_errors
@@ -27,6 +27,7 @@ from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
 from refluxo.runtime.limits import RuntimeLimits
+from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
 from refluxo.validation import SchemaValidator, Validator
 

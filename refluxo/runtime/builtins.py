@@ -13,9 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from refluxo.definitions import NodeDefinition
-from refluxo.engine import checked_delay, checked_resume_at, step_position, wall_clock_ms
 from refluxo.metadata import RESUME_AT
 from refluxo.model import StepResult
+from refluxo.steps import checked_delay, checked_resume_at, step_position, wall_clock_ms
 
 TIMER_FIRED = "timerFired"
 

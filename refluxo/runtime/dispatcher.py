@@ -34,7 +34,7 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_json
 
 from refluxo.context import EMPTY_CONTEXT
-from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine, describe_error, fail
+from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine
 from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
 from refluxo.metadata import RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
@@ -52,6 +52,7 @@ from refluxo.runtime.ports import (
     StepCommit,
 )
 from refluxo.runtime.step import RunInfo, running
+from refluxo.steps import describe_error, fail
 
 logger = logging.getLogger("refluxo.dispatcher")
 

@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from refluxo.engine import fail
 from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
@@ -19,6 +18,7 @@ from refluxo.runtime.errors import RunConflict, RunNotFound
 from refluxo.runtime.ids import check_run_id
 from refluxo.runtime.loop import EventLoopThread
 from refluxo.runtime.ports import Delivery, Payload, RunPage, RunRecord, TimelineEntry
+from refluxo.steps import fail
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from refluxo.engine import step_position
 from refluxo.runtime.ids import idempotency_key
+from refluxo.steps import step_position
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,7 @@ def test_a_resume_for_a_run_that_moved_on_is_rejected(runtime: EmbeddedRuntime) 
     assert history_of(runtime.store, "r1").all("ask")[0].output == {"ok": True}
 
 
-@pytest.mark.parametrize("run_id", ["abc\n", "٥٥", "５", " abc", "a" * 129, "-lead"])
+@pytest.mark.parametrize("run_id", ["abc\n", "\u0665\u0665", "\uff15", " abc", "a" * 129, "-lead"])
 def test_a_run_id_is_checked_by_one_rule_on_every_path(
     runtime: EmbeddedRuntime, run_id: str
 ) -> None:

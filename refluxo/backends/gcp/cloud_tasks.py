@@ -34,9 +34,9 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import tasks_v2
 from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpcTransport
 
-from refluxo.engine import Clock, wall_clock_ms
 from refluxo.errors import TransientError
 from refluxo.runtime.ports import Delivery
+from refluxo.steps import Clock, wall_clock_ms
 
 MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000
 """Cloud Tasks refuses a ``schedule_time`` further ahead than this."""

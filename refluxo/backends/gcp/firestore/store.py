@@ -62,7 +62,6 @@ from refluxo.backends.gcp.firestore.layout import (
     record_of,
 )
 from refluxo.backends.gcp.firestore.retry import REFUSED_ERRORS, Retry, is_transient
-from refluxo.engine import Clock, wall_clock_ms
 from refluxo.errors import LimitExceededError
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
@@ -75,6 +74,7 @@ from refluxo.runtime.ports import (
     TimelineEntry,
 )
 from refluxo.runtime.records import decode_json, decode_result, encode_head
+from refluxo.steps import Clock, wall_clock_ms
 
 T = TypeVar("T")
 
