@@ -38,7 +38,6 @@ def checked_resume_at(value: Any, now: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-@dataclass(frozen=True, slots=True)
 class StepPosition:
     """Where the step being executed stands; see :func:`step_position`.
 
