@@ -14,7 +14,6 @@ Measures, in one process and one run:
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
@@ -159,15 +158,11 @@ def history_cost(directory: Path, *, iterations: int, output_bytes: int) -> dict
     durations: list[float] = []
     try:
         run_id = runtime.service.start("loop").record.run_id
-        loop = asyncio.new_event_loop()
         while True:
-            claimed = runtime.scheduler._claim(1)
-            if not claimed:
-                break
             started = time.perf_counter()
-            runtime.scheduler._deliver(loop, claimed[0])
+            if not runtime.scheduler.drain(limit=1):
+                break
             durations.append(time.perf_counter() - started)
-        loop.close()
         record = runtime.store.load_run(run_id)
         assert record is not None
         assert record.status == "completed", record

@@ -218,7 +218,8 @@ async def test_create_initial_snapshot(clock: FakeClock) -> None:
     engine = WorkflowEngine(chain("a"), {"echo": {"executor": echo}}, clock=clock)
     snapshot = engine.create_initial_snapshot("wf-1", "a")
     assert snapshot.status == SnapshotStatus.ACTIVE
-    assert snapshot.status == "active"
+    as_text: str = snapshot.status  # a SnapshotStatus compares equal to its plain string
+    assert as_text == "active"
     assert snapshot.workflow_id == "wf-1"
     assert snapshot.current_node_id == "a"
     assert snapshot.version == 0

@@ -102,7 +102,7 @@ def _status(deployed: Deployed, run_id: str) -> str | None:
 def test_a_pubsub_message_starts_a_run_that_tasks_carry_to_completion(
     deployed: Deployed, pubsub_emulator: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
     with monkeypatch.context() as patch:
         patch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)

@@ -152,15 +152,15 @@ def appending(record: RunRecord, node_id: str, outputs: list[Any]) -> StepCommit
     )
 
 
-def counts_of(record: RunRecord) -> dict[str, int] | None:
+def counts_of(record: RunRecord) -> dict[str, int]:
     """The per-node result counts the record's token carries (the head as read)."""
     token = record.token
-    return node_counts_of(token.data) if isinstance(token, HeadRevision) else None
+    assert isinstance(token, HeadRevision)
+    return node_counts_of(token.data)
 
 
 def at_revision(record: RunRecord, results: list[tuple[str, Any]], **changes: Any) -> StepCommit:
     """What the dispatcher commits: numbered from ``counts_of(record)``, at its revision."""
-    assert counts_of(record) is not None
     counts = dict(counts_of(record))
     appended = []
     for offset, (node_id, output) in enumerate(results):

@@ -169,7 +169,7 @@ def test_a_transient_history_failure_inside_an_expression_is_redelivered(
     app.workflow("expr", chain(("a", "produce", {}), ("b", "use", {"v": "{{ nodes.a.output.x }}"})))
     runtime = make_runtime(app)
     flaky = FlakyStore(runtime.store)
-    service = RunService(Dispatcher(app, flaky, runtime.scheduler))  # type: ignore[arg-type]
+    service = RunService(Dispatcher(app, flaky, runtime.scheduler))
     run = service.start("expr").record
     assert service.deliver(Delivery(run.run_id, 0)).outcome == Outcome.COMMITTED
     before = service.get(run.run_id)
@@ -500,7 +500,8 @@ def test_an_executor_resume_at_beyond_the_maximum_fails_clearly(make_runtime: An
 
     @app.node()
     def later(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult(pause=True, resume_at=float(data["at"]))
+        at: Any = float(data["at"])
+        return StepResult(pause=True, resume_at=at)
 
     app.workflow("inf", chain(("a", "later", {"at": "inf"})))
     runtime = make_runtime(app)
@@ -517,7 +518,9 @@ def test_a_retry_delay_out_of_range_fails_the_node_instead_of_waiting(
     from refluxo import ErrorHandler
 
     class Forever(ErrorHandler):
-        def should_retry(self, error: Exception, attempt: int, node: Any, definition: Any) -> bool:
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
             return True
 
         def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> float:

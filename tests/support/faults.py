@@ -248,7 +248,7 @@ class FaultDriver:
         self.queue = queue
         faulty_store = FaultyStore(store, plan)
         faulty_scheduler = FaultyScheduler(scheduler, plan)
-        self.dispatcher = Dispatcher(app, faulty_store, faulty_scheduler)  # type: ignore[arg-type]
+        self.dispatcher = Dispatcher(app, faulty_store, faulty_scheduler)
         self.service = RunService(Dispatcher(app, store, faulty_scheduler))
         self.second_dispatcher = second_dispatcher
         self.delivered: list[Delivery] = []
