@@ -23,7 +23,9 @@ Authenticator = Callable[[Request], None]
 
 
 class _Headers(Protocol):
-    def get(self, key: str, default: str = ..., /) -> str | None: ...
+    # The one signature of werkzeug's overloaded ``Headers.get`` that this needs: with a
+    # default here, no overload would match, and a werkzeug request would not fit.
+    def get(self, key: str, /) -> str | None: ...
 
 
 class HasHeaders(Protocol):

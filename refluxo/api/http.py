@@ -26,15 +26,13 @@ from refluxo.api.auth import Authenticator as Authenticator
 from refluxo.api.contract import Auth, Call, Reply, Route
 from refluxo.api.errors import status_of
 from refluxo.api.models import ErrorBody
+from refluxo.api.parsing import MAX_BODY_BYTES as MAX_BODY_BYTES
 from refluxo.api.parsing import Where, read_body, validate
 from refluxo.api.routes import ROUTES
 from refluxo.runtime.errors import Unauthorized
 from refluxo.runtime.service import RunService
 
 logger = logging.getLogger("refluxo.http")
-
-MAX_BODY_BYTES = 1 << 20
-"""Request bodies above 1 MiB are refused with 413."""
 
 ACCEPTED_WITHOUT_AUTHENTICATOR: frozenset[Auth] = frozenset({Auth.CALLER, Auth.SCHEDULER})
 """The kinds of route that accept every call when their authenticator is ``None``.

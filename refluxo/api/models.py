@@ -42,7 +42,7 @@ RUN_ID_SCHEMA_PATTERN = f"^(?:{RUN_ID_PATTERN.pattern.removeprefix('^').removesu
 """The run-id pattern as JSON Schema reads it: anchored (a JSON Schema pattern searches)."""
 
 _REQUEST = ConfigDict(alias_generator=to_camel, strict=True, frozen=True, extra="ignore")
-_QUERY = ConfigDict(alias_generator=to_camel, frozen=True, extra="ignore")
+_PARAMETERS = ConfigDict(alias_generator=to_camel, frozen=True, extra="ignore")
 _VIEW = ConfigDict(
     alias_generator=to_camel,
     validate_by_name=True,
@@ -56,6 +56,7 @@ _VIEW = ConfigDict(
 
 
 def _refuse_null(value: object) -> object:
+    # Only an explicit value reaches a validator: a field left out takes its default (None).
     if value is None:
         raise PydanticCustomError("not_null", "must not be null")
     return value
@@ -84,7 +85,10 @@ OmittableText = Annotated[
     str | SkipJsonSchema[None],
     BeforeValidator(_refuse_null),
 ]
-"""A string that may be left out (``None``) but not sent as ``null``."""
+"""A string that may be left out (``None``) but not sent as ``null``.
+
+Its schema is a plain string: ``SkipJsonSchema`` keeps ``null`` out of the type, and the
+document leaves out a ``null`` default (:mod:`refluxo.api.openapi`)."""
 
 OmittableCount = Annotated[
     Count | SkipJsonSchema[None],
@@ -154,7 +158,7 @@ class StepRequest(BaseModel):
 class RunPath(BaseModel):
     """The run a path names. An id outside the pattern names no run: 404, as any other."""
 
-    model_config = _QUERY
+    model_config = _PARAMETERS
 
     run_id: Annotated[str, Field(json_schema_extra={"pattern": RUN_ID_SCHEMA_PATTERN})]
 
@@ -162,7 +166,7 @@ class RunPath(BaseModel):
 class ListRunsQuery(BaseModel):
     """A page of runs, newest first, optionally of one status."""
 
-    model_config = _QUERY
+    model_config = _PARAMETERS
 
     status: SnapshotStatus | SkipJsonSchema[None] = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE), _FROM_TEXT] = 50
@@ -172,7 +176,7 @@ class ListRunsQuery(BaseModel):
 class TimelineQuery(BaseModel):
     """Which page of a run's timeline to include: entries after a ``seq``, at most a limit."""
 
-    model_config = _QUERY
+    model_config = _PARAMETERS
 
     timeline_after: Annotated[int, Field(ge=-1, le=MAX_INTEGER), _FROM_TEXT] = -1
     timeline_limit: Annotated[int, Field(ge=0, le=1000), _FROM_TEXT] = 100

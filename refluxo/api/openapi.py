@@ -25,6 +25,7 @@ from pydantic_core import core_schema
 
 from refluxo.api.contract import Auth, Route
 from refluxo.api.models import ErrorBody
+from refluxo.api.parsing import MAX_BODY_BYTES, MAX_BODY_DEPTH
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -46,7 +47,7 @@ _ERROR_TEXT = {
 
 
 class _Generator(GenerateJsonSchema):
-    """Pydantic's JSON Schema, in the OpenAPI 3.0 dialect (JSON Schema draft 4 and more).
+    """Pydantic's JSON Schema in the OpenAPI 3.0 dialect (an extended subset of draft 4).
 
     Draft 4, not 2020-12 (OpenAPI 3.1), because its ``integer`` excludes ``1.0``, as the API
     always has; 3.1 would declare ``{"version": 0.0}`` valid. So: ``nullable`` rather than a
@@ -180,7 +181,9 @@ def _document(routes: tuple[Route, ...]) -> dict[str, Any]:
         "info": {
             "title": "refluxo",
             "version": "1",
-            "description": "Start, follow, resume and cancel durable workflow runs.",
+            "description": "Start, follow, resume and cancel durable workflow runs. Bodies "
+            f"are JSON objects nested at most {MAX_BODY_DEPTH} levels deep; one over the "
+            f"server's size limit ({MAX_BODY_BYTES >> 20} MiB by default) is refused (413).",
         },
         "components": {
             "securitySchemes": dict(sorted(used.items())),

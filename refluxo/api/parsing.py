@@ -2,10 +2,11 @@
 
 The body is read here, not by pydantic, because the API refuses more than JSON's grammar
 does: bodies over the size limit (413, even without a ``Content-Length``), ``NaN`` and
-``Infinity``, numbers that overflow to infinity, and lone surrogates (which parse, but no
-UTF-8 text and no store can hold). What remains is validated by the models, and their
-errors are turned into one message that names the field, such as ``missing field
-'workflow'`` or ``limit must be between 1 and 200``.
+``Infinity``, numbers that overflow to infinity, lone surrogates (which parse, but no
+UTF-8 text and no store can hold) and nesting deeper than :data:`MAX_BODY_DEPTH`. What
+remains is validated by the models, and their errors are turned into one message that
+names the field, such as ``missing field 'workflow'`` or ``limit must be between 1 and
+200``.
 """
 
 from __future__ import annotations
@@ -13,16 +14,25 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from refluxo.errors import LimitExceededError
 from refluxo.runtime.errors import BadRequest, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 1 << 20
+"""Request bodies above 1 MiB are refused with 413 (unless the API is given another limit)."""
+
+MAX_BODY_DEPTH = 512
+"""How deep a body's arrays and objects may nest. Python code recurses over JSON values
+(its parser, the stores' encoders), and a request must be refused (400) well before one of
+them runs out of stack (a 500); no workflow's input or payload needs more."""
 
 
 class Where(enum.Enum):
@@ -64,6 +74,7 @@ def read_body(request: HasBody, limit: int, *, required: bool) -> dict[str, Any]
     Raises:
         PayloadTooLarge: the body is over ``limit`` bytes (declared or actual).
         BadRequest: the body is missing, not JSON as the API reads it, or not an object.
+        LimitExceededError: the body nests deeper than :data:`MAX_BODY_DEPTH`.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -81,9 +92,34 @@ def read_body(request: HasBody, limit: int, *, required: bool) -> dict[str, Any]
         json.dumps(body, ensure_ascii=False).encode()
     except (ValueError, UnicodeError) as err:
         raise BadRequest(f"malformed JSON body: {err}") from err
+    except RecursionError:
+        raise _too_deep() from None  # deeper than Python's parser recurses
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
+    if _depth(body) > MAX_BODY_DEPTH:
+        raise _too_deep()
     return body
+
+
+def _too_deep() -> LimitExceededError:
+    return LimitExceededError(f"the body is nested more than {MAX_BODY_DEPTH} levels deep")
+
+
+def _depth(value: Any) -> int:
+    """How many arrays and objects deep ``value`` nests (without recursing: it may be deep)."""
+    deepest = 0
+    pending = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, dict):
+            children: Iterable[Any] = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def validate(model: type[M], data: Mapping[str, Any], where: Where) -> M:

@@ -71,8 +71,9 @@ class Issuer:
             "exp": now + 600,
             **claims,
         }
-        signer = crypt.RSASigner.from_string(pem, self.kid)
-        return jwt.encode(signer, payload).decode()
+        signer = crypt.RSASigner.from_string(pem, self.kid)  # type: ignore[no-untyped-call]
+        token: bytes = jwt.encode(signer, payload)  # type: ignore[no-untyped-call]
+        return token.decode()
 
 
 @pytest.fixture(scope="module")

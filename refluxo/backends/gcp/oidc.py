@@ -19,7 +19,7 @@ GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 
 
 class _Headers(Protocol):
-    def get(self, key: str, default: str = ..., /) -> str | None: ...
+    def get(self, key: str, /) -> str | None: ...
 
 
 class HasHeaders(Protocol):
