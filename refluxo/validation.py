@@ -1,4 +1,9 @@
-"""Validators: check (and coerce) a node's input and output against schemas."""
+"""Validators: check (and coerce) a node's input and output against schemas.
+
+Messages describe what the schema expected, never the value that failed: a node's input may
+hold a secret (``{{ globals.token }}``), and a validation failure becomes an error text that
+is stored with the run.
+"""
 
 from __future__ import annotations
 
@@ -115,11 +120,54 @@ class SchemaValidator(Validator):
             return ValidationResult(
                 valid=False,
                 errors=[
-                    ValidationIssue(path=_dotted(err.absolute_path), message=err.message)
+                    ValidationIssue(path=_dotted(err.absolute_path), message=_describe(err))
                     for err in errors
                 ],
             )
         return ValidationResult(valid=True, data=data)
+
+
+_SCHEMA_SIDE = {
+    "type": "expected type {}",
+    "enum": "not one of the allowed values",
+    "const": "not the expected constant",
+    "minLength": "shorter than {} characters",
+    "maxLength": "longer than {} characters",
+    "pattern": "does not match the pattern {!r}",
+    "format": "not a valid {}",
+    "minimum": "less than {}",
+    "maximum": "greater than {}",
+    "exclusiveMinimum": "not greater than {}",
+    "exclusiveMaximum": "not less than {}",
+    "multipleOf": "not a multiple of {}",
+    "minItems": "fewer than {} items",
+    "maxItems": "more than {} items",
+    "uniqueItems": "items are not unique",
+    "minProperties": "fewer than {} properties",
+    "maxProperties": "more than {} properties",
+    "additionalProperties": "has properties the schema does not allow",
+    "unevaluatedProperties": "has properties the schema does not allow",
+    "propertyNames": "has a property name the schema does not allow",
+}
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """A message built from the schema alone: never the failing value, never its keys."""
+    keyword = str(error.validator)
+    if keyword == "required":
+        # The names come from the schema; jsonschema's text names just the missing one.
+        return str(error.message)
+    template = _SCHEMA_SIDE.get(keyword)
+    if template is None:
+        return f"fails the schema's {keyword!r} rule"
+    return template.format(error.validator_value)
+
+
+def _pydantic_message(issue: Any) -> str:
+    """Pydantic's message, except for custom validators, whose text may quote the value."""
+    if issue["type"] in ("value_error", "assertion_error"):
+        return f"invalid value ({issue['type']})"
+    return str(issue["msg"])
 
 
 def _pick(schema: Any, key: str, *, allow_direct: bool) -> Any:
@@ -141,8 +189,8 @@ def _check_model(data: Any, model: type[BaseModel], *, output: bool) -> Validati
         return ValidationResult(
             valid=False,
             errors=[
-                ValidationIssue(path=_dotted(issue["loc"]), message=issue["msg"])
-                for issue in err.errors()
+                ValidationIssue(path=_dotted(issue["loc"]), message=_pydantic_message(issue))
+                for issue in err.errors(include_input=False, include_url=False)
             ],
         )
     return ValidationResult(

@@ -23,6 +23,7 @@ from refluxo.expressions import JexlTransformEngine
 from refluxo.graph import check_graph, raise_for_errors
 from refluxo.model import RetryPolicy, WorkflowDefinition, default_start
 from refluxo.plugins import Plugin
+from refluxo.redaction import RedactionPlugin, Redactor
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
@@ -197,6 +198,14 @@ class App:
         """The globals for one delivery."""
         provider = self._globals
         return provider() if callable(provider) else provider
+
+    def redactor(self, globals_: Any) -> Redactor | None:
+        """What masks secrets in this app's commits: the first :class:`RedactionPlugin`
+        that masks globals, for this delivery's globals; None without one."""
+        for plugin in self.plugins:
+            if isinstance(plugin, RedactionPlugin) and plugin.mask_globals:
+                return plugin.redactor(globals_)
+        return None
 
     def cached_engine(self, version: str) -> WorkflowEngine | None:
         """The engine of a definition version if it is built already (no store read)."""

@@ -38,6 +38,7 @@ from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine
 from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
 from refluxo.metadata import RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
+from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.history import HistoryContext
@@ -51,6 +52,7 @@ from refluxo.runtime.ports import (
     SnapshotStore,
     StepCommit,
 )
+from refluxo.runtime.scrub import scrub_head, scrub_results
 from refluxo.runtime.step import RunInfo, running
 from refluxo.steps import describe_error, fail
 
@@ -175,9 +177,11 @@ class Dispatcher:
             later = Delivery(record.run_id, record.version, target, hop)
             await blocking(self.scheduler.schedule, later)
             return DeliveryResult(Outcome.NOT_DUE, record)
+        globals_ = self.app.globals()
         with running(RunInfo(record.run_id, record.workflow)):
-            advance = await self._advance(record, now)
-        result: DeliveryResult = await blocking(self._commit, record, delivery, advance)
+            advance = await self._advance(record, now, globals_)
+        redactor = self.app.redactor(globals_)
+        result: DeliveryResult = await blocking(self._commit, record, delivery, advance, redactor)
         return result
 
     def commit_transition(
@@ -209,7 +213,7 @@ class Dispatcher:
 
     # -- executing -------------------------------------------------------------------------
 
-    async def _advance(self, record: RunRecord, now: int) -> Advance:
+    async def _advance(self, record: RunRecord, now: int, globals_: Any) -> Advance:
         snapshot = record.snapshot
         payload: Any = None
         if record.pending is not None:
@@ -236,7 +240,7 @@ class Dispatcher:
             return await engine.drive(
                 current,
                 external_payload=payload,
-                globals=self.app.globals(),
+                globals=globals_,
                 step_limit=self.app.limits.max_steps_per_run - record.result_count,
                 max_steps=budget.max_steps,
                 deadline=time.monotonic() + budget.max_ms / 1000 if budget.max_ms else None,
@@ -296,11 +300,21 @@ class Dispatcher:
 
     # -- committing ------------------------------------------------------------------------
 
-    def _commit(self, record: RunRecord, delivery: Delivery, advance: Advance) -> DeliveryResult:
+    def _commit(
+        self,
+        record: RunRecord,
+        delivery: Delivery,
+        advance: Advance,
+        redactor: Redactor | None = None,
+    ) -> DeliveryResult:
         current = advance.snapshot
         context = current.context
         results = context.pending if isinstance(context, HistoryContext) else ()
         head = head_only(current)
+        if redactor:
+            # The last look: secrets masked in exactly what the store will encode.
+            results = scrub_results(results, redactor)
+            head = scrub_head(head, redactor)
         commit = StepCommit(
             run_id=record.run_id,
             expected_version=delivery.version,
@@ -317,6 +331,8 @@ class Dispatcher:
             # The store cannot hold this commit (a head grown past a document's size).
             logger.error("run %s failed: %s", record.run_id, err)
             head = head_only(fail(record.snapshot, str(err)))
+            if redactor:
+                head = scrub_head(head, redactor)
             result = self._apply(
                 StepCommit(
                     run_id=record.run_id,

@@ -1,0 +1,306 @@
+"""Secrets in globals never reach a stored byte, in any encoding, through any channel.
+
+Secrets with quotes, backslashes, newlines, non-ASCII characters, a PEM key and a service
+account's JSON leave executors every way they can: as output values and keys, bytes, pydantic
+models, dataclasses, objects only ``repr`` can show, base64, exception texts (``repr``- and
+JSON-escaped), validation errors, retries, pauses, a failure reason, and a delivery that
+crashed before its commit. Afterwards every byte of the SQLite files (database and WAL) and
+every Firestore document is searched for every encoding of every secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import itertools
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.cloud import firestore
+from pydantic import BaseModel
+
+from refluxo import RedactionPlugin, StepResult, TransientError
+from refluxo.backends.gcp.firestore import FirestoreStore
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.redaction import _encodings
+from refluxo.runtime import App, Delivery, Dispatcher, RunService, current_step
+from tests.support.clock import FakeClock
+
+PEM = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj\n"
+    "MzEfYyjiWA4R4/M2bS1GB4t7NXp98C3SC6dVMvDuictGeurT8jNbvJZHtCSuYEvu\n"
+    "-----END PRIVATE KEY-----\n"
+)
+SERVICE_ACCOUNT = json.dumps(
+    {
+        "type": "service_account",
+        "client_email": "robot@acme.iam.gserviceaccount.com",
+        "private_key": PEM,
+    }
+)
+SECRETS = {
+    "quoted": "qu\"ot'ed-s3cret",
+    "backslash": "back\\slash\\s3cret",
+    "newline": "multi\nline\ns3cret",
+    "unicode": "ünïcødé-s3crét-✓",
+    "pem": PEM,
+    "service_account": SERVICE_ACCOUNT,
+}
+
+
+class Holder(BaseModel):
+    value: str
+
+
+@dataclasses.dataclass
+class Box:
+    value: str
+
+
+class Opaque:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return f"Opaque({self.secret})"
+
+
+Leak = Callable[[str], Any]
+
+CHANNELS: dict[str, Leak] = {
+    "value": lambda s: {"echo": s, "nested": [{"deep": f"prefix {s} suffix"}]},
+    "key": lambda s: {s: 1},
+    "bytes": lambda s: s.encode(),
+    "model": lambda s: Holder(value=s),
+    "dataclass": lambda s: Box(value=s),
+    "opaque": lambda s: {"object": Opaque(s)},
+    "base64": lambda s: base64.b64encode(s.encode()).decode(),
+    "json_text": lambda s: json.dumps({"s": s}),
+}
+
+
+def matrix_app(clock: FakeClock, crash_once: list[bool]) -> App:
+    app = App(
+        clock=clock,
+        globals=lambda: {"secrets": dict(SECRETS)},
+        plugins=[RedactionPlugin()],
+    )
+
+    @app.node()
+    def leak(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        secret = globals["secrets"][data["secret"]]
+        return StepResult(CHANNELS[data["channel"]](secret))
+
+    @app.node(retry_policy={"maxAttempts": 1, "interval": 10})
+    def raise_repr(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        secret = globals["secrets"][data["secret"]]
+        if current_step().attempt == 1:
+            raise KeyError(secret)  # str(KeyError) is the repr: quotes and escapes
+        return StepResult({"recovered": True})
+
+    @app.node(retry_policy={"maxAttempts": 1, "interval": 10})
+    def raise_json(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("payload was " + json.dumps({"k": globals["secrets"][data["secret"]]}))
+
+    @app.node(metadata={"input": {"type": "object", "properties": {"n": {"type": "integer"}}}})
+    def typed(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(data)
+
+    @app.node()
+    def ask(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        if payload is None:
+            return StepResult(pause=True)
+        return StepResult({"after_pause": globals["secrets"][data["secret"]]})
+
+    @app.node()
+    def crashes(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        if crash_once and crash_once.pop():
+            raise TransientError("the store went away after the side effect")
+        return StepResult({"side_effect": globals["secrets"][data["secret"]]})
+
+    for name in SECRETS:
+        nodes = [
+            *(
+                {
+                    "id": f"leak_{channel}",
+                    "type": "leak",
+                    "data": {"secret": name, "channel": channel},
+                }
+                for channel in CHANNELS
+            ),
+            {"id": "repr", "type": "raise_repr", "data": {"secret": name}},
+            {"id": "typed", "type": "typed", "data": {"n": "{{ globals.secrets." + name + " }}"}},
+        ]
+        app.workflow(f"leaks-{name}", _chain(nodes))
+        app.workflow(
+            f"pauses-{name}",
+            _chain(
+                [
+                    {"id": "crash", "type": "crashes", "data": {"secret": name}},
+                    {"id": "ask", "type": "ask", "data": {"secret": name}},
+                    {"id": "json", "type": "raise_json", "data": {"secret": name}},
+                ]
+            ),
+        )
+    return app
+
+
+def _chain(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "nodes": nodes,
+        "edges": [{"source": a["id"], "target": b["id"]} for a, b in itertools.pairwise(nodes)],
+    }
+
+
+def forms() -> Iterator[tuple[str, bytes]]:
+    for name, secret in SECRETS.items():
+        for form in _encodings(secret):
+            if len(form) >= 8:
+                yield name, form.encode("utf-8", "surrogatepass")
+
+
+def assert_clean(blob: bytes, where: str) -> None:
+    for name, form in forms():
+        assert form not in blob, f"secret {name!r} found in {where} as {form[:40]!r}"
+
+
+def drive(service: RunService, deliver_due: Callable[[], int], clock: FakeClock) -> None:
+    """Deliver until nothing is left, advancing time past retries; resume every pause."""
+    for _ in range(500):
+        if deliver_due():
+            continue
+        paused = [r for r in service.list(limit=200).runs if r.status == "paused"]
+        for record in paused:
+            service.resume(record.run_id, {"ok": True})
+        if not paused and all(r.status.is_terminal for r in service.list(limit=200).runs):
+            return
+        clock.advance(50)
+    raise AssertionError("the runs did not settle")
+
+
+def start_all(service: RunService) -> None:
+    for name in SECRETS:
+        service.start(f"leaks-{name}", None, run_id=f"leaks-{name}")
+        service.start(f"pauses-{name}", None, run_id=f"pauses-{name}")
+
+
+def assert_outcomes(service: RunService) -> None:
+    for name in SECRETS:
+        leaks = service.get(f"leaks-{name}")
+        assert leaks.status == "failed"  # the typed node refuses a string for "n"
+        assert "Validation failed" in leaks.snapshot.metadata["failedReason"]
+        pauses = service.get(f"pauses-{name}")
+        assert pauses.status == "failed"
+        assert "[REDACTED]" in pauses.snapshot.metadata["failedReason"]
+        outputs = {e.node_id: e.result for e in service.timeline(f"leaks-{name}", limit=100)}
+        assert outputs["leak_value"].output["echo"] == "[REDACTED]"
+
+
+def test_no_encoding_of_any_secret_in_any_sqlite_byte(tmp_path: Path, clock: FakeClock) -> None:
+    runtime = EmbeddedRuntime(
+        matrix_app(clock, [True]), tmp_path / "m.db", workers=0, synchronous="NORMAL"
+    )
+    try:
+        start_all(runtime.service)
+        drive(runtime.service, runtime.scheduler.drain, clock)
+        assert_outcomes(runtime.service)
+    finally:
+        runtime.stop()
+    files = sorted(tmp_path.glob("m.db*"))
+    assert files
+    for file in files:
+        assert_clean(file.read_bytes(), file.name)
+
+
+class ListScheduler:
+    def __init__(self) -> None:
+        self.queue: list[Delivery] = []
+
+    def schedule(self, delivery: Delivery) -> None:
+        self.queue.append(delivery)
+
+
+def dump_collection(reference: Any) -> list[dict[str, Any]]:
+    documents = []
+    for document in reference.stream():
+        documents.append({"id": document.id, **(document.to_dict() or {})})
+        for sub in document.reference.collections():
+            documents.extend(dump_collection(sub))
+    return documents
+
+
+@pytest.mark.timeout(300)
+def test_no_encoding_of_any_secret_in_any_firestore_document(
+    firestore_client: firestore.Client, firestore_prefix: str, clock: FakeClock
+) -> None:
+    app = matrix_app(clock, [True])
+    store = FirestoreStore(firestore_client, prefix=firestore_prefix, clock=clock)
+    scheduler = ListScheduler()
+    service = RunService(Dispatcher(app, store, scheduler))
+    try:
+        start_all(service)
+
+        def deliver_due() -> int:
+            ready = [d for d in scheduler.queue if d.due_at <= clock.now]
+            scheduler.queue = [d for d in scheduler.queue if d.due_at > clock.now]
+            for delivery in ready:
+                try:
+                    service.deliver(delivery)
+                except TransientError:
+                    scheduler.queue.append(delivery)  # not acknowledged: delivered again
+            return len(ready)
+
+        drive(service, deliver_due, clock)
+        assert_outcomes(service)
+    finally:
+        service.close()
+    for collection in ("runs", "definitions"):
+        reference = firestore_client.collection(f"{firestore_prefix}_{collection}")
+        for document in dump_collection(reference):
+            blob = json.dumps(document, default=str, ensure_ascii=False).encode()
+            assert_clean(blob, f"{collection}/{document['id']}")
+
+
+def test_a_failure_reason_the_runtime_writes_is_masked_too(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """No plugin hook sees an error handler's own failure: the last look before the
+    commit masks it."""
+    from refluxo import ErrorHandler
+
+    secret = SECRETS["quoted"]
+
+    class Leaky(ErrorHandler):
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
+            raise RuntimeError(f"cannot decide for token {secret!r}")
+
+    app = App(
+        clock=clock,
+        globals=lambda: {"token": secret},
+        plugins=[RedactionPlugin()],
+        error_handler=Leaky(),
+    )
+
+    @app.node()
+    def boom(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("boom")
+
+    app.workflow("w", {"nodes": [{"id": "a", "type": "boom"}]})
+    runtime = EmbeddedRuntime(app, tmp_path / "r.db", workers=0, synchronous="NORMAL")
+    try:
+        run = runtime.service.start("w").record
+        runtime.scheduler.drain()
+        reason = runtime.service.get(run.run_id).snapshot.metadata["failedReason"]
+        assert "cannot decide for token" in reason
+        assert "[REDACTED]" in reason
+    finally:
+        runtime.stop()
+    for file in sorted(tmp_path.glob("r.db*")):
+        for form in _encodings(secret):
+            assert form.encode() not in file.read_bytes(), (file.name, form)
