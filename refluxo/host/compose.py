@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from refluxo.api.auth import ApiKeyCheck
 from refluxo.api.events import EventResult, handle_message
 from refluxo.api.http import HttpApi
+from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import CloudSettings, ConfigurationError, EmbeddedSettings, Settings
 from refluxo.runtime.app import App
@@ -100,6 +101,7 @@ def _cloud(settings: Settings, app: App) -> Runtime:
 BACKENDS: dict[str, Callable[[Settings, App], Runtime]] = {
     "embedded": _embedded,
     "gcp": _cloud,
+    "memory": lambda settings, app: MemoryRuntime(app, budget=budget_of(settings)),
 }
 """Backend name (``REFLUXO_BACKEND``) to the builder that wires it."""
 

@@ -170,7 +170,7 @@ class TimelineEntry:
 
 @dataclass(frozen=True, slots=True)
 class RunPage:
-    """A page of runs, newest update first, and the cursor for the next page (or None)."""
+    """A page of runs, newest created first, and the cursor for the next page (or None)."""
 
     runs: list[RunRecord] = field(default_factory=list)
     next_cursor: str | None = None
@@ -238,7 +238,7 @@ class RunStore(Protocol):
     def list_runs(
         self, *, status: SnapshotStatus | None = None, limit: int = 50, cursor: str | None = None
     ) -> RunPage:
-        """Runs, optionally of one status, newest first."""
+        """Runs, optionally of one status, newest created first (ties by id, descending)."""
         ...
 
 

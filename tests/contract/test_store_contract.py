@@ -1,131 +1,219 @@
-"""The SnapshotStore contract: every backend passes the same suite."""
+"""The SnapshotStore contract: every backend passes the same suite.
+
+What the dispatcher and the service rely on: a run reads back exactly as written; a
+commit is applied whole, once, and only over the head it was computed from (its version,
+and its token where the store issues tokens); results are read back per node and in commit
+order; listings page newest first; a store claims to have scheduled a delivery only if it
+recorded it with the commit; a failure that may pass is a ``TransientError`` and writes
+nothing.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import Any
 
-from refluxo.model import NodeResult, Snapshot, SnapshotStatus
+import pytest
+
+from refluxo.errors import TransientError
+from refluxo.model import NodeResult, RetryState, Snapshot, SnapshotStatus
+from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.ports import (
     AppendedResult,
+    Delivery,
     Payload,
     RunRecord,
     SnapshotStore,
     StepCommit,
 )
+from tests.contract.store_backends import StoreUnderTest
+from tests.support.stores import new_record, step
 
 
-def new_record(run_id: str, *, created_at: int = 1000, status: str = "active") -> RunRecord:
-    snapshot = Snapshot(workflow_id=run_id, status=status, current_node_id="a", version=0)
-    return RunRecord(
-        run_id=run_id,
+def untokened(record: RunRecord | None) -> RunRecord:
+    """``record`` without its commit token, to compare what a run holds."""
+    assert record is not None
+    return dataclasses.replace(record, token=None)
+
+
+def load(store: SnapshotStore, run_id: str) -> RunRecord:
+    record = store.load_run(run_id)
+    assert record is not None, f"run {run_id!r} is missing"
+    return record
+
+
+def outputs(store: SnapshotStore, run_id: str, node_id: str) -> list[Any]:
+    return [result.output for result in store.history(load(store, run_id)).all(node_id)]
+
+
+def commit_steps(store: SnapshotStore, run_id: str, *steps: list[tuple[str, Any]]) -> RunRecord:
+    """Commit each step over the freshly loaded head (as the dispatcher does); the last head."""
+    for results in steps:
+        record = load(store, run_id)
+        commit = dataclasses.replace(step(store, record, results), expected_token=record.token)
+        assert store.commit(commit).committed
+    return load(store, run_id)
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+
+def test_it_is_a_snapshot_store(store: StoreUnderTest) -> None:
+    assert isinstance(store.store, SnapshotStore)
+
+
+def test_a_created_run_loads_back_exactly(store: StoreUnderTest) -> None:
+    snapshot = Snapshot(
+        workflow_id="r1",
+        status=SnapshotStatus.ERROR,
+        current_node_id="fetch",
+        version=0,
+        last_started_at=1_700_000_000_123,
+        total_execution_time=42,
+        metadata={"note": "naïve ✓ 日本", "nested": [[1, 2], [3, [4, []]]], "x": 0.1, "n": None},
+        retry_state=RetryState("fetch", 2, 1_700_000_005_000),
+    )
+    record = RunRecord(
+        run_id="r1",
         workflow="wf",
         definition_version="v1",
         snapshot=snapshot,
-        created_at=created_at,
-        updated_at=created_at,
-        input={"in": 1},
-        pending=Payload({"in": 1}),
+        created_at=1_000,
+        updated_at=1_001,
+        input={"rows": [[1, "a"], [2, "b"]], "big": 2**53 + 1, "empty": {}},
+        pending=Payload({"resume": True}, source="resume"),
     )
+    created = store.store.create_run(record)
+    assert created.committed
+    assert untokened(created.record) == record
+    loaded = load(store.store, "r1")
+    assert loaded.snapshot == snapshot
+    assert untokened(loaded) == record
+    assert store.store.load_run("r2") is None
 
 
-def step(
-    store: SnapshotStore, record: RunRecord, results: list[tuple[str, Any]], **changes: Any
-) -> StepCommit:
-    """A commit appending ``results`` (node id, output) after ``record``'s history."""
-    history = store.history(record.run_id)
-    counts: dict[str, int] = {}
-    appended = []
-    for offset, (node_id, output) in enumerate(results):
-        if node_id not in counts:
-            counts[node_id] = history.count(node_id)
-        appended.append(
-            AppendedResult(
-                seq=record.result_count + offset,
-                node_id=node_id,
-                node_index=counts[node_id],
-                result=NodeResult(output=output, timestamp=5, attempt=1),
-            )
-        )
-        counts[node_id] += 1
-    snapshot = record.snapshot.model_copy(update={"version": record.version + 1, **changes})
-    return StepCommit(
-        run_id=record.run_id, expected_version=record.version, snapshot=snapshot, results=appended
-    )
-
-
-def test_create_load_and_duplicate_create(store: SnapshotStore) -> None:
-    record = new_record("r1")
-    assert store.create_run(record).committed
-    loaded = store.load_run("r1")
-    assert loaded is not None
-    assert loaded.snapshot == record.snapshot
-    assert loaded.input == {"in": 1}
-    assert loaded.pending == Payload({"in": 1})
-    assert loaded.result_count == 0
-    again = store.create_run(new_record("r1", created_at=2000))
+def test_creating_an_existing_run_changes_nothing_and_returns_it(store: StoreUnderTest) -> None:
+    assert store.store.create_run(new_record("r1", created_at=1_000)).committed
+    stored = load(store.store, "r1")
+    again = store.store.create_run(new_record("r1", created_at=2_000, status="paused"))
     assert not again.committed
-    assert again.record is not None
-    assert again.record.created_at == 1000
-    assert store.load_run("missing") is None
+    assert untokened(again.record) == untokened(stored)
+    assert untokened(load(store.store, "r1")) == untokened(stored)
 
 
-def test_commit_checks_the_version_and_appends(store: SnapshotStore) -> None:
-    store.create_run(new_record("r1"))
-    record = store.load_run("r1")
-    assert record is not None
-    first = store.commit(step(store, record, [("a", {"n": 1})], current_node_id="b"))
-    assert first.committed
-    after = store.load_run("r1")
-    assert after is not None
+def test_a_commit_over_the_stored_version_replaces_the_head_and_appends(
+    store: StoreUnderTest,
+) -> None:
+    store.store.create_run(new_record("r1"))
+    record = load(store.store, "r1")
+    store.clock.advance(5_000)
+    commit = dataclasses.replace(
+        step(store.store, record, [("a", {"n": 1})], current_node_id="b", metadata={"k": [1]}),
+        pending=Payload("next", source="resume"),
+    )
+    result = store.store.commit(commit)
+    assert result.committed
+    after = load(store.store, "r1")
+    assert after.snapshot == commit.snapshot
     assert after.version == 1
     assert after.result_count == 1
-    assert after.pending is None
-    assert after.snapshot.current_node_id == "b"
-
-    stale = store.commit(step(store, record, [("a", {"n": "stale"})]))
-    assert not stale.committed
-    unchanged = store.load_run("r1")
-    assert unchanged == after
-    assert store.history("r1").all("a") == [NodeResult(output={"n": 1}, timestamp=5, attempt=1)]
+    assert after.pending == Payload("next", source="resume")
+    assert after.updated_at == store.clock.now
+    assert (after.created_at, after.input, after.workflow) == (1_000, {"in": 1}, "wf")
+    assert untokened(result.record) == untokened(after)
+    assert outputs(store.store, "r1", "a") == [{"n": 1}]
 
 
-def test_commit_to_an_unknown_run_is_not_committed(store: SnapshotStore) -> None:
+def test_a_stale_commit_changes_nothing(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1"))
+    record = load(store.store, "r1")
+    commit_steps(store.store, "r1", [("a", "first")])
+    after = load(store.store, "r1")
+    for token in (None, record.token):  # a stale version, with or without the stale token
+        stale = dataclasses.replace(
+            step(store.store, record, [("a", "stale"), ("b", "stale")]),
+            expected_token=token,
+            next_delivery=Delivery("r1", 1),
+        )
+        assert not store.store.commit(stale).committed
+    assert untokened(load(store.store, "r1")) == untokened(after)
+    assert [entry.result.output for entry in store.store.timeline("r1")] == ["first"]
+    assert outputs(store.store, "r1", "b") == []
+    if store.outbox is not None:
+        assert Delivery("r1", 1) not in store.outbox()
+
+
+def test_a_commit_to_an_unknown_run_is_refused(store: StoreUnderTest) -> None:
     ghost = new_record("ghost")
-    assert not store.commit(step(store, ghost, [("a", 1)])).committed
-    assert store.load_run("ghost") is None
+    assert not store.store.commit(step(store.store, ghost, [("a", 1)])).committed
+    assert store.store.load_run("ghost") is None
+    assert store.store.timeline("ghost") == []
 
 
-def test_history_reads_per_node(store: SnapshotStore) -> None:
-    store.create_run(new_record("r1"))
-    record = store.load_run("r1")
-    assert record is not None
-    store.commit(step(store, record, [("it", 0), ("body", "b0"), ("it", 1)]))
-    record = store.load_run("r1")
-    assert record is not None
-    store.commit(step(store, record, [("body", "b1"), ("end", None)]))
-    history = store.history("r1")
-    assert history.count("it") == 2
-    assert history.count("body") == 2
+def test_a_commit_with_the_token_of_the_current_head_is_applied(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1"))
+    for output in ("first", "second", "third"):
+        record = load(store.store, "r1")
+        commit = dataclasses.replace(
+            step(store.store, record, [("a", output)]), expected_token=record.token
+        )
+        result = store.store.commit(commit)
+        assert result.committed
+    assert outputs(store.store, "r1", "a") == ["first", "second", "third"]
+    assert load(store.store, "r1").version == 3
+
+
+def test_a_token_refuses_the_commit_after_any_change_to_the_head(store: StoreUnderTest) -> None:
+    """Even a change that kept the version; a store that issues no token checks the version."""
+    store.store.create_run(new_record("r1"))
+    read = load(store.store, "r1")
+    # Another writer changes the head without changing its version.
+    same_version = StepCommit(
+        run_id="r1", expected_version=0, snapshot=read.snapshot, pending=Payload("changed")
+    )
+    assert store.store.commit(same_version).committed
+    changed = load(store.store, "r1")
+    assert changed.version == read.version
+    late = dataclasses.replace(step(store.store, read, [("a", "late")]), expected_token=read.token)
+    result = store.store.commit(late)
+    if read.token is None:
+        assert result.committed  # no token issued: the version matched
+        return
+    assert not result.committed
+    assert untokened(load(store.store, "r1")) == untokened(changed)
+    assert store.store.timeline("r1") == []
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+def test_results_are_read_per_node_in_first_result_order(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1"))
+    commit_steps(
+        store.store,
+        "r1",
+        [("it", 0), ("body", "b0"), ("it", 1)],
+        [("body", "b1"), ("end", None)],
+        [("zeta", "z"), ("alpha", "a")],
+    )
+    record = load(store.store, "r1")
+    assert record.result_count == 7
+    history = store.store.history(record)
+    assert history.node_ids() == ["it", "body", "end", "zeta", "alpha"]
+    assert (history.count("it"), history.count("body"), history.count("end")) == (2, 2, 1)
     assert history.count("nothing") == 0
-    assert history.get("body", 1).output == "b1"
-    assert [r.output for r in history.all("it")] == [0, 1]
-    assert history.node_ids() == ["it", "body", "end"]
-    timeline = store.timeline("r1")
-    assert [(e.seq, e.node_id) for e in timeline] == [
-        (0, "it"),
-        (1, "body"),
-        (2, "it"),
-        (3, "body"),
-        (4, "end"),
-    ]
-    assert [e.seq for e in store.timeline("r1", after_seq=2, limit=1)] == [3]
+    assert history.all("nothing") == []
+    assert history.get("body", 1) == NodeResult(output="b1", timestamp=5, attempt=1)
+    assert [result.output for result in history.all("it")] == [0, 1]
+    assert history.get("end", 0).output is None
+    with pytest.raises(IndexError):
+        history.get("body", 2)
 
 
-def test_errors_and_null_outputs_round_trip(store: SnapshotStore) -> None:
-    store.create_run(new_record("r1"))
-    record = store.load_run("r1")
-    assert record is not None
+def test_errors_and_null_payloads_round_trip(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1"))
+    record = load(store.store, "r1")
     failure = NodeResult(output=None, timestamp=9, attempt=2, error="ValueError: bad")
     commit = StepCommit(
         run_id="r1",
@@ -133,122 +221,211 @@ def test_errors_and_null_outputs_round_trip(store: SnapshotStore) -> None:
         snapshot=record.snapshot.model_copy(update={"version": 1, "status": SnapshotStatus.FAILED}),
         results=[AppendedResult(0, "a", 0, failure)],
         pending=Payload(None),
+        expected_token=record.token,
     )
-    assert store.commit(commit).committed
-    loaded = store.load_run("r1")
-    assert loaded is not None
-    assert loaded.status == "failed"
+    assert store.store.commit(commit).committed
+    loaded = load(store.store, "r1")
+    assert loaded.status == SnapshotStatus.FAILED
     assert loaded.pending == Payload(None)
-    assert store.history("r1").get("a", 0) == failure
+    assert store.store.history(loaded).get("a", 0) == failure
 
 
-def test_list_by_status_newest_first_in_pages(store: SnapshotStore) -> None:
-    for index in range(7):
-        status = "paused" if index % 2 else "active"
-        store.create_run(new_record(f"r{index}", created_at=1000 + index, status=status))
-    seen: list[str] = []
-    cursor = None
-    while True:
-        page = store.list_runs(status=SnapshotStatus.ACTIVE, limit=2, cursor=cursor)
-        seen += [r.run_id for r in page.runs]
-        assert all(r.status == "active" for r in page.runs)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert seen == ["r6", "r4", "r2", "r0"]
-    everything = store.list_runs(limit=50)
-    assert len(everything.runs) == 7
+def test_the_timeline_pages_through_results_in_commit_order(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1"))
+    commit_steps(
+        store.store, "r1", [("a", 0), ("b", 1), ("a", 2)], [("c", 3)], [("a", 4), ("b", 5)]
+    )
+    pages: list[list[tuple[int, str, Any]]] = []
+    after = -1
+    while page := store.store.timeline("r1", after_seq=after, limit=4):
+        pages.append([(entry.seq, entry.node_id, entry.result.output) for entry in page])
+        after = page[-1].seq
+    assert pages == [
+        [(0, "a", 0), (1, "b", 1), (2, "a", 2), (3, "c", 3)],
+        [(4, "a", 4), (5, "b", 5)],
+    ]
+    assert [entry.seq for entry in store.store.timeline("r1", after_seq=2, limit=1)] == [3]
+
+
+def test_a_history_well_past_one_mebibyte(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("big"))
+    blob = "x" * 20_000
+    for index in range(60):  # 60 x 20 kB = 1.2 MB of results, one commit each
+        commit_steps(store.store, "big", [("n", {"i": index, "blob": blob})])
+    large = "y" * 400_000  # and 1.2 MB in a single commit
+    commit_steps(store.store, "big", [("m", large), ("m", large), ("m", large)])
+    record = load(store.store, "big")
+    assert record.result_count == 63
+    history = store.store.history(record)
+    assert history.count("n") == 60
+    assert history.get("n", 59).output == {"i": 59, "blob": blob}
+    assert [result.output["i"] for result in history.all("n")] == list(range(60))
+    assert [result.output for result in history.all("m")] == [large] * 3
+    assert [entry.seq for entry in store.store.timeline("big", after_seq=55)] == list(range(56, 63))
+
+
+# -- listing -----------------------------------------------------------------------------------
+
+
+def test_runs_are_listed_newest_first_by_status_in_pages(store: StoreUnderTest) -> None:
+    created = [1_000, 1_001, 1_001, 1_002, 1_003, 1_003, 1_003, 1_004]  # with ties
+    for index, created_at in enumerate(created):
+        status = "paused" if index % 3 == 1 else "active"
+        store.store.create_run(new_record(f"r{index}", created_at=created_at, status=status))
+
+    def listed(status: SnapshotStatus | None) -> list[str]:
+        seen: list[str] = []
+        cursor: str | None = None
+        while True:
+            page = store.store.list_runs(status=status, limit=2, cursor=cursor)
+            assert len(page.runs) <= 2
+            assert status is None or all(run.status == status for run in page.runs)
+            for run in page.runs:
+                assert untokened(run) == untokened(load(store.store, run.run_id))
+            seen += [run.run_id for run in page.runs]
+            if page.next_cursor is None:
+                return seen
+            cursor = page.next_cursor
+
+    # Newest created first; runs created at the same time by id, descending.
+    assert listed(None) == ["r7", "r6", "r5", "r4", "r3", "r2", "r1", "r0"]
+    assert listed(SnapshotStatus.ACTIVE) == ["r6", "r5", "r3", "r2", "r0"]
+    assert listed(SnapshotStatus.PAUSED) == ["r7", "r4", "r1"]
+    assert listed(SnapshotStatus.FAILED) == []
+    everything = store.store.list_runs(limit=8)
+    assert len(everything.runs) == 8
     assert everything.next_cursor is None
 
 
-def test_definitions_are_stored_once_by_version(store: SnapshotStore) -> None:
-    body = {"nodes": [{"id": "a", "type": "t"}], "edges": [], "start": "a"}
-    store.put_definition("v1", "wf", body)
-    store.put_definition("v1", "wf", {"nodes": [], "edges": []})
-    assert store.get_definition("v1") == body
-    assert store.get_definition("v2") is None
+def test_a_commit_moves_a_run_between_status_listings(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1"))
+    record = load(store.store, "r1")
+    done = dataclasses.replace(
+        step(store.store, record, [("a", 1)], status=SnapshotStatus.COMPLETED),
+        expected_token=record.token,
+    )
+    assert store.store.commit(done).committed
+    assert store.store.list_runs(status=SnapshotStatus.ACTIVE).runs == []
+    (listed,) = store.store.list_runs(status=SnapshotStatus.COMPLETED).runs
+    assert listed.run_id == "r1"
+    assert listed.version == 1
 
 
-def test_large_history_well_past_one_mebibyte(store: SnapshotStore) -> None:
-    store.create_run(new_record("big"))
-    blob = "x" * 20_000
-    for index in range(80):  # 80 x 20 kB = 1.6 MB of results
-        record = store.load_run("big")
-        assert record is not None
-        assert store.commit(step(store, record, [("n", {"i": index, "blob": blob})])).committed
-    history = store.history("big")
-    assert history.count("n") == 80
-    assert history.get("n", 79).output == {"i": 79, "blob": blob}
-    loaded = store.load_run("big")
-    assert loaded is not None
-    assert loaded.result_count == 80
+def test_a_cursor_that_no_listing_made_is_a_bad_request(store: StoreUnderTest) -> None:
+    with pytest.raises(BadRequest):
+        store.store.list_runs(cursor="not a cursor")
 
 
-def test_concurrent_commits_on_one_version_only_one_wins(store: SnapshotStore) -> None:
-    store.create_run(new_record("race"))
-    record = store.load_run("race")
-    assert record is not None
-    barrier = threading.Barrier(4, timeout=30)
-    outcomes: list[bool] = []
+# -- definitions -------------------------------------------------------------------------------
 
-    def commit(label: int) -> None:
-        barrier.wait()
-        outcomes.append(store.commit(step(store, record, [("a", label)])).committed)
 
-    threads = [threading.Thread(target=commit, args=(i,)) for i in range(4)]
+def test_definitions_are_kept_once_per_version(store: StoreUnderTest) -> None:
+    body = {"nodes": [{"id": "a", "type": "t", "data": {"rows": [[1]]}}], "edges": []}
+    store.store.put_definition("v1", "wf", body)
+    store.store.put_definition("v1", "wf", {"nodes": [], "edges": []})  # the first one stays
+    assert store.store.get_definition("v1") == body
+    assert store.store.get_definition("v2") is None
+
+
+# -- deliveries recorded with the commit (a transactional outbox) ------------------------------
+
+
+def test_a_store_claims_a_delivery_scheduled_only_if_it_recorded_it(
+    store: StoreUnderTest,
+) -> None:
+    paired = store.outbox is not None
+    first = Delivery("r1", 0)
+    created = store.store.create_run(new_record("r1"), first_delivery=first)
+    assert created.scheduled == paired
+    if store.outbox is not None:
+        assert store.outbox() == [first]
+
+    record = load(store.store, "r1")
+    following = Delivery("r1", 1, due_at=5_000)
+    commit = dataclasses.replace(
+        step(store.store, record, [("a", 1)]),
+        next_delivery=following,
+        delivery=first,
+        expected_token=record.token,
+    )
+    result = store.store.commit(commit)
+    assert result.committed
+    assert result.scheduled == paired
+    if store.outbox is not None:
+        assert store.outbox() == [following]  # the next one recorded, the current one done
+
+    stale = dataclasses.replace(
+        step(store.store, record, [("a", 2)]), next_delivery=Delivery("r1", 99)
+    )
+    assert not store.store.commit(stale).committed
+    if store.outbox is not None:
+        assert store.outbox() == [following]
+
+
+# -- races -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_token", [True, False], ids=["token", "version"])
+def test_concurrent_commits_on_one_version_only_one_wins(
+    store: StoreUnderTest, with_token: bool
+) -> None:
+    store.store.create_run(new_record("race"))
+    record = load(store.store, "race")
+    commits = [
+        dataclasses.replace(
+            step(store.store, record, [("a", label)]),
+            expected_token=record.token if with_token else None,
+        )
+        for label in ("left", "right")
+    ]
+    start = threading.Barrier(len(commits), timeout=30)
+    won: dict[str, bool] = {}
+    errors: list[BaseException] = []
+
+    def race(commit: StepCommit) -> None:
+        try:
+            start.wait()
+            won[commit.results[0].result.output] = store.store.commit(commit).committed
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=race, args=(commit,)) for commit in commits]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == [False, False, False, True]
-    assert store.history("race").count("a") == 1
+    assert not errors
+    assert sorted(won.values()) == [False, True]
+    (winner,) = [label for label, committed in won.items() if committed]
+    after = load(store.store, "race")
+    assert (after.version, after.result_count) == (1, 1)
+    assert outputs(store.store, "race", "a") == [winner]
 
 
-def test_node_counts_when_provided_are_authoritative(store: SnapshotStore) -> None:
-    """A store may give each head its per-node counts; if it does, they must be exact."""
-    store.create_run(new_record("r1"))
-    record = store.load_run("r1")
-    assert record is not None
-    assert record.node_counts in (None, {})
-    first = store.commit(step(store, record, [("it", 0), ("body", "b0"), ("it", 1)]))
-    record = store.load_run("r1")
-    assert record is not None
-    second = store.commit(step(store, record, [("body", "b1"), ("end", None)]))
-    loaded = store.load_run("r1")
-    assert loaded is not None
-    expected = [("it", 2), ("body", 2), ("end", 1)]  # first-result order
-    history = store.history("r1")
-    assert first.committed
-    assert second.committed
-    assert second.record is not None
-    for given in (loaded.node_counts, second.record.node_counts):
-        if given is not None:
-            assert list(given.items()) == expected
-            assert all(history.count(node_id) == count for node_id, count in given.items())
+# -- failures that may pass --------------------------------------------------------------------
 
 
-def test_a_commit_against_the_loaded_revision_is_checked_like_a_version(
-    store: SnapshotStore,
+def test_a_failure_that_may_pass_is_a_transient_error_and_writes_nothing(
+    fallible_store: StoreUnderTest,
 ) -> None:
-    """What the dispatcher does: commit with the revision of the record it loaded."""
+    store = fallible_store.store
     store.create_run(new_record("r1"))
-    record = store.load_run("r1")
-    assert record is not None
-
-    def at(record: RunRecord, output: Any) -> StepCommit:
-        commit = step(store, record, [("a", output)])
-        return StepCommit(
-            run_id=commit.run_id,
-            expected_version=commit.expected_version,
-            snapshot=commit.snapshot,
-            results=commit.results,
-            expected_revision=record.revision,
-        )
-
-    assert store.commit(at(record, "first")).committed
-    after = store.load_run("r1")
-    assert after is not None
-    assert not store.commit(at(record, "stale")).committed
-    assert store.load_run("r1") == after
-    assert store.commit(at(after, "second")).committed
-    assert [r.output for r in store.history("r1").all("a")] == ["first", "second"]
+    record = load(store, "r1")
+    commit = dataclasses.replace(
+        step(store, record, [("a", 1)]),
+        expected_token=record.token,
+        next_delivery=Delivery("r1", 1),
+    )
+    assert fallible_store.unavailable is not None
+    with fallible_store.unavailable():
+        with pytest.raises(TransientError):
+            store.commit(commit)
+        with pytest.raises(TransientError):
+            store.create_run(new_record("r2"))
+    assert untokened(load(store, "r1")) == untokened(record)
+    assert store.timeline("r1") == []
+    assert store.load_run("r2") is None
+    if fallible_store.outbox is not None:
+        assert fallible_store.outbox() == []
+    assert store.commit(commit).committed  # once it passed, the same commit applies
+    assert outputs(store, "r1", "a") == [1]
