@@ -1,17 +1,32 @@
 """The embedded database: one SQLite file in WAL mode, shared by the store and scheduler.
 
 ``synchronous=FULL``: a step reported committed survives a power loss, not only a crash of
-the process. One connection per thread (SQLite connections are not shared across threads);
-writers serialise on ``BEGIN IMMEDIATE`` with a busy timeout.
+the process. Writers serialise on ``BEGIN IMMEDIATE`` with a busy timeout.
+
+Connections come from a bounded pool and are checked out for one operation at a time
+(:meth:`SqliteDatabase.reading`, :meth:`SqliteDatabase.write`). Not one per thread: a
+threaded HTTP server starts a thread per request, and a connection per thread (two file
+descriptors and a page cache each, never closed) ran the process out of descriptors after
+a few hundred requests. A pool bounds both, whatever the number of threads, and
+:meth:`SqliteDatabase.close` closes every connection it opened.
+
+Failures that may pass (busy or locked database, I/O error, full disk, a file that cannot
+be opened) leave these context managers as :class:`~refluxo.errors.TransientError`, so the
+store, its history readers and the scheduler all report them the way every port must: the
+delivery is retried, the HTTP API answers 503. Constraint violations and programming errors
+(an unknown table, bad SQL) stay what they are: retrying would not help.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from refluxo.errors import TransientError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -63,52 +78,225 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, available_at);
 
 DEFAULT_PATH = Path(".refluxo") / "refluxo.db"
 
+DEFAULT_POOL_SIZE = 16
+"""Connections open at most: readers run in parallel (WAL), writers queue in SQLite."""
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a writer waits for the write lock, and a caller for a free connection."""
+
+_TRANSIENT_CODES = frozenset(
+    {
+        5,  # SQLITE_BUSY: another connection holds the lock past the busy timeout
+        6,  # SQLITE_LOCKED: a conflicting lock within this process
+        10,  # SQLITE_IOERR (and its extended codes): a read or write failed
+        13,  # SQLITE_FULL: the disk (or the file size limit) is full
+        14,  # SQLITE_CANTOPEN: the file or its journal could not be opened (no descriptor)
+        15,  # SQLITE_PROTOCOL: a WAL lock race that SQLite gave up retrying
+    }
+)
+
+
+def is_transient(error: sqlite3.Error) -> bool:
+    """Whether ``error`` may pass if the same operation is tried again later."""
+    if not isinstance(error, sqlite3.OperationalError):
+        return False  # IntegrityError, ProgrammingError, corruption: retrying cannot help
+    code = getattr(error, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return (code & 0xFF) in _TRANSIENT_CODES
+    message = str(error).lower()
+    return any(
+        part in message for part in ("locked", "busy", "disk i/o", "disk is full", "unable to open")
+    )
+
+
+def transient(error: sqlite3.Error) -> TransientError:
+    """``error`` as the port's retryable failure (chain it: ``raise ... from error``)."""
+    name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+    return TransientError(f"SQLite {name}: {error}")
+
 
 class SqliteDatabase:
-    """A SQLite file with the refluxo schema, and per-thread connections to it."""
+    """A SQLite file with the refluxo schema, and a bounded pool of connections to it.
 
-    def __init__(self, path: str | Path = DEFAULT_PATH, *, synchronous: str = "FULL") -> None:
+    Args:
+        path: the database file (created, with its directory, if missing).
+        synchronous: SQLite's durability mode; ``FULL`` survives power loss.
+        pool_size: connections open at most; a caller waits for a free one.
+        timeout: seconds a writer waits for the lock, and a caller for a connection,
+            before a :class:`~refluxo.errors.TransientError`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_PATH,
+        *,
+        synchronous: str = "FULL",
+        pool_size: int = DEFAULT_POOL_SIZE,
+        timeout: float = BUSY_TIMEOUT_S,
+    ) -> None:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"unknown synchronous mode {synchronous!r}")
+        if pool_size < 1:
+            raise ValueError("a connection pool needs at least one connection")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.synchronous = synchronous
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
-        self.connection().executescript(SCHEMA)
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self._available = threading.Condition()
+        self._idle: list[sqlite3.Connection] = []
+        self._busy: set[sqlite3.Connection] = set()
+        self._retired: set[sqlite3.Connection] = set()
+        self._opening = 0
+        self._inspection: sqlite3.Connection | None = None
+        with self.reading() as connection:
+            connection.executescript(SCHEMA)
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (autocommit mode; transactions are explicit)."""
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
-            )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(f"PRAGMA synchronous={self.synchronous}")
-            connection.execute("PRAGMA busy_timeout=30000")
-            self._local.connection = connection
-            with self._lock:
-                self._all.append(connection)
-        return connection
+    # -- checking out -------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A pooled connection for reads (autocommit: each statement sees the latest commit).
+
+        Fetch every row inside the block: the connection goes back to the pool after it.
+        """
+        connection = self._checkout()
+        healthy = True
+        try:
+            yield connection
+        except sqlite3.Error as err:
+            healthy = self._settle(connection)
+            if is_transient(err):
+                raise transient(err) from err
+            raise
+        except BaseException:
+            healthy = self._settle(connection)
+            raise
+        finally:
+            self._checkin(connection, healthy)
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        connection = self.connection()
-        connection.execute("BEGIN IMMEDIATE")
+        connection = self._checkout()
+        healthy = True
         try:
+            connection.execute("BEGIN IMMEDIATE")
             yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
+            connection.execute("COMMIT")
+        except sqlite3.Error as err:
+            healthy = self._settle(connection)
+            if is_transient(err):
+                raise transient(err) from err
             raise
-        connection.execute("COMMIT")
+        except BaseException:
+            healthy = self._settle(connection)
+            raise
+        finally:
+            self._checkin(connection, healthy)
+
+    def connection(self) -> sqlite3.Connection:
+        """One shared connection for ad-hoc reads from outside the runtime (tests, tools).
+
+        The runtime never uses it (it checks connections out of the pool); it is opened on
+        first use and closed by :meth:`close`, so it costs one connection whatever the
+        number of threads that call this.
+        """
+        with self._available:
+            if self._inspection is None:
+                self._inspection = self._connect()
+            return self._inspection
 
     def close(self) -> None:
-        """Close every connection this object opened."""
-        with self._lock:
-            for connection in self._all:
-                connection.close()
-            self._all.clear()
-        self._local = threading.local()
+        """Close every connection: idle ones now, checked-out ones when they come back.
+
+        The pool stays usable: a later operation opens a new connection.
+        """
+        with self._available:
+            idle, self._idle = self._idle, []
+            self._retired |= self._busy
+            self._busy = set()
+            inspection, self._inspection = self._inspection, None
+            self._available.notify_all()
+        for connection in idle:
+            connection.close()
+        if inspection is not None:
+            inspection.close()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections currently open by the pool (idle, checked out, or closing)."""
+        with self._available:
+            return len(self._idle) + len(self._busy) + len(self._retired) + self._opening
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=self.timeout
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute(f"PRAGMA synchronous={self.synchronous}")
+            connection.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _checkout(self) -> sqlite3.Connection:
+        """An idle connection, a new one while under the bound, or wait for one."""
+        deadline = time.monotonic() + self.timeout
+        with self._available:
+            while True:
+                if self._idle:
+                    connection = self._idle.pop()
+                    self._busy.add(connection)
+                    return connection
+                if len(self._busy) + len(self._retired) + self._opening < self.pool_size:
+                    self._opening += 1  # hold the slot while connecting, outside the lock
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TransientError(
+                        f"all {self.pool_size} SQLite connections stayed busy for "
+                        f"{self.timeout:g} s"
+                    )
+                self._available.wait(remaining)
+        opened: sqlite3.Connection | None = None
+        try:
+            opened = self._connect()
+        except sqlite3.Error as err:
+            if is_transient(err):
+                raise transient(err) from err
+            raise
+        finally:
+            with self._available:
+                self._opening -= 1
+                if opened is None:
+                    self._available.notify()
+                else:
+                    self._busy.add(opened)
+        return opened
+
+    @staticmethod
+    def _settle(connection: sqlite3.Connection) -> bool:
+        """Roll back what an interrupted operation left open; False if that failed too."""
+        try:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+        except sqlite3.Error:
+            return False
+        return not connection.in_transaction
+
+    def _checkin(self, connection: sqlite3.Connection, healthy: bool) -> None:
+        """Back to the pool; closed instead if broken, or if the pool closed meanwhile."""
+        with self._available:
+            keep = healthy and connection in self._busy and not connection.in_transaction
+            self._busy.discard(connection)
+            self._retired.discard(connection)
+            if keep:
+                self._idle.append(connection)
+            self._available.notify()
+        if not keep:
+            connection.close()

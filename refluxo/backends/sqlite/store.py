@@ -8,6 +8,11 @@ of the history. Given its scheduler's :class:`~refluxo.backends.sqlite.outbox.Sq
 the current one done in the same transaction: one durable write per step, and no window
 between commit and schedule. Without one it is a plain store and the dispatcher schedules.
 
+Every read and write checks a connection out of the database's pool for just that
+operation, and SQLite failures that may pass (busy, I/O error, disk full) leave as
+:class:`~refluxo.errors.TransientError` (see :mod:`refluxo.backends.sqlite.db`), here and
+in the history readers, so the dispatcher retries the delivery and the HTTP API answers 503.
+
 Records carry no commit token, and commits ignore ``expected_token``: a count is one
 indexed read of a local file, and the commit's ``UPDATE ... WHERE version = ?`` already
 checks the head without reading it first.
@@ -22,7 +27,6 @@ from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.outbox import SqliteOutbox
-from refluxo.engine import Clock, wall_clock_ms
 from refluxo.model import NodeResult, SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.ports import (
@@ -43,6 +47,7 @@ from refluxo.runtime.records import (
     encode_json,
     encode_result,
 )
+from refluxo.steps import Clock, wall_clock_ms
 
 _RUN_COLUMNS = (
     "run_id, workflow, definition_version, head, input, pending, result_count, "
@@ -89,49 +94,37 @@ class SqliteHistory:
         self._run_id = run_id
 
     def count(self, node_id: str) -> int:
-        row = (
-            self._db.connection()
-            .execute(
+        with self._db.reading() as connection:
+            row = connection.execute(
                 "SELECT max(node_index) FROM results WHERE run_id = ? AND node_id = ?",
                 (self._run_id, node_id),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
     def get(self, node_id: str, index: int) -> NodeResult:
-        row = (
-            self._db.connection()
-            .execute(
+        with self._db.reading() as connection:
+            row = connection.execute(
                 "SELECT result FROM results WHERE run_id = ? AND node_id = ? AND node_index = ?",
                 (self._run_id, node_id, index),
-            )
-            .fetchone()
-        )
+            ).fetchone()
         if row is None:
             raise IndexError(f"no result {index} for node {node_id!r}")
         return decode_result(row[0])
 
     def all(self, node_id: str) -> list[NodeResult]:
-        rows = (
-            self._db.connection()
-            .execute(
+        with self._db.reading() as connection:
+            rows = connection.execute(
                 "SELECT result FROM results WHERE run_id = ? AND node_id = ? ORDER BY node_index",
                 (self._run_id, node_id),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [decode_result(row[0]) for row in rows]
 
     def node_ids(self) -> list[str]:
-        rows = (
-            self._db.connection()
-            .execute(
+        with self._db.reading() as connection:
+            rows = connection.execute(
                 "SELECT node_id FROM results WHERE run_id = ? GROUP BY node_id ORDER BY min(seq)",
                 (self._run_id,),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [row[0] for row in rows]
 
 
@@ -190,7 +183,8 @@ class SqliteStore:
         return CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
 
     def load_run(self, run_id: str) -> RunRecord | None:
-        return self._load(self.db.connection(), run_id)
+        with self.db.reading() as connection:
+            return self._load(connection, run_id)
 
     def commit(self, commit: StepCommit) -> CommitResult:
         """Commit, grouped with the commits other threads submit meanwhile.
@@ -288,15 +282,12 @@ class SqliteStore:
     def timeline(
         self, run_id: str, *, after_seq: int = -1, limit: int = 100
     ) -> list[TimelineEntry]:
-        rows = (
-            self.db.connection()
-            .execute(
+        with self.db.reading() as connection:
+            rows = connection.execute(
                 "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
                 "ORDER BY seq LIMIT ?",
                 (run_id, after_seq, limit),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         return [TimelineEntry(seq, node_id, decode_result(result)) for seq, node_id, result in rows]
 
     def list_runs(
@@ -312,15 +303,12 @@ class SqliteStore:
             clauses.append("(created_at < ? OR (created_at = ? AND run_id < ?))")
             params.extend([created, created, run_id])
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = (
-            self.db.connection()
-            .execute(
+        with self.db.reading() as connection:
+            rows = connection.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs {where} "
                 "ORDER BY created_at DESC, run_id DESC LIMIT ?",
                 (*params, limit + 1),
-            )
-            .fetchall()
-        )
+            ).fetchall()
         runs = [_record(row) for row in rows[:limit]]
         next_cursor = (
             encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
@@ -328,10 +316,10 @@ class SqliteStore:
         return RunPage(runs=runs, next_cursor=next_cursor)
 
     def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
-        connection = self.db.connection()
-        exists = connection.execute(
-            "SELECT 1 FROM definitions WHERE version = ?", (version,)
-        ).fetchone()
+        with self.db.reading() as connection:
+            exists = connection.execute(
+                "SELECT 1 FROM definitions WHERE version = ?", (version,)
+            ).fetchone()
         if exists is None:
             with self.db.write() as tx:
                 tx.execute(
@@ -341,11 +329,10 @@ class SqliteStore:
                 )
 
     def get_definition(self, version: str) -> dict[str, Any] | None:
-        row = (
-            self.db.connection()
-            .execute("SELECT body FROM definitions WHERE version = ?", (version,))
-            .fetchone()
-        )
+        with self.db.reading() as connection:
+            row = connection.execute(
+                "SELECT body FROM definitions WHERE version = ?", (version,)
+            ).fetchone()
         if row is None:
             return None
         loaded: dict[str, Any] = decode_json(row[0])
