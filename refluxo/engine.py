@@ -487,18 +487,27 @@ class WorkflowEngine:
             except Exception:
                 logger.exception("transform_error failed on node %r; error text withheld", node.id)
                 text = f"{type(error).__name__}: (message withheld: redaction failed)"
-        retry = bool(
-            await resolve(self.error_handler.should_retry(error, attempt, node, definition))
-        )
         reason: str | None = None
+        delay: Any = 0
+        try:
+            retry = bool(
+                await resolve(self.error_handler.should_retry(error, attempt, node, definition))
+            )
+            if retry:
+                delay = await resolve(self.error_handler.get_retry_delay(attempt, node, definition))
+        except TransientError:
+            raise
+        except Exception as err:
+            retry = False
+            reason = (
+                f"node {node.id!r} failed: {text} "
+                f"(and its error handler raised {describe_error(err)})"
+            )
         delay_ms = 0
         if retry:
-            delay: Any = await resolve(
-                self.error_handler.get_retry_delay(attempt, node, definition)
-            )
             try:
                 delay_ms = checked_delay(delay, f"the retry delay of node {node.id!r}")
-            except ValueError as err:
+            except (TypeError, ValueError) as err:
                 retry, reason = False, f"{err}; {text}"
         now = self._clock()
         entry = trusted(

@@ -27,12 +27,15 @@ hold the time."""
 
 
 def checked_resume_at(value: Any, now: int) -> int:
-    """A timed pause's end (epoch ms) as an int, if finite and at most 100 years ahead."""
+    """A timed pause's end (epoch ms) as an int, if finite and within 100 years of now.
+
+    A time in the past fires at once; one more than 100 years away either way is refused.
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"resume_at must be epoch milliseconds, got {value!r}")
-    if not math.isfinite(value) or value - now > MAX_DELAY_MS:
+    if not math.isfinite(value) or abs(value - now) > MAX_DELAY_MS:
         raise ValueError(
-            f"resume_at {value!r} is out of range: at most {MAX_DELAY_MS} ms (100 years) ahead"
+            f"resume_at {value!r} is out of range: at most {MAX_DELAY_MS} ms (100 years) from now"
         )
     return int(value)
 

@@ -12,13 +12,20 @@ from refluxo.runtime.dispatcher import Dispatcher, StepBudget
 from refluxo.runtime.service import RunService
 
 
+DEFAULT_WORKERS = 16
+"""Deliveries in progress at once on the embedded default."""
+
+
 class EmbeddedRuntime:
     """Everything needed to run an app on one machine, with no account and no server.
 
     Args:
         app: node types and workflows.
         path: the SQLite file (created if missing).
-        workers: background delivery threads (``start()``); 0 means deliver with ``drain()``.
+        workers: deliveries in progress at once, each on a background thread (``start()``);
+            0 means deliver with ``drain()``. A delivery's thread only waits: the step runs
+            on the runtime's event loop, and a blocking executor in its thread pool, so up to
+            this many runs advance at once however long any of their steps takes.
         budget: steps a delivery may run before committing (default: one).
         outbox: record the next delivery in the commit's transaction (default). ``False``
             exercises the generic commit-then-schedule path that cloud backends use.
@@ -30,7 +37,7 @@ class EmbeddedRuntime:
         app: App,
         path: str | Path = DEFAULT_PATH,
         *,
-        workers: int = 2,
+        workers: int = DEFAULT_WORKERS,
         budget: StepBudget | None = None,
         outbox: bool = True,
         synchronous: str = "FULL",

@@ -25,6 +25,7 @@ other's result is discarded.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -118,6 +119,10 @@ def due_time(snapshot: Snapshot) -> int | None:
         if isinstance(resume_at, int | float) and not isinstance(resume_at, bool):
             return int(resume_at)
     return None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number (the store would keep null)")
 
 
 def head_only(snapshot: Snapshot) -> Snapshot:
@@ -283,9 +288,12 @@ class Dispatcher:
             pending = context.pending if isinstance(context, HistoryContext) else ()
             for entry in pending[seen:]:
                 try:
-                    size = len(to_json(entry.result.output))
+                    encoded = to_json(entry.result.output, inf_nan_mode="constants")
+                    if b"NaN" in encoded or b"Infinity" in encoded:
+                        json.loads(encoded, parse_constant=_not_json)
                 except (PydanticSerializationError, ValueError, TypeError) as err:
                     return f"the output of node {entry.node_id!r} is not JSON-serializable: {err}"
+                size = len(encoded)
                 if size > limits.max_output_bytes:
                     return (
                         f"the output of node {entry.node_id!r} is {size} bytes; "
@@ -327,8 +335,12 @@ class Dispatcher:
         )
         try:
             result = self._apply(commit)
-        except LimitExceededError as err:
-            # The store cannot hold this commit (a head grown past a document's size).
+        except TransientError:
+            raise
+        except (LimitExceededError, ValueError, OverflowError) as err:
+            # The store cannot hold this commit (a head grown past a document's size, a
+            # value out of its range): fail the run with the reason rather than retry
+            # forever a commit that can never be written.
             logger.error("run %s failed: %s", record.run_id, err)
             head = head_only(fail(record.snapshot, str(err)))
             if redactor:

@@ -33,8 +33,14 @@ def delivery_name(run_id: str, version: int, due_at: int = 0, hop: int = 0) -> s
 
 
 def idempotency_key(run_id: str, node_id: str, visit: int) -> str:
-    """The key a node attaches to its side effects: one per visit of a node in a run."""
-    return f"{run_id}:{node_id}:{visit}"
+    """The key a node attaches to its side effects: one per visit of a node in a run.
+
+    A hash, not ``f"{run}:{node}:{visit}"``: run ids may contain ``:`` and node ids anything,
+    so a joined text could be the same for two different (run, node) pairs. 32 hex digits
+    fit every service's key format (Stripe, SQS deduplication ids, database columns).
+    """
+    key = f"{run_id}\x00{node_id}\x00{visit}"
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 def check_run_id(run_id: object) -> str:

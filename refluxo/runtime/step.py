@@ -19,7 +19,8 @@ class StepInfo:
     of this visit of the node (1, then 2 on the first retry...); ``visit`` identifies the
     visit (see :class:`refluxo.engine.StepPosition`).
 
-    ``idempotency_key`` (``"<run>:<node>:<visit>"``) is the same for every attempt and every
+    ``idempotency_key`` (32 hex digits: a hash of run, node and visit) is the same for every
+    attempt and every
     redelivery of one visit of a node, and different for every other visit (a loop coming
     back to the node) and every other run. Pass it to the services a node calls (payment
     APIs, e-mail providers, ``INSERT ... ON CONFLICT DO NOTHING``): a charge whose reply was

@@ -9,6 +9,7 @@ import pytest
 
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App
+from refluxo.runtime.ids import idempotency_key
 from tests.support.clock import FakeClock
 from tests.support.stores import assert_history_consistent, history_of
 
@@ -96,7 +97,8 @@ def test_flaky_node_is_retried_with_exponential_backoff(
     assert final.status == "completed"
     charge = outputs(examples, run.run_id)["charge"]
     # One key for the whole visit: every attempt charged with the same key.
-    assert charge == {"amount": 42, "attempt": 3, "idempotencyKey": f"{run.run_id}:charge:0"}
+    key = idempotency_key(run.run_id, "charge", 0)
+    assert charge == {"amount": 42, "attempt": 3, "idempotencyKey": key}
 
 
 def test_timed_wait_resumes_itself_when_due(examples: EmbeddedRuntime, clock: FakeClock) -> None:

@@ -15,8 +15,9 @@ import pytest
 
 from refluxo import Plugin, RetryPolicy, Snapshot, StepResult
 from refluxo.errors import TransientError
-from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.host.embedded import DEFAULT_WORKERS, EmbeddedRuntime
 from refluxo.runtime import App, Dispatcher, Outcome, RunService, StepBudget, current_step
+from refluxo.runtime.ids import idempotency_key
 from refluxo.runtime.ports import Delivery, HistoryReader, RunRecord, SnapshotStore
 from tests.support.clock import FakeClock
 from tests.support.stores import assert_history_consistent, history_of
@@ -323,7 +324,7 @@ def test_a_lost_reply_retried_charges_once_per_visit(make_runtime: Any, clock: F
     record = runtime.service.get(run.run_id)
     assert record.status == "completed"
     # Visit 1: three attempts (two replies lost), one key; visit 2 (the loop): a new key.
-    first, second = f"{run.run_id}:pay:0", f"{run.run_id}:pay:3"
+    first, second = idempotency_key(run.run_id, "pay", 0), idempotency_key(run.run_id, "pay", 3)
     assert payments.keys_seen == [first, first, first, second]
     assert payments.charges == {first: 5, second: 5}
     attempts = [r.attempt for r in history_of(runtime.store, run.run_id).all("pay")]
@@ -539,3 +540,93 @@ def test_a_retry_delay_out_of_range_fails_the_node_instead_of_waiting(
     record = runtime.service.get(run.run_id)
     assert record.status == "failed"
     assert "retry delay" in record.snapshot.metadata["failedReason"]
+
+
+def test_keys_of_different_runs_never_collide() -> None:
+    # "a:b" visiting "c" and "a" visiting "b:c" would read alike if the key were joined text.
+    assert idempotency_key("a:b", "c", 0) != idempotency_key("a", "b:c", 0)
+    assert len(idempotency_key("a", "b", 0)) == 32
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_output_fails_the_run_instead_of_becoming_null(
+    make_runtime: Any, value: float
+) -> None:
+    app = App()
+
+    @app.node()
+    def compute(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"ratio": value, "label": "NaN is fine as text"})
+
+    app.workflow("w", chain(("a", "compute", {})))
+    runtime = make_runtime(app)
+    run = runtime.service.start("w").record
+    runtime.scheduler.drain()
+    record = runtime.service.get(run.run_id)
+    assert record.status == "failed"
+    assert "not JSON-serializable" in record.snapshot.metadata["failedReason"]
+
+
+@pytest.mark.parametrize(
+    "resume_at", [-1e300, -(10**30), 1e300], ids=["minus-1e300", "minus-10e30", "1e300"]
+)
+def test_a_timer_far_in_the_past_or_future_fails_and_other_runs_go_on(
+    make_runtime: Any, resume_at: float
+) -> None:
+    app = App()
+
+    @app.node()
+    def later(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(pause=True, resume_at=resume_at)  # type: ignore[arg-type]
+
+    @app.node()
+    def ok(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult("ok")
+
+    app.workflow("bad", chain(("a", "later", {})))
+    app.workflow("good", chain(("a", "ok", {})))
+    runtime = make_runtime(app, workers=4)
+    bad = [runtime.service.start("bad").record.run_id for _ in range(5)]
+    good = [runtime.service.start("good").record.run_id for _ in range(30)]
+    wait_until(
+        lambda: all(runtime.service.get(r).status.is_terminal for r in bad + good),
+        20,
+        "every run to end",
+    )
+    assert {runtime.service.get(r).status for r in good} == {"completed"}
+    for run_id in bad:
+        reason = runtime.service.get(run_id).snapshot.metadata["failedReason"]
+        assert "resume_at" in reason
+        assert "out of range" in reason
+    for run_id in good:  # each ran its node once
+        assert len(history_of(runtime.store, run_id).all("a")) == 1
+
+
+def test_waiting_steps_overlap_on_the_default_workers(make_runtime: Any) -> None:
+    """Eight runs each waiting on a gate: all eight are in their step at once."""
+    inside = threading.Semaphore(0)
+    gate = threading.Event()
+    app = App()
+
+    @app.node()
+    async def waits(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        inside.release()
+        await asyncio.get_running_loop().run_in_executor(None, gate.wait, 20)
+        return StepResult("done")
+
+    @app.node()
+    def blocks(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        inside.release()
+        assert gate.wait(20)
+        return StepResult("done")
+
+    app.workflow("async", chain(("a", "waits", {})))
+    app.workflow("sync", chain(("a", "blocks", {})))
+    runtime = make_runtime(app, workers=DEFAULT_WORKERS)
+    runs = [runtime.service.start("async" if i % 2 else "sync").record.run_id for i in range(8)]
+    for _ in runs:  # every one of them entered its step before any was released
+        assert inside.acquire(timeout=20)
+    gate.set()
+    wait_until(
+        lambda: all(runtime.service.get(r).status == "completed" for r in runs), 20, "the runs"
+    )

@@ -92,6 +92,8 @@ _TRANSIENT_CODES = frozenset(
         13,  # SQLITE_FULL: the disk (or the file size limit) is full
         14,  # SQLITE_CANTOPEN: the file or its journal could not be opened (no descriptor)
         15,  # SQLITE_PROTOCOL: a WAL lock race that SQLite gave up retrying
+        8,  # SQLITE_READONLY: the file (or its directory) is not writable right now;
+        #     an operator fixing the permission lets the delivery go on
     }
 )
 
@@ -105,7 +107,8 @@ def is_transient(error: sqlite3.Error) -> bool:
         return (code & 0xFF) in _TRANSIENT_CODES
     message = str(error).lower()
     return any(
-        part in message for part in ("locked", "busy", "disk i/o", "disk is full", "unable to open")
+        part in message
+        for part in ("locked", "busy", "disk i/o", "disk is full", "unable to open", "readonly")
     )
 
 

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
 from refluxo.backends.sqlite.outbox import SqliteOutbox
 from refluxo.model import NodeResult, SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
@@ -213,7 +213,19 @@ class SqliteStore:
         try:
             with self.db.write() as connection:
                 for entry in batch:
-                    entry.result = self._apply_one(connection, entry.commit, now)
+                    # Each commit in its own savepoint: one that cannot be written (a value
+                    # out of SQLite's range) fails alone, not the commits grouped with it.
+                    connection.execute("SAVEPOINT one_commit")
+                    try:
+                        entry.result = self._apply_one(connection, entry.commit, now)
+                    except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
+                        connection.execute("ROLLBACK TO one_commit")
+                        connection.execute("RELEASE one_commit")
+                        if isinstance(err, sqlite3.DatabaseError) and is_transient(err):
+                            raise
+                        entry.error = err
+                        continue
+                    connection.execute("RELEASE one_commit")
                     notify = notify or bool(
                         entry.result.committed and entry.commit.next_delivery is not None
                     )
