@@ -15,9 +15,13 @@ inside their jsii assembly (``_jsii/provider-*.jsii.tgz``):
   A block stored in an ``...OutputReference`` (not a ``...List``) has ``max_items = 1``.
 
 This script reads those, keeps only the resource and data-source types that the ``.tf``
-files in ``terraform/`` declare (plus the provider configuration blocks), and writes them
-in the shape of ``terraform providers schema -json`` (``block.attributes`` /
-``block.block_types``) with sorted keys, so re-running it produces no diff.
+files in ``terraform/`` declare (plus the provider configuration blocks), each from the
+package of the provider it is declared with (``provider = google-beta`` takes the type from
+the google-beta package), and writes them in the shape of ``terraform providers schema
+-json`` (``block.attributes`` / ``block.block_types``) with sorted keys, so re-running it
+produces no diff. The packages carry no ephemeral resources: the few the configuration uses
+are in :data:`HAND_WRITTEN`, transcribed from the provider's source, and the document names
+them under the provider's ``hand_written`` key.
 
 Usage::
 
@@ -78,6 +82,15 @@ PACKAGES: tuple[ProviderPackage, ...] = (
         "16.12.1",
         "cdktf_cdktf_provider_google",
     ),
+    # The same generator over hashicorp/google-beta 6.50.0: the few resources that exist
+    # only in the beta provider (google_project_service_identity).
+    ProviderPackage(
+        "google-beta",
+        "registry.terraform.io/hashicorp/google-beta",
+        "cdktf-cdktf-provider-google-beta",
+        "16.12.1",
+        "cdktf_cdktf_provider_google_beta",
+    ),
     ProviderPackage(
         "archive",
         "registry.terraform.io/hashicorp/archive",
@@ -92,7 +105,56 @@ PACKAGES: tuple[ProviderPackage, ...] = (
         "12.0.1",
         "cdktf_cdktf_provider_random",
     ),
+    ProviderPackage(
+        "time",
+        "registry.terraform.io/hashicorp/time",
+        "cdktf-cdktf-provider-time",
+        "11.0.1",
+        "cdktf_cdktf_provider_time",
+    ),
 )
+
+# Schemas the CDKTF packages do not carry, written by hand from the provider's source, with
+# where each comes from. CDKTF generates no bindings for ephemeral resources, so the
+# ephemeral random_password (hashicorp/random >= 3.7) that generates the API key is here.
+HAND_WRITTEN: dict[str, dict[str, dict[str, Any]]] = {
+    "random": {
+        "ephemeral": {
+            "random_password": {
+                "provenance": (
+                    "hand-written from hashicorp/terraform-provider-random v3.7 "
+                    "internal/provider/ephemeral_password.go (passwordEphemeralResource.Schema)"
+                ),
+                "block": {
+                    "attributes": {
+                        "bcrypt_hash": {"computed": True, "sensitive": True, "type": "string"},
+                        "length": {"required": True, "type": "number"},
+                        "lower": {"computed": True, "optional": True, "type": "bool"},
+                        "min_lower": {"computed": True, "optional": True, "type": "number"},
+                        "min_numeric": {"computed": True, "optional": True, "type": "number"},
+                        "min_special": {"computed": True, "optional": True, "type": "number"},
+                        "min_upper": {"computed": True, "optional": True, "type": "number"},
+                        "numeric": {"computed": True, "optional": True, "type": "bool"},
+                        "override_special": {"optional": True, "type": "string"},
+                        "result": {"computed": True, "sensitive": True, "type": "string"},
+                        "special": {"computed": True, "optional": True, "type": "bool"},
+                        "upper": {"computed": True, "optional": True, "type": "bool"},
+                    },
+                    "block_types": {},
+                },
+            }
+        }
+    }
+}
+
+KINDS = ("resource", "data", "ephemeral")
+"""The kinds of labelled blocks a provider schema describes."""
+
+_SCHEMA_KEYS = {
+    "resource": "resource_schemas",
+    "data": "data_source_schemas",
+    "ephemeral": "ephemeral_resource_schemas",
+}
 
 _BASES = {
     "cdktf.TerraformResource": "resource",
@@ -101,7 +163,7 @@ _BASES = {
 }
 _REGISTRY_LINK = re.compile(
     r"\{@link https://registry\.terraform\.io/providers/[^/]+/[^/]+/(?P<version>[^/]+)/docs"
-    r"(?:/(?:resources|data-sources)/[^ ]+)? (?P<type>[A-Za-z0-9_]+)\}"
+    r"(?:/(?:resources|data-sources)/[^ ]+)? (?P<type>[A-Za-z0-9_-]+)\}"
 )
 _SOURCE_MAP = re.compile(r"sourceMappingURL=data:application/json;base64,(?P<data>[A-Za-z0-9+/=]+)")
 _EXPORT = re.compile(r"^export (?:class|interface|function|const|type|enum) ", re.M)
@@ -174,15 +236,33 @@ class TypeRef:
 # --------------------------------------------------------------------------------------
 
 
-def used_types(terraform_dir: Path) -> dict[str, set[str]]:
-    """Resource, data-source and provider names declared by the ``.tf`` files."""
+def provider_of(type_name: str, body: Any) -> str:
+    """The local name of the provider a block belongs to: its ``provider`` meta-argument
+    (``google-beta`` or ``google-beta.alias``) or else its type's prefix (``google``)."""
+    value = body.get("provider") if isinstance(body, dict) else None
+    if isinstance(value, str):
+        name = value.strip()
+        if name.startswith("${") and name.endswith("}"):
+            name = name[2:-1]
+        return name.split(".", 1)[0].strip()
+    return type_name.split("_", 1)[0]
+
+
+def used_types_by_provider(terraform_dir: Path) -> dict[str, dict[str, set[str]]]:
+    """Per provider local name, the resource, data-source and ephemeral types the ``.tf``
+    files declare with it; every provider of ``required_providers`` and every ``provider``
+    block is a key (with empty sets if nothing of it is declared)."""
     import hcl2
     from hcl2 import SerializationOptions
 
     options = SerializationOptions(
         strip_string_quotes=True, explicit_blocks=False, with_comments=False
     )
-    found: dict[str, set[str]] = {"resource": set(), "data": set(), "provider": set()}
+    found: dict[str, dict[str, set[str]]] = {}
+
+    def slot(provider: str) -> dict[str, set[str]]:
+        return found.setdefault(provider, {kind: set() for kind in KINDS})
+
     files = sorted(terraform_dir.rglob("*.tf"))
     files = [f for f in files if ".terraform" not in f.relative_to(terraform_dir).parts]
     if not files:
@@ -190,16 +270,30 @@ def used_types(terraform_dir: Path) -> dict[str, set[str]]:
     for path in files:
         with path.open(encoding="utf-8") as handle:
             document = hcl2.load(handle, serialization_options=options)
-        for kind in ("resource", "data"):
+        for kind in KINDS:
             for entry in document.get(kind, []):
-                found[kind].update(entry)
+                for type_name, instances in entry.items():
+                    for body in instances.values():
+                        slot(provider_of(type_name, body))[kind].add(type_name)
         for entry in document.get("provider", []):
-            found["provider"].update(entry)
+            for name in entry:
+                slot(name)
         for entry in document.get("terraform", []):
             for required in entry.get("required_providers", []):
-                found["provider"].update(required)
-    for kind in ("resource", "data"):
-        found["provider"].update(name.split("_", 1)[0] for name in found[kind])
+                for name in required:
+                    slot(name)
+    return found
+
+
+def used_types(terraform_dir: Path) -> dict[str, set[str]]:
+    """Resource, data-source, ephemeral and provider names declared by the ``.tf`` files,
+    whatever provider they belong to."""
+    by_provider = used_types_by_provider(terraform_dir)
+    found: dict[str, set[str]] = {kind: set() for kind in KINDS}
+    for kinds in by_provider.values():
+        for kind in KINDS:
+            found[kind] |= kinds[kind]
+    found["provider"] = set(by_provider)
     return found
 
 
@@ -448,7 +542,7 @@ def extract_package(
         ref
         for ref in refs
         if (ref.kind == "provider" and package.local_name in wanted["provider"])
-        or (ref.kind != "provider" and ref.tf_type in wanted[ref.kind])
+        or (ref.kind != "provider" and ref.tf_type in wanted.get(ref.kind, set()))
     ]
     directories = {ref.module_dir for ref in selected}
     sources: dict[str, list[str]] = {d: [] for d in directories}
@@ -465,6 +559,7 @@ def extract_package(
         "extracted_from": package.requirement,
         "resource_schemas": {},
         "data_source_schemas": {},
+        "ephemeral_resource_schemas": {},
     }
     for ref in sorted(selected, key=lambda r: (r.kind, r.tf_type)):
         block = _top_block(modules[ref.module_dir], ref)
@@ -507,20 +602,44 @@ def _find_wheel(directory: Path, package: ProviderPackage) -> Path:
 
 
 def build_schema(
-    wheel_dir: Path, wanted: dict[str, set[str]], packages: Iterable[ProviderPackage] = PACKAGES
+    wheel_dir: Path,
+    usage: dict[str, dict[str, set[str]]],
+    packages: Iterable[ProviderPackage] = PACKAGES,
+    hand_written: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
-    """The whole document: every package's subset, plus what was not found."""
+    """The whole document: per used provider, its package's subset for the types declared
+    with it, plus the hand-written schemas it uses; fails naming what was not found."""
+    extra = HAND_WRITTEN if hand_written is None else hand_written
+    by_name = {package.local_name: package for package in packages}
+    unknown = sorted(set(usage) - set(by_name))
+    if unknown:
+        raise ExtractionError(f"providers used in terraform/ without a package: {unknown}")
     schemas: dict[str, Any] = {}
-    covered: dict[str, set[str]] = {"resource": set(), "data": set(), "provider": set()}
-    for package in packages:
+    missing: dict[str, dict[str, list[str]]] = {}
+    for name in sorted(usage):
+        package = by_name[name]
+        wanted = {kind: set(usage[name].get(kind, set())) for kind in KINDS}
+        wanted["provider"] = {name}
         subset = extract_package(_find_wheel(wheel_dir, package), package, wanted)
+        notes: dict[str, str] = {}
+        for kind, entries in extra.get(name, {}).items():
+            for type_name, entry in entries.items():
+                if type_name in wanted[kind]:
+                    subset[_SCHEMA_KEYS[kind]][type_name] = {"block": entry["block"]}
+                    notes[f"{kind}.{type_name}"] = entry["provenance"]
+        if notes:
+            subset["hand_written"] = notes
         schemas[package.source] = subset
-        covered["resource"].update(subset["resource_schemas"])
-        covered["data"].update(subset["data_source_schemas"])
-        if "provider" in subset:
-            covered["provider"].add(package.local_name)
-    missing = {kind: sorted(wanted[kind] - covered[kind]) for kind in wanted}
-    if any(missing.values()):
+        gaps = {
+            kind: sorted(wanted[kind] - set(subset[_SCHEMA_KEYS[kind]]))
+            for kind in KINDS
+            if wanted[kind] - set(subset[_SCHEMA_KEYS[kind]])
+        }
+        if "provider" not in subset:
+            gaps["provider"] = [name]
+        if gaps:
+            missing[name] = gaps
+    if missing:
         raise ExtractionError(f"types used in terraform/ but not found: {missing}")
     return {
         "format_version": FORMAT_VERSION,
@@ -528,7 +647,9 @@ def build_schema(
         "note": (
             "Subset of the provider schemas for the types terraform/ uses, in the shape of "
             "`terraform providers schema -json`: attribute flags are present only when true; "
-            "max_items 0 means unbounded; attribute types are informational."
+            "max_items 0 means unbounded; attribute types are informational. Entries listed "
+            "under a provider's hand_written were transcribed from the provider's source "
+            "(the packages carry no ephemeral resources)."
         ),
         "provider_schemas": schemas,
     }
@@ -546,13 +667,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if the output would change")
     args = parser.parse_args(argv)
 
-    wanted = used_types(args.terraform_dir)
+    usage = used_types_by_provider(args.terraform_dir)
+    needed = [package for package in PACKAGES if package.local_name in usage]
     if args.wheel_dir is not None:
-        document = build_schema(args.wheel_dir, wanted)
+        document = build_schema(args.wheel_dir, usage)
     else:
         with tempfile.TemporaryDirectory(prefix="cdktf-wheels-") as temporary:
-            _download(PACKAGES, Path(temporary))
-            document = build_schema(Path(temporary), wanted)
+            _download(needed, Path(temporary))
+            document = build_schema(Path(temporary), usage)
     text = render(document)
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
@@ -563,10 +685,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args.output.write_text(text, encoding="utf-8")
     counts = {
-        source: (len(s["resource_schemas"]), len(s["data_source_schemas"]))
+        source: tuple(len(s[_SCHEMA_KEYS[kind]]) for kind in KINDS)
         for source, s in document["provider_schemas"].items()
     }
-    print(f"wrote {args.output}: (resources, data sources) per provider {counts}")
+    print(f"wrote {args.output}: (resources, data sources, ephemeral) per provider {counts}")
     return 0
 
 

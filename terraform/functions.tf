@@ -1,10 +1,10 @@
-# The three Cloud Functions (2nd gen), built from the same source archive and run as the
-# runtime service account with the same environment.
+# The three Cloud Functions (2nd gen), built from the same source archive by the build
+# account, each run as its own service account and serving only its own routes.
 
 locals {
-  # What main.py reads. The dispatcher URL is computed (see main.tf), so the dispatcher gets
-  # the same values as the others without referring to itself.
-  function_environment = {
+  # What every function reads (refluxo/host/settings.py). The dispatcher URL is computed
+  # (see main.tf), so the dispatcher gets the same values without referring to itself.
+  common_environment = {
     GOOGLE_CLOUD_PROJECT          = var.project_id
     REFLUXO_BACKEND               = "gcp"
     REFLUXO_APP                   = var.app
@@ -15,7 +15,37 @@ locals {
     REFLUXO_OIDC_AUDIENCE         = local.dispatcher_url
     REFLUXO_VERIFY_OIDC           = "true"
     REFLUXO_FUNCTION_TIMEOUT_S    = tostring(var.function_timeout_seconds)
+    REFLUXO_DISPATCH_DEADLINE_S   = tostring(local.tasks_dispatch_deadline_s)
     REFLUXO_COLLECTION_PREFIX     = var.name
+    REFLUXO_FIRESTORE_DATABASE    = google_firestore_database.default.name
+    REFLUXO_RUN_RETENTION_DAYS    = tostring(var.run_retention_days)
+  }
+
+  # Requests one instance serves at once (Cloud Run concurrency); the Functions
+  # Framework's server gets as many threads (THREADS).
+  concurrency = {
+    api        = var.api_concurrency
+    dispatcher = var.dispatcher_concurrency
+    events     = var.events_concurrency
+  }
+
+  # REFLUXO_ROUTES: the routes a function serves, nothing else. "api": the callers' API;
+  # "dispatcher": POST /tasks/step and POST /tasks/reconcile; "events": Pub/Sub pushes.
+  function_environment = {
+    api = merge(local.common_environment, {
+      REFLUXO_ROUTES = "api"
+      THREADS        = tostring(local.concurrency.api)
+    })
+    dispatcher = merge(local.common_environment, {
+      REFLUXO_ROUTES                     = "dispatcher"
+      THREADS                            = tostring(local.concurrency.dispatcher)
+      REFLUXO_MAX_PLATFORM_RETRIES       = tostring(var.tasks_max_platform_retries)
+      REFLUXO_RECONCILER_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
+    })
+    events = merge(local.common_environment, {
+      REFLUXO_ROUTES = "events"
+      THREADS        = tostring(local.concurrency.events)
+    })
   }
 }
 
@@ -32,7 +62,7 @@ resource "google_cloudfunctions2_function" "api" {
   build_config {
     runtime         = "python311"
     entry_point     = "api"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
 
     source {
       storage_source {
@@ -43,14 +73,16 @@ resource "google_cloudfunctions2_function" "api" {
   }
 
   service_config {
-    service_account_email          = google_service_account.runtime.email
-    timeout_seconds                = var.function_timeout_seconds
-    max_instance_count             = var.max_instances
-    min_instance_count             = 0
-    available_memory               = var.function_memory
-    ingress_settings               = "ALLOW_ALL"
-    all_traffic_on_latest_revision = true
-    environment_variables          = local.function_environment
+    service_account_email            = google_service_account.api.email
+    timeout_seconds                  = var.function_timeout_seconds
+    max_instance_count               = var.max_instances
+    min_instance_count               = 0
+    available_cpu                    = var.function_cpu
+    available_memory                 = var.function_memory
+    max_instance_request_concurrency = local.concurrency.api
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_environment.api
 
     secret_environment_variables {
       key        = "REFLUXO_API_KEY"
@@ -60,29 +92,24 @@ resource "google_cloudfunctions2_function" "api" {
     }
   }
 
-  # Deployed once the APIs are on and the runtime account holds its grants (a deployment
-  # checks the account can read the secrets it mounts).
-  depends_on = [
-    google_project_service.enabled,
-    google_project_iam_member.runtime_datastore_user,
-    google_project_iam_member.runtime_log_writer,
-    google_secret_manager_secret_iam_member.runtime_api_key_accessor,
-  ]
+  # Deployed once the accounts hold their grants and the grants have propagated.
+  depends_on = [time_sleep.iam]
 }
 
-# Step dispatcher: POST /tasks/step, called only by Cloud Tasks with an OIDC token of the
-# tasks invoker account (IAM checks the token; the code checks it again).
+# Step dispatcher: POST /tasks/step from Cloud Tasks and POST /tasks/reconcile from Cloud
+# Scheduler, both with an OIDC token of the tasks invoker account (IAM checks the token;
+# the code checks it again).
 resource "google_cloudfunctions2_function" "dispatcher" {
   project     = var.project_id
   name        = local.dispatcher_name
   location    = var.region
-  description = "refluxo step dispatcher (${var.name}), called by Cloud Tasks"
+  description = "refluxo step dispatcher (${var.name}), called by Cloud Tasks and Cloud Scheduler"
   labels      = local.labels
 
   build_config {
     runtime         = "python311"
     entry_point     = "step"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
 
     source {
       storage_source {
@@ -93,26 +120,21 @@ resource "google_cloudfunctions2_function" "dispatcher" {
   }
 
   service_config {
-    service_account_email = google_service_account.runtime.email
-    timeout_seconds       = var.function_timeout_seconds
-    max_instance_count    = var.max_instances
-    min_instance_count    = 0
-    available_memory      = var.function_memory
-    # Cloud Tasks and Pub/Sub push in the same project count as internal traffic when they
-    # call the run.app URL, so nothing outside Google Cloud can even reach this function.
+    service_account_email            = google_service_account.dispatcher.email
+    timeout_seconds                  = var.function_timeout_seconds
+    max_instance_count               = var.max_instances
+    min_instance_count               = 0
+    available_cpu                    = var.function_cpu
+    available_memory                 = var.function_memory
+    max_instance_request_concurrency = local.concurrency.dispatcher
+    # Cloud Tasks, Cloud Scheduler and Pub/Sub push in the same project count as internal
+    # traffic when they call the run.app URL, so nothing outside Google Cloud can reach it.
     ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
-    environment_variables          = local.function_environment
+    environment_variables          = local.function_environment.dispatcher
   }
 
-  # Deployed once the APIs are on and the runtime account holds its grants (a deployment
-  # checks the account can read the secrets it mounts).
-  depends_on = [
-    google_project_service.enabled,
-    google_project_iam_member.runtime_datastore_user,
-    google_project_iam_member.runtime_log_writer,
-    google_secret_manager_secret_iam_member.runtime_api_key_accessor,
-  ]
+  depends_on = [time_sleep.iam]
 }
 
 # Message handler: a CloudEvent function (entry point on_message) fed by the push
@@ -128,7 +150,7 @@ resource "google_cloudfunctions2_function" "events" {
   build_config {
     runtime         = "python311"
     entry_point     = "on_message"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
 
     source {
       storage_source {
@@ -139,24 +161,17 @@ resource "google_cloudfunctions2_function" "events" {
   }
 
   service_config {
-    service_account_email = google_service_account.runtime.email
-    timeout_seconds       = var.function_timeout_seconds
-    max_instance_count    = var.max_instances
-    min_instance_count    = 0
-    available_memory      = var.function_memory
-    # Cloud Tasks and Pub/Sub push in the same project count as internal traffic when they
-    # call the run.app URL, so nothing outside Google Cloud can even reach this function.
-    ingress_settings               = "ALLOW_INTERNAL_ONLY"
-    all_traffic_on_latest_revision = true
-    environment_variables          = local.function_environment
+    service_account_email            = google_service_account.events.email
+    timeout_seconds                  = var.function_timeout_seconds
+    max_instance_count               = var.max_instances
+    min_instance_count               = 0
+    available_cpu                    = var.function_cpu
+    available_memory                 = var.function_memory
+    max_instance_request_concurrency = local.concurrency.events
+    ingress_settings                 = "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision   = true
+    environment_variables            = local.function_environment.events
   }
 
-  # Deployed once the APIs are on and the runtime account holds its grants (a deployment
-  # checks the account can read the secrets it mounts).
-  depends_on = [
-    google_project_service.enabled,
-    google_project_iam_member.runtime_datastore_user,
-    google_project_iam_member.runtime_log_writer,
-    google_secret_manager_secret_iam_member.runtime_api_key_accessor,
-  ]
+  depends_on = [time_sleep.iam]
 }

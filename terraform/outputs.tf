@@ -4,7 +4,7 @@ output "api_url" {
 }
 
 output "dispatcher_url" {
-  description = "The dispatcher's deterministic Cloud Run URL: the OIDC audience of step tasks (they POST to /tasks/step)."
+  description = "The dispatcher's deterministic Cloud Run URL: the OIDC audience of step tasks (POST /tasks/step) and of the reconciler (POST /tasks/reconcile)."
   value       = local.dispatcher_url
 }
 
@@ -28,12 +28,35 @@ output "tasks_queue" {
   value       = google_cloud_tasks_queue.steps.name
 }
 
+output "tasks_retry_bound" {
+  description = "How long a step task is retried, in seconds from its first attempt (the attempts' own durations aside)."
+  value = {
+    max_attempts         = var.tasks_max_attempts
+    last_attempt_after_s = local.tasks_last_attempt_s
+    max_platform_retries = var.tasks_max_platform_retries
+    node_failed_after_s  = local.tasks_node_failed_s
+    dispatch_deadline_s  = local.tasks_dispatch_deadline_s
+  }
+}
+
+output "reconcile_job" {
+  description = "Cloud Scheduler job posting to the dispatcher's /tasks/reconcile."
+  value       = google_cloud_scheduler_job.reconcile.id
+}
+
 output "api_key_secret" {
   description = "Secret Manager secret holding the API key (the id, never the value): gcloud secrets versions access latest --secret=<this>."
   value       = google_secret_manager_secret.api_key.id
 }
 
-output "runtime_service_account" {
-  description = "Email of the functions' runtime service account."
-  value       = google_service_account.runtime.email
+output "service_accounts" {
+  description = "Emails of the deployment's service accounts."
+  value = {
+    api            = google_service_account.api.email
+    dispatcher     = google_service_account.dispatcher.email
+    events         = google_service_account.events.email
+    tasks_invoker  = google_service_account.tasks_invoker.email
+    events_trigger = google_service_account.events_trigger.email
+    build          = google_service_account.build.email
+  }
 }

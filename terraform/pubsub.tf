@@ -17,13 +17,25 @@
 # envelope into a google.cloud.pubsub.topic.v1.messagePublished event for a function
 # registered with @functions_framework.cloud_event (the decorator fixes the signature type).
 
+# The Pub/Sub service agent (service-PROJECT_NUMBER@gcp-sa-pubsub.iam.gserviceaccount.com).
+# Google creates it some time after the API is enabled; creating it here means the grants in
+# iam.tf never name an account that does not exist yet.
+resource "google_project_service_identity" "pubsub" {
+  provider = google-beta
+
+  project = var.project_id
+  service = "pubsub.googleapis.com"
+
+  depends_on = [time_sleep.apis]
+}
+
 resource "google_pubsub_topic" "runs" {
   #checkov:skip=CKV_GCP_83:Encrypted at rest with Google-managed keys; the messages are control messages (workflow name, run id, input) and customer-managed keys would need a Cloud KMS key ring and service-agent grants outside this deployment.
   project = var.project_id
   name    = "${var.name}-runs"
   labels  = local.labels
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_pubsub_topic" "runs_dead_letter" {
@@ -36,7 +48,7 @@ resource "google_pubsub_topic" "runs_dead_letter" {
   # back and replay them.
   message_retention_duration = "2678400s"
 
-  depends_on = [google_project_service.enabled]
+  depends_on = [time_sleep.apis]
 }
 
 resource "google_pubsub_subscription" "events" {

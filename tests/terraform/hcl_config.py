@@ -23,11 +23,13 @@ _LOCAL_INSIDE = re.compile(r"\$\{local\.(?P<name>[A-Za-z0-9_]+)\}")
 
 @dataclass
 class TerraformConfig:
-    """Resources, data sources, variables, outputs and locals of one module."""
+    """Resources, data sources, ephemeral resources, variables, outputs and locals of one
+    module."""
 
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
     resources: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     data: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    ephemeral: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     variables: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     locals: dict[str, Any] = field(default_factory=dict)
@@ -41,7 +43,11 @@ class TerraformConfig:
             with path.open(encoding="utf-8") as handle:
                 document = hcl2.load(handle, serialization_options=OPTIONS)
             config.files[path.name] = document
-            for kind, target in (("resource", config.resources), ("data", config.data)):
+            for kind, target in (
+                ("resource", config.resources),
+                ("data", config.data),
+                ("ephemeral", config.ephemeral),
+            ):
                 for entry in document.get(kind, []):
                     for type_name, instances in entry.items():
                         for name, body in instances.items():

@@ -5,13 +5,15 @@ machines. This checks a configuration against the committed provider schema subs
 (``terraform/provider-schema.google.json``, written by
 ``scripts/extract_provider_schema.py``) instead:
 
-* every resource, data source and provider block is of a type the schema knows;
+* every resource, data source, ephemeral resource and provider block is of a type the
+  schema of its provider knows (the provider named by its ``provider`` meta-argument, or
+  else by its type's prefix: ``provider = google-beta`` is checked against google-beta);
 * every argument and nested block exists in the schema, is written as what it is (an
   argument ``x = ...`` or a block ``x { ... }``) and is not a read-only (computed) attribute;
 * every required argument and every block with ``min_items`` is present, recursively, and
   no block appears more often than its ``max_items``;
-* every reference inside ``${...}`` names a declared variable, local, resource or data
-  source, and walks only attributes and blocks the schema has
+* every reference inside ``${...}`` names a declared variable, local, resource, data
+  source or ephemeral resource, and walks only attributes and blocks the schema has
   (``google_x.y.service_config[0].uri``).
 
 It collects every problem, each with its address and argument path, instead of stopping
@@ -41,6 +43,8 @@ RESOURCE_META_ARGUMENTS = {"count", "for_each", "depends_on", "provider"}
 RESOURCE_META_BLOCKS = {"lifecycle", "provisioner", "connection"}
 DATA_META_ARGUMENTS = {"count", "for_each", "depends_on", "provider"}
 DATA_META_BLOCKS = {"lifecycle"}
+EPHEMERAL_META_ARGUMENTS = {"count", "for_each", "depends_on", "provider"}
+EPHEMERAL_META_BLOCKS = {"lifecycle"}
 PROVIDER_META_ARGUMENTS = {"alias", "version"}
 # Names that are not references to declared objects.
 _BUILTIN_ROOTS = {"each", "count", "path", "self", "terraform"}
@@ -66,26 +70,69 @@ class Problem:
 
 
 @dataclass
-class Schemas:
-    """The provider schema subset, indexed the way configurations refer to it."""
+class ProviderSchemas:
+    """One provider's schemas: its configuration block and its types by kind."""
 
+    provider: Block | None = None
     resources: dict[str, Block] = field(default_factory=dict)
     data_sources: dict[str, Block] = field(default_factory=dict)
-    providers: dict[str, Block] = field(default_factory=dict)
+    ephemeral_resources: dict[str, Block] = field(default_factory=dict)
+
+
+@dataclass
+class Schemas:
+    """The provider schema subset, indexed the way configurations refer to it: by the
+    provider's local name (the last part of its source address), then by type."""
+
+    by_provider: dict[str, ProviderSchemas] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Schemas:
         document = json.loads(path.read_text(encoding="utf-8"))
         schemas = cls()
         for source, provider in document["provider_schemas"].items():
-            local_name = source.rsplit("/", 1)[-1]
-            if "provider" in provider:
-                schemas.providers[local_name] = provider["provider"]["block"]
-            for name, entry in provider["resource_schemas"].items():
-                schemas.resources[name] = entry["block"]
-            for name, entry in provider["data_source_schemas"].items():
-                schemas.data_sources[name] = entry["block"]
+            entry = ProviderSchemas(
+                provider=provider["provider"]["block"] if "provider" in provider else None,
+                resources={n: e["block"] for n, e in provider["resource_schemas"].items()},
+                data_sources={n: e["block"] for n, e in provider["data_source_schemas"].items()},
+                ephemeral_resources={
+                    n: e["block"] for n, e in provider.get("ephemeral_resource_schemas", {}).items()
+                },
+            )
+            schemas.by_provider[source.rsplit("/", 1)[-1]] = entry
         return schemas
+
+    @property
+    def providers(self) -> dict[str, Block]:
+        return {
+            name: entry.provider
+            for name, entry in self.by_provider.items()
+            if entry.provider is not None
+        }
+
+    def lookup(self, kind: str, type_name: str, provider: str) -> Block | None:
+        """The schema of a ``resource`` / ``data`` / ``ephemeral`` type of a provider."""
+        entry = self.by_provider.get(provider)
+        if entry is None:
+            return None
+        table = {
+            "resource": entry.resources,
+            "data": entry.data_sources,
+            "ephemeral": entry.ephemeral_resources,
+        }[kind]
+        return table.get(type_name)
+
+
+def provider_of(type_name: str, body: Mapping[str, Any]) -> str:
+    """The local name of a block's provider: its ``provider`` meta-argument
+    (``google-beta``, ``google-beta.alias``) or else its type's prefix."""
+    value = body.get("provider")
+    if isinstance(value, str):
+        name = value.strip()
+        if name.startswith("${") and name.endswith("}"):
+            name = name[2:-1]
+        return name.split(".", 1)[0].strip()
+    return type_name.split("_", 1)[0]
 
 
 def parse(text: str) -> dict[str, Any]:
@@ -216,8 +263,10 @@ def _check_dynamic(
 class _Declarations:
     variables: set[str] = field(default_factory=set)
     locals: set[str] = field(default_factory=set)
-    resources: dict[tuple[str, str], str] = field(default_factory=dict)  # -> type
+    # (type, name) -> the local name of the provider it is declared with
+    resources: dict[tuple[str, str], str] = field(default_factory=dict)
     data: dict[tuple[str, str], str] = field(default_factory=dict)
+    ephemeral: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 def _labelled(document: Mapping[str, Any], kind: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -237,10 +286,12 @@ def _declarations(documents: Iterable[Mapping[str, Any]]) -> _Declarations:
             declared.variables.update(k for k in entry if k not in _MARKERS)
         for entry in document.get("locals", []):
             declared.locals.update(k for k in entry if k not in _MARKERS)
-        for type_name, name, _ in _labelled(document, "resource"):
-            declared.resources[(type_name, name)] = type_name
-        for type_name, name, _ in _labelled(document, "data"):
-            declared.data[(type_name, name)] = type_name
+        for type_name, name, body in _labelled(document, "resource"):
+            declared.resources[(type_name, name)] = provider_of(type_name, body)
+        for type_name, name, body in _labelled(document, "data"):
+            declared.data[(type_name, name)] = provider_of(type_name, body)
+        for type_name, name, body in _labelled(document, "ephemeral"):
+            declared.ephemeral[(type_name, name)] = provider_of(type_name, body)
     return declared
 
 
@@ -309,17 +360,20 @@ def _check_reference(
                 yield Problem(
                     address, path, f"reference to undeclared local value local.{names[0]}"
                 )
-        elif root == "data":
+        elif root in ("data", "ephemeral"):
             if len(names) < 2:
                 continue
             key = (names[0], names[1])
-            if key not in declared.data:
-                yield Problem(address, path, f"reference to undeclared data.{names[0]}.{names[1]}")
-            elif (schema := schemas.data_sources.get(names[0])) is not None:
+            table = declared.data if root == "data" else declared.ephemeral
+            if key not in table:
+                yield Problem(
+                    address, path, f"reference to undeclared {root}.{names[0]}.{names[1]}"
+                )
+            elif (schema := schemas.lookup(root, names[0], table[key])) is not None:
                 rest = steps[steps.index(names[1]) + 1 :]
                 if (unknown := _walk(schema, rest)) is not None:
                     yield Problem(
-                        address, path, f"data.{names[0]}.{names[1]} has no attribute {unknown!r}"
+                        address, path, f"{root}.{names[0]}.{names[1]} has no attribute {unknown!r}"
                     )
         elif "_" in root and names:
             provider = root.split("_", 1)[0]
@@ -328,7 +382,7 @@ def _check_reference(
             key = (root, names[0])
             if key not in declared.resources:
                 yield Problem(address, path, f"reference to undeclared resource {root}.{names[0]}")
-            elif (schema := schemas.resources.get(root)) is not None:
+            elif (schema := schemas.lookup("resource", root, declared.resources[key])) is not None:
                 rest = steps[steps.index(names[0]) + 1 :]
                 if (unknown := _walk(schema, rest)) is not None:
                     yield Problem(address, path, f"{root}.{names[0]} has no attribute {unknown!r}")
@@ -343,44 +397,49 @@ def _reference_problems(
     return problems
 
 
+def _unknown_type(what: str, provider: str, schemas: Schemas) -> str:
+    if provider not in schemas.by_provider:
+        return f"{what} of provider {provider!r}, which is not in the schema"
+    if what == "data source":
+        return "data source not in the provider schema"
+    return f"{what} not in the provider schema"
+
+
 def check_documents(documents: Iterable[Mapping[str, Any]], schemas: Schemas) -> list[Problem]:
     """Every problem of a module given as parsed documents (one per ``.tf`` file)."""
     documents = list(documents)
     declared = _declarations(documents)
     problems: list[Problem] = []
+    kinds = (
+        ("resource", "", "resource type", RESOURCE_META_ARGUMENTS, RESOURCE_META_BLOCKS),
+        ("data", "data.", "data source", DATA_META_ARGUMENTS, DATA_META_BLOCKS),
+        (
+            "ephemeral",
+            "ephemeral.",
+            "ephemeral resource type",
+            EPHEMERAL_META_ARGUMENTS,
+            EPHEMERAL_META_BLOCKS,
+        ),
+    )
     for document in documents:
-        for type_name, name, body in _labelled(document, "resource"):
-            address = f"{type_name}.{name}"
-            schema = schemas.resources.get(type_name)
-            if schema is None:
-                problems.append(Problem(address, "", "resource type not in the provider schema"))
-            else:
-                problems.extend(
-                    check_block(
-                        body,
-                        schema,
-                        address,
-                        meta_arguments=RESOURCE_META_ARGUMENTS,
-                        meta_blocks=RESOURCE_META_BLOCKS,
+        for kind, prefix, what, meta_arguments, meta_blocks in kinds:
+            for type_name, name, body in _labelled(document, kind):
+                address = f"{prefix}{type_name}.{name}"
+                provider = provider_of(type_name, body)
+                schema = schemas.lookup(kind, type_name, provider)
+                if schema is None:
+                    problems.append(Problem(address, "", _unknown_type(what, provider, schemas)))
+                else:
+                    problems.extend(
+                        check_block(
+                            body,
+                            schema,
+                            address,
+                            meta_arguments=meta_arguments,
+                            meta_blocks=meta_blocks,
+                        )
                     )
-                )
-            problems.extend(_reference_problems(body, declared, schemas, address))
-        for type_name, name, body in _labelled(document, "data"):
-            address = f"data.{type_name}.{name}"
-            schema = schemas.data_sources.get(type_name)
-            if schema is None:
-                problems.append(Problem(address, "", "data source not in the provider schema"))
-            else:
-                problems.extend(
-                    check_block(
-                        body,
-                        schema,
-                        address,
-                        meta_arguments=DATA_META_ARGUMENTS,
-                        meta_blocks=DATA_META_BLOCKS,
-                    )
-                )
-            problems.extend(_reference_problems(body, declared, schemas, address))
+                problems.extend(_reference_problems(body, declared, schemas, address))
         for entry in document.get("provider", []):
             for name, body in entry.items():
                 if name in _MARKERS:

@@ -3,31 +3,51 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.terraform.hcl_config import ROOT, TerraformConfig, interpolations, single
+from tests.terraform.conftest import PROJECT_ID
+from tests.terraform.hcl_config import TerraformConfig, interpolations, single
+from tests.terraform.hcl_eval import Evaluator
+from tests.terraform.schema_check import provider_of
 
-RUNTIME_EMAIL = "${google_service_account.runtime.email}"
 INVOKER_EMAIL = "${google_service_account.tasks_invoker.email}"
 DISPATCHER_URL = (
     "https://${var.name}-dispatcher-${data.google_project.this.number}.${var.region}.run.app"
 )
+# The dispatcher URL as the evaluator gives it with the defaults (the project number is
+# only known after apply).
+EVALUATED_DISPATCHER_URL = (
+    "https://refluxo-dispatcher-${data.google_project.this.number}.europe-west1.run.app"
+)
 FUNCTIONS = {"api": "api", "dispatcher": "step", "events": "on_message"}
-EXPECTED_ENVIRONMENT = {
-    "GOOGLE_CLOUD_PROJECT": "${var.project_id}",
+COMMON_ENVIRONMENT = {
+    "GOOGLE_CLOUD_PROJECT": PROJECT_ID,
     "REFLUXO_BACKEND": "gcp",
-    "REFLUXO_APP": "${var.app}",
-    "REFLUXO_REGION": "${var.region}",
+    "REFLUXO_APP": "examples.app:app",
+    "REFLUXO_REGION": "europe-west1",
     "REFLUXO_TASKS_QUEUE": "${google_cloud_tasks_queue.steps.name}",
-    "REFLUXO_STEP_URL": f"{DISPATCHER_URL}/tasks/step",
+    "REFLUXO_STEP_URL": f"{EVALUATED_DISPATCHER_URL}/tasks/step",
     "REFLUXO_TASKS_SERVICE_ACCOUNT": INVOKER_EMAIL,
-    "REFLUXO_OIDC_AUDIENCE": DISPATCHER_URL,
+    "REFLUXO_OIDC_AUDIENCE": EVALUATED_DISPATCHER_URL,
     "REFLUXO_VERIFY_OIDC": "true",
-    "REFLUXO_FUNCTION_TIMEOUT_S": "${tostring(var.function_timeout_seconds)}",
-    "REFLUXO_COLLECTION_PREFIX": "${var.name}",
+    "REFLUXO_FUNCTION_TIMEOUT_S": "60",
+    "REFLUXO_DISPATCH_DEADLINE_S": "120",
+    "REFLUXO_COLLECTION_PREFIX": "refluxo",
+    "REFLUXO_FIRESTORE_DATABASE": "${google_firestore_database.default.name}",
+    "REFLUXO_RUN_RETENTION_DAYS": "30",
+}
+EXPECTED_ENVIRONMENT = {
+    "api": {**COMMON_ENVIRONMENT, "REFLUXO_ROUTES": "api", "THREADS": "16"},
+    "dispatcher": {
+        **COMMON_ENVIRONMENT,
+        "REFLUXO_ROUTES": "dispatcher",
+        "THREADS": "8",
+        "REFLUXO_MAX_PLATFORM_RETRIES": "10",
+        "REFLUXO_RECONCILER_SERVICE_ACCOUNT": INVOKER_EMAIL,
+    },
+    "events": {**COMMON_ENVIRONMENT, "REFLUXO_ROUTES": "events", "THREADS": "8"},
 }
 REQUIRED_SERVICES = {
     "cloudfunctions",
@@ -37,10 +57,12 @@ REQUIRED_SERVICES = {
     "eventarc",
     "pubsub",
     "cloudtasks",
+    "cloudscheduler",
     "firestore",
     "secretmanager",
     "iam",
     "logging",
+    "monitoring",
 }
 
 
@@ -54,22 +76,37 @@ def variable_default(config: TerraformConfig, name: str) -> Any:
     return config.variables[name].get("default")
 
 
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
 # --- providers, variables, outputs ---------------------------------------------------------
 
 
-def test_required_providers_pin_google_6_archive_and_random(config: TerraformConfig) -> None:
+def test_required_providers_and_terraform_version(config: TerraformConfig) -> None:
     required: dict[str, Any] = {}
+    versions: list[str] = []
     for block in config.terraform:
         for entry in block.get("required_providers", []):
             required.update(entry)
-    assert required["google"]["source"] == "hashicorp/google"
-    assert required["google"]["version"] == "~> 6.0"
-    assert required["archive"]["source"] == "hashicorp/archive"
-    assert required["random"]["source"] == "hashicorp/random"
-    assert set(required) == {"google", "archive", "random"}
-    google = config.providers["google"]
-    assert google["project"] == "${var.project_id}"
-    assert google["region"] == "${var.region}"
+        if "required_version" in block:
+            versions.append(block["required_version"])
+    # Write-only arguments and ephemeral resources need Terraform 1.11.
+    assert versions == [">= 1.11.0"]
+    expected = {
+        "google": ("hashicorp/google", "~> 6.50"),
+        "google-beta": ("hashicorp/google-beta", "~> 6.50"),
+        "archive": ("hashicorp/archive", "~> 2.7"),
+        "random": ("hashicorp/random", "~> 3.7"),
+        "time": ("hashicorp/time", "~> 0.13"),
+    }
+    assert {name: (p["source"], p["version"]) for name, p in required.items()} == expected
+    # The archive's `source` blocks and glob handling: at least 2.5.
+    assert _version(required["archive"]["version"].removeprefix("~> ")) >= (2, 5)
+    for name in ("google", "google-beta"):
+        provider = config.providers[name]
+        assert provider["project"] == "${var.project_id}"
+        assert provider["region"] == "${var.region}"
 
 
 @pytest.mark.parametrize(
@@ -79,11 +116,29 @@ def test_required_providers_pin_google_6_archive_and_random(config: TerraformCon
         ("name", "refluxo"),
         ("api_invoker_members", []),
         ("function_timeout_seconds", 60),
+        ("tasks_dispatch_margin_seconds", 60),
+        ("function_cpu", "1"),
+        ("function_memory", "1Gi"),
+        ("api_concurrency", 16),
+        ("dispatcher_concurrency", 8),
+        ("events_concurrency", 8),
         ("app", "examples.app:app"),
+        ("app_source_patterns", ["examples/**"]),
+        ("run_retention_days", 30),
+        ("reconcile_schedule", "*/5 * * * *"),
+        ("alert_emails", []),
+        ("api_key_version", 1),
+        ("api_propagation_wait", "60s"),
+        ("iam_propagation_wait", "120s"),
     ],
 )
 def test_variable_defaults(config: TerraformConfig, name: str, default: Any) -> None:
     assert variable_default(config, name) == default
+
+
+def test_variables_accept_their_defaults(config: TerraformConfig, evaluator: Evaluator) -> None:
+    rejected = {name: evaluator.validation_errors(name) for name in config.variables}
+    assert {name: errors for name, errors in rejected.items() if errors} == {}
 
 
 def test_project_and_max_instances_variables(config: TerraformConfig) -> None:
@@ -91,12 +146,11 @@ def test_project_and_max_instances_variables(config: TerraformConfig) -> None:
     assert isinstance(variable_default(config, "max_instances"), int)
 
 
-def test_source_dir_defaults_to_the_repository_root(config: TerraformConfig) -> None:
-    # A variable default cannot use path.module, so null means "the repository root".
-    assert variable_default(config, "source_dir") is None
-    assert config.locals["source_dir"] == '${coalesce(var.source_dir, "${path.module}/..")}'
-    archive = config.data["archive_file"]["source"]
-    assert archive["source_dir"] == "${local.source_dir}"
+def test_removed_variables_are_gone(config: TerraformConfig) -> None:
+    # The build account and the queue's concurrency are no longer free settings: the build
+    # account is created here, the concurrency follows from the dispatcher's capacity.
+    assert "build_service_account" not in config.variables
+    assert "tasks_max_concurrent_dispatches" not in config.variables
 
 
 def test_name_validation_keeps_derived_names_within_google_limits(
@@ -106,10 +160,16 @@ def test_name_validation_keeps_derived_names_within_google_limits(
     pattern = quoted(condition)[0]
     accepted = ["refluxo", "ab", "wf-prod-eu-0001", "x" * 15]
     rejected = ["Refluxo", "1abc", "-abc", "abc-", "x" * 16, "a_b", "a", ""]
+    suffixes = {
+        body["account_id"].removeprefix("${var.name}")
+        for body in config.resources["google_service_account"].values()
+    }
+    assert "-events-trigger" in suffixes
     for name in accepted:
         assert re.fullmatch(pattern, name), name
-        # service account ids are 6-30 characters; the longest suffix is -events-trigger
-        assert len(f"{name}-events-trigger") <= 30
+        # service account ids are 6-30 characters
+        for suffix in suffixes:
+            assert 6 <= len(f"{name}{suffix}") <= 30, suffix
         # the deterministic URL's first DNS label, with a 13-digit project number
         assert len(f"{name}-dispatcher-{'9' * 13}") <= 63
     for name in rejected:
@@ -125,15 +185,6 @@ def test_api_invoker_members_can_never_be_public(config: TerraformConfig) -> Non
 
 
 def test_outputs(config: TerraformConfig) -> None:
-    required = {
-        "api_url",
-        "dispatcher_url",
-        "events_topic",
-        "dead_letter_topic",
-        "tasks_queue",
-        "api_key_secret",
-    }
-    assert required <= set(config.outputs)
     values = {name: body["value"] for name, body in config.outputs.items()}
     assert values["api_url"] == "${google_cloudfunctions2_function.api.service_config[0].uri}"
     assert values["dispatcher_url"] == "${local.dispatcher_url}"
@@ -141,6 +192,16 @@ def test_outputs(config: TerraformConfig) -> None:
     assert values["dead_letter_topic"] == "${google_pubsub_topic.runs_dead_letter.id}"
     assert values["tasks_queue"] == "${google_cloud_tasks_queue.steps.name}"
     assert values["api_key_secret"] == "${google_secret_manager_secret.api_key.id}"
+    assert values["reconcile_job"] == "${google_cloud_scheduler_job.reconcile.id}"
+    assert set(values["service_accounts"]) == {
+        "api",
+        "dispatcher",
+        "events",
+        "tasks_invoker",
+        "events_trigger",
+        "build",
+    }
+    assert values["tasks_retry_bound"]["last_attempt_after_s"] == "${local.tasks_last_attempt_s}"
     for name, value in values.items():
         for expression in interpolations(value):
             assert "random_password" not in expression, f"output {name} leaks the key"
@@ -174,101 +235,122 @@ def test_firestore_database(config: TerraformConfig) -> None:
     assert variable_default(config, "deletion_protection") is True
 
 
-def test_firestore_index_for_listing_runs(config: TerraformConfig) -> None:
-    index = config.resource("google_firestore_index", "runs_by_status")
-    assert index["collection"] == "${var.name}_runs"
+def _index_fields(config: TerraformConfig, name: str) -> list[tuple[str, str]]:
+    index = config.resource("google_firestore_index", name)
     assert index["database"] == "${google_firestore_database.default.name}"
     assert index["query_scope"] == "COLLECTION"
-    fields = [(f["field_path"], f["order"]) for f in index["fields"]]
+    assert config.resolve(index["collection"]) == "${var.name}_runs"
+    return [(f["field_path"], f["order"]) for f in index["fields"]]
+
+
+def test_firestore_index_for_listing_runs(config: TerraformConfig) -> None:
+    fields = _index_fields(config, "runs_by_status")
     assert fields == [("status", "ASCENDING"), ("createdAt", "DESCENDING")]
+
+
+def test_firestore_index_for_the_reconciler(config: TerraformConfig) -> None:
+    fields = _index_fields(config, "runs_by_status_due")
+    assert fields == [("status", "ASCENDING"), ("dueAt", "ASCENDING")]
+    assert set(config.resources["google_firestore_index"]) == {
+        "runs_by_status",
+        "runs_by_status_due",
+    }
+
+
+def _field_settings(config: TerraformConfig, evaluator: Evaluator) -> dict[tuple[str, str], Any]:
+    """(collection, field) -> the google_firestore_field body, for_each expanded."""
+    found: dict[tuple[str, str], Any] = {}
+    for name, body in config.resources["google_firestore_field"].items():
+        assert body["database"] == "${google_firestore_database.default.name}", name
+        if "for_each" in body:
+            for key, each in sorted(evaluator.evaluate(body["for_each"]).items()):
+                scope = {"each": {"key": key, "value": each}}
+                collection = evaluator.expression(body["collection"][2:-1], scope)
+                field = body["field"]
+                if field.startswith("${"):
+                    field = evaluator.expression(field[2:-1], scope)
+                assert (collection, field) not in found
+                found[(collection, field)] = body
+        else:
+            found[(evaluator.evaluate(body["collection"]), body["field"])] = body
+    return found
+
+
+def test_never_queried_fields_are_exempt_from_indexing(
+    config: TerraformConfig, evaluator: Evaluator
+) -> None:
+    settings = _field_settings(config, evaluator)
+    exempt = {key for key, body in settings.items() if body.get("index_config") == [{}]}
+    assert exempt == {
+        ("refluxo_runs", "head"),
+        ("refluxo_runs", "input"),
+        ("refluxo_runs", "pending"),
+        ("refluxo_runs", "nodeCounts"),
+        ("refluxo_runs", "recentCommits"),
+        ("refluxo_runs", "updatedAt"),
+        ("refluxo_runs", "expireAt"),
+        ("results", "result"),
+        ("results", "expireAt"),
+        ("refluxo_definitions", "body"),
+    }
+    # What is queried keeps its indexes: nothing configured for them but dueAt.
+    queried = {"status", "createdAt", "seq", "nodeId", "nodeIndex", "workflow"}
+    assert not {field for _, field in settings} & queried
+
+
+def test_due_at_keeps_only_its_ascending_index(
+    config: TerraformConfig, evaluator: Evaluator
+) -> None:
+    body = _field_settings(config, evaluator)[("refluxo_runs", "dueAt")]
+    assert single(body, "index_config") == {
+        "indexes": [{"order": "ASCENDING", "query_scope": "COLLECTION"}]
+    }
+    assert "ttl_config" not in body
+
+
+def test_expire_at_is_the_ttl_field_of_runs_and_results(
+    config: TerraformConfig, evaluator: Evaluator
+) -> None:
+    settings = _field_settings(config, evaluator)
+    ttl = {key for key, body in settings.items() if "ttl_config" in body}
+    assert ttl == {("refluxo_runs", "expireAt"), ("results", "expireAt")}
+    for key in ttl:
+        assert single(settings[key], "ttl_config") == {}
+    # The retention the runtime writes into expireAt.
+    for environment in evaluator.local("function_environment").values():
+        assert environment["REFLUXO_RUN_RETENTION_DAYS"] == "30"
+
+
+def test_run_retention_validation(config: TerraformConfig) -> None:
+    for days, valid in ((1, True), (30, True), (3650, True), (0, False), (1.5, False)):
+        errors = Evaluator(config, {"project_id": PROJECT_ID, "run_retention_days": days})
+        assert (errors.validation_errors("run_retention_days") == []) is valid, days
 
 
 # --- Cloud Tasks -----------------------------------------------------------------------------
 
 
-def test_tasks_queue(config: TerraformConfig) -> None:
+def test_tasks_queue(config: TerraformConfig, evaluator: Evaluator) -> None:
     queue = config.resource("google_cloud_tasks_queue", "steps")
     assert queue["name"] == "${var.name}-steps"
     assert queue["location"] == "${var.region}"
     rates = single(queue, "rate_limits")
     assert rates["max_dispatches_per_second"] == "${var.tasks_max_dispatches_per_second}"
-    assert rates["max_concurrent_dispatches"] == "${var.tasks_max_concurrent_dispatches}"
-    retry = single(queue, "retry_config")
-    assert retry["max_attempts"] == "${var.tasks_max_attempts}"
-    assert variable_default(config, "tasks_max_attempts") == 100
-    assert set(retry) >= {"max_retry_duration", "min_backoff", "max_backoff", "max_doublings"}
-    assert re.fullmatch(r"\d+s", retry["min_backoff"])
-    assert re.fullmatch(r"\d+s", retry["max_backoff"])
-    assert int(retry["min_backoff"][:-1]) < int(retry["max_backoff"][:-1])
+    assert rates["max_concurrent_dispatches"] == "${local.tasks_max_concurrent_dispatches}"
+    retry = evaluator.evaluate(single(queue, "retry_config"))
+    assert retry == {
+        "max_attempts": 20,
+        "max_retry_duration": "3511s",
+        "min_backoff": "1s",
+        "max_backoff": "300s",
+        "max_doublings": 8,
+    }
     logging = single(queue, "stackdriver_logging_config")
     assert logging["sampling_ratio"] == "${var.tasks_log_sampling_ratio}"
     assert 0 < variable_default(config, "tasks_log_sampling_ratio") <= 1
 
 
-# --- source archive and bucket ---------------------------------------------------------------
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """The archive provider's doublestar globs, matched against a relative path."""
-    out, index = "", 0
-    while index < len(pattern):
-        if pattern.startswith("**/", index):
-            out, index = out + "(?:.*/)?", index + 3
-        elif pattern.startswith("**", index):
-            out, index = out + ".*", index + 2
-        elif pattern[index] == "*":
-            out, index = out + "[^/]*", index + 1
-        elif pattern[index] == "?":
-            out, index = out + "[^/]", index + 1
-        else:
-            out, index = out + re.escape(pattern[index]), index + 1
-    return re.compile(out)
-
-
-def _archived(root: Path, excludes: list[str]) -> set[str]:
-    """The relative paths the archive would hold: excluded directories are not entered."""
-    patterns = [_glob_regex(p) for p in excludes]
-    kept: set[str] = set()
-    pending = [root]
-    while pending:
-        directory = pending.pop()
-        for entry in directory.iterdir():
-            relative = entry.relative_to(root).as_posix()
-            if any(p.fullmatch(relative) for p in patterns):
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                pending.append(entry)
-            elif entry.is_file():
-                kept.add(relative)
-    return kept
-
-
-def test_source_archive_holds_the_code_and_nothing_else(config: TerraformConfig) -> None:
-    archive = config.data["archive_file"]["source"]
-    assert archive["type"] == "zip"
-    assert archive["output_path"].startswith("${path.module}/.terraform/")  # git-ignored
-    excludes: list[str] = archive["excludes"]
-    for pattern in (".venv*", "tests", "bench", "terraform", ".git", "**/__pycache__"):
-        assert pattern in excludes
-    files = _archived(ROOT, excludes)
-    for needed in ("main.py", "requirements.txt", "refluxo/__init__.py", "examples/app.py"):
-        assert needed in files
-    tops = {path.split("/", 1)[0] for path in files}
-    forbidden = {
-        ".venv",
-        ".venv-tasks",
-        ".venv-checkov",
-        ".git",
-        "tests",
-        "bench",
-        "terraform",
-        ".pytest_cache",
-        ".mypy_cache",
-        ".ruff_cache",
-        ".hypothesis",
-    }
-    assert not tops & forbidden, sorted(tops & forbidden)
-    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+# --- source bucket ---------------------------------------------------------------------------
 
 
 def test_source_bucket_is_private_and_versioned(config: TerraformConfig) -> None:
@@ -291,38 +373,70 @@ def test_source_object_is_named_by_the_archive_md5(config: TerraformConfig) -> N
 # --- secret ----------------------------------------------------------------------------------
 
 
-def test_api_key_secret_is_generated_without_a_manual_step(config: TerraformConfig) -> None:
+def test_api_key_is_generated_outside_the_state(config: TerraformConfig) -> None:
     secret = config.resource("google_secret_manager_secret", "api_key")
     assert secret["secret_id"] == "${var.name}-api-key"
     assert single(single(secret, "replication"), "auto") == {}
-    version = config.resource("google_secret_manager_secret_version", "api_key")
-    assert version["secret"] == "${google_secret_manager_secret.api_key.id}"
-    assert version["secret_data"] == "${random_password.api_key.result}"
-    password = config.resource("random_password", "api_key")
+    # An ephemeral value, written through the write-only argument: never in the state.
+    password = config.ephemeral["random_password"]["api_key"]
     assert password["length"] >= 32
+    version = config.resource("google_secret_manager_secret_version", "api_key")
+    assert {key: value for key, value in version.items() if key != "lifecycle"} == {
+        "secret": "${google_secret_manager_secret.api_key.id}",
+        "secret_data_wo": "${ephemeral.random_password.api_key.result}",
+        "secret_data_wo_version": "${var.api_key_version}",
+    }
+    # Rotation creates the new version (and redeploys the API on it) before deleting the old.
+    assert single(version, "lifecycle") == {"create_before_destroy": True}
+    # No stateful generator and no plain secret_data anywhere.
+    assert "random_password" not in config.resources
+    for type_name, name, body in config.iter_resources():
+        assert "secret_data" not in body, f"{type_name}.{name}"
 
 
 # --- functions -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("name", "entry_point"), sorted(FUNCTIONS.items()))
-def test_function(config: TerraformConfig, name: str, entry_point: str) -> None:
+def test_function(
+    config: TerraformConfig, evaluator: Evaluator, name: str, entry_point: str
+) -> None:
     function = config.resource("google_cloudfunctions2_function", name)
     assert config.resolve(function["name"]) == f"${{var.name}}-{name}"
     assert function["location"] == "${var.region}"
     build = single(function, "build_config")
     assert build["runtime"] == "python311"
     assert build["entry_point"] == entry_point
+    assert build["service_account"] == "${google_service_account.build.id}"
     storage = single(single(build, "source"), "storage_source")
     assert storage == {
         "bucket": "${google_storage_bucket.source.name}",
         "object": "${google_storage_bucket_object.source.name}",
     }
     service = single(function, "service_config")
-    assert service["service_account_email"] == RUNTIME_EMAIL
+    assert service["service_account_email"] == f"${{google_service_account.{name}.email}}"
     assert service["timeout_seconds"] == "${var.function_timeout_seconds}"
     assert service["max_instance_count"] == "${var.max_instances}"
-    assert config.resolve(service["environment_variables"]) == EXPECTED_ENVIRONMENT
+    assert service["available_cpu"] == "${var.function_cpu}"
+    assert service["available_memory"] == "${var.function_memory}"
+    assert evaluator.evaluate(service["max_instance_request_concurrency"]) == int(
+        EXPECTED_ENVIRONMENT[name]["THREADS"]
+    )
+    assert evaluator.evaluate(service["environment_variables"]) == EXPECTED_ENVIRONMENT[name]
+    assert function["depends_on"] == ["${time_sleep.iam}"]
+
+
+def test_each_function_serves_only_its_routes(evaluator: Evaluator) -> None:
+    environments = evaluator.local("function_environment")
+    assert {name: env["REFLUXO_ROUTES"] for name, env in environments.items()} == {
+        "api": "api",
+        "dispatcher": "dispatcher",
+        "events": "events",
+    }
+    # Only the dispatcher decides when a step has failed, and checks the reconciler.
+    only_dispatcher = {"REFLUXO_MAX_PLATFORM_RETRIES", "REFLUXO_RECONCILER_SERVICE_ACCOUNT"}
+    for name, environment in environments.items():
+        assert (only_dispatcher <= set(environment)) is (name == "dispatcher"), name
 
 
 def test_only_the_api_mounts_the_api_key(config: TerraformConfig) -> None:
@@ -387,6 +501,7 @@ def test_the_configuration_has_no_dependency_cycle(config: TerraformConfig) -> N
         for name, body in instances.items():
             graph[f"data.{type_name}.{name}"] = _references(config, body)
     assert graph["google_pubsub_subscription.events"] >= {"google_cloudfunctions2_function.events"}
+    assert graph["google_cloudfunctions2_function.api"] >= {"time_sleep.iam"}
     visiting: list[str] = []
     done: set[str] = set()
 
@@ -451,8 +566,13 @@ def test_dead_letters_are_kept(config: TerraformConfig) -> None:
     assert "push_config" not in subscription  # a pull subscription: messages wait there
 
 
-def test_pubsub_service_agent_address(config: TerraformConfig) -> None:
+def test_pubsub_service_agent_is_created_before_it_is_granted(config: TerraformConfig) -> None:
+    identity = config.resource("google_project_service_identity", "pubsub")
+    # Only google-beta has the resource in provider 6.x.
+    assert provider_of("google_project_service_identity", identity) == "google-beta"
+    assert identity["service"] == "pubsub.googleapis.com"
+    assert identity["project"] == "${var.project_id}"
+    assert identity["depends_on"] == ["${time_sleep.apis}"]
     assert config.locals["pubsub_service_agent"] == (
-        "serviceAccount:service-${data.google_project.this.number}"
-        "@gcp-sa-pubsub.iam.gserviceaccount.com"
+        "${google_project_service_identity.pubsub.member}"
     )

@@ -31,19 +31,20 @@ def extractor() -> ModuleType:
 
 
 def test_schema_covers_exactly_the_types_the_configuration_uses(extractor: ModuleType) -> None:
-    used = extractor.used_types(TERRAFORM_DIR)
+    usage = extractor.used_types_by_provider(TERRAFORM_DIR)
     document = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-    resources: set[str] = set()
-    data: set[str] = set()
-    providers: set[str] = set()
+    covered: dict[str, dict[str, set[str]]] = {}
     for source, provider in document["provider_schemas"].items():
-        resources.update(provider["resource_schemas"])
-        data.update(provider["data_source_schemas"])
-        if "provider" in provider:
-            providers.add(source.rsplit("/", 1)[-1])
-    assert resources == used["resource"], "re-run scripts/extract_provider_schema.py"
-    assert data == used["data"], "re-run scripts/extract_provider_schema.py"
-    assert providers == used["provider"]
+        assert "provider" in provider, source
+        covered[source.rsplit("/", 1)[-1]] = {
+            "resource": set(provider["resource_schemas"]),
+            "data": set(provider["data_source_schemas"]),
+            "ephemeral": set(provider.get("ephemeral_resource_schemas", {})),
+        }
+    assert covered == usage, "re-run scripts/extract_provider_schema.py"
+    assert set(usage) == {"google", "google-beta", "archive", "random", "time"}
+    assert usage["google-beta"]["resource"] == {"google_project_service_identity"}
+    assert usage["random"]["ephemeral"] == {"random_password"}
 
 
 def test_schema_file_is_in_the_scripts_canonical_form(extractor: ModuleType) -> None:
@@ -281,9 +282,32 @@ def test_build_schema_names_the_types_it_could_not_find(
     extractor: ModuleType, tmp_path: Path
 ) -> None:
     _fake_wheel(tmp_path)
-    wanted = {"resource": {"google_widget", "google_sprocket"}, "data": set(), "provider": set()}
+    usage = {"google": {"resource": {"google_widget", "google_sprocket"}, "data": set()}}
     with pytest.raises(extractor.ExtractionError, match="google_sprocket"):
-        extractor.build_schema(tmp_path, wanted, packages=[_package(extractor)])
+        extractor.build_schema(tmp_path, usage, packages=[_package(extractor)])
+
+
+def test_build_schema_adds_hand_written_entries_with_their_provenance(
+    extractor: ModuleType, tmp_path: Path
+) -> None:
+    _fake_wheel(tmp_path)
+    block = {"attributes": {"size": {"required": True, "type": "number"}}, "block_types": {}}
+    hand_written = {
+        "google": {"ephemeral": {"google_token": {"provenance": "from x.go", "block": block}}}
+    }
+    usage = {"google": {"resource": {"google_widget"}, "ephemeral": {"google_token"}}}
+    with pytest.raises(extractor.ExtractionError, match="provider"):
+        # The fake package has no provider class: reported, not silently skipped.
+        extractor.build_schema(
+            tmp_path, usage, packages=[_package(extractor)], hand_written=hand_written
+        )
+
+
+def test_build_schema_refuses_a_provider_without_a_package(
+    extractor: ModuleType, tmp_path: Path
+) -> None:
+    with pytest.raises(extractor.ExtractionError, match="without a package: \\['nowhere'\\]"):
+        extractor.build_schema(tmp_path, {"nowhere": {}}, packages=[_package(extractor)])
 
 
 def test_used_types_reads_resources_data_sources_and_providers(
@@ -292,12 +316,27 @@ def test_used_types_reads_resources_data_sources_and_providers(
     (tmp_path / "a.tf").write_text(
         'terraform {\n  required_providers {\n    google = { source = "hashicorp/google" }\n'
         '  }\n}\nresource "google_widget" "w" {}\ndata "archive_file" "z" {}\n'
-        'resource "random_password" "p" {}\n',
+        'resource "random_password" "p" {}\n'
+        'resource "google_gadget" "b" {\n  provider = google-beta\n}\n'
+        'ephemeral "random_password" "e" {}\nprovider "time" {}\n',
         encoding="utf-8",
     )
     used = extractor.used_types(tmp_path)
     assert used == {
-        "resource": {"google_widget", "random_password"},
+        "resource": {"google_widget", "random_password", "google_gadget"},
         "data": {"archive_file"},
-        "provider": {"google", "archive", "random"},
+        "ephemeral": {"random_password"},
+        "provider": {"google", "google-beta", "archive", "random", "time"},
+    }
+    by_provider = extractor.used_types_by_provider(tmp_path)
+    assert by_provider == {
+        "google": {"resource": {"google_widget"}, "data": set(), "ephemeral": set()},
+        "google-beta": {"resource": {"google_gadget"}, "data": set(), "ephemeral": set()},
+        "archive": {"resource": set(), "data": {"archive_file"}, "ephemeral": set()},
+        "random": {
+            "resource": {"random_password"},
+            "data": set(),
+            "ephemeral": {"random_password"},
+        },
+        "time": {"resource": set(), "data": set(), "ephemeral": set()},
     }

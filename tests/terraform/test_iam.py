@@ -7,17 +7,33 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.terraform.hcl_config import TERRAFORM_DIR, TerraformConfig
+from tests.terraform.conftest import PROJECT_ID
+from tests.terraform.hcl_config import TERRAFORM_DIR, TerraformConfig, single
+from tests.terraform.hcl_eval import Evaluator
 
-RUNTIME = "serviceAccount:${google_service_account.runtime.email}"
+API = "serviceAccount:${google_service_account.api.email}"
+DISPATCHER = "serviceAccount:${google_service_account.dispatcher.email}"
+EVENTS = "serviceAccount:${google_service_account.events.email}"
 INVOKER = "serviceAccount:${google_service_account.tasks_invoker.email}"
 TRIGGER = "serviceAccount:${google_service_account.events_trigger.email}"
-PUBSUB_AGENT = (
-    "serviceAccount:service-${data.google_project.this.number}"
-    "@gcp-sa-pubsub.iam.gserviceaccount.com"
-)
+BUILD = "serviceAccount:${google_service_account.build.email}"
+PUBSUB_AGENT = "${google_project_service_identity.pubsub.member}"
 API_MEMBERS = "each of var.api_invoker_members"
+FUNCTION_ACCOUNTS = (API, DISPATCHER, EVENTS)
 PROJECT = "project"
+
+# Conditions, by what they restrict the grant to.
+DATABASE = "the deployment's Firestore database"
+STAGED_SOURCES = "the Cloud Functions staging bucket"
+CONDITIONS = {
+    DATABASE: (
+        'resource.name == "projects/my-project/databases/${google_firestore_database.default.name}"'
+    ),
+    STAGED_SOURCES: (
+        'resource.name.startsWith("projects/_/buckets/gcf-v2-sources-'
+        '${data.google_project.this.number}-europe-west1")'
+    ),
+}
 
 # The argument naming the resource a non-project grant is on, per IAM resource type.
 TARGET_ARGUMENT = {
@@ -28,6 +44,7 @@ TARGET_ARGUMENT = {
     "google_cloud_run_service_iam_member": "service",
     "google_pubsub_topic_iam_member": "topic",
     "google_pubsub_subscription_iam_member": "subscription",
+    "google_storage_bucket_iam_member": "bucket",
 }
 PROJECT_LEVEL = {"google_project_iam_member", "google_project_iam_binding"}
 IAM_TYPE = re.compile(r"_iam_(member|binding|policy|audit_config)$")
@@ -35,17 +52,37 @@ PUBLIC = {"allUsers", "allAuthenticatedUsers"}
 PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
 
 EXPECTED = {
-    (RUNTIME, "roles/datastore.user", PROJECT),
-    (RUNTIME, "roles/logging.logWriter", PROJECT),
-    (RUNTIME, "roles/cloudtasks.enqueuer", "google_cloud_tasks_queue.steps"),
-    (RUNTIME, "roles/iam.serviceAccountUser", "google_service_account.tasks_invoker"),
-    (RUNTIME, "roles/secretmanager.secretAccessor", "google_secret_manager_secret.api_key"),
-    (INVOKER, "roles/run.invoker", "google_cloudfunctions2_function.dispatcher"),
-    (TRIGGER, "roles/run.invoker", "google_cloudfunctions2_function.events"),
-    (API_MEMBERS, "roles/run.invoker", "google_cloudfunctions2_function.api"),
-    (PUBSUB_AGENT, "roles/pubsub.publisher", "google_pubsub_topic.runs_dead_letter"),
-    (PUBSUB_AGENT, "roles/pubsub.subscriber", "google_pubsub_subscription.events"),
-    (PUBSUB_AGENT, "roles/iam.serviceAccountTokenCreator", "google_service_account.events_trigger"),
+    *(
+        grant
+        for account in FUNCTION_ACCOUNTS
+        for grant in (
+            (account, "roles/datastore.user", PROJECT, DATABASE),
+            (account, "roles/logging.logWriter", PROJECT, None),
+            (account, "roles/cloudtasks.enqueuer", "google_cloud_tasks_queue.steps", None),
+            (
+                account,
+                "roles/iam.serviceAccountUser",
+                "google_service_account.tasks_invoker",
+                None,
+            ),
+        )
+    ),
+    (API, "roles/secretmanager.secretAccessor", "google_secret_manager_secret.api_key", None),
+    (BUILD, "roles/logging.logWriter", PROJECT, None),
+    (BUILD, "roles/artifactregistry.writer", PROJECT, None),
+    (BUILD, "roles/storage.objectViewer", "google_storage_bucket.source", None),
+    (BUILD, "roles/storage.objectViewer", PROJECT, STAGED_SOURCES),
+    (INVOKER, "roles/run.invoker", "google_cloudfunctions2_function.dispatcher", None),
+    (TRIGGER, "roles/run.invoker", "google_cloudfunctions2_function.events", None),
+    (API_MEMBERS, "roles/run.invoker", "google_cloudfunctions2_function.api", None),
+    (PUBSUB_AGENT, "roles/pubsub.publisher", "google_pubsub_topic.runs_dead_letter", None),
+    (PUBSUB_AGENT, "roles/pubsub.subscriber", "google_pubsub_subscription.events", None),
+    (
+        PUBSUB_AGENT,
+        "roles/iam.serviceAccountTokenCreator",
+        "google_service_account.events_trigger",
+        None,
+    ),
 }
 
 
@@ -55,10 +92,38 @@ class Grant:
     member: str
     role: str
     scope: str
+    condition: str | None  # the condition's name in CONDITIONS, None without one
+
+
+def _members(config: TerraformConfig, address: str, body: dict[str, object]) -> list[str]:
+    """The member(s) of one IAM resource, its for_each expanded."""
+    member = config.resolve(body["member"])
+    if member != "${each.value}":
+        assert "for_each" not in body, f"{address}: for_each without each.value"
+        return [str(member)]
+    if body.get("for_each") == "${toset(var.api_invoker_members)}":
+        return [API_MEMBERS]
+    assert body.get("for_each") == "${local.function_members}", address
+    members = config.locals["function_members"]
+    assert isinstance(members, dict)
+    return [str(config.resolve(value)) for value in members.values()]
+
+
+def _condition(evaluator: Evaluator, address: str, body: dict[str, object]) -> str | None:
+    if "condition" not in body:
+        return None
+    condition = single(body, "condition")
+    assert condition["title"], address
+    assert condition["description"], address
+    expression = evaluator.evaluate(condition["expression"])
+    names = [name for name, known in CONDITIONS.items() if known == expression]
+    assert names, f"{address}: unexpected condition {expression}"
+    return names[0]
 
 
 def grants(config: TerraformConfig) -> list[Grant]:
-    """Every IAM resource as (member, role, scope); fails on a kind it cannot place."""
+    """Every IAM grant as (member, role, scope, condition); fails on a kind it cannot place."""
+    evaluator = Evaluator(config, {"project_id": PROJECT_ID})
     found: list[Grant] = []
     for type_name, name, body in config.iter_resources():
         if not IAM_TYPE.search(type_name):
@@ -68,10 +133,6 @@ def grants(config: TerraformConfig) -> list[Grant]:
             f"{address}: only additive *_iam_member grants are used; bindings and policies "
             "are authoritative and would remove grants made elsewhere"
         )
-        member = config.resolve(body["member"])
-        if member == "${each.value}":
-            assert body.get("for_each") == "${toset(var.api_invoker_members)}", address
-            member = API_MEMBERS
         if type_name in PROJECT_LEVEL:
             assert body["project"] == "${var.project_id}", address
             scope = PROJECT
@@ -81,16 +142,18 @@ def grants(config: TerraformConfig) -> list[Grant]:
             match = re.fullmatch(r"\$\{([a-z0-9_]+\.[a-z0-9_]+)(?:\.[a-z_]+|\[0\])*\}", target)
             assert match, f"{address}: grant is not on a resource of this configuration: {target}"
             scope = match.group(1)
-        found.append(Grant(address, member, body["role"], scope))
+        condition = _condition(evaluator, address, body)
+        for member in _members(config, address, body):
+            found.append(Grant(address, member, body["role"], scope, condition))
     return found
 
 
 def test_the_exact_set_of_grants(config: TerraformConfig) -> None:
-    actual = {(g.member, g.role, g.scope) for g in grants(config)}
+    actual = {(g.member, g.role, g.scope, g.condition) for g in grants(config)}
     missing = EXPECTED - actual
     extra = actual - EXPECTED
-    assert not missing, f"missing: {sorted(missing)}"
-    assert not extra, f"not expected: {sorted(extra)}"
+    assert not missing, f"missing: {sorted(missing, key=str)}"
+    assert not extra, f"not expected: {sorted(extra, key=str)}"
     assert len(grants(config)) == len(EXPECTED), "a grant is declared twice"
 
 
@@ -111,19 +174,72 @@ def test_no_primitive_roles(config: TerraformConfig) -> None:
         assert grant.role not in PRIMITIVE, grant
 
 
+def test_only_the_api_account_can_read_the_api_key(config: TerraformConfig) -> None:
+    readers = {
+        g.member
+        for g in grants(config)
+        if g.scope == "google_secret_manager_secret.api_key" or "secretmanager" in g.role
+    }
+    assert readers == {API}
+    # In particular the dispatcher, which runs the workflows' node code, cannot.
+    assert DISPATCHER not in readers
+    assert EVENTS not in readers
+
+
+def test_firestore_access_is_conditioned_on_the_database(config: TerraformConfig) -> None:
+    firestore = [g for g in grants(config) if g.role.startswith("roles/datastore.")]
+    assert {g.member for g in firestore} == set(FUNCTION_ACCOUNTS)
+    for grant in firestore:
+        assert grant.scope == PROJECT
+        assert grant.condition == DATABASE, grant
+
+
 @pytest.mark.parametrize(
     ("role", "scope"),
     [
         ("roles/cloudtasks.enqueuer", "google_cloud_tasks_queue.steps"),
         ("roles/iam.serviceAccountUser", "google_service_account.tasks_invoker"),
-        ("roles/secretmanager.secretAccessor", "google_secret_manager_secret.api_key"),
     ],
 )
-def test_runtime_grants_are_scoped_not_project_wide(
-    config: TerraformConfig, role: str, scope: str
+@pytest.mark.parametrize("account", FUNCTION_ACCOUNTS)
+def test_function_grants_are_scoped_not_project_wide(
+    config: TerraformConfig, role: str, scope: str, account: str
 ) -> None:
-    runtime = [g for g in grants(config) if g.member == RUNTIME and g.role == role]
-    assert [g.scope for g in runtime] == [scope]
+    found = [g for g in grants(config) if g.member == account and g.role == role]
+    assert [g.scope for g in found] == [scope]
+
+
+def test_each_function_runs_as_its_own_account(config: TerraformConfig) -> None:
+    functions = config.resources["google_cloudfunctions2_function"]
+    accounts = {
+        name: single(body, "service_config")["service_account_email"]
+        for name, body in functions.items()
+    }
+    assert accounts == {
+        "api": "${google_service_account.api.email}",
+        "dispatcher": "${google_service_account.dispatcher.email}",
+        "events": "${google_service_account.events.email}",
+    }
+    members = config.locals["function_members"]
+    assert {name: config.resolve(value) for name, value in members.items()} == {
+        "api": API,
+        "dispatcher": DISPATCHER,
+        "events": EVENTS,
+    }
+
+
+def test_the_build_account_holds_what_a_function_build_needs(config: TerraformConfig) -> None:
+    build = {(g.role, g.scope, g.condition) for g in grants(config) if g.member == BUILD}
+    assert build == {
+        ("roles/logging.logWriter", PROJECT, None),
+        ("roles/artifactregistry.writer", PROJECT, None),
+        ("roles/storage.objectViewer", "google_storage_bucket.source", None),
+        ("roles/storage.objectViewer", PROJECT, STAGED_SOURCES),
+    }
+    for body in config.resources["google_cloudfunctions2_function"].values():
+        assert single(body, "build_config")["service_account"] == (
+            "${google_service_account.build.id}"
+        )
 
 
 @pytest.mark.parametrize(
@@ -157,7 +273,12 @@ def test_service_accounts(config: TerraformConfig) -> None:
     accounts = config.resources["google_service_account"]
     ids = {name: body["account_id"] for name, body in accounts.items()}
     assert ids == {
-        "runtime": "${var.name}-runtime",
+        "api": "${var.name}-api",
+        "dispatcher": "${var.name}-dispatcher",
+        "events": "${var.name}-events",
         "tasks_invoker": "${var.name}-tasks-invoker",
         "events_trigger": "${var.name}-events-trigger",
+        "build": "${var.name}-build",
     }
+    for name, body in accounts.items():
+        assert body["depends_on"] == ["${time_sleep.apis}"], name

@@ -201,12 +201,132 @@ def test_problem_text_names_address_and_argument() -> None:
     )
 
 
+def test_ephemeral_resources_and_write_only_arguments_are_checked(schemas: Schemas) -> None:
+    found = problems_of(
+        """
+        ephemeral "random_password" "key" {
+          lenght = 48
+        }
+        ephemeral "random_passwd" "other" {
+          length = 8
+        }
+        resource "google_secret_manager_secret_version" "v" {
+          secret                 = "s"
+          secret_data_wo         = ephemeral.random_password.key.result
+          secret_data_wo_version = ephemeral.random_password.key.resultt
+        }
+        output "o" {
+          value = ephemeral.random_password.gone.result
+        }
+        """,
+        schemas,
+    )
+    assert found == [
+        "ephemeral.random_passwd.other: ephemeral resource type not in the provider schema",
+        "ephemeral.random_password.key: lenght: unsupported argument",
+        "ephemeral.random_password.key: length: missing required argument",
+        "google_secret_manager_secret_version.v: "
+        "ephemeral.random_password.key has no attribute 'resultt'",
+        "output.o: reference to undeclared ephemeral.random_password.gone",
+    ]
+
+
+def test_a_resource_is_checked_against_the_provider_it_is_declared_with(
+    schemas: Schemas,
+) -> None:
+    # google_project_service_identity exists only in google-beta (provider 6.x).
+    found = problems_of(
+        """
+        resource "google_project_service_identity" "beta" {
+          provider = google-beta
+          service  = "pubsub.googleapis.com"
+        }
+        resource "google_project_service_identity" "ga" {
+          service = "pubsub.googleapis.com"
+        }
+        resource "google_project_service_identity" "aliased" {
+          provider = google-beta.other
+          service  = "pubsub.googleapis.com"
+          servce   = "x"
+        }
+        resource "widget_thing" "w" {}
+        output "email" {
+          value = google_project_service_identity.beta.member
+        }
+        output "bad" {
+          value = google_project_service_identity.beta.membr
+        }
+        """,
+        schemas,
+    )
+    assert found == [
+        "google_project_service_identity.aliased: servce: unsupported argument",
+        "google_project_service_identity.ga: resource type not in the provider schema",
+        "output.bad: google_project_service_identity.beta has no attribute 'membr'",
+        "widget_thing.w: resource type of provider 'widget', which is not in the schema",
+    ]
+
+
+def test_time_sleep_and_new_google_resources_are_checked(schemas: Schemas) -> None:
+    found = problems_of(
+        """
+        resource "time_sleep" "wait" {
+          create_duraton = "60s"
+        }
+        resource "google_cloud_scheduler_job" "job" {
+          name = "j"
+          http_target {
+            http_method = "POST"
+            oidc_token {
+              audience = "a"
+            }
+          }
+        }
+        resource "google_firestore_field" "f" {
+          collection = "c"
+          field      = "f"
+          ttl_config {
+            state = "ACTIVE"
+          }
+        }
+        resource "google_logging_metric" "m" {
+          name = "m"
+        }
+        resource "google_monitoring_alert_policy" "p" {
+          display_name = "p"
+          combiner     = "OR"
+        }
+        resource "google_project_iam_member" "conditional" {
+          project = "p"
+          role    = "roles/datastore.user"
+          member  = "user:a@b.example"
+          condition {
+            expression = "true"
+          }
+        }
+        """,
+        schemas,
+    )
+    assert found == [
+        "google_cloud_scheduler_job.job: http_target[0].oidc_token[0].service_account_email: "
+        "missing required argument",
+        "google_cloud_scheduler_job.job: http_target[0].uri: missing required argument",
+        "google_firestore_field.f: ttl_config[0].state: read-only (computed) attribute",
+        "google_logging_metric.m: filter: missing required argument",
+        "google_monitoring_alert_policy.p: conditions: at least 1 block(s) required",
+        "google_project_iam_member.conditional: condition[0].title: missing required argument",
+        "time_sleep.wait: create_duraton: unsupported argument",
+    ]
+
+
 @pytest.mark.parametrize(
     "source",
     [
         "registry.terraform.io/hashicorp/google",
+        "registry.terraform.io/hashicorp/google-beta",
         "registry.terraform.io/hashicorp/archive",
         "registry.terraform.io/hashicorp/random",
+        "registry.terraform.io/hashicorp/time",
     ],
 )
 def test_schema_file_records_its_provenance(source: str) -> None:
@@ -215,6 +335,24 @@ def test_schema_file_records_its_provenance(source: str) -> None:
     assert provider["provider_version"]
     assert provider["extracted_from"].startswith("cdktf-cdktf-provider-")
     assert "provider" in provider
+
+
+def test_hand_written_schemas_say_where_they_come_from() -> None:
+    document = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    written = {
+        source: provider["hand_written"]
+        for source, provider in document["provider_schemas"].items()
+        if "hand_written" in provider
+    }
+    assert list(written) == ["registry.terraform.io/hashicorp/random"]
+    (note,) = written["registry.terraform.io/hashicorp/random"].values()
+    assert "ephemeral_password.go" in note
+    random = document["provider_schemas"]["registry.terraform.io/hashicorp/random"]
+    assert set(random["ephemeral_resource_schemas"]) == {"random_password"}
+    attributes = random["ephemeral_resource_schemas"]["random_password"]["block"]["attributes"]
+    assert attributes["length"] == {"required": True, "type": "number"}
+    assert attributes["result"]["computed"]
+    assert "optional" not in attributes["result"]
 
 
 def test_google_schema_is_provider_6_from_a_pinned_16x_package() -> None:
