@@ -8,31 +8,48 @@
 Settings come from environment variables (``refluxo/host/settings.py``) and are validated when
 this module is imported, so a misconfigured deployment fails at start with a message naming
 what is missing. With no cloud settings the embedded default (SQLite) is used, so
-``functions-framework --target api --source main.py`` runs locally as is.
+``functions-framework --target api --source main.py`` runs locally as is, with the local
+server's rules: without ``REFLUXO_API_KEY`` it answers only this machine, whatever address
+functions-framework binds, and only the ``Host`` names a local server is reached by
+(``127.0.0.1``, ``localhost``, ``[::1]``, plus ``REFLUXO_ALLOWED_HOSTS``).
+
+Which function this process is comes from ``FUNCTION_TARGET`` (Google's buildpacks set it
+to the entry point on Cloud Functions; functions-framework reads it too). The dispatcher
+(``step``) and events (``on_message``) functions serve no caller route, so they need no API
+key; any other process serves the callers' routes, and on Google Cloud refuses to start
+without ``REFLUXO_API_KEY`` unless ``REFLUXO_AUTH=iam`` is declared.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
 
 import functions_framework
 from cloudevents.http.event import CloudEvent
 from flask import Request, Response
 
+from refluxo.api.events import handle_push
 from refluxo.host.compose import Deployment, build_deployment, import_app
-from refluxo.host.settings import load_settings
+from refluxo.host.settings import load_settings, require_callers_guard, require_private_listener
 
 logging.basicConfig(level=os.environ.get("REFLUXO_LOG_LEVEL", "INFO"))
 logger = logging.getLogger("refluxo.main")
 
 SETTINGS = load_settings(os.environ)
 APP = import_app(SETTINGS.app, Path(__file__).resolve().parent)
+
+CALLERLESS_TARGETS = frozenset({"step", "on_message"})
+"""The entry points that serve no caller route (and so need no API key)."""
+
+SERVES_CALLERS = (os.environ.get("FUNCTION_TARGET") or "").strip() not in CALLERLESS_TARGETS
+"""Whether this process may serve the callers' routes (unknown target: assume it does)."""
+
+require_private_listener(SETTINGS)
+if SERVES_CALLERS:
+    require_callers_guard(SETTINGS)
 
 _deployment: Deployment | None = None
 _lock = threading.Lock()
@@ -44,7 +61,7 @@ def deployment() -> Deployment:
     if _deployment is None:
         with _lock:
             if _deployment is None:
-                _deployment = build_deployment(SETTINGS, APP)
+                _deployment = build_deployment(SETTINGS, APP, callers=SERVES_CALLERS)
     return _deployment
 
 
@@ -60,21 +77,11 @@ def step(request: Request) -> Response:
 
 @functions_framework.cloud_event
 def on_message(event: CloudEvent) -> None:
-    """Handle one Pub/Sub message; raises only for transient failures (to be redelivered)."""
-    data: Any = event.data if isinstance(event.data, dict) else {}
-    message = data.get("message") if isinstance(data.get("message"), dict) else {}
-    message_id = str(message.get("messageId") or message.get("message_id") or event["id"])
-    attributes = message.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        attributes = {}
-    try:
-        payload = base64.b64decode(message.get("data") or b"", validate=True)
-    except (binascii.Error, ValueError, TypeError) as err:
-        logger.warning(
-            "message %s rejected and acknowledged: data is not base64: %s", message_id, err
-        )
-        return
-    result = deployment().on_message(
-        payload, {str(k): str(v) for k, v in attributes.items()}, message_id
-    )
-    logger.info("message %s: %s %s", message_id, result.outcome.value, result.run_id or "")
+    """Handle one Pub/Sub push; raises only for transient failures (to be redelivered).
+
+    Every malformed delivery (an envelope that is not a Pub/Sub push, data that is not
+    base64 or not JSON as the API reads it, too large or too deep, an unknown action...)
+    is logged in one line with its reason and acknowledged: see ``refluxo/api/events.py``.
+    """
+    event_id = event.get("id")
+    handle_push(deployment().service, event.data, str(event_id or "unknown"))

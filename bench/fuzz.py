@@ -1,6 +1,7 @@
 """HTTP fuzzing at length: schemathesis against the API's published OpenAPI document.
 
-Usage: python bench/fuzz.py [--examples N] [--sequences M] [--seed S] [--allow-known]
+Usage: python bench/fuzz.py [--examples N] [--sequences M] [--scenarios K] [--seed S]
+                            [--allow-known]
 
 The same harness and checks as ``tests/fuzz`` (see ``tests/fuzz/conftest.py``), on the real
 WSGI app in process, with far more requests:
@@ -9,7 +10,10 @@ WSGI app in process, with far more requests:
    parts, undocumented methods);
 2. ``--examples`` Hypothesis examples per operation and per mode (schema-valid and
    schema-violating), each from the seeded database;
-3. ``--sequences`` sequences of 2-6 requests to any operations, sharing one state.
+3. ``--sequences`` sequences of 2-6 requests to any operations, sharing one state;
+4. the stateful phase: ``--scenarios`` scenarios of schemathesis' state machine, built from
+   the document's links (start -> get -> resume -> cancel), each up to ``--steps``
+   requests chained on the run ids earlier answers returned.
 
 Every response is checked: no 5xx; status code, content type, headers and body conform to
 the document; valid data accepted and invalid data rejected; authentication enforced; every
@@ -43,6 +47,7 @@ from tests.fuzz.conftest import (
     fuzz_operation,
     fuzz_sequences,
     run_coverage_phase,
+    run_stateful_phase,
 )
 
 
@@ -50,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--examples", type=int, default=850, help="per operation and mode")
     parser.add_argument("--sequences", type=int, default=300)
+    parser.add_argument("--scenarios", type=int, default=1500, help="stateful scenarios")
+    parser.add_argument("--steps", type=int, default=8, help="requests per stateful scenario")
     parser.add_argument("--seed", type=int, default=None, help="Hypothesis seed (random)")
-    parser.add_argument("--min-requests", type=int, default=10_000)
+    parser.add_argument("--min-requests", type=int, default=20_000)
     parser.add_argument("--show", type=int, default=20, help="failures printed in full")
     parser.add_argument(
         "--allow-known",
@@ -79,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             phases["per-operation fuzzing"] = target.tally.total() - sum(phases.values())
             fuzz_sequences(target, max_examples=args.sequences, seed=args.seed)
             phases["sequences"] = target.tally.total() - sum(phases.values())
+            run_stateful_phase(
+                target, max_examples=args.scenarios, step_count=args.steps, seed=args.seed
+            )
+            phases["stateful"] = target.tally.total() - sum(phases.values())
         finally:
             target.close()
     elapsed = time.perf_counter() - started
@@ -118,6 +129,8 @@ def report(target: FuzzTarget, phases: dict[str, int], elapsed: float, show: int
     outcomes = ", ".join(f"{name}: {count}" for name, count in sorted(target.outcomes.items()))
     print(f"/tasks/step outcomes: {outcomes}")
     total = target.tally.total()
+    server_errors = sum(count for (_, status), count in target.tally.items() if status >= 500)
+    print(f"responses >= 500: {server_errors}")
     print(f"total: {total} requests in {elapsed:.1f} s ({total / elapsed:.0f}/s)")
 
     if target.known:

@@ -38,6 +38,24 @@ class Auth(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Link:
+    """What a client may do next with a route's successful answer (an OpenAPI link).
+
+    Attributes:
+        name: the link's name in the document (``GetRun``).
+        operation_id: the operation it leads to.
+        parameters: ``(parameter, runtime expression)`` pairs, such as
+            ``("runId", "$response.body#/runId")``.
+        description: one line for the document.
+    """
+
+    name: str
+    operation_id: str
+    parameters: tuple[tuple[str, str], ...]
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A handler's answer when the route's default status or no headers will not do."""
 
@@ -109,8 +127,10 @@ class Route:
             meaning (the body is ``response`` too). Pairs, not a dict: a route is hashable,
             so the document of a table is built once.
         errors: the domain error statuses the handler may answer, beyond those implied by
-            the declaration (400 for inputs, 413 for a body, 401 and 403 for a protected
-            route).
+            the declaration (400 for inputs, 413 and 415 for a body, 401 and 403 for a
+            protected route, 421 for any).
+        links: the operations a successful answer leads to (published on every success
+            status; a stateful fuzzer follows them).
     """
 
     method: str
@@ -127,6 +147,7 @@ class Route:
     status: int = 200
     other_successes: tuple[tuple[int, str], ...] = ()
     errors: frozenset[int] = frozenset()
+    links: tuple[Link, ...] = ()
 
     @property
     def label(self) -> str:

@@ -1,36 +1,54 @@
 """Starting, resuming and cancelling runs from messages (Pub/Sub on Google Cloud).
 
-Message contract. The message data is a UTF-8 JSON object; attributes may supply or
-override ``action``, ``workflow`` and ``runId``:
+Message contract. The message data is a UTF-8 JSON object, read exactly as an HTTP body is
+(:func:`refluxo.api.parsing.parse_json`: no ``NaN`` or infinities, no lone surrogates, at
+most :data:`~refluxo.api.parsing.MAX_JSON_DEPTH` levels deep, at most
+:data:`MAX_MESSAGE_BYTES`); attributes may supply or override ``action``, ``workflow`` and
+``runId``:
 
 * ``{"action": "start", "workflow": NAME, "input": ANY, "runId": ID?}`` (``action``
   defaults to ``start``). Without a ``runId`` the run id is ``msg-<messageId>``, so a
   redelivered message never starts a second run.
 * ``{"action": "resume", "runId": ID, "payload": ANY, "version": N?}``: resumes a paused
-  run; with ``version`` only if the run is still at that version.
+  run; with ``version`` (a non-negative integer, as over HTTP) only if the run is still at
+  that version.
 * ``{"action": "cancel", "runId": ID, "reason": TEXT?}``.
 
-A message that can never succeed (not JSON, missing fields, unknown workflow or run, a run
-that moved on) is logged with its reason and acknowledged: retrying it would not help.
-A failure of the store or scheduler raises, so the platform redelivers the message (and,
-after its maximum attempts, dead-letters it).
+A message that can never succeed (an envelope that is not a Pub/Sub push, data that is not
+base64 or not JSON as the API reads it, too large or too deep, missing or malformed fields,
+an unknown action, workflow or run, a run that moved on) is logged with its reason, in one
+warning line, and acknowledged: retrying it would not help. Only a failure that may pass (a
+:class:`~refluxo.errors.TransientError` of the store or scheduler) raises, so that the
+platform redelivers the message (and, after its maximum attempts, dead-letters it). An
+unexpected exception (a bug, not a property of the message) raises too, so the message
+reaches the dead-letter topic rather than being lost.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from refluxo.runtime.errors import RunError
+from refluxo.api.models import MAX_INTEGER
+from refluxo.api.parsing import parse_json
+from refluxo.errors import RefluxoError, TransientError
+from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.service import RunService
 
 logger = logging.getLogger("refluxo.events")
 
 MAX_MESSAGE_BYTES = 1 << 20
+"""The largest message data accepted, decoded (Pub/Sub's own limit is 10 MB)."""
+
+_MAX_BASE64_CHARS = 4 * ((MAX_MESSAGE_BYTES + 2) // 3)
+"""The length of :data:`MAX_MESSAGE_BYTES` bytes in base64: longer data is refused unread."""
+
+_ROUTED_BY_ATTRIBUTES = ("action", "workflow", "runId")
 
 
 class EventOutcome(enum.StrEnum):
@@ -52,19 +70,27 @@ class _Rejected(Exception):
     pass
 
 
+def printable(text: object, limit: int = 300) -> str:
+    """``text`` safe for one log line: escapes for what no UTF-8 log holds (lone
+    surrogates) and for line breaks, cut at ``limit`` characters."""
+    shown = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = shown.replace("\r", "\\r").replace("\n", "\\n")
+    return shown if len(shown) <= limit else shown[:limit] + "..."
+
+
 def _decode(data: bytes, attributes: Mapping[str, str]) -> dict[str, Any]:
     if len(data) > MAX_MESSAGE_BYTES:
         raise _Rejected(f"message data over {MAX_MESSAGE_BYTES} bytes")
     if data.strip():
         try:
-            body = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as err:
-            raise _Rejected(f"message data is not JSON: {err}") from err
+            body = parse_json(data, "message data")
+        except BadRequest as err:
+            raise _Rejected(f"message data is not JSON: {err}") from None
     else:
         body = {}
     if not isinstance(body, dict):
         raise _Rejected("message data must be a JSON object")
-    for key in ("action", "workflow", "runId"):
+    for key in _ROUTED_BY_ATTRIBUTES:
         if attributes.get(key):
             body[key] = attributes[key]
     return body
@@ -86,31 +112,113 @@ def _required(body: Mapping[str, Any], key: str) -> str:
     return value
 
 
+def _version(body: Mapping[str, Any]) -> int | None:
+    """The optional ``version`` of a resume, with the HTTP API's rule (a Count)."""
+    version = body.get("version")
+    if version is None:
+        return None
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise _Rejected("'version' must be an integer")
+    if not 0 <= version <= MAX_INTEGER:
+        raise _Rejected(f"'version' must be non-negative, at most {MAX_INTEGER}")
+    return version
+
+
+def _apply(
+    service: RunService, data: bytes, attributes: Mapping[str, str], message_id: str
+) -> EventResult:
+    body = _decode(data, attributes)
+    action = body.get("action", "start")
+    if action == "start":
+        workflow = _required(body, "workflow")
+        run_id = _optional(body, "runId") or f"msg-{message_id}"
+        started = service.start(workflow, body.get("input"), run_id=run_id)
+        outcome = EventOutcome.STARTED if started.created else EventOutcome.ALREADY_STARTED
+        return EventResult(outcome, started.record.run_id)
+    if action == "resume":
+        run_id = _required(body, "runId")
+        version = _version(body)
+        service.resume(run_id, body.get("payload"), expected_version=version)
+        return EventResult(EventOutcome.RESUMED, run_id)
+    if action == "cancel":
+        run_id = _required(body, "runId")
+        service.cancel(run_id, _optional(body, "reason") or "Cancelled")
+        return EventResult(EventOutcome.CANCELLED, run_id)
+    shown = action if isinstance(action, str) else type(action).__name__
+    raise _Rejected(f"unknown action {shown!r} (use start, resume or cancel)")
+
+
+def _rejected(message_id: object, reason: str) -> EventResult:
+    logger.warning(
+        "message %s rejected and acknowledged: %s", printable(message_id, 200), printable(reason)
+    )
+    return EventResult(EventOutcome.REJECTED, reason=reason)
+
+
 def handle_message(
     service: RunService, data: bytes, attributes: Mapping[str, str], message_id: str
 ) -> EventResult:
-    """Apply one message; see the module docstring for the contract."""
+    """Apply one message; see the module docstring for the contract.
+
+    Logs one line: the outcome, or why the message was rejected (and acknowledged).
+
+    Raises:
+        TransientError: the store or scheduler failed for a reason that may pass.
+    """
     try:
-        body = _decode(data, attributes)
-        action = body.get("action", "start")
-        if action == "start":
-            workflow = _required(body, "workflow")
-            run_id = _optional(body, "runId") or f"msg-{message_id}"
-            started = service.start(workflow, body.get("input"), run_id=run_id)
-            outcome = EventOutcome.STARTED if started.created else EventOutcome.ALREADY_STARTED
-            return EventResult(outcome, started.record.run_id)
-        if action == "resume":
-            run_id = _required(body, "runId")
-            version = body.get("version")
-            if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-                raise _Rejected("'version' must be an integer")
-            service.resume(run_id, body.get("payload"), expected_version=version)
-            return EventResult(EventOutcome.RESUMED, run_id)
-        if action == "cancel":
-            run_id = _required(body, "runId")
-            service.cancel(run_id, _optional(body, "reason") or "Cancelled")
-            return EventResult(EventOutcome.CANCELLED, run_id)
-        raise _Rejected(f"unknown action {action!r} (use start, resume or cancel)")
-    except (_Rejected, RunError) as err:
-        logger.warning("message %s rejected and acknowledged: %s", message_id, err)
-        return EventResult(EventOutcome.REJECTED, reason=str(err))
+        result = _apply(service, data, attributes, message_id)
+    except TransientError:
+        raise
+    except (_Rejected, RefluxoError, ValueError, UnicodeError, RecursionError) as err:
+        # RefluxoError: a RunError (unknown workflow or run, conflict, a malformed id) or a
+        # LimitExceededError (too deep, too large for the store); ValueError and
+        # UnicodeError: whatever the message holds that a store cannot encode.
+        return _rejected(message_id, str(err) or type(err).__name__)
+    logger.info(
+        "message %s: %s %s", printable(message_id, 200), result.outcome.value, result.run_id or ""
+    )
+    return result
+
+
+def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None]:
+    """The data, attributes and id of a Pub/Sub push (a CloudEvent's ``data``)."""
+    if not isinstance(envelope, Mapping):
+        raise _Rejected("the event's data is not a Pub/Sub push (an object with 'message')")
+    message = envelope.get("message")
+    if not isinstance(message, Mapping):
+        raise _Rejected("the event carries no Pub/Sub message (an object)")
+    message_id = message.get("messageId", message.get("message_id"))
+    shown_id = message_id if isinstance(message_id, str) and message_id else None
+    attributes = message.get("attributes")
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, Mapping) or not all(
+        isinstance(key, str) and isinstance(value, str) for key, value in attributes.items()
+    ):
+        raise _Rejected("the message's attributes must map strings to strings")
+    encoded = message.get("data")
+    if encoded is None or encoded == "":
+        return b"", dict(attributes), shown_id
+    if not isinstance(encoded, str):
+        raise _Rejected("message data is not base64: not a string")
+    if len(encoded) > _MAX_BASE64_CHARS:
+        raise _Rejected(f"message data over {MAX_MESSAGE_BYTES} bytes")
+    try:
+        data = base64.b64decode(encoded.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise _Rejected(f"message data is not base64: {err}") from None
+    return data, dict(attributes), shown_id
+
+
+def handle_push(service: RunService, envelope: Any, event_id: str) -> EventResult:
+    """Apply the Pub/Sub message a push delivery carries (a CloudEvent's ``data``).
+
+    ``event_id`` (the CloudEvent's id) names the message when the push gives no
+    ``messageId``. A malformed envelope is rejected and acknowledged like a malformed
+    message; see :func:`handle_message`.
+    """
+    try:
+        data, attributes, message_id = _envelope(envelope)
+    except _Rejected as err:
+        return _rejected(event_id, str(err))
+    return handle_message(service, data, attributes, message_id or event_id)

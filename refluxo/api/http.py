@@ -3,10 +3,12 @@
 :class:`HttpApi` takes a Flask (werkzeug) request, as functions-framework provides, and
 returns a response; it routes by method and path itself, so a single HTTP function serves
 the whole API. What it serves is the route table (:mod:`refluxo.api.routes`): for each
-request it finds the route, authenticates the caller as the route declares, validates the
-path, query and body with the route's models, calls the handler and serializes its
-response model. Every error is JSON (``{"error": {"code", "message"}}``), its status
-chosen in :mod:`refluxo.api.errors`; a request that is rejected changes nothing.
+request it checks the ``Host`` (when the deployment names the hosts it answers), finds the
+route, authenticates the caller as the route declares, checks that a request that changes
+state is JSON, validates the path, query and body with the route's models, calls the
+handler and serializes its response model. Every error is JSON
+(``{"error": {"code", "message"}}``), its status chosen in :mod:`refluxo.api.errors`; a
+request that is rejected changes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from werkzeug.routing import Map, Rule
 
 from refluxo.api.auth import Authenticator as Authenticator
 from refluxo.api.contract import Auth, Call, Reply, Route
-from refluxo.api.errors import status_of
+from refluxo.api.errors import UnsupportedMediaType, status_of
+from refluxo.api.hosts import AllowedHosts, split_host
 from refluxo.api.models import ErrorBody
 from refluxo.api.parsing import MAX_BODY_BYTES as MAX_BODY_BYTES
 from refluxo.api.parsing import Where, read_body, validate
@@ -37,12 +40,16 @@ logger = logging.getLogger("refluxo.http")
 ACCEPTED_WITHOUT_AUTHENTICATOR: frozenset[Auth] = frozenset({Auth.CALLER, Auth.SCHEDULER})
 """The kinds of route that accept every call when their authenticator is ``None``.
 
-The one place that decides what a missing authenticator means. Callers: the local server
-binds to 127.0.0.1 and runs without an API key. The step endpoint: whether a deployment may
-go without the scheduler's check is, for now, the composition root's decision
-(:mod:`refluxo.host.compose` passes one on Google Cloud). A kind left out of this set
-refuses every call (401) until an authenticator is configured.
+The one place that decides what a missing authenticator means, for an :class:`HttpApi`
+built in process (tests, benchmarks). Deployments never rely on it: the composition root
+(:mod:`refluxo.host.compose`) always passes a callers' check (the API key; on the embedded
+default without one, :class:`~refluxo.api.auth.LoopbackOnly`; on Google Cloud without one,
+only with ``REFLUXO_AUTH=iam``) and a step check (the key or a refusal on the embedded
+default, the OIDC token on Google Cloud). A kind left out of this set refuses every call
+(401) until an authenticator is configured.
 """
+
+JSON_MEDIA_TYPE = "application/json"
 
 
 def json_response(
@@ -74,6 +81,34 @@ def _rule_path(path: str) -> str:
     return re.sub(r"\{(\w+)\}", r"<\1>", path)
 
 
+def _has_body(request: Request) -> bool:
+    length = request.content_length
+    chunked = "chunked" in (request.headers.get("Transfer-Encoding") or "").lower()
+    return chunked or (length is not None and length > 0)
+
+
+def require_json(request: Request) -> None:
+    """Refuse a state-changing request that is not declared JSON (415).
+
+    A web page may send any other site a form (``application/x-www-form-urlencoded``,
+    ``multipart/form-data``) or ``text/plain`` without asking, and its browser attaches no
+    credential a local server could tell apart; ``application/json`` needs the site's
+    consent first (a CORS preflight, which this API never grants). So: a body must be
+    declared ``application/json``, and a request without one may leave the type out only
+    if no browser sent it (no ``Origin`` header); it is then read as ``{}``.
+    """
+    content_type = request.headers.get("Content-Type")
+    if not content_type or not content_type.strip():
+        if _has_body(request) or request.headers.get("Origin") is not None:
+            raise UnsupportedMediaType(
+                f"a request that changes state must be sent as {JSON_MEDIA_TYPE}"
+            )
+        return
+    if request.mimetype != JSON_MEDIA_TYPE:
+        shown = request.mimetype[:100] or content_type.strip()[:100]
+        raise UnsupportedMediaType(f"the body must be {JSON_MEDIA_TYPE}, not {shown!r}")
+
+
 def _query(model: type[BaseModel], request: Request) -> dict[str, str]:
     """The query parameters ``model`` reads (by wire name), as given; the first of repeats."""
     names = (field.alias or name for name, field in model.model_fields.items())
@@ -92,6 +127,9 @@ class HttpApi:
             (``POST /tasks/step``); ``None``: likewise.
         max_body_bytes: larger bodies are refused with 413.
         routes: the table to serve (tests substitute handlers); the API's by default.
+        hosts: the ``Host`` headers answered; others are refused with 421 (a malformed or
+            missing one with 400) before anything else. None: any (a platform such as
+            Cloud Run routes by host before the request arrives).
     """
 
     def __init__(
@@ -102,11 +140,13 @@ class HttpApi:
         authenticate_step: Authenticator | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         routes: Sequence[Route] = ROUTES,
+        hosts: AllowedHosts | None = None,
     ) -> None:
         self.service = service
         self.authenticate = authenticate
         self.authenticate_step = authenticate_step
         self.max_body_bytes = max_body_bytes
+        self.hosts = hosts
         self.routes = tuple(routes)
         self._by_id = {route.operation_id: route for route in self.routes}
         if len(self._by_id) != len(self.routes):
@@ -127,7 +167,32 @@ class HttpApi:
             return self.authenticate_step
         return None
 
+    def listening_on(self, port: int) -> None:
+        """The server is bound to ``port``: the bound address's names match only on it."""
+        if self.hosts is not None:
+            self.hosts = self.hosts.on_port(port)
+
+    def _misdirected(self, request: Request) -> Response | None:
+        """The refusal of a request whose ``Host`` is not answered here, if it is not."""
+        if self.hosts is None:
+            return None
+        header = request.environ.get("HTTP_HOST")
+        if header is None or split_host(header) is None:
+            return error_response(400, "bad_request", "a valid Host header is required")
+        default_port = 443 if request.scheme == "https" else 80
+        if self.hosts.allows(header, default_port=default_port):
+            return None
+        return error_response(
+            421,
+            "misdirected_request",
+            f"this server does not answer for Host {header[:100]!r} "
+            "(REFLUXO_ALLOWED_HOSTS lists further names it may answer for)",
+        )
+
     def __call__(self, request: Request) -> Response:
+        misdirected = self._misdirected(request)
+        if misdirected is not None:
+            return misdirected
         adapter = self._map.bind("api", path_info=request.path, url_scheme="http")
         try:
             endpoint, arguments = adapter.match(request.path, method=request.method)
@@ -161,6 +226,7 @@ class HttpApi:
         if route.query is not None:
             query = validate(route.query, _query(route.query, request), Where.QUERY)
         if route.body is not None:
+            require_json(request)
             data = read_body(request, self.max_body_bytes, required=route.body_required)
             body = validate(route.body, data, Where.BODY)
         return Call(self.service, self.routes, path=path, query=query, body=body)

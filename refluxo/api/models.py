@@ -12,6 +12,7 @@ coerced.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -37,6 +38,16 @@ MAX_INTEGER = 2**62
 
 MAX_PAGE = 200
 """The most runs one page lists."""
+
+MAX_CURSOR_LENGTH = 512
+"""The longest listing cursor accepted. The cursors the stores issue are under 210
+characters (a time and a run id of at most 128); the bound also keeps whatever a crafted
+cursor decodes to far shallower than any parser's recursion (:data:`MAX_JSON_DEPTH`)."""
+
+_QUERY_INTEGER = re.compile(r"-?[0-9]{1,20}")
+"""An integer as a query parameter writes it: ASCII digits, an optional minus sign. Not
+``int()``'s grammar, which also reads other scripts' digits (U+0665, U+FF15), ``" 5"``, ``"+5"``
+and ``"1_0"``."""
 
 RUN_ID_SCHEMA_PATTERN = f"^(?:{RUN_ID_PATTERN.pattern.removeprefix('^').removesuffix('$')})$"
 """The run-id pattern as JSON Schema reads it: anchored (a JSON Schema pattern searches)."""
@@ -64,10 +75,9 @@ def _refuse_null(value: object) -> object:
 
 def _parse_query_int(value: object) -> object:
     if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
-            raise PydanticCustomError("not_an_integer", "must be an integer") from None
+        if not _QUERY_INTEGER.fullmatch(value):
+            raise PydanticCustomError("not_an_integer", "must be an integer")
+        return int(value)
     return value
 
 
@@ -104,8 +114,15 @@ RunId = Annotated[
 """A caller-chosen run id (:data:`~refluxo.runtime.ids.RUN_ID_PATTERN`)."""
 
 _FROM_TEXT = BeforeValidator(_parse_query_int)
-"""Reads a query parameter's text as ``int()`` does; put it after the bounds, so that they
-apply to the integer (and the document shows them)."""
+"""Reads a query parameter's text as an integer (ASCII digits only); put it after the
+bounds, so that they apply to the integer (and the document shows them)."""
+
+Cursor = Annotated[
+    str | SkipJsonSchema[None],
+    BeforeValidator(_refuse_null),
+    Field(max_length=MAX_CURSOR_LENGTH),
+]
+"""A listing cursor, as issued by a previous page (opaque, bounded)."""
 
 
 # -- requests -----------------------------------------------------------------------------
@@ -170,7 +187,7 @@ class ListRunsQuery(BaseModel):
 
     status: SnapshotStatus | SkipJsonSchema[None] = None
     limit: Annotated[int, Field(ge=1, le=MAX_PAGE), _FROM_TEXT] = 50
-    cursor: OmittableText = None
+    cursor: Cursor = None
 
 
 class TimelineQuery(BaseModel):

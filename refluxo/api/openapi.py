@@ -25,7 +25,7 @@ from pydantic_core import core_schema
 
 from refluxo.api.contract import Auth, Route
 from refluxo.api.models import ErrorBody
-from refluxo.api.parsing import MAX_BODY_BYTES, MAX_BODY_DEPTH
+from refluxo.api.parsing import MAX_BODY_BYTES, MAX_JSON_DEPTH
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 
@@ -42,6 +42,8 @@ _ERROR_TEXT = {
     404: "unknown run or workflow",
     409: "the run is not in a state for this request",
     413: "body too large",
+    415: "the body is not application/json",
+    421: "the Host header names no address this server answers (REFLUXO_ALLOWED_HOSTS)",
     503: "the store or scheduler is unavailable; retry",
 }
 
@@ -118,14 +120,31 @@ def _error_statuses(route: Route) -> list[int]:
     if route.query is not None or route.body is not None:
         implied.add(400)
     if route.body is not None:
-        implied.add(413)
+        implied.update({413, 415})
     if route.auth is not Auth.PUBLIC:
         implied.update({401, 403})
+    implied.add(421)
     return sorted(implied)
 
 
+def _links(route: Route, operation_ids: frozenset[str]) -> dict[str, Any]:
+    links: dict[str, Any] = {}
+    for link in route.links:
+        if link.operation_id not in operation_ids:
+            raise ValueError(f"{route.label} links to an unknown operation {link.operation_id!r}")
+        links[link.name] = {
+            "operationId": link.operation_id,
+            "parameters": dict(link.parameters),
+            "description": link.description,
+        }
+    return links
+
+
 def _operation(
-    route: Route, refs: Mapping[tuple[type, str], dict[str, Any]], definitions: dict[str, Any]
+    route: Route,
+    refs: Mapping[tuple[type, str], dict[str, Any]],
+    definitions: dict[str, Any],
+    operation_ids: frozenset[str],
 ) -> dict[str, Any]:
     operation: dict[str, Any] = {"operationId": route.operation_id, "summary": route.summary}
     if route.auth is not Auth.PUBLIC:
@@ -141,11 +160,13 @@ def _operation(
             "content": _content(refs[(route.body, "validation")]),
         }
     success = refs[(route.response, "serialization")]
-    responses: dict[str, Any] = {
-        str(route.status): {"description": route.summary, "content": _content(success)}
-    }
-    for status, meaning in route.other_successes:
-        responses[str(status)] = {"description": meaning, "content": _content(success)}
+    links = _links(route, operation_ids)
+    responses: dict[str, Any] = {}
+    for status, meaning in ((route.status, route.summary), *route.other_successes):
+        response: dict[str, Any] = {"description": meaning, "content": _content(success)}
+        if links:
+            response["links"] = links
+        responses[str(status)] = response
     error = refs[(ErrorBody, "serialization")]
     for status in _error_statuses(route):
         responses[str(status)] = {"description": _ERROR_TEXT[status], "content": _content(error)}
@@ -172,8 +193,9 @@ def _document(routes: tuple[Route, ...]) -> dict[str, Any]:
     refs: dict[tuple[type, str], dict[str, Any]] = dict(generated.items())
     definitions: dict[str, Any] = dict(top.get("$defs", {}))
     paths: dict[str, dict[str, Any]] = {}
+    operation_ids = frozenset(route.operation_id for route in routes)
     for route in routes:
-        operation = _operation(route, refs, definitions)
+        operation = _operation(route, refs, definitions, operation_ids)
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     used = dict(SECURITY_SCHEMES[r.auth] for r in routes if r.auth is not Auth.PUBLIC)
     document = {
@@ -182,8 +204,12 @@ def _document(routes: tuple[Route, ...]) -> dict[str, Any]:
             "title": "refluxo",
             "version": "1",
             "description": "Start, follow, resume and cancel durable workflow runs. Bodies "
-            f"are JSON objects nested at most {MAX_BODY_DEPTH} levels deep; one over the "
-            f"server's size limit ({MAX_BODY_BYTES >> 20} MiB by default) is refused (413).",
+            "are JSON objects, sent as application/json (anything else that changes state "
+            f"is refused, 415), nested at most {MAX_JSON_DEPTH} levels deep (400); one over "
+            f"the server's size limit ({MAX_BODY_BYTES >> 20} MiB by default) is refused "
+            "(413). Integers in the query are ASCII digits. Every error is "
+            '{"error": {"code", "message"}}. The local server answers only the Host names '
+            "it is reached by (421 otherwise), and a request line over 64 KiB with 414.",
         },
         "components": {
             "securitySchemes": dict(sorted(used.items())),

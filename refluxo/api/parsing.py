@@ -3,10 +3,11 @@
 The body is read here, not by pydantic, because the API refuses more than JSON's grammar
 does: bodies over the size limit (413, even without a ``Content-Length``), ``NaN`` and
 ``Infinity``, numbers that overflow to infinity, lone surrogates (which parse, but no
-UTF-8 text and no store can hold) and nesting deeper than :data:`MAX_BODY_DEPTH`. What
+UTF-8 text and no store can hold) and nesting deeper than :data:`MAX_JSON_DEPTH`. What
 remains is validated by the models, and their errors are turned into one message that
 names the field, such as ``missing field 'workflow'`` or ``limit must be between 1 and
-200``.
+200``. Pub/Sub messages are read by the same :func:`parse_json` (:mod:`refluxo.api.events`),
+so both paths accept exactly the same JSON.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from __future__ import annotations
 import enum
 import json
 import math
-from collections.abc import Iterable, Mapping
+import re
+from array import array
+from collections.abc import Mapping
 from functools import cache
+from itertools import accumulate
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -29,10 +33,15 @@ M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 1 << 20
 """Request bodies above 1 MiB are refused with 413 (unless the API is given another limit)."""
 
-MAX_BODY_DEPTH = 512
-"""How deep a body's arrays and objects may nest. Python code recurses over JSON values
-(its parser, the stores' encoders), and a request must be refused (400) well before one of
-them runs out of stack (a 500); no workflow's input or payload needs more."""
+MAX_JSON_DEPTH = 64
+"""How deep a body's or a message's arrays and objects may nest (the body itself is level 1).
+
+The stores keep every result as JSON and read it back with pydantic, whose parser stops at
+200 levels; a payload becomes a node's output, inside the result's own object, and an
+executor may wrap it further. 64 leaves that room (it is also how deep the transform engine
+walks node data), and no workflow's input or payload needs more. Checked on the text,
+without recursing, before anything parses it: deeper JSON is refused (400
+``limit_exceeded``, or a rejected message) instead of reaching a ``RecursionError``."""
 
 
 class Where(enum.Enum):
@@ -68,13 +77,64 @@ def _finite_float(text: str) -> float:
     return value
 
 
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+"""A JSON string (escapes included): brackets inside it do not nest anything."""
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEPS = str.maketrans({"[": "\x01", "{": "\x01", "]": "\xff", "}": "\xff"})
+
+
+def json_depth(text: str) -> int:
+    """How many arrays and objects deep the JSON ``text`` nests, read without parsing it.
+
+    Linear and without recursion, so it is safe on any input: strings are skipped whole,
+    then every bracket is a step up or down and the deepest point is the answer. Malformed
+    text gets a number too (the parser refuses it afterwards).
+    """
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    if not brackets:
+        return 0
+    steps = array("b", brackets.translate(_STEPS).encode("latin-1"))
+    return max(0, max(accumulate(steps)))
+
+
+def parse_json(raw: bytes, what: str) -> Any:
+    """``raw`` as JSON, as the API reads it; ``what`` names it in the messages.
+
+    Raises:
+        LimitExceededError: it nests deeper than :data:`MAX_JSON_DEPTH` (checked first, on
+            the text, so that no parser recurses into it).
+        BadRequest: it is not JSON as the API reads it: not UTF-8 (or UTF-16/32, as JSON
+            allows), not JSON's grammar, ``NaN`` or an infinity, a number that overflows, a
+            lone surrogate. The message is the reason alone; callers word the rest.
+    """
+    try:
+        text = raw.decode(json.detect_encoding(raw))
+    except UnicodeDecodeError as err:
+        raise BadRequest(f"not UTF-8 text: {err.reason} at byte {err.start}") from None
+    # Fewer brackets than the limit cannot nest deeper: most texts skip the scan.
+    openings = text.count("[") + text.count("{")
+    if openings > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
+        raise LimitExceededError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
+    try:
+        value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+        # Lone surrogates ("\ud800") parse, but no UTF-8 text (nor the store) holds them.
+        json.dumps(value, ensure_ascii=False).encode()
+    except (ValueError, UnicodeError) as err:
+        raise BadRequest(str(err)) from None
+    except RecursionError:  # unreachable after the depth check; never a 500 if it were
+        raise LimitExceededError(
+            f"{what} is nested more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
+    return value
+
+
 def read_body(request: HasBody, limit: int, *, required: bool) -> dict[str, Any]:
     """The request's JSON object body (``{}`` when empty and not ``required``).
 
     Raises:
         PayloadTooLarge: the body is over ``limit`` bytes (declared or actual).
         BadRequest: the body is missing, not JSON as the API reads it, or not an object.
-        LimitExceededError: the body nests deeper than :data:`MAX_BODY_DEPTH`.
+        LimitExceededError: the body nests deeper than :data:`MAX_JSON_DEPTH`.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
@@ -87,39 +147,12 @@ def read_body(request: HasBody, limit: int, *, required: bool) -> dict[str, Any]
             raise BadRequest("a JSON object body is required")
         return {}
     try:
-        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite_float)
-        # Lone surrogates ("\ud800") parse, but no UTF-8 text (nor the store) holds them.
-        json.dumps(body, ensure_ascii=False).encode()
-    except (ValueError, UnicodeError) as err:
-        raise BadRequest(f"malformed JSON body: {err}") from err
-    except RecursionError:
-        raise _too_deep() from None  # deeper than Python's parser recurses
+        body = parse_json(raw, "the body")
+    except BadRequest as err:
+        raise BadRequest(f"malformed JSON body: {err}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    if _depth(body) > MAX_BODY_DEPTH:
-        raise _too_deep()
     return body
-
-
-def _too_deep() -> LimitExceededError:
-    return LimitExceededError(f"the body is nested more than {MAX_BODY_DEPTH} levels deep")
-
-
-def _depth(value: Any) -> int:
-    """How many arrays and objects deep ``value`` nests (without recursing: it may be deep)."""
-    deepest = 0
-    pending = [(value, 1)]
-    while pending:
-        current, depth = pending.pop()
-        if isinstance(current, dict):
-            children: Iterable[Any] = current.values()
-        elif isinstance(current, list):
-            children = current
-        else:
-            continue
-        deepest = max(deepest, depth)
-        pending.extend((child, depth + 1) for child in children)
-    return deepest
 
 
 def validate(model: type[M], data: Mapping[str, Any], where: Where) -> M:
@@ -172,7 +205,9 @@ def describe(model: type[BaseModel], error: ErrorDetails, where: Where) -> str:
         expected = _PYTHON_NAMES.get(str(schema.get("type")), str(schema.get("type", "?")))
         return f"{subject} must be of type {expected}"
     if kind == "not_an_integer":
-        return f"{subject} must be an integer"
+        return f"{subject} must be an integer (ASCII digits)"
+    if kind in ("string_too_long", "too_long"):
+        return f"{subject} must be at most {schema.get('maxLength', '?')} characters"
     if kind in _BOUND_ERRORS:
         low, high = schema.get("minimum"), schema.get("maximum")
         if low == 0 and high is not None:

@@ -9,7 +9,7 @@ authentication tested (``tests/api``) by adding it here.
 from __future__ import annotations
 
 from refluxo.api import handlers
-from refluxo.api.contract import Auth, Route
+from refluxo.api.contract import Auth, Link, Route
 from refluxo.api.models import (
     CancelRequest,
     DocumentView,
@@ -26,6 +26,12 @@ from refluxo.api.models import (
     TimelineQuery,
     WorkflowsView,
 )
+
+_RUN_ID = (("runId", "$response.body#/runId"),)
+GET_RUN = Link("GetRun", "getRun", _RUN_ID, "read the run and its timeline")
+RESUME_RUN = Link("ResumeRun", "resumeRun", _RUN_ID, "resume the run once it is paused")
+CANCEL_RUN = Link("CancelRun", "cancelRun", _RUN_ID, "cancel the run")
+"""What comes after a start: read, resume, cancel (the OpenAPI links of the run routes)."""
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -60,6 +66,7 @@ ROUTES: tuple[Route, ...] = (
         status=201,
         other_successes=((200, "already started with this runId, workflow and input"),),
         errors=frozenset({404, 409, 503}),
+        links=(GET_RUN, RESUME_RUN, CANCEL_RUN),
     ),
     Route(
         "GET",
@@ -81,6 +88,7 @@ ROUTES: tuple[Route, ...] = (
         path_model=RunPath,
         query=TimelineQuery,
         errors=frozenset({404, 503}),
+        links=(RESUME_RUN, CANCEL_RUN),
     ),
     Route(
         "POST",
@@ -94,6 +102,7 @@ ROUTES: tuple[Route, ...] = (
         body_required=False,
         status=202,
         errors=frozenset({404, 409, 503}),
+        links=(GET_RUN, CANCEL_RUN),
     ),
     Route(
         "POST",
@@ -106,6 +115,7 @@ ROUTES: tuple[Route, ...] = (
         body=CancelRequest,
         body_required=False,
         errors=frozenset({404, 409, 503}),
+        links=(GET_RUN,),
     ),
     Route(
         "POST",
@@ -120,3 +130,7 @@ ROUTES: tuple[Route, ...] = (
     ),
 )
 """Every endpoint of the API."""
+
+STEP_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth is not Auth.CALLER)
+"""The routes of a deployment that serves no caller (the dispatcher function): the step
+route and the public ones."""

@@ -1,7 +1,14 @@
-"""The local HTTP server: the same handler as the Cloud Function, under a WSGI server."""
+"""The local HTTP server: the same handler as the Cloud Function, under a WSGI server.
+
+Some requests never reach the handler: the server refuses them while reading them (a
+request line over 64 KiB: 414; a header line over 64 KiB or more than 100 headers: 431; a
+request line it cannot read: 400; HTTP/2 or later: 505). Those answers are the API's JSON
+error body too (:class:`JsonErrorHandler`), not the HTML page of Python's ``http.server``.
+"""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -31,15 +38,48 @@ def create_wsgi_app(api: HttpApi) -> Flask:
     return flask_app
 
 
-class _QuietHandler(WSGIRequestHandler):
+_PROTOCOL_ERRORS = {
+    400: ("bad_request", "the request line or a header could not be read"),
+    414: ("uri_too_long", "the request line is over 64 KiB"),
+    431: ("headers_too_large", "a header line is over 64 KiB, or there are over 100 headers"),
+    505: ("http_version_not_supported", "this server speaks HTTP/1.0 and HTTP/1.1"),
+}
+
+
+class JsonErrorHandler(WSGIRequestHandler):
+    """werkzeug's request handler, answering the errors of the HTTP layer itself (what
+    ``http.server`` refuses before any WSGI application runs) with the API's JSON body."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        error, text = _PROTOCOL_ERRORS.get(code, ("http_error", message or "request refused"))
+        body = json.dumps({"error": {"code": error, "message": text}}).encode()
+        self.log_error("code %d, message %s", code, message)
+        if self.request_version == "HTTP/0.9":
+            # A request line that could not be read leaves HTTP/0.9, whose answers have no
+            # status line nor headers: answer as HTTP/1.0, so the client sees the status.
+            self.request_version = "HTTP/1.0"
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class _QuietHandler(JsonErrorHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def log_error(self, *args: Any) -> None:
         pass
 
 
 class LocalServer:
     """Serves ``api`` on ``host:port`` in a background thread (port 0 picks a free one).
 
-    ``access_log=False`` silences the per-request log lines.
+    ``access_log=False`` silences the per-request log lines. Once bound, the API learns its
+    port (:meth:`HttpApi.listening_on`), so that the ``Host`` names it answers match it.
     """
 
     def __init__(
@@ -50,14 +90,21 @@ class LocalServer:
             port,
             create_wsgi_app(api),
             threaded=True,
-            request_handler=WSGIRequestHandler if access_log else _QuietHandler,
+            request_handler=JsonErrorHandler if access_log else _QuietHandler,
         )
+        api.listening_on(self.port)
         self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the server is bound to."""
+        return int(self._server.server_address[1])
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        return f"http://{f'[{name}]' if ':' in name else name}:{port}"
 
     def start(self) -> LocalServer:
         self._thread = threading.Thread(

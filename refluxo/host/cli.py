@@ -197,7 +197,15 @@ def main() -> None:
     "--api-key",
     envvar="REFLUXO_API_KEY",
     show_envvar=True,
-    help="Require this key (X-API-Key) on every route but /healthz and /openapi.json.",
+    help="Require this key (X-API-Key) on every route but /healthz and /openapi.json "
+    "(required to listen on an address other than loopback).",
+)
+@click.option(
+    "--allowed-hosts",
+    envvar="REFLUXO_ALLOWED_HOSTS",
+    show_envvar=True,
+    help="Further Host names to answer (comma-separated name or name:port; '*' for any), "
+    "beyond the address listened on.",
 )
 def serve(
     app_spec: str,
@@ -207,8 +215,15 @@ def serve(
     workers: int,
     batch: int,
     api_key: str | None,
+    allowed_hosts: str | None,
 ) -> None:
-    """Serve the HTTP API and deliver steps, on the embedded default."""
+    """Serve the HTTP API and deliver steps, on the embedded default.
+
+    Without an API key the server answers only its own machine: it refuses to listen on
+    an address other than loopback, and answers loopback peers only. It answers only the
+    Host names it is reached by (421 otherwise), and requests that change state only as
+    application/json (415 otherwise).
+    """
     settings = settings_from(
         REFLUXO_APP=app_spec,
         REFLUXO_DB=str(db),
@@ -217,12 +232,21 @@ def serve(
         REFLUXO_WORKERS=str(workers),
         REFLUXO_BATCH_STEPS=str(batch),
         REFLUXO_API_KEY=api_key,
+        REFLUXO_ALLOWED_HOSTS=allowed_hosts,
     )
-    deployment = build_deployment(settings, load_app(app_spec))
+    app = load_app(app_spec)
+    try:
+        deployment = build_deployment(settings, app)
+    except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
     try:
         server = LocalServer(deployment.api, host, port, access_log=True)
-        guarded = "API key required" if api_key else "no API key: local use only"
-        click.echo(f"refluxo serving {app_spec} on {server.url} (database {db}; {guarded})")
+        guarded = "API key required" if settings.api_key else "no API key: this machine only"
+        hosts = deployment.api.hosts.describe() if deployment.api.hosts else "any Host"
+        click.echo(
+            f"refluxo serving {app_spec} on {server.url} (database {db}; {guarded}; "
+            f"answering {hosts})"
+        )
         server.serve_forever()
     except KeyboardInterrupt:
         pass

@@ -17,12 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from refluxo.api.auth import ApiKeyCheck
+from refluxo.api.auth import ApiKeyCheck, Authenticator, LoopbackOnly
 from refluxo.api.events import EventResult, handle_message
+from refluxo.api.hosts import AllowedHosts
 from refluxo.api.http import HttpApi
+from refluxo.api.routes import ROUTES, STEP_ROUTES
 from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
-from refluxo.host.settings import CloudSettings, ConfigurationError, EmbeddedSettings, Settings
+from refluxo.host.settings import (
+    CloudSettings,
+    ConfigurationError,
+    EmbeddedSettings,
+    Settings,
+    require_callers_guard,
+    require_private_listener,
+)
 from refluxo.runtime.app import App
 from refluxo.runtime.dispatcher import Dispatcher, StepBudget
 from refluxo.runtime.errors import Forbidden
@@ -166,25 +175,60 @@ def refuse_deliveries(request: Any) -> None:
     )
 
 
-def build_deployment(settings: Settings, app: App) -> Deployment:
+def build_deployment(settings: Settings, app: App, *, callers: bool = True) -> Deployment:
     """Wire the runtime and the API for ``settings``, and start delivering.
 
-    The API key (``REFLUXO_API_KEY``) guards every route that is not public, on every
-    backend; on Google Cloud the step route is guarded by the tasks invoker's OIDC token.
-    """
-    authenticate = ApiKeyCheck(settings.api_key) if settings.api_key else None
-    runtime = build_runtime(settings, app).start()
-    authenticate_step: Any = None
-    if isinstance(settings, CloudSettings) and settings.verify_oidc:
-        from refluxo.backends.gcp.oidc import OidcCheck
+    Who may call what is decided here, once for every entry point:
 
-        assert settings.oidc_audience is not None
-        assert settings.tasks_service_account is not None
-        authenticate_step = OidcCheck(settings.oidc_audience, settings.tasks_service_account)
-    elif isinstance(settings, EmbeddedSettings):
-        # Deliveries are in-process here: the step route is never open. With an API key
-        # only its holder may deliver by hand; without one, nobody.
-        authenticate_step = authenticate or refuse_deliveries
+    * the callers' routes: the API key (``REFLUXO_API_KEY``) on every backend; without
+      one, the embedded default answers only its own machine
+      (:class:`~refluxo.api.auth.LoopbackOnly`) and Google Cloud refuses to start unless
+      ``REFLUXO_AUTH=iam`` declares that IAM alone guards them;
+    * the step route is never open: on the embedded default deliveries are in-process, so
+      only the key's holder may deliver by hand (nobody without a key); on Google Cloud
+      the tasks invoker's OIDC token (unless ``REFLUXO_VERIFY_OIDC=false``, for the
+      emulators);
+    * the ``Host`` header: on the embedded default, the bound address's names and
+      ``REFLUXO_ALLOWED_HOSTS``; on Google Cloud, only when that list is configured.
+
+    ``callers=False`` builds a deployment whose API serves no caller route, only the step
+    route and the public ones (the dispatcher and events functions), and which therefore
+    needs no API key.
+
+    Raises:
+        ConfigurationError: the embedded default would listen beyond this machine without
+            a key, or (with ``callers``) the cloud backend has neither key nor
+            ``REFLUXO_AUTH=iam``.
+    """
+    require_private_listener(settings)
+    if callers:
+        require_callers_guard(settings)
+    key = ApiKeyCheck(settings.api_key) if settings.api_key else None
+    authenticate: Authenticator | None
+    authenticate_step: Authenticator | None
+    hosts: AllowedHosts | None
+    if isinstance(settings, CloudSettings):
+        authenticate = key  # None only with REFLUXO_AUTH=iam: IAM guards the callers
+        authenticate_step = None
+        if settings.verify_oidc:
+            from refluxo.backends.gcp.oidc import OidcCheck
+
+            assert settings.oidc_audience is not None
+            assert settings.tasks_service_account is not None
+            authenticate_step = OidcCheck(settings.oidc_audience, settings.tasks_service_account)
+        hosts = AllowedHosts.parse(settings.allowed_hosts) if settings.allowed_hosts else None
+    else:
+        authenticate = key or LoopbackOnly()
+        authenticate_step = key or refuse_deliveries
+        hosts = AllowedHosts.bound_to(settings.host, settings.allowed_hosts)
+    runtime = build_runtime(settings, app).start()
+    if isinstance(settings, EmbeddedSettings):
         runtime.service.reconcile()
-    api = HttpApi(runtime.service, authenticate=authenticate, authenticate_step=authenticate_step)
+    api = HttpApi(
+        runtime.service,
+        authenticate=authenticate,
+        authenticate_step=authenticate_step,
+        routes=ROUTES if callers else STEP_ROUTES,
+        hosts=hosts,
+    )
     return Deployment(runtime, api)

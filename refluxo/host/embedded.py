@@ -11,7 +11,6 @@ from refluxo.runtime.app import App
 from refluxo.runtime.dispatcher import Dispatcher, StepBudget
 from refluxo.runtime.service import RunService
 
-
 DEFAULT_WORKERS = 16
 """Deliveries in progress at once on the embedded default."""
 

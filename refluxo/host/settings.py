@@ -8,9 +8,18 @@ result is handed down to the composition root. With no cloud settings the embedd
 is used, so the same ``main.py`` runs on a laptop and on Cloud Functions.
 
 Variables: ``REFLUXO_APP``, ``REFLUXO_BACKEND`` (``embedded``, ``memory`` or ``gcp``),
-``REFLUXO_API_KEY``, ``REFLUXO_BATCH_STEPS``, ``REFLUXO_BATCH_MS``; embedded:
-``REFLUXO_DB``, ``REFLUXO_WORKERS``, ``REFLUXO_HOST``, ``REFLUXO_PORT``; Google Cloud: see
-:class:`CloudSettings`.
+``REFLUXO_API_KEY``, ``REFLUXO_ALLOWED_HOSTS``, ``REFLUXO_BATCH_STEPS``,
+``REFLUXO_BATCH_MS``; embedded: ``REFLUXO_DB``, ``REFLUXO_WORKERS``, ``REFLUXO_HOST``,
+``REFLUXO_PORT``; Google Cloud: ``REFLUXO_AUTH`` and those of :class:`CloudSettings`.
+
+Who may call is decided here too, so that no entry point can get it wrong:
+
+* the embedded default without an API key serves only its own machine: it refuses to listen
+  on an address other machines reach (``REFLUXO_HOST``: :func:`require_private_listener`)
+  and answers only loopback peers;
+* the Google Cloud backend serves the callers' routes only with ``REFLUXO_API_KEY``, unless
+  the deployment declares ``REFLUXO_AUTH=iam`` (Cloud Run IAM alone guards the API):
+  :func:`require_callers_guard`.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from refluxo.api.hosts import AllowedHosts, is_loopback
 from refluxo.errors import RefluxoError
 
 
@@ -30,7 +40,8 @@ class ConfigurationError(RefluxoError):
 class EmbeddedSettings:
     """Run on SQLite and the local scheduler (``backend="memory"``: nothing durable).
 
-    ``host`` and ``port`` are where ``refluxo serve`` listens.
+    ``host`` and ``port`` are where ``refluxo serve`` listens; ``allowed_hosts`` are the
+    ``Host`` names answered beyond that address's own (``REFLUXO_ALLOWED_HOSTS``).
     """
 
     app: str
@@ -42,6 +53,7 @@ class EmbeddedSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     backend: str = "embedded"
+    allowed_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +61,10 @@ class CloudSettings:
     """Run on Firestore and Cloud Tasks.
 
     ``tasks_emulator_host`` and ``verify_oidc=False`` exist for tests against the local
-    emulators; a deployment leaves the first unset and the second true.
+    emulators; a deployment leaves the first unset and the second true. ``auth`` is
+    ``"api-key"`` (the callers' routes need ``api_key``) or ``"iam"`` (Cloud Run IAM alone
+    guards them, declared with ``REFLUXO_AUTH=iam``). ``allowed_hosts``: when set, the
+    ``Host`` names answered (the platform routes by host already).
     """
 
     app: str
@@ -67,6 +82,8 @@ class CloudSettings:
     tasks_emulator_host: str | None
     batch_steps: int = 1
     batch_ms: float | None = None
+    auth: str = "api-key"
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def queue_path(self) -> str:
@@ -110,6 +127,61 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     return value
 
 
+MIN_API_KEY_LENGTH = 16
+"""The shortest API key accepted (as :class:`refluxo.api.auth.ApiKeyCheck` requires)."""
+
+AUTH_MODES = ("api-key", "iam")
+"""``REFLUXO_AUTH``: what guards the callers' routes on Google Cloud."""
+
+
+def _allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("REFLUXO_ALLOWED_HOSTS") or ""
+    entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    try:
+        AllowedHosts.parse(entries)
+    except ValueError as err:
+        raise ConfigurationError(f"REFLUXO_ALLOWED_HOSTS: {err}") from None
+    return entries
+
+
+def require_callers_guard(settings: Settings) -> None:
+    """Refuse to serve the callers' routes without an application-level check.
+
+    The embedded default is always guarded (the API key, or its own machine only). On
+    Google Cloud, the callers' routes need ``REFLUXO_API_KEY``, unless the deployment
+    declares ``REFLUXO_AUTH=iam``: an unset key must never silently mean "no check".
+
+    Raises:
+        ConfigurationError: the cloud backend has no API key and does not declare IAM.
+    """
+    if isinstance(settings, CloudSettings) and not settings.api_key and settings.auth != "iam":
+        raise ConfigurationError(
+            "the Google Cloud backend serves the run API only behind an API key: set "
+            "REFLUXO_API_KEY (Terraform mounts it from Secret Manager), or set "
+            "REFLUXO_AUTH=iam to declare that Cloud Run IAM alone guards the API"
+        )
+
+
+def require_private_listener(settings: Settings) -> None:
+    """Refuse to serve the embedded default to other machines without an API key.
+
+    ``REFLUXO_HOST`` (``refluxo serve --host``) is where the local server listens; any
+    address but loopback is reachable by others, and without a key they would drive every
+    run. (``main.py`` answers only loopback peers without a key, whatever
+    functions-framework binds.)
+
+    Raises:
+        ConfigurationError: a non-loopback ``host`` and no API key.
+    """
+    if not isinstance(settings, EmbeddedSettings) or settings.api_key:
+        return
+    if not is_loopback(settings.host):
+        raise ConfigurationError(
+            f"listening on {settings.host!r} would serve the API to other machines "
+            "without a key: set REFLUXO_API_KEY (--api-key), or listen on 127.0.0.1"
+        )
+
+
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Settings from environment variables, validated, with every problem named at once.
 
@@ -121,6 +193,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if ":" not in app:
         raise ConfigurationError(f"REFLUXO_APP must be module:attribute, got {app!r}")
     api_key = env.get("REFLUXO_API_KEY") or None
+    if api_key is not None and len(api_key) < MIN_API_KEY_LENGTH:
+        raise ConfigurationError(
+            f"REFLUXO_API_KEY must be at least {MIN_API_KEY_LENGTH} characters long"
+        )
     backend = (env.get("REFLUXO_BACKEND") or "").strip().lower()
     cloud_hints = any(env.get(name) for name in _REQUIRED_FOR_CLOUD[1:])
     if backend not in ("", "gcp", "embedded", "memory"):
@@ -129,7 +205,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
     batch_steps = int(_number(env, "REFLUXO_BATCH_STEPS", 1, 1, 1000))
     batch_ms = _number(env, "REFLUXO_BATCH_MS", 0, 0, 3_600_000) or None
+    allowed_hosts = _allowed_hosts(env)
+    auth = (env.get("REFLUXO_AUTH") or "api-key").strip().lower()
+    if auth not in AUTH_MODES:
+        raise ConfigurationError(
+            f"REFLUXO_AUTH must be 'api-key' or 'iam', got {env.get('REFLUXO_AUTH')!r}"
+        )
     if backend in ("embedded", "memory") or (backend == "" and not cloud_hints):
+        host = (env.get("REFLUXO_HOST") or "127.0.0.1").strip()
         return EmbeddedSettings(
             app=app,
             database=Path(env.get("REFLUXO_DB") or ".refluxo/refluxo.db"),
@@ -137,9 +220,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             api_key=api_key,
             batch_steps=batch_steps,
             batch_ms=batch_ms,
-            host=env.get("REFLUXO_HOST") or "127.0.0.1",
+            host=host,
             port=int(_number(env, "REFLUXO_PORT", 8080, 0, 65535)),
             backend=backend or "embedded",
+            allowed_hosts=allowed_hosts,
         )
 
     missing = [name for name in _REQUIRED_FOR_CLOUD if not env.get(name)]
@@ -183,4 +267,6 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         tasks_emulator_host=env.get("REFLUXO_TASKS_EMULATOR_HOST") or None,
         batch_steps=batch_steps,
         batch_ms=batch_ms,
+        auth=auth,
+        allowed_hosts=allowed_hosts,
     )

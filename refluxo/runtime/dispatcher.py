@@ -356,7 +356,12 @@ class Dispatcher:
             )
         if not result.committed:
             logger.info("run %s: lost the race for version %s", record.run_id, delivery.version)
-            return DeliveryResult(Outcome.LOST_RACE, result.record)
+            # The winner may have committed and then failed to schedule: acknowledging this
+            # delivery must not leave the stored run without its next step.
+            stored = result.record or self.store.load_run(record.run_id)
+            if stored is not None:
+                self.ensure_scheduled(stored)
+            return DeliveryResult(Outcome.LOST_RACE, stored)
         return DeliveryResult(
             Outcome.COMMITTED, result.record, advance.steps, acknowledged=result.scheduled
         )

@@ -267,7 +267,10 @@ class Scheduler(Protocol):
     def schedule(self, delivery: Delivery) -> None:
         """Arrange one delivery of ``delivery`` at or after ``delivery.due_at``.
 
-        Idempotent: scheduling the same (run, version) again while it is pending (or was
-        recently delivered) does not create a second delivery.
+        Idempotent while pending: scheduling the same delivery again before it arrived does
+        not create a second one. Scheduling it again after it arrived delivers it at most
+        once more (the dispatcher finds such a duplicate stale). A scheduler that can drop
+        a delivery (Cloud Tasks deletes a task after its last retry) must deliver it again
+        when asked, rather than take the dropped one's name for "scheduled".
         """
         ...

@@ -156,7 +156,7 @@ def test_a_new_models_fields_and_rules_reach_the_document() -> None:
     assert schemas["ProbeView"]["properties"]["note"] == {"type": "string", "nullable": True}
     operation = document["paths"]["/probes"]["post"]
     assert operation["security"] == [{"apiKey": []}]
-    assert set(operation["responses"]) == {"200", "400", "401", "403", "413"}
+    assert set(operation["responses"]) == {"200", "400", "401", "403", "413", "415", "421"}
     assert "/probes" not in openapi_document(ROUTES)["paths"]
 
 
@@ -172,3 +172,52 @@ def test_the_dispatcher_enforces_what_the_document_says(runtime: EmbeddedRuntime
         assert low.get_json()["error"]["message"] == "field 'sampleCount' must be between 3 and 9"
         text = client.post("/probes", json={"sampleCount": "5"})
         assert text.get_json()["error"]["message"] == "field 'sampleCount' must be of type int"
+
+
+def test_the_run_routes_publish_their_links(served: dict[str, Any]) -> None:
+    """What a stateful fuzzer (or a client) follows: start -> get -> resume -> cancel."""
+    links = {
+        (path, method, status): sorted(response.get("links", {}))
+        for path, item in served["paths"].items()
+        for method, operation in item.items()
+        for status, response in operation["responses"].items()
+        if response.get("links")
+    }
+    assert links == {
+        ("/runs", "post", "201"): ["CancelRun", "GetRun", "ResumeRun"],
+        ("/runs", "post", "200"): ["CancelRun", "GetRun", "ResumeRun"],
+        ("/runs/{runId}", "get", "200"): ["CancelRun", "ResumeRun"],
+        ("/runs/{runId}/resume", "post", "202"): ["CancelRun", "GetRun"],
+        ("/runs/{runId}/cancel", "post", "200"): ["GetRun"],
+    }
+    link = served["paths"]["/runs"]["post"]["responses"]["201"]["links"]["ResumeRun"]
+    assert link["operationId"] == "resumeRun"
+    assert link["parameters"] == {"runId": "$response.body#/runId"}
+    operation_ids = {
+        operation["operationId"] for item in served["paths"].values() for operation in item.values()
+    }
+    targets = {
+        link["operationId"]
+        for item in served["paths"].values()
+        for operation in item.values()
+        for response in operation["responses"].values()
+        for link in response.get("links", {}).values()
+    }
+    assert targets <= operation_ids
+
+
+def test_a_link_to_an_unknown_operation_is_refused() -> None:
+    from dataclasses import replace
+
+    from refluxo.api.contract import Link
+
+    broken = replace(PROBE, links=(Link("Nowhere", "noSuchOperation", (), "a typo"),))
+    with pytest.raises(ValueError, match="noSuchOperation"):
+        openapi_document((*ROUTES, broken))
+
+
+def test_every_operation_documents_415_for_a_body_and_421(served: dict[str, Any]) -> None:
+    for route in ROUTES:
+        responses = served["paths"][route.path][route.method.lower()]["responses"]
+        assert ("415" in responses) is (route.body is not None), route.label
+        assert "421" in responses, route.label

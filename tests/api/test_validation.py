@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from refluxo.api.contract import Call, Reply, Route
 from refluxo.api.http import HttpApi
 from refluxo.api.models import HealthView, RunView
-from refluxo.api.parsing import MAX_BODY_DEPTH
+from refluxo.api.parsing import MAX_JSON_DEPTH
 from refluxo.api.routes import ROUTES
 from refluxo.api.server import create_wsgi_app
 from refluxo.errors import LimitExceededError, TransientError
@@ -95,24 +95,26 @@ def nested(opening: bytes, depth: int) -> bytes:
 
 
 @pytest.mark.parametrize("opening", [b"[", b'{"a":'])
-@pytest.mark.parametrize("depth", [MAX_BODY_DEPTH, 980, 100_000])
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 199, 980, 100_000])
 def test_a_body_nested_too_deeply_is_400(
     http: FlaskClient, runtime: EmbeddedRuntime, opening: bytes, depth: int
 ) -> None:
-    """980: parsed, then too deep for the store's encoder (a 500 before the limit)."""
+    """199: stored, then unreadable by the store (pydantic parses 200 levels at most); 980:
+    parsed, then too deep for the store's encoder; 100,000: too deep for Python's parser
+    (a RecursionError). Each was a 500, or a run that could not be read back."""
     before = database(runtime)
     response = http.post("/runs", data=nested(opening, depth), content_type="application/json")
     assert response.status_code == 400
     assert response.get_json()["error"] == {
         "code": "limit_exceeded",
-        "message": f"the body is nested more than {MAX_BODY_DEPTH} levels deep",
+        "message": f"the body is nested more than {MAX_JSON_DEPTH} levels deep",
     }
     assert database(runtime) == before
 
 
 def test_a_body_nested_up_to_the_limit_is_accepted(http: FlaskClient) -> None:
     response = http.post(
-        "/runs", data=nested(b"[", MAX_BODY_DEPTH - 1), content_type="application/json"
+        "/runs", data=nested(b"[", MAX_JSON_DEPTH - 1), content_type="application/json"
     )
     assert response.status_code == 201
 
@@ -219,3 +221,46 @@ def test_a_handler_breaking_its_declaration_is_an_error_not_an_answer(
 ) -> None:
     with api_answering(runtime, lambda call: reply) as client:
         assert client.get("/healthz").status_code == 500
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/runs?limit=\u0665", None),
+        ("GET", "/runs?limit=\uff15", None),
+        ("GET", "/runs?limit=%205", None),
+        ("GET", "/runs?limit=+5", None),
+        ("GET", "/runs?limit=1_0", None),
+        ("GET", "/runs?limit=" + "9" * 5000, None),
+        ("GET", "/runs/paused?timelineLimit=\u0661\u0660", None),
+        ("GET", "/runs/paused?timelineAfter=\u0968", None),
+        ("POST", "/runs/paused/resume", '{"version": \u0665}'),
+        ("POST", "/runs/paused/resume", '{"version": \uff10}'),
+        ("POST", "/runs/paused/resume", '{"version": 1\u0665}'),
+    ],
+)
+def test_integers_are_ascii_digits_only(
+    http: FlaskClient, runtime: EmbeddedRuntime, method: str, path: str, body: str | None
+) -> None:
+    """``int()`` reads other scripts' digits, spaces, a plus sign and underscores: the
+    query accepted ``limit=\u0665`` as 5."""
+    before = database(runtime)
+    data = None if body is None else body.encode()
+    response = http.open(path, method=method, data=data, content_type="application/json")
+    assert response.status_code == 400, response.get_json()
+    assert response.get_json()["error"]["code"] == "bad_request"
+    assert database(runtime) == before
+
+
+def test_a_cursor_is_bounded_and_never_parsed_past_the_depth_limit(http: FlaskClient) -> None:
+    """A cursor decoding to deeply nested JSON was a RecursionError (500)."""
+    import base64
+
+    for cursor in (
+        base64.urlsafe_b64encode(b"[" * 5_000).decode(),
+        base64.urlsafe_b64encode(b"[" * 380).decode(),  # within 512 characters
+        "x" * 513,
+    ):
+        response = http.get(f"/runs?cursor={cursor}")
+        assert response.status_code == 400, response.get_json()
+        assert "cursor" in response.get_json()["error"]["message"]

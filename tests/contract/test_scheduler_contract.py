@@ -38,7 +38,7 @@ def test_the_same_delivery_scheduled_twice_arrives_once(
         assert len(arrivals) == 1
 
 
-def test_a_delivery_scheduled_again_after_it_arrived_does_not_arrive_again(
+def test_a_delivery_scheduled_again_after_it_arrived_arrives_at_most_once_more(
     scheduler: SchedulerUnderTest, run_id: str
 ) -> None:
     delivery = Delivery(run_id, 1)
@@ -46,9 +46,11 @@ def test_a_delivery_scheduled_again_after_it_arrived_does_not_arrive_again(
     scheduler.wait_for(1)
     scheduler.scheduler.schedule(delivery)  # a duplicate, e.g. from a stale delivery
     arrivals = scheduler.pass_time_to(scheduler.now() + scheduler.settle_ms)
-    assert {arrival.name for arrival in arrivals} == {delivery.name}
+    # At most once more (Cloud Tasks: a finished task's name is a tombstone, so the
+    # delivery is created again under its next generation rather than silently dropped).
+    assert {arrival.delivery for arrival in arrivals} <= {delivery}
     if scheduler.deduplicates:
-        assert len(arrivals) == 1
+        assert len(arrivals) <= 1
 
 
 def test_deliveries_differing_in_run_version_due_time_or_hop_each_arrive_once(

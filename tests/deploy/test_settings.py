@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from refluxo.host.settings import CloudSettings, ConfigurationError, EmbeddedSettings, load_settings
+from refluxo.host.settings import (
+    CloudSettings,
+    ConfigurationError,
+    EmbeddedSettings,
+    load_settings,
+    require_callers_guard,
+    require_private_listener,
+)
 
 CLOUD = {
     "REFLUXO_BACKEND": "gcp",
@@ -91,3 +99,55 @@ def test_a_batch_budget_stays_under_half_the_function_timeout() -> None:
         load_settings({**CLOUD, "REFLUXO_BATCH_STEPS": "5", "REFLUXO_BATCH_MS": "45000"})
     with pytest.raises(ConfigurationError, match="REFLUXO_BATCH_STEPS"):
         load_settings({**CLOUD, "REFLUXO_BATCH_STEPS": "0"})
+
+
+# -- who may call: decided in the settings, once for every entry point ---------------------
+
+
+def test_the_cloud_backend_without_a_key_must_declare_that_iam_guards_it() -> None:
+    """An unset REFLUXO_API_KEY used to mean, silently, no application-level check."""
+    settings = load_settings(CLOUD)
+    with pytest.raises(ConfigurationError) as refused:
+        require_callers_guard(settings)
+    assert "REFLUXO_API_KEY" in str(refused.value)
+    assert "REFLUXO_AUTH=iam" in str(refused.value)
+    require_callers_guard(load_settings({**CLOUD, "REFLUXO_API_KEY": "k" * 32}))
+    declared = load_settings({**CLOUD, "REFLUXO_AUTH": "iam"})
+    assert isinstance(declared, CloudSettings)
+    assert declared.auth == "iam"
+    require_callers_guard(declared)
+    require_callers_guard(load_settings({}))  # the embedded default is always guarded
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({**CLOUD, "REFLUXO_AUTH": "none"}, "REFLUXO_AUTH must be 'api-key' or 'iam'"),
+        ({"REFLUXO_AUTH": "IAM-ish"}, "REFLUXO_AUTH must be"),
+        ({"REFLUXO_API_KEY": "short"}, "at least 16 characters"),
+        ({"REFLUXO_ALLOWED_HOSTS": "good.example, bad host"}, "REFLUXO_ALLOWED_HOSTS"),
+        ({**CLOUD, "REFLUXO_ALLOWED_HOSTS": "x:99999"}, "REFLUXO_ALLOWED_HOSTS"),
+    ],
+)
+def test_guard_settings_are_validated(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(fragment)):
+        load_settings(env)
+
+
+def test_allowed_hosts_are_read_as_a_comma_list() -> None:
+    settings = load_settings({"REFLUXO_ALLOWED_HOSTS": " a.example ,b.example:8080,, [::1]:9"})
+    assert settings.allowed_hosts == ("a.example", "b.example:8080", "[::1]:9")
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "example.com", "[::]"])
+def test_a_local_server_without_a_key_may_not_listen_beyond_this_machine(host: str) -> None:
+    settings = load_settings({"REFLUXO_HOST": host})
+    with pytest.raises(ConfigurationError, match="REFLUXO_API_KEY") as refused:
+        require_private_listener(settings)
+    assert host in str(refused.value)
+    require_private_listener(load_settings({"REFLUXO_HOST": host, "REFLUXO_API_KEY": "k" * 16}))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_a_local_server_without_a_key_may_listen_on_loopback(host: str) -> None:
+    require_private_listener(load_settings({"REFLUXO_HOST": host}))

@@ -23,6 +23,16 @@ version or cursor for one that exists, so generated requests reach real runs; it
 swaps a value that already satisfies the document for another that does, so a
 schema-violating request stays schema-violating.
 
+The stateful phase (:func:`run_stateful_phase`) is schemathesis' state machine, built from
+the document's links (start -> get -> resume -> cancel, and those schemathesis infers):
+each scenario starts from the seeded database and chains requests on the run ids earlier
+answers returned; between requests, the steps a request scheduled are delivered, as the
+local server's workers would.
+
+The app is served with the local server's own guards: it answers only the loopback
+``Host`` names (the test client's ``localhost``) and state-changing requests only as
+``application/json``.
+
 ``bench/fuzz.py`` imports this module for the long run.
 """
 
@@ -30,6 +40,7 @@ from __future__ import annotations
 
 import base64
 import json
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +61,7 @@ from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.core import NOT_SET
 from schemathesis.core.result import Ok
 from schemathesis.errors import FailureGroup
+from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 from schemathesis.schemas import APIOperation, BaseSchema
 from schemathesis.specs.openapi.checks import (
     allow_header_conformance,
@@ -66,6 +78,7 @@ from schemathesis.specs.openapi.checks import (
 
 from refluxo.api.auth import ApiKeyCheck
 from refluxo.api.contract import Route
+from refluxo.api.hosts import AllowedHosts
 from refluxo.api.http import HttpApi
 from refluxo.api.openapi import openapi_document
 from refluxo.api.routes import ROUTES
@@ -367,6 +380,7 @@ class FuzzTarget:
             authenticate_step=authenticate_step,
             max_body_bytes=MAX_BODY_BYTES,
             routes=routes,
+            hosts=AllowedHosts.bound_to("127.0.0.1"),
         )
         wsgi_app = create_wsgi_app(api)
         _seed(runtime, clock)
@@ -560,14 +574,16 @@ class FuzzTarget:
         """Send a request schemathesis cannot express (malformed JSON, a huge body...).
 
         Only the API's own promises are checked: no 5xx, a proper error body, and no
-        change for a rejection.
+        change for a rejection. A body is sent as ``application/json`` unless ``headers``
+        name a ``Content-Type``.
         """
         before = read_state(self.runtime)
         url = urlsplit(path)
+        sent = dict(headers or {})
+        if data and not any(name.lower() == "content-type" for name in sent):
+            sent["Content-Type"] = "application/json"
         with self.app.test_client() as client:
-            response = Response.from_wsgi(
-                client.open(path, method=method, data=data, headers=headers or {})
-            )
+            response = Response.from_wsgi(client.open(path, method=method, data=data, headers=sent))
         after = read_state(self.runtime)
         self.tally[(f"{method} {path}", response.status_code)] += 1
         problems = self._own_problems(response, before, after)
@@ -658,6 +674,52 @@ def fuzz_sequences(
     if seed is not None:
         run = hypothesis.seed(seed)(run)
     run()
+
+
+def run_stateful_phase(
+    target: FuzzTarget,
+    *,
+    max_examples: int,
+    step_count: int = 8,
+    derandomize: bool = False,
+    seed: int | None = None,
+) -> None:
+    """Schemathesis' state machine on the document's links, scenario by scenario.
+
+    Each scenario starts from the seeded database. A start's workflow name is often
+    swapped for a registered one (only when the generated name is valid, as
+    :meth:`FuzzTarget.steer` does, with a choice derived from the request itself so that a
+    replay makes the same one); after each request the steps it scheduled are delivered.
+    Every response goes through :meth:`FuzzTarget.execute`.
+    """
+    base = target.schema.as_state_machine()
+    workflow_schema = body_fields(
+        target.schema.raw_schema, target.operation("POST /runs").definition.raw
+    )["workflow"]
+
+    class Machine(base):  # type: ignore[misc, valid-type]
+        def setup(self) -> None:
+            target.reset()
+
+        def step(self, input: StepInput) -> StepOutput:
+            case = input.case
+            body = case.body
+            if case.operation.label == "POST /runs" and isinstance(body, dict):
+                choice = random.Random(repr(sorted(body.items(), key=str))).randrange(4)
+                if choice and _conforms(workflow_schema, body.get("workflow")):
+                    body["workflow"] = WORKFLOWS[choice % len(WORKFLOWS)]
+            response = target.execute(case)
+            target.runtime.scheduler.drain()
+            return StepOutput(response, case)
+
+    settings_ = settings(
+        max_examples=max_examples,
+        stateful_step_count=step_count,
+        derandomize=derandomize,
+        **FUZZ_SETTINGS,
+    )
+    machine: type[Any] = Machine if seed is None else hypothesis.seed(seed)(Machine)
+    machine.run(settings=settings_)
 
 
 def run_coverage_phase(target: FuzzTarget) -> None:

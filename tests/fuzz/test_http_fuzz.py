@@ -1,14 +1,18 @@
 """Schemathesis against the published OpenAPI document, on the real WSGI app in process.
 
 The quick slice of ``bench/fuzz.py`` (same harness, same checks, see ``conftest.py``): the
-coverage phase, a few examples per operation and mode, short request sequences, and the
-scenarios that must be reached whatever Hypothesis draws. Every response is checked: no
-5xx, conformance to the document, a proper error body, and no change for a rejection.
+coverage phase, a few examples per operation and mode, short request sequences, a few
+scenarios of the stateful phase (schemathesis' state machine on the document's links), the
+scenarios that must be reached whatever Hypothesis draws, and the hand-written nasty
+requests that once reached a 500, changed state from a web page or answered HTML. Every
+response is checked: no 5xx, conformance to the document, a proper error body, and no
+change for a rejection.
 Generation is derandomized, so the slice sends the same requests on every run.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from pathlib import Path
@@ -36,6 +40,7 @@ from tests.fuzz.conftest import (
     fuzz_sequences,
     read_state,
     run_coverage_phase,
+    run_stateful_phase,
 )
 
 
@@ -47,6 +52,8 @@ HUGE = json.dumps({"workflow": "chain", "input": "x" * MAX_BODY_BYTES})
 EXAMPLES = 25
 """Hypothesis examples per operation and mode (16 pairs)."""
 SEQUENCES = 25
+SCENARIOS = 25
+"""Stateful scenarios (up to 8 linked requests each)."""
 
 DOCUMENT = openapi_document(ROUTES)
 LABELS = [f"{method.upper()} {path}" for path, item in DOCUMENT["paths"].items() for method in item]
@@ -108,6 +115,26 @@ def test_fuzz_sequences(target: FuzzTarget) -> None:
     fuzz_sequences(target, max_examples=SEQUENCES, derandomize=True)
     assert not target.failures
     assert target.tally.total() >= 2 * SEQUENCES
+
+
+def test_stateful_phase_follows_the_links(target: FuzzTarget) -> None:
+    document_links = {
+        name
+        for item in DOCUMENT["paths"].values()
+        for operation in item.values()
+        for response in operation["responses"].values()
+        for name in response.get("links", {})
+    }
+    assert document_links == {"GetRun", "ResumeRun", "CancelRun"}
+    run_stateful_phase(target, max_examples=SCENARIOS, derandomize=True)
+    assert not target.failures
+    assert target.tally.total() >= 2 * SCENARIOS
+    # Linked requests reached real runs: a start, then reads, resumes or cancels of it.
+    assert 201 in requests_to(target, "POST /runs")
+    reached = requests_to(target, "GET /runs/{runId}") | requests_to(
+        target, "POST /runs/{runId}/cancel"
+    )
+    assert 200 in reached, target.tally
 
 
 # -- scenarios that must be reached -----------------------------------------------------
@@ -244,6 +271,183 @@ def test_malformed_requests_are_rejected_and_change_nothing(
     response = target.send_raw(method, path, data=raw, headers=headers)
     assert response.status_code == status  # send_raw checked the body and the state
     assert response.json()["error"]["message"]
+
+
+def deep(depth: int, opening: str = "[") -> str:
+    closing = "]" if opening == "[" else "}"
+    return opening * depth + "1" + closing * depth
+
+
+CALLER = {"X-API-Key": API_KEY}
+SCHEDULER = {"Authorization": f"Bearer {STEP_TOKEN}"}
+JSON_ROUTES = [
+    ("POST", "/runs", "workflow", "chain", CALLER),
+    ("POST", "/runs/seed-paused/resume", "payload", None, CALLER),
+    ("POST", "/runs/seed-active/cancel", "reason", None, CALLER),
+    ("POST", "/tasks/step", "runId", "seed-active", SCHEDULER),
+]
+"""Every operation that reads a JSON body: where a nested value goes, with its credential."""
+
+
+def _deep_body(field: str, value: Any, depth: int, opening: str) -> bytes:
+    """A body for a JSON route holding a value nested ``depth`` levels in ``extra``."""
+    body = json.dumps({field: value, **({"version": 0} if field == "runId" else {})})
+    return (body[:-1] + ', "extra": ' + deep(depth, opening) + "}").encode()
+
+
+@pytest.mark.parametrize(("method", "path", "field", "value", "headers"), JSON_ROUTES)
+@pytest.mark.parametrize("depth", [199, 600])
+@pytest.mark.parametrize("opening", ["[", '{"a":'])
+def test_deep_json_is_400_on_every_json_route(
+    target: FuzzTarget,
+    method: str,
+    path: str,
+    field: str,
+    value: Any,
+    headers: dict[str, str],
+    depth: int,
+    opening: str,
+) -> None:
+    """Found by hand: from 199 levels a value the stores keep but cannot read back (a 500
+    on every later read). Deeper still (a RecursionError past ~1,000 levels, bodies over
+    this harness' 4 KiB limit): ``tests/api/test_validation.py``."""
+    data = _deep_body(field, value, depth, opening)
+    assert len(data) <= MAX_BODY_BYTES
+    response = target.send_raw(method, path, data=data, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "limit_exceeded"
+
+
+NASTY: list[tuple[str, str, bytes, dict[str, str], int, str]] = [
+    # A web page may send these to any address without asking (CSRF), with no credential
+    # the local server could tell apart: refused unless declared JSON.
+    (
+        "POST",
+        "/runs",
+        b'{"workflow": "chain"}',
+        {**CALLER, "Content-Type": "text/plain"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/runs/seed-active/cancel",
+        b"reason=csrf",
+        {**CALLER, "Content-Type": "application/x-www-form-urlencoded"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/runs/seed-paused/resume",
+        b'--b\r\nContent-Disposition: form-data; name="payload"\r\n\r\n1\r\n--b--\r\n',
+        {**CALLER, "Content-Type": "multipart/form-data; boundary=b"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/runs/seed-active/cancel",
+        b"",
+        {**CALLER, "Origin": "https://evil.example"},
+        415,
+        "unsupported_media_type",
+    ),
+    (
+        "POST",
+        "/tasks/step",
+        b'{"runId": "seed-active", "version": 0}',
+        {**SCHEDULER, "Content-Type": "text/plain"},
+        415,
+        "unsupported_media_type",
+    ),
+    # DNS rebinding: the page's own name, resolved to 127.0.0.1.
+    ("GET", "/runs", b"", {**CALLER, "Host": "attacker.example"}, 421, "misdirected_request"),
+    (
+        "POST",
+        "/runs",
+        b'{"workflow": "chain"}',
+        {**CALLER, "Host": "attacker.example:80"},
+        421,
+        "misdirected_request",
+    ),
+    ("GET", "/healthz", b"", {"Host": "127.0.0.1.nip.io"}, 421, "misdirected_request"),
+    # Integers are ASCII digits: int() reads these as 5, 5, 5, 5 and 10.
+    ("GET", "/runs?limit=%D9%A5", b"", CALLER, 400, "bad_request"),
+    ("GET", "/runs?limit=%EF%BC%95", b"", CALLER, 400, "bad_request"),
+    ("GET", "/runs/seed-loop?timelineLimit=%205", b"", CALLER, 400, "bad_request"),
+    ("GET", "/runs/seed-loop?timelineAfter=+5", b"", CALLER, 400, "bad_request"),
+    ("GET", "/runs/seed-loop?timelineLimit=1_0", b"", CALLER, 400, "bad_request"),
+    # A cursor that decodes to deeply nested JSON (a RecursionError, 500), or is too long.
+    (
+        "GET",
+        "/runs?cursor=" + "W" * 2000,
+        b"",
+        CALLER,
+        400,
+        "bad_request",
+    ),
+    (
+        "GET",
+        "/runs?cursor=" + base64.urlsafe_b64encode(b"[" * 5000).decode(),
+        b"",
+        CALLER,
+        400,
+        "bad_request",
+    ),
+    (
+        "GET",
+        "/runs?cursor=" + base64.urlsafe_b64encode(b"[" * 300).decode(),
+        b"",
+        CALLER,
+        400,
+        "bad_request",
+    ),
+    # The document says 400 for a version out of range, on every route that takes one.
+    (
+        "POST",
+        "/runs/seed-paused/resume",
+        b'{"payload": 1, "version": -1}',
+        CALLER,
+        400,
+        "bad_request",
+    ),
+    (
+        "POST",
+        "/runs/seed-paused/resume",
+        b'{"payload": 1, "version": 1e400}',
+        CALLER,
+        400,
+        "bad_request",
+    ),
+    (
+        "POST",
+        "/runs",
+        b'{"workflow": "chain", "input": {"x": Infinity}}',
+        CALLER,
+        400,
+        "bad_request",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "data", "headers", "status", "code"),
+    [pytest.param(*case, id=f"{case[4]}-{i}") for i, case in enumerate(NASTY)],
+)
+def test_nasty_requests_are_refused_as_json_and_change_nothing(
+    target: FuzzTarget,
+    method: str,
+    path: str,
+    data: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+) -> None:
+    response = target.send_raw(method, path, data=data, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert not target.failures
 
 
 def test_escaped_astral_characters_are_accepted(target: FuzzTarget) -> None:

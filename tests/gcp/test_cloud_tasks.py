@@ -75,6 +75,13 @@ class FakeCloudTasks:
         self.tasks[task.name] = task
         return task
 
+    def get_task(self, *, name: str) -> tasks_v2.Task:
+        if self.fail_with is not None:
+            raise self.fail_with
+        if name not in self.tasks:
+            raise google_error(exceptions.NotFound, f"task {name} not found")
+        return self.tasks[name]
+
 
 @pytest.fixture
 def fake(clock: FakeClock) -> FakeCloudTasks:

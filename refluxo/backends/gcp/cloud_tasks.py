@@ -4,10 +4,15 @@ One HTTP task per delivery: ``POST url`` with the JSON body
 ``{"runId": ..., "version": ..., "dueAt": ..., "hop": ...}``, named
 ``{queue_path}/tasks/{delivery.name}``. Guarantees and why:
 
-* Idempotent: the same delivery always has the same name, and Cloud Tasks refuses a second
-  task with a name it has seen (for about an hour after the first ran or was deleted) with
-  ``ALREADY_EXISTS``, which is treated as success. After that window a duplicate is still
-  harmless: the dispatcher finds its version stale and commits nothing.
+* Idempotent, and never fooled by a tombstone: the same delivery always has the same name,
+  and Cloud Tasks refuses a second task with a name it has seen with ``ALREADY_EXISTS``. But
+  it does so for about an hour *after* the first task ran, was deleted, or was dropped once
+  its retries were spent: then nothing is queued although the name is taken. So on
+  ``ALREADY_EXISTS`` the scheduler looks the task up: queued means scheduled; gone means a
+  tombstone, and the delivery is created again under the next *generation* of its name
+  (``<name>-1``, ``<name>-2``...), which is just as deterministic, so two schedulers racing
+  on the same tombstone still create one task. A duplicate that slips through is harmless:
+  the dispatcher finds its version stale and commits nothing.
 * No hotspot: names are hashes (see :mod:`refluxo.runtime.ids`); Cloud Tasks shards
   named tasks by name, and sequential names pile onto one shard.
 * Long delays are chained: Cloud Tasks refuses a ``schedule_time`` more than 30 days
@@ -48,10 +53,16 @@ MIN_DISPATCH_DEADLINE_S = 15.0
 MAX_DISPATCH_DEADLINE_S = 1800.0
 
 
+MAX_GENERATIONS = 16
+"""Names tried for one delivery before giving up (each taken one is a recent tombstone)."""
+
+
 class TaskCreator(Protocol):
-    """The one method of ``tasks_v2.CloudTasksClient`` the scheduler uses."""
+    """The methods of ``tasks_v2.CloudTasksClient`` the scheduler uses."""
 
     def create_task(self, *, parent: str, task: tasks_v2.Task) -> Any: ...
+
+    def get_task(self, *, name: str) -> Any: ...
 
 
 def clamp_dispatch_deadline(seconds: float) -> float:
@@ -119,11 +130,12 @@ class CloudTasksScheduler:
         self.max_delay_ms = max_delay_ms
         self._clock = clock
 
-    def task_name(self, delivery: Delivery) -> str:
-        """The task's full name: the delivery's hash under the queue."""
-        return f"{self.queue_path}/tasks/{delivery.name}"
+    def task_name(self, delivery: Delivery, generation: int = 0) -> str:
+        """The task's full name: the delivery's hash under the queue, then its generation."""
+        suffix = f"-{generation}" if generation else ""
+        return f"{self.queue_path}/tasks/{delivery.name}{suffix}"
 
-    def task_for(self, delivery: Delivery) -> tasks_v2.Task:
+    def task_for(self, delivery: Delivery, generation: int = 0) -> tasks_v2.Task:
         """The task that delivers ``delivery``, as :meth:`schedule` creates it."""
         http_request = tasks_v2.HttpRequest(
             http_method=tasks_v2.HttpMethod.POST,
@@ -137,7 +149,7 @@ class CloudTasksScheduler:
                 token.audience = self.audience
             http_request.oidc_token = token
         task = tasks_v2.Task(
-            name=self.task_name(delivery),
+            name=self.task_name(delivery, generation),
             http_request=http_request,
             dispatch_deadline=datetime.timedelta(seconds=self.dispatch_deadline_s),
         )
@@ -148,16 +160,44 @@ class CloudTasksScheduler:
         return task
 
     def schedule(self, delivery: Delivery) -> None:
-        """Create the delivery's task; an existing task of that name means it is scheduled."""
+        """Create the delivery's task, unless one of its names is still queued.
+
+        Raises:
+            TransientError: Cloud Tasks failed for a reason that may pass, or every
+                generation of the name is a recent tombstone.
+        """
+        for generation in range(MAX_GENERATIONS):
+            task = self.task_for(delivery, generation)
+            try:
+                self.client.create_task(parent=self.queue_path, task=task)
+                return
+            except google_exceptions.AlreadyExists:
+                if self._queued(task.name, delivery):
+                    return
+                continue  # a tombstone: the task ran or was dropped; try the next name
+            except _TRANSIENT as err:
+                raise self._unavailable(delivery, err) from err
+        raise TransientError(
+            f"Cloud Tasks holds {MAX_GENERATIONS} recent tombstones for the delivery of "
+            f"{delivery.run_id} v{delivery.version}; retry later"
+        )
+
+    def _queued(self, name: str, delivery: Delivery) -> bool:
+        """Whether the task ``name`` is in the queue now (not a tombstone)."""
         try:
-            self.client.create_task(parent=self.queue_path, task=self.task_for(delivery))
-        except google_exceptions.AlreadyExists:
-            return
+            self.client.get_task(name=name)
+        except google_exceptions.NotFound:
+            return False
         except _TRANSIENT as err:
-            raise TransientError(
-                f"Cloud Tasks did not accept the delivery of {delivery.run_id} "
-                f"v{delivery.version}: {err}"
-            ) from err
+            raise self._unavailable(delivery, err) from err
+        return True
+
+    @staticmethod
+    def _unavailable(delivery: Delivery, err: BaseException) -> TransientError:
+        return TransientError(
+            f"Cloud Tasks did not accept the delivery of {delivery.run_id} "
+            f"v{delivery.version}: {err}"
+        )
 
 
 _TRANSIENT = (

@@ -2,20 +2,58 @@
 
 IAM already restricts who may invoke the dispatcher function; checking the token in code as
 well means a misconfigured IAM binding cannot open the step endpoint: the token must be
-signed by Google, be meant for this audience, and name the tasks invoker service account.
+signed by Google (RS256, a key Google publishes), be issued by Google
+(``https://accounts.google.com``), be meant for this audience, be current, and name the
+tasks invoker service account with a verified email (the boolean ``true``, nothing else).
+
+Google's signing certificates are fetched once and kept for as long as their
+``Cache-Control: max-age`` says (hours, in practice), not once per delivery. A token that
+is not even a well-formed RS256 JWT is refused before any fetch; one signed by a key the
+cache does not hold triggers at most one refetch a minute (keys rotate; strangers' tokens
+must not make this server hammer Google). If the certificates cannot be fetched, the
+delivery is answered 503 ``unavailable`` (Cloud Tasks retries it): no answer names the
+certificates' address or any detail of the transport.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import google.auth.transport.requests
 from google.auth import exceptions as auth_exceptions
-from google.oauth2 import id_token
+from google.auth import jwt
 
+from refluxo.errors import TransientError
 from refluxo.runtime.errors import Forbidden, Unauthorized
 
+logger = logging.getLogger("refluxo.oidc")
+
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
+
+GOOGLE_ISSUERS = frozenset({"https://accounts.google.com", "accounts.google.com"})
+"""The ``iss`` of Google-signed identity tokens (both spellings are in use)."""
+
+MAX_TOKEN_LENGTH = 16 * 1024
+"""Longer bearer tokens are refused unread (Google's identity tokens are about 1 KiB)."""
+
+DEFAULT_CERTS_TTL_S = 300.0
+"""How long certificates are kept when the response says nothing about caching."""
+
+MAX_CERTS_TTL_S = 86_400.0
+"""Certificates are refetched at least daily, whatever the response says."""
+
+REFETCH_INTERVAL_S = 60.0
+"""A token signed by a key the cache does not hold refetches at most this often."""
+
+FETCH_TIMEOUT_S = 10.0
+
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]{1,10})\"?", re.IGNORECASE)
 
 
 class _Headers(Protocol):
@@ -29,6 +67,52 @@ class HasHeaders(Protocol):
     def headers(self) -> _Headers: ...
 
 
+class _Response(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+Transport = Callable[..., Any]
+"""A ``google.auth.transport.Request``: ``transport(url, method=..., timeout=...)``."""
+
+
+def cache_lifetime(headers: Mapping[str, str]) -> float:
+    """Seconds a certificates response may be kept, per its ``Cache-Control`` (and
+    ``Age``): ``max-age`` minus the age, 0 for ``no-store``/``no-cache``, else a default;
+    at most a day."""
+    lowered = {key.lower(): value for key, value in headers.items()}
+    control = lowered.get("cache-control", "")
+    match = _MAX_AGE.search(control)
+    if match is not None:
+        age = lowered.get("age", "0").strip()
+        lifetime = float(match.group(1)) - (float(age) if age.isascii() and age.isdigit() else 0)
+    elif "no-store" in control.lower() or "no-cache" in control.lower():
+        lifetime = 0.0
+    else:
+        lifetime = DEFAULT_CERTS_TTL_S
+    return max(0.0, min(lifetime, MAX_CERTS_TTL_S))
+
+
+def _category(error: Exception) -> str:
+    """What is wrong with a token, in words that reveal nothing of the configuration."""
+    text = str(error).lower()
+    if "expired" in text:
+        return "expired"
+    if "too early" in text:
+        return "not valid yet"
+    if "audience" in text:
+        return "wrong audience"
+    if "signature" in text:
+        return "bad signature"
+    return "malformed"
+
+
 class OidcCheck:
     """An :data:`~refluxo.api.http.Authenticator` for ``POST /tasks/step``.
 
@@ -36,31 +120,102 @@ class OidcCheck:
         audience: the audience the tokens were minted for (the dispatcher's URL).
         service_account: the only identity allowed (the tasks invoker account's email).
         certs_url: where the signing certificates are published (Google's by default).
+        issuers: the accepted ``iss`` claims (Google's by default).
+        clock: a monotonic clock in seconds (for the certificates' cache).
+        transport: makes the HTTP request for the certificates (google-auth's requests
+            transport by default).
     """
 
     def __init__(
-        self, audience: str, service_account: str, *, certs_url: str = GOOGLE_CERTS_URL
+        self,
+        audience: str,
+        service_account: str,
+        *,
+        certs_url: str = GOOGLE_CERTS_URL,
+        issuers: frozenset[str] = GOOGLE_ISSUERS,
+        clock: Callable[[], float] = time.monotonic,
+        transport: Transport | None = None,
     ) -> None:
         self.audience = audience
         self.service_account = service_account
         self.certs_url = certs_url
-        self._transport = google.auth.transport.requests.Request()
+        self.issuers = issuers
+        self._clock = clock
+        self._transport: Transport = transport or google.auth.transport.requests.Request()
+        self._lock = threading.Lock()
+        self._certs: dict[str, str] = {}
+        self._expires = float("-inf")
+        self._fetched = float("-inf")
+
+    # -- certificates ----------------------------------------------------------------
+
+    def _fetch(self) -> None:
+        """Fetch the certificates (the lock held). Raises TransientError, never naming
+        the address: the reason goes to the log only."""
+        self._fetched = self._clock()
+        try:
+            response: _Response = self._transport(
+                self.certs_url, method="GET", timeout=FETCH_TIMEOUT_S
+            )
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
+            certs = json.loads(response.data.decode("utf-8"))
+            if not isinstance(certs, dict) or not all(
+                isinstance(kid, str) and isinstance(pem, str) for kid, pem in certs.items()
+            ):
+                raise ValueError("not a mapping of key ids to certificates")
+        except (auth_exceptions.GoogleAuthError, ValueError, RecursionError, OSError) as err:
+            logger.warning("fetching the OIDC signing certificates failed: %s", err)
+            raise TransientError(
+                "the OIDC signing certificates could not be fetched to check the token"
+            ) from None
+        self._certs = certs
+        self._expires = self._fetched + cache_lifetime(dict(response.headers))
+
+    def certificates(self, kid: str) -> Mapping[str, str]:
+        """The current certificates, fetched if the cache expired or lacks ``kid`` (and
+        was not refetched in the last :data:`REFETCH_INTERVAL_S`)."""
+        with self._lock:
+            now = self._clock()
+            stale = now >= self._expires
+            unknown = kid not in self._certs and now - self._fetched >= REFETCH_INTERVAL_S
+            if stale or unknown:
+                self._fetch()
+            return dict(self._certs)
+
+    # -- tokens ----------------------------------------------------------------------
 
     def verify(self, token: str) -> dict[str, Any]:
-        """The token's verified claims; raises Unauthorized or Forbidden."""
+        """The token's verified claims; raises Unauthorized, Forbidden or (if the
+        certificates cannot be fetched) TransientError."""
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise Unauthorized("invalid OIDC token: malformed")
         try:
-            claims = dict(
-                id_token.verify_token(
-                    token,
-                    self._transport,
-                    audience=self.audience,
-                    certs_url=self.certs_url,
-                    clock_skew_in_seconds=10,
-                )
+            header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
+        except (ValueError, TypeError, RecursionError, auth_exceptions.GoogleAuthError):
+            raise Unauthorized("invalid OIDC token: malformed") from None
+        kid = header.get("kid") if isinstance(header, Mapping) else None
+        if not isinstance(kid, str) or header.get("alg") != "RS256":
+            raise Unauthorized("invalid OIDC token: malformed (an RS256 token with a key id)")
+        certs = self.certificates(kid)
+        if kid not in certs:
+            raise Unauthorized("invalid OIDC token: signed by an unknown key")
+        try:
+            decoded = jwt.decode(  # type: ignore[no-untyped-call]
+                token, certs=certs, audience=self.audience, clock_skew_in_seconds=10
             )
-        except (ValueError, auth_exceptions.GoogleAuthError) as err:
-            raise Unauthorized(f"invalid OIDC token: {err}") from err
-        if claims.get("email") != self.service_account or not claims.get("email_verified"):
+            claims = dict(decoded)
+        except (
+            ValueError,
+            TypeError,
+            RecursionError,
+            auth_exceptions.GoogleAuthError,
+        ) as err:
+            raise Unauthorized(f"invalid OIDC token: {_category(err)}") from None
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or issuer not in self.issuers:
+            raise Unauthorized("invalid OIDC token: not issued by Google")
+        if claims.get("email") != self.service_account or claims.get("email_verified") is not True:
             raise Forbidden("the OIDC token is not the tasks invoker's")
         return claims
 

@@ -1,0 +1,160 @@
+"""No run stalls on Cloud Tasks as the service really behaves (tombstoned names, dropped
+tasks, two attempts of one task at once), modelled by the fake that follows its documentation.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from google.cloud import tasks_v2
+
+from refluxo import StepResult
+from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler
+from refluxo.backends.memory import MemoryStore
+from refluxo.errors import TransientError
+from refluxo.runtime import App, Delivery, Dispatcher, Outcome, RunService
+from tests.support.clock import FakeClock
+from tests.support.fake_cloud_tasks import FakeCloudTasks, RetryConfig
+
+QUEUE = "projects/p/locations/l/queues/q"
+
+
+def service_on(fake: FakeCloudTasks, app: App) -> RunService:
+    scheduler = CloudTasksScheduler(fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step")
+    return RunService(Dispatcher(app, MemoryStore(), scheduler))
+
+
+def delivery_of(task: tasks_v2.Task) -> Delivery:
+    body = json.loads(task.http_request.body)
+    return Delivery(body["runId"], body["version"], body["dueAt"], body["hop"])
+
+
+def test_a_start_retried_after_its_task_was_dropped_schedules_it_again(clock: FakeClock) -> None:
+    """S1: the step keeps failing, the queue gives up and deletes the task; the name is a
+    tombstone for an hour. A retried start must not take the tombstone for "scheduled"."""
+    broken = {"on": True}
+    app = App(clock=clock)
+
+    @app.node()
+    def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult("done")
+
+    app.workflow("w", {"nodes": [{"id": "a", "type": "flaky"}]})
+    fake = FakeCloudTasks(QUEUE, clock, RetryConfig(max_attempts=3, min_backoff_ms=10))
+    service = service_on(fake, app)
+    service.start("w", None, run_id="order-1")
+
+    def handler(task: tasks_v2.Task) -> None:
+        if broken["on"]:
+            raise TimeoutError("the function timed out")
+        service.deliver(delivery_of(task))
+
+    for _ in range(5):
+        fake.dispatch_due(handler)
+        clock.advance(100)
+    assert fake.dropped  # the queue gave up on the task...
+    assert not fake.queued()  # ...and none is left
+    assert service.get("order-1").status == "active"
+
+    broken["on"] = False
+    service.start("w", None, run_id="order-1")  # the client retries its start
+    assert fake.queued(), "the retried start left the run without a task"
+    fake.dispatch_due(handler)
+    assert service.get("order-1").status == "completed"
+    service.close()
+
+
+def test_a_lost_race_schedules_what_the_winner_could_not(clock: FakeClock) -> None:
+    """S2: two attempts of one task run at once; the winner commits, then fails to create
+    the next task; the loser must make sure the stored run's next step is scheduled."""
+    app = App(clock=clock)
+
+    @app.node()
+    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(data)
+
+    app.workflow(
+        "w",
+        {
+            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
+            "edges": [{"source": "a", "target": "b"}],
+        },
+    )
+    fake = FakeCloudTasks(QUEUE, clock)
+    scheduler = CloudTasksScheduler(fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step")
+    store = MemoryStore()
+    winner = RunService(Dispatcher(app, store, scheduler))
+    run = winner.start("w", None, run_id="race-1").record
+    first = Delivery(run.run_id, 0)
+
+    # The winner commits version 1, and its CreateTask for version 1 fails (503).
+    fake.unavailable = False
+    original = fake.create_task
+
+    def failing_create(**kwargs: Any) -> Any:
+        raise TransientError("503 from Cloud Tasks")
+
+    fake.create_task = failing_create  # type: ignore[method-assign]
+    with pytest.raises(TransientError):
+        winner.deliver(first)
+    fake.create_task = original  # type: ignore[method-assign]
+    assert store.load_run(run.run_id).version == 1  # type: ignore[union-attr]
+    assert not [t for t in fake.queued() if delivery_of(t).version == 1]
+
+    # The loser, holding the same delivery, finds the version moved on.
+    loser = RunService(Dispatcher(app, store, scheduler))
+    result = loser.deliver(first)
+    assert result.outcome in (Outcome.STALE, Outcome.LOST_RACE)
+    assert [delivery_of(t).version for t in fake.queued()].count(1) >= 1
+    winner.close()
+    loser.close()
+
+
+def test_the_loser_of_a_commit_race_schedules_the_stored_run(clock: FakeClock) -> None:
+    """The lost-race path itself: a commit refused because another attempt committed first."""
+    app = App(clock=clock)
+
+    @app.node()
+    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(data)
+
+    app.workflow(
+        "w",
+        {
+            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
+            "edges": [{"source": "a", "target": "b"}],
+        },
+    )
+    fake = FakeCloudTasks(QUEUE, clock)
+    scheduler = CloudTasksScheduler(fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step")
+    store = MemoryStore()
+    service = RunService(Dispatcher(app, store, scheduler))
+    run = service.start("w", None, run_id="race-2").record
+    loaded = store.load_run(run.run_id)
+    assert loaded is not None
+
+    # Another attempt commits version 1 between this attempt's load and its commit, and
+    # its CreateTask is lost: nothing is queued for version 1.
+    real_load = store.load_run
+    raced = {"done": False}
+
+    def load_then_race(run_id: str) -> Any:
+        record = real_load(run_id)
+        if not raced["done"] and record is not None and record.version == 0:
+            raced["done"] = True
+            from refluxo.runtime.ports import StepCommit
+
+            head = record.snapshot.model_copy(update={"version": 1, "current_node_id": "b"})
+            assert store.commit(StepCommit(run_id, 0, head)).committed
+        return record
+
+    store.load_run = load_then_race  # type: ignore[method-assign]
+    for task in fake.queued():
+        fake.delete_task(name=task.name)
+    result = service.deliver(Delivery(run.run_id, 0))
+    store.load_run = real_load  # type: ignore[method-assign]
+    assert result.outcome == Outcome.LOST_RACE
+    assert [delivery_of(t).version for t in fake.queued()] == [1]
+    service.close()
