@@ -31,7 +31,13 @@ from refluxo.api.server import LocalServer
 from refluxo.backends.sqlite.db import DEFAULT_PATH
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.host.compose import build_deployment, build_runtime, import_app
-from refluxo.host.settings import DEFAULT_APP, ConfigurationError, Settings, load_settings
+from refluxo.host.settings import (
+    DEFAULT_APP,
+    DEFAULT_WORKERS,
+    ConfigurationError,
+    Settings,
+    load_settings,
+)
 from refluxo.model import WorkflowDefinition
 from refluxo.runtime.app import App, load_workflow_file
 from refluxo.runtime.errors import RunError
@@ -179,11 +185,11 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, envvar="REFLUXO_PORT", show_envvar=True)
 @click.option(
     "--workers",
-    default=2,
+    default=DEFAULT_WORKERS,
     show_default=True,
     envvar="REFLUXO_WORKERS",
     show_envvar=True,
-    help="Background delivery threads.",
+    help="Deliveries in progress at once (each waits on its own background thread).",
 )
 @click.option(
     "--batch",
@@ -298,8 +304,19 @@ def describe(view: dict[str, Any]) -> str:
 
 @main.command()
 @click.argument("workflow")
-@click.option("--input", "input_json", help="The run's input, as JSON.")
-@click.option("--run-id", help="An id for the run (makes the start idempotent).")
+@click.option(
+    "--input",
+    "input_json",
+    help="The run's input, as JSON.",
+    envvar="REFLUXO_INPUT",
+    show_envvar=True,
+)
+@click.option(
+    "--run-id",
+    help="An id for the run (makes the start idempotent).",
+    envvar="REFLUXO_RUN_ID",
+    show_envvar=True,
+)
 @target_options
 def run(workflow: str, input_json: str | None, run_id: str | None, target: Target) -> None:
     """Start WORKFLOW and follow it until it ends or pauses."""
@@ -328,8 +345,10 @@ def status(run_id: str, target: Target) -> None:
     "--status",
     "status_filter",
     type=click.Choice(["active", "paused", "error", "completed", "failed"]),
+    envvar="REFLUXO_STATUS",
+    show_envvar=True,
 )
-@click.option("--limit", default=50, show_default=True)
+@click.option("--limit", default=50, show_default=True, envvar="REFLUXO_LIMIT", show_envvar=True)
 @target_options
 def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
     """List runs, newest first."""
@@ -344,11 +363,19 @@ def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
 
 @main.command()
 @click.argument("run_id")
-@click.option("--payload", "payload_json", help="The payload for the paused node, as JSON.")
+@click.option(
+    "--payload",
+    "payload_json",
+    help="The payload for the paused node, as JSON.",
+    envvar="REFLUXO_PAYLOAD",
+    show_envvar=True,
+)
 @click.option(
     "--follow/--no-follow",
     "follow_after",
     default=True,
+    envvar="REFLUXO_FOLLOW",
+    show_envvar=True,
     help="Follow the run until it ends or pauses again.",
 )
 @target_options
@@ -364,7 +391,9 @@ def resume(run_id: str, payload_json: str | None, follow_after: bool, target: Ta
 
 @main.command()
 @click.argument("run_id")
-@click.option("--reason", default="Cancelled", show_default=True)
+@click.option(
+    "--reason", default="Cancelled", show_default=True, envvar="REFLUXO_REASON", show_envvar=True
+)
 @target_options
 def cancel(run_id: str, reason: str, target: Target) -> None:
     """Cancel a run (it fails with the reason)."""
@@ -401,7 +430,13 @@ def validate(file: Path, app_spec: str | None) -> None:
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--run", "run_id", help="Highlight the path this run took.")
+@click.option(
+    "--run",
+    "run_id",
+    help="Highlight the path this run took.",
+    envvar="REFLUXO_RUN",
+    show_envvar=True,
+)
 @target_options
 def graph(file: Path, run_id: str | None, target: Target) -> None:
     """Print a workflow as a Mermaid flowchart."""
@@ -419,7 +454,13 @@ def graph(file: Path, run_id: str | None, target: Target) -> None:
 
 @main.command()
 @app_option
-@click.option("--port", default=0, help="Port of the local server (0: any free port).")
+@click.option(
+    "--port",
+    default=0,
+    help="Port of the local server (0: any free port).",
+    envvar="REFLUXO_DEMO_PORT",
+    show_envvar=True,
+)
 def demo(app_spec: str, port: int) -> None:
     """Run the example workflows through the local HTTP API, on a fresh database."""
     from refluxo.host.demo import run_demo

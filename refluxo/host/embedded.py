@@ -7,12 +7,10 @@ from pathlib import Path
 from refluxo.backends.sqlite.db import DEFAULT_PATH, SqliteDatabase
 from refluxo.backends.sqlite.scheduler import LocalScheduler
 from refluxo.backends.sqlite.store import SqliteStore
+from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime.app import App
 from refluxo.runtime.dispatcher import Dispatcher, StepBudget
 from refluxo.runtime.service import RunService
-
-DEFAULT_WORKERS = 16
-"""Deliveries in progress at once on the embedded default."""
 
 
 class EmbeddedRuntime:

@@ -94,6 +94,9 @@ Settings = EmbeddedSettings | CloudSettings
 
 DEFAULT_APP = "examples.app:app"
 
+DEFAULT_WORKERS = 16
+"""Deliveries in progress at once on the embedded default."""
+
 _REQUIRED_FOR_CLOUD = (
     "GOOGLE_CLOUD_PROJECT",
     "REFLUXO_REGION",
@@ -124,6 +127,21 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
         raise ConfigurationError(f"{name} must be a number, got {raw!r}") from err
     if not low <= value <= high:
         raise ConfigurationError(f"{name} must be between {low:g} and {high:g}, got {raw!r}")
+    return value
+
+
+def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """A whole number in ASCII digits: ``"2.5"``, ``"1e2"`` and non-ASCII digits are refused,
+    as the command line refuses them."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ConfigurationError(f"{name} must be between {low} and {high}, got {raw!r}")
     return value
 
 
@@ -203,7 +221,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigurationError(
             f"REFLUXO_BACKEND must be 'gcp', 'embedded' or 'memory', got {backend!r}"
         )
-    batch_steps = int(_number(env, "REFLUXO_BATCH_STEPS", 1, 1, 1000))
+    batch_steps = _integer(env, "REFLUXO_BATCH_STEPS", 1, 1, 1000)
     batch_ms = _number(env, "REFLUXO_BATCH_MS", 0, 0, 3_600_000) or None
     allowed_hosts = _allowed_hosts(env)
     auth = (env.get("REFLUXO_AUTH") or "api-key").strip().lower()
@@ -216,12 +234,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         return EmbeddedSettings(
             app=app,
             database=Path(env.get("REFLUXO_DB") or ".refluxo/refluxo.db"),
-            workers=int(_number(env, "REFLUXO_WORKERS", 2, 0, 64)),
+            workers=_integer(env, "REFLUXO_WORKERS", DEFAULT_WORKERS, 0, 256),
             api_key=api_key,
             batch_steps=batch_steps,
             batch_ms=batch_ms,
             host=host,
-            port=int(_number(env, "REFLUXO_PORT", 8080, 0, 65535)),
+            port=_integer(env, "REFLUXO_PORT", 8080, 0, 65535),
             backend=backend or "embedded",
             allowed_hosts=allowed_hosts,
         )

@@ -241,3 +241,20 @@ def test_every_serve_flag_names_its_environment_variable(cli: CliRunner) -> None
         "REFLUXO_API_KEY",
     ):
         assert variable in result.output, variable
+
+
+def test_every_option_of_every_command_names_its_environment_variable(cli: CliRunner) -> None:
+    import click
+
+    for name, command in main.commands.items():
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name != "help":
+                assert param.envvar, f"{name} {param.opts}"
+                assert param.show_envvar, f"{name} {param.opts}"
+
+
+def test_serve_with_a_short_key_says_why_without_a_traceback(cli: CliRunner) -> None:
+    result = cli.invoke(main, ["serve", "--api-key", "k1", "--port", "0"])
+    assert result.exit_code != 0
+    assert "REFLUXO_API_KEY" in result.output
+    assert "Traceback" not in result.output

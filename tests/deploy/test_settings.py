@@ -32,7 +32,7 @@ def test_no_cloud_settings_means_the_embedded_default() -> None:
     assert settings == EmbeddedSettings(
         app="examples.app:app",
         database=Path(".refluxo/refluxo.db"),
-        workers=2,
+        workers=16,
         api_key=None,
     )
 
@@ -151,3 +151,15 @@ def test_a_local_server_without_a_key_may_not_listen_beyond_this_machine(host: s
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
 def test_a_local_server_without_a_key_may_listen_on_loopback(host: str) -> None:
     require_private_listener(load_settings({"REFLUXO_HOST": host}))
+
+
+@pytest.mark.parametrize("value", ["2.5", "1e2", "\u0665", " ", "-1", "0x10"])
+@pytest.mark.parametrize("name", ["REFLUXO_BATCH_STEPS", "REFLUXO_WORKERS", "REFLUXO_PORT"])
+def test_whole_numbers_are_ascii_digits_as_on_the_command_line(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings({name: value})
+
+
+def test_a_short_api_key_is_refused_by_name() -> None:
+    with pytest.raises(ConfigurationError, match="REFLUXO_API_KEY"):
+        load_settings({"REFLUXO_API_KEY": "k1"})

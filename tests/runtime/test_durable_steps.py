@@ -15,7 +15,8 @@ import pytest
 
 from refluxo import Plugin, RetryPolicy, Snapshot, StepResult
 from refluxo.errors import TransientError
-from refluxo.host.embedded import DEFAULT_WORKERS, EmbeddedRuntime
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime import App, Dispatcher, Outcome, RunService, StepBudget, current_step
 from refluxo.runtime.ids import idempotency_key
 from refluxo.runtime.ports import Delivery, HistoryReader, RunRecord, SnapshotStore
