@@ -181,22 +181,10 @@ class SqliteDatabase:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        connection = self._checkout()
-        healthy = True
-        try:
+        with self.reading() as connection:  # the same lending, settling and error mapping
             connection.execute("BEGIN IMMEDIATE")
             yield connection
             connection.execute("COMMIT")
-        except sqlite3.Error as err:
-            healthy = self._settle(connection)
-            if is_transient(err):
-                raise transient(err) from err
-            raise
-        except BaseException:
-            healthy = self._settle(connection)
-            raise
-        finally:
-            self._checkin(connection, healthy)
 
     def connection(self) -> sqlite3.Connection:
         """One shared connection for ad-hoc reads from outside the runtime (tests, tools).

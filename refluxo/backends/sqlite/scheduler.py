@@ -112,6 +112,10 @@ class LocalScheduler:
         self._stop = threading.Event()
         self._last_purge: int | None = None
         self._troubled = False
+        self.delivered = 0
+        """Deliveries whose handler returned (progress an operator can watch)."""
+        self.failures = 0
+        """Deliveries whose handler raised (each left pending and retried)."""
         self.outbox = SqliteOutbox(str(db.path), self.wake)
         """This scheduler's outbox, for a store on the same file to record deliveries in its
         commits (wired by the composition root)."""
@@ -312,6 +316,7 @@ class LocalScheduler:
             try:
                 result = self.handler(delivery)
             except Exception as err:
+                self.failures += 1
                 self._retry_later(delivery)  # raises if the database fails too
                 if isinstance(err, TransientError):
                     logger.warning(
@@ -327,6 +332,7 @@ class LocalScheduler:
                         delivery.version,
                     )
             else:
+                self.delivered += 1
                 if not getattr(result, "acknowledged", False):
                     self._acknowledge(delivery)
         finally:
