@@ -101,7 +101,7 @@ def _cloud(settings: Settings, app: App) -> Runtime:
         url=settings.step_url,
         service_account_email=settings.tasks_service_account,
         audience=settings.oidc_audience,
-        dispatch_deadline_s=settings.function_timeout_s,
+        dispatch_deadline_s=settings.dispatch_deadline_s,
         clock=app.clock,
     )
     return ServiceRuntime(RunService(Dispatcher(app, store, scheduler, budget=budget_of(settings))))

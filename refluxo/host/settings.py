@@ -84,6 +84,10 @@ class CloudSettings:
     batch_ms: float | None = None
     auth: str = "api-key"
     allowed_hosts: tuple[str, ...] = ()
+    dispatch_deadline_s: float = 120.0
+    """How long Cloud Tasks waits for a step (``REFLUXO_DISPATCH_DEADLINE_S``): the function
+    timeout plus a margin for a cold start, so the queue never gives up on a step that is
+    still running; at most 1,800 s, the service's limit."""
 
     @property
     def queue_path(self) -> str:
@@ -93,6 +97,12 @@ class CloudSettings:
 Settings = EmbeddedSettings | CloudSettings
 
 DEFAULT_APP = "examples.app:app"
+
+MAX_DISPATCH_DEADLINE_S = 1800.0
+"""Cloud Tasks' longest dispatch deadline for HTTP targets."""
+
+DEADLINE_MARGIN_S = 60.0
+"""Added to the function timeout for the dispatch deadline (a cold start, the network)."""
 
 DEFAULT_WORKERS = 16
 """Deliveries in progress at once on the embedded default."""
@@ -261,7 +271,20 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     step_url = env["REFLUXO_STEP_URL"]
     if not step_url.startswith(("https://", "http://")):
         raise ConfigurationError(f"REFLUXO_STEP_URL must be an http(s) URL, got {step_url!r}")
-    timeout_s = _number(env, "REFLUXO_FUNCTION_TIMEOUT_S", 60, 1, 3600)
+    timeout_s = _number(env, "REFLUXO_FUNCTION_TIMEOUT_S", 60, 1, MAX_DISPATCH_DEADLINE_S)
+    deadline_s = _number(
+        env,
+        "REFLUXO_DISPATCH_DEADLINE_S",
+        min(timeout_s + DEADLINE_MARGIN_S, MAX_DISPATCH_DEADLINE_S),
+        15,
+        MAX_DISPATCH_DEADLINE_S,
+    )
+    if deadline_s < timeout_s:
+        raise ConfigurationError(
+            f"REFLUXO_DISPATCH_DEADLINE_S ({deadline_s:g}) must not be shorter than "
+            f"REFLUXO_FUNCTION_TIMEOUT_S ({timeout_s:g}): Cloud Tasks would retry a step "
+            "while it still runs"
+        )
     if batch_steps > 1 and batch_ms is None:
         batch_ms = timeout_s * 1000 / 2
     if batch_ms is not None and batch_ms > timeout_s * 1000 / 2:
@@ -279,6 +302,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         oidc_audience=audience,
         verify_oidc=verify_oidc,
         function_timeout_s=timeout_s,
+        dispatch_deadline_s=deadline_s,
         collection_prefix=env.get("REFLUXO_COLLECTION_PREFIX") or "refluxo",
         firestore_database=env.get("REFLUXO_FIRESTORE_DATABASE") or "(default)",
         api_key=api_key,

@@ -163,3 +163,18 @@ def test_whole_numbers_are_ascii_digits_as_on_the_command_line(name: str, value:
 def test_a_short_api_key_is_refused_by_name() -> None:
     with pytest.raises(ConfigurationError, match="REFLUXO_API_KEY"):
         load_settings({"REFLUXO_API_KEY": "k1"})
+
+
+def test_the_dispatch_deadline_outlasts_the_function_timeout() -> None:
+    settings = load_settings({**CLOUD, "REFLUXO_FUNCTION_TIMEOUT_S": "300"})
+    assert isinstance(settings, CloudSettings)
+    assert settings.dispatch_deadline_s == 360
+    capped = load_settings({**CLOUD, "REFLUXO_FUNCTION_TIMEOUT_S": "1790"})
+    assert isinstance(capped, CloudSettings)
+    assert capped.dispatch_deadline_s == 1800
+    with pytest.raises(ConfigurationError, match="REFLUXO_FUNCTION_TIMEOUT_S"):
+        load_settings({**CLOUD, "REFLUXO_FUNCTION_TIMEOUT_S": "3600"})
+    with pytest.raises(ConfigurationError, match="must not be shorter"):
+        load_settings(
+            {**CLOUD, "REFLUXO_FUNCTION_TIMEOUT_S": "300", "REFLUXO_DISPATCH_DEADLINE_S": "100"}
+        )
