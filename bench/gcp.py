@@ -127,6 +127,9 @@ class CountingTasks:
         self.last = task
         return response
 
+    def get_task(self, *, name: str) -> Any:
+        return self.client.get_task(name=name)
+
     def last_delivery(self) -> Delivery:
         """The delivery the last task carries, decoded as the HTTP handler would."""
         assert self.last is not None, "no task was created"

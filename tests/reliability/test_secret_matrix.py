@@ -26,8 +26,9 @@ from refluxo import RedactionPlugin, StepResult, TransientError
 from refluxo.backends.gcp.firestore import FirestoreStore
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.redaction import _encodings
-from refluxo.runtime import App, Delivery, Dispatcher, RunService, current_step
+from refluxo.runtime import App, Dispatcher, RunService, current_step
 from tests.support.clock import FakeClock
+from tests.support.stored import ListScheduler, dump_collection
 
 PEM = (
     "-----BEGIN PRIVATE KEY-----\n"
@@ -214,23 +215,6 @@ def test_no_encoding_of_any_secret_in_any_sqlite_byte(tmp_path: Path, clock: Fak
     assert files
     for file in files:
         assert_clean(file.read_bytes(), file.name)
-
-
-class ListScheduler:
-    def __init__(self) -> None:
-        self.queue: list[Delivery] = []
-
-    def schedule(self, delivery: Delivery) -> None:
-        self.queue.append(delivery)
-
-
-def dump_collection(reference: Any) -> list[dict[str, Any]]:
-    documents = []
-    for document in reference.stream():
-        documents.append({"id": document.id, **(document.to_dict() or {})})
-        for sub in document.reference.collections():
-            documents.extend(dump_collection(sub))
-    return documents
 
 
 @pytest.mark.timeout(300)

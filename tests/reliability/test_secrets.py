@@ -19,9 +19,9 @@ from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, current_step
 from refluxo.runtime.dispatcher import Dispatcher
-from refluxo.runtime.ports import Delivery
 from refluxo.runtime.service import RunService
 from tests.support.clock import FakeClock
+from tests.support.stored import ListScheduler, dump_collection
 
 TOKEN = "tok_live_7Gq2LxWm9Pz"
 PASSWORD = "correct-horse-battery-staple"
@@ -95,25 +95,6 @@ def test_no_secret_in_any_sqlite_byte(tmp_path: Path, clock: FakeClock) -> None:
     assert files
     for file in files:
         assert_no_secret(file.read_bytes(), file.name)
-
-
-class ListScheduler:
-    """A plain in-memory Scheduler: this test is about what the store keeps."""
-
-    def __init__(self) -> None:
-        self.queue: list[Delivery] = []
-
-    def schedule(self, delivery: Delivery) -> None:
-        self.queue.append(delivery)
-
-
-def dump_collection(reference: Any) -> list[dict[str, Any]]:
-    documents = []
-    for document in reference.stream():
-        documents.append({"id": document.id, **(document.to_dict() or {})})
-        for sub in document.reference.collections():
-            documents.extend(dump_collection(sub))
-    return documents
 
 
 def test_no_secret_in_any_firestore_document(
