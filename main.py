@@ -32,13 +32,14 @@ from cloudevents.http.event import CloudEvent
 from flask import Request, Response
 
 from refluxo.api.events import handle_push
-from refluxo.host.compose import Deployment, build_deployment, import_app
+from refluxo.host.compose import Deployment, build_deployment, check_backend, import_app
 from refluxo.host.settings import load_settings, require_callers_guard, require_private_listener
 
 logging.basicConfig(level=os.environ.get("REFLUXO_LOG_LEVEL", "INFO"))
 logger = logging.getLogger("refluxo.main")
 
 SETTINGS = load_settings(os.environ)
+check_backend(SETTINGS)
 APP = import_app(SETTINGS.app, Path(__file__).resolve().parent)
 
 CALLERLESS_TARGETS = frozenset({"step", "on_message"})

@@ -119,14 +119,19 @@ def backend_name(settings: Settings) -> str:
     return "gcp" if isinstance(settings, CloudSettings) else settings.backend
 
 
-def build_runtime(settings: Settings, app: App) -> Runtime:
-    """The runtime for ``settings``, not started yet."""
+def check_backend(settings: Settings) -> Callable[[Settings, App], Runtime]:
+    """The builder of the backend ``settings`` names; a clear error for an unknown one."""
     name = backend_name(settings)
     builder = BACKENDS.get(name)
     if builder is None:
         known = ", ".join(sorted(BACKENDS))
-        raise ConfigurationError(f"unknown backend {name!r} (known: {known})")
-    return builder(settings, app)
+        raise ConfigurationError(f"REFLUXO_BACKEND {name!r} is not a backend (known: {known})")
+    return builder
+
+
+def build_runtime(settings: Settings, app: App) -> Runtime:
+    """The runtime for ``settings``, not started yet."""
+    return check_backend(settings)(settings, app)
 
 
 def import_app(spec: str, search_path: Path | None = None) -> App:

@@ -24,6 +24,7 @@ Who may call is decided here too, so that no entry point can get it wrong:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,9 @@ class CloudSettings:
 Settings = EmbeddedSettings | CloudSettings
 
 DEFAULT_APP = "examples.app:app"
+
+_BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+"""A backend's name; which names exist is the composition root's registry's business."""
 
 MAX_DISPATCH_DEADLINE_S = 1800.0
 """Cloud Tasks' longest dispatch deadline for HTTP targets."""
@@ -227,9 +231,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
     backend = (env.get("REFLUXO_BACKEND") or "").strip().lower()
     cloud_hints = any(env.get(name) for name in _REQUIRED_FOR_CLOUD[1:])
-    if backend not in ("", "gcp", "embedded", "memory"):
+    if backend and not _BACKEND_NAME.fullmatch(backend):
         raise ConfigurationError(
-            f"REFLUXO_BACKEND must be 'gcp', 'embedded' or 'memory', got {backend!r}"
+            f"REFLUXO_BACKEND must be a backend name ('embedded', 'memory', 'gcp'...), "
+            f"got {backend!r}"
         )
     batch_steps = _integer(env, "REFLUXO_BATCH_STEPS", 1, 1, 1000)
     batch_ms = _number(env, "REFLUXO_BATCH_MS", 0, 0, 3_600_000) or None
@@ -239,7 +244,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         raise ConfigurationError(
             f"REFLUXO_AUTH must be 'api-key' or 'iam', got {env.get('REFLUXO_AUTH')!r}"
         )
-    if backend in ("embedded", "memory") or (backend == "" and not cloud_hints):
+    if (backend and backend != "gcp") or (backend == "" and not cloud_hints):
         host = (env.get("REFLUXO_HOST") or "127.0.0.1").strip()
         return EmbeddedSettings(
             app=app,

@@ -68,7 +68,7 @@ def test_a_cloud_variable_alone_selects_the_cloud_and_is_validated() -> None:
         ({"REFLUXO_FUNCTION_TIMEOUT_S": "forever"}, "must be a number"),
         ({"REFLUXO_FUNCTION_TIMEOUT_S": "0"}, "between"),
         ({"REFLUXO_STEP_URL": "dispatcher"}, "http(s) URL"),
-        ({"REFLUXO_BACKEND": "aws"}, "'gcp', 'embedded' or 'memory'"),
+        ({"REFLUXO_BACKEND": "AWS!"}, "must be a backend name"),
         ({"REFLUXO_APP": "no_colon"}, "module:attribute"),
     ],
 )
@@ -178,3 +178,11 @@ def test_the_dispatch_deadline_outlasts_the_function_timeout() -> None:
         load_settings(
             {**CLOUD, "REFLUXO_FUNCTION_TIMEOUT_S": "300", "REFLUXO_DISPATCH_DEADLINE_S": "100"}
         )
+
+
+def test_a_backend_unknown_to_the_registry_is_refused_by_name() -> None:
+    from refluxo.host.compose import check_backend
+
+    settings = load_settings({"REFLUXO_BACKEND": "aws"})
+    with pytest.raises(ConfigurationError, match="'aws' is not a backend"):
+        check_backend(settings)
