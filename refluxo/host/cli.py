@@ -7,14 +7,9 @@ Every option has an environment variable twin (``REFLUXO_<OPTION>``).
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,136 +21,24 @@ except ImportError as missing:  # the engine alone does not install the command'
         "pip install 'refluxo[server]'"
     ) from missing
 
-from refluxo.api.client import ApiError, HttpClient, LocalClient, RunClient
+from refluxo.api.client import ApiError, RunClient
 from refluxo.api.server import LocalServer
-from refluxo.backends.sqlite.db import DEFAULT_PATH
 from refluxo.errors import WorkflowDefinitionError
-from refluxo.host.compose import build_deployment, build_runtime, import_app
-from refluxo.host.settings import (
-    DEFAULT_APP,
-    DEFAULT_WORKERS,
-    ConfigurationError,
-    Settings,
-    load_settings,
+from refluxo.host.compose import build_deployment
+from refluxo.host.options import (
+    Target,
+    app_option,
+    db_option,
+    load_app,
+    parse_json,
+    settings_from,
+    target_options,
 )
+from refluxo.host.settings import DEFAULT_WORKERS, ConfigurationError
 from refluxo.model import WorkflowDefinition
-from refluxo.runtime.app import App, load_workflow_file
+from refluxo.runtime.app import load_workflow_file
 from refluxo.runtime.errors import RunError
 from refluxo.workflow_check import check_workflow_text
-
-
-def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (the current directory is importable)."""
-    try:
-        return import_app(spec, Path.cwd())
-    except ConfigurationError as err:
-        raise click.BadParameter(str(err), param_hint="--app") from err
-
-
-def settings_from(**flags: str | None) -> Settings:
-    """The settings for this command: the environment, with the given flags on top.
-
-    Every flag is named after its environment variable twin, so both reach
-    :func:`load_settings` the same way; a flag left at None is not given.
-    """
-    given = {name: value for name, value in flags.items() if value is not None}
-    try:
-        return load_settings({**os.environ, **given, "REFLUXO_BACKEND": "embedded"})
-    except ConfigurationError as err:
-        raise click.ClickException(str(err)) from err
-
-
-def parse_json(value: str | None, what: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as err:
-        raise click.BadParameter(f"{what} is not valid JSON: {err}") from err
-
-
-app_option = click.option(
-    "--app",
-    "app_spec",
-    default=DEFAULT_APP,
-    show_default=True,
-    envvar="REFLUXO_APP",
-    show_envvar=True,
-    help="The App to use, as module:attribute.",
-)
-db_option = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_PATH,
-    show_default=True,
-    envvar="REFLUXO_DB",
-    show_envvar=True,
-    help="The SQLite database of the embedded default.",
-)
-url_option = click.option(
-    "--url",
-    envvar="REFLUXO_URL",
-    show_envvar=True,
-    help="Talk to a running server instead of the local database.",
-)
-key_option = click.option(
-    "--api-key", envvar="REFLUXO_API_KEY", show_envvar=True, help="API key for --url."
-)
-token_option = click.option(
-    "--id-token",
-    envvar="REFLUXO_ID_TOKEN",
-    show_envvar=True,
-    help="Identity token for --url behind Cloud Run IAM (gcloud auth print-identity-token).",
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where run commands act: a server (``--url``) or the local database (``--db``)."""
-
-    app_spec: str
-    db: Path
-    url: str | None
-    api_key: str | None
-    id_token: str | None
-
-    @contextmanager
-    def client(self, *, deliver: bool) -> Iterator[RunClient]:
-        """A client of the target; ``deliver`` runs local workers so runs make progress."""
-        if self.url:
-            yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
-            return
-        settings = settings_from(
-            REFLUXO_APP=self.app_spec,
-            REFLUXO_DB=str(self.db),
-            REFLUXO_WORKERS="2" if deliver else "0",
-        )
-        runtime = build_runtime(settings, load_app(self.app_spec)).start()
-        try:
-            yield LocalClient(runtime.service)
-        finally:
-            runtime.stop()
-
-
-def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --app, --db, --url, --api-key and --id-token, passed on as one ``target``."""
-
-    @functools.wraps(command)
-    def with_target(
-        *args: Any,
-        app_spec: str,
-        db: Path,
-        url: str | None,
-        api_key: str | None,
-        id_token: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        return command(*args, target=Target(app_spec, db, url, api_key, id_token), **kwargs)
-
-    decorated: Callable[..., Any] = with_target
-    for option in (token_option, key_option, url_option, db_option, app_option):
-        decorated = option(decorated)
-    return decorated
 
 
 class _Group(click.Group):

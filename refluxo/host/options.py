@@ -1,0 +1,140 @@
+"""What every ``refluxo`` command shares: its options, and where run commands act.
+
+A run command acts on the local database (``--db``) or, with ``--url``, on a running
+server; :class:`Target` holds that choice and opens the right client. Settings are built
+through :func:`settings_from`, the same path ``main.py`` takes, so a flag and its
+environment variable twin always mean the same.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from refluxo.api.client import HttpClient, LocalClient, RunClient
+from refluxo.backends.sqlite.db import DEFAULT_PATH
+from refluxo.host.compose import build_runtime, import_app
+from refluxo.host.settings import DEFAULT_APP, ConfigurationError, Settings, load_settings
+from refluxo.runtime.app import App
+
+
+def load_app(spec: str) -> App:
+    """Import ``module:attribute`` (the current directory is importable)."""
+    try:
+        return import_app(spec, Path.cwd())
+    except ConfigurationError as err:
+        raise click.BadParameter(str(err), param_hint="--app") from err
+
+
+def settings_from(**flags: str | None) -> Settings:
+    """The settings for this command: the environment, with the given flags on top.
+
+    Every flag is named after its environment variable twin, so both reach
+    :func:`load_settings` the same way; a flag left at None is not given.
+    """
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return load_settings({**os.environ, **given, "REFLUXO_BACKEND": "embedded"})
+    except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def parse_json(value: str | None, what: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as err:
+        raise click.BadParameter(f"{what} is not valid JSON: {err}") from err
+
+
+app_option = click.option(
+    "--app",
+    "app_spec",
+    default=DEFAULT_APP,
+    show_default=True,
+    envvar="REFLUXO_APP",
+    show_envvar=True,
+    help="The App to use, as module:attribute.",
+)
+db_option = click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_PATH,
+    show_default=True,
+    envvar="REFLUXO_DB",
+    show_envvar=True,
+    help="The SQLite database of the embedded default.",
+)
+url_option = click.option(
+    "--url",
+    envvar="REFLUXO_URL",
+    show_envvar=True,
+    help="Talk to a running server instead of the local database.",
+)
+key_option = click.option(
+    "--api-key", envvar="REFLUXO_API_KEY", show_envvar=True, help="API key for --url."
+)
+token_option = click.option(
+    "--id-token",
+    envvar="REFLUXO_ID_TOKEN",
+    show_envvar=True,
+    help="Identity token for --url behind Cloud Run IAM (gcloud auth print-identity-token).",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where run commands act: a server (``--url``) or the local database (``--db``)."""
+
+    app_spec: str
+    db: Path
+    url: str | None
+    api_key: str | None
+    id_token: str | None
+
+    @contextmanager
+    def client(self, *, deliver: bool) -> Iterator[RunClient]:
+        """A client of the target; ``deliver`` runs local workers so runs make progress."""
+        if self.url:
+            yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
+            return
+        settings = settings_from(
+            REFLUXO_APP=self.app_spec,
+            REFLUXO_DB=str(self.db),
+            REFLUXO_WORKERS="2" if deliver else "0",
+        )
+        runtime = build_runtime(settings, load_app(self.app_spec)).start()
+        try:
+            yield LocalClient(runtime.service)
+        finally:
+            runtime.stop()
+
+
+def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --app, --db, --url, --api-key and --id-token, passed on as one ``target``."""
+
+    @functools.wraps(command)
+    def with_target(
+        *args: Any,
+        app_spec: str,
+        db: Path,
+        url: str | None,
+        api_key: str | None,
+        id_token: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        return command(*args, target=Target(app_spec, db, url, api_key, id_token), **kwargs)
+
+    decorated: Callable[..., Any] = with_target
+    for option in (token_option, key_option, url_option, db_option, app_option):
+        decorated = option(decorated)
+    return decorated
