@@ -394,6 +394,37 @@ class WorkflowEngine:
             },
         )
 
+    async def record_failure(
+        self, snapshot: Snapshot, error: Exception, globals: Any = None
+    ) -> Snapshot:
+        """The current node's attempt failed without an answer: ``error`` stands for it.
+
+        For a runtime that knows an attempt ran but never finished (the platform timed it
+        out or the process died, again and again): the node's error handler decides, as if
+        the executor had raised ``error`` (a retry at its time, or a failure with the
+        reason). Never mutates ``snapshot``.
+        """
+        now = self._clock()
+        started = snapshot.last_started_at if snapshot.last_started_at is not None else now
+        timing = {
+            "last_started_at": now,
+            "total_execution_time": (snapshot.total_execution_time or 0) + (now - started),
+        }
+        node_id = snapshot.current_node_id
+        node = self._nodes.get(node_id) if node_id is not None else None
+        if node is None:
+            raise WorkflowDefinitionError(f"Node not found: {node_id}")
+        definition = self.node_definitions.get(node.type)
+        if definition is None:
+            raise WorkflowDefinitionError(
+                f"Node definition not found for type: {node.type} (node {node.id!r})"
+            )
+        retry = snapshot.retry_state
+        attempt = retry.attempts + 1 if retry is not None and retry.node_id == node.id else 1
+        return await self._handle_error(
+            snapshot, node, definition, error, attempt, None, globals, timing
+        )
+
     async def _run_node(
         self,
         node: Node,

@@ -88,6 +88,9 @@ class Call:
     path: BaseModel | None = None
     query: BaseModel | None = None
     body: BaseModel | None = None
+    platform_retries: int = 0
+    """How often the platform retried this request (Cloud Tasks'
+    ``X-CloudTasks-TaskRetryCount``; 0 when absent or not a plain number)."""
 
     def path_as(self, model: type[M]) -> M:
         """The path parameters, typed (raises TypeError if the route declares others)."""

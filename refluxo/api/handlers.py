@@ -92,7 +92,13 @@ def cancel_run(call: Call) -> RunView:
 
 def deliver_step(call: Call) -> StepOutcomeView:
     request = call.body_as(StepRequest)
-    delivery = Delivery(request.run_id, request.version, request.due_at, request.hop)
+    delivery = Delivery(
+        request.run_id,
+        request.version,
+        request.due_at,
+        request.hop,
+        platform_retries=call.platform_retries,
+    )
     result = call.service.deliver(delivery)
     logger.info(
         "delivery %s v%s (hop %s): %s, %s steps",

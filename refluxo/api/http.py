@@ -229,7 +229,16 @@ class HttpApi:
             require_json(request)
             data = read_body(request, self.max_body_bytes, required=route.body_required)
             body = validate(route.body, data, Where.BODY)
-        return Call(self.service, self.routes, path=path, query=query, body=body)
+        retries = request.headers.get("X-CloudTasks-TaskRetryCount") or "0"
+        platform_retries = int(retries) if retries.isascii() and retries.isdigit() else 0
+        return Call(
+            self.service,
+            self.routes,
+            path=path,
+            query=query,
+            body=body,
+            platform_retries=min(platform_retries, 1_000_000),
+        )
 
     def _respond(self, route: Route, reply: BaseModel | Reply) -> Response:
         if isinstance(reply, Reply):

@@ -11,13 +11,18 @@ and node data such as ``{"total": "{{ nodes.cart.last.data.price * 2 }}"}`` is e
 before the node runs.
 
 Expressions are sandboxed: they read data only by key, index and ``length``, never a Python
-attribute, and call only registered transforms and functions. Every evaluation is bounded
-(see :mod:`~refluxo.expressions.limits`).
+attribute, and call only registered transforms and functions; what they return is always a
+JSON value (see :mod:`~refluxo.expressions.results`). Every evaluation is bounded in time
+and memory whatever the expression and the data (see :mod:`~refluxo.expressions.limits`):
+numbers and templates are scanned in linear time, and a work budget and a size budget stop
+any evaluation that would do or build too much with an
+:class:`~refluxo.expressions.ExpressionLimitError` naming the limit.
 
 Deliberate differences from JavaScript Jexl:
 
 * Python objects that are not JSON-like (functions, classes, model instances...) read as
-  ``undefined``;
+  ``undefined``, and are left out of results as ``JSON.stringify`` leaves ``undefined`` out
+  (``None`` in arrays); a result containing itself is an error;
 * two arrays or objects compare (``==``, ``in``) structurally, not by identity;
 * ``key in object`` tests for a key (Jexl returns false for objects);
 * ``array.length`` is the array's length (Jexl reads the first element's ``length``);
@@ -41,10 +46,13 @@ from refluxo.expressions.evaluator import (
 )
 from refluxo.expressions.limits import (
     CACHE_SIZE,
+    CHARACTERS_PER_OPERATION,
+    MAX_BUILT_SIZE,
     MAX_COMPARISON_STEPS,
     MAX_DATA_DEPTH,
     MAX_EXPRESSION_LENGTH,
     MAX_NESTING_DEPTH,
+    MAX_OPERATIONS,
     MAX_STRING_LENGTH,
     ExpressionLimitError,
 )
@@ -53,10 +61,13 @@ from refluxo.expressions.views import NodesView, NodeView
 
 __all__ = [
     "CACHE_SIZE",
+    "CHARACTERS_PER_OPERATION",
+    "MAX_BUILT_SIZE",
     "MAX_COMPARISON_STEPS",
     "MAX_DATA_DEPTH",
     "MAX_EXPRESSION_LENGTH",
     "MAX_NESTING_DEPTH",
+    "MAX_OPERATIONS",
     "MAX_STRING_LENGTH",
     "CompiledExpression",
     "ExpressionLimitError",

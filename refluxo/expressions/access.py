@@ -70,8 +70,10 @@ def sanitize(value: Any) -> Any:
 
 
 def export(value: Any) -> Any:
-    """A value leaving an evaluation: ``undefined`` becomes ``None`` and the lazy ``nodes``
-    views become plain dicts; everything else is returned as is."""
+    """A value stored in an array or object an expression builds (or a filter keeps):
+    ``undefined`` becomes ``None`` and the lazy ``nodes`` views become plain dicts;
+    everything else is kept as is (results are made JSON by
+    :func:`~refluxo.expressions.results.to_json`)."""
     if value is UNDEFINED:
         return None
     cls = type(value)
@@ -92,8 +94,10 @@ def _array_index(key: Any) -> int | None:
         return number if number >= 0 else None
     if found is Kind.STRING:
         text = base_string(key)
-        digits_only = text and all(char in _CANONICAL_INDEX_DIGITS for char in text)
-        if digits_only and (text == "0" or not text.startswith("0")) and len(text) < 17:
+        if not text or len(text) >= 17:  # checked first: a key may be a megabyte long
+            return None
+        digits_only = all(char in _CANONICAL_INDEX_DIGITS for char in text)
+        if digits_only and (text == "0" or not text.startswith("0")):
             return int(text)
     return None
 

@@ -79,9 +79,12 @@ class JexlTransformEngine(TransformEngine):
     def transform(self, input: Any, context: Context, globals: Any) -> Any:
         """``input`` with every template string evaluated, in new dicts and lists.
 
-        ``input`` itself is never modified. Raises ``ExpressionError`` for an invalid or
-        failing expression, and ``ExpressionLimitError`` for input containers nested deeper
-        than :data:`~refluxo.expressions.limits.MAX_DATA_DEPTH`.
+        ``input`` itself is never modified. Every template of ``input`` is evaluated with one
+        scope, so they share one work budget and one size budget: a node cannot multiply
+        the bound by holding many expressions. Raises ``ExpressionError`` for an invalid or
+        failing expression, and ``ExpressionLimitError`` for an exceeded budget or input
+        containers nested deeper than :data:`~refluxo.expressions.limits.MAX_DATA_DEPTH`;
+        a :class:`~refluxo.errors.TransientError` from the store passes through.
         """
         return _resolve(input, self.scope(context, input, globals), 0)
 

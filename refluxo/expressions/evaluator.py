@@ -9,7 +9,15 @@ one, as in Jexl.
 
 Values follow JavaScript (see :mod:`~refluxo.expressions.jsvalues`) and are read only
 through the sandboxed accessors of :mod:`~refluxo.expressions.access`. The only callables
-an expression can reach are the transforms and functions registered on its scope.
+an expression can reach are the transforms and functions registered on its scope, and only
+JSON values come out (see :mod:`~refluxo.expressions.results`).
+
+Work is charged to the scope's :class:`~refluxo.expressions.budget.Meter` by weight, not
+call by call, so the closures stay as fast as they were: an expression's weight is the
+number of nodes in its syntax tree, an upper bound on the closures one evaluation calls
+outside filters. Evaluating it charges its weight once; a filter charges its predicate's
+weight once per item before it loops (a nested filter charges its own items when it
+runs). Jexl has no other loop, so the charges bound every closure call.
 
 One module on purpose, though over 400 lines: one compiler, one closure factory per
 grammar rule; splitting rule by rule would scatter a single recursive function.
@@ -26,20 +34,21 @@ from typing import Any, Final, TypeAlias
 from lark import Token, Tree
 
 from refluxo.errors import ExpressionError, TransientError
-from refluxo.expressions import jsvalues
+from refluxo.expressions import equality, jsvalues
 from refluxo.expressions.access import (
     PLAIN_TYPES,
-    RESULT_TYPES,
     export,
     get_item,
     get_property,
     property_key,
     sanitize,
 )
+from refluxo.expressions.budget import Meter, enter, leave
 from refluxo.expressions.failures import Failure, expression_error, from_failure
 from refluxo.expressions.jsvalues import UNDEFINED, display, int_to_string, truthy
 from refluxo.expressions.limits import CACHE_SIZE
 from refluxo.expressions.parser import parse
+from refluxo.expressions.results import JSON_SCALARS, to_json
 from refluxo.expressions.views import NodesView, NodeView
 from refluxo.frozen import FrozenDict
 
@@ -50,13 +59,17 @@ _EMPTY_REGISTRY: Final[Registry] = {}
 
 
 class Scope(dict[str, Any]):
-    """The root variables of an evaluation, with the callables it may use.
+    """The root variables of an evaluation, with the callables it may use and its budget.
 
     Expressions read variables by name only; ``transforms`` and ``functions`` are reachable
-    solely through the ``|name`` and ``name()`` syntax.
+    solely through the ``|name`` and ``name()`` syntax. ``meter`` holds the work and size
+    budgets (:mod:`~refluxo.expressions.limits`) that every expression evaluated with this
+    scope shares: make a new scope for each independent evaluation (the module functions
+    and :class:`~refluxo.expressions.JexlTransformEngine` do: one per call, one per node
+    input).
     """
 
-    __slots__ = ("functions", "transforms")
+    __slots__ = ("functions", "meter", "transforms")
 
     def __init__(
         self,
@@ -68,6 +81,7 @@ class Scope(dict[str, Any]):
         dict.__init__(self, variables or ())
         self.transforms: Registry = _EMPTY_REGISTRY if transforms is None else transforms
         self.functions: Registry = _EMPTY_REGISTRY if functions is None else functions
+        self.meter = Meter()
 
 
 Run: TypeAlias = Callable[[Scope, Any], Any]
@@ -79,45 +93,56 @@ class CompiledExpression:
 
     Every failure raises :class:`~refluxo.errors.ExpressionError` (or its subclass
     :class:`~refluxo.expressions.limits.ExpressionLimitError`) with a message starting
-    ``Jexl Error in [<expression>]: ``.
+    ``Jexl Error in [<expression>]: ``; a :class:`~refluxo.errors.TransientError` from a
+    store read passes through untouched.
     """
 
-    __slots__ = ("_run", "text")
+    __slots__ = ("_run", "text", "weight")
 
-    def __init__(self, text: str, run: Run) -> None:
+    def __init__(self, text: str, run: Run, weight: int = 1) -> None:
         self.text = text
         self._run = run
+        self.weight = weight
+        """Nodes in the syntax tree: what one evaluation is charged before it starts."""
 
     def evaluate(self, scope: Scope) -> Any:
-        """The expression's value; ``None`` for ``undefined``."""
+        """The expression's value as a JSON value; ``None`` for ``undefined``."""
+        meter = scope.meter
+        token = enter(meter)
         try:
+            meter.spend(self.weight)
             value = self._run(scope, scope)
-            if value is UNDEFINED:
-                return None
-            return value if type(value) in RESULT_TYPES else export(value)
+            return value if type(value) in JSON_SCALARS else to_json(value, meter)
         except Failure as failure:
             raise from_failure(self.text, failure) from failure.__cause__
         except TransientError:
             raise  # a store read failed for a reason that may pass: retry the delivery
         except Exception as error:
             raise _unexpected(self.text, error) from error
+        finally:
+            leave(token)
 
     def display(self, scope: Scope) -> str:
         """The value as text interpolation shows it (JavaScript's ``String(value ?? "")``)."""
+        meter = scope.meter
+        token = enter(meter)
         try:
+            meter.spend(self.weight)
             value = self._run(scope, scope)
             cls = type(value)
             if cls is str:
                 return value  # type: ignore[no-any-return]
             if cls is int:
                 return int_to_string(value)
-            return display(export(value))
+            return display(value)
         except Failure as failure:
             raise from_failure(self.text, failure) from failure.__cause__
         except TransientError:
             raise  # a store read failed for a reason that may pass: retry the delivery
         except Exception as error:
             raise _unexpected(self.text, error) from error
+        finally:
+            leave(token)
 
     def __repr__(self) -> str:
         return f"CompiledExpression({self.text!r})"
@@ -136,7 +161,8 @@ def compile_expression(text: str) -> CompiledExpression:
     if not text.strip():
         return CompiledExpression(text, _constant(UNDEFINED))
     try:
-        return CompiledExpression(text, _compile(parse(text)))
+        tree = parse(text)
+        return CompiledExpression(text, _compile(tree), weight(tree))
     except Failure as failure:
         raise from_failure(text, failure) from None
 
@@ -173,6 +199,35 @@ _CONSTANT_RULES: Final = frozenset({"number", "string", "true", "false", "null"}
 
 def _compile(node: Tree[Token]) -> Run:
     return _COMPILERS[str(node.data)](node)
+
+
+_OPERATOR_WEIGHT: Final = 3
+"""Operations charged per operator node: converting operands (``'2' * x``, ``1 < null``)
+takes several steps of JavaScript's algorithms."""
+_WEIGHTS: Final = {
+    **dict.fromkeys(
+        ("eq", "ne", "lt", "le", "gt", "ge", "in_", "add", "sub", "mul", "div", "floordiv"),
+        _OPERATOR_WEIGHT,
+    ),
+    **dict.fromkeys(("mod", "pow", "neg"), _OPERATOR_WEIGHT),
+    "member": 2,  # a lookup through a view, a mapping or a sequence
+    "index": 2,
+    "transform": 4,  # a call into registered code, arguments checked
+    "call": 4,
+}
+"""Operations charged per node of each rule; every other node costs one."""
+
+
+def weight(tree: Tree[Token]) -> int:
+    """What evaluating ``tree`` once is charged: the weights of its nodes, a bound on the
+    work its closures do besides the loops that charge their own."""
+    total = 0
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        total += _WEIGHTS.get(str(node.data), 1)
+        pending.extend(child for child in node.children if isinstance(child, Tree))
+    return total
 
 
 def _subtree(child: object) -> Tree[Token]:
@@ -235,6 +290,9 @@ def _relative(node: Tree[Token]) -> Run:
     name = _token(node.children[0])
 
     def run(scope: Scope, relative: Any) -> Any:
+        if type(relative) in _DICT_TYPES:  # a filter over JSON objects: the fast path
+            value = relative.get(name, UNDEFINED)
+            return value if type(value) in PLAIN_TYPES else sanitize(value)
         return get_item(relative, name)
 
     return run
@@ -312,7 +370,7 @@ def _index(node: Tree[Token]) -> Run:
     expression = _subtree(node.children[1])
     key = _compile(expression)
     if _is_relative(expression):
-        return _filter(subject, key)
+        return _filter(subject, key, weight(expression))
 
     def run(scope: Scope, relative: Any) -> Any:
         return get_item(subject(scope, relative), key(scope, relative))
@@ -333,10 +391,13 @@ def _is_relative(expression: Tree[Token]) -> bool:
     return False
 
 
-def _filter(subject: Run, predicate: Run) -> Run:
+def _filter(subject: Run, predicate: Run, cost: int) -> Run:
     """``subject[predicate]`` with relative identifiers: the elements for which the
     predicate is truthy. A non-array subject filters as a one-element array (``undefined``
-    as an empty one)."""
+    as an empty one).
+
+    Charged ``cost`` (the predicate's weight) plus one per item, before looping, and the
+    kept list as values built."""
 
     def run(scope: Scope, relative: Any) -> list[Any]:
         items = subject(scope, relative)
@@ -344,11 +405,14 @@ def _filter(subject: Run, predicate: Run) -> Run:
             return []
         if jsvalues.kind(items) is not jsvalues.Kind.ARRAY:
             items = [items]
+        meter = scope.meter
+        meter.spend(len(items) * (cost + 1))
         kept: list[Any] = []
         for item in items:
             element = sanitize(item)
             if truthy(predicate(scope, element)):
                 kept.append(export(element))
+        meter.build(len(kept))
         return kept
 
     return run
@@ -417,8 +481,20 @@ def _call(node: Tree[Token]) -> Run:
 
 def _array(node: Tree[Token]) -> Run:
     elements = _arguments(node.children[0])
+    children = node.children[0]
+    if children is not None and all(
+        _subtree(child).data in _CONSTANT_RULES for child in _subtree(children).children
+    ):
+        values = tuple(_constant_value(_subtree(child)) for child in _subtree(children).children)
+
+        def run_constant(scope: Scope, relative: Any) -> list[Any]:
+            scope.meter.build(len(values))
+            return list(values)  # a new list each time: a transform may change it
+
+        return run_constant
 
     def run(scope: Scope, relative: Any) -> list[Any]:
+        scope.meter.build(len(elements))
         return [export(element(scope, relative)) for element in elements]
 
     return run
@@ -435,6 +511,7 @@ def _object(node: Tree[Token]) -> Run:
             entries.append((name, _compile(_subtree(value))))
 
     def run(scope: Scope, relative: Any) -> dict[str, Any]:
+        scope.meter.build(len(entries))
         return {name: export(value(scope, relative)) for name, value in entries}
 
     return run
@@ -490,7 +567,7 @@ def _negate(node: Tree[Token]) -> Run:
 
 
 def _not_equal(left: Any, right: Any) -> bool:
-    return not jsvalues.loose_equal(left, right)
+    return not equality.loose_equal(left, right)
 
 
 def _binary(operator: Callable[[Any, Any], Any]) -> _Compiler:
@@ -535,13 +612,13 @@ _COMPILERS: Final[dict[str, _Compiler]] = {
     "or_": _or,
     "not_": _not,
     "neg": _negate,
-    "eq": _binary(jsvalues.loose_equal),
+    "eq": _binary(equality.loose_equal),
     "ne": _binary(_not_equal),
     "lt": _binary(jsvalues.less),
     "le": _binary(jsvalues.less_equal),
     "gt": _binary(jsvalues.greater),
     "ge": _binary(jsvalues.greater_equal),
-    "in_": _binary(jsvalues.contains),
+    "in_": _binary(equality.contains),
     "add": _binary(jsvalues.add),
     "sub": _binary(jsvalues.subtract),
     "mul": _binary(jsvalues.multiply),

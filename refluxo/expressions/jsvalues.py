@@ -1,4 +1,4 @@
-"""JavaScript value semantics for Jexl: truthiness, conversions, operators and equality.
+"""JavaScript value semantics for Jexl: truthiness, conversions, arithmetic and ordering.
 
 Jexl expressions written for Refluxo run on JavaScript values; workflows moved between the
 TypeScript and Python engines must compute the same results. Values here are JSON-like
@@ -11,21 +11,31 @@ Numbers follow IEEE doubles as JavaScript's do: arithmetic runs in ``float`` (so
 ``int``, so ``10 / 5`` is ``2`` and renders as ``"2"``. Only base-class methods of ``str``,
 ``int`` and ``float`` are ever called on values, never a subclass's overrides.
 
-One module on purpose, though over 400 lines: JavaScript's conversions, operators and
-equality depend on each other (``==`` converts, ``+`` converts or concatenates); split, the
-rules would be harder to check against the ECMAScript specification they follow.
+Every operator whose cost depends on its operands (reading a long string, joining or
+comparing arrays, searching) charges the current evaluation's meter
+(:mod:`~refluxo.expressions.budget`) for that work, and every string it builds; operators on
+numbers and short strings cost nothing beyond their expression node.
+
+Equality and membership (``==``, ``in``), which build on these conversions, are in
+:mod:`~refluxo.expressions.equality`.
+
+One module on purpose, though over 400 lines: JavaScript's conversions and operators depend
+on each other (``+`` converts or concatenates, ``<`` converts to numbers or compares
+strings); split, the rules would be harder to check against the ECMAScript specification
+they follow.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from refluxo.expressions.budget import Meter, meter
 from refluxo.expressions.failures import LimitFailure
-from refluxo.expressions.limits import MAX_COMPARISON_STEPS, MAX_DATA_DEPTH, MAX_STRING_LENGTH
+from refluxo.expressions.limits import CHARACTERS_PER_OPERATION, MAX_DATA_DEPTH, MAX_STRING_LENGTH
+from refluxo.expressions.numeric import string_to_number
 
 
 class Undefined(enum.Enum):
@@ -127,25 +137,6 @@ def int_to_float(number: int) -> float:
         return INFINITY if number > 0 else -INFINITY
 
 
-_DECIMAL = re.compile(r"[+-]?(?:Infinity|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
-_RADIX = re.compile(r"0(?:[xX][0-9a-fA-F]+|[oO][0-7]+|[bB][01]+)")
-_RADIX_BASES: Final = {"x": 16, "o": 8, "b": 2}
-
-
-def string_to_number(text: str) -> float:
-    """JavaScript's ``Number(text)``: trimmed decimal, ``0x``/``0o``/``0b``, or NaN."""
-    text = text.strip()
-    if not text:
-        return 0.0
-    if _DECIMAL.fullmatch(text):
-        if text.endswith("Infinity"):
-            return -INFINITY if text.startswith("-") else INFINITY
-        return float(text)
-    if _RADIX.fullmatch(text):
-        return int_to_float(int(text[2:], _RADIX_BASES[text[1].lower()]))
-    return NAN
-
-
 def to_number(value: Any) -> float:
     """JavaScript's ``ToNumber``: booleans 0/1, ``null`` 0, ``undefined`` NaN, arrays via
     their string form, numeric strings parsed, anything else NaN."""
@@ -158,6 +149,8 @@ def to_number(value: Any) -> float:
         return 1.0
     if value is False or value is None:
         return 0.0
+    if value is UNDEFINED:
+        return NAN
     found = kind(value)
     if found is Kind.NUMBER:
         number = base_number(value)
@@ -182,6 +175,8 @@ def number_to_string(number: float) -> str:
     if number == 0:
         return "0"
     text = repr(number)
+    if "e" not in text:  # 1e-4 <= |number| < 1e16: JavaScript's layout, without ".0"
+        return text[:-2] if text.endswith(".0") else text
     sign = ""
     if text.startswith("-"):
         sign, text = "-", text[1:]
@@ -243,25 +238,49 @@ def to_string(value: Any) -> str:
     return "[object Object]"
 
 
-def join(items: Any, depth: int = 0) -> str:
-    """``Array.prototype.join()``: elements comma-separated, ``null``/``undefined`` empty.
+def join(items: Any) -> str:
+    """``Array.prototype.join()``: elements comma-separated, ``null``/``undefined`` (and
+    opaque objects, which read as ``undefined``) empty.
 
     Bounded by :data:`MAX_DATA_DEPTH` (which also stops self-containing lists) and by
-    :data:`MAX_STRING_LENGTH` as the string grows, so shared sub-lists cannot amplify it.
+    :data:`MAX_STRING_LENGTH` as the string grows, so shared sub-lists cannot amplify it;
+    every element visited is charged as an operation, the result as a string built.
     """
+    current = meter()
+    joined = _join(items, 0, current)
+    current.build(len(joined))
+    return joined
+
+
+_JOIN_COST: Final = 2
+"""Operations charged per element joined, before joining: a string or a small integer."""
+_SLOW_JOIN_COST: Final = 16
+"""Further operations per element of any other kind (a float's shortest digits, mainly)."""
+
+
+def _join(items: Any, depth: int, current: Meter) -> str:
     if depth >= MAX_DATA_DEPTH:
         raise LimitFailure(
             f"cannot convert an array nested deeper than {MAX_DATA_DEPTH} levels to a string"
         )
+    current.spend(_JOIN_COST * len(items) + 1)
     parts: list[str] = []
     total = 0
     for item in items:
-        if item is None or item is UNDEFINED:
-            part = ""
-        elif kind(item) is Kind.ARRAY:
-            part = join(item, depth + 1)
+        cls = type(item)
+        if cls is str:
+            part = item
+        elif cls is int and -_INT_STRING_LIMIT < item < _INT_STRING_LIMIT:
+            part = str(item)
         else:
-            part = to_string(item)
+            current.spend(_SLOW_JOIN_COST)
+            found = kind(item)
+            if found is Kind.NULLISH or found is Kind.OPAQUE:
+                part = ""
+            elif found is Kind.ARRAY:
+                part = _join(item, depth + 1, current)
+            else:
+                part = to_string(item)
         total += len(part) + 1
         if total > MAX_STRING_LENGTH + 1:
             raise string_too_long()
@@ -283,9 +302,14 @@ def string_too_long() -> LimitFailure:
 
 def to_primitive(value: Any) -> Any:
     """JavaScript's ``ToPrimitive`` for operators: arrays and objects become strings."""
+    if type(value) in _PRIMITIVE_TYPES:
+        return value
     if kind(value) in (Kind.ARRAY, Kind.OBJECT, Kind.OPAQUE):
         return to_string(value)
     return value
+
+
+_PRIMITIVE_TYPES: Final[frozenset[type]] = frozenset({type(None), Undefined, bool, int, float, str})
 
 
 def truthy(value: Any) -> bool:
@@ -327,8 +351,10 @@ def add(left: Any, right: Any) -> Any:
     if _is_numeric_primitive(left) and _is_numeric_primitive(right):
         return normalize(to_number(left) + to_number(right))
     first, second = to_string(left), to_string(right)
-    if len(first) + len(second) > MAX_STRING_LENGTH:
+    length = len(first) + len(second)
+    if length > MAX_STRING_LENGTH:
         raise string_too_long()
+    meter().build(length)
     return first + second
 
 
@@ -415,9 +441,20 @@ def negate(value: Any) -> int | float:
 def _ordered(left: Any, right: Any) -> tuple[Any, Any]:
     """The operands of ``< <= > >=``: two strings, or two floats (NaN compares false)."""
     first, second = to_primitive(left), to_primitive(right)
-    if kind(first) is Kind.STRING and kind(second) is Kind.STRING:
-        return base_string(first), base_string(second)
+    if (type(first) is str and type(second) is str) or (
+        kind(first) is Kind.STRING and kind(second) is Kind.STRING
+    ):
+        first, second = base_string(first), base_string(second)
+        charge_comparison(first, second)
+        return first, second
     return to_number(first), to_number(second)
+
+
+def charge_comparison(first: str, second: str) -> None:
+    """Charge comparing two strings: a pass over the shorter one (only long ones cost)."""
+    shorter = min(len(first), len(second))
+    if shorter >= CHARACTERS_PER_OPERATION:
+        meter().read(shorter)
 
 
 def less(left: Any, right: Any) -> bool:
@@ -450,96 +487,3 @@ def greater_equal(left: Any, right: Any) -> bool:
         return left >= right
     first, second = _ordered(left, right)
     return first >= second  # type: ignore[no-any-return]
-
-
-def loose_equal(left: Any, right: Any) -> bool:
-    """``==``: JavaScript's loose equality for primitives.
-
-    ``null == undefined``; a number equals a numeric string; booleans compare as 0/1; an
-    array or object compared with a primitive compares its string form. Deliberate
-    difference: two arrays or objects compare structurally (see :func:`strict_equal`), not
-    by identity, because Python data has no meaningful identity for expression authors.
-    """
-    first, second = kind(left), kind(right)
-    if first is Kind.NULLISH or second is Kind.NULLISH:
-        return first is second
-    if first is Kind.BOOLEAN:
-        return loose_equal(1 if left else 0, right)
-    if second is Kind.BOOLEAN:
-        return loose_equal(left, 1 if right else 0)
-    if first is second:
-        if first is Kind.NUMBER:
-            return base_number(left) == base_number(right)
-        if first is Kind.STRING:
-            return base_string(left) == base_string(right)
-        return strict_equal(left, right)
-    containers = (Kind.ARRAY, Kind.OBJECT)
-    if first in containers and second in containers:
-        return False
-    if first in containers and second in (Kind.NUMBER, Kind.STRING):
-        return loose_equal(to_string(left), right)
-    if second in containers and first in (Kind.NUMBER, Kind.STRING):
-        return loose_equal(left, to_string(right))
-    if {first, second} == {Kind.NUMBER, Kind.STRING}:
-        return to_number(left) == to_number(right)
-    return False
-
-
-def strict_equal(left: Any, right: Any) -> bool:
-    """``===`` for primitives; arrays and objects compare structurally, element by element.
-
-    Iterative, and bounded by :data:`MAX_COMPARISON_STEPS` (which also stops cycles).
-    """
-    return _strict_equal(left, right, [MAX_COMPARISON_STEPS])
-
-
-def _strict_equal(left: Any, right: Any, allowance: list[int]) -> bool:
-    pending = [(left, right)]
-    while pending:
-        first, second = pending.pop()
-        allowance[0] -= 1
-        if allowance[0] < 0:
-            raise LimitFailure(f"comparison visits more than {MAX_COMPARISON_STEPS} values")
-        found = kind(first)
-        if first is second and found is not Kind.NUMBER:
-            continue
-        if found is not kind(second):
-            return False
-        if found is Kind.NUMBER:
-            if base_number(first) != base_number(second):
-                return False
-        elif found is Kind.STRING:
-            if base_string(first) != base_string(second):
-                return False
-        elif found is Kind.ARRAY:
-            if len(first) != len(second):
-                return False
-            pending.extend(zip(first, second, strict=True))
-        elif found is Kind.OBJECT:
-            if len(first) != len(second):
-                return False
-            for key in first:
-                if key not in second:
-                    return False
-                pending.append((first[key], second[key]))
-        else:  # distinct booleans, null vs undefined, distinct opaque objects
-            return False
-    return True
-
-
-def contains(needle: Any, haystack: Any) -> bool:
-    """``in``: a substring of a string, an element of an array (compared as
-    :func:`strict_equal`), or a key of an object (a deliberate addition: Jexl returns false).
-    Anything else is false."""
-    found = kind(haystack)
-    if found is Kind.STRING:
-        return to_string(needle) in base_string(haystack)
-    if found is Kind.ARRAY:
-        if kind(needle) in (Kind.ARRAY, Kind.OBJECT):
-            allowance = [MAX_COMPARISON_STEPS]
-            return any(_strict_equal(needle, item, allowance) for item in haystack)
-        return any(_strict_equal(needle, item, [1]) for item in haystack)
-    if found is Kind.OBJECT:
-        key = base_string(needle) if kind(needle) is Kind.STRING else to_string(needle)
-        return key in haystack
-    return False

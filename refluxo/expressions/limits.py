@@ -1,9 +1,17 @@
 """The bounds every expression runs within, and the error raised when one is exceeded.
 
 Expressions come from workflow definitions, which may be written by people the host does not
-fully trust. Each bound below keeps one evaluation's cost proportional to the expression's
-own size, never to anything an author can amplify: parsing, compiling and evaluating stay
-iterative or shallowly recursive, and no result can grow without bound.
+fully trust, and they read data that callers supply (a run's input reaches expressions as
+``nodes.<start>.output``). Each bound below keeps one evaluation's cost bounded whatever the
+expression and whatever the data: parsing is linear in the expression's length, compiling
+and evaluating stay iterative or shallowly recursive, every loop an expression can start
+spends from a work budget (:data:`MAX_OPERATIONS`) and everything it builds spends from a
+size budget (:data:`MAX_BUILT_SIZE`). With 1 MiB of data and an expression at the length
+limit, an evaluation finishes or fails within about 100 ms and 50 MB.
+
+Both budgets belong to one :class:`~refluxo.expressions.Scope`: the templates of one node's
+input, which :class:`~refluxo.expressions.JexlTransformEngine` evaluates with one scope,
+share them, so a node holding thousands of expressions cannot multiply the bound.
 """
 
 from __future__ import annotations
@@ -29,9 +37,35 @@ MAX_DATA_DEPTH: Final = 64
 """Nested containers walked in node input, or converted to a string by an expression."""
 
 MAX_COMPARISON_STEPS: Final = 100_000
-"""Values visited by one structural comparison (``==`` or ``in`` between containers).
+"""Values visited by one structural comparison (``==`` or ``in`` between containers)."""
 
-Looking a primitive up in an array (``'a' in list``) is a plain scan and not counted.
+MAX_OPERATIONS: Final = 400_000
+"""The work budget of one scope, in operations.
+
+An operation is about a tenth of a microsecond to half a microsecond of CPU:
+
+* evaluating one node of an expression's syntax tree (an operator, an access, a literal) is
+  one operation; an expression is charged its whole tree when it starts, and a filter
+  ``items[predicate]`` its predicate's tree once per item, before it loops;
+* each value a membership test (``in`` on an array), a structural comparison or a string
+  conversion of an array visits is one operation;
+* reading a string (comparing, searching or converting it to a number) costs one operation
+  per :data:`CHARACTERS_PER_OPERATION` characters;
+* returning a container costs one operation per four values in it (the result is checked
+  to hold JSON values only).
+
+Charges are upper bounds (both branches of ``a ? b : c`` are charged), so an evaluation
+always costs less than its charge.
+"""
+
+CHARACTERS_PER_OPERATION: Final = 16
+"""Characters of a string read for one operation (see :data:`MAX_OPERATIONS`)."""
+
+MAX_BUILT_SIZE: Final = 4_000_000
+"""The size budget of one scope: characters of every string plus elements of every array
+and object an evaluation builds, whether or not they are kept.
+
+Strings, arrays and objects read from data are shared, never copied, and cost nothing.
 """
 
 CACHE_SIZE: Final = 4_096

@@ -4,15 +4,19 @@ A string that is exactly one ``{{ ... }}`` evaluates to the expression's value w
 type (a number stays a number, a list a list). Any other string containing ``{{ ... }}``
 interpolates each one as JavaScript's ``String(value ?? "")`` would render it. Expressions
 are delimited as Refluxo's regular expression ``/{{(.+?)}}/`` delimits them: the first
-``}}`` closes an expression (so an object literal cannot end with ``}}`` inside a
-template). Parsed templates are cached.
+``}}`` at least one character after ``{{`` closes an expression (so an object literal
+cannot end with ``}}`` inside a template). Parsed templates are cached.
+
+The delimiters are found with two ``str.find`` calls per expression, in time linear in the
+text: a lazy regular expression would retry every ``{{`` against the rest of the text, and
+take quadratic time on a string of unclosed ``{{``. The interpolated text is charged to the
+scope's size budget.
 """
 
 from __future__ import annotations
 
 import functools
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from refluxo.errors import ExpressionError
@@ -22,11 +26,9 @@ from refluxo.expressions.evaluator import (
     Scope,
     compile_expression,
 )
-from refluxo.expressions.failures import expression_error
+from refluxo.expressions.failures import Failure, expression_error, from_failure
 from refluxo.expressions.jsvalues import string_too_long
 from refluxo.expressions.limits import CACHE_SIZE, MAX_STRING_LENGTH
-
-_EXPRESSION = re.compile(r"\{\{(.+?)\}\}", re.DOTALL)
 
 Renderer = Callable[[Scope], Any]
 """A compiled template: ``render(scope) -> value``."""
@@ -55,9 +57,31 @@ def _interpolation(
             pieces.append(literal)
             pieces.append(shown)
         pieces.append(tail)
+        try:
+            scope.meter.build(total)
+        except Failure as failure:
+            raise from_failure(text, failure) from None
         return "".join(pieces)
 
     return render
+
+
+def delimited(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each ``{{ ... }}`` in ``text``, as ``/{{(.+?)}}/g`` finds them:
+    ``text[start:end]`` is the whole match, ``text[start + 2:end - 2]`` the expression.
+
+    Linear: once no ``}}`` follows an opening, none can follow a later one either.
+    """
+    position = 0
+    while True:
+        start = text.find("{{", position)
+        if start < 0:
+            return
+        close = text.find("}}", start + 3)  # `.+?`: at least one character inside
+        if close < 0:
+            return
+        yield start, close + 2
+        position = close + 2
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
@@ -66,18 +90,17 @@ def compile_template(text: str) -> Renderer:
 
     Raises ``ExpressionError`` naming the first invalid expression.
     """
-    matches = list(_EXPRESSION.finditer(text))
+    matches = list(delimited(text))
     if not matches:
         return _unchanged(text)
-    first = matches[0]
-    if len(matches) == 1 and first.start() == 0 and first.end() == len(text):
-        return compile_expression(first.group(1).strip()).evaluate
+    if len(matches) == 1 and matches[0] == (0, len(text)):
+        return compile_expression(text[2:-2].strip()).evaluate
     segments: list[tuple[str, CompiledExpression]] = []
     position = 0
-    for match in matches:
-        expression = compile_expression(match.group(1).strip())
-        segments.append((text[position : match.start()], expression))
-        position = match.end()
+    for start, end in matches:
+        expression = compile_expression(text[start + 2 : end - 2].strip())
+        segments.append((text[position:start], expression))
+        position = end
     return _interpolation(text, segments, text[position:])
 
 

@@ -4,6 +4,10 @@ Refluxo's TypeScript engine flattens the whole context into ``nodes`` before eve
 a step costs O(history) and a long run is quadratic. These views compute a node's entry only
 when an expression reads it (and its ``all`` list only when that is read), so a step costs
 what its expressions actually touch. Node ids without results are absent, as in Refluxo.
+``all`` (a record per result: as long as the node's history) is built once per view, and
+so once per scope, charged to its meter (see :mod:`~refluxo.expressions.budget`); it is
+read-only (a :class:`~refluxo.frozen.FrozenList` of :class:`~refluxo.frozen.FrozenDict`),
+so sharing it between reads cannot let one registered transform change what another sees.
 
 ``nodes.<id>`` has Refluxo's shape::
 
@@ -17,10 +21,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
+from refluxo.expressions.budget import meter
 from refluxo.expressions.jsvalues import UNDEFINED
+from refluxo.frozen import FrozenDict, FrozenList
 from refluxo.model import NodeResult
 
 _NODE_KEYS: Final = ("output", "last", "all")
+_RECORD_SIZE: Final = 4
+"""Values built per record of ``all``: its place in the list and its three entries."""
+_RECORD_COST: Final = 8
+"""Operations charged per record of ``all`` built."""
 
 
 def _output(result: Any) -> Any:
@@ -47,13 +57,20 @@ def _entry(result: Any) -> dict[str, Any]:
     return {"data": None, "timestamp": None, "error": None}
 
 
+def _frozen(record: dict[str, Any]) -> FrozenDict:
+    frozen = FrozenDict()
+    dict.update(frozen, record)
+    return frozen
+
+
 class NodeView(Mapping[str, Any]):
     """One node's results as ``{"output", "last", "all"}``, each computed when read."""
 
-    __slots__ = ("_results",)
+    __slots__ = ("_all", "_results")
 
     def __init__(self, results: Sequence[Any]) -> None:
         self._results = results
+        self._all: FrozenList | None = None
 
     def lookup(self, key: str) -> Any:
         """The value at ``key``, or :data:`UNDEFINED`; what member access calls."""
@@ -62,11 +79,22 @@ class NodeView(Mapping[str, Any]):
         if key == "last":
             return _entry(self._results[-1])
         if key == "all":
-            return [_entry(result) for result in self._results]
+            if self._all is None:
+                self._all = self._records()
+            return self._all
         return UNDEFINED
+
+    def _records(self) -> FrozenList:
+        current = meter()
+        current.spend(_RECORD_COST * len(self._results))
+        current.build(_RECORD_SIZE * len(self._results))
+        records = FrozenList()
+        list.extend(records, (_frozen(_entry(result)) for result in self._results))
+        return records
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of all three entries (what ``{{ nodes.<id> }}`` returns)."""
+        meter().build(len(_NODE_KEYS))
         return {key: self.lookup(key) for key in _NODE_KEYS}
 
     def __getitem__(self, key: str) -> Any:

@@ -104,7 +104,14 @@ def _cloud(settings: Settings, app: App) -> Runtime:
         dispatch_deadline_s=settings.dispatch_deadline_s,
         clock=app.clock,
     )
-    return ServiceRuntime(RunService(Dispatcher(app, store, scheduler, budget=budget_of(settings))))
+    dispatcher = Dispatcher(
+        app,
+        store,
+        scheduler,
+        budget=budget_of(settings),
+        max_platform_retries=settings.max_platform_retries,
+    )
+    return ServiceRuntime(RunService(dispatcher))
 
 
 BACKENDS: dict[str, Callable[[Settings, App], Runtime]] = {

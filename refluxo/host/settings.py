@@ -85,6 +85,9 @@ class CloudSettings:
     batch_ms: float | None = None
     auth: str = "api-key"
     allowed_hosts: tuple[str, ...] = ()
+    max_platform_retries: int = 10
+    """Past this many Cloud Tasks retries of one step (``REFLUXO_MAX_PLATFORM_RETRIES``),
+    the step counts as a failed attempt of its node, which its retry policy decides."""
     dispatch_deadline_s: float = 120.0
     """How long Cloud Tasks waits for a step (``REFLUXO_DISPATCH_DEADLINE_S``): the function
     timeout plus a margin for a cold start, so the queue never gives up on a step that is
@@ -308,6 +311,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         verify_oidc=verify_oidc,
         function_timeout_s=timeout_s,
         dispatch_deadline_s=deadline_s,
+        max_platform_retries=_integer(env, "REFLUXO_MAX_PLATFORM_RETRIES", 10, 0, 1000),
         collection_prefix=env.get("REFLUXO_COLLECTION_PREFIX") or "refluxo",
         firestore_database=env.get("REFLUXO_FIRESTORE_DATABASE") or "(default)",
         api_key=api_key,

@@ -42,6 +42,7 @@ from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
+from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.history import HistoryContext
 from refluxo.runtime.loop import blocking
 from refluxo.runtime.ports import (
@@ -150,11 +151,15 @@ class Dispatcher:
         scheduler: Scheduler,
         *,
         budget: StepBudget | None = None,
+        max_platform_retries: int | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.scheduler = scheduler
         self.budget = budget or StepBudget()
+        self.max_platform_retries = max_platform_retries
+        """Past this many platform retries of one delivery, its step counts as a failed
+        attempt of the node (:class:`StepUnanswered`); ``None``: never."""
 
     async def deliver(self, delivery: Delivery) -> DeliveryResult:
         """Process one delivery; see the module docstring for the guarantees.
@@ -184,7 +189,7 @@ class Dispatcher:
             return DeliveryResult(Outcome.NOT_DUE, record)
         globals_ = self.app.globals()
         with running(RunInfo(record.run_id, record.workflow)):
-            advance = await self._advance(record, now, globals_)
+            advance = await self._advance(record, now, globals_, delivery.platform_retries)
         redactor = self.app.redactor(globals_)
         result: DeliveryResult = await blocking(self._commit, record, delivery, advance, redactor)
         return result
@@ -218,7 +223,9 @@ class Dispatcher:
 
     # -- executing -------------------------------------------------------------------------
 
-    async def _advance(self, record: RunRecord, now: int, globals_: Any) -> Advance:
+    async def _advance(
+        self, record: RunRecord, now: int, globals_: Any, platform_retries: int = 0
+    ) -> Advance:
         snapshot = record.snapshot
         payload: Any = None
         if record.pending is not None:
@@ -241,7 +248,15 @@ class Dispatcher:
             logger.error("run %s cannot continue: %s", record.run_id, err)
             return Advance(fail(current, describe_error(err)), 0)
         budget = self.budget
+        limit = self.max_platform_retries
         try:
+            if limit is not None and platform_retries > limit:
+                unanswered = StepUnanswered(
+                    f"node {current.current_node_id!r} got no answer in "
+                    f"{platform_retries + 1} deliveries (timeouts or crashes)"
+                )
+                logger.error("run %s: %s", record.run_id, unanswered)
+                return Advance(await engine.record_failure(current, unanswered, globals_), 1)
             return await engine.drive(
                 current,
                 external_payload=payload,

@@ -38,5 +38,13 @@ class Unauthorized(RunError):
     """The caller presented no credential, or an invalid one."""
 
 
+class StepUnanswered(RefluxoError):
+    """A step was delivered again and again without ever answering (timeouts, crashes).
+
+    Recorded as the node's error, so its retry policy decides, instead of re-running the
+    node's side effects for as long as the platform keeps retrying.
+    """
+
+
 class Forbidden(RunError):
     """The caller's credential is valid but not allowed here."""

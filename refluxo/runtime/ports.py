@@ -114,6 +114,9 @@ class Delivery:
     version: int
     due_at: int = 0
     hop: int = 0
+    platform_retries: int = field(default=0, compare=False)
+    """How often the transport already retried this delivery without an answer (a
+    timeout, a crash): not part of its identity."""
 
     @property
     def name(self) -> str:

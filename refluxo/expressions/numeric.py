@@ -1,0 +1,87 @@
+"""JavaScript's ``Number(text)``, in time linear in the text and without regular expressions.
+
+Strings reaching arithmetic and comparisons come from callers (a run's input is
+``nodes.<start>.output``), so converting one must never cost more than reading it. The text
+is checked against JavaScript's ``StringToNumber`` grammar with string methods that each
+make one pass in C (``find``, ``partition``, ``bytes.isdigit``), then handed to
+:func:`float` (itself linear) or to :func:`int` in base 2, 8 or 16 (linear, and exempt from
+Python's limit on decimal digits). Python's own looser syntax (underscores, ``inf``,
+``nan``, non-ASCII digits, whitespace inside) is never accepted.
+
+The grammar, after trimming JavaScript's white space and line terminators:
+
+* empty: ``0``;
+* ``[+-]?Infinity``;
+* ``[+-]?`` then digits with an optional fraction (``1``, ``1.``, ``1.5``, ``.5``) and an
+  optional exponent (``e``/``E``, an optional sign, digits): as many digits as wanted, so a
+  100,000-digit string is ``Infinity`` and a long fraction rounds, as in JavaScript;
+* ``0x``/``0X`` hexadecimal, ``0o``/``0O`` octal, ``0b``/``0B`` binary digits, unsigned;
+* anything else: NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from refluxo.expressions.budget import meter
+
+JS_WHITESPACE: Final = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
+    "\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+"""ECMAScript's ``WhiteSpace`` and ``LineTerminator`` characters, trimmed by ``Number()``."""
+
+_RADIX_BASES: Final = {"x": 16, "X": 16, "o": 8, "O": 8, "b": 2, "B": 2}
+
+
+def _digits(text: str) -> bool:
+    """Whether ``text`` is one or more ASCII digits (one C pass; ``text`` is ASCII)."""
+    return text.encode("ascii").isdigit()
+
+
+def _decimal(body: str) -> bool:
+    """Whether unsigned ASCII ``body`` is ``digits [. [digits]] | . digits``, then an
+    optional exponent."""
+    mantissa, exponent = body, ""
+    mark = body.find("e")
+    if mark < 0:
+        mark = body.find("E")
+    if mark >= 0:
+        mantissa, exponent = body[:mark], body[mark + 1 :]
+        if exponent[:1] in ("+", "-"):
+            exponent = exponent[1:]
+        if not _digits(exponent):  # also refuses a second "e"/"E"
+            return False
+    whole, _, fraction = mantissa.partition(".")
+    if not whole and not fraction:
+        return False
+    return (not whole or _digits(whole)) and (not fraction or _digits(fraction))
+
+
+def string_to_number(text: str) -> float:
+    """JavaScript's ``Number(text)``: see the module documentation for the grammar."""
+    meter().read(len(text))
+    text = text.strip(JS_WHITESPACE)
+    if not text:
+        return 0.0
+    if not text.isascii():  # O(1) in CPython: every accepted character is ASCII
+        return math.nan
+    body = text[1:] if text[0] in "+-" else text
+    if body == "Infinity":
+        return -math.inf if text[0] == "-" else math.inf
+    if _decimal(body):
+        return float(text)  # `text` is in the grammar, which float() accepts the same way
+    if len(text) > 2 and text[0] == "0" and text[1] in _RADIX_BASES:
+        digits = text[2:]
+        if not digits.encode("ascii").isalnum():  # no sign, "_" or space for int() to take
+            return math.nan
+        try:
+            number = int(digits, _RADIX_BASES[text[1]])
+        except ValueError:  # a digit outside the base
+            return math.nan
+        try:
+            return float(number)
+        except OverflowError:
+            return math.inf
+    return math.nan
