@@ -33,7 +33,12 @@ from flask import Request, Response
 
 from refluxo.api.events import handle_push
 from refluxo.host.compose import Deployment, build_deployment, check_backend, import_app
-from refluxo.host.settings import load_settings, require_callers_guard, require_private_listener
+from refluxo.host.settings import (
+    CloudSettings,
+    load_settings,
+    require_callers_guard,
+    require_private_listener,
+)
 
 logging.basicConfig(level=os.environ.get("REFLUXO_LOG_LEVEL", "INFO"))
 logger = logging.getLogger("refluxo.main")
@@ -47,6 +52,13 @@ CALLERLESS_TARGETS = frozenset({"step", "on_message"})
 
 SERVES_CALLERS = (os.environ.get("FUNCTION_TARGET") or "").strip() not in CALLERLESS_TARGETS
 """Whether this process may serve the callers' routes (unknown target: assume it does)."""
+
+SERVES_SCHEDULER = not (
+    isinstance(SETTINGS, CloudSettings)
+    and (os.environ.get("FUNCTION_TARGET") or "").strip() == "api"
+)
+"""Whether this process serves the step route (not the API function on Google Cloud: each
+function serves only its own routes)."""
 
 require_private_listener(SETTINGS)
 if SERVES_CALLERS:
@@ -62,7 +74,9 @@ def deployment() -> Deployment:
     if _deployment is None:
         with _lock:
             if _deployment is None:
-                _deployment = build_deployment(SETTINGS, APP, callers=SERVES_CALLERS)
+                _deployment = build_deployment(
+                    SETTINGS, APP, callers=SERVES_CALLERS, scheduler=SERVES_SCHEDULER
+                )
     return _deployment
 
 

@@ -132,5 +132,11 @@ ROUTES: tuple[Route, ...] = (
 """Every endpoint of the API."""
 
 STEP_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth is not Auth.CALLER)
+"""What the dispatcher function serves: the step route and the public ones."""
+
+CALLER_ROUTES: tuple[Route, ...] = tuple(
+    route for route in ROUTES if route.auth is not Auth.SCHEDULER
+)
+"""What the API function serves on Google Cloud: the callers' routes and the public ones."""
 """The routes of a deployment that serves no caller (the dispatcher function): the step
 route and the public ones."""

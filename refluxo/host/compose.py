@@ -21,7 +21,7 @@ from refluxo.api.auth import ApiKeyCheck, Authenticator, LoopbackOnly
 from refluxo.api.events import EventResult, handle_message
 from refluxo.api.hosts import AllowedHosts
 from refluxo.api.http import HttpApi
-from refluxo.api.routes import ROUTES, STEP_ROUTES
+from refluxo.api.routes import CALLER_ROUTES, ROUTES, STEP_ROUTES
 from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import (
@@ -187,7 +187,9 @@ def refuse_deliveries(request: Any) -> None:
     )
 
 
-def build_deployment(settings: Settings, app: App, *, callers: bool = True) -> Deployment:
+def build_deployment(
+    settings: Settings, app: App, *, callers: bool = True, scheduler: bool = True
+) -> Deployment:
     """Wire the runtime and the API for ``settings``, and start delivering.
 
     Who may call what is decided here, once for every entry point:
@@ -205,7 +207,8 @@ def build_deployment(settings: Settings, app: App, *, callers: bool = True) -> D
 
     ``callers=False`` builds a deployment whose API serves no caller route, only the step
     route and the public ones (the dispatcher and events functions), and which therefore
-    needs no API key.
+    needs no API key. ``scheduler=False`` leaves the step route out (the API function on
+    Google Cloud: each function serves only its own routes).
 
     Raises:
         ConfigurationError: the embedded default would listen beyond this machine without
@@ -240,7 +243,7 @@ def build_deployment(settings: Settings, app: App, *, callers: bool = True) -> D
         runtime.service,
         authenticate=authenticate,
         authenticate_step=authenticate_step,
-        routes=ROUTES if callers else STEP_ROUTES,
+        routes=(ROUTES if scheduler else CALLER_ROUTES) if callers else STEP_ROUTES,
         hosts=hosts,
     )
     return Deployment(runtime, api)

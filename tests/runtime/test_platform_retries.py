@@ -79,3 +79,23 @@ def test_the_step_route_reads_the_cloud_tasks_retry_count(clock: FakeClock) -> N
     assert calls == []
     assert runs.get("r").status == "error"
     runs.close()
+
+
+def test_the_api_function_serves_no_step_route(clock: FakeClock) -> None:
+    from refluxo.api.routes import CALLER_ROUTES
+
+    runs = service(clock, [])
+    api = HttpApi(runs, routes=CALLER_ROUTES)
+    environ = EnvironBuilder(
+        path="/tasks/step",
+        method="POST",
+        json={"runId": "x", "version": 0},
+        headers=[("Host", "localhost")],
+    ).get_environ()
+    assert api(Request(environ)).status_code == 404
+    document = HttpApi(runs, routes=CALLER_ROUTES)(
+        Request(EnvironBuilder(path="/openapi.json", headers=[("Host", "localhost")]).get_environ())
+    ).get_json()
+    assert "/tasks/step" not in document["paths"]
+    assert "/runs" in document["paths"]
+    runs.close()
