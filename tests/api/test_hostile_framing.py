@@ -1,0 +1,85 @@
+"""Bodies and cursors built to cost the server: each answered at once, with a 4xx."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from refluxo.api.http import HttpApi
+from refluxo.api.parsing import parse_json, read_body
+from refluxo.api.server import LocalServer
+from refluxo.errors import LimitExceededError
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.runtime.errors import BadRequest
+
+
+@pytest.fixture
+def server(runtime: EmbeddedRuntime) -> Iterator[LocalServer]:
+    with LocalServer(HttpApi(runtime.service)) as served:
+        yield served
+
+
+def raw_request(server: LocalServer, data: bytes) -> tuple[int, dict[str, object]]:
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_an_unclosed_string_of_escapes_is_measured_in_linear_time() -> None:
+    # Scanned with a backtracking regex, 32 KB took 7.6 s and 1 MiB would take hours.
+    text = ("{" * 65 + '"' + '\\"' * 500_000).encode()
+    started = time.perf_counter()
+    with pytest.raises(LimitExceededError):
+        parse_json(text, "the body")
+    assert time.perf_counter() - started < 2.0
+
+
+def test_a_cursor_with_a_lone_surrogate_is_a_400(
+    server: LocalServer, runtime: EmbeddedRuntime
+) -> None:
+    cursor = base64.urlsafe_b64encode(b'[1,"\\ud800"]').decode()
+    status, body = raw_request(
+        server,
+        f"GET /runs?cursor={cursor} HTTP/1.1\r\nHost: {server.url[7:]}\r\n\r\n".encode(),
+    )
+    assert status == 400
+    assert body == {"error": {"code": "bad_request", "message": "invalid cursor"}}
+
+
+def test_a_chunked_body_is_refused_before_it_is_read(server: LocalServer) -> None:
+    request = (
+        f"POST /runs HTTP/1.1\r\nHost: {server.url[7:]}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n{}"
+    ).encode()
+    status, body = raw_request(server, request)
+    assert status == 411
+    assert body["error"] == {
+        "code": "length_required",
+        "message": "send the body with a Content-Length",
+    }
+
+
+class BrokenStream:
+    def read(self, size: int = -1) -> bytes:
+        raise OSError("Invalid chunk header")
+
+
+class Framed:
+    content_length = None
+    stream = BrokenStream()
+
+
+def test_a_body_that_cannot_be_read_is_a_400() -> None:
+    with pytest.raises(BadRequest, match="could not be read"):
+        read_body(Framed(), 1 << 20, required=True)
