@@ -184,8 +184,11 @@ def test_resume_with_a_stale_version_is_409(http: FlaskClient, runtime: Embedded
     assert state(runtime) == before
 
 
-def test_oversized_chunked_body_is_413(api: HttpApi, runtime: EmbeddedRuntime) -> None:
-    """A body without Content-Length is cut off at the limit too (real server, chunked)."""
+def test_a_chunked_body_is_refused_by_the_local_server(
+    api: HttpApi, runtime: EmbeddedRuntime
+) -> None:
+    """The local server asks for a Content-Length (411) and changes nothing; a body without
+    one is otherwise cut off at the limit (see test_a_stream_without_length_is_cut_off)."""
     before = state(runtime)
 
     def chunks() -> Iterator[bytes]:
@@ -207,9 +210,23 @@ def test_oversized_chunked_body_is_413(api: HttpApi, runtime: EmbeddedRuntime) -
         response = connection.getresponse()
         status, body = response.status, json.loads(response.read())
         connection.close()
-    assert status == 413
-    assert "over 4096 bytes" in body["error"]["message"]
+    assert status == 411
+    assert body["error"]["code"] == "length_required"
     assert state(runtime) == before
+
+
+def test_a_stream_without_length_is_cut_off_at_the_limit() -> None:
+    import io
+
+    from refluxo.api.parsing import read_body
+    from refluxo.runtime.errors import PayloadTooLarge
+
+    class Unframed:
+        content_length = None
+        stream = io.BytesIO(b'{"input": "' + b"y" * 10_000 + b'"}')
+
+    with pytest.raises(PayloadTooLarge, match="over 4096 bytes"):
+        read_body(Unframed(), 4096, required=True)
 
 
 def test_step_endpoint_delivers(http: FlaskClient, runtime: EmbeddedRuntime) -> None:
