@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -25,23 +26,53 @@ MASK = "[REDACTED]"
 
 _MAX_DEPTH = 100
 
+_MIN_LINE = 16
+"""A line of a multi-line secret this long is a secret of its own (a PEM key's body)."""
+
+_PERCENT = re.compile(r"%[0-9A-F]{2}")
+
+
+def _aligned(raw: bytes, group: int) -> list[bytes]:
+    """The runs of ``raw`` that start on each possible boundary of ``group``-byte blocks.
+
+    Base64 (3-byte groups) and base32 (5-byte groups) of a longer text that contains the
+    secret at any offset contain the encoding of one of these runs, whatever came before.
+    """
+    return [raw[d : d + group * ((len(raw) - d) // group)] for d in range(group)]
+
+
+def _url_forms(secret: str) -> set[str]:
+    forms = {urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}
+    forms.add(urllib.parse.quote_plus(secret))
+    return forms | {_PERCENT.sub(lambda m: m.group(0).lower(), form) for form in forms}
+
 
 def _encodings(secret: str) -> set[str]:
-    """The forms ``secret`` takes in text: plain, escaped as JSON, Python and Unicode
-    escapes, URL-encoded, base64; each also as it reads once embedded in a JSON string."""
+    """The forms ``secret`` takes in text: plain, upper- and lower-cased, reversed; escaped
+    as JSON, by ``repr`` and as Unicode escapes; URL-encoded (either hex case); hex, base64
+    and base32 at any alignment; a multi-line secret's lines too (a PEM key's body); each
+    form also as it reads once embedded in a JSON string."""
     raw = secret.encode("utf-8", "surrogatepass")
     forms = {
         secret,
+        secret.upper(),
+        secret.lower(),
+        secret[::-1],
         json.dumps(secret, ensure_ascii=False)[1:-1],
         json.dumps(secret)[1:-1],
         repr(secret)[1:-1],
         secret.encode("unicode_escape").decode("ascii"),
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote_plus(secret),
+        raw.hex(),
+        raw.hex().upper(),
+        *_url_forms(secret),
     }
-    for encoder in (base64.b64encode, base64.urlsafe_b64encode):
-        encoded = encoder(raw).decode("ascii")
-        forms.update({encoded, encoded.rstrip("=")})
+    for run in _aligned(raw, 3):
+        forms.update({base64.b64encode(run).decode(), base64.urlsafe_b64encode(run).decode()})
+    for run in _aligned(raw, 5):
+        forms.add(base64.b32encode(run).decode())
+    for line in secret.splitlines():
+        if len(line.strip()) >= _MIN_LINE and line != secret:
+            forms |= _encodings(line.strip())
     nested = set()
     for form in forms:
         nested.add(json.dumps(form, ensure_ascii=False)[1:-1])

@@ -14,6 +14,8 @@ import base64
 import dataclasses
 import itertools
 import json
+import re
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -81,7 +83,36 @@ CHANNELS: dict[str, Leak] = {
     "opaque": lambda s: {"object": Opaque(s)},
     "base64": lambda s: base64.b64encode(s.encode()).decode(),
     "json_text": lambda s: json.dumps({"s": s}),
+    # Encodings an attacker found: the secret inside a longer base64 (HTTP Basic auth),
+    # bytes that are not UTF-8, default URL quoting, lowercase escapes, base32, hex, case.
+    "basic_auth": lambda s: "Basic " + base64.b64encode(b"u:" + s.encode()).decode(),
+    "not_utf8": lambda s: b"\xff" + s.encode(),
+    "quoted_url": lambda s: "https://x.test/?q=" + urllib.parse.quote(s),
+    "lower_escapes": lambda s: re.sub(
+        "%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote(s, safe="")
+    ),
+    "base32": lambda s: base64.b32encode(b"abc" + s.encode()).decode(),
+    "hex": lambda s: "0x" + s.encode().hex(),
+    "upper": lambda s: s.upper(),
+    "one_line": lambda s: max(s.splitlines(), key=len),
 }
+
+
+def emitted_core(channel: str, secret: str) -> list[bytes]:
+    """What the channel itself would write of ``secret``, as bytes to look for in the store
+    (independent of how redaction spells encodings)."""
+    raw = secret.encode()
+    cores = {
+        "basic_auth": [base64.b64encode(b"u:" + raw).decode()[4:]],
+        "not_utf8": [base64.b64encode(b"\xff" + raw).decode()[4:]],
+        "quoted_url": [urllib.parse.quote(secret)],
+        "lower_escapes": [CHANNELS["lower_escapes"](secret)],
+        "base32": [base64.b32encode(b"abc" + raw).decode()[8:]],
+        "hex": [raw.hex()],
+        "upper": [secret.upper()],
+        "one_line": [max(secret.splitlines(), key=len)],
+    }.get(channel, [])
+    return [core.encode() for core in cores if len(core) >= 8]
 
 
 def matrix_app(clock: FakeClock, crash_once: list[bool]) -> App:
@@ -167,6 +198,10 @@ def forms() -> Iterator[tuple[str, bytes]]:
 def assert_clean(blob: bytes, where: str) -> None:
     for name, form in forms():
         assert form not in blob, f"secret {name!r} found in {where} as {form[:40]!r}"
+    for name, secret in SECRETS.items():
+        for channel in CHANNELS:
+            for core in emitted_core(channel, secret):
+                assert core not in blob, f"secret {name!r} found in {where} via {channel}"
 
 
 def drive(service: RunService, deliver_due: Callable[[], int], clock: FakeClock) -> None:
