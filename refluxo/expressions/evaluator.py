@@ -13,11 +13,13 @@ an expression can reach are the transforms and functions registered on its scope
 JSON values come out (see :mod:`~refluxo.expressions.results`).
 
 Work is charged to the scope's :class:`~refluxo.expressions.budget.Meter` by weight, not
-call by call, so the closures stay as fast as they were: an expression's weight is the
-number of nodes in its syntax tree, an upper bound on the closures one evaluation calls
-outside filters. Evaluating it charges its weight once; a filter charges its predicate's
-weight once per item before it loops (a nested filter charges its own items when it
-runs). Jexl has no other loop, so the charges bound every closure call.
+call by call, so the closures stay as fast as they were: an expression's weight is the sum
+of its syntax tree's node weights (:func:`weight`), an upper bound on what the closures of
+one evaluation do outside filters. Evaluating it charges its weight once; a filter charges
+its predicate's weight once per item before it loops (a nested filter charges its own items
+when it runs). Jexl has no other loop, so the charges bound every closure call; what an
+operator does in proportion to its operands (a long string, a large array) it charges
+itself (see :mod:`~refluxo.expressions.jsvalues`).
 
 One module on purpose, though over 400 lines: one compiler, one closure factory per
 grammar rule; splitting rule by rule would scatter a single recursive function.
@@ -103,7 +105,7 @@ class CompiledExpression:
         self.text = text
         self._run = run
         self.weight = weight
-        """Nodes in the syntax tree: what one evaluation is charged before it starts."""
+        """The syntax tree's weight: what one evaluation is charged before it starts."""
 
     def evaluate(self, scope: Scope) -> Any:
         """The expression's value as a JSON value; ``None`` for ``undefined``."""
@@ -480,7 +482,6 @@ def _call(node: Tree[Token]) -> Run:
 
 
 def _array(node: Tree[Token]) -> Run:
-    elements = _arguments(node.children[0])
     children = node.children[0]
     if children is not None and all(
         _subtree(child).data in _CONSTANT_RULES for child in _subtree(children).children
@@ -492,6 +493,7 @@ def _array(node: Tree[Token]) -> Run:
             return list(values)  # a new list each time: a transform may change it
 
         return run_constant
+    elements = _arguments(children)
 
     def run(scope: Scope, relative: Any) -> list[Any]:
         scope.meter.build(len(elements))

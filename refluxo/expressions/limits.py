@@ -37,25 +37,40 @@ MAX_DATA_DEPTH: Final = 64
 """Nested containers walked in node input, or converted to a string by an expression."""
 
 MAX_COMPARISON_STEPS: Final = 100_000
-"""Values visited by one structural comparison (``==`` or ``in`` between containers)."""
+"""Values visited by one structural comparison (``==`` or ``in`` between containers).
+
+Looking a primitive up in an array (``'a' in list``) is a plain scan, not counted here
+(it is charged to the work budget).
+"""
 
 MAX_OPERATIONS: Final = 400_000
 """The work budget of one scope, in operations.
 
-An operation is about a tenth of a microsecond to half a microsecond of CPU:
+An operation stands for a tenth to a quarter of a microsecond of CPU on a small server:
 
-* evaluating one node of an expression's syntax tree (an operator, an access, a literal) is
-  one operation; an expression is charged its whole tree when it starts, and a filter
-  ``items[predicate]`` its predicate's tree once per item, before it loops;
-* each value a membership test (``in`` on an array), a structural comparison or a string
-  conversion of an array visits is one operation;
+* evaluating one node of an expression's syntax tree is one operation for a literal, a
+  name or a logical operator, two for an access (``.name``, ``[key]``), three for an
+  operator that converts its operands (``+``, ``<``, ``==``, ``in``...), four for a call;
+  an expression is charged its whole tree when it starts, and a filter
+  ``items[predicate]`` its predicate's tree (plus one) once per item, before it loops;
+* each element a membership test (``in`` on an array) scans is one operation (four when
+  looking for an array or object), each value a structural comparison visits four, each
+  element an array converted to a string joins two (sixteen unless a string or an
+  integer), each record of a node's ``all`` built eight;
 * reading a string (comparing, searching or converting it to a number) costs one operation
   per :data:`CHARACTERS_PER_OPERATION` characters;
-* returning a container costs one operation per four values in it (the result is checked
-  to hold JSON values only).
+* returning a container costs a quarter operation per value in it when it holds only
+  JSON scalars (checked in C), and six per entry otherwise (the result is checked to hold
+  JSON values only, see :mod:`~refluxo.expressions.results`).
 
-Charges are upper bounds (both branches of ``a ? b : c`` are charged), so an evaluation
-always costs less than its charge.
+The weights follow measured costs, so that the whole budget takes about the same time
+whatever the expression spends it on.
+
+Where the work depends on the data, charges are upper bounds taken before the work is
+done (both branches of ``a ? b : c`` are charged, a filter before it loops, a scan or a
+conversion before it starts), so an evaluation fails before doing the work that would
+exceed the budget; only a structural comparison, bounded on its own by
+:data:`MAX_COMPARISON_STEPS`, is charged when it ends.
 """
 
 CHARACTERS_PER_OPERATION: Final = 16

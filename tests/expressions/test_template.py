@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
+import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refluxo.errors import ExpressionError
 from refluxo.expressions import (
@@ -16,6 +20,7 @@ from refluxo.expressions import (
     validate_expression,
     validate_template,
 )
+from refluxo.expressions.template import delimited
 
 DATA: dict[str, Any] = {
     "count": 15,
@@ -166,3 +171,40 @@ def test_validate_template(template: str, valid: bool) -> None:
     ok, message = validate_template(template)
     assert ok is valid
     assert (message is None) is valid
+
+
+REFLUXO_DELIMITERS = re.compile(r"\{\{(.+?)\}\}", re.DOTALL)
+"""Refluxo's own delimiters: the scanner must find exactly what this finds."""
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.text(alphabet="{}a \n", max_size=30))
+def test_the_scanner_finds_what_refluxos_regular_expression_finds(text: str) -> None:
+    expected = [match.span() for match in REFLUXO_DELIMITERS.finditer(text)]
+    assert list(delimited(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "spans"),
+    [
+        ("{{}}", []),
+        ("{{}}}", [(0, 5)]),
+        ("{{{a}}}", [(0, 6)]),
+        ("{{a}}{{b}}", [(0, 5), (5, 10)]),
+        ("{{a}} {{", [(0, 5)]),
+        ("{{\n}}", [(0, 5)]),
+        ("{" * 10 + "}", []),
+    ],
+)
+def test_scanner_edge_cases(text: str, spans: list[tuple[int, int]]) -> None:
+    assert list(delimited(text)) == spans
+
+
+def test_scanning_is_linear_in_the_text() -> None:
+    text = "{{" * 500_000 + "}" + " {{x}}" * 1_000
+    started = time.perf_counter()
+    spans = list(delimited(text))
+    assert len(spans) == 1_000
+    assert spans[0] == (0, 1_000_007)  # the first "}}" closes the first "{{"
+    assert list(delimited("{{" * 500_000)) == []
+    assert time.perf_counter() - started < 2  # the lazy regex took hours on this text
