@@ -15,8 +15,11 @@ from __future__ import annotations
 from typing import Any, Final
 
 from refluxo.expressions.jsvalues import (
+    ARRAY,
+    NUMBER,
+    OBJECT,
+    STRING,
     UNDEFINED,
-    Kind,
     Undefined,
     base_number,
     base_string,
@@ -60,11 +63,11 @@ def sanitize(value: Any) -> Any:
     if type(value) in PLAIN_TYPES:
         return value
     found = kind(value)
-    if found is Kind.STRING:
+    if found is STRING:
         return base_string(value)
-    if found is Kind.NUMBER:
+    if found is NUMBER:
         return base_number(value)
-    if found in (Kind.ARRAY, Kind.OBJECT):
+    if found in (ARRAY, OBJECT):
         return value
     return UNDEFINED
 
@@ -85,14 +88,14 @@ def export(value: Any) -> Any:
 def _array_index(key: Any) -> int | None:
     """``key`` as an array index, the way JavaScript reads ``array[key]``; else ``None``."""
     found = kind(key)
-    if found is Kind.NUMBER:
+    if found is NUMBER:
         number = base_number(key)
         if isinstance(number, float):
             if not number.is_integer():
                 return None
             number = int(number)
         return number if number >= 0 else None
-    if found is Kind.STRING:
+    if found is STRING:
         text = base_string(key)
         if not text or len(text) >= 17:  # checked first: a key may be a megabyte long
             return None
@@ -104,7 +107,7 @@ def _array_index(key: Any) -> int | None:
 
 def property_key(key: Any) -> str:
     """``key`` as an object property name: JavaScript converts keys to strings."""
-    return base_string(key) if kind(key) is Kind.STRING else to_string(key)
+    return base_string(key) if kind(key) is STRING else to_string(key)
 
 
 def _length(sequence: Any) -> int:
@@ -125,7 +128,7 @@ def _at(sequence: Any, index: int) -> Any:
 
 
 def _from_sequence(sequence: Any, key: Any) -> Any:
-    if kind(key) is Kind.STRING and base_string(key) == "length":
+    if kind(key) is STRING and base_string(key) == "length":
         return _length(sequence)
     index = _array_index(key)
     if index is None or index >= _length(sequence):
@@ -153,15 +156,15 @@ def get_property(value: Any, name: str) -> Any:
     array's length (a deliberate difference: Jexl would read the first element's length).
     """
     found = kind(value)
-    if found is Kind.OBJECT:
+    if found is OBJECT:
         return sanitize(_from_mapping(value, name))
-    if found is Kind.ARRAY:
+    if found is ARRAY:
         if name == "length":
             return _length(value)
         if not _length(value):
             return UNDEFINED
         return get_item(sanitize(_at(value, 0)), name)
-    if found is Kind.STRING:
+    if found is STRING:
         return _length(value) if name == "length" else UNDEFINED
     return UNDEFINED
 
@@ -177,10 +180,10 @@ def get_item(value: Any, key: Any) -> Any:
     if key is False:
         return UNDEFINED
     found = kind(value)
-    if found is Kind.OBJECT:
+    if found is OBJECT:
         return sanitize(_from_mapping(value, property_key(key)))
-    if found is Kind.ARRAY:
+    if found is ARRAY:
         return sanitize(_from_sequence(value, key))
-    if found is Kind.STRING:
+    if found is STRING:
         return _from_sequence(value, key)
     return UNDEFINED

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from refluxo.context import Context
 from refluxo.expressions.evaluator import Registry, Scope, compile_expression
-from refluxo.expressions.jsvalues import Kind, kind
+from refluxo.expressions.jsvalues import ARRAY, OBJECT, STRING, kind
 from refluxo.expressions.limits import MAX_DATA_DEPTH, ExpressionLimitError
 from refluxo.expressions.template import compile_template
 from refluxo.expressions.views import NodesView
@@ -114,15 +114,15 @@ def _resolve(value: Any, scope: Scope, depth: int) -> Any:
     if type(value) is str:
         return compile_template(value)(scope) if "{{" in value else value
     found = kind(value)
-    if found is Kind.OBJECT or found is Kind.ARRAY:
+    if found is OBJECT or found is ARRAY:
         if depth >= MAX_DATA_DEPTH:
             raise ExpressionLimitError(
                 f"node input nests deeper than {MAX_DATA_DEPTH} levels of dicts and lists"
             )
-        if found is Kind.OBJECT:
+        if found is OBJECT:
             return {key: _resolve(item, scope, depth + 1) for key, item in value.items()}
         return [_resolve(item, scope, depth + 1) for item in value]
-    if found is Kind.STRING:
+    if found is STRING:
         text = str.__str__(value)
         return compile_template(text)(scope) if "{{" in text else value
     return value

@@ -16,11 +16,18 @@ runs).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 from typing import Any, Final
 
 from refluxo.expressions.budget import meter
 from refluxo.expressions.failures import LimitFailure
 from refluxo.expressions.jsvalues import (
+    ARRAY,
+    BOOLEAN,
+    NULLISH,
+    NUMBER,
+    OBJECT,
+    STRING,
     Kind,
     base_number,
     base_string,
@@ -30,6 +37,7 @@ from refluxo.expressions.jsvalues import (
     to_string,
 )
 from refluxo.expressions.limits import CHARACTERS_PER_OPERATION, MAX_COMPARISON_STEPS
+from refluxo.frozen import FrozenDict
 
 
 def loose_equal(left: Any, right: Any) -> bool:
@@ -40,27 +48,33 @@ def loose_equal(left: Any, right: Any) -> bool:
     difference: two arrays or objects compare structurally (see :func:`strict_equal`), not
     by identity, because Python data has no meaningful identity for expression authors.
     """
+    cls = type(left)
+    if cls is type(right):  # JSON values of one type: the fast paths
+        if cls is int or cls is float:
+            return left == right  # type: ignore[no-any-return]
+        if cls is str:
+            return _same_string(left, right)
     first, second = kind(left), kind(right)
-    if first is Kind.NULLISH or second is Kind.NULLISH:
+    if first is NULLISH or second is NULLISH:
         return first is second
-    if first is Kind.BOOLEAN:
+    if first is BOOLEAN:
         return loose_equal(1 if left else 0, right)
-    if second is Kind.BOOLEAN:
+    if second is BOOLEAN:
         return loose_equal(left, 1 if right else 0)
     if first is second:
-        if first is Kind.NUMBER:
+        if first is NUMBER:
             return base_number(left) == base_number(right)
-        if first is Kind.STRING:
+        if first is STRING:
             return _same_string(base_string(left), base_string(right))
         return strict_equal(left, right)
-    containers = (Kind.ARRAY, Kind.OBJECT)
+    containers = (ARRAY, OBJECT)
     if first in containers and second in containers:
         return False
-    if first in containers and second in (Kind.NUMBER, Kind.STRING):
+    if first in containers and second in (NUMBER, STRING):
         return loose_equal(to_string(left), right)
-    if second in containers and first in (Kind.NUMBER, Kind.STRING):
+    if second in containers and first in (NUMBER, STRING):
         return loose_equal(left, to_string(right))
-    if {first, second} == {Kind.NUMBER, Kind.STRING}:
+    if (first is NUMBER and second is STRING) or (first is STRING and second is NUMBER):
         return to_number(left) == to_number(right)
     return False
 
@@ -77,33 +91,39 @@ def strict_equal(left: Any, right: Any) -> bool:
     """``===`` for primitives; arrays and objects compare structurally, element by element.
 
     Iterative, and bounded by :data:`MAX_COMPARISON_STEPS` (which also stops cycles); every
-    value visited is charged as :data:`_COMPARISON_COST` operations.
+    value visited is charged as :data:`_COMPARISON_COST` operations, every container opened
+    :data:`_CONTAINER_COST` more.
     """
-    allowance = [MAX_COMPARISON_STEPS]
+    allowance = [MAX_COMPARISON_STEPS, 0]
     equal = _compare_structures(left, right, allowance)
-    meter().spend(_COMPARISON_COST * (MAX_COMPARISON_STEPS - allowance[0]))
+    _charge(allowance, MAX_COMPARISON_STEPS)
     return equal
 
 
 _COMPARISON_COST: Final = 4
 """Operations charged per value a structural comparison visits."""
-_CONTAINER_COST: Final = 4
-"""Further operations per array or object a comparison opens (charged as it opens it)."""
+_CONTAINER_COST: Final = 20
+"""Further operations per array or object a comparison opens."""
 _EXACT_PRIMITIVES: Final[frozenset[type]] = frozenset({type(None), bool, int, float, str})
-
-
+_EXACT_OBJECTS: Final[frozenset[type]] = frozenset((dict, FrozenDict))
 _MISSING: Final = object()
 """What a key missing from the second object compares as: unequal to any value."""
 
 
+def _charge(allowance: list[int], allowed: int) -> None:
+    """Charge the values visited and containers opened that ``allowance`` recorded."""
+    meter().spend(_COMPARISON_COST * (allowed - allowance[0]) + _CONTAINER_COST * allowance[1])
+
+
 def _compare_structures(left: Any, right: Any, allowance: list[int]) -> bool:
     """Whether ``left`` and ``right`` are strictly equal, taking one from ``allowance[0]``
-    per value visited (raising :class:`LimitFailure` when it runs out).
+    per value visited (raising :class:`LimitFailure` when it runs out) and adding the
+    containers opened to ``allowance[1]``.
 
     The stack holds iterators over the pairs still to compare, so a comparison's memory is
     its depth, not the size of the arrays it walks.
     """
-    remaining = allowance[0]
+    remaining, opened = allowance
     stack: list[Iterator[tuple[Any, Any]]] = [iter(((left, right),))]
     equal = True
     while stack:
@@ -126,33 +146,34 @@ def _compare_structures(left: Any, right: Any, allowance: list[int]) -> bool:
             equal = False
             break
         found = kind(first)
-        if first is second and found is not Kind.NUMBER:
+        if first is second and found is not NUMBER:
             continue
         if found is not kind(second):
             equal = False
-        elif found is Kind.NUMBER:
+        elif found is NUMBER:
             equal = base_number(first) == base_number(second)
-        elif found is Kind.STRING:
+        elif found is STRING:
             equal = _same_string(base_string(first), base_string(second))
-        elif found is Kind.ARRAY:
+        elif found is ARRAY or found is OBJECT:
+            opened += 1
             equal = len(first) == len(second)
-            stack.append(zip(first, second, strict=True))
-            meter().spend(_CONTAINER_COST)
-        elif found is Kind.OBJECT:
-            equal = len(first) == len(second)
-            stack.append(_object_pairs(first, second))
-            meter().spend(_CONTAINER_COST)
+            if found is ARRAY:
+                stack.append(zip(first, second, strict=True))
+            else:
+                stack.append(_object_pairs(first, second))
         else:  # distinct booleans, null vs undefined, distinct opaque objects
             equal = False
         if not equal:
             break
-    allowance[0] = remaining
+    allowance[0], allowance[1] = remaining, opened
     return equal
 
 
 def _object_pairs(first: Any, second: Any) -> Iterator[tuple[Any, Any]]:
     """``(first[key], second[key])`` for each key of ``first``; :data:`_MISSING` stands for
-    a key ``second`` lacks."""
+    a key ``second`` lacks. Plain dicts are paired by C loops."""
+    if type(first) in _EXACT_OBJECTS and type(second) in _EXACT_OBJECTS:
+        return zip(dict.values(first), map(second.get, first, repeat(_MISSING)), strict=False)
     if isinstance(first, dict) and isinstance(second, dict):
         return ((value, dict.get(second, key, _MISSING)) for key, value in dict.items(first))
     return ((first[key], second.get(key, _MISSING)) for key in first)
@@ -167,19 +188,19 @@ def contains(needle: Any, haystack: Any) -> bool:
     array scan charges one operation per element, before it starts.
     """
     found = kind(haystack)
-    if found is Kind.STRING:
+    if found is STRING:
         text, part = base_string(haystack), to_string(needle)
         meter().read(len(text) + len(part))
         return part in text
-    if found is Kind.ARRAY:
+    if found is ARRAY:
         wanted = kind(needle)
-        if wanted is Kind.ARRAY or wanted is Kind.OBJECT:
+        if wanted is ARRAY or wanted is OBJECT:
             meter().spend(_STRUCTURE_SCAN_COST * len(haystack) + 1)
             return _find_structure(needle, haystack)
         meter().spend(len(haystack) + 1)
         return _scan(needle, wanted, haystack)
-    if found is Kind.OBJECT:
-        key = base_string(needle) if kind(needle) is Kind.STRING else to_string(needle)
+    if found is OBJECT:
+        key = base_string(needle) if kind(needle) is STRING else to_string(needle)
         return key in haystack
     return False
 
@@ -192,13 +213,13 @@ element starts a comparison), besides the values the comparisons visit."""
 def _find_structure(needle: Any, haystack: Any) -> bool:
     """Whether an element of ``haystack`` is structurally equal to container ``needle``; the
     comparisons share one :data:`MAX_COMPARISON_STEPS` allowance."""
-    allowance = [MAX_COMPARISON_STEPS]
+    allowance = [MAX_COMPARISON_STEPS, 0]
     found = False
     for item in haystack:
         if _compare_structures(needle, item, allowance):
             found = True
             break
-    meter().spend(_COMPARISON_COST * (MAX_COMPARISON_STEPS - allowance[0]))
+    _charge(allowance, MAX_COMPARISON_STEPS)
     return found
 
 
@@ -208,7 +229,7 @@ def _scan(needle: Any, wanted: Kind, haystack: Any) -> bool:
     Exact ``str``, ``int`` and ``float`` elements (all of JSON data) take the fast branch;
     subclasses compare through their base type, so no override runs.
     """
-    if wanted is Kind.STRING:
+    if wanted is STRING:
         text = base_string(needle)
         size = len(text)
         for item in haystack:
@@ -219,17 +240,17 @@ def _scan(needle: Any, wanted: Kind, haystack: Any) -> bool:
                     and item == text
                 ):
                     return True
-            elif kind(item) is Kind.STRING and _same_string(text, base_string(item)):
+            elif kind(item) is STRING and _same_string(text, base_string(item)):
                 return True
         return False
-    if wanted is Kind.NUMBER:
+    if wanted is NUMBER:
         number = base_number(needle)
         for item in haystack:
             cls = type(item)
             if cls is int or cls is float:
                 if item == number:
                     return True
-            elif kind(item) is Kind.NUMBER and base_number(item) == number:
+            elif kind(item) is NUMBER and base_number(item) == number:
                 return True
         return False
     # booleans, null and undefined are singletons; opaque objects compare by identity

@@ -49,10 +49,10 @@ from refluxo.expressions.budget import Meter, enter, leave
 from refluxo.expressions.failures import Failure, expression_error, from_failure
 from refluxo.expressions.jsvalues import UNDEFINED, display, int_to_string, truthy
 from refluxo.expressions.limits import CACHE_SIZE
-from refluxo.expressions.parser import parse
+from refluxo.expressions.parser import LIST_RULES, parse
 from refluxo.expressions.results import JSON_SCALARS, to_json
 from refluxo.expressions.views import NodesView, NodeView
-from refluxo.frozen import FrozenDict
+from refluxo.frozen import FrozenDict, FrozenList
 
 Registry: TypeAlias = Mapping[str, Callable[..., Any]]
 """Named callables an expression may call: transforms (``x|name``) or functions."""
@@ -195,6 +195,7 @@ def validate_expression(expression: str) -> tuple[bool, str | None]:
 
 _Compiler: TypeAlias = Callable[[Tree[Token]], Run]
 _DICT_TYPES: Final[frozenset[type[Any]]] = frozenset((dict, FrozenDict))
+_ARRAY_TYPES: Final[frozenset[type[Any]]] = frozenset((list, FrozenList, tuple))
 _VIEW_TYPES: Final[frozenset[type]] = frozenset({NodesView, NodeView})
 _CONSTANT_RULES: Final = frozenset({"number", "string", "true", "false", "null"})
 
@@ -203,7 +204,7 @@ def _compile(node: Tree[Token]) -> Run:
     return _COMPILERS[str(node.data)](node)
 
 
-_OPERATOR_WEIGHT: Final = 3
+_OPERATOR_WEIGHT: Final = 5
 """Operations charged per operator node: converting operands (``'2' * x``, ``1 < null``)
 takes several steps of JavaScript's algorithms."""
 _WEIGHTS: Final = {
@@ -211,13 +212,17 @@ _WEIGHTS: Final = {
         ("eq", "ne", "lt", "le", "gt", "ge", "in_", "add", "sub", "mul", "div", "floordiv"),
         _OPERATOR_WEIGHT,
     ),
-    **dict.fromkeys(("mod", "pow", "neg"), _OPERATOR_WEIGHT),
+    **dict.fromkeys(("mod", "neg"), _OPERATOR_WEIGHT),
+    "pow": 8,  # Math.pow's special cases around math.pow
     "member": 2,  # a lookup through a view, a mapping or a sequence
-    "index": 2,
-    "transform": 4,  # a call into registered code, arguments checked
-    "call": 4,
+    "index": 4,  # the same, with JavaScript's conversion of the key
+    "transform": 8,  # a call into registered code, its arguments and result checked
+    "call": 8,
 }
-"""Operations charged per node of each rule; every other node costs one."""
+"""Operations charged per node of each rule; every other node costs one, and the list of
+an array literal, an object literal or a call's arguments :data:`_ELEMENT_WEIGHT` more per
+element (each is exported into the list)."""
+_ELEMENT_WEIGHT: Final = 2
 
 
 def weight(tree: Tree[Token]) -> int:
@@ -225,10 +230,16 @@ def weight(tree: Tree[Token]) -> int:
     work its closures do besides the loops that charge their own."""
     total = 0
     pending = [tree]
+    weights, lists, push = _WEIGHTS, LIST_RULES, pending.append
     while pending:
         node = pending.pop()
-        total += _WEIGHTS.get(str(node.data), 1)
-        pending.extend(child for child in node.children if isinstance(child, Tree))
+        rule, children = node.data, node.children
+        total += weights.get(rule, 1)
+        if rule in lists:
+            total += _ELEMENT_WEIGHT * len(children)
+        for child in children:
+            if type(child) is Tree:
+                push(child)
     return total
 
 
@@ -288,13 +299,26 @@ def _identifier(node: Tree[Token]) -> Run:
     return run
 
 
+_SEQUENCE_TYPES: Final[frozenset[type]] = frozenset((str, list, tuple))
+_NO_PROPERTIES: Final[frozenset[type]] = frozenset((int, float, bool, type(None)))
+
+
 def _relative(node: Tree[Token]) -> Run:
+    """``.name``: the current filter item's ``name``. An identifier is never an index, so on
+    an exact string, list or tuple only ``length`` exists (the fast paths give what
+    :func:`~refluxo.expressions.access.get_item` gives, without its dispatch)."""
     name = _token(node.children[0])
+    is_length = name == "length"
 
     def run(scope: Scope, relative: Any) -> Any:
-        if type(relative) in _DICT_TYPES:  # a filter over JSON objects: the fast path
+        cls = type(relative)
+        if cls in _DICT_TYPES:  # a filter over JSON objects
             value = relative.get(name, UNDEFINED)
             return value if type(value) in PLAIN_TYPES else sanitize(value)
+        if cls in _SEQUENCE_TYPES:
+            return len(relative) if is_length else UNDEFINED
+        if cls in _NO_PROPERTIES or relative is UNDEFINED:
+            return UNDEFINED
         return get_item(relative, name)
 
     return run
@@ -330,6 +354,8 @@ def _path(node: Tree[Token]) -> Run:
                     value = value.get(key, UNDEFINED)
                 elif cls in _VIEW_TYPES:
                     value = value.lookup(key)
+                elif cls in _ARRAY_TYPES and type(raw) is int and not dot:
+                    value = value[raw] if 0 <= raw < len(value) else UNDEFINED
                 elif dot:
                     value = get_property(value, key)
                 else:
@@ -353,6 +379,8 @@ def _walk(chain: tuple[tuple[str, bool, Any], ...], value: Any) -> Any:
             value = value.get(key, UNDEFINED)
         elif cls in _VIEW_TYPES:
             value = value.lookup(key)
+        elif cls in _ARRAY_TYPES and type(raw) is int and not dot:
+            value = value[raw] if 0 <= raw < len(value) else UNDEFINED
         elif dot:
             value = get_property(value, key)
         else:
@@ -393,22 +421,27 @@ def _is_relative(expression: Tree[Token]) -> bool:
     return False
 
 
+_ITEM_COST: Final = 3
+"""Operations charged per item a filter visits, besides its predicate: reading the item,
+testing the predicate's value, keeping the item."""
+
+
 def _filter(subject: Run, predicate: Run, cost: int) -> Run:
     """``subject[predicate]`` with relative identifiers: the elements for which the
     predicate is truthy. A non-array subject filters as a one-element array (``undefined``
     as an empty one).
 
-    Charged ``cost`` (the predicate's weight) plus one per item, before looping, and the
-    kept list as values built."""
+    Charged ``cost`` (the predicate's weight) plus :data:`_ITEM_COST` per item, before
+    looping, and the kept list as values built."""
 
     def run(scope: Scope, relative: Any) -> list[Any]:
         items = subject(scope, relative)
         if items is UNDEFINED:
             return []
-        if jsvalues.kind(items) is not jsvalues.Kind.ARRAY:
+        if jsvalues.kind(items) is not jsvalues.ARRAY:
             items = [items]
         meter = scope.meter
-        meter.spend(len(items) * (cost + 1))
+        meter.spend(len(items) * (cost + _ITEM_COST))
         kept: list[Any] = []
         for item in items:
             element = sanitize(item)
@@ -432,6 +465,8 @@ def _argument(value: Any) -> Any:
 
 def _returned(value: Any, what: str) -> Any:
     """A registered callable's result; coroutines are refused (evaluation is synchronous)."""
+    if type(value) in JSON_SCALARS:
+        return value
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()

@@ -49,14 +49,16 @@ MAX_OPERATIONS: Final = 400_000
 An operation stands for a tenth to a quarter of a microsecond of CPU on a small server:
 
 * evaluating one node of an expression's syntax tree is one operation for a literal, a
-  name or a logical operator, two for an access (``.name``, ``[key]``), three for an
-  operator that converts its operands (``+``, ``<``, ``==``, ``in``...), four for a call;
+  name or a logical operator, two for ``.name``, four for ``[key]``, five for an operator
+  that converts its operands (``+``, ``<``, ``==``, ``in``...), eight for ``^`` and for a
+  call, two more per element of an array or object literal or of a call's arguments;
   an expression is charged its whole tree when it starts, and a filter
-  ``items[predicate]`` its predicate's tree (plus one) once per item, before it loops;
+  ``items[predicate]`` its predicate's tree (plus three) once per item, before it loops;
 * each element a membership test (``in`` on an array) scans is one operation (four when
-  looking for an array or object), each value a structural comparison visits four, each
-  element an array converted to a string joins two (sixteen unless a string or an
-  integer), each record of a node's ``all`` built eight;
+  looking for an array or object); each value a structural comparison visits is four, and
+  each array or object it opens twenty more; each element of an array converted to a
+  string is four (sixteen more unless a string or an integer); each record of a node's
+  ``all`` built is eight;
 * reading a string (comparing, searching or converting it to a number) costs one operation
   per :data:`CHARACTERS_PER_OPERATION` characters;
 * returning a container costs a quarter operation per value in it when it holds only

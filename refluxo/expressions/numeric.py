@@ -25,6 +25,7 @@ import math
 from typing import Final
 
 from refluxo.expressions.budget import meter
+from refluxo.expressions.limits import CHARACTERS_PER_OPERATION
 
 JS_WHITESPACE: Final = (
     "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
@@ -59,9 +60,17 @@ def _decimal(body: str) -> bool:
     return (not whole or _digits(whole)) and (not fraction or _digits(fraction))
 
 
+CONVERSION_COST: Final = 8
+"""Operations charged per conversion, besides reading the text: about two dozen steps."""
+
+
 def string_to_number(text: str) -> float:
     """JavaScript's ``Number(text)``: see the module documentation for the grammar."""
-    meter().read(len(text))
+    if len(text) < CHARACTERS_PER_OPERATION and text.isascii() and text.isdigit():
+        return float(text)  # the commonest case, "42": cheaper than its operator node
+    current = meter()
+    current.spend(CONVERSION_COST)
+    current.read(len(text))
     text = text.strip(JS_WHITESPACE)
     if not text:
         return 0.0

@@ -29,6 +29,7 @@ _NAMED_TERMINALS: Final = {
     "NUMBER": "number",
     "STRING": "string",
     "$END": "end of expression",
+    "_IN": "'in'",
 }
 _MAX_EXPECTED_SHOWN: Final = 8
 

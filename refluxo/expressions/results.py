@@ -30,7 +30,15 @@ from typing import Any, Final
 
 from refluxo.expressions.budget import Meter
 from refluxo.expressions.failures import Failure
-from refluxo.expressions.jsvalues import Kind, base_number, base_string, kind
+from refluxo.expressions.jsvalues import (
+    ARRAY,
+    NUMBER,
+    OBJECT,
+    STRING,
+    base_number,
+    base_string,
+    kind,
+)
 from refluxo.expressions.views import NodesView, NodeView
 from refluxo.frozen import FrozenDict, FrozenList
 
@@ -56,11 +64,11 @@ def _scalar(value: Any) -> Any:
     if type(value) in JSON_SCALARS:
         return value
     found = kind(value)
-    if found is Kind.STRING:
+    if found is STRING:
         return base_string(value)
-    if found is Kind.NUMBER:
+    if found is NUMBER:
         return base_number(value)
-    if found is Kind.ARRAY or found is Kind.OBJECT:
+    if found is ARRAY or found is OBJECT:
         return _CONTAINER
     return _OMITTED  # undefined, and every opaque object
 
@@ -86,7 +94,7 @@ class _Frame:
         source = original
         if type(source) is NodeView or type(source) is NodesView:
             source = source.to_dict()
-        self.is_object = kind(source) is Kind.OBJECT
+        self.is_object = kind(source) is OBJECT
         self.changed = type(source) not in (_PLAIN_OBJECTS if self.is_object else _PLAIN_ARRAYS)
         self.entries = _entries(source, self.is_object)
         meter.spend(_FRAME_COST + _ENTRY_COST * len(self.entries))
@@ -120,7 +128,7 @@ class _Frame:
                 index += 1
                 if type(key) is not str:
                     self.changed = True
-                    if kind(key) is not Kind.STRING:
+                    if kind(key) is not STRING:
                         continue  # invisible to expressions: left out
                     key = base_string(key)
             else:
@@ -151,18 +159,16 @@ class _Frame:
         return None
 
     def result(self, meter: Meter) -> Any:
-        if not self.changed:
-            return self.entries_source()
-        meter.build(len(self.values))
+        """The converted container: the original itself when nothing had to change (a view
+        always becomes a new dict), else a copy charged as values built."""
+        view = type(self.original) is NodeView or type(self.original) is NodesView
+        if not self.changed and not view:
+            return self.original
+        if self.changed:
+            meter.build(len(self.values))
         if self.is_object:
             return dict(zip(self.keys, self.values, strict=True))
         return self.values
-
-    def entries_source(self) -> Any:
-        """The container converted (for the views, the plain dict they became)."""
-        if type(self.original) is NodeView or type(self.original) is NodesView:
-            return dict(zip(self.keys, self.values, strict=True))
-        return self.original
 
     def step(self) -> str:
         """How this container's child being converted is reached, for error messages."""

@@ -5,9 +5,11 @@ a step costs O(history) and a long run is quadratic. These views compute a node'
 when an expression reads it (and its ``all`` list only when that is read), so a step costs
 what its expressions actually touch. Node ids without results are absent, as in Refluxo.
 ``all`` (a record per result: as long as the node's history) is built once per view, and
-so once per scope, charged to its meter (see :mod:`~refluxo.expressions.budget`); it is
-read-only (a :class:`~refluxo.frozen.FrozenList` of :class:`~refluxo.frozen.FrozenDict`),
-so sharing it between reads cannot let one registered transform change what another sees.
+so once per scope, charged to its meter (see :mod:`~refluxo.expressions.budget`): a filter
+reading it for each of its items does not rebuild it each time. It is shared between
+reads, so it is immutable: a tuple of read-only records
+(:class:`~refluxo.frozen.FrozenDict`), which a registered transform cannot change under
+another's feet; a result holding it gets it as a new list.
 
 ``nodes.<id>`` has Refluxo's shape::
 
@@ -23,7 +25,7 @@ from typing import Any, Final
 
 from refluxo.expressions.budget import meter
 from refluxo.expressions.jsvalues import UNDEFINED
-from refluxo.frozen import FrozenDict, FrozenList
+from refluxo.frozen import FrozenDict
 from refluxo.model import NodeResult
 
 _NODE_KEYS: Final = ("output", "last", "all")
@@ -70,7 +72,7 @@ class NodeView(Mapping[str, Any]):
 
     def __init__(self, results: Sequence[Any]) -> None:
         self._results = results
-        self._all: FrozenList | None = None
+        self._all: tuple[FrozenDict, ...] | None = None
 
     def lookup(self, key: str) -> Any:
         """The value at ``key``, or :data:`UNDEFINED`; what member access calls."""
@@ -84,13 +86,11 @@ class NodeView(Mapping[str, Any]):
             return self._all
         return UNDEFINED
 
-    def _records(self) -> FrozenList:
+    def _records(self) -> tuple[FrozenDict, ...]:
         current = meter()
         current.spend(_RECORD_COST * len(self._results))
         current.build(_RECORD_SIZE * len(self._results))
-        records = FrozenList()
-        list.extend(records, (_frozen(_entry(result)) for result in self._results))
-        return records
+        return tuple(_frozen(_entry(result)) for result in self._results)
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict of all three entries (what ``{{ nodes.<id> }}`` returns)."""

@@ -152,7 +152,7 @@ amplifying_expressions = st.builds(
             "input.digits + 'x'",
             "'' + input.numbers",
             "input.objects[.v > 1]",
-            "input.numbers[. in input.numbers]",
+            "input.objects[.v in input.numbers]",
             "input.digits * 1",
             "input.text == input.digits",
             "'ab' in input.text",
@@ -288,6 +288,13 @@ CASES: Final = (
         "arrays of 1 MiB converted to one string, repeated",
         {"v": "{{ '' + " + repeated("input.numbers", ", ", 4_000) + " }}"},
         large_data,
+        WORK_LIMIT,
+    ),
+    Case(
+        "join, 1 MiB of strings",
+        "the longest strings of 1 MiB joined, past the string length limit",
+        {"v": "{{ '' + [input.text, input.digits, input.braces] }}"},
+        lambda: {"text": "ab" * 174_000, "digits": "1" * 349_000, "braces": "{{" * 174_000},
         STRING_LIMIT,
     ),
     Case(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from refluxo.expressions import CHARACTERS_PER_OPERATION, Scope, compile_expression, evaluate
 from refluxo.expressions.budget import Meter, enter, leave
-from refluxo.expressions.numeric import JS_WHITESPACE, string_to_number
+from refluxo.expressions.numeric import CONVERSION_COST, JS_WHITESPACE, string_to_number
 
 NAN = object()
 
@@ -113,9 +113,10 @@ def test_conversion_is_charged_by_length() -> None:
     token = enter(meter)
     try:
         string_to_number("1" * 160_000)
-        assert meter.spent == 160_000 // CHARACTERS_PER_OPERATION
+        assert meter.spent == CONVERSION_COST + 160_000 // CHARACTERS_PER_OPERATION
         string_to_number("12")
-        assert meter.spent == 10_000  # short strings cost nothing beyond their operator
+        string_to_number(" 12")
+        assert meter.spent == 2 * CONVERSION_COST + 10_000  # "12" costs its operator only
     finally:
         leave(token)
 
@@ -157,4 +158,4 @@ def test_the_scanner_accepts_exactly_the_grammar(text: str) -> None:
 def test_conversions_inside_expressions_are_metered() -> None:
     scope = Scope({"s": "1" * 1_600_000})
     compile_expression("s * 1").evaluate(scope)
-    assert scope.meter.spent == 100_000 + compile_expression("s * 1").weight
+    assert scope.meter.spent == CONVERSION_COST + 100_000 + compile_expression("s * 1").weight

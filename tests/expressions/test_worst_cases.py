@@ -30,6 +30,7 @@ from refluxo.expressions import (
     compile_expression,
     render,
 )
+from refluxo.expressions.numeric import CONVERSION_COST
 from tests.expressions.adversarial import (
     CASES,
     MIB,
@@ -96,7 +97,7 @@ def test_a_100_kb_amount_converts_in_one_pass() -> None:
     assert math.isnan(results["total"])  # Number("11...1x") is NaN in JavaScript
     read = 100_001 // CHARACTERS_PER_OPERATION
     weight = compile_expression("nodes.start.output.amount * 1.2").weight
-    assert scope.meter.spent == weight + read
+    assert scope.meter.spent == weight + CONVERSION_COST + read
     assert compile_expression("s * 1.2").evaluate(Scope({"s": "1" * 100_000})) == math.inf
 
 
