@@ -93,6 +93,20 @@ class CloudSettings:
     timeout plus a margin for a cold start, so the queue never gives up on a step that is
     still running; at most 1,800 s, the service's limit."""
 
+    run_retention_days: int | None = None
+    """Finished runs and their results expire this many days after they end
+    (``REFLUXO_RUN_RETENTION_DAYS``; unset: kept forever). Firestore's TTL deletes them."""
+    reconciler_service_account: str | None = None
+    """The identity whose OIDC token may call ``POST /tasks/reconcile``
+    (``REFLUXO_RECONCILER_SERVICE_ACCOUNT``; unset: the tasks service account)."""
+    reconcile_grace_s: float = 600.0
+    """How long past its due time a run's next step must be before the reconciler schedules
+    it again (``REFLUXO_RECONCILE_GRACE_S``); at least the dispatch deadline, so a step
+    still in progress is never taken for stalled."""
+    oidc_certs_url: str | None = None
+    """Where the OIDC signing certificates are published (``REFLUXO_OIDC_CERTS_URL``;
+    unset: Google's). Only for a private token issuer, such as a test's."""
+
     @property
     def queue_path(self) -> str:
         return f"projects/{self.project}/locations/{self.region}/queues/{self.tasks_queue}"
@@ -120,6 +134,17 @@ _REQUIRED_FOR_CLOUD = (
     "REFLUXO_TASKS_QUEUE",
     "REFLUXO_STEP_URL",
 )
+
+
+def _https_url(env: Mapping[str, str], name: str) -> str | None:
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if not raw.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigurationError(
+            f"{name} must be an https URL (or http on 127.0.0.1/localhost), got {raw!r}"
+        )
+    return raw
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -320,4 +345,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         batch_ms=batch_ms,
         auth=auth,
         allowed_hosts=allowed_hosts,
+        run_retention_days=(
+            _integer(env, "REFLUXO_RUN_RETENTION_DAYS", 0, 1, 3650)
+            if env.get("REFLUXO_RUN_RETENTION_DAYS")
+            else None
+        ),
+        reconciler_service_account=env.get("REFLUXO_RECONCILER_SERVICE_ACCOUNT") or None,
+        reconcile_grace_s=_number(
+            env, "REFLUXO_RECONCILE_GRACE_S", max(600.0, 2 * deadline_s), deadline_s, 86_400
+        ),
+        oidc_certs_url=_https_url(env, "REFLUXO_OIDC_CERTS_URL"),
     )

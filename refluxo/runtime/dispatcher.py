@@ -42,6 +42,7 @@ from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
+from refluxo.runtime.due import due_time
 from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.history import HistoryContext
 from refluxo.runtime.loop import blocking
@@ -101,25 +102,6 @@ class DeliveryResult:
     record: RunRecord | None = None
     steps: int = 0
     acknowledged: bool = False
-
-
-def due_time(snapshot: Snapshot) -> int | None:
-    """When the stored run's next step is due (epoch ms), or None if it waits for nobody.
-
-    Active runs are due now (0); a run waiting for a retry at ``retryState.nextRetryAt``; a
-    timed pause at ``metadata["resumeAt"]``; other paused, completed and failed runs never.
-    """
-    status = snapshot.status
-    if status == SnapshotStatus.ACTIVE:
-        return 0
-    if status == SnapshotStatus.ERROR:
-        retry = snapshot.retry_state
-        return (retry.next_retry_at or 0) if retry is not None else 0
-    if status == SnapshotStatus.PAUSED:
-        resume_at = snapshot.metadata.get(RESUME_AT)
-        if isinstance(resume_at, int | float) and not isinstance(resume_at, bool):
-            return int(resume_at)
-    return None
 
 
 def _not_json(constant: str) -> Any:

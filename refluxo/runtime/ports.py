@@ -244,6 +244,20 @@ class RunStore(Protocol):
         """Runs, optionally of one status, newest created first (ties by id, descending)."""
         ...
 
+    def overdue_runs(
+        self, expected_before: int, *, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs whose next step was expected at or before ``expected_before`` (epoch ms).
+
+        "Expected" is :func:`refluxo.runtime.due.expected_at` of the stored head: finished
+        runs and runs paused until a caller resumes them are never returned. The page holds
+        every such run (oldest expectation first, ties by id) and may also hold runs
+        expected a little later, which a store that indexes a coarser copy of the time
+        cannot tell apart: the caller checks each record. The query is indexed: its cost
+        grows with the page, not with the number of runs. ``cursor`` continues a page.
+        """
+        ...
+
 
 @runtime_checkable
 class DefinitionStore(Protocol):

@@ -1,0 +1,45 @@
+"""When a run's next step is due: what the scheduler is asked for and the reconciler checks.
+
+Both are read off the run's head, never stored separately as the truth: a store may index
+a copy (to find overdue runs quickly), but the head decides.
+"""
+
+from __future__ import annotations
+
+from refluxo.metadata import RESUME_AT
+from refluxo.model import Snapshot, SnapshotStatus
+
+
+def due_time(snapshot: Snapshot) -> int | None:
+    """When the stored run's next step is due (epoch ms), or None if it waits for nobody.
+
+    Active runs are due now (0); a run waiting for a retry at ``retryState.nextRetryAt``; a
+    timed pause at ``metadata["resumeAt"]``; other paused, completed and failed runs never.
+    """
+    status = snapshot.status
+    if status == SnapshotStatus.ACTIVE:
+        return 0
+    if status == SnapshotStatus.ERROR:
+        retry = snapshot.retry_state
+        return (retry.next_retry_at or 0) if retry is not None else 0
+    if status == SnapshotStatus.PAUSED:
+        resume_at = snapshot.metadata.get(RESUME_AT)
+        if isinstance(resume_at, int | float) and not isinstance(resume_at, bool):
+            return int(resume_at)
+    return None
+
+
+def expected_at(snapshot: Snapshot, committed_at: int) -> int | None:
+    """The time (epoch ms) by which the head committed at ``committed_at`` should have been
+    followed by its next step, or None if nothing is expected (finished, or paused until a
+    caller resumes it).
+
+    A step due "now" is expected at its commit time; a retry or a timed pause at its own
+    time, or at the commit time if that is later. A run whose expected time lies further
+    in the past than a grace period has stalled: its delivery was lost.
+    """
+    due = due_time(snapshot)
+    return None if due is None else max(due, committed_at)
+
+
+__all__ = ["due_time", "expected_at"]
