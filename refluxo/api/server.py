@@ -4,17 +4,23 @@ Some requests never reach the handler: the server refuses them while reading the
 request line over 64 KiB: 414; a header line over 64 KiB or more than 100 headers: 431; a
 request line it cannot read: 400; HTTP/2 or later: 505). Those answers are the API's JSON
 error body too (:class:`JsonErrorHandler`), not the HTML page of Python's ``http.server``.
+
+A client that stops sending cannot hold the server: every read of a connection times out
+after :data:`READ_TIMEOUT_S` (the connection is closed; a body that stops mid-way is a 400),
+and at most :data:`MAX_CONNECTIONS` connections are served at once, each on its own thread;
+one more is answered 503 and closed at once, before anything of it is read.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from refluxo.api.http import HttpApi, error_response
 
@@ -54,9 +60,26 @@ _PROTOCOL_ERRORS = {
 }
 
 
+READ_TIMEOUT_S = 30.0
+"""How long the server waits for each read of a request (line, headers, body chunk)."""
+
+MAX_CONNECTIONS = 128
+"""Connections served at once; each holds a thread until it is answered or times out."""
+
+_BUSY_BODY = b'{"error": {"code": "busy", "message": "too many connections; retry in a moment"}}'
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nRetry-After: 1\r\n"
+    + f"Content-Length: {len(_BUSY_BODY)}\r\n\r\n".encode()
+    + _BUSY_BODY
+)
+
+
 class JsonErrorHandler(WSGIRequestHandler):
     """werkzeug's request handler, answering the errors of the HTTP layer itself (what
     ``http.server`` refuses before any WSGI application runs) with the API's JSON body."""
+
+    timeout = READ_TIMEOUT_S
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         error, text = _PROTOCOL_ERRORS.get(code, ("http_error", message or "request refused"))
@@ -83,6 +106,38 @@ class _QuietHandler(JsonErrorHandler):
         pass
 
 
+class BoundedServer(ThreadedWSGIServer):
+    """werkzeug's threaded server with at most ``max_connections`` connections at once."""
+
+    def __init__(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        try:
+            request.settimeout(0)
+            request.send(_BUSY)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+
 class LocalServer:
     """Serves ``api`` on ``host:port`` in a background thread (port 0 picks a free one).
 
@@ -91,14 +146,23 @@ class LocalServer:
     """
 
     def __init__(
-        self, api: HttpApi, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False
+        self,
+        api: HttpApi,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        access_log: bool = False,
+        max_connections: int = MAX_CONNECTIONS,
+        read_timeout_s: float = READ_TIMEOUT_S,
     ) -> None:
-        self._server: BaseWSGIServer = make_server(
+        base = JsonErrorHandler if access_log else _QuietHandler
+        handler = type(base.__name__, (base,), {"timeout": read_timeout_s})
+        self._server = BoundedServer(
             host,
             port,
             create_wsgi_app(api),
-            threaded=True,
-            request_handler=JsonErrorHandler if access_log else _QuietHandler,
+            handler,
+            max_connections=max_connections,
         )
         api.listening_on(self.port)
         self._thread: threading.Thread | None = None

@@ -16,6 +16,7 @@ from refluxo.api.server import LocalServer
 from refluxo.errors import LimitExceededError
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime.errors import BadRequest
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -83,3 +84,55 @@ class Framed:
 def test_a_body_that_cannot_be_read_is_a_400() -> None:
     with pytest.raises(BadRequest, match="could not be read"):
         read_body(Framed(), 1 << 20, required=True)
+
+
+def test_a_body_that_stops_mid_way_is_answered_when_the_read_times_out(
+    runtime: EmbeddedRuntime,
+) -> None:
+    with LocalServer(HttpApi(runtime.service), read_timeout_s=0.5) as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(
+                f"POST /runs HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                '{"workflow":'.encode()
+            )
+            started = time.monotonic()
+            reply = b""
+            while chunk := sock.recv(65536):  # the client sends nothing more
+                reply += chunk
+        waited = time.monotonic() - started
+    assert waited < 5, "the server held a stalled request past its read timeout"
+    if reply:  # answered before closing: a 4xx JSON error, never a 500
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert 400 <= int(head.split()[1]) < 500
+        assert "error" in json.loads(body)
+
+
+def test_connections_past_the_cap_are_refused_at_once_and_slots_come_back(
+    runtime: EmbeddedRuntime,
+) -> None:
+    with LocalServer(HttpApi(runtime.service), max_connections=3) as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+        try:
+            with socket.create_connection((host, int(port)), timeout=10) as extra:
+                reply = b""
+                while chunk := extra.recv(65536):
+                    reply += chunk
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert int(head.split()[1]) == 503
+            assert json.loads(body)["error"]["code"] == "busy"
+        finally:
+            for sock in idle:
+                sock.close()
+
+        def healthz_answers() -> bool:
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            return reply.startswith(b"HTTP/1.0 200") or reply.startswith(b"HTTP/1.1 200")
+
+        wait_until(healthz_answers, 10, "a freed slot to serve /healthz")
