@@ -173,3 +173,48 @@ def test_the_scheduler_never_asks_for_more_than_thirty_days_ahead(
             scheduler.schedule(delivery)  # the fake refuses > 30 days: this would raise
             scheduled = schedule_time_ms(service.get_task(name=scheduler.task_name(delivery)))
             assert scheduled == min(delivery.due_at, clock() + max_delay_ms)
+
+
+def test_an_answer_after_the_dispatch_deadline_is_a_failure_and_the_task_is_retried(
+    service: FakeCloudTasks, clock: FakeClock
+) -> None:
+    slow = task("slow")
+    slow.dispatch_deadline = datetime.timedelta(seconds=30)
+    service.create_task(parent=QUEUE, task=slow)
+
+    def outlive_the_deadline(_: tasks_v2.Task) -> None:
+        clock.advance(31_000)  # the step takes 31 s: the service stopped waiting at 30 s
+
+    assert service.dispatch_due(outlive_the_deadline, limit=1) == 1
+    assert [a.succeeded for a in service.attempts] == [False]
+    assert service.queued(), "a late success must not complete the task"
+    clock.advance(10_000)
+    service.dispatch_due(succeed)
+    assert [a.succeeded for a in service.attempts] == [False, True]
+    assert not service.queued()
+
+
+def test_an_attempt_past_its_deadline_overlaps_the_next_attempt(
+    service: FakeCloudTasks, clock: FakeClock
+) -> None:
+    slow = task("overlap")
+    slow.dispatch_deadline = datetime.timedelta(seconds=30)
+    service.create_task(parent=QUEUE, task=slow)
+    running: list[str] = []
+    overlapped: list[list[str]] = []
+
+    def first_attempt(current: tasks_v2.Task) -> None:
+        running.append(current.name)
+        clock.advance(29_000)
+        assert service.dispatch_due(second_attempt) == 0  # within the deadline: no retry
+        clock.advance(2_000 + 1_000)  # past the deadline and the backoff
+        assert service.dispatch_due(second_attempt) == 1
+        running.remove(current.name)
+
+    def second_attempt(current: tasks_v2.Task) -> None:
+        overlapped.append([*running, current.name])
+
+    service.dispatch_due(first_attempt, limit=1)
+    assert overlapped == [[f"{QUEUE}/tasks/overlap"] * 2]  # two attempts of one task at once
+    assert [a.succeeded for a in service.attempts] == [True, False]
+    assert not service.queued()

@@ -21,8 +21,14 @@ RetryConfig), on a clock the test moves:
 * An outage: while :attr:`FakeCloudTasks.unavailable` is set, every call answers
   ``UNAVAILABLE`` and changes nothing.
 
-Not modelled: rate limits and throttling on 429/503, a dispatch deadline expiring while
-the handler still runs, paused queues, parallel dispatch.
+* The dispatch deadline (``dispatch_deadline``, 10 minutes when unset): an attempt whose
+  handler returns after it (the test's clock moved on meanwhile) counts as failed, whatever
+  it answered, and the task is retried; while an attempt runs past its deadline, the next
+  attempt is due at deadline + backoff, so a handler that calls :meth:`dispatch_due`
+  again from inside (as a second instance would) runs two attempts of one task at once.
+
+Not modelled: rate limits and throttling on 429/503, paused queues, parallel dispatch of
+different tasks.
 """
 
 from __future__ import annotations
@@ -97,11 +103,23 @@ class _Queued:
     order: int
     attempts: int = 0
     first_attempt_at: int = 0
+    in_flight: int = 0
 
 
 def _ms(task: tasks_v2.Task) -> int:
     stamp = tasks_v2.Task.pb(task).schedule_time
     return int(stamp.seconds) * 1000 + int(stamp.nanos) // 1_000_000
+
+
+DEFAULT_DISPATCH_DEADLINE_MS = 10 * 60 * 1000
+"""The dispatch deadline of an HTTP task that sets none (10 minutes)."""
+
+
+def _deadline_ms(task: tasks_v2.Task) -> int:
+    deadline = tasks_v2.Task.pb(task).dispatch_deadline
+    if not deadline.ByteSize():
+        return DEFAULT_DISPATCH_DEADLINE_MS
+    return int(deadline.seconds) * 1000 + int(deadline.nanos) // 1_000_000
 
 
 def _has_schedule_time(task: tasks_v2.Task) -> bool:
@@ -199,13 +217,22 @@ class FakeCloudTasks:
         while limit is None or made < limit:
             with self._lock:
                 now = self.clock()
-                ready = [q for q in self._queued.values() if q.next_attempt_at <= now]
+                ready = [
+                    q for q in self._queued.values() if q.next_attempt_at <= now and q.in_flight < 2
+                ]
                 if not ready:
                     return made
                 queued = min(ready, key=lambda q: (q.next_attempt_at, q.order))
                 queued.attempts += 1
-                if queued.attempts == 1:
+                attempt = queued.attempts
+                if attempt == 1:
                     queued.first_attempt_at = now
+                started = now
+                deadline = _deadline_ms(queued.task)
+                # Until this attempt answers, the service retries it only once its deadline
+                # has passed (plus the backoff): then the two attempts overlap.
+                queued.next_attempt_at = started + deadline + self.retry.backoff_ms(attempt)
+                queued.in_flight += 1
                 task = tasks_v2.Task(queued.task)
             made += 1
             try:
@@ -216,16 +243,24 @@ class FakeCloudTasks:
                 succeeded = True
             with self._lock:
                 now = self.clock()
-                self.attempts.append(Attempt(task.name, now, queued.attempts, succeeded))
-                if task.name not in self._queued:
-                    continue  # deleted while it ran
-                if succeeded:
+                queued.in_flight -= 1
+                late = now - started > deadline
+                self.attempts.append(Attempt(task.name, now, attempt, succeeded and not late))
+                if self._queued.get(task.name) is not queued:
+                    continue  # deleted (or answered by another attempt) while it ran
+                if late:
+                    # The service stopped waiting at the deadline and counted a failure; this
+                    # answer arrives too late to count. The retry stays as planned.
+                    if self.retry.exhausted(attempt, queued.first_attempt_at, now):
+                        self.dropped.append(task.name)
+                        self._remove(task.name, now)
+                elif succeeded:
                     self._remove(task.name, now)
-                elif self.retry.exhausted(queued.attempts, queued.first_attempt_at, now):
+                elif self.retry.exhausted(attempt, queued.first_attempt_at, now):
                     self.dropped.append(task.name)
                     self._remove(task.name, now)
                 else:
-                    queued.next_attempt_at = now + self.retry.backoff_ms(queued.attempts)
+                    queued.next_attempt_at = now + self.retry.backoff_ms(attempt)
         return made
 
     def next_dispatch_at(self) -> int | None:
