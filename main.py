@@ -33,6 +33,7 @@ from flask import Request, Response
 
 from refluxo.api.events import handle_push
 from refluxo.host.compose import Deployment, build_deployment, check_backend, import_app
+from refluxo.host.logs import configure_logging
 from refluxo.host.settings import (
     CloudSettings,
     load_settings,
@@ -40,10 +41,11 @@ from refluxo.host.settings import (
     require_private_listener,
 )
 
-logging.basicConfig(level=os.environ.get("REFLUXO_LOG_LEVEL", "INFO"))
-logger = logging.getLogger("refluxo.main")
-
 SETTINGS = load_settings(os.environ)
+# One JSON object per line on Google Cloud (Cloud Logging's structured entries), text
+# otherwise; REFLUXO_LOG_FORMAT chooses explicitly.
+configure_logging(os.environ, cloud=isinstance(SETTINGS, CloudSettings))
+logger = logging.getLogger("refluxo.main")
 check_backend(SETTINGS)
 APP = import_app(SETTINGS.app, Path(__file__).resolve().parent)
 

@@ -32,6 +32,7 @@ from refluxo.api.models import ErrorBody
 from refluxo.api.parsing import MAX_BODY_BYTES as MAX_BODY_BYTES
 from refluxo.api.parsing import Where, read_body, validate
 from refluxo.api.routes import ROUTES
+from refluxo.api.trace import TRACE_HEADER, traced
 from refluxo.runtime.errors import Unauthorized
 from refluxo.runtime.service import RunService
 
@@ -190,6 +191,11 @@ class HttpApi:
         )
 
     def __call__(self, request: Request) -> Response:
+        # The request's trace, for every log line written while serving it (reset after).
+        with traced(request.headers.get(TRACE_HEADER)):
+            return self._serve(request)
+
+    def _serve(self, request: Request) -> Response:
         misdirected = self._misdirected(request)
         if misdirected is not None:
             return misdirected

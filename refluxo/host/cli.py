@@ -8,6 +8,7 @@ Every option has an environment variable twin (``REFLUXO_<OPTION>``).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from refluxo.api.client import ApiError, RunClient
 from refluxo.api.server import LocalServer
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.host.compose import build_deployment
+from refluxo.host.logs import configure_logging
 from refluxo.host.options import (
     Target,
     app_option,
@@ -125,6 +127,7 @@ def serve(
     )
     app = load_app(app_spec)
     try:
+        configure_logging(os.environ, cloud=False)  # text, unless REFLUXO_LOG_FORMAT=json
         deployment = build_deployment(settings, app)
     except ConfigurationError as err:
         raise click.ClickException(str(err)) from err

@@ -28,7 +28,7 @@ import enum
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,16 +37,18 @@ from pydantic_core import PydanticSerializationError, to_json
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine
 from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
-from refluxo.metadata import RESUME_AT
+from refluxo.metadata import FAILED_REASON, RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.due import due_time
 from refluxo.runtime.errors import StepUnanswered
+from refluxo.runtime.events_log import log_event
 from refluxo.runtime.history import HistoryContext
 from refluxo.runtime.loop import blocking
 from refluxo.runtime.ports import (
+    AppendedResult,
     CommitResult,
     Delivery,
     Payload,
@@ -152,11 +154,19 @@ class Dispatcher:
         """
         record: RunRecord | None = await blocking(self.store.load_run, delivery.run_id)
         if record is None:
-            logger.warning("delivery for unknown run %s ignored", delivery.run_id)
+            log_event(
+                "step",
+                "delivery for an unknown run ignored",
+                level=logging.WARNING,
+                run_id=delivery.run_id,
+                version=delivery.version,
+                outcome=Outcome.UNKNOWN_RUN.value,
+            )
             return DeliveryResult(Outcome.UNKNOWN_RUN)
         now = self.app.clock()
         if record.version != delivery.version:
             await blocking(self.ensure_scheduled, record)
+            _log_skipped(record, delivery, Outcome.STALE)
             return DeliveryResult(Outcome.STALE, record)
         due = due_time(record.snapshot)
         if due is None:
@@ -227,7 +237,6 @@ class Dispatcher:
         try:
             engine = await self._engine(record.definition_version)
         except WorkflowDefinitionError as err:
-            logger.error("run %s cannot continue: %s", record.run_id, err)
             return Advance(fail(current, describe_error(err)), 0)
         budget = self.budget
         limit = self.max_platform_retries
@@ -237,7 +246,6 @@ class Dispatcher:
                     f"node {current.current_node_id!r} got no answer in "
                     f"{platform_retries + 1} deliveries (timeouts or crashes)"
                 )
-                logger.error("run %s: %s", record.run_id, unanswered)
                 return Advance(await engine.record_failure(current, unanswered, globals_), 1)
             return await engine.drive(
                 current,
@@ -255,8 +263,7 @@ class Dispatcher:
         except Exception as err:
             # The first step cannot run at all: an edge to a missing node, a node type the
             # app no longer has, a failing error handler. Redelivering would fail the same
-            # way forever: fail the run with the reason.
-            logger.error("run %s cannot continue: %s", record.run_id, err)
+            # way forever: fail the run with the reason (logged once committed, scrubbed).
             return Advance(fail(current, describe_error(err)), 0)
 
     async def _engine(self, version: str) -> WorkflowEngine:
@@ -331,14 +338,13 @@ class Dispatcher:
             expected_token=record.token,
         )
         try:
-            result = self._apply(commit)
+            result = self._apply(commit, logged=(record, delivery))
         except TransientError:
             raise
         except (LimitExceededError, ValueError, OverflowError) as err:
             # The store cannot hold this commit (a head grown past a document's size, a
             # value out of its range): fail the run with the reason rather than retry
             # forever a commit that can never be written.
-            logger.error("run %s failed: %s", record.run_id, err)
             head = head_only(fail(record.snapshot, str(err)))
             if redactor:
                 head = scrub_head(head, redactor)
@@ -349,10 +355,11 @@ class Dispatcher:
                     snapshot=head,
                     delivery=delivery,
                     expected_token=record.token,
-                )
+                ),
+                logged=(record, delivery),
             )
         if not result.committed:
-            logger.info("run %s: lost the race for version %s", record.run_id, delivery.version)
+            _log_skipped(record, delivery, Outcome.LOST_RACE)
             # The winner may have committed and then failed to schedule: acknowledging this
             # delivery must not leave the stored run without its next step.
             stored = result.record or self.store.load_run(record.run_id)
@@ -363,11 +370,105 @@ class Dispatcher:
             Outcome.COMMITTED, result.record, advance.steps, acknowledged=result.scheduled
         )
 
-    def _apply(self, commit: StepCommit) -> CommitResult:
+    def _apply(
+        self, commit: StepCommit, *, logged: tuple[RunRecord, Delivery] | None = None
+    ) -> CommitResult:
         result = self.store.commit(commit)
+        if result.committed and logged is not None:
+            # Before scheduling: a scheduling failure redelivers a now stale delivery.
+            _log_committed(*logged, commit.snapshot, commit.results)
         if result.committed and not result.scheduled and commit.next_delivery is not None:
             self.scheduler.schedule(commit.next_delivery)
         return result
+
+
+# -- operational events --------------------------------------------------------------------
+# Logged once the commit landed (before what follows is scheduled), from what was committed:
+# the results and head as the store keeps them, secrets masked (never an exception's own
+# text). One ``step`` line per executed step a delivery committed, whatever the batch size.
+
+
+def _log_skipped(record: RunRecord, delivery: Delivery, outcome: Outcome) -> None:
+    """A delivery that committed nothing: stale (the run moved on), or lost the race."""
+    log_event(
+        "step",
+        f"{outcome.value} delivery: nothing committed",
+        run_id=record.run_id,
+        workflow=record.workflow,
+        node=record.snapshot.current_node_id,
+        version=delivery.version,
+        outcome=outcome.value,
+        storedVersion=record.version,
+    )
+
+
+def _log_committed(
+    record: RunRecord, delivery: Delivery, head: Snapshot, results: Sequence[AppendedResult]
+) -> None:
+    """The steps a delivery committed, and what became of the run.
+
+    Each result is a step (``completed``, or ``retrying``/``failed`` for the last one if it
+    is an error); a pause, or a failure no result explains (an unstorable output, the step
+    limit, a graph that cannot go on), is one more step at the head's node.
+    """
+    run_id, workflow, status = record.run_id, record.workflow, head.status
+    failed_by_result = bool(results) and results[-1].result.error is not None
+    one_more = status == SnapshotStatus.PAUSED or (
+        status == SnapshotStatus.FAILED and not failed_by_result
+    )
+    for index, entry in enumerate(results):
+        result = entry.result
+        last = index == len(results) - 1
+        outcome = "completed"
+        if result.error is not None:
+            outcome = "retrying" if last and status == SnapshotStatus.ERROR else "failed"
+        log_event(
+            "step",
+            f"node {entry.node_id} {outcome}",
+            run_id=run_id,
+            workflow=workflow,
+            node=entry.node_id,
+            version=delivery.version + index + 1,
+            outcome=outcome,
+            attempt=result.attempt,
+            status=(status if last and not one_more else SnapshotStatus.ACTIVE).value,
+        )
+        if outcome == "retrying":
+            log_event(
+                "attempt_failed",
+                result.error or "",
+                level=logging.WARNING,
+                run_id=run_id,
+                workflow=workflow,
+                node=entry.node_id,
+                version=delivery.version + index + 1,
+                attempt=result.attempt,
+                error=result.error,
+            )
+    if one_more:
+        outcome = "paused" if status == SnapshotStatus.PAUSED else "failed"
+        log_event(
+            "step",
+            f"node {head.current_node_id} {outcome}",
+            run_id=run_id,
+            workflow=workflow,
+            node=head.current_node_id,
+            version=head.version,
+            outcome=outcome,
+            status=status.value,
+        )
+    if status == SnapshotStatus.FAILED:
+        reason = str(head.metadata.get(FAILED_REASON) or "failed")
+        log_event(
+            "run_failed",
+            reason,
+            level=logging.ERROR,
+            run_id=run_id,
+            workflow=workflow,
+            node=head.current_node_id,
+            version=head.version,
+            failedReason=reason,
+        )
 
 
 __all__ = [

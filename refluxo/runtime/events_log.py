@@ -4,6 +4,20 @@ The runtime says *what happened* (a step's outcome, a failed attempt, a failed o
 run) through :func:`log_event`; a host decides how it is written: plain text on a terminal,
 one JSON object per line for Cloud Logging (``refluxo.host.logs``). The fields travel on
 the log record as ``record.refluxo``, so any ``logging`` handler can read them.
+
+The events (their names and fields are what ``terraform/monitoring.tf`` counts):
+
+* ``step``: one line per step a delivery committed (``node``, ``version`` the step
+  produced, ``outcome``: ``completed``, ``paused``, ``retrying``, ``failed``; ``attempt``;
+  ``status``, the run's status after it), and one per delivery that committed nothing
+  (``stale``, ``lost_race``, ``unknown_run``);
+* ``attempt_failed``: a node's attempt failed and will be retried (``attempt``, ``error``);
+* ``run_failed``: a delivery left the run failed (``failedReason``);
+* ``run_stalled``: the reconciler found a run's next step overdue and scheduled it again.
+
+Texts come from what was committed (secrets masked), never from an exception itself, and
+are cut at :data:`MAX_TEXT` characters so that a line stays far below Cloud Logging's entry
+size limit.
 """
 
 from __future__ import annotations
@@ -17,7 +31,17 @@ EVENT_FIELD: Final = "refluxo"
 Event = Literal["step", "attempt_failed", "run_failed", "run_stalled"]
 """The events operators count and alert on (see ``terraform/monitoring.tf``)."""
 
+MAX_TEXT: Final = 2000
+"""The longest text (message or field) an event line carries; longer ones are cut."""
+
 logger = logging.getLogger("refluxo.events")
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text``, cut to ``limit`` characters (marked) if longer."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 20] + f"... ({len(text)} chars)"
 
 
 def log_event(
@@ -32,7 +56,8 @@ def log_event(
     outcome: str | None = None,
     **extra: Any,
 ) -> None:
-    """Log ``message`` with the event's fields (``None`` fields are left out)."""
+    """Log ``message`` with the event's fields (``None`` fields are left out, texts
+    clipped)."""
     if not logger.isEnabledFor(level):
         return
     fields: dict[str, Any] = {
@@ -46,9 +71,16 @@ def log_event(
     }
     logger.log(
         level,
-        message,
-        extra={EVENT_FIELD: {key: value for key, value in fields.items() if value is not None}},
+        clip(message),
+        extra={
+            EVENT_FIELD: {
+                key: clip(value) if isinstance(value, str) else value
+                for key, value in fields.items()
+                if value is not None
+            }
+        },
+        stacklevel=2,  # the caller's file and line, not this function's
     )
 
 
-__all__ = ["EVENT_FIELD", "Event", "log_event", "logger"]
+__all__ = ["EVENT_FIELD", "MAX_TEXT", "Event", "clip", "log_event", "logger"]
