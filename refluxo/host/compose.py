@@ -230,7 +230,11 @@ def build_deployment(
 
             assert settings.oidc_audience is not None
             assert settings.tasks_service_account is not None
-            authenticate_step = OidcCheck(settings.oidc_audience, settings.tasks_service_account)
+            authenticate_step = OidcCheck(
+                settings.oidc_audience,
+                settings.tasks_service_account,
+                certs_url=settings.oidc_certs_url,
+            )
         hosts = AllowedHosts.parse(settings.allowed_hosts) if settings.allowed_hosts else None
     else:
         authenticate = key or LoopbackOnly()

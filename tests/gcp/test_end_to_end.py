@@ -1,9 +1,12 @@
 """End to end on the emulators: main.py under functions-framework, Firestore, Cloud Tasks
-and Pub/Sub, all real processes on 127.0.0.1.
+and Pub/Sub, all real processes on 127.0.0.1, with the step function checking OIDC tokens
+as on Google Cloud.
 
 A Pub/Sub message starts a run; Cloud Tasks carries it step by step through the HTTP step
-function to completion; a failing node is retried at its schedule_time; a paused run is
-resumed over HTTP; a duplicate task delivery commits nothing.
+function to completion, each delivery with the tasks invoker's RS256 identity token (added
+by a relay, as the emulator signs nothing: see :mod:`tests.support.e2e_deployment`); a
+failing node is retried at its schedule_time; a paused run is resumed over HTTP; a
+duplicate task delivery commits nothing. The refusals are in ``test_oidc_end_to_end.py``.
 """
 
 from __future__ import annotations
@@ -11,99 +14,51 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from google.cloud import firestore
 
 from refluxo.api.client import ApiError, HttpClient
 from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
-from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.runtime.ports import Delivery
 from tests.support.e2e_app import RETRY_INTERVAL_MS
-from tests.support.emulators import (
-    EMULATOR_PROJECT,
-    FunctionServer,
-    TasksEmulator,
-    free_port,
-    start_functions_framework,
-)
+from tests.support.e2e_deployment import Deployment, deploy
+from tests.support.emulators import EMULATOR_PROJECT, TasksEmulator
+from tests.support.gcp_queue import delivery_of
+from tests.support.oidc_issuer import TASKS_SERVICE_ACCOUNT, OidcIssuer
 from tests.support.stores import assert_history_consistent, history_of
 from tests.support.waiting import wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
-API_KEY = "e2e-" + "k" * 28
-
-
-@dataclass
-class Deployed:
-    api: HttpClient
-    step: FunctionServer
-    events: FunctionServer
-    store: FirestoreStore
-    tasks: TasksEmulator
-    step_url: str
-
 
 @pytest.fixture(scope="module")
-def deployed(firestore_emulator: str, tasks_emulator: TasksEmulator) -> Iterator[Deployed]:
+def deployed(
+    firestore_emulator: str, tasks_emulator: TasksEmulator, oidc_issuer: OidcIssuer
+) -> Iterator[Deployment]:
     """One deployment (three functions-framework servers) shared by this module's tests."""
-    project, _, region, _, queue = tasks_emulator.queue_path.split("/")[1:6]
-    prefix = f"e2e{uuid.uuid4().hex[:12]}"
-    step_port = free_port()
-    step_url = f"http://127.0.0.1:{step_port}/tasks/step"
-    env = {
-        "REFLUXO_BACKEND": "gcp",
-        "GOOGLE_CLOUD_PROJECT": project,
-        "REFLUXO_REGION": region,
-        "REFLUXO_TASKS_QUEUE": queue,
-        "REFLUXO_STEP_URL": step_url,
-        "REFLUXO_VERIFY_OIDC": "false",
-        "REFLUXO_TASKS_EMULATOR_HOST": tasks_emulator.host_port,
-        "FIRESTORE_EMULATOR_HOST": firestore_emulator,
-        "REFLUXO_COLLECTION_PREFIX": prefix,
-        "REFLUXO_APP": "tests.support.e2e_app:app",
-        "REFLUXO_API_KEY": API_KEY,
-        "PYTHONPATH": str(ROOT),
-    }
-    source = ROOT / "main.py"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator)
-        client = firestore.Client(project=EMULATOR_PROJECT)
-    servers = []
-    try:
-        step = start_functions_framework(source, "step", env=env, port=step_port)
-        servers.append(step)
-        api = start_functions_framework(source, "api", env=env)
-        servers.append(api)
-        events = start_functions_framework(
-            source, "on_message", env=env, signature_type="cloudevent"
-        )
-        servers.append(events)
-        yield Deployed(
-            api=HttpClient(api.url, api_key=API_KEY),
-            step=step,
-            events=events,
-            store=FirestoreStore(client, prefix=prefix),
-            tasks=tasks_emulator,
-            step_url=step_url,
-        )
-    finally:
-        for server in servers:
-            server.stop()
+    with deploy(firestore_emulator, tasks_emulator, oidc_issuer, events=True) as deployment:
+        yield deployment
 
 
-def _status(deployed: Deployed, run_id: str) -> str | None:
+def _status(deployed: Deployment, run_id: str) -> str | None:
     record = deployed.store.load_run(run_id)
     return None if record is None else record.status.value
 
 
+def _relayed(deployed: Deployment, run_id: str) -> list[int]:
+    """The step function's answers to the signed deliveries of ``run_id``, in order."""
+    return [
+        done.status
+        for done in list(deployed.relay.forwarded)
+        if (delivery_of(done.body) or {}).get("runId") == run_id
+    ]
+
+
 def test_a_pubsub_message_starts_a_run_that_tasks_carry_to_completion(
-    deployed: Deployed, pubsub_emulator: str, monkeypatch: pytest.MonkeyPatch
+    deployed: Deployment, pubsub_emulator: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import google.cloud.pubsub_v1 as pubsub_v1
 
+    events = deployed.events
+    assert events is not None
     with monkeypatch.context() as patch:
         patch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
         publisher = pubsub_v1.PublisherClient()
@@ -114,7 +69,7 @@ def test_a_pubsub_message_starts_a_run_that_tasks_carry_to_completion(
     subscriber.create_subscription(
         name=subscriber.subscription_path(EMULATOR_PROJECT, f"push-{suffix}"),
         topic=topic,
-        push_config=pubsub_v1.types.PushConfig(push_endpoint=deployed.events.url + "/"),
+        push_config=pubsub_v1.types.PushConfig(push_endpoint=events.url + "/"),
     )
     body = json.dumps({"workflow": "chain", "input": {"order": 42}}).encode()
     message_id = publisher.publish(topic, body, runId=f"order-{suffix}").result(timeout=30)
@@ -127,11 +82,18 @@ def test_a_pubsub_message_starts_a_run_that_tasks_carry_to_completion(
     outputs = {e.node_id: e.result.output for e in deployed.store.timeline(run_id)}
     assert outputs["start"] == {"order": 42}
     assert outputs["c"] == {"node": "c", "version": 3}
+    # Each step came with a token the function verified (and so did any duplicate: a push
+    # Pub/Sub retried schedules the first step again); the certificates, fetched once, are
+    # cached as their Cache-Control says.
+    relayed = _relayed(deployed, run_id)
+    assert len(relayed) >= 4
+    assert set(relayed) == {200}
+    assert deployed.issuer.fetches(deployed.certs_label) == 1
 
     # The same message again (a redelivery) does not start a second run.
     publisher.publish(topic, body, runId=run_id).result(timeout=30)
     wait_until(
-        lambda: "already_started" in deployed.events.process.log_tail(),
+        lambda: "already_started" in events.process.log_tail(),
         30,
         "the redelivered message to be handled",
     )
@@ -140,7 +102,7 @@ def test_a_pubsub_message_starts_a_run_that_tasks_carry_to_completion(
     assert not any(r.run_id == f"msg-{message_id}" for r in runs)
 
 
-def test_a_failing_node_is_retried_at_its_schedule_time(deployed: Deployed) -> None:
+def test_a_failing_node_is_retried_at_its_schedule_time(deployed: Deployment) -> None:
     run_id = deployed.api.start("flaky")["runId"]
     wait_until(lambda: _status(deployed, run_id) == "completed", 60, "the flaky run")
     attempts = history_of(deployed.store, run_id).all("f")
@@ -151,7 +113,7 @@ def test_a_failing_node_is_retried_at_its_schedule_time(deployed: Deployed) -> N
     assert assert_history_consistent(deployed.store, run_id) == ["start", "f", "f", "done"]
 
 
-def test_a_paused_run_is_resumed_over_http(deployed: Deployed) -> None:
+def test_a_paused_run_is_resumed_over_http(deployed: Deployment) -> None:
     with pytest.raises(ApiError) as unauthenticated:
         HttpClient(deployed.api.url).start("approval")
     assert unauthenticated.value.status == 401
@@ -167,7 +129,7 @@ def test_a_paused_run_is_resumed_over_http(deployed: Deployed) -> None:
     assert late.value.status == 409
 
 
-def test_a_duplicate_task_delivery_commits_nothing(deployed: Deployed) -> None:
+def test_a_duplicate_task_delivery_commits_nothing(deployed: Deployment) -> None:
     run_id = deployed.api.start("chain")["runId"]
     wait_until(lambda: _status(deployed, run_id) == "completed", 60, "the chain")
     before = deployed.store.load_run(run_id)
@@ -179,8 +141,8 @@ def test_a_duplicate_task_delivery_commits_nothing(deployed: Deployed) -> None:
             client,
             queue_path=deployed.tasks.queue_path,
             url=deployed.step_url,
-            service_account_email=None,
-            audience=None,
+            service_account_email=TASKS_SERVICE_ACCOUNT,
+            audience=deployed.audience,
         )
         scheduler.schedule(Delivery(run_id, 1, 0, hop=9))
     wait_until(
@@ -192,13 +154,18 @@ def test_a_duplicate_task_delivery_commits_nothing(deployed: Deployed) -> None:
     assert after == before
     assert assert_history_consistent(deployed.store, run_id) == ["start", "a", "b", "c"]
 
-    direct = HttpClient(deployed.step.url).request(
+    direct = HttpClient(deployed.step.url, id_token=deployed.token()).request(
         "POST", "/tasks/step", {"runId": run_id, "version": 0}
     )
     assert direct == {"outcome": "stale", "steps": 0}
+    with pytest.raises(ApiError) as unsigned:
+        HttpClient(deployed.step.url).request(
+            "POST", "/tasks/step", {"runId": run_id, "version": 0}
+        )
+    assert unsigned.value.status == 401
 
 
-def test_an_async_executor_awaits_real_io_on_the_emulators(deployed: Deployed) -> None:
+def test_an_async_executor_awaits_real_io_on_the_emulators(deployed: Deployment) -> None:
     deployed.api.start("awaiting", {}, run_id="async-1")
     wait_until(lambda: _status(deployed, "async-1") == "completed", 60, "the async run")
     outputs = [r.output for r in history_of(deployed.store, "async-1").all("compute")]

@@ -20,6 +20,8 @@ from tests.support.emulators import EMULATOR_PROJECT, FunctionServer, TasksEmula
 if TYPE_CHECKING:
     from google.cloud import firestore
 
+    from tests.support.oidc_issuer import OidcIssuer
+
 DEFAULT_QUEUE = f"projects/{EMULATOR_PROJECT}/locations/here/queues/refluxo"
 
 
@@ -119,3 +121,14 @@ def functions_framework_factory() -> Iterator[Callable[..., FunctionServer]]:
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer() -> Iterator[OidcIssuer]:
+    """A private OIDC issuer for the session: a signing key made for it, its certificate
+    published on 127.0.0.1 (``.certs_url(label)``, fetches counted per label), and
+    ``.mint(audience, email, **claims)`` for RS256 identity tokens as Google mints them."""
+    from tests.support.oidc_issuer import OidcIssuer
+
+    with OidcIssuer() as issuer:
+        yield issuer

@@ -24,6 +24,13 @@ What stands in for Cloud Tasks' own bookkeeping, and why:
   deliveries received, and :meth:`next_due_at` waits until none is in flight before it
   answers, so the driver neither advances time past a delivery still on its way nor
   stops while one is.
+
+:class:`SigningRelay` is the other way deliveries leave the emulator in these tests: to a
+function under functions-framework, signed. The emulator ignores a task's ``oidc_token``
+(it sends the task's own headers and nothing else), so the step URL the functions give
+their tasks is a relay's, which forwards each request to the function as Cloud Tasks would
+send it: the same method, path, body and ``X-CloudTasks-*`` headers, plus
+``Authorization: Bearer`` with a freshly minted identity token.
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,6 +49,7 @@ from typing import Any
 from google.cloud import tasks_v2
 
 from refluxo.runtime.ports import Delivery
+from tests.support.emulators import local_urlopen
 
 END_OF_TIME_MS = 2**62
 """A "now" no due time ever exceeds: see :func:`immediate_clock`."""
@@ -196,4 +208,176 @@ class EmulatorQueue:
         self._thread.join(5)
 
 
-__all__ = ["END_OF_TIME_MS", "EmulatorQueue", "QueueStats", "immediate_clock"]
+# -- signing the emulator's deliveries ------------------------------------------------------
+
+FORWARDED_HEADERS = frozenset({"content-type"})
+"""Headers passed on as the emulator sent them (with every ``X-CloudTasks-*`` one)."""
+
+USER_AGENT = "Google-Cloud-Tasks"
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """One delivery the relay passed on: its body and the function's answer."""
+
+    body: bytes
+    status: int
+
+
+class SigningRelay:
+    """Cloud Tasks' side of an authenticated delivery, for the emulator's requests.
+
+    Give the functions :attr:`url` as their step URL (``REFLUXO_STEP_URL``); set
+    :attr:`target` to the function's base URL once it runs. Every request the emulator
+    POSTs here is sent on to ``target`` + its path with ``Authorization: Bearer <mint()>``
+    (any ``Authorization`` the emulator sent is dropped), and the function's status and
+    body are the emulator's answer, so its retries follow the function's answers.
+
+    :meth:`holding` keeps the deliveries it is asked for from going on until the block
+    ends (the emulator sends one request at a time per queue, so every later one waits
+    too): a test can replay a held delivery with tokens of its own before the real one
+    goes through.
+
+    Args:
+        mint: A fresh identity token for each delivery.
+        timeout: Seconds to wait for the function's answer.
+    """
+
+    def __init__(self, mint: Callable[[], str], *, timeout: float = 120.0) -> None:
+        self.mint = mint
+        self.timeout = timeout
+        self.target: str | None = None
+        self.forwarded: list[Forwarded] = []
+        self._held: list[bytes] = []
+        self._changed = threading.Condition()
+        self._open = threading.Event()
+        self._open.set()
+        self._holds: Callable[[bytes], bool] = lambda body: False
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                relay._hold(body)
+                status, answer = relay._forward(self.path, self.headers, body)
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return  # keep test output clean
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        """The relay's base URL: the deployment's OIDC audience, as a function's URL is."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/tasks/step"
+
+    def _hold(self, body: bytes) -> None:
+        with self._changed:
+            if self._open.is_set() or not self._holds(body):
+                return
+            self._held.append(body)
+            self._changed.notify_all()
+        self._open.wait()
+
+    def _forward(self, path: str, headers: Any, body: bytes) -> tuple[int, bytes]:
+        if self.target is None:
+            return 503, b'{"error": {"code": "unavailable", "message": "no target yet"}}'
+        request = urllib.request.Request(self.target + path, data=body, method="POST")
+        for name, value in headers.items():
+            lowered = name.lower()
+            if lowered in FORWARDED_HEADERS or lowered.startswith("x-cloudtasks-"):
+                request.add_header(name, value)
+        request.add_header("User-Agent", USER_AGENT)
+        request.add_header("Authorization", f"Bearer {self.mint()}")
+        try:
+            with local_urlopen(request, timeout=self.timeout) as response:
+                status, answer = response.status, response.read()
+        except urllib.error.HTTPError as err:
+            status, answer = err.code, err.read()
+        except OSError as err:  # the function is down: Cloud Tasks sees a failure too
+            status, answer = 502, json.dumps({"relay": str(err)}).encode()
+        with self._changed:
+            self.forwarded.append(Forwarded(body, status))
+            self._changed.notify_all()
+        return status, answer
+
+    @contextmanager
+    def holding(self, matches: Callable[[bytes], bool]) -> Iterator[Callable[[float], bytes]]:
+        """Hold the deliveries whose body ``matches`` accepts until the block ends; yields
+        ``wait(timeout)``, which returns the first one held, once it arrives."""
+
+        def wait(timeout: float) -> bytes:
+            deadline = time.monotonic() + timeout
+            with self._changed:
+                while not self._held:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise AssertionError(f"no matching delivery arrived within {timeout} s")
+                    self._changed.wait(remaining)
+                return self._held[0]
+
+        with self._changed:
+            self._holds = matches
+            self._open.clear()
+        try:
+            yield wait
+        finally:
+            with self._changed:
+                self._held.clear()
+                self._open.set()
+
+    def wait_forwarded(self, matches: Callable[[Forwarded], bool], timeout: float) -> Forwarded:
+        """The first delivery passed on that ``matches`` accepts, once there is one."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [done for done in self.forwarded if matches(done)]
+                if found:
+                    return found[0]
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"no matching delivery forwarded within {timeout} s")
+                self._changed.wait(remaining)
+
+    def __enter__(self) -> SigningRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._open.set()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def delivery_of(body: bytes) -> dict[str, Any] | None:
+    """A task body as JSON (``runId``, ``version``, ``dueAt``, ``hop``), None if it is not."""
+    try:
+        loaded = json.loads(body)
+    except ValueError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+__all__ = [
+    "END_OF_TIME_MS",
+    "EmulatorQueue",
+    "Forwarded",
+    "QueueStats",
+    "SigningRelay",
+    "delivery_of",
+    "immediate_clock",
+]

@@ -13,6 +13,9 @@ cache does not hold triggers at most one refetch a minute (keys rotate; stranger
 must not make this server hammer Google). If the certificates cannot be fetched, the
 delivery is answered 503 ``unavailable`` (Cloud Tasks retries it): no answer names the
 certificates' address or any detail of the transport.
+
+``REFLUXO_OIDC_CERTS_URL`` points the check at a private issuer's certificates instead
+(the same ``{kid: PEM}`` document): the end-to-end tests sign their own tokens so.
 """
 
 from __future__ import annotations
@@ -119,7 +122,9 @@ class OidcCheck:
     Args:
         audience: the audience the tokens were minted for (the dispatcher's URL).
         service_account: the only identity allowed (the tasks invoker account's email).
-        certs_url: where the signing certificates are published (Google's by default).
+        certs_url: where the signing certificates are published, a JSON object of key
+            ids to x509 PEM certificates (Google's when None: a private issuer's, such as
+            a test's, otherwise).
         issuers: the accepted ``iss`` claims (Google's by default).
         clock: a monotonic clock in seconds (for the certificates' cache).
         transport: makes the HTTP request for the certificates (google-auth's requests
@@ -131,14 +136,14 @@ class OidcCheck:
         audience: str,
         service_account: str,
         *,
-        certs_url: str = GOOGLE_CERTS_URL,
+        certs_url: str | None = None,
         issuers: frozenset[str] = GOOGLE_ISSUERS,
         clock: Callable[[], float] = time.monotonic,
         transport: Transport | None = None,
     ) -> None:
         self.audience = audience
         self.service_account = service_account
-        self.certs_url = certs_url
+        self.certs_url = certs_url or GOOGLE_CERTS_URL
         self.issuers = issuers
         self._clock = clock
         self._transport: Transport = transport or google.auth.transport.requests.Request()
