@@ -27,11 +27,13 @@ import os
 import threading
 from pathlib import Path
 
+import flask
 import functions_framework
 from cloudevents.http.event import CloudEvent
 from flask import Request, Response
 
 from refluxo.api.events import handle_push
+from refluxo.api.trace import TRACE_HEADER, traced
 from refluxo.host.compose import Deployment, build_deployment, check_backend, import_app
 from refluxo.host.logs import configure_logging
 from refluxo.host.settings import (
@@ -101,4 +103,6 @@ def on_message(event: CloudEvent) -> None:
     is logged in one line with its reason and acknowledged: see ``refluxo/api/events.py``.
     """
     event_id = event.get("id")
-    handle_push(deployment().service, event.data, str(event_id or "unknown"))
+    header = flask.request.headers.get(TRACE_HEADER) if flask.has_request_context() else None
+    with traced(header):
+        handle_push(deployment().service, event.data, str(event_id or "unknown"))

@@ -341,3 +341,51 @@ def test_main_on_google_cloud_writes_json_lines_with_the_trace(firestore_emulato
     )
     assert unknown["logging.googleapis.com/spanId"] == "0000000000000007"
     assert not [line for line in log if "no-such-run" in line and not line.startswith("{")]
+
+
+def test_a_pubsub_push_s_log_lines_carry_its_trace(firestore_emulator: str) -> None:
+    env = {
+        "REFLUXO_BACKEND": "gcp",
+        "GOOGLE_CLOUD_PROJECT": EMULATOR_PROJECT,
+        "REFLUXO_REGION": "here",
+        "REFLUXO_TASKS_QUEUE": "steps",
+        "REFLUXO_STEP_URL": "http://127.0.0.1:9/tasks/step",
+        "REFLUXO_VERIFY_OIDC": "false",
+        "REFLUXO_AUTH": "iam",
+        "REFLUXO_TASKS_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
+        "FIRESTORE_EMULATOR_HOST": firestore_emulator,
+        "FUNCTION_TARGET": "on_message",
+        "PYTHONPATH": str(ROOT),
+    }
+    server = start_functions_framework(ROOT / "main.py", "on_message", env=env)
+    try:
+        push = {"message": {"data": "bm90IGpzb24=", "messageId": "m-1"}}  # "not json"
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        try:
+            connection.request(
+                "POST",
+                "/",
+                body=json.dumps(push).encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "ce-id": "m-1",
+                    "ce-specversion": "1.0",
+                    "ce-source": "//pubsub.googleapis.com/projects/p/topics/t",
+                    "ce-type": "google.cloud.pubsub.topic.v1.messagePublished",
+                    "X-Cloud-Trace-Context": f"{TRACE_ID}/9;o=1",
+                },
+            )
+            response = connection.getresponse()
+            response.read()
+        finally:
+            connection.close()
+        assert response.status < 300, server.process.log_tail()  # acknowledged
+        log = server.process.log_path.read_text(errors="replace").splitlines()
+    finally:
+        server.stop()
+    ours = [json.loads(line) for line in log if line.startswith("{")]
+    rejected = [line for line in ours if "m-1" in line.get("message", "")]
+    assert len(rejected) == 1, ours
+    assert rejected[0]["logging.googleapis.com/trace"] == (
+        f"projects/{EMULATOR_PROJECT}/traces/{TRACE_ID}"
+    )
