@@ -57,9 +57,11 @@ from typing import Any, Protocol
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from google.cloud import firestore, tasks_v2
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from bench.workloads import chain_app
 from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
+from refluxo.backends.gcp.firestore.layout import run_document_id
 from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.runtime import App, Dispatcher, Outcome, RunService, StepBudget
 from refluxo.runtime.ports import Delivery, HistoryReader, RunRecord, StepCommit
@@ -299,10 +301,11 @@ class Template:
 def read_template(bench: Bench, run_id: str) -> Template:
     """The head and a mid-run result document the store wrote for ``run_id``."""
     runs = bench.firestore_client.collection(f"{bench.prefix}_runs")
-    head = runs.document(run_id).get().to_dict()
+    run = runs.document(run_document_id(run_id))
+    head = run.get().to_dict()
     assert head is not None
     middle = bench.length // 2
-    result = runs.document(run_id).collection("results").document(f"{middle:012d}").get()
+    (result,) = run.collection("results").where(filter=FieldFilter("seq", "==", middle)).get()
     result_fields = result.to_dict()
     assert result_fields is not None
     updated = ("status", "version", "head", "pending", "resultCount", "updatedAt", "recentCommits")

@@ -19,10 +19,12 @@ locals {
   # Each run's results are a subcollection named "results": one collection group.
   results_collection = "results"
 
-  # Fields no query reads (refluxo/backends/gcp/firestore/layout.py): exempt from
-  # single-field indexing, so a commit writes no index entries for them. updatedAt is
+  # Fields no query reads on their own (refluxo/backends/gcp/firestore/layout.py): exempt
+  # from single-field indexing, so a commit writes no index entries for them. updatedAt is
   # written by every commit of every run with an ever-increasing value: indexed, it would
-  # be a write hotspot.
+  # be a write hotspot. createdAt, runId and dueAt are only read through the composite
+  # indexes below, which do not need single-field indexes. Results are read by document
+  # name (a hash of nodeId and nodeIndex), never queried by those fields.
   unindexed_fields = {
     runs_head           = { collection = local.runs_collection, field = "head" }
     runs_input          = { collection = local.runs_collection, field = "input" }
@@ -30,7 +32,12 @@ locals {
     runs_node_counts    = { collection = local.runs_collection, field = "nodeCounts" }
     runs_recent_commits = { collection = local.runs_collection, field = "recentCommits" }
     runs_updated_at     = { collection = local.runs_collection, field = "updatedAt" }
+    runs_created_at     = { collection = local.runs_collection, field = "createdAt" }
+    runs_run_id         = { collection = local.runs_collection, field = "runId" }
+    runs_due_at         = { collection = local.runs_collection, field = "dueAt" }
     results_result      = { collection = local.results_collection, field = "result" }
+    results_node_id     = { collection = local.results_collection, field = "nodeId" }
+    results_node_index  = { collection = local.results_collection, field = "nodeIndex" }
     definitions_body    = { collection = local.definitions_collection, field = "body" }
   }
 
@@ -43,7 +50,25 @@ locals {
   }
 }
 
-# Listing runs: the store queries `where status == X order by createdAt desc`.
+# Listing runs, newest first, ties by run id (documents are named by a hash of it):
+# `order by createdAt desc, runId desc`, and the same `where status == X`.
+resource "google_firestore_index" "runs_by_created" {
+  project     = var.project_id
+  database    = google_firestore_database.default.name
+  collection  = local.runs_collection
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "createdAt"
+    order      = "DESCENDING"
+  }
+
+  fields {
+    field_path = "runId"
+    order      = "DESCENDING"
+  }
+}
+
 resource "google_firestore_index" "runs_by_status" {
   project     = var.project_id
   database    = google_firestore_database.default.name
@@ -59,23 +84,28 @@ resource "google_firestore_index" "runs_by_status" {
     field_path = "createdAt"
     order      = "DESCENDING"
   }
+
+  fields {
+    field_path = "runId"
+    order      = "DESCENDING"
+  }
 }
 
-# The reconciler: `where status in [...] and dueAt <= now order by dueAt`, the runs whose
-# next step is overdue.
-resource "google_firestore_index" "runs_by_status_due" {
+# The reconciler's overdue runs: `where dueAt <= t order by dueAt, runId`. dueAt is absent
+# from finished runs and runs waiting for a caller, so the query needs no status filter.
+resource "google_firestore_index" "runs_by_due" {
   project     = var.project_id
   database    = google_firestore_database.default.name
   collection  = local.runs_collection
   query_scope = "COLLECTION"
 
   fields {
-    field_path = "status"
+    field_path = "dueAt"
     order      = "ASCENDING"
   }
 
   fields {
-    field_path = "dueAt"
+    field_path = "runId"
     order      = "ASCENDING"
   }
 }
@@ -92,24 +122,9 @@ resource "google_firestore_field" "unindexed" {
   index_config {}
 }
 
-# dueAt is queried in ascending order only (through the composite index above and on its
-# own): keep that index, drop the descending and array ones.
-resource "google_firestore_field" "runs_due_at" {
-  project    = var.project_id
-  database   = google_firestore_database.default.name
-  collection = local.runs_collection
-  field      = "dueAt"
-
-  index_config {
-    indexes {
-      order       = "ASCENDING"
-      query_scope = "COLLECTION"
-    }
-  }
-}
-
 # expireAt: the TTL field of runs and results, and never queried (an ever-increasing
-# timestamp: not indexed either).
+# timestamp: not indexed either). retentionPending, which marks a finished run whose
+# results are not all stamped yet, is queried by equality: it keeps its automatic index.
 resource "google_firestore_field" "expire_at" {
   for_each = local.ttl_collections
 

@@ -89,6 +89,7 @@ def _cloud(settings: Settings, app: App) -> Runtime:
         firestore.Client(project=settings.project, database=settings.firestore_database),
         prefix=settings.collection_prefix,
         clock=app.clock,
+        retention_days=settings.run_retention_days,
     )
     client = (
         tasks_client_for_emulator(settings.tasks_emulator_host)

@@ -25,6 +25,8 @@ from refluxo.backends.gcp.firestore.layout import (
     RECENT_COMMITS,
     HeadRevision,
     node_counts_of,
+    result_document_id,
+    run_document_id,
 )
 from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.errors import LimitExceededError, TransientError
@@ -188,8 +190,12 @@ def loaded(store: FirestoreStore, run_id: str = "run") -> RunRecord:
     return record
 
 
+def head_ref(store: FirestoreStore, run_id: str = "run") -> Any:
+    return store.client.collection(f"{store.prefix}_runs").document(run_document_id(run_id))
+
+
 def head_data(store: FirestoreStore, run_id: str) -> dict[str, Any]:
-    data = store.client.collection(f"{store.prefix}_runs").document(run_id).get().to_dict()
+    data: dict[str, Any] | None = head_ref(store, run_id).get().to_dict()
     assert data is not None
     return data
 
@@ -227,10 +233,10 @@ def test_a_commit_writes_o1_documents_and_the_head_stays_small(
     assert head_data(store, "run")["nodeCounts"] == '[["n",502]]'
     assert counts_of(loaded(store)) == {"n": 502}
 
-    run = store.client.collection(f"{store.prefix}_runs").document("run")
+    run = head_ref(store)
     assert count_docs(run.collection("results")) == 502
     assert count_docs(run.collection("nodes")) == 0  # no per-node documents any more
-    result = run.collection("results").document(f"{500:012d}").get().to_dict()
+    result = run.collection("results").document(result_document_id("n", 500)).get().to_dict()
     assert result is not None
     assert (result["seq"], result["nodeId"], result["nodeIndex"]) == (500, "n", 500)
 
@@ -300,7 +306,7 @@ def test_a_commit_at_a_stale_revision_is_a_lost_race_and_writes_nothing(
     assert instrumented.rpcs == Counter({"commit": 1})  # refused by the service, not read
     assert len(instrumented.writes) == commits  # nothing applied
     assert head_data(store, "run") == after_cancel
-    run = store.client.collection(f"{store.prefix}_runs").document("run")
+    run = head_ref(store)
     assert count_docs(run.collection("results")) == 0
 
     # The guard is the head's update time, not only its version: any write to the head

@@ -243,17 +243,22 @@ def _index_fields(config: TerraformConfig, name: str) -> list[tuple[str, str]]:
     return [(f["field_path"], f["order"]) for f in index["fields"]]
 
 
-def test_firestore_index_for_listing_runs(config: TerraformConfig) -> None:
+def test_firestore_indexes_for_listing_runs(config: TerraformConfig) -> None:
+    # Newest first, ties by run id: documents are named by a hash of the run id.
+    fields = _index_fields(config, "runs_by_created")
+    assert fields == [("createdAt", "DESCENDING"), ("runId", "DESCENDING")]
     fields = _index_fields(config, "runs_by_status")
-    assert fields == [("status", "ASCENDING"), ("createdAt", "DESCENDING")]
+    assert fields == [("status", "ASCENDING"), ("createdAt", "DESCENDING"), ("runId", "DESCENDING")]
 
 
 def test_firestore_index_for_the_reconciler(config: TerraformConfig) -> None:
-    fields = _index_fields(config, "runs_by_status_due")
-    assert fields == [("status", "ASCENDING"), ("dueAt", "ASCENDING")]
+    # Overdue runs: dueAt alone (absent when nothing is expected), ties by run id.
+    fields = _index_fields(config, "runs_by_due")
+    assert fields == [("dueAt", "ASCENDING"), ("runId", "ASCENDING")]
     assert set(config.resources["google_firestore_index"]) == {
+        "runs_by_created",
         "runs_by_status",
-        "runs_by_status_due",
+        "runs_by_due",
     }
 
 
@@ -289,23 +294,22 @@ def test_never_queried_fields_are_exempt_from_indexing(
         ("refluxo_runs", "recentCommits"),
         ("refluxo_runs", "updatedAt"),
         ("refluxo_runs", "expireAt"),
+        # Read only through the composite indexes.
+        ("refluxo_runs", "createdAt"),
+        ("refluxo_runs", "runId"),
+        ("refluxo_runs", "dueAt"),
         ("results", "result"),
         ("results", "expireAt"),
+        # Results are read by document name, not queried by node.
+        ("results", "nodeId"),
+        ("results", "nodeIndex"),
         ("refluxo_definitions", "body"),
     }
-    # What is queried keeps its indexes: nothing configured for them but dueAt.
-    queried = {"status", "createdAt", "seq", "nodeId", "nodeIndex", "workflow"}
+    assert set(settings) == exempt  # nothing else is configured
+    # What is queried on its own keeps its automatic indexes: the sweep of finished runs
+    # queries retentionPending by equality, the timeline orders results by seq.
+    queried = {"status", "seq", "retentionPending", "workflow"}
     assert not {field for _, field in settings} & queried
-
-
-def test_due_at_keeps_only_its_ascending_index(
-    config: TerraformConfig, evaluator: Evaluator
-) -> None:
-    body = _field_settings(config, evaluator)[("refluxo_runs", "dueAt")]
-    assert single(body, "index_config") == {
-        "indexes": [{"order": "ASCENDING", "query_scope": "COLLECTION"}]
-    }
-    assert "ttl_config" not in body
 
 
 def test_expire_at_is_the_ttl_field_of_runs_and_results(

@@ -1,32 +1,55 @@
 """How runs are laid out in Firestore, and how a commit is prepared for that layout.
 
-Layout (``P`` is the constructor's ``prefix``, default ``refluxo``)::
+Layout (``P`` is the constructor's ``prefix``, default ``refluxo``; ``h(x)`` is the first
+32 hex digits of the SHA-256 of ``x``'s UTF-8 bytes)::
 
-    P_runs/{runId}                     the run's head
-        workflow, definitionVersion, status, version, createdAt, updatedAt, resultCount
-                                       top-level, queryable
+    P_runs/{h(runId)}                  the run's head
+        runId, workflow, definitionVersion, status, version, createdAt, updatedAt,
+        resultCount                    top-level
+        dueAt                          when its next step is expected, coarsened (epoch ms);
+                                       absent when nothing is expected (see "overdue runs")
+        expireAt, retentionPending     once finished, with a retention (see "retention")
         head                           the snapshot without its context (wire JSON string)
         input                          the run's input (JSON string)
         pending                        '{"value": ...}' (JSON string) or null
         nodeCounts                     '[[nodeId, count], ...]' (JSON string): every node
                                        with results, in first-result order
         recentCommits                  tokens of the last few commits (see "exactly once")
-    P_runs/{runId}/results/{seq:012d}  one document per committed result
-        seq, nodeId, nodeIndex, result (NodeResult JSON string)
+    P_runs/{h(runId)}/results/{h(nodeId)}-{nodeIndex}
+                                       one document per committed result
+        seq, nodeId, nodeIndex, result (NodeResult JSON string), expireAt (see "retention")
     P_definitions/{version}            workflow, body (JSON string), createdAt
 
 User data is kept as JSON strings because Firestore forbids nested arrays, which user JSON
-may contain; the strings round-trip exactly as in the SQLite store.
+may contain; the strings round-trip exactly as in the SQLite store. Everything that returns
+a record returns the run id from the head's ``runId`` field, never the document's name.
+
+Data written by the earlier layout (heads named by the run id, results by ``seq``) is not
+read by this one and is not migrated: no deployment held any. ``load_run`` of a run id whose
+document holds another ``runId`` (or none) answers ``None``.
 
 Why this shape:
 
+* Document names are spread. Firestore keeps documents in name order and splits its key
+  space by ranges: callers' run ids such as ``order-1``, ``order-2`` or ``msg-<id>`` are
+  close keys, and creating many of them at once writes to one range (a hotspot). Naming a
+  head by a hash of its id scatters them. A result's name is a hash of its node id (node ids
+  are free text: slashes, dots and any length are fine in a hash) and its index in that
+  node's list, under its run's spread name.
 * A step reads one document and writes two. The dispatcher's ``load_run`` reads the head,
   which carries the run's per-node result counts; the record's commit token keeps them, and
   the history reader made from that record (``history(record)``) answers every count from
   them, so numbering a step's result needs no read; the commit then writes the head and
   one document per appended result (a step usually appends one: two writes), in one batch
-  guarded by the
-  head's update time from that read (see "exactly once"), so it reads nothing either.
+  guarded by the head's update time from that read (see "exactly once"), so it reads
+  nothing either.
+* History is read by document name, O(1) however long the run: a result's name follows
+  from (node id, index), so ``get(node, i)`` is one document get (no query, no index), and
+  ``all(node)`` one ``BatchGetDocuments`` per :data:`HISTORY_BATCH` names, the names known
+  from the head's count for the node. ``count`` and ``node_ids`` read the head's
+  ``nodeCounts`` (projected: only that field is sent) unless the reader's record carries
+  them. Only the timeline queries results: ``seq > after`` ordered by ``seq`` (single
+  field, within the run's subcollection).
 * The head grows with the number of *distinct* nodes the run has executed, never with its
   history: ``nodeCounts`` holds one ``[id, count]`` pair per node (the id's length plus
   about ten bytes), bounded by the workflow's size (``RuntimeLimits.max_nodes``, 2,000 by
@@ -43,30 +66,64 @@ Why this shape:
   :class:`~refluxo.errors.LimitExceededError` before anything is written, instead of an
   opaque ``InvalidArgument`` from the service. (The dispatcher fails such a run with the
   reason; its failing commit appends nothing, so it fits.)
-* Reads stay O(1) per step however long the history: ``count`` and ``node_ids`` read the
-  head's ``nodeCounts`` (projected: only that field is sent), ``get`` is a query on
-  ``nodeId == X and nodeIndex == i`` (equalities on two fields are served by merging the
-  automatic single-field indexes), the timeline orders by ``seq`` (single field).
-* No composite index is needed except for listing runs by status:
-  ``P_runs (status ASC, createdAt DESC)`` (``__name__ DESC`` implied). Nothing queries
-  ``head``, ``input``, ``pending``, ``nodeCounts``, ``recentCommits``, ``updatedAt``
-  (runs), ``result`` (results) or ``body`` (definitions): exempt them from single-field
-  indexing. That saves index writes and, for ``updatedAt``, avoids the hotspot of an
-  ever-increasing indexed value written by every commit of every run (Firestore advises
-  under 500 such writes per second).
+
+Overdue runs (``overdue_runs``): ``dueAt`` is an indexed copy of
+:func:`refluxo.runtime.due.expected_at` of the head and its ``updatedAt``. The exact value
+of an active run is its last commit time: an ever-increasing indexed value rewritten by
+every step of every run, the hotspot Firestore advises against (under 500 such writes per
+second). So a commit rewrites ``dueAt`` only when the new expected time is earlier than
+the stored one, or later by more than :data:`DUE_SLACK_MS` (60 s): a run stepping without
+pause rewrites it about once a minute. The stored value is therefore always within
+``[expected - DUE_SLACK_MS, expected]``, never later, and ``dueAt <= expected_before``
+(ordered by ``dueAt``, then ``runId`` so that ties follow the run id as the port asks)
+finds every overdue run plus, possibly, runs expected up to a minute after
+``expected_before``. The store skips those by the exact time it computes from each head
+(reading on until the page is full: they are few, only runs expected within a minute
+after ``expected_before``; the caller re-checks anyway, as the port says) and
+orders each page by exact time, then run id; across pages the order is the stored one,
+exact to within the slack. The cursor is the stored ``dueAt`` and run id of the last
+document read. When nothing is expected (finished, or paused until a caller resumes it)
+the field is deleted, so such runs take no place in the index.
+
+Retention: with ``retention_days``, a commit that finishes a run (completed or failed)
+sets the head's ``expireAt`` to its commit time plus the retention (a timestamp: the TTL
+policy's field), and every result of the run gets the same ``expireAt``, because a TTL
+deletes single documents, never subcollections. The commit's own results are created with
+it. The earlier ones are stamped by name (known from the node counts: no query): in the
+finishing commit itself when there are at most :data:`INLINE_RETENTION` (and the commit
+stays within :data:`MAX_COMMIT_WRITES`), else in batches of :data:`MAX_COMMIT_WRITES`
+right after it, the head carrying ``retentionPending: true`` until they are done. A crash
+in between leaves the marker; ``FirestoreStore.finish_retention`` (the sweep) queries it
+(equality on one field) and stamps those runs' results again. A finished run is final:
+it never takes another commit or result. Unfinished runs carry no ``expireAt``.
+
+Indexes: three composite indexes, ``P_runs (createdAt DESC, runId DESC)`` and ``P_runs
+(status ASC, createdAt DESC, runId DESC)`` to list runs newest first with ties by run id,
+and ``P_runs (dueAt ASC, runId ASC)`` for overdue runs. Single-field indexes are used
+for ``retentionPending`` (equality) and ``seq`` (results) only. Nothing else is queried on
+its own: ``head``, ``input``, ``pending``, ``nodeCounts``, ``recentCommits``,
+``updatedAt``, ``createdAt``, ``runId``, ``dueAt``, ``expireAt`` (runs), ``result``,
+``nodeId``, ``nodeIndex``, ``expireAt`` (results) and ``body`` (definitions) are exempt
+from single-field indexing (``terraform/firestore.tf``); composite indexes do not need
+them. That saves index writes and, for ``updatedAt`` and ``expireAt``, avoids the hotspot
+of ever-increasing indexed values (``createdAt`` is written once per run, ``dueAt`` about
+once a minute per running run, each indexed only in its composite indexes).
 """
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from google.cloud import firestore
 
 from refluxo.errors import LimitExceededError, TransientError
+from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import AppendedResult, CommitToken, Payload, RunRecord, StepCommit
 from refluxo.runtime.records import (
     decode_head,
@@ -93,8 +150,65 @@ MAX_COMMIT_WRITES = 500
 RECENT_COMMITS = 8
 """How many commit tokens the head remembers, to recognise an ambiguous commit as applied."""
 
+HISTORY_BATCH = 500
+"""Most result documents one ``BatchGetDocuments`` of ``HistoryReader.all`` asks for."""
+
+DUE_SLACK_MS = 60_000
+"""How much earlier than the exact expected time the stored ``dueAt`` may be (see
+"Overdue runs" above): a later expected time within this slack leaves it as it is."""
+
+INLINE_RETENTION = 100
+"""Most earlier results a finishing commit stamps with ``expireAt`` itself; beyond, they
+are stamped in batches right after it (see "Retention" above)."""
+
+RUN_ID = "runId"
 NODE_COUNTS = "nodeCounts"
 """The head field holding ``[[nodeId, count], ...]`` (JSON), in first-result order."""
+DUE_AT = "dueAt"
+EXPIRE_AT = "expireAt"
+RETENTION_PENDING = "retentionPending"
+
+
+def digest(text: str) -> str:
+    """32 hex digits of the SHA-256 of ``text``: a spread, fixed-size document name."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def run_document_id(run_id: str) -> str:
+    """The name of the head of run ``run_id`` in ``P_runs``."""
+    return digest(run_id)
+
+
+def result_document_id(node_id: str, index: int) -> str:
+    """The name of result ``index`` of node ``node_id`` in a run's ``results``."""
+    return f"{digest(node_id)}-{index}"
+
+
+def result_document_ids(counts: Mapping[str, int]) -> Iterator[str]:
+    """The names of every result the node counts ``counts`` describe."""
+    for node_id, count in counts.items():
+        prefix = digest(node_id)
+        for index in range(count):
+            yield f"{prefix}-{index}"
+
+
+def stored_due_at(stored: int | None, expected: int | None) -> int | None:
+    """The ``dueAt`` to keep for a head expected at ``expected``, given the ``stored`` one.
+
+    Rewritten only when ``expected`` is earlier than ``stored`` or later by more than
+    :data:`DUE_SLACK_MS`, so the result is always within ``[expected - slack, expected]``.
+    """
+    if expected is None:
+        return None
+    if stored is None or expected < stored or expected > stored + DUE_SLACK_MS:
+        return expected
+    return stored
+
+
+def expire_time(finished_at: int, retention_days: int) -> datetime.datetime:
+    """When a run finished at ``finished_at`` (epoch ms) expires: a TTL timestamp."""
+    finished = datetime.datetime.fromtimestamp(finished_at / 1000, tz=datetime.UTC)
+    return finished + datetime.timedelta(days=retention_days)
 
 
 def dump_json(value: Any) -> str:
@@ -117,7 +231,7 @@ class HeadRevision(CommitToken):
     write to the document: a write guarded by ``last_update_time=update_time`` applies only
     if nothing touched the head since this read. ``data`` is the head's fields as read, so
     that a commit against this revision computes the next head (result count, node counts,
-    commit tokens, size) without reading it again; the guard proves them current.
+    commit tokens, due time, size) without reading it again; the guard proves them current.
     Revisions compare by ``update_time`` only.
     """
 
@@ -130,12 +244,12 @@ def node_counts_of(data: Mapping[str, Any]) -> dict[str, int]:
     return {str(node_id): int(count) for node_id, count in json.loads(data[NODE_COUNTS])}
 
 
-def record_of(run_id: str, data: dict[str, Any], update_time: Any = None) -> RunRecord:
+def record_of(data: dict[str, Any], update_time: Any = None) -> RunRecord:
     """The record of a head read from Firestore; with its update time, a revision too."""
     pending = data.get("pending")
     input_ = data.get("input")
     return RunRecord(
-        run_id=run_id,
+        run_id=data[RUN_ID],
         workflow=data["workflow"],
         definition_version=data["definitionVersion"],
         snapshot=decode_head(data["head"]),
@@ -148,11 +262,22 @@ def record_of(run_id: str, data: dict[str, Any], update_time: Any = None) -> Run
     )
 
 
+def expected_of(data: Mapping[str, Any]) -> int | None:
+    """The exact time the head ``data`` expects its next step (``dueAt`` is a coarse copy)."""
+    return expected_at(decode_head(data["head"]), int(data["updatedAt"]))
+
+
 def document_data(snapshot: Any) -> dict[str, Any]:
     data = snapshot.to_dict()
     if data is None:
         raise TransientError(f"Firestore document {snapshot.reference.path} vanished while read")
     return cast(dict[str, Any], data)
+
+
+def after_write(data: Mapping[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The head ``data`` once ``fields`` (an update, maybe deleting fields) is applied."""
+    merged = {**data, **fields}
+    return {name: value for name, value in merged.items() if value is not firestore.DELETE_FIELD}
 
 
 Document = tuple[firestore.DocumentReference, dict[str, Any]]
@@ -163,11 +288,27 @@ def record_fields(record: RunRecord) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class NextHead:
+    """What a commit writes over a head as read, and what follows from it.
+
+    ``fields`` update the head, ``record`` is the run as they leave it. ``stamp_now`` are
+    the earlier results to stamp with ``expireAt`` in the same commit, ``stamp_after``
+    those to stamp right after it (the head then carries ``retentionPending``).
+    """
+
+    fields: dict[str, Any]
+    record: RunRecord
+    stamp_now: tuple[str, ...] = ()
+    stamp_after: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedCommit:
     """A commit serialised and checked once, before any attempt: what every attempt sends.
 
     ``token`` is the same for every attempt, so a later attempt recognises an earlier one
-    that was applied though its reply was lost.
+    that was applied though its reply was lost. ``expire_at`` is set when the commit
+    finishes the run and the store keeps finished runs for a limited time.
     """
 
     commit: StepCommit
@@ -177,22 +318,35 @@ class PreparedCommit:
     head: str
     pending: str | None
     results: list[Document]
+    expire_at: datetime.datetime | None = None
 
     @classmethod
-    def of(cls, run: firestore.DocumentReference, commit: StepCommit, now: int) -> PreparedCommit:
+    def of(
+        cls,
+        run: firestore.DocumentReference,
+        commit: StepCommit,
+        now: int,
+        retention_days: int | None = None,
+    ) -> PreparedCommit:
         head = encode_head(commit.snapshot)
         pending = pending_json(commit.pending)
-        results = result_documents(run, commit.results)
+        expire_at = None
+        if retention_days is not None and commit.snapshot.status.is_terminal:
+            expire_at = expire_time(now, retention_days)
+        results = result_documents(run, commit.results, expire_at)
         check_commit(commit.run_id, head, pending, results)
-        return cls(commit, run, uuid.uuid4().hex, now, head, pending, results)
+        return cls(commit, run, uuid.uuid4().hex, now, head, pending, results, expire_at)
 
-    def next_head(self, data: Mapping[str, Any]) -> tuple[dict[str, Any], RunRecord]:
-        """The head fields to write over the head ``data``, and the record they make.
+    def next_head(
+        self, data: Mapping[str, Any], inline_retention: int = INLINE_RETENTION
+    ) -> NextHead:
+        """The head fields to write over the head ``data``, and what follows from them.
 
         Raises :class:`LimitExceededError` if the new head would not fit in a document.
         """
         commit = self.commit
-        counts = node_counts_of(data)
+        before = node_counts_of(data)
+        counts = before
         fields: dict[str, Any] = {
             "status": commit.snapshot.status.value,
             "version": commit.snapshot.version,
@@ -202,12 +356,29 @@ class PreparedCommit:
             "updatedAt": self.now,
             "recentCommits": [*data.get("recentCommits", ()), self.token][-RECENT_COMMITS:],
         }
+        stored = data.get(DUE_AT)
+        due = stored_due_at(stored, expected_at(commit.snapshot, self.now))
+        if due is None and DUE_AT in data:
+            fields[DUE_AT] = firestore.DELETE_FIELD
+        elif due != stored:
+            fields[DUE_AT] = due
         nodes = data[NODE_COUNTS]
         if commit.results:
-            counts = counted(counts, commit.results)
+            counts = counted(before, commit.results)
             nodes = fields[NODE_COUNTS] = dump_json([[node_id, n] for node_id, n in counts.items()])
         input_ = data.get("input")
         check_head(commit.run_id, self.head, input_, self.pending, nodes, len(counts))
+        stamp_now: tuple[str, ...] = ()
+        stamp_after: tuple[str, ...] = ()
+        if self.expire_at is not None:
+            fields[EXPIRE_AT] = self.expire_at
+            earlier = tuple(result_document_ids(before))
+            writes = 1 + len(self.results) + len(earlier)
+            if len(earlier) <= inline_retention and writes <= MAX_COMMIT_WRITES:
+                stamp_now = earlier
+            else:
+                stamp_after = earlier
+                fields[RETENTION_PENDING] = True
         record = RunRecord(
             run_id=commit.run_id,
             workflow=data["workflow"],
@@ -219,7 +390,7 @@ class PreparedCommit:
             input=decode_json(input_),
             pending=commit.pending,
         )
-        return fields, record
+        return NextHead(fields, record, stamp_now, stamp_after)
 
 
 def counted(counts: Mapping[str, int], results: Sequence[AppendedResult]) -> dict[str, int]:
@@ -234,7 +405,9 @@ def counted(counts: Mapping[str, int], results: Sequence[AppendedResult]) -> dic
 
 
 def result_documents(
-    run: firestore.DocumentReference, results: Sequence[AppendedResult]
+    run: firestore.DocumentReference,
+    results: Sequence[AppendedResult],
+    expire_at: datetime.datetime | None = None,
 ) -> list[Document]:
     documents: list[Document] = []
     collection = run.collection("results")
@@ -246,13 +419,16 @@ def result_documents(
                 f"a Firestore document holds at most 1 MiB, so results are limited to "
                 f"{MAX_VALUE_BYTES} bytes"
             )
-        fields = {
+        fields: dict[str, Any] = {
             "seq": entry.seq,
             "nodeId": entry.node_id,
             "nodeIndex": entry.node_index,
             "result": text,
         }
-        documents.append((collection.document(f"{entry.seq:012d}"), fields))
+        if expire_at is not None:
+            fields[EXPIRE_AT] = expire_at
+        name = result_document_id(entry.node_id, entry.node_index)
+        documents.append((collection.document(name), fields))
     return documents
 
 

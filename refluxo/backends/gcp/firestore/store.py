@@ -1,6 +1,9 @@
 """The :class:`~refluxo.runtime.ports.SnapshotStore` on Google Cloud Firestore.
 
-The layout is described in :mod:`refluxo.backends.gcp.firestore.layout`.
+The layout is described in :mod:`refluxo.backends.gcp.firestore.layout`: heads and
+results named by hashes (history is read by name, never queried), the coarse ``dueAt``
+behind :meth:`FirestoreStore.overdue_runs`, and the ``expireAt`` of finished runs, whose
+interrupted stamping :meth:`FirestoreStore.finish_retention` completes.
 
 Exactly once: a commit is applied only if the head is the one the commit was computed
 from, in one of two ways.
@@ -37,9 +40,11 @@ have landed late. The store cannot record deliveries in the same write, so
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 from google.api_core import exceptions as google_exceptions
@@ -48,23 +53,36 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 
 from refluxo.backends.gcp.firestore.history import FirestoreHistory
 from refluxo.backends.gcp.firestore.layout import (
+    DUE_AT,
+    EXPIRE_AT,
+    INLINE_RETENTION,
+    MAX_COMMIT_WRITES,
     MAX_VALUE_BYTES,
     NODE_COUNTS,
+    RETENTION_PENDING,
+    RUN_ID,
     HeadRevision,
+    NextHead,
     PreparedCommit,
+    after_write,
     byte_size,
     check_head,
     document_data,
     dump_json,
+    expected_of,
+    expire_time,
     node_counts_of,
     pending_json,
     record_fields,
     record_of,
+    result_document_ids,
+    run_document_id,
 )
 from refluxo.backends.gcp.firestore.retry import REFUSED_ERRORS, Retry, is_transient
 from refluxo.errors import LimitExceededError
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
+from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
     CommitResult,
     Delivery,
@@ -77,6 +95,8 @@ from refluxo.runtime.records import decode_json, decode_result, encode_head
 from refluxo.steps import Clock, wall_clock_ms
 
 T = TypeVar("T")
+
+logger = logging.getLogger("refluxo.firestore")
 
 
 class FirestoreStore:
@@ -91,6 +111,9 @@ class FirestoreStore:
             attempts per transaction on contention, before :class:`TransientError`.
         backoff_ms: First delay between this store's attempts; doubled each time, capped
             at one second, with jitter.
+        retention_days: Finished runs and their results get ``expireAt`` this many days
+            after they finish, for Firestore's TTL policy to delete them; ``None`` keeps
+            them forever.
     """
 
     def __init__(
@@ -102,14 +125,23 @@ class FirestoreStore:
         max_attempts: int = 5,
         backoff_ms: float = 50.0,
         sleep: Callable[[float], None] = time.sleep,
+        retention_days: int | None = None,
     ) -> None:
+        if retention_days is not None and retention_days < 1:
+            raise ValueError("retention_days must be at least 1, or None")
         self.client = client
         self.prefix = prefix
         self.max_attempts = max_attempts
+        self.retention_days = retention_days
+        self.inline_retention = INLINE_RETENTION
+        """Most earlier results a finishing commit stamps with ``expireAt`` itself."""
         self._clock = clock
         self._retry = Retry(max_attempts, backoff_ms, sleep)
         self._runs = client.collection(f"{prefix}_runs")
         self._definitions = client.collection(f"{prefix}_definitions")
+
+    def _head(self, run_id: str) -> firestore.DocumentReference:
+        return self._runs.document(run_document_id(run_id))
 
     # -- transactions -------------------------------------------------------------------
 
@@ -137,7 +169,8 @@ class FirestoreStore:
         input_ = dump_json(record.input)
         pending = pending_json(record.pending)
         check_head(record.run_id, head, input_, pending, "[]", 0)
-        fields = {
+        fields: dict[str, Any] = {
+            RUN_ID: record.run_id,
             "workflow": record.workflow,
             "definitionVersion": record.definition_version,
             "status": snapshot.status.value,
@@ -151,14 +184,24 @@ class FirestoreStore:
             NODE_COUNTS: "[]",
             "recentCommits": [token],
         }
-        ref = self._runs.document(record.run_id)
+        due = expected_at(snapshot, record.updated_at)
+        if due is not None:
+            fields[DUE_AT] = due
+        if self.retention_days is not None and snapshot.status.is_terminal:
+            fields[EXPIRE_AT] = expire_time(record.updated_at, self.retention_days)
+        ref = self._head(record.run_id)
 
         def body(transaction: Any) -> CommitResult:
             found = ref.get(transaction=transaction)
             if found.exists:
                 data = document_data(found)
+                if data.get(RUN_ID) != record.run_id:
+                    raise RuntimeError(
+                        f"run {record.run_id!r} is named like run {data.get(RUN_ID)!r}: "
+                        f"a SHA-256 prefix collision, or a head of an earlier layout"
+                    )
                 mine = token in data.get("recentCommits", ())
-                stored = record_of(record.run_id, data, found.update_time)
+                stored = record_of(data, found.update_time)
                 return CommitResult(committed=mine, record=stored)
             transaction.create(ref, fields)
             return CommitResult(committed=True, scheduled=False, record=record)
@@ -167,32 +210,46 @@ class FirestoreStore:
 
     def load_run(self, run_id: str) -> RunRecord | None:
         """The head, with its node counts and its revision (one document read)."""
-        found = self._retry.run("load_run", self._runs.document(run_id).get)
+        found = self._retry.run("load_run", self._head(run_id).get)
         data = found.to_dict()
-        return None if data is None else record_of(run_id, data, found.update_time)
+        if data is None or data.get(RUN_ID) != run_id:
+            return None
+        return record_of(data, found.update_time)
 
     def commit(self, commit: StepCommit) -> CommitResult:
         """Write head and results atomically if the head is still the expected one.
 
         With ``commit.expected_token`` (a :class:`HeadRevision` from this store): one
         batch guarded by the head's update time, no read. Without: one transaction that
-        reads the head and checks its version. See the module docstring.
+        reads the head and checks its version. See the module docstring. A commit that
+        finishes a run under a retention stamps the run's results after it when there are
+        too many to stamp in the commit itself (see :meth:`finish_retention`).
         """
-        prepared = PreparedCommit.of(self._runs.document(commit.run_id), commit, self._clock())
+        prepared = PreparedCommit.of(
+            self._head(commit.run_id), commit, self._clock(), self.retention_days
+        )
         if commit.expected_token is None:
-            return self._commit_in_transaction(prepared)
-        revision = commit.expected_token
-        if not isinstance(revision, HeadRevision):
-            raise TypeError(
-                f"expected_token must be a HeadRevision from FirestoreStore.load_run, "
-                f"not {type(revision).__name__}"
-            )
-        return self._commit_at_revision(prepared, revision)
+            outcome, after = self._commit_in_transaction(prepared)
+        else:
+            revision = commit.expected_token
+            if not isinstance(revision, HeadRevision):
+                raise TypeError(
+                    f"expected_token must be a HeadRevision from FirestoreStore.load_run, "
+                    f"not {type(revision).__name__}"
+                )
+            outcome, after = self._commit_at_revision(prepared, revision)
+        if after is None or not after.stamp_after or not outcome.committed:
+            return outcome
+        return self._stamp_after_commit(prepared, after, outcome)
 
-    def _commit_in_transaction(self, prepared: PreparedCommit) -> CommitResult:
+    def _commit_in_transaction(
+        self, prepared: PreparedCommit
+    ) -> tuple[CommitResult, NextHead | None]:
         commit, run = prepared.commit, prepared.run
+        applied: list[NextHead] = []
 
         def body(transaction: Any) -> CommitResult:
+            applied.clear()
             found = run.get(transaction=transaction)
             if not found.exists:
                 return CommitResult(committed=False)
@@ -200,53 +257,69 @@ class FirestoreStore:
             if data["version"] != commit.expected_version:
                 # Our own earlier attempt may have been applied though its reply was lost.
                 mine = prepared.token in data.get("recentCommits", ())
-                return CommitResult(
-                    committed=mine, record=record_of(run.id, data, found.update_time)
-                )
-            fields, record = prepared.next_head(data)
-            transaction.update(run, fields)
+                return CommitResult(committed=mine, record=record_of(data, found.update_time))
+            after = prepared.next_head(data, self.inline_retention)
+            transaction.update(run, after.fields)
             for ref, document in prepared.results:
                 transaction.create(ref, document)
-            return CommitResult(committed=True, scheduled=False, record=record)
+            for name in after.stamp_now:
+                transaction.update(run.collection("results").document(name), self._stamp(after))
+            applied.append(after)
+            return CommitResult(committed=True, scheduled=False, record=after.record)
 
-        return self._transact("commit", body)
+        outcome = self._transact("commit", body)
+        # A retry that found its own earlier attempt applied stamps nothing now: the sweep
+        # finds the marker that attempt left, if any.
+        return outcome, (applied[-1] if applied and outcome.committed else None)
 
-    def _commit_at_revision(self, prepared: PreparedCommit, revision: HeadRevision) -> CommitResult:
+    @staticmethod
+    def _stamp(after: NextHead) -> dict[str, Any]:
+        return {EXPIRE_AT: after.fields[EXPIRE_AT]}
+
+    def _commit_at_revision(
+        self, prepared: PreparedCommit, revision: HeadRevision
+    ) -> tuple[CommitResult, NextHead | None]:
         """One guarded batch; an ambiguous failure is settled by one read of the head."""
         if revision.data["version"] != prepared.commit.expected_version:
-            return CommitResult(committed=False)  # cannot match: nothing to send
-        fields, record = prepared.next_head(revision.data)
+            return CommitResult(committed=False), None  # cannot match: nothing to send
+        after = prepared.next_head(revision.data, self.inline_retention)
         guard = self.client.write_option(last_update_time=revision.update_time)
+        results = prepared.run.collection("results")
         ambiguous = False
         last: BaseException | None = None
         for attempt in range(self.max_attempts):
             self._retry.backoff(attempt)
             batch = self.client.batch()
-            batch.update(prepared.run, fields, option=guard)
+            batch.update(prepared.run, after.fields, option=guard)
             for ref, document in prepared.results:
                 batch.create(ref, document)
+            for name in after.stamp_now:
+                batch.update(results.document(name), self._stamp(after))
             try:
                 # retry=None: the client's own retry of Commit would re-send a batch whose
                 # first copy may have landed, and report the copy's refusal as a lost race.
                 written = batch.commit(retry=None)
             except REFUSED_ERRORS:
                 if not ambiguous:
-                    return CommitResult(committed=False)
+                    return CommitResult(committed=False), None
                 # An earlier copy, whose reply was lost, may have landed after the check.
-                return self._settle(prepared, revision)[0]
+                return self._settle(prepared, revision)[0], after
             except Exception as err:
                 if not is_transient(err):
                     raise
                 ambiguous, last = True, err
                 outcome, unchanged = self._settle(prepared, revision)
                 if not unchanged:
-                    return outcome
+                    return outcome, after
                 continue  # not applied, and the guard still holds: send it again
-            data = {**revision.data, **fields}
+            data = after_write(revision.data, after.fields)
             applied = RunRecord(
-                **{**record_fields(record), "token": HeadRevision(written[0].update_time, data)}
+                **{
+                    **record_fields(after.record),
+                    "token": HeadRevision(written[0].update_time, data),
+                }
             )
-            return CommitResult(committed=True, scheduled=False, record=applied)
+            return CommitResult(committed=True, scheduled=False, record=applied), after
         raise self._retry.exhausted("commit", last) from last
 
     def _settle(
@@ -262,23 +335,118 @@ class FirestoreStore:
         if not found.exists:
             return CommitResult(committed=False), False
         data = document_data(found)
-        record = record_of(prepared.run.id, data, found.update_time)
+        record = record_of(data, found.update_time)
         if prepared.token in data.get("recentCommits", ()):
             return CommitResult(committed=True, scheduled=False, record=record), False
         return CommitResult(
             committed=False, record=record
         ), found.update_time == revision.update_time
 
+    # -- retention ------------------------------------------------------------------------
+
+    def _stamp_after_commit(
+        self, prepared: PreparedCommit, after: NextHead, outcome: CommitResult
+    ) -> CommitResult:
+        """Stamp the earlier results of a run just finished, then clear its marker.
+
+        The commit is applied whatever happens here: a failure is logged and left to
+        :meth:`finish_retention`, which finds the head's ``retentionPending``.
+        """
+        try:
+            update_time = self._stamp_results(
+                prepared.run, after.stamp_after, after.fields[EXPIRE_AT]
+            )
+        except Exception:
+            logger.warning(
+                "stamping the results of finished run %r with expireAt failed; "
+                "finish_retention will complete it",
+                prepared.commit.run_id,
+                exc_info=True,
+            )
+            return outcome
+        record = outcome.record
+        if record is None or not isinstance(record.token, HeadRevision):
+            return outcome
+        data = {
+            name: value for name, value in record.token.data.items() if name != RETENTION_PENDING
+        }
+        fresh = RunRecord(**{**record_fields(record), "token": HeadRevision(update_time, data)})
+        return CommitResult(committed=True, scheduled=outcome.scheduled, record=fresh)
+
+    def _stamp_results(
+        self, run: firestore.DocumentReference, names: Sequence[str], expire_at: Any
+    ) -> Any:
+        """Set ``expireAt`` on the results ``names`` of ``run``, then clear its marker.
+
+        Batches of :data:`MAX_COMMIT_WRITES` updates, each retried within bounds (setting
+        the same value again is harmless). Returns the head's update time after.
+        """
+        results = run.collection("results")
+        for start in range(0, len(names), MAX_COMMIT_WRITES):
+            chunk = [results.document(name) for name in names[start : start + MAX_COMMIT_WRITES]]
+            self._retry.run("retention", functools.partial(self._stamp_batch, chunk, expire_at))
+        written = self._retry.run(
+            "retention", lambda: run.update({RETENTION_PENDING: firestore.DELETE_FIELD})
+        )
+        return written.update_time
+
+    def _stamp_batch(self, refs: list[firestore.DocumentReference], expire_at: Any) -> None:
+        batch = self.client.batch()
+        for ref in refs:
+            batch.update(ref, {EXPIRE_AT: expire_at})
+        try:
+            batch.commit()
+        except google_exceptions.NotFound:
+            # A result the TTL policy deleted already (a sweep later than the retention
+            # itself): stamp those still there.
+            found = self.client.get_all(refs, field_paths=["seq"])
+            present = [snapshot.reference for snapshot in found if snapshot.exists]
+            if present:
+                batch = self.client.batch()
+                for ref in present:
+                    batch.update(ref, {EXPIRE_AT: expire_at})
+                batch.commit()
+
+    def finish_retention(self, limit: int = 100) -> int:
+        """Stamp the results of finished runs whose stamping was interrupted (a sweep).
+
+        Finds up to ``limit`` heads marked ``retentionPending`` (a crash, or a failure,
+        between a run's finishing commit and the stamping of its results), sets every
+        result's ``expireAt`` to the head's, and clears the marker. Idempotent, and safe
+        beside a commit still stamping the same run. Returns how many runs it completed.
+        """
+        query = self._runs.where(filter=FieldFilter(RETENTION_PENDING, "==", True)).limit(limit)
+        heads = self._retry.run("finish_retention", lambda: list(query.stream()))
+        finished = 0
+        for head in heads:
+            data = head.to_dict()
+            if data is None or EXPIRE_AT not in data:
+                continue
+            names = list(result_document_ids(node_counts_of(data)))
+            try:
+                self._stamp_results(head.reference, names, data[EXPIRE_AT])
+            except Exception:
+                logger.warning(
+                    "stamping the results of finished run %r with expireAt failed again",
+                    data.get(RUN_ID),
+                    exc_info=True,
+                )
+                continue
+            finished += 1
+        return finished
+
+    # -- reading ----------------------------------------------------------------------------
+
     def history(self, record: RunRecord) -> FirestoreHistory:
         token = record.token
         counts = node_counts_of(token.data) if isinstance(token, HeadRevision) else None
-        return FirestoreHistory(self._runs.document(record.run_id), self._retry, counts)
+        return FirestoreHistory(self.client, self._head(record.run_id), self._retry, counts)
 
     def timeline(
         self, run_id: str, *, after_seq: int = -1, limit: int = 100
     ) -> list[TimelineEntry]:
         query = (
-            self._runs.document(run_id)
+            self._head(run_id)
             .collection("results")
             .where(filter=FieldFilter("seq", ">", after_seq))
             .order_by("seq")
@@ -293,23 +461,70 @@ class FirestoreStore:
     def list_runs(
         self, *, status: SnapshotStatus | None = None, limit: int = 50, cursor: str | None = None
     ) -> RunPage:
-        """Runs newest ``createdAt`` first (ties by id, descending), like the SQLite store."""
+        """Runs newest ``createdAt`` first, ties by run id descending, like the SQLite store.
+
+        Ordered by the ``runId`` field, not the document's (hashed) name: composite indexes
+        ``(createdAt DESC, runId DESC)`` and ``(status, createdAt DESC, runId DESC)``.
+        """
         query: Any = self._runs
         if status is not None:
             query = query.where(filter=FieldFilter("status", "==", status.value))
         query = query.order_by("createdAt", direction=firestore.Query.DESCENDING).order_by(
-            "__name__", direction=firestore.Query.DESCENDING
+            RUN_ID, direction=firestore.Query.DESCENDING
         )
         if cursor is not None:
             created_at, run_id = decode_cursor(cursor)
-            query = query.start_after({"createdAt": created_at, "__name__": run_id})
+            query = query.start_after({"createdAt": created_at, RUN_ID: run_id})
         query = query.limit(limit + 1)
         docs = self._retry.run("list_runs", lambda: list(query.stream()))
-        runs = [record_of(doc.id, document_data(doc), doc.update_time) for doc in docs[:limit]]
+        runs = [record_of(document_data(doc), doc.update_time) for doc in docs[:limit]]
         next_cursor = (
             encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(docs) > limit else None
         )
         return RunPage(runs=runs, next_cursor=next_cursor)
+
+    def overdue_runs(
+        self, expected_before: int, *, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs whose next step was expected at or before ``expected_before`` (epoch ms).
+
+        Queries the coarse ``dueAt`` (``<= expected_before``, ordered by ``dueAt`` then
+        ``runId``: the composite index ``(dueAt ASC, runId ASC)``), which finds every
+        overdue run and possibly runs expected up to
+        :data:`~refluxo.backends.gcp.firestore.layout.DUE_SLACK_MS` later; those are
+        skipped here by the exact time of their heads, reading on until the page is full or
+        the query exhausted. A page is ordered by exact expected time, then run id; pages
+        follow one another in the order of the stored ``dueAt`` (then run id), so across
+        pages the order is exact to within the slack. The cursor is the stored ``dueAt``
+        and run id of the last document read.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        query: Any = (
+            self._runs.where(filter=FieldFilter(DUE_AT, "<=", expected_before))
+            .order_by(DUE_AT)
+            .order_by(RUN_ID)
+        )
+        last = decode_cursor(cursor) if cursor is not None else None
+        overdue: list[tuple[int, RunRecord]] = []
+        while True:
+            want = limit - len(overdue)
+            page = query if last is None else query.start_after({DUE_AT: last[0], RUN_ID: last[1]})
+            page = page.limit(want + 1)  # one more: is there anything after this page?
+            docs = self._retry.run("overdue_runs", functools.partial(streamed, page))
+            for doc in docs[:want]:
+                data = document_data(doc)
+                last = (int(data[DUE_AT]), str(data[RUN_ID]))
+                expected = expected_of(data)
+                if expected is not None and expected <= expected_before:
+                    overdue.append((expected, record_of(data, doc.update_time)))
+            exhausted = len(docs) <= want
+            if exhausted or len(overdue) == limit:
+                break
+            # Some were expected a little later than asked: read on past them.
+        overdue.sort(key=lambda entry: (entry[0], entry[1].run_id))
+        next_cursor = None if exhausted or last is None else encode_cursor(*last)
+        return RunPage(runs=[record for _, record in overdue], next_cursor=next_cursor)
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -337,6 +552,11 @@ class FirestoreStore:
         if data is None:
             return None
         return cast(dict[str, Any], decode_json(data["body"]))
+
+
+def streamed(query: Any) -> list[Any]:
+    """Every document ``query`` answers."""
+    return list(query.stream())
 
 
 __all__ = ["FirestoreStore"]
