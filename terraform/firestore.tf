@@ -24,7 +24,9 @@ locals {
   # written by every commit of every run with an ever-increasing value: indexed, it would
   # be a write hotspot. createdAt, runId and dueAt are only read through the composite
   # indexes below, which do not need single-field indexes. Results are read by document
-  # name (a hash of nodeId and nodeIndex), never queried by those fields.
+  # name (a hash of nodeId and nodeIndex), never queried by those fields. version and
+  # resultCount change on every commit and, like definitionVersion, are read from the
+  # document, never queried (workflow keeps its index: operators filter runs by it).
   unindexed_fields = {
     runs_head           = { collection = local.runs_collection, field = "head" }
     runs_input          = { collection = local.runs_collection, field = "input" }
@@ -35,6 +37,9 @@ locals {
     runs_created_at     = { collection = local.runs_collection, field = "createdAt" }
     runs_run_id         = { collection = local.runs_collection, field = "runId" }
     runs_due_at         = { collection = local.runs_collection, field = "dueAt" }
+    runs_version        = { collection = local.runs_collection, field = "version" }
+    runs_result_count   = { collection = local.runs_collection, field = "resultCount" }
+    runs_definition     = { collection = local.runs_collection, field = "definitionVersion" }
     results_result      = { collection = local.results_collection, field = "result" }
     results_node_id     = { collection = local.results_collection, field = "nodeId" }
     results_node_index  = { collection = local.results_collection, field = "nodeIndex" }

@@ -298,6 +298,10 @@ def test_never_queried_fields_are_exempt_from_indexing(
         ("refluxo_runs", "createdAt"),
         ("refluxo_runs", "runId"),
         ("refluxo_runs", "dueAt"),
+        # Rewritten by every commit or read from the document only, never queried.
+        ("refluxo_runs", "version"),
+        ("refluxo_runs", "resultCount"),
+        ("refluxo_runs", "definitionVersion"),
         ("results", "result"),
         ("results", "expireAt"),
         # Results are read by document name, not queried by node.
