@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 
 from refluxo.api.errors import status_of
-from refluxo.api.models import ErrorBody, RunDetailView, RunPageView, RunView
+from refluxo.api.models import ErrorBody, ReconcileView, RunDetailView, RunPageView, RunView
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.errors import RunError
 from refluxo.runtime.service import RunService
@@ -51,6 +51,10 @@ class RunClient(Protocol):
     def resume(self, run_id: str, payload: Any = None) -> dict[str, Any]: ...
 
     def cancel(self, run_id: str, reason: str = "Cancelled") -> dict[str, Any]: ...
+
+    def reconcile(
+        self, *, grace_s: float | None = None, limit: int = 500, cursor: str | None = None
+    ) -> dict[str, Any]: ...
 
 
 class HttpClient:
@@ -124,6 +128,18 @@ class HttpClient:
         )
         return result
 
+    def reconcile(
+        self, *, grace_s: float | None = None, limit: int = 500, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /tasks/reconcile``; without ``grace_s``, the server's grace period."""
+        body: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            body["cursor"] = cursor
+        if grace_s is not None:
+            body["graceS"] = grace_s
+        result: dict[str, Any] = self.request("POST", "/tasks/reconcile", body)
+        return result
+
 
 class LocalClient:
     """The same calls, in-process on a service (the local database)."""
@@ -159,3 +175,17 @@ class LocalClient:
 
     def cancel(self, run_id: str, reason: str = "Cancelled") -> dict[str, Any]:
         return _view(RunView.of(self._call(self.service.cancel, run_id, reason)))
+
+    def reconcile(
+        self, *, grace_s: float | None = None, limit: int = 500, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """Without ``grace_s``, the service's grace period."""
+        grace_ms = self.service.reconcile_grace_ms if grace_s is None else round(grace_s * 1000)
+        report = self._call(self.service.reconcile, grace_ms=grace_ms, limit=limit, cursor=cursor)
+        return _view(
+            ReconcileView(
+                examined=report.examined,
+                rescheduled=report.rescheduled,
+                next_cursor=report.next_cursor,
+            )
+        )

@@ -33,6 +33,9 @@ class Auth(enum.Enum):
     """A client of the run API (the API key)."""
     SCHEDULER = "scheduler"
     """The scheduler delivering steps (an OIDC identity token on Google Cloud)."""
+    RECONCILER = "reconciler"
+    """The job that re-schedules overdue runs (on Google Cloud, Cloud Scheduler's OIDC
+    identity token; on the embedded default, the callers' check)."""
     PUBLIC = "public"
     """Anyone: liveness and the API's own description, nothing that reads or changes runs."""
 

@@ -15,6 +15,8 @@ from refluxo.api.models import (
     DocumentView,
     HealthView,
     ListRunsQuery,
+    ReconcileRequest,
+    ReconcileView,
     ResumeRequest,
     RunDetailView,
     RunPageView,
@@ -109,3 +111,21 @@ def deliver_step(call: Call) -> StepOutcomeView:
         result.steps,
     )
     return StepOutcomeView(outcome=result.outcome, steps=result.steps)
+
+
+def reconcile(call: Call) -> ReconcileView:
+    request = call.body_as(ReconcileRequest)
+    service = call.service
+    grace_ms = (
+        service.reconcile_grace_ms if request.grace_s is None else round(request.grace_s * 1000)
+    )
+    report = service.reconcile(grace_ms=grace_ms, limit=request.limit, cursor=request.cursor)
+    logger.info(
+        "reconcile: %s overdue runs examined, %s scheduled again%s",
+        report.examined,
+        report.rescheduled,
+        "; more remain" if report.next_cursor else "",
+    )
+    return ReconcileView(
+        examined=report.examined, rescheduled=report.rescheduled, next_cursor=report.next_cursor
+    )

@@ -38,16 +38,19 @@ from refluxo.runtime.service import RunService
 
 logger = logging.getLogger("refluxo.http")
 
-ACCEPTED_WITHOUT_AUTHENTICATOR: frozenset[Auth] = frozenset({Auth.CALLER, Auth.SCHEDULER})
+ACCEPTED_WITHOUT_AUTHENTICATOR: frozenset[Auth] = frozenset(
+    {Auth.CALLER, Auth.SCHEDULER, Auth.RECONCILER}
+)
 """The kinds of route that accept every call when their authenticator is ``None``.
 
 The one place that decides what a missing authenticator means, for an :class:`HttpApi`
 built in process (tests, benchmarks). Deployments never rely on it: the composition root
 (:mod:`refluxo.host.compose`) always passes a callers' check (the API key; on the embedded
 default without one, :class:`~refluxo.api.auth.LoopbackOnly`; on Google Cloud without one,
-only with ``REFLUXO_AUTH=iam``) and a step check (the key or a refusal on the embedded
-default, the OIDC token on Google Cloud). A kind left out of this set refuses every call
-(401) until an authenticator is configured.
+only with ``REFLUXO_AUTH=iam``), a step check (the key or a refusal on the embedded
+default, the OIDC token on Google Cloud) and a reconciler check (the callers' check on the
+embedded default, the reconciler's OIDC token on Google Cloud). A kind left out of this set
+refuses every call (401) until an authenticator is configured.
 """
 
 JSON_MEDIA_TYPE = "application/json"
@@ -126,6 +129,8 @@ class HttpApi:
             :data:`ACCEPTED_WITHOUT_AUTHENTICATOR`.
         authenticate_step: checks callers of the :attr:`Auth.SCHEDULER` routes
             (``POST /tasks/step``); ``None``: likewise.
+        authenticate_reconcile: checks callers of the :attr:`Auth.RECONCILER` routes
+            (``POST /tasks/reconcile``); ``None``: likewise.
         max_body_bytes: larger bodies are refused with 413.
         routes: the table to serve (tests substitute handlers); the API's by default.
         hosts: the ``Host`` headers answered; others are refused with 421 (a malformed or
@@ -139,6 +144,7 @@ class HttpApi:
         *,
         authenticate: Authenticator | None = None,
         authenticate_step: Authenticator | None = None,
+        authenticate_reconcile: Authenticator | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         routes: Sequence[Route] = ROUTES,
         hosts: AllowedHosts | None = None,
@@ -146,6 +152,7 @@ class HttpApi:
         self.service = service
         self.authenticate = authenticate
         self.authenticate_step = authenticate_step
+        self.authenticate_reconcile = authenticate_reconcile
         self.max_body_bytes = max_body_bytes
         self.hosts = hosts
         self.routes = tuple(routes)
@@ -166,6 +173,8 @@ class HttpApi:
             return self.authenticate
         if auth is Auth.SCHEDULER:
             return self.authenticate_step
+        if auth is Auth.RECONCILER:
+            return self.authenticate_reconcile
         return None
 
     def listening_on(self, port: int) -> None:

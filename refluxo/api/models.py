@@ -172,6 +172,34 @@ class StepRequest(BaseModel):
     hop: Count = 0
 
 
+MAX_RECONCILE_LIMIT = 1_000
+"""The most runs one reconcile request examines (it must answer within a request's
+deadline: each rescheduled run is one call to the scheduler)."""
+
+MAX_GRACE_S = 86_400
+"""The longest grace period a reconcile request may give (a day)."""
+
+
+class ReconcileRequest(BaseModel):
+    """Schedule again the runs whose next step is overdue: at most ``limit`` of them, from
+    ``cursor`` (a previous answer's ``nextCursor``) on, overdue by more than ``graceS``."""
+
+    model_config = _REQUEST
+
+    limit: Annotated[int, Field(ge=1, le=MAX_RECONCILE_LIMIT)] = Field(
+        default=500, description="the most runs examined"
+    )
+    cursor: Cursor = Field(default=None, description="a previous answer's nextCursor")
+    grace_s: Annotated[
+        Annotated[float, Field(ge=0, le=MAX_GRACE_S, allow_inf_nan=False)] | SkipJsonSchema[None],
+        BeforeValidator(_refuse_null),
+    ] = Field(
+        default=None,
+        description="seconds a step must be overdue (default: the server's "
+        "REFLUXO_RECONCILE_GRACE_S)",
+    )
+
+
 class RunPath(BaseModel):
     """The run a path names. An id outside the pattern names no run: 404, as any other."""
 
@@ -331,6 +359,16 @@ class StepOutcomeView(BaseModel):
 
     outcome: Outcome
     steps: int
+
+
+class ReconcileView(BaseModel):
+    """What a reconcile request did; ``nextCursor`` continues it (null: nothing left)."""
+
+    model_config = _VIEW
+
+    examined: int = Field(description="overdue runs looked at")
+    rescheduled: int = Field(description="runs whose next step was scheduled again")
+    next_cursor: str | None
 
 
 class DocumentView(RootModel[dict[str, Any]]):

@@ -32,6 +32,7 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 SECURITY_SCHEMES: dict[Auth, tuple[str, dict[str, Any]]] = {
     Auth.CALLER: ("apiKey", {"type": "apiKey", "in": "header", "name": "X-API-Key"}),
     Auth.SCHEDULER: ("oidc", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
+    Auth.RECONCILER: ("oidc", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}),
 }
 """The security scheme each protected kind of route declares, by name."""
 

@@ -15,6 +15,8 @@ from refluxo.api.models import (
     DocumentView,
     HealthView,
     ListRunsQuery,
+    ReconcileRequest,
+    ReconcileView,
     ResumeRequest,
     RunDetailView,
     RunPageView,
@@ -128,15 +130,27 @@ ROUTES: tuple[Route, ...] = (
         body=StepRequest,
         errors=frozenset({503}),
     ),
+    Route(
+        "POST",
+        "/tasks/reconcile",
+        "reconcile",
+        handlers.reconcile,
+        ReconcileView,
+        "internal: schedule again the runs whose next step is overdue (the reconciler)",
+        auth=Auth.RECONCILER,
+        body=ReconcileRequest,
+        body_required=False,
+        errors=frozenset({503}),
+    ),
 )
 """Every endpoint of the API."""
 
-STEP_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth is not Auth.CALLER)
-"""What the dispatcher function serves: the step route and the public ones."""
+INTERNAL: frozenset[Auth] = frozenset({Auth.SCHEDULER, Auth.RECONCILER})
+"""The kinds of route only the platform calls (Cloud Tasks, Cloud Scheduler)."""
 
-CALLER_ROUTES: tuple[Route, ...] = tuple(
-    route for route in ROUTES if route.auth is not Auth.SCHEDULER
-)
+STEP_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth is not Auth.CALLER)
+"""What the dispatcher function serves: the step and reconcile routes and the public ones
+(the routes of a deployment that serves no caller)."""
+
+CALLER_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth not in INTERNAL)
 """What the API function serves on Google Cloud: the callers' routes and the public ones."""
-"""The routes of a deployment that serves no caller (the dispatcher function): the step
-route and the public ones."""

@@ -23,6 +23,7 @@ except ImportError as missing:  # the engine alone does not install the command'
     ) from missing
 
 from refluxo.api.client import ApiError, RunClient
+from refluxo.api.models import MAX_GRACE_S, MAX_RECONCILE_LIMIT
 from refluxo.api.server import LocalServer
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.host.compose import build_deployment
@@ -286,6 +287,63 @@ def cancel(run_id: str, reason: str, target: Target) -> None:
     with target.client(deliver=False) as client:
         view = client.cancel(run_id, reason)
     click.echo(f"run {run_id}: {describe(view)}")
+
+
+@main.command()
+@click.option(
+    "--grace",
+    "grace_s",
+    type=click.FloatRange(0, MAX_GRACE_S),
+    envvar="REFLUXO_RECONCILE_GRACE_S",
+    show_envvar=True,
+    help="Seconds a run's next step must be overdue to count as stalled (default: 600 "
+    "locally; with --url, the server's REFLUXO_RECONCILE_GRACE_S).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_RECONCILE_LIMIT),
+    default=500,
+    show_default=True,
+    envvar="REFLUXO_RECONCILE_LIMIT",
+    show_envvar=True,
+    help="The most overdue runs examined.",
+)
+@click.option(
+    "--cursor",
+    envvar="REFLUXO_RECONCILE_CURSOR",
+    show_envvar=True,
+    help="Continue where a previous reconcile stopped (the cursor it printed).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="REFLUXO_JSON",
+    show_envvar=True,
+    help='Print the answer as JSON: {"examined", "rescheduled", "nextCursor"}.',
+)
+@target_options
+def reconcile(
+    grace_s: float | None, limit: int, cursor: str | None, as_json: bool, target: Target
+) -> None:
+    """Schedule again the runs whose next step is overdue (stalled runs).
+
+    Idempotent: a run whose step is merely slow is not run twice. With --url, calls the
+    server's POST /tasks/reconcile.
+    """
+    with target.client(deliver=False) as client:
+        report = client.reconcile(grace_s=grace_s, limit=limit, cursor=cursor)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    examined = report["examined"]
+    line = (
+        f"{examined} overdue {'run' if examined == 1 else 'runs'} examined, "
+        f"{report['rescheduled']} scheduled again"
+    )
+    if report["nextCursor"]:
+        line += f"; more remain: refluxo reconcile --cursor {report['nextCursor']}"
+    click.echo(line)
 
 
 @main.command()

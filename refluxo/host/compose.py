@@ -112,7 +112,8 @@ def _cloud(settings: Settings, app: App) -> Runtime:
         budget=budget_of(settings),
         max_platform_retries=settings.max_platform_retries,
     )
-    return ServiceRuntime(RunService(dispatcher))
+    grace_ms = round(settings.reconcile_grace_s * 1000)
+    return ServiceRuntime(RunService(dispatcher, reconcile_grace_ms=grace_ms))
 
 
 BACKENDS: dict[str, Callable[[Settings, App], Runtime]] = {
@@ -203,6 +204,9 @@ def build_deployment(
       only the key's holder may deliver by hand (nobody without a key); on Google Cloud
       the tasks invoker's OIDC token (unless ``REFLUXO_VERIFY_OIDC=false``, for the
       emulators);
+    * the reconcile route: on the embedded default, as the callers' routes; on Google
+      Cloud, the OIDC token of ``REFLUXO_RECONCILER_SERVICE_ACCOUNT`` (default: the tasks
+      invoker) for the dispatcher's audience (unless ``REFLUXO_VERIFY_OIDC=false``);
     * the ``Host`` header: on the embedded default, the bound address's names and
       ``REFLUXO_ALLOWED_HOSTS``; on Google Cloud, only when that list is configured.
 
@@ -222,10 +226,11 @@ def build_deployment(
     key = ApiKeyCheck(settings.api_key) if settings.api_key else None
     authenticate: Authenticator | None
     authenticate_step: Authenticator | None
+    authenticate_reconcile: Authenticator | None
     hosts: AllowedHosts | None
     if isinstance(settings, CloudSettings):
         authenticate = key  # None only with REFLUXO_AUTH=iam: IAM guards the callers
-        authenticate_step = None
+        authenticate_step = authenticate_reconcile = None
         if settings.verify_oidc:
             from refluxo.backends.gcp.oidc import OidcCheck
 
@@ -236,18 +241,30 @@ def build_deployment(
                 settings.tasks_service_account,
                 certs_url=settings.oidc_certs_url,
             )
+            reconciler = settings.reconciler_service_account or settings.tasks_service_account
+            authenticate_reconcile = (
+                authenticate_step
+                if reconciler == settings.tasks_service_account  # one certificate cache
+                else OidcCheck(
+                    settings.oidc_audience, reconciler, certs_url=settings.oidc_certs_url
+                )
+            )
         hosts = AllowedHosts.parse(settings.allowed_hosts) if settings.allowed_hosts else None
     else:
         authenticate = key or LoopbackOnly()
         authenticate_step = key or refuse_deliveries
+        authenticate_reconcile = authenticate
         hosts = AllowedHosts.bound_to(settings.host, settings.allowed_hosts)
     runtime = build_runtime(settings, app).start()
     if isinstance(settings, EmbeddedSettings):
-        runtime.service.reconcile()
+        # Runs left overdue by a previous process: their deliveries are in the outbox, but
+        # a database written before it, or by hand, may lack them.
+        runtime.service.reconcile(grace_ms=0)
     api = HttpApi(
         runtime.service,
         authenticate=authenticate,
         authenticate_step=authenticate_step,
+        authenticate_reconcile=authenticate_reconcile,
         routes=(ROUTES if scheduler else CALLER_ROUTES) if callers else STEP_ROUTES,
         hosts=hosts,
     )

@@ -6,25 +6,54 @@ scheduled delivery. Nothing here executes a node: the dispatcher does, on delive
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
 from refluxo.runtime.dispatcher import DeliveryResult, Dispatcher
-from refluxo.runtime.errors import RunConflict, RunNotFound
+from refluxo.runtime.due import expected_at
+from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
+from refluxo.runtime.events_log import log_event
 from refluxo.runtime.ids import check_run_id
 from refluxo.runtime.loop import EventLoopThread
 from refluxo.runtime.ports import Delivery, Payload, RunPage, RunRecord, TimelineEntry
 from refluxo.steps import fail
+
+DEFAULT_RECONCILE_GRACE_MS: Final = 600_000
+"""How far past its expected time a run's next step must be before the reconciler schedules
+it again, unless the deployment says otherwise (``REFLUXO_RECONCILE_GRACE_S``)."""
+
+RECONCILE_PAGE: Final = 100
+"""Runs read from the store per query while reconciling."""
+
+RECONCILE_EMPTY_PAGES: Final = 10
+"""Empty pages (a store whose coarser copy of the time matched only runs not yet overdue)
+one reconcile call reads before it stops and answers the cursor, so its work stays bounded
+even though they examine no run."""
 
 
 @dataclass(frozen=True, slots=True)
 class Started:
     record: RunRecord
     created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReconcileReport:
+    """What one reconcile pass did.
+
+    ``examined``: the overdue runs it looked at; ``rescheduled``: those whose next step it
+    scheduled again (each logged as ``run_stalled``); ``next_cursor``: where the next pass
+    continues when it stopped at its limit (None: every overdue run was examined).
+    """
+
+    examined: int
+    rescheduled: int
+    next_cursor: str | None
 
 
 def _is_retry_of_resume(record: RunRecord, payload: Any, expected_version: int | None) -> bool:
@@ -46,12 +75,20 @@ class RunService:
         loop: the event loop deliveries run on (one per runtime; created if not given).
     """
 
-    def __init__(self, dispatcher: Dispatcher, *, loop: EventLoopThread | None = None) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        *,
+        loop: EventLoopThread | None = None,
+        reconcile_grace_ms: int = DEFAULT_RECONCILE_GRACE_MS,
+    ) -> None:
         self.dispatcher = dispatcher
         self.app: App = dispatcher.app
         self.store = dispatcher.store
         self.scheduler = dispatcher.scheduler
         self.loop = loop or EventLoopThread()
+        self.reconcile_grace_ms = reconcile_grace_ms
+        """The deployment's grace period, for reconcile requests that do not give one."""
 
     def deliver(self, delivery: Delivery) -> DeliveryResult:
         """Execute ``delivery`` on the runtime's event loop and wait for its outcome.
@@ -176,21 +213,60 @@ class RunService:
         assert result.record is not None
         return result.record
 
-    def reconcile(self, limit: int = 500) -> int:
-        """Re-schedule the next step of every active or retrying run (idempotent).
+    def reconcile(
+        self, *, grace_ms: int, limit: int = 500, cursor: str | None = None
+    ) -> ReconcileReport:
+        """Schedule again the next step of every run that is overdue by more than ``grace_ms``.
 
-        A safety net for a crash between creating a run and scheduling it, on backends
-        whose scheduler is not transactional with the store. Returns how many were seen.
+        The safety net of a scheduler that is not transactional with the store: a run
+        created or committed whose delivery was then lost (the enqueue failed, a crash in
+        between, a task dropped after its last attempt) would otherwise wait forever. A run
+        is overdue when :func:`~refluxo.runtime.due.expected_at` of its head lies more than
+        ``grace_ms`` in the past; finished runs and runs paused until a caller resumes them
+        never are. Scheduling is idempotent, so a step that is merely slow is not run twice
+        (a duplicate delivery finds its version stale).
+
+        At most ``limit`` runs are examined per call; ``cursor`` (a report's
+        ``next_cursor``) continues a pass that stopped there.
+
+        Raises:
+            BadRequest: a negative grace, a limit below 1, or a cursor no pass made.
+            TransientError: the store or the scheduler failed; retry later.
         """
-        seen = 0
-        for status in (SnapshotStatus.ACTIVE, SnapshotStatus.ERROR, SnapshotStatus.PAUSED):
-            cursor: str | None = None
-            while True:
-                page = self.store.list_runs(status=status, limit=min(limit, 200), cursor=cursor)
-                for record in page.runs:
-                    self.dispatcher.ensure_scheduled(record)
-                    seen += 1
-                cursor = page.next_cursor
-                if cursor is None or seen >= limit:
-                    break
-        return seen
+        if grace_ms < 0:
+            raise BadRequest("the grace period must not be negative")
+        if limit < 1:
+            raise BadRequest("the limit must be at least 1")
+        now = self.app.clock()
+        cutoff = now - grace_ms
+        examined = rescheduled = empty = 0
+        while examined < limit:
+            page = self.store.overdue_runs(
+                cutoff, limit=min(RECONCILE_PAGE, limit - examined), cursor=cursor
+            )
+            cursor = page.next_cursor
+            empty += not page.runs
+            for record in page.runs:
+                examined += 1
+                # The store's copy of the expected time may be coarser: the head decides.
+                expected = expected_at(record.snapshot, record.updated_at)
+                if expected is None or expected > cutoff:
+                    continue
+                self.dispatcher.ensure_scheduled(record)
+                rescheduled += 1
+                log_event(
+                    "run_stalled",
+                    f"run {record.run_id} ({record.status.value} at version {record.version}) "
+                    f"was due to step {(now - expected) / 1000:.0f} s ago; its next step is "
+                    "scheduled again",
+                    level=logging.WARNING,
+                    run_id=record.run_id,
+                    workflow=record.workflow,
+                    version=record.version,
+                    status=record.status.value,
+                    expectedAt=expected,
+                    overdueMs=now - expected,
+                )
+            if cursor is None or empty >= RECONCILE_EMPTY_PAGES:
+                break
+        return ReconcileReport(examined, rescheduled, cursor)

@@ -19,8 +19,10 @@ __all__ = ["app", "db_path", "runtime", "secured", "secured_api"]
 
 API_KEY = "api-key-for-tests-0123456789"
 STEP_TOKEN = "scheduler-token-for-tests"
+RECONCILE_TOKEN = "reconciler-token-for-tests"
 CALLER = {"X-API-Key": API_KEY}
 SCHEDULER = {"Authorization": f"Bearer {STEP_TOKEN}"}
+RECONCILER = {"Authorization": f"Bearer {RECONCILE_TOKEN}"}
 
 
 def check_step(request: Request) -> None:
@@ -29,9 +31,20 @@ def check_step(request: Request) -> None:
         raise Unauthorized("only the scheduler may deliver steps")
 
 
+def check_reconcile(request: Request) -> None:
+    """Stands in for the reconciler's OIDC check: another bearer token is the reconciler."""
+    if request.headers.get("Authorization") != f"Bearer {RECONCILE_TOKEN}":
+        raise Unauthorized("only the reconciler may reconcile")
+
+
 @pytest.fixture
 def secured_api(runtime: EmbeddedRuntime) -> HttpApi:
-    return HttpApi(runtime.service, authenticate=ApiKeyCheck(API_KEY), authenticate_step=check_step)
+    return HttpApi(
+        runtime.service,
+        authenticate=ApiKeyCheck(API_KEY),
+        authenticate_step=check_step,
+        authenticate_reconcile=check_reconcile,
+    )
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from refluxo.api.http import HttpApi
 from refluxo.api.routes import ROUTES
 from refluxo.api.server import LocalServer, create_wsgi_app
 from refluxo.host.embedded import EmbeddedRuntime
-from tests.api.conftest import CALLER, SCHEDULER
+from tests.api.conftest import CALLER, RECONCILER, SCHEDULER
 from tests.api.support import concrete_path, database
 
 BODY_ROUTES = [pytest.param(r, id=r.label) for r in ROUTES if r.body is not None]
-CREDENTIALS = {Auth.CALLER: CALLER, Auth.SCHEDULER: SCHEDULER}
+CREDENTIALS = {Auth.CALLER: CALLER, Auth.SCHEDULER: SCHEDULER, Auth.RECONCILER: RECONCILER}
 
 
 def error_code(response: Any, status: int) -> str:

@@ -17,12 +17,12 @@ from refluxo.api.models import HealthView
 from refluxo.api.routes import ROUTES
 from refluxo.api.server import create_wsgi_app
 from refluxo.host.embedded import EmbeddedRuntime
-from tests.api.conftest import CALLER, SCHEDULER
+from tests.api.conftest import CALLER, RECONCILER, SCHEDULER
 from tests.api.support import concrete_path, database
 
 PROTECTED = [pytest.param(r, id=r.label) for r in ROUTES if r.auth is not Auth.PUBLIC]
 PUBLIC = [pytest.param(r, id=r.label) for r in ROUTES if r.auth is Auth.PUBLIC]
-CREDENTIALS = {Auth.CALLER: CALLER, Auth.SCHEDULER: SCHEDULER}
+CREDENTIALS = {Auth.CALLER: CALLER, Auth.SCHEDULER: SCHEDULER, Auth.RECONCILER: RECONCILER}
 
 
 def test_only_liveness_and_the_document_are_public() -> None:
@@ -30,6 +30,8 @@ def test_only_liveness_and_the_document_are_public() -> None:
     assert public == {"GET /healthz", "GET /openapi.json"}
     step = [route for route in ROUTES if route.auth is Auth.SCHEDULER]
     assert [route.label for route in step] == ["POST /tasks/step"]
+    reconcile = [route for route in ROUTES if route.auth is Auth.RECONCILER]
+    assert [route.label for route in reconcile] == ["POST /tasks/reconcile"]
 
 
 @pytest.mark.parametrize("route", PROTECTED)
@@ -51,15 +53,25 @@ def test_a_protected_route_refuses_a_call_without_its_credential(
     assert database(runtime) == before
 
 
-@pytest.mark.parametrize("route", PROTECTED)
+OTHER_KINDS = [
+    pytest.param(r, other, id=f"{r.label}-{other.value}")
+    for r in ROUTES
+    if r.auth is not Auth.PUBLIC
+    for other in CREDENTIALS
+    if other is not r.auth
+]
+
+
+@pytest.mark.parametrize(("route", "other"), OTHER_KINDS)
 def test_a_protected_route_refuses_the_other_kinds_credential(
-    secured: FlaskClient, route: Route
+    secured: FlaskClient, runtime: EmbeddedRuntime, route: Route, other: Auth
 ) -> None:
-    (other,) = [kind for kind in CREDENTIALS if kind is not route.auth]
+    before = database(runtime)
     response = secured.open(
         concrete_path(route), method=route.method, json={}, headers=CREDENTIALS[other]
     )
     assert response.status_code == 401
+    assert database(runtime) == before
 
 
 @pytest.mark.parametrize("route", PROTECTED)

@@ -18,6 +18,7 @@ import pytest
 
 from refluxo.errors import TransientError
 from refluxo.model import NodeResult, RetryState, Snapshot, SnapshotStatus
+from refluxo.runtime.due import expected_at
 from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.ports import (
     AppendedResult,
@@ -429,3 +430,135 @@ def test_a_failure_that_may_pass_is_a_transient_error_and_writes_nothing(
         assert fallible_store.outbox() == []
     assert store.commit(commit).committed  # once it passed, the same commit applies
     assert outputs(store, "r1", "a") == [1]
+
+
+# -- overdue runs (the reconciler's query) -----------------------------------------------------
+
+
+def overdue(store: SnapshotStore, expected_before: int, *, limit: int = 100) -> list[str]:
+    """The overdue runs ``overdue_runs`` pages through, in the order visited.
+
+    Checks what every page promises: at most ``limit`` runs, each as stored, ordered by
+    expected time then id, never one that expects nothing; a run expected a little later
+    (a store indexing a coarser copy of the time may return one) is left out of the answer.
+    No run is visited twice.
+    """
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = store.overdue_runs(expected_before, limit=limit, cursor=cursor)
+        assert len(page.runs) <= limit
+        keys = []
+        for run in page.runs:
+            assert untokened(run) == untokened(load(store, run.run_id))
+            when = expected(run)
+            assert when is not None, f"{run.run_id} expects nothing, yet was returned"
+            keys.append((when, run.run_id))
+            if when <= expected_before:
+                seen.append(run.run_id)
+        assert keys == sorted(keys)
+        if page.next_cursor is None:
+            assert len(seen) == len(set(seen)), seen
+            return seen
+        cursor = page.next_cursor
+
+
+def expected(record: RunRecord) -> int | None:
+    return expected_at(record.snapshot, record.updated_at)
+
+
+def commit_head(store: StoreUnderTest, run_id: str, **changes: Any) -> RunRecord:
+    """Commit a new head with ``changes`` (no results) at the store's clock; the record."""
+    record = load(store.store, run_id)
+    commit = dataclasses.replace(
+        step(store.store, record, [], **changes), expected_token=record.token
+    )
+    assert store.store.commit(commit).committed
+    return load(store.store, run_id)
+
+
+def test_active_runs_are_overdue_from_their_last_write(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("r1", created_at=1_000))
+    store.store.create_run(new_record("r2", created_at=2_000))
+    assert overdue(store.store, 999) == []
+    assert overdue(store.store, 1_000) == ["r1"]  # at or before
+    assert overdue(store.store, 5_000) == ["r1", "r2"]  # oldest expectation first
+
+    store.clock.now = 7_000
+    moved = commit_head(store, "r1", current_node_id="b")
+    assert moved.updated_at == 7_000
+    assert expected(moved) == 7_000
+    assert overdue(store.store, 5_000) == ["r2"]  # r1 stepped: expected again from 7,000
+    assert overdue(store.store, 7_000) == ["r2", "r1"]
+
+
+def test_finished_and_caller_paused_runs_are_never_overdue(store: StoreUnderTest) -> None:
+    for run_id in ("done", "failed", "waiting", "cancelled"):
+        store.store.create_run(new_record(run_id, created_at=1_000))
+    store.store.create_run(new_record("born-paused", created_at=1_000, status="paused"))
+    store.clock.now = 2_000
+    commit_head(store, "done", status=SnapshotStatus.COMPLETED)
+    commit_head(store, "failed", status=SnapshotStatus.FAILED)
+    commit_head(store, "waiting", status=SnapshotStatus.PAUSED)  # until a caller resumes it
+    commit_head(store, "cancelled", status=SnapshotStatus.FAILED, metadata={"cancelledAt": 1})
+    assert overdue(store.store, 2**62) == []
+
+    store.clock.now = 3_000
+    resumed = commit_head(store, "waiting", status=SnapshotStatus.ACTIVE)
+    assert overdue(store.store, 2**62) == ["waiting"]
+    assert expected(resumed) == 3_000
+
+
+def test_a_retrying_run_is_expected_at_its_next_retry(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("retrying", created_at=1_000))
+    store.clock.now = 2_000
+    commit_head(
+        store,
+        "retrying",
+        status=SnapshotStatus.ERROR,
+        retry_state=RetryState("a", 1, 60_000),
+    )
+    assert overdue(store.store, 59_999) == []
+    assert overdue(store.store, 60_000) == ["retrying"]
+
+    # A retry time already past when committed: expected at the commit.
+    store.clock.now = 90_000
+    late = commit_head(
+        store, "retrying", status=SnapshotStatus.ERROR, retry_state=RetryState("a", 2, 80_000)
+    )
+    assert expected(late) == 90_000
+    assert overdue(store.store, 89_999) == []
+    assert overdue(store.store, 90_000) == ["retrying"]
+
+
+def test_a_timed_pause_is_expected_at_its_resume_time(store: StoreUnderTest) -> None:
+    store.store.create_run(new_record("sleeping", created_at=1_000))
+    store.store.create_run(new_record("awake", created_at=1_000))
+    store.clock.now = 2_000
+    commit_head(store, "sleeping", status=SnapshotStatus.PAUSED, metadata={"resumeAt": 500_000})
+    assert overdue(store.store, 499_999) == ["awake"]
+    assert overdue(store.store, 500_000) == ["awake", "sleeping"]
+
+
+def test_paging_overdue_runs_visits_each_once_in_order(store: StoreUnderTest) -> None:
+    # Ties on the expected time are ordered by run id.
+    times = {"r0": 3_000, "r1": 1_000, "r2": 2_000, "r3": 1_000, "r4": 2_000, "r5": 1_000}
+    for run_id, at in times.items():
+        store.store.create_run(new_record(run_id, created_at=at))
+    store.store.create_run(new_record("later", created_at=9_000))
+    store.store.create_run(new_record("paused", created_at=1_000, status="paused"))
+    order = ["r1", "r3", "r5", "r2", "r4", "r0"]
+    assert overdue(store.store, 3_000) == order  # one page: in order
+    for limit in (1, 2, 4, 6):
+        # Several pages: each run exactly once (each page in order).
+        assert sorted(overdue(store.store, 3_000, limit=limit)) == sorted(order), limit
+    assert sorted(overdue(store.store, 2**62, limit=3)) == sorted([*order, "later"])
+
+    first = store.store.overdue_runs(3_000, limit=2)
+    assert len(first.runs) <= 2
+    assert first.next_cursor is not None
+
+
+def test_a_cursor_that_no_overdue_page_made_is_a_bad_request(store: StoreUnderTest) -> None:
+    with pytest.raises(BadRequest):
+        store.store.overdue_runs(1_000, cursor="not a cursor")

@@ -378,6 +378,7 @@ class FuzzTarget:
             runtime.service,
             authenticate=ApiKeyCheck(API_KEY),
             authenticate_step=authenticate_step,
+            authenticate_reconcile=authenticate_step,  # the same "oidc" scheme, one token
             max_body_bytes=MAX_BODY_BYTES,
             routes=routes,
             hosts=AllowedHosts.bound_to("127.0.0.1"),
@@ -539,6 +540,8 @@ class FuzzTarget:
         problems: list[str] = []
         excluded: list[CheckFunction] = []
         cursor = case.query.get("cursor") if case.operation.label == "GET /runs" else None
+        if case.operation.label == "POST /tasks/reconcile" and isinstance(case.body, dict):
+            cursor = case.body.get("cursor")  # the overdue runs' cursor: opaque as well
         positive = case.meta is None or case.meta.generation.mode is GenerationMode.POSITIVE
         if positive and cursor is not None and cursor not in self.cursors:
             # A cursor is opaque: one the server never issued may be refused (the documented

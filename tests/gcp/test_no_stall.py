@@ -11,6 +11,8 @@ import pytest
 from google.cloud import tasks_v2
 
 from refluxo import StepResult
+from refluxo.api.http import HttpApi
+from refluxo.api.server import create_wsgi_app
 from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler
 from refluxo.backends.memory import MemoryStore
 from refluxo.errors import TransientError
@@ -157,4 +159,108 @@ def test_the_loser_of_a_commit_race_schedules_the_stored_run(clock: FakeClock) -
     store.load_run = real_load  # type: ignore[method-assign]
     assert result.outcome == Outcome.LOST_RACE
     assert [delivery_of(t).version for t in fake.queued()] == [1]
+    service.close()
+
+
+def test_a_start_whose_task_could_not_be_created_is_reconciled(clock: FakeClock) -> None:
+    """S3: ``POST /runs`` creates the run, then CreateTask answers 503: the caller gets an
+    error and never learns the run id. The reconciler finds the run once it is overdue by
+    the grace period, and its step is scheduled again; the run completes."""
+    grace_ms = 600_000
+    app = App(clock=clock)
+
+    @app.node()
+    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(data)
+
+    app.workflow(
+        "w",
+        {
+            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
+            "edges": [{"source": "a", "target": "b"}],
+        },
+    )
+    fake = FakeCloudTasks(QUEUE, clock)
+    scheduler = CloudTasksScheduler(
+        fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step", clock=clock
+    )
+    store = MemoryStore(clock=clock)
+    service = RunService(Dispatcher(app, store, scheduler), reconcile_grace_ms=grace_ms)
+
+    api = create_wsgi_app(HttpApi(service)).test_client()
+
+    def reconcile() -> dict[str, Any]:
+        response = api.post("/tasks/reconcile", json={})
+        assert response.status_code == 200, response.get_json()
+        answer: dict[str, Any] = response.get_json()
+        return answer
+
+    fake.unavailable = True
+    started = api.post("/runs", json={"workflow": "w", "input": {"n": 1}})
+    fake.unavailable = False
+    assert started.status_code == 503  # the caller sees an error, and no run id
+    assert set(started.get_json()) == {"error"}
+    (run,) = store.list_runs().runs
+    assert run.status == "active"
+    assert fake.queued() == []
+
+    def handler(task: tasks_v2.Task) -> None:
+        service.deliver(delivery_of(task))
+
+    # Within the grace period nothing is scheduled: the step may merely be slow.
+    clock.advance(grace_ms - 1)
+    assert reconcile() == {"examined": 0, "rescheduled": 0, "nextCursor": None}
+    assert fake.queued() == []
+
+    clock.advance(1)
+    assert reconcile() == {"examined": 1, "rescheduled": 1, "nextCursor": None}
+    assert [delivery_of(task) for task in fake.queued()] == [Delivery(run.run_id, 0)]
+    while fake.dispatch_due(handler):
+        clock.advance(1_000)
+    assert service.get(run.run_id).status == "completed"
+    assert service.get(run.run_id).result_count == 2
+
+    # Reconciling again finds nothing: the run has ended.
+    clock.advance(10 * grace_ms)
+    assert service.reconcile(grace_ms=grace_ms).examined == 0
+    service.close()
+
+
+def test_a_task_dropped_after_its_last_attempt_is_reconciled(clock: FakeClock) -> None:
+    """The queue gives up on a step after its last attempt and deletes the task (its name
+    stays a tombstone for an hour): the reconciler schedules the step under a fresh name."""
+    grace_ms = 600_000
+    broken = {"on": True}
+    app = App(clock=clock)
+
+    @app.node()
+    def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult("done")
+
+    app.workflow("w", {"nodes": [{"id": "a", "type": "flaky"}]})
+    fake = FakeCloudTasks(QUEUE, clock, RetryConfig(max_attempts=3, min_backoff_ms=10))
+    scheduler = CloudTasksScheduler(
+        fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step", clock=clock
+    )
+    service = RunService(Dispatcher(app, MemoryStore(clock=clock), scheduler))
+    service.start("w", None, run_id="dropped-1")
+
+    def handler(task: tasks_v2.Task) -> None:
+        if broken["on"]:
+            raise TimeoutError("the function timed out")
+        service.deliver(delivery_of(task))
+
+    for _ in range(5):
+        fake.dispatch_due(handler)
+        clock.advance(100)
+    assert fake.dropped
+    assert not fake.queued()
+    broken["on"] = False
+
+    clock.advance(grace_ms)
+    report = service.reconcile(grace_ms=grace_ms)
+    assert (report.examined, report.rescheduled) == (1, 1)
+    assert fake.queued(), "the reconciler took the tombstone for a scheduled task"
+    fake.dispatch_due(handler)
+    assert service.get("dropped-1").status == "completed"
     service.close()

@@ -39,6 +39,7 @@ from typing import Any
 
 from refluxo.model import NodeResult, SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
+from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
     AppendedResult,
     CommitResult,
@@ -102,6 +103,9 @@ class _Run:
     pending: str | None
     updated_at: int
     serial: int
+    due_at: int | None
+    """When the head's next step is expected (:func:`~refluxo.runtime.due.expected_at`);
+    None when nothing is expected. What :meth:`MemoryStore.overdue_runs` reads."""
     results: dict[int, _Result] = field(default_factory=dict)
     """By ``seq``: 0, 1, 2... (a commit must continue the sequence)."""
     by_node: dict[str, list[int]] = field(default_factory=dict)
@@ -179,6 +183,7 @@ class MemoryStore:
                 pending=_pending_text(record.pending),
                 updated_at=record.updated_at,
                 serial=next(self._serials),
+                due_at=expected_at(snapshot, record.updated_at),
             )
             self._runs[record.run_id] = run
             return CommitResult(committed=True, record=self._record(record.run_id, run))
@@ -217,6 +222,7 @@ class MemoryStore:
             run.pending = _pending_text(commit.pending)
             run.updated_at = self._clock()
             run.serial = next(self._serials)
+            run.due_at = expected_at(snapshot, run.updated_at)
             return CommitResult(committed=True, record=self._record(commit.run_id, run))
 
     def history(self, record: RunRecord) -> MemoryHistory:
@@ -252,6 +258,31 @@ class MemoryStore:
         next_cursor = None
         if runs and len(matching) > limit:
             next_cursor = encode_cursor(runs[-1].created_at, runs[-1].run_id)
+        return RunPage(runs=runs, next_cursor=next_cursor)
+
+    def overdue_runs(
+        self, expected_before: int, *, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs expected at or before ``expected_before``, oldest expectation first, ties by
+        run id (ascending); exact (the expected time of each head is kept as it is)."""
+        after = decode_cursor(cursor) if cursor is not None else None
+        with self._lock:
+            matching = sorted(
+                (
+                    (run.due_at, run_id, run)
+                    for run_id, run in self._runs.items()
+                    if run.due_at is not None and run.due_at <= expected_before
+                ),
+                key=lambda row: (row[0], row[1]),
+            )
+            if after is not None:
+                matching = [row for row in matching if (row[0], row[1]) > after]
+            page = matching[: max(limit, 0)]
+            runs = [self._record(run_id, run) for _, run_id, run in page]
+            last = (page[-1][0], page[-1][1]) if page else None
+        next_cursor = None
+        if last is not None and len(matching) > len(page):
+            next_cursor = encode_cursor(*last)
         return RunPage(runs=runs, next_cursor=next_cursor)
 
     # -- definitions ------------------------------------------------------------------------

@@ -15,6 +15,9 @@ be opened) leave these context managers as :class:`~refluxo.errors.TransientErro
 store, its history readers and the scheduler all report them the way every port must: the
 delivery is retried, the HTTP API answers 503. Constraint violations and programming errors
 (an unknown table, bad SQL) stay what they are: retrying would not help.
+
+The schema only grows, and a database written by an earlier version keeps working: opening
+it adds what it lacks (:func:`migrate`), once, under the write lock.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from refluxo.errors import TransientError
+from refluxo.runtime.due import expected_at
+from refluxo.runtime.records import decode_head
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,7 +45,8 @@ CREATE TABLE IF NOT EXISTS runs (
     pending TEXT,
     result_count INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
+    updated_at INTEGER NOT NULL,
+    due_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_status ON runs (status, created_at DESC, run_id DESC);
 CREATE INDEX IF NOT EXISTS runs_by_creation ON runs (created_at DESC, run_id DESC);
@@ -76,6 +82,12 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, available_at);
 """
 
+OVERDUE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS runs_by_due_time ON runs (due_at, run_id) WHERE due_at IS NOT NULL"
+)
+"""The reconciler's index: runs whose next step is expected, by expected time. Created
+after :func:`migrate` (a database from before ``due_at`` gets the column first)."""
+
 DEFAULT_PATH = Path(".refluxo") / "refluxo.db"
 
 DEFAULT_POOL_SIZE = 16
@@ -96,6 +108,29 @@ _TRANSIENT_CODES = frozenset(
         #     an operator fixing the permission lets the delivery go on
     }
 )
+
+
+def _has_column(connection: sqlite3.Connection, table: str, column: str) -> bool:
+    return any(row[1] == column for row in connection.execute(f"PRAGMA table_info({table})"))
+
+
+def migrate(connection: sqlite3.Connection) -> None:
+    """Bring a database written by an earlier version up to the current schema.
+
+    ``runs.due_at`` (when each run's next step is expected, see
+    :func:`refluxo.runtime.due.expected_at`): added if missing, and filled in from each
+    unfinished run's head and ``updated_at``, in the caller's write transaction.
+    """
+    if _has_column(connection, "runs", "due_at"):
+        return
+    connection.execute("ALTER TABLE runs ADD COLUMN due_at INTEGER")
+    rows = connection.execute(
+        "SELECT run_id, head, updated_at FROM runs WHERE status IN ('active', 'error', 'paused')"
+    ).fetchall()
+    connection.executemany(
+        "UPDATE runs SET due_at = ? WHERE run_id = ?",
+        [(expected_at(decode_head(head), updated), run_id) for run_id, head, updated in rows],
+    )
 
 
 def is_transient(error: sqlite3.Error) -> bool:
@@ -154,6 +189,12 @@ class SqliteDatabase:
         self._inspection: sqlite3.Connection | None = None
         with self.reading() as connection:
             connection.executescript(SCHEMA)
+            current = _has_column(connection, "runs", "due_at")
+        if not current:
+            with self.write() as connection:  # re-checked under the write lock
+                migrate(connection)
+        with self.reading() as connection:
+            connection.execute(OVERDUE_INDEX)
 
     # -- checking out -------------------------------------------------------------------
 

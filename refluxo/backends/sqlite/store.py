@@ -29,6 +29,7 @@ from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
 from refluxo.backends.sqlite.outbox import SqliteOutbox
 from refluxo.model import NodeResult, SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
+from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
     AppendedResult,
     CommitResult,
@@ -161,8 +162,8 @@ class SqliteStore:
                 return CommitResult(committed=False, record=existing)
             connection.execute(
                 "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
-                "input, pending, result_count, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                "input, pending, result_count, created_at, updated_at, due_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
                 (
                     record.run_id,
                     record.workflow,
@@ -174,6 +175,7 @@ class SqliteStore:
                     _pending_json(record.pending),
                     record.created_at,
                     record.updated_at,
+                    expected_at(snapshot, record.updated_at),
                 ),
             )
             if self.outbox is not None:
@@ -246,7 +248,7 @@ class SqliteStore:
         snapshot = commit.snapshot
         row = connection.execute(
             "UPDATE runs SET status = ?, version = ?, head = ?, pending = ?, "
-            "result_count = result_count + ?, updated_at = ? "
+            "result_count = result_count + ?, updated_at = ?, due_at = ? "
             "WHERE run_id = ? AND version = ? "
             "RETURNING workflow, definition_version, created_at, result_count, input",
             (
@@ -256,6 +258,7 @@ class SqliteStore:
                 _pending_json(commit.pending),
                 len(commit.results),
                 now,
+                expected_at(snapshot, now),
                 commit.run_id,
                 commit.expected_version,
             ),
@@ -325,6 +328,30 @@ class SqliteStore:
         next_cursor = (
             encode_cursor(runs[-1].created_at, runs[-1].run_id) if len(rows) > limit else None
         )
+        return RunPage(runs=runs, next_cursor=next_cursor)
+
+    def overdue_runs(
+        self, expected_before: int, *, limit: int = 100, cursor: str | None = None
+    ) -> RunPage:
+        """Runs expected at or before ``expected_before``, by ``(due_at, run_id)``: one range
+        of the ``runs_by_due_time`` index, exact (``due_at`` is written with every head)."""
+        clauses = ["due_at <= ?"]
+        params: list[Any] = [expected_before]
+        if cursor is not None:
+            due_at, run_id = decode_cursor(cursor)
+            clauses.append("(due_at, run_id) > (?, ?)")  # a row value: one index range
+            params.extend([due_at, run_id])
+        with self.db.reading() as connection:
+            rows = connection.execute(
+                f"SELECT {_RUN_COLUMNS}, due_at FROM runs WHERE {' AND '.join(clauses)} "
+                "ORDER BY due_at, run_id LIMIT ?",
+                (*params, max(limit, 0) + 1),
+            ).fetchall()
+        page = rows[: max(limit, 0)]
+        runs = [_record(row[:-1]) for row in page]
+        next_cursor = None
+        if page and len(rows) > len(page):
+            next_cursor = encode_cursor(page[-1][-1], page[-1][0])
         return RunPage(runs=runs, next_cursor=next_cursor)
 
     def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
