@@ -260,6 +260,20 @@ class RunStore(Protocol):
 
 
 @runtime_checkable
+class RetentionSweeper(Protocol):
+    """A store whose expiry of finished runs is finished by a periodic sweep.
+
+    Firestore deletes expired documents one by one (TTL), so a finished run's results each
+    carry the expiry too; stamping them may be interrupted, and the reconciler's pass
+    completes it (:meth:`RunService.reconcile`).
+    """
+
+    def finish_retention(self, limit: int = 100) -> int:
+        """Complete the expiry of up to ``limit`` finished runs; returns how many."""
+        ...
+
+
+@runtime_checkable
 class DefinitionStore(Protocol):
     """Workflow definitions, content-addressed: a run executes the graph it started with."""
 

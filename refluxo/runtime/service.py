@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Final
 
+from refluxo.errors import TransientError
 from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
@@ -20,7 +21,14 @@ from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.ids import check_run_id
 from refluxo.runtime.loop import EventLoopThread
-from refluxo.runtime.ports import Delivery, Payload, RunPage, RunRecord, TimelineEntry
+from refluxo.runtime.ports import (
+    Delivery,
+    Payload,
+    RetentionSweeper,
+    RunPage,
+    RunRecord,
+    TimelineEntry,
+)
 from refluxo.steps import fail
 
 DEFAULT_RECONCILE_GRACE_MS: Final = 600_000
@@ -34,6 +42,9 @@ RECONCILE_EMPTY_PAGES: Final = 10
 """Empty pages (a store whose coarser copy of the time matched only runs not yet overdue)
 one reconcile call reads before it stops and answers the cursor, so its work stays bounded
 even though they examine no run."""
+
+
+logger = logging.getLogger("refluxo.service")
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +263,15 @@ class RunService:
                 expected = expected_at(record.snapshot, record.updated_at)
                 if expected is None or expected > cutoff:
                     continue
-                self.dispatcher.ensure_scheduled(record)
+                try:
+                    self.dispatcher.ensure_scheduled(record)
+                except Exception:  # one run's failure must not hold back the others
+                    logger.warning(
+                        "scheduling overdue run %s again failed; the next pass retries",
+                        record.run_id,
+                        exc_info=True,
+                    )
+                    continue
                 rescheduled += 1
                 log_event(
                     "run_stalled",
@@ -269,4 +288,9 @@ class RunService:
                 )
             if cursor is None or empty >= RECONCILE_EMPTY_PAGES:
                 break
+        if cursor is None and isinstance(self.store, RetentionSweeper):
+            try:
+                self.store.finish_retention(limit=RECONCILE_PAGE)
+            except TransientError:
+                logger.warning("completing the expiry of finished runs failed", exc_info=True)
         return ReconcileReport(examined, rescheduled, cursor)

@@ -30,6 +30,7 @@ from refluxo.backends.gcp.firestore.layout import (
 )
 from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.model import NodeResult, RetryState, SnapshotStatus
+from refluxo.runtime import App, Dispatcher, RunService
 from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import AppendedResult, RunRecord, StepCommit
 from tests.support.clock import FakeClock
@@ -561,3 +562,28 @@ def test_the_cloud_backend_keeps_finished_runs_for_the_configured_days(
             assert store.retention_days == expected
         finally:
             runtime.stop()
+
+
+def test_the_reconciler_s_pass_completes_an_interrupted_stamping(
+    kept: FirestoreStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    kept.inline_retention = 1
+    assert kept.create_run(new_record("run", created_at=clock.now)).committed
+    advance(kept, "run", [("a", 0), ("b", 1)])
+    counting.fail_stamps = google_error(exceptions.ServiceUnavailable, "down while stamping")
+    advance(kept, "run", [("end", 2)], status=SnapshotStatus.COMPLETED)
+    assert head_data(kept, "run")["retentionPending"] is True
+    counting.fail_stamps = None
+
+    scheduled: list[Any] = []
+
+    class Recording:
+        def schedule(self, delivery: Any) -> None:
+            scheduled.append(delivery)
+
+    service = RunService(Dispatcher(App(clock=clock), kept, Recording()))
+    report = service.reconcile(grace_ms=0)
+    assert (report.examined, report.rescheduled, scheduled) == (0, 0, [])  # finished: not due
+    assert "retentionPending" not in head_data(kept, "run")
+    assert {data["expireAt"] for data in results_data(kept, "run").values()} == {expiry(clock.now)}
+    service.close()
