@@ -13,7 +13,8 @@ server's rules: without ``REFLUXO_API_KEY`` it answers only this machine, whatev
 functions-framework binds, and only the ``Host`` names a local server is reached by
 (``127.0.0.1``, ``localhost``, ``[::1]``, plus ``REFLUXO_ALLOWED_HOSTS``).
 
-Which function this process is comes from ``FUNCTION_TARGET`` (Google's buildpacks set it
+Which function this process is comes from ``REFLUXO_ROUTES`` (``api``, ``dispatcher`` or
+``events``, set by Terraform), else from ``FUNCTION_TARGET`` (Google's buildpacks set it
 to the entry point on Cloud Functions; functions-framework reads it too). The dispatcher
 (``step``) and events (``on_message``) functions serve no caller route, so they need no API
 key; any other process serves the callers' routes, and on Google Cloud refuses to start
@@ -38,6 +39,7 @@ from refluxo.host.compose import Deployment, build_deployment, check_backend, im
 from refluxo.host.logs import configure_logging
 from refluxo.host.settings import (
     CloudSettings,
+    ConfigurationError,
     load_settings,
     require_callers_guard,
     require_private_listener,
@@ -54,15 +56,34 @@ APP = import_app(SETTINGS.app, Path(__file__).resolve().parent)
 CALLERLESS_TARGETS = frozenset({"step", "on_message"})
 """The entry points that serve no caller route (and so need no API key)."""
 
-SERVES_CALLERS = (os.environ.get("FUNCTION_TARGET") or "").strip() not in CALLERLESS_TARGETS
-"""Whether this process may serve the callers' routes (unknown target: assume it does)."""
+ROUTE_SETS = {
+    # REFLUXO_ROUTES (set by Terraform) -> (serves the callers' API, serves the scheduler's)
+    "api": (True, False),
+    "dispatcher": (False, True),
+    "events": (False, False),
+}
+"""The routes each deployed function serves: nothing else answers in it."""
 
-SERVES_SCHEDULER = not (
-    isinstance(SETTINGS, CloudSettings)
-    and (os.environ.get("FUNCTION_TARGET") or "").strip() == "api"
-)
-"""Whether this process serves the step route (not the API function on Google Cloud: each
-function serves only its own routes)."""
+
+def _route_set() -> tuple[bool, bool]:
+    declared = (os.environ.get("REFLUXO_ROUTES") or "").strip().lower()
+    if declared:
+        if declared not in ROUTE_SETS:
+            raise ConfigurationError(
+                f"REFLUXO_ROUTES must be one of {', '.join(ROUTE_SETS)}, got {declared!r}"
+            )
+        return ROUTE_SETS[declared]
+    target = (os.environ.get("FUNCTION_TARGET") or "").strip()
+    callers = target not in CALLERLESS_TARGETS  # unknown target: assume it does
+    scheduler = not (isinstance(SETTINGS, CloudSettings) and target == "api")
+    return callers, scheduler
+
+
+SERVES_CALLERS, SERVES_SCHEDULER = _route_set()
+"""Whether this process serves the callers' routes and the scheduler's (step, reconcile):
+``REFLUXO_ROUTES`` when set, else inferred from ``FUNCTION_TARGET`` (the API function on
+Google Cloud serves no scheduler route; the dispatcher and events functions no caller
+route)."""
 
 require_private_listener(SETTINGS)
 if SERVES_CALLERS:

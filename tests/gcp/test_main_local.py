@@ -166,7 +166,7 @@ def cloud_env(**extra: str) -> dict[str, str]:
         "REFLUXO_OIDC_AUDIENCE": "https://dispatcher.example.run.app",
         **extra,
     }
-    for name in ("REFLUXO_API_KEY", "REFLUXO_AUTH", "FUNCTION_TARGET"):
+    for name in ("REFLUXO_API_KEY", "REFLUXO_AUTH", "FUNCTION_TARGET", "REFLUXO_ROUTES"):
         if name not in extra:
             env.pop(name, None)
     return env
@@ -200,6 +200,9 @@ def test_the_cloud_api_without_a_key_refuses_to_start(target: str | None) -> Non
         {"FUNCTION_TARGET": "api", "REFLUXO_API_KEY": "k" * 32},
         {"FUNCTION_TARGET": "step"},  # the dispatcher serves no caller route
         {"FUNCTION_TARGET": "on_message"},  # nor do the events
+        {"REFLUXO_ROUTES": "dispatcher"},  # as Terraform declares each function's routes
+        {"REFLUXO_ROUTES": "events"},
+        {"REFLUXO_ROUTES": "api", "REFLUXO_API_KEY": "k" * 32},
     ],
 )
 def test_the_cloud_backend_starts_when_the_callers_are_guarded_or_absent(
@@ -207,6 +210,16 @@ def test_the_cloud_backend_starts_when_the_callers_are_guarded_or_absent(
 ) -> None:
     result = import_main(cloud_env(**extra))
     assert result.returncode == 0, result.stderr
+
+
+def test_declared_routes_decide_over_the_entry_point() -> None:
+    # The API function declared by Terraform needs its key even if the target says "step".
+    result = import_main(cloud_env(REFLUXO_ROUTES="api", FUNCTION_TARGET="step"))
+    assert result.returncode != 0
+    assert "REFLUXO_API_KEY" in result.stderr
+    unknown = import_main(cloud_env(REFLUXO_ROUTES="everything"))
+    assert unknown.returncode != 0
+    assert "REFLUXO_ROUTES must be one of api, dispatcher, events" in unknown.stderr
 
 
 def test_main_without_a_key_refuses_a_listener_beyond_this_machine(tmp_path: Path) -> None:
