@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from refluxo import (
@@ -82,3 +83,54 @@ async def test_transforms_chain_in_plugin_order() -> None:
     )
     final = await engine.execute(initial_node_id="a")
     assert final.context["a"][0].output == "HI!"
+
+
+async def _recorded(output: Any, globals_: dict[str, Any]) -> Any:
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(lambda *_: StepResult(output))},
+        plugins=[RedactionPlugin()],
+    )
+    final = await engine.execute(initial_node_id="a", globals=globals_)
+    return final.context["a"][0].output
+
+
+async def test_short_secrets_are_masked_as_written_long_ones_in_any_case() -> None:
+    long = "Mixed<Case>&Secret99"
+    output = {
+        "short": "ERROR, error, Error",
+        "error": 1,
+        "cases": [long.upper(), long.lower(), long.capitalize(), long.title(), long.swapcase()],
+        "html": [html.escape(long), html.escape(long, quote=False)],
+    }
+    recorded = await _recorded(output, {"level": "ERROR", "key": long})
+    assert recorded == {
+        "short": "[REDACTED], error, Error",
+        "error": 1,
+        "cases": ["[REDACTED]"] * 5,
+        "html": ["[REDACTED]"] * 2,
+    }
+
+
+async def test_a_secret_is_masked_inside_the_string_or_number_it_is_in() -> None:
+    output = {"pin": 123456, "note": 'says "123456"\n', "ok": True, "none": None}
+    recorded = await _recorded(output, {"pin": "123456", "flag": "true", "nothing": "null"})
+    # A masked number becomes a string; true and null are no secrets (JSON is made of them).
+    assert recorded == {
+        "pin": "[REDACTED]",
+        "note": 'says "[REDACTED]"\n',
+        "ok": True,
+        "none": None,
+    }
+
+
+async def test_a_secret_across_the_json_syntax_masks_the_whole_output() -> None:
+    recorded = await _recorded(["user", "hunter22"], {"pair": 'user","hunter22'})
+    assert recorded == "[REDACTED]"
+
+
+async def test_overlapping_secrets_are_masked_whole() -> None:
+    recorded = await _recorded(
+        {"v": "1234abcd5678", "w": "1234abcd5678abcd5678!"}, {"a": "1234abcd", "b": "abcd5678"}
+    )
+    assert recorded == {"v": "[REDACTED]", "w": "[REDACTED]!"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import itertools
 import json
 import re
@@ -72,6 +73,10 @@ class Opaque:
         return f"Opaque({self.secret})"
 
 
+WRAP_PREFIX = b"x" * 50
+"""Puts a secret's base64 across the first line break (column 76)."""
+
+
 Leak = Callable[[str], Any]
 
 CHANNELS: dict[str, Leak] = {
@@ -95,7 +100,30 @@ CHANNELS: dict[str, Leak] = {
     "hex": lambda s: "0x" + s.encode().hex(),
     "upper": lambda s: s.upper(),
     "one_line": lambda s: max(s.splitlines(), key=len),
+    # More an attack found: bytes shown by str(), base64 wrapped at 76 columns (the secret
+    # across a line break, as base64.encodebytes and MIME write it), HTML escaping, more
+    # case changes.
+    "bytes_repr": lambda s: str(s.encode()),
+    "base64_lines": lambda s: base64.encodebytes(WRAP_PREFIX + s.encode()).decode(),
+    "mime_lines": lambda s: CHANNELS["base64_lines"](s).replace("\n", "\r\n"),
+    "html": lambda s: html.escape(s),
+    "html_text": lambda s: html.escape(s, quote=False),
+    "capitalize": lambda s: s.capitalize(),
+    "title": lambda s: s.title(),
+    "swapcase": lambda s: s.swapcase(),
 }
+
+
+def wrapped_base64_pieces(raw: bytes) -> list[str]:
+    """The base64 characters of ``WRAP_PREFIX + raw`` that only ``raw`` determines, as
+    base64.encodebytes writes them: one piece per line."""
+    encoded = base64.b64encode(WRAP_PREFIX + raw).decode()
+    begin, end = len(WRAP_PREFIX), len(WRAP_PREFIX) + len(raw)
+    own = [i for i in range(len(encoded)) if 6 * i // 8 >= begin and (6 * i + 5) // 8 < end]
+    pieces: dict[int, str] = {}
+    for i in own:
+        pieces[i // 76] = pieces.get(i // 76, "") + encoded[i]
+    return list(pieces.values())
 
 
 def emitted_core(channel: str, secret: str) -> list[bytes]:
@@ -111,8 +139,22 @@ def emitted_core(channel: str, secret: str) -> list[bytes]:
         "hex": [raw.hex()],
         "upper": [secret.upper()],
         "one_line": [max(secret.splitlines(), key=len)],
+        "bytes_repr": [str(raw)[2:-1]],
+        "base64_lines": wrapped_base64_pieces(raw),
+        "mime_lines": wrapped_base64_pieces(raw),
+        "html": [html.escape(secret)],
+        "html_text": [html.escape(secret, quote=False)],
+        "capitalize": [secret.capitalize()],
+        "title": [secret.title()],
+        "swapcase": [secret.swapcase()],
     }.get(channel, [])
-    return [core.encode() for core in cores if len(core) >= 8]
+    # As written, and as a JSON string holds it (a store keeps JSON text).
+    spelled = {
+        spelling
+        for core in cores
+        for spelling in (core, json.dumps(core)[1:-1], json.dumps(core, ensure_ascii=False)[1:-1])
+    }
+    return [core.encode() for core in spelled if len(core) >= 8]
 
 
 def matrix_app(clock: FakeClock, crash_once: list[bool]) -> App:
