@@ -92,8 +92,9 @@ class Call:
     query: BaseModel | None = None
     body: BaseModel | None = None
     platform_retries: int = 0
-    """How often the platform retried this request (Cloud Tasks'
-    ``X-CloudTasks-TaskRetryCount``; 0 when absent or not a plain number)."""
+    """How often the platform retried this request without an answer from refluxo (a
+    timeout, a crash): Cloud Tasks' ``X-CloudTasks-TaskRetryCount`` minus its
+    ``X-CloudTasks-TaskExecutionCount`` (0 when absent or not plain numbers)."""
 
     def path_as(self, model: type[M]) -> M:
         """The path parameters, typed (raises TypeError if the route declares others)."""

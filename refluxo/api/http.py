@@ -119,6 +119,12 @@ def _query(model: type[BaseModel], request: Request) -> dict[str, str]:
     return {name: value for name in names if (value := request.args.get(name)) is not None}
 
 
+def _count(request: Request, header: str) -> int:
+    """A Cloud Tasks counter header: 0 when absent or not plain ASCII digits."""
+    raw = request.headers.get(header) or "0"
+    return min(int(raw), 1_000_000) if raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
+
+
 class HttpApi:
     """The API as a callable ``(flask.Request) -> flask.Response``.
 
@@ -223,7 +229,14 @@ class HttpApi:
             self._authenticate(route, request)
             return self._respond(route, route.handler(self._call(route, request, arguments)))
         except Exception as err:
-            return self._failure(err, request)
+            response = self._failure(err, request)
+            if route.auth is Auth.SCHEDULER and response.status_code == 503:
+                # Cloud Tasks retries a 429 like a 503, but counts it as an answer
+                # (X-CloudTasks-TaskExecutionCount): a store or certificate outage then
+                # never counts as an unanswered attempt of the node (see _call).
+                response.status_code = 429
+                response.headers["Retry-After"] = "1"
+            return response
 
     def _authenticate(self, route: Route, request: Request) -> None:
         if route.auth is Auth.PUBLIC:
@@ -244,8 +257,14 @@ class HttpApi:
             require_json(request)
             data = read_body(request, self.max_body_bytes, required=route.body_required)
             body = validate(route.body, data, Where.BODY)
-        retries = request.headers.get("X-CloudTasks-TaskRetryCount") or "0"
-        platform_retries = int(retries) if retries.isascii() and retries.isdigit() else 0
+        # Attempts Cloud Tasks made without an answer from this code (a timeout, a crash):
+        # its retries, minus the answers it received (TaskExecutionCount counts responses
+        # other than 5xx, and this route answers its own transient failures 429).
+        platform_retries = max(
+            0,
+            _count(request, "X-CloudTasks-TaskRetryCount")
+            - _count(request, "X-CloudTasks-TaskExecutionCount"),
+        )
         return Call(
             self.service,
             self.routes,

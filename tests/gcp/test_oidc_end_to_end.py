@@ -6,7 +6,7 @@ A real delivery, held on its way from the Cloud Tasks emulator, is replayed with
 of bad token: each is refused (401 or 403, a JSON error naming no internal address) and
 commits nothing, and the delivery then goes through with the invoker's token. The
 functions ask Cloud Tasks for exactly that token; the certificates are fetched once for
-many deliveries; and when they cannot be fetched the answer is a 503, which Cloud Tasks
+many deliveries; and when they cannot be fetched the answer is a 429, which Cloud Tasks
 retries.
 """
 
@@ -227,7 +227,7 @@ def test_fifty_deliveries_fetch_the_certificates_once(
     assert deployed.issuer.fetches(side_steps.cached_label) == 1
 
 
-def test_certificates_that_cannot_be_fetched_are_a_503_naming_nothing(
+def test_certificates_that_cannot_be_fetched_are_a_429_naming_nothing(
     deployed: Deployment, side_steps: SideSteps
 ) -> None:
     server = side_steps.down
@@ -238,7 +238,7 @@ def test_certificates_that_cannot_be_fetched_are_a_503_naming_nothing(
         before = deployed.store.load_run(run_id)
         for _ in range(2):  # each delivery tries again, and fails the same way
             status, text = post_step(server.url, body, f"Bearer {deployed.token()}")
-            assert status == 503, text
+            assert status == 429, text
             assert json.loads(text)["error"]["code"] == "unavailable"
             leaks = (str(side_steps.down_port), "Errno", "Connection", "refused")
             assert_names_nothing_internal(deployed, text, *leaks)

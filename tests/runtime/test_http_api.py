@@ -256,7 +256,7 @@ def test_a_retried_resume_is_idempotent_until_the_step_runs(
     error_of(http.post(f"/runs/{run['runId']}/resume", json=body), 409)  # the step ran
 
 
-def test_an_unavailable_backend_is_503_so_the_caller_retries(
+def test_an_unavailable_backend_on_the_step_route_is_429_so_cloud_tasks_retries(
     runtime: EmbeddedRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from refluxo.errors import TransientError
@@ -267,4 +267,7 @@ def test_an_unavailable_backend_is_503_so_the_caller_retries(
     monkeypatch.setattr(runtime.store, "load_run", unavailable)
     with create_wsgi_app(HttpApi(runtime.service)).test_client() as client:
         response = client.post("/tasks/step", json={"runId": "r", "version": 0})
-    assert "contention persisted" in error_of(response, 503)
+    # 429, not 503: Cloud Tasks retries both, but counts a 429 as an answer, so an outage
+    # never counts as an attempt of the node that went unanswered.
+    assert "contention persisted" in error_of(response, 429)
+    assert response.headers["Retry-After"] == "1"

@@ -99,3 +99,27 @@ def test_the_api_function_serves_no_step_route(clock: FakeClock) -> None:
     assert "/tasks/step" not in document["paths"]
     assert "/runs" in document["paths"]
     runs.close()
+
+
+def test_retries_that_were_answered_do_not_count_as_unanswered(clock: FakeClock) -> None:
+    """A store or certificate outage is answered 429: Cloud Tasks counts it in its
+    execution count, so twenty such retries leave the node untouched and then it runs."""
+    calls: list[int] = []
+    runs = service(clock, calls, limit=2)
+    run = runs.start("w", None, run_id="r").record
+    api = HttpApi(runs)
+    environ = EnvironBuilder(
+        path="/tasks/step",
+        method="POST",
+        json={"runId": run.run_id, "version": 0},
+        headers=[
+            ("X-CloudTasks-TaskRetryCount", "21"),
+            ("X-CloudTasks-TaskExecutionCount", "20"),
+            ("Host", "localhost"),
+        ],
+    ).get_environ()
+    response = api(Request(environ))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert calls == [1]
+    assert runs.get("r").status == "completed"
+    runs.close()
