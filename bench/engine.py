@@ -126,15 +126,25 @@ def expr(n: int) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[
 
 
 def stepwise(
-    n: int,
+    n: int, *, codec: bool = True
 ) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[[Snapshot], int]]:
+    """The chain driven by ``execute_step``, the whole snapshot through JSON between steps.
+
+    ``codec``: with ``Snapshot.to_json`` / ``Snapshot.from_json`` (what bench/README.md
+    recommends); else ``model_dump_json`` / ``model_validate_json`` (``stepwise-model``).
+    """
     engine = WorkflowEngine(_chain_workflow(n, lambda k: {"i": k}), {"step": {"executor": _step}})
 
     async def run() -> Snapshot:
         snapshot = engine.create_initial_snapshot("bench", "n0")
-        for _ in range(n):
-            stored = snapshot.model_dump_json()
-            snapshot = await engine.execute_step(Snapshot.model_validate_json(stored))
+        if codec:
+            for _ in range(n):
+                stored = snapshot.to_json()
+                snapshot = await engine.execute_step(Snapshot.from_json(stored))
+        else:
+            for _ in range(n):
+                text = snapshot.model_dump_json()
+                snapshot = await engine.execute_step(Snapshot.model_validate_json(text))
         return snapshot
 
     def check(final: Snapshot) -> int:
@@ -145,7 +155,19 @@ def stepwise(
     return run, check
 
 
-WORKLOADS = {"chain": chain, "loop": loop, "expr": expr, "stepwise": stepwise}
+def stepwise_model(
+    n: int,
+) -> tuple[Callable[[], Coroutine[Any, Any, Snapshot]], Callable[[Snapshot], int]]:
+    return stepwise(n, codec=False)
+
+
+WORKLOADS = {
+    "chain": chain,
+    "loop": loop,
+    "expr": expr,
+    "stepwise": stepwise,
+    "stepwise-model": stepwise_model,
+}
 
 
 def measure(workload: str, n: int) -> dict[str, Any]:

@@ -263,6 +263,33 @@ class Snapshot(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
     retry_state: RetryState | None = Field(default=None, exclude_if=_omit_none)
 
+    def to_json(self) -> bytes:
+        """This snapshot as wire JSON (UTF-8), fast: for storing a run's snapshot whole.
+
+        Equal as JSON to :meth:`model_dump_json` (the keys in another order). Results read
+        by :meth:`from_json` and unchanged since are written back as the bytes they were
+        read from, so a store-load-step loop encodes only each step's new result. See
+        :mod:`refluxo.snapshot_json`.
+        """
+        from refluxo.snapshot_json import snapshot_to_json
+
+        return snapshot_to_json(self)
+
+    @classmethod
+    def from_json(cls, data: bytes | bytearray | memoryview | str) -> Snapshot:
+        """Read a wire snapshot (this engine's or ``@refluxo/core``'s), fast.
+
+        Unlike :meth:`model_validate_json`, the context's results are not all validated on
+        load: each node's results are validated when first read (by a step reaching the
+        node, an executor, an expression, or a dump), and results nobody reads pass through
+        :meth:`to_json` as they came. Everything else, and the well-formedness of the whole
+        JSON, is checked here. Raises :class:`ValueError`. Where an invalid result is
+        refused, and how to check a whole history up front: :mod:`refluxo.snapshot_json`.
+        """
+        from refluxo.snapshot_json import snapshot_from_json
+
+        return snapshot_from_json(data)
+
 
 @dataclass(frozen=True, slots=True)
 class StepResult:

@@ -1,0 +1,268 @@
+"""A fast JSON codec for whole snapshots: :func:`snapshot_to_json` and :func:`snapshot_from_json`.
+
+``Snapshot.model_validate_json`` validates every historical result on every load, and
+``Snapshot.model_dump_json`` encodes every one of them again on every store: a caller that
+stores a run's snapshot whole and loads it before each step pays O(history) Python work per
+step. This codec reads and writes the same wire shape (``@refluxo/core``'s; the keys of the
+snapshot object come out in another order, which JSON does not distinguish) but:
+
+* **decodes the context lazily**: the top level is parsed with msgspec, which skips over the
+  context object at C speed (checking that it is well-formed JSON) and hands it back as a
+  raw slice, building no objects for it. The snapshot's context is a :class:`LazyContext`
+  over that slice: a node's results are validated (as ``NodeResult``, exactly as
+  ``model_validate_json`` would) when they are first touched, by a step, an executor or an
+  expression that reads them;
+* **encodes by reuse**: results that came in as JSON and were not replaced go out as the
+  very bytes they came in as; only results appended since the snapshot was decoded are
+  encoded (by pydantic, as ``model_dump_json`` encodes them).
+
+Where an invalid historical result is refused: everything outside the context (status,
+version, retry state...) is validated by ``snapshot_from_json`` itself, and malformed JSON
+anywhere raises there too (:class:`ValueError`). A result that is well-formed JSON but not a
+valid ``NodeResult`` (a missing ``timestamp``, say) raises pydantic's ``ValidationError``
+when its node is first read: by ``engine.execute_step`` when the run reaches that node again,
+by an executor or expression reading it, by iterating the context, or by
+``Snapshot.model_dump*``. A node nobody reads is carried through ``snapshot_to_json``
+unchanged. Call :meth:`LazyContext.validate` (or load with ``Snapshot.model_validate_json``)
+to check a whole history up front, e.g. when accepting a snapshot from an untrusted party.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import immutables
+import msgspec
+from pydantic import TypeAdapter
+from pyrsistent import pvector
+
+from refluxo.context import Context
+from refluxo.model import NodeResult, Snapshot
+from refluxo.steps import evolve
+
+__all__ = ["LazyContext", "snapshot_from_json", "snapshot_to_json"]
+
+_RESULTS: TypeAdapter[list[NodeResult]] = TypeAdapter(list[NodeResult])
+_TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_SPLIT = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_ENCODE = msgspec.json.Encoder()
+_WHITESPACE = b" \t\r\n"
+_OPEN = ord("{")
+
+
+class _Base:
+    """The context object as it was decoded, shared by every context derived from it.
+
+    ``raw`` is a view of the context's bytes inside the document (``document``), never
+    copied; the per-node split and the validated results are caches, filled on first use
+    (so a step and its successors validate a node at most once).
+    """
+
+    __slots__ = ("_absent", "_split", "document", "escapes", "raw", "validated")
+
+    def __init__(self, document: bytes, raw: memoryview) -> None:
+        self.document = document
+        self.raw = raw
+        self.escapes = b"\\" in document
+        self._split: dict[str, msgspec.Raw] | None = None
+        self._absent: set[str] = set()
+        self.validated: dict[str, Any] = {}
+
+    @property
+    def split(self) -> dict[str, msgspec.Raw]:
+        if self._split is None:
+            self._split = _SPLIT.decode(self.raw)
+        return self._split
+
+    def has(self, node_id: str) -> bool:
+        if self._split is None and not self.escapes and _plain(node_id):
+            # No escape anywhere: every key is spelled literally, so a node id that does
+            # not occur as a quoted string is not a key (a search instead of a split).
+            if node_id in self._absent:
+                return False
+            if b'"' + node_id.encode() + b'"' not in self.document:
+                self._absent.add(node_id)
+                return False
+        return node_id in self.split
+
+    def results(self, node_id: str) -> Any:
+        found = self.validated.get(node_id)
+        if found is None:
+            found = self.validated[node_id] = pvector(
+                _RESULTS.validate_json(bytes(self.split[node_id]))
+            )
+        return found
+
+    def open_end(self) -> tuple[memoryview, bool]:
+        """The context's bytes without the closing brace, and whether it has no member."""
+        raw = self.raw
+        end = len(raw) - 1  # the closing brace
+        while raw[end - 1] in _WHITESPACE:
+            end -= 1
+        return raw[:end], raw[end - 1] == _OPEN
+
+
+def _plain(key: str) -> bool:
+    return key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
+class LazyContext(Context):
+    """A context decoded from JSON whose results are validated when first read.
+
+    Behaves as :class:`~refluxo.context.MemoryContext` does (persistent: ``appended``
+    returns a new context and shares everything); :func:`snapshot_to_json` writes the
+    results it never decoded back as their original bytes.
+    """
+
+    __slots__ = ("_base", "_new", "_overlay")
+
+    def __init__(
+        self,
+        base: _Base,
+        overlay: immutables.Map[str, Any] | None = None,
+        new: tuple[str, ...] = (),
+    ) -> None:
+        self._base = base
+        # Every node whose results changed since decoding: its whole history.
+        self._overlay: immutables.Map[str, Any] = (
+            overlay if overlay is not None else immutables.Map()
+        )
+        # The nodes that were not in the decoded context, in the order they were added.
+        self._new = new
+
+    def appended(self, node_id: str, result: NodeResult) -> LazyContext:
+        history = self._overlay.get(node_id)
+        new = self._new
+        if history is None:
+            if self._base.has(node_id):
+                history = self._base.results(node_id)
+            else:
+                history = pvector()
+                new = (*new, node_id)
+        return LazyContext(self._base, self._overlay.set(node_id, history.append(result)), new)
+
+    def __getitem__(self, node_id: str) -> Sequence[NodeResult]:
+        history = self._overlay.get(node_id)
+        if history is not None:
+            found: Sequence[NodeResult] = history
+            return found
+        if not self._base.has(node_id):
+            raise KeyError(node_id)
+        base: Sequence[NodeResult] = self._base.results(node_id)
+        return base
+
+    def __contains__(self, node_id: object) -> bool:
+        if not isinstance(node_id, str):
+            return False
+        return node_id in self._overlay or self._base.has(node_id)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._base.split
+        yield from self._new
+
+    def __len__(self) -> int:
+        return len(self._base.split) + len(self._new)
+
+    def validate(self) -> LazyContext:
+        """Validate every result now (raises pydantic's ``ValidationError``); returns self."""
+        for node_id in self._base.split:
+            self._base.results(node_id)
+        return self
+
+    def to_json(self) -> bytes:
+        """The context object as JSON, reusing the bytes of every result decoded unchanged."""
+        return b"".join(self._json_parts())
+
+    def _json_parts(self) -> list[bytes | memoryview]:
+        base = self._base
+        if not self._overlay:
+            return [base.raw]
+        parts: list[bytes | memoryview] = []
+        for node_id in self._new:
+            parts += (b",", _key(node_id), _encode(self._overlay[node_id]))
+        if len(self._overlay) == len(self._new):
+            # Only new nodes: the decoded bytes, then the new members.
+            head, empty = base.open_end()
+            parts[0] = head if empty else b","
+            if not empty:
+                parts.insert(0, head)
+            parts.append(b"}")
+            return parts
+        # Some decoded nodes gained results: each is its old bytes plus the new results.
+        merged: dict[str, msgspec.Raw] = dict(base.split)
+        for node_id, raw_results in base.split.items():
+            history = self._overlay.get(node_id)
+            if history is not None:
+                kept = len(base.results(node_id))
+                merged[node_id] = msgspec.Raw(_extend(bytes(raw_results), kept, history[kept:]))
+        out = _ENCODE.encode(merged)
+        if not parts:
+            return [out]
+        if not merged:
+            parts[0] = b"{"
+            return [*parts, b"}"]
+        return [memoryview(out)[:-1], *parts, b"}"]
+
+
+def _key(node_id: str) -> bytes:
+    return _ENCODE.encode(node_id) + b":"
+
+
+def _encode(results: Sequence[NodeResult]) -> bytes:
+    return _RESULTS.dump_json(list(results))
+
+
+def _extend(raw_results: bytes, kept: int, added: Sequence[NodeResult]) -> bytes:
+    if not added:
+        return raw_results
+    tail = _encode(added)  # "[...]"
+    if kept == 0:
+        return tail
+    return raw_results.rstrip(_WHITESPACE)[:-1] + b"," + tail[1:]
+
+
+def _context_parts(context: Context) -> list[bytes | memoryview]:
+    if isinstance(context, LazyContext):
+        return context._json_parts()
+    if not context:
+        return [b"{}"]
+    return [b"{", b",".join(_key(k) + _encode(v) for k, v in context.items()), b"}"]
+
+
+def snapshot_to_json(snapshot: Snapshot) -> bytes:
+    """``snapshot`` as wire JSON (UTF-8 bytes), equal as JSON to ``model_dump_json()``.
+
+    Results decoded by :func:`snapshot_from_json` and not replaced since are written back
+    as the bytes they were read from; only results appended since are encoded. The
+    context comes last among the keys.
+    """
+    head = snapshot.model_dump_json(exclude={"context"}).encode()
+    return b"".join([head[:-1], b',"context":', *_context_parts(snapshot.context), b"}"])
+
+
+def snapshot_from_json(data: bytes | bytearray | memoryview | str) -> Snapshot:
+    """Read a wire snapshot (from this codec, ``model_dump_json`` or ``@refluxo/core``).
+
+    Everything but the context is validated here, as ``Snapshot.model_validate_json``
+    validates it; the context's results are validated when first read (see the module's
+    docstring for where an invalid one is refused). Raises :class:`ValueError`
+    (``msgspec.DecodeError`` or pydantic's ``ValidationError``, both subclasses) on
+    malformed JSON or an invalid snapshot.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    elif not isinstance(data, bytes):
+        data = bytes(data)
+    top = _TOP.decode(data)
+    raw_context = top.pop("context", None)
+    header = b"{" + b",".join(_key(k) + bytes(v) for k, v in top.items()) + b"}"
+    snapshot = Snapshot.model_validate_json(header)
+    if raw_context is None:
+        return snapshot
+    raw = memoryview(raw_context)
+    if raw[0] != _OPEN:
+        # Not an object: let the model say why, in its own words.
+        Snapshot.model_validate_json(b'{"context":' + bytes(raw) + b"," + header[1:])
+        raise ValueError("context must be an object")  # pragma: no cover
+    return evolve(snapshot, {"context": LazyContext(_Base(data, raw))})
