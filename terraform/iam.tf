@@ -6,6 +6,8 @@
 #                                                          deployment's Firestore database only
 #                     roles/logging.logWriter              project
 #                     roles/cloudtasks.enqueuer            the steps queue
+#                     roles/cloudtasks.viewer              the steps queue (GetTask: a
+#                                                          queued task or a tombstone)
 #                     roles/iam.serviceAccountUser         the tasks invoker SA (act-as, so
 #                                                          tasks carry the invoker's token)
 #   api SA only       roles/secretmanager.secretAccessor   the API key secret
@@ -65,6 +67,19 @@ resource "google_cloud_tasks_queue_iam_member" "function_enqueuer" {
   location = google_cloud_tasks_queue.steps.location
   name     = google_cloud_tasks_queue.steps.name
   role     = "roles/cloudtasks.enqueuer"
+  member   = each.value
+}
+
+# Creating a task whose name the queue still remembers answers ALREADY_EXISTS; the
+# scheduler then looks the task up (cloudtasks.tasks.get, not in the enqueuer role) to tell
+# a queued task from a tombstone, and schedules a tombstoned delivery under a fresh name.
+resource "google_cloud_tasks_queue_iam_member" "function_task_viewer" {
+  for_each = local.function_members
+
+  project  = var.project_id
+  location = google_cloud_tasks_queue.steps.location
+  name     = google_cloud_tasks_queue.steps.name
+  role     = "roles/cloudtasks.viewer"
   member   = each.value
 }
 
@@ -130,6 +145,7 @@ resource "time_sleep" "iam" {
       [for grant in google_project_iam_member.function_datastore_user : grant.id],
       [for grant in google_project_iam_member.function_log_writer : grant.id],
       [for grant in google_cloud_tasks_queue_iam_member.function_enqueuer : grant.id],
+      [for grant in google_cloud_tasks_queue_iam_member.function_task_viewer : grant.id],
       [for grant in google_service_account_iam_member.function_act_as_tasks_invoker : grant.id],
       [
         google_secret_manager_secret_iam_member.api_key_accessor.id,
@@ -145,6 +161,7 @@ resource "time_sleep" "iam" {
     google_project_iam_member.function_datastore_user,
     google_project_iam_member.function_log_writer,
     google_cloud_tasks_queue_iam_member.function_enqueuer,
+    google_cloud_tasks_queue_iam_member.function_task_viewer,
     google_service_account_iam_member.function_act_as_tasks_invoker,
     google_secret_manager_secret_iam_member.api_key_accessor,
     google_project_iam_member.build_log_writer,

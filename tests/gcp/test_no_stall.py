@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from google.api_core import exceptions
 from google.cloud import tasks_v2
 
 from refluxo import StepResult
@@ -19,6 +20,7 @@ from refluxo.errors import TransientError
 from refluxo.runtime import App, Delivery, Dispatcher, Outcome, RunService
 from tests.support.clock import FakeClock
 from tests.support.fake_cloud_tasks import FakeCloudTasks, RetryConfig
+from tests.support.google_errors import google_error
 
 QUEUE = "projects/p/locations/l/queues/q"
 
@@ -263,4 +265,48 @@ def test_a_task_dropped_after_its_last_attempt_is_reconciled(clock: FakeClock) -
     assert fake.queued(), "the reconciler took the tombstone for a scheduled task"
     fake.dispatch_due(handler)
     assert service.get("dropped-1").status == "completed"
+    service.close()
+
+
+class NoGetTaskPermission(FakeCloudTasks):
+    """A queue whose caller lacks cloudtasks.tasks.get (the enqueuer role alone)."""
+
+    def get_task(self, *, name: str, **_: Any) -> tasks_v2.Task:
+        raise google_error(exceptions.PermissionDenied, "cloudtasks.tasks.get denied")
+
+
+def test_without_permission_to_look_a_task_up_a_tombstone_is_still_replaced(
+    clock: FakeClock,
+) -> None:
+    """GetTask refused: the scheduler cannot tell a queued task from a tombstone, and must
+    not leave the run stalled: it schedules under a fresh name (at worst a duplicate)."""
+    app = App(clock=clock)
+
+    @app.node()
+    def once(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult("done")
+
+    app.workflow("w", {"nodes": [{"id": "a", "type": "once"}]})
+    fake = NoGetTaskPermission(QUEUE, clock, RetryConfig(max_attempts=1))
+    scheduler = CloudTasksScheduler(
+        fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step", clock=clock
+    )
+    service = RunService(Dispatcher(app, MemoryStore(clock=clock), scheduler))
+    service.start("w", None, run_id="denied-1")
+
+    def timeout(task: tasks_v2.Task) -> None:
+        raise TimeoutError("the function timed out")
+
+    fake.dispatch_due(timeout)
+    assert fake.dropped  # the name is now a tombstone
+    assert not fake.queued()
+    clock.advance(600_000)
+    report = service.reconcile(grace_ms=600_000)
+    assert report.rescheduled == 1
+    assert fake.queued()
+    fake.dispatch_due(lambda task: service.deliver(delivery_of(task)))
+    assert service.get("denied-1").status == "completed"
+    # A retried start whose task is still queued answers 200, never a 500.
+    again = service.start("w", None, run_id="denied-1")
+    assert not again.created
     service.close()

@@ -59,6 +59,8 @@ EXPECTED = {
             (account, "roles/datastore.user", PROJECT, DATABASE),
             (account, "roles/logging.logWriter", PROJECT, None),
             (account, "roles/cloudtasks.enqueuer", "google_cloud_tasks_queue.steps", None),
+            # GetTask tells a queued task from a tombstone after ALREADY_EXISTS.
+            (account, "roles/cloudtasks.viewer", "google_cloud_tasks_queue.steps", None),
             (
                 account,
                 "roles/iam.serviceAccountUser",
@@ -198,6 +200,7 @@ def test_firestore_access_is_conditioned_on_the_database(config: TerraformConfig
     ("role", "scope"),
     [
         ("roles/cloudtasks.enqueuer", "google_cloud_tasks_queue.steps"),
+        ("roles/cloudtasks.viewer", "google_cloud_tasks_queue.steps"),
         ("roles/iam.serviceAccountUser", "google_service_account.tasks_invoker"),
     ],
 )

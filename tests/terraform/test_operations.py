@@ -94,6 +94,7 @@ def test_functions_are_deployed_after_the_grants_have_propagated(
         "${google_project_iam_member.function_datastore_user}",
         "${google_project_iam_member.function_log_writer}",
         "${google_cloud_tasks_queue_iam_member.function_enqueuer}",
+        "${google_cloud_tasks_queue_iam_member.function_task_viewer}",
         "${google_service_account_iam_member.function_act_as_tasks_invoker}",
         "${google_secret_manager_secret_iam_member.api_key_accessor}",
         "${google_project_iam_member.build_log_writer}",

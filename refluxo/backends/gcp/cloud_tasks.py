@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from typing import Any, Protocol
 
 import grpc  # type: ignore[import-untyped, unused-ignore]
@@ -42,6 +43,8 @@ from google.cloud.tasks_v2.services.cloud_tasks.transports import CloudTasksGrpc
 from refluxo.errors import TransientError
 from refluxo.runtime.ports import Delivery
 from refluxo.steps import Clock, wall_clock_ms
+
+logger = logging.getLogger("refluxo.cloud_tasks")
 
 MAX_SCHEDULE_AHEAD_MS = 30 * 24 * 3600 * 1000
 """Cloud Tasks refuses a ``schedule_time`` further ahead than this."""
@@ -187,6 +190,18 @@ class CloudTasksScheduler:
         try:
             self.client.get_task(name=name)
         except google_exceptions.NotFound:
+            return False
+        except google_exceptions.PermissionDenied:
+            # Without cloudtasks.tasks.get the answer is unknown. Taking the name for a
+            # tombstone costs at most a duplicate task (its delivery finds the run's
+            # version stale); taking it for a queued task could leave the run stalled.
+            logger.warning(
+                "Cloud Tasks refused GetTask on %s (grant roles/cloudtasks.viewer on the "
+                "queue); the delivery of %s v%s is scheduled under a fresh name",
+                name,
+                delivery.run_id,
+                delivery.version,
+            )
             return False
         except _TRANSIENT as err:
             raise self._unavailable(delivery, err) from err
