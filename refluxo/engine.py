@@ -29,7 +29,12 @@ from typing import Any
 from refluxo._aio import resolve
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
-from refluxo.errors import NodeValidationError, TransientError, WorkflowDefinitionError
+from refluxo.errors import (
+    NodeValidationError,
+    TransientError,
+    WorkflowDefinitionError,
+    where_failed,
+)
 from refluxo.frozen import freeze, thaw
 from refluxo.graph import check_graph, raise_for_errors
 from refluxo.metadata import PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
@@ -515,8 +520,12 @@ class WorkflowEngine:
                 text = str(await self._hooks.transform("transform_error", error_context, text))
             except TransientError:
                 raise
-            except Exception:
-                logger.exception("transform_error failed on node %r; error text withheld", node.id)
+            except Exception as err:
+                logger.error(
+                    "transform_error failed on node %r; error text withheld: %s",
+                    node.id,
+                    where_failed(err),
+                )
                 text = f"{type(error).__name__}: (message withheld: redaction failed)"
         reason: str | None = None
         delay: Any = 0

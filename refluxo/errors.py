@@ -40,3 +40,17 @@ class TransientError(RefluxoError):
     the expression evaluator and plugin hooks let it through, the delivery is not
     acknowledged (HTTP 503 ``unavailable``), and the run's stored state is unchanged.
     """
+
+
+def where_failed(error: BaseException) -> str:
+    """Where ``error`` was raised, for a log line: its type and its traceback's frames, but
+    none of its message nor of the exceptions it chains.
+
+    For failures of code that handles secrets (plugin hooks, error transforms): a message,
+    or the node error an error hook was called for, may carry a secret; the frames (file,
+    line, function, source line) do not carry runtime values.
+    """
+    import traceback
+
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    return f"{type(error).__name__} (message withheld)\n{frames}".rstrip()

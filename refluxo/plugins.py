@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from refluxo._aio import resolve
-from refluxo.errors import TransientError
+from refluxo.errors import TransientError, where_failed
 
 if TYPE_CHECKING:
     from refluxo.definitions import NodeDefinition
@@ -136,5 +136,9 @@ class PluginHooks:
                 await resolve(hook(argument))
             except TransientError:
                 raise
-            except Exception:
-                logger.exception("plugin %r failed in %s; ignored", label, hook_name)
+            except Exception as err:
+                # Not logger.exception: the error, or the node error it chains, may hold
+                # a secret that the redaction of stored data never sees.
+                logger.error(
+                    "plugin %r failed in %s; ignored: %s", label, hook_name, where_failed(err)
+                )

@@ -73,7 +73,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "severity": severity(record.levelno),
-            "message": record.getMessage(),
+            "message": _clip(record.getMessage(), MAX_MESSAGE_CHARS),
             "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
             "logger": record.name,
         }
@@ -81,7 +81,7 @@ class JsonFormatter(logging.Formatter):
             line.setdefault(str(key), value)
         exception = self._exception_text(record)
         if exception:
-            line["exception"] = exception
+            line["exception"] = _clip(exception, MAX_EXCEPTION_CHARS)
         trace = current_trace.get()
         if trace is not None and self.project:
             line[TRACE_FIELD] = f"projects/{self.project}/traces/{trace.trace_id}"
@@ -104,6 +104,31 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             parts.append(self.formatStack(record.stack_info))
         return "\n".join(parts)
+
+
+MAX_MESSAGE_CHARS: Final = 16_000
+"""The longest message a line carries; Cloud Logging refuses entries over 256 KB."""
+
+MAX_EXCEPTION_CHARS: Final = 32_000
+"""The longest traceback a line carries (its end, where the error is, is kept)."""
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}... [{len(text) - limit} characters cut] ...{text[-half:]}"
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its line breaks escaped, so that it cannot start a line of its own."""
+    return text.translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS = {
+    ord(c): f"\\u{ord(c):04x}" if c not in "\r\n" else ("\\n" if c == "\n" else "\\r")
+    for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+}
 
 
 def _dumps(line: dict[str, Any]) -> str:
@@ -141,7 +166,15 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    # A traceback keeps its lines, each indented, so none can pass for a record of its own.
+    def formatException(self, ei: Any) -> str:
+        text = _clip(super().formatException(ei), MAX_EXCEPTION_CHARS)
+        return "\n".join("    " + _one_line(line) for line in text.split("\n"))
+
     def formatMessage(self, record: logging.LogRecord) -> str:
+        # A message (an error text, a node id) may hold line breaks: escaped, so that no
+        # caller-supplied text can forge a line of its own.
+        record.message = _one_line(_clip(record.message, MAX_MESSAGE_CHARS))
         fields = event_fields(record)
         if not fields:
             return super().formatMessage(record)

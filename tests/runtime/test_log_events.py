@@ -21,6 +21,7 @@ from refluxo.backends.memory import MemoryStore
 from refluxo.errors import TransientError
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.logs import JsonFormatter, TextFormatter
+from refluxo.plugins import ErrorPluginContext, Plugin
 from refluxo.runtime import App, Delivery, Dispatcher, RunService, current_step
 from refluxo.runtime.dispatcher import Outcome, StepBudget
 from refluxo.runtime.events_log import EVENT_FIELD
@@ -368,3 +369,61 @@ def test_no_secret_reaches_a_log_line(
         for secret in (TOKEN, PASSWORD, TOKEN.upper()):
             assert secret not in line, line
     runs.service.close()
+
+
+class BrokenHooks(Plugin):
+    """A plugin whose error hooks fail while the node's error (with a secret) is handled."""
+
+    def on_node_error(self, ctx: ErrorPluginContext) -> Any:
+        raise RuntimeError("hook broke")
+
+    def transform_error(self, ctx: ErrorPluginContext, text: str) -> Any:
+        raise RuntimeError("transform broke")
+
+
+def test_a_failing_error_hook_logs_no_secret_and_no_chained_error(
+    clock: FakeClock, logged: pytest.LogCaptureFixture
+) -> None:
+    app = App(
+        clock=clock,
+        globals=lambda: {"token": TOKEN},
+        plugins=[RedactionPlugin(mask_globals=True), BrokenHooks()],
+    )
+
+    @app.node()
+    def leak(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise PermissionError(f"denied for {globals['token']}")
+
+    app.workflow("w", {"nodes": [{"id": "a", "type": "leak"}]})
+    runs = harness(app, clock)
+    runs.service.start("w")
+    runs.drain()
+    hook_lines = [r for r in logged.records if "failed in on_node_error" in r.getMessage()]
+    assert hook_lines, "the failing hook was not logged"
+    assert "RuntimeError (message withheld)" in hook_lines[0].getMessage()
+    formatters = (JsonFormatter("p"), TextFormatter())
+    for record in logged.records:
+        for formatter in formatters:
+            assert TOKEN not in formatter.format(record)
+    runs.service.close()
+
+
+def test_a_huge_message_is_clipped_and_a_line_break_cannot_forge_a_text_line() -> None:
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "a" * 2_000_000, None, None)
+    assert len(JsonFormatter("p").format(record)) < 70_000
+    forged = logging.LogRecord(
+        "x", logging.ERROR, __file__, 1, "boom\n2026-01-01 00:00:00,000 ERROR forged", None, None
+    )
+    line = TextFormatter().format(forged)
+    assert "\n" not in line
+    assert "boom\\n2026" in line
+    try:
+        raise ValueError("first\nline two")
+    except ValueError:
+        import sys
+
+        with_traceback = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "m", None, sys.exc_info()
+        )
+    lines = TextFormatter().format(with_traceback).split("\n")
+    assert all(line.startswith("    ") for line in lines[1:])
