@@ -372,6 +372,32 @@ def test_overdue_pages_skip_runs_expected_within_the_slack_and_stay_full(
     ]
 
 
+def test_one_overdue_call_reads_a_bounded_number_of_documents(
+    store: FirestoreStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    """A burst of runs expected just after the cutoff (within the slack) is skipped a
+    chunk at a time, within a budget: never a query per run, never the whole band."""
+    start = clock.now
+    for index in range(250):
+        assert store.create_run(new_record(f"b{index:03d}", created_at=start)).committed
+    clock.advance(30_000)  # each steps 30 s later: stored dueAt stays at start (slack)
+    for index in range(250):
+        advance(store, f"b{index:03d}", [("n", index)])
+    counting.rpcs.clear()
+    page = store.overdue_runs(start + 1_000, limit=1)
+    assert page.runs == []  # none is overdue at that cutoff...
+    assert page.next_cursor is not None  # ...and the band is not read to its end
+    assert counting.rpcs["run_query"] <= 2
+    seen_queries = 0
+    cursor = page.next_cursor
+    while cursor is not None:
+        counting.rpcs.clear()
+        page = store.overdue_runs(start + 1_000, limit=1, cursor=cursor)
+        seen_queries += counting.rpcs["run_query"]
+        cursor = page.next_cursor
+    assert seen_queries <= 4  # the rest of the band, a chunk per query
+
+
 # -- retention ------------------------------------------------------------------------------------
 
 

@@ -99,6 +99,13 @@ T = TypeVar("T")
 logger = logging.getLogger("refluxo.firestore")
 
 
+OVERDUE_SCAN_FACTOR = 4
+"""Documents one ``overdue_runs`` call reads per run it may return (plus a chunk)."""
+
+OVERDUE_MIN_CHUNK = 100
+"""Documents read per query while skipping runs expected just after the cutoff."""
+
+
 class FirestoreStore:
     """Runs, results and definitions in Firestore; see the module docstring for the layout.
 
@@ -493,7 +500,9 @@ class FirestoreStore:
         overdue run and possibly runs expected up to
         :data:`~refluxo.backends.gcp.firestore.layout.DUE_SLACK_MS` later; those are
         skipped here by the exact time of their heads, reading on until the page is full or
-        the query exhausted. A page is ordered by exact expected time, then run id; pages
+        the query exhausted, reading at most ``OVERDUE_SCAN_FACTOR * limit + OVERDUE_MIN_CHUNK``
+        documents per call (a page may then hold fewer runs than ``limit``, or none, with a
+        cursor to continue). A page is ordered by exact expected time, then run id; pages
         follow one another in the order of the stored ``dueAt`` (then run id), so across
         pages the order is exact to within the slack. The cursor is the stored ``dueAt``
         and run id of the last document read.
@@ -507,21 +516,29 @@ class FirestoreStore:
         )
         last = decode_cursor(cursor) if cursor is not None else None
         overdue: list[tuple[int, RunRecord]] = []
-        while True:
-            want = limit - len(overdue)
+        budget = OVERDUE_SCAN_FACTOR * limit + OVERDUE_MIN_CHUNK
+        scanned = 0
+        exhausted = False
+        while len(overdue) < limit and scanned < budget and not exhausted:
+            chunk = min(max(limit - len(overdue), OVERDUE_MIN_CHUNK), budget - scanned)
             page = query if last is None else query.start_after({DUE_AT: last[0], RUN_ID: last[1]})
-            page = page.limit(want + 1)  # one more: is there anything after this page?
+            page = page.limit(chunk + 1)  # one more: is there anything after this chunk?
             docs = self._retry.run("overdue_runs", functools.partial(streamed, page))
-            for doc in docs[:want]:
+            exhausted = len(docs) <= chunk
+            for position, doc in enumerate(docs[:chunk]):
                 data = document_data(doc)
                 last = (int(data[DUE_AT]), str(data[RUN_ID]))
+                scanned += 1
                 expected = expected_of(data)
                 if expected is not None and expected <= expected_before:
                     overdue.append((expected, record_of(data, doc.update_time)))
-            exhausted = len(docs) <= want
-            if exhausted or len(overdue) == limit:
-                break
-            # Some were expected a little later than asked: read on past them.
+                if len(overdue) == limit:
+                    # Stopped inside the chunk: what follows is still to be read.
+                    exhausted = exhausted and position == len(docs[:chunk]) - 1
+                    break
+            # Some were expected a little later than asked: read on past them, within the
+            # budget (a burst of runs expected just after the cutoff costs pages, not a
+            # read per run per call).
         overdue.sort(key=lambda entry: (entry[0], entry[1].run_id))
         next_cursor = None if exhausted or last is None else encode_cursor(*last)
         return RunPage(runs=[record for _, record in overdue], next_cursor=next_cursor)
