@@ -4,7 +4,9 @@ An expression reaches data through exactly three operations: a mapping's key loo
 list's, tuple's or string's index, and ``length``. No attribute of a value is ever read
 (there is no ``getattr`` in this package; only the engine's own result records are read,
 by fixed field names, in :mod:`~refluxo.expressions.views`), so ``__class__``,
-``__globals__`` or ``constructor`` are plain keys that are usually missing. Values that are
+``__globals__`` or ``constructor`` are plain keys that are usually missing. No method of the
+data is called either: a ``dict``, ``list`` or ``tuple`` subclass is read through its base
+class (its overrides never run), and any other mapping or sequence is opaque. Values that are
 not JSON-like (a function, a class, a model instance...) read as ``undefined``: an
 expression can neither return them nor look inside them. A missing path is ``undefined``,
 never an error.
@@ -24,6 +26,7 @@ from refluxo.expressions.jsvalues import (
     base_number,
     base_string,
     kind,
+    object_get,
     to_string,
 )
 from refluxo.expressions.views import NodesView, NodeView
@@ -58,7 +61,9 @@ def sanitize(value: Any) -> Any:
     """``value`` as expressions may see it: JSON-like data, or :data:`UNDEFINED`.
 
     Subclasses of ``str``, ``int`` and ``float`` (enums...) become their exact base type;
-    mappings, lists and tuples are kept; every other object becomes ``undefined``.
+    dicts, lists and tuples (subclasses included, which are read through their base class)
+    are kept; every other object, another kind of mapping or sequence included, becomes
+    ``undefined``.
     """
     if type(value) in PLAIN_TYPES:
         return value
@@ -136,18 +141,6 @@ def _from_sequence(sequence: Any, key: Any) -> Any:
     return _at(sequence, index)
 
 
-def _from_mapping(value: Any, key: str) -> Any:
-    if issubclass(type(value), dict):
-        return dict.get(value, key, UNDEFINED)
-    cls = type(value)
-    if cls is NodesView or cls is NodeView:
-        return value.lookup(key)
-    try:
-        return value[key]
-    except KeyError:
-        return UNDEFINED
-
-
 def get_property(value: Any, name: str) -> Any:
     """``value.name`` (dot access), sanitized.
 
@@ -157,7 +150,7 @@ def get_property(value: Any, name: str) -> Any:
     """
     found = kind(value)
     if found is OBJECT:
-        return sanitize(_from_mapping(value, name))
+        return sanitize(object_get(value, name))
     if found is ARRAY:
         if name == "length":
             return _length(value)
@@ -181,7 +174,7 @@ def get_item(value: Any, key: Any) -> Any:
         return UNDEFINED
     found = kind(value)
     if found is OBJECT:
-        return sanitize(_from_mapping(value, property_key(key)))
+        return sanitize(object_get(value, property_key(key)))
     if found is ARRAY:
         return sanitize(_from_sequence(value, key))
     if found is STRING:

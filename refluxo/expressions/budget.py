@@ -50,9 +50,20 @@ class Meter:
         """Charge ``operations``; raise :class:`LimitFailure` past the work budget."""
         self.operations -= operations
         if self.operations < 0:
-            raise LimitFailure(
-                f"expression work limit of {self.operations_limit:.0f} operations exceeded"
-            )
+            raise self.work_failure()
+
+    def work_failure(self) -> LimitFailure:
+        """The failure of an exceeded work budget."""
+        return LimitFailure(
+            f"expression work limit of {self.operations_limit:.0f} operations exceeded"
+        )
+
+    def settle(self, operations: float) -> None:
+        """Set the remaining operations to ``operations``, what a loop charging a local copy
+        of :attr:`operations` as it goes has reached (see
+        :mod:`~refluxo.expressions.equality`); raise :class:`LimitFailure` if below zero."""
+        self.operations = operations
+        self.spend(0)
 
     def read(self, characters: int) -> None:
         """Charge reading ``characters`` characters of a string."""

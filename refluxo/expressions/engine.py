@@ -17,10 +17,10 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from refluxo.context import Context
-from refluxo.expressions.evaluator import Registry, Scope, compile_expression
-from refluxo.expressions.jsvalues import ARRAY, OBJECT, STRING, kind
+from refluxo.expressions.evaluator import Registry, Scope, compile_in
+from refluxo.expressions.jsvalues import ARRAY, OBJECT, STRING, array_items, kind, object_items
 from refluxo.expressions.limits import MAX_DATA_DEPTH, ExpressionLimitError
-from refluxo.expressions.template import compile_template
+from refluxo.expressions.template import template_in
 from refluxo.expressions.views import NodesView
 from refluxo.transform import TransformEngine
 
@@ -86,19 +86,19 @@ class JexlTransformEngine(TransformEngine):
         containers nested deeper than :data:`~refluxo.expressions.limits.MAX_DATA_DEPTH`;
         a :class:`~refluxo.errors.TransientError` from the store passes through.
         """
-        return _resolve(input, self.scope(context, input, globals), 0)
+        return resolve(input, self.scope(context, input, globals))
 
     def evaluate(self, expression: str, scope: Mapping[str, Any] | None = None) -> Any:
         """Evaluate one expression (no ``{{ }}``) with this engine's callables."""
         root = Scope(scope, transforms=self._transforms, functions=self._functions)
-        return compile_expression(expression).evaluate(root)
+        return compile_in(root, expression).evaluate(root)
 
     def render(self, template: str, scope: Mapping[str, Any] | None = None) -> Any:
         """Render one template string with this engine's callables."""
         if "{{" not in template:
             return template
         root = Scope(scope, transforms=self._transforms, functions=self._functions)
-        return compile_template(template)(root)
+        return template_in(root, template)(root)
 
 
 def _checked_name(name: str, function: Callable[..., Any]) -> str:
@@ -109,10 +109,18 @@ def _checked_name(name: str, function: Callable[..., Any]) -> str:
     return name
 
 
+def resolve(value: Any, scope: Scope) -> Any:
+    """``value`` with every template string evaluated with ``scope``, in new dicts and
+    lists: what :meth:`JexlTransformEngine.transform` does with the scope it makes. Each
+    template is charged its parsing (see :func:`~refluxo.expressions.template.template_in`)
+    and its evaluation to the scope's budgets."""
+    return _resolve(value, scope, 0)
+
+
 def _resolve(value: Any, scope: Scope, depth: int) -> Any:
     """Evaluate the templates in ``value``: strings rendered, containers rebuilt."""
     if type(value) is str:
-        return compile_template(value)(scope) if "{{" in value else value
+        return template_in(scope, value)(scope) if "{{" in value else value
     found = kind(value)
     if found is OBJECT or found is ARRAY:
         if depth >= MAX_DATA_DEPTH:
@@ -120,9 +128,9 @@ def _resolve(value: Any, scope: Scope, depth: int) -> Any:
                 f"node input nests deeper than {MAX_DATA_DEPTH} levels of dicts and lists"
             )
         if found is OBJECT:
-            return {key: _resolve(item, scope, depth + 1) for key, item in value.items()}
-        return [_resolve(item, scope, depth + 1) for item in value]
+            return {key: _resolve(item, scope, depth + 1) for key, item in object_items(value)}
+        return [_resolve(item, scope, depth + 1) for item in array_items(value)]
     if found is STRING:
         text = str.__str__(value)
-        return compile_template(text)(scope) if "{{" in text else value
+        return template_in(scope, text)(scope) if "{{" in text else value
     return value

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from itertools import repeat
 from typing import Any, Final
 
-from refluxo.expressions.budget import meter
+from refluxo.expressions.budget import Meter, meter
 from refluxo.expressions.failures import LimitFailure
 from refluxo.expressions.jsvalues import (
     ARRAY,
@@ -29,15 +29,21 @@ from refluxo.expressions.jsvalues import (
     OBJECT,
     STRING,
     Kind,
+    array_items,
+    array_iterator,
+    array_length,
     base_number,
     base_string,
     charge_comparison,
     kind,
+    object_get,
+    object_items,
+    object_length,
     to_number,
     to_string,
 )
 from refluxo.expressions.limits import CHARACTERS_PER_OPERATION, MAX_COMPARISON_STEPS
-from refluxo.frozen import FrozenDict
+from refluxo.frozen import FrozenDict, FrozenList
 
 
 def loose_equal(left: Any, right: Any) -> bool:
@@ -91,13 +97,10 @@ def strict_equal(left: Any, right: Any) -> bool:
     """``===`` for primitives; arrays and objects compare structurally, element by element.
 
     Iterative, and bounded by :data:`MAX_COMPARISON_STEPS` (which also stops cycles); every
-    value visited is charged as :data:`_COMPARISON_COST` operations, every container opened
-    :data:`_CONTAINER_COST` more.
+    value visited is charged :data:`_COMPARISON_COST` operations as it is visited, every
+    container opened :data:`_CONTAINER_COST` more.
     """
-    allowance = [MAX_COMPARISON_STEPS, 0]
-    equal = _compare_structures(left, right, allowance)
-    _charge(allowance, MAX_COMPARISON_STEPS)
-    return equal
+    return _compare_structures(left, right, [MAX_COMPARISON_STEPS], meter())
 
 
 _COMPARISON_COST: Final = 4
@@ -106,24 +109,25 @@ _CONTAINER_COST: Final = 20
 """Further operations per array or object a comparison opens."""
 _EXACT_PRIMITIVES: Final[frozenset[type]] = frozenset({type(None), bool, int, float, str})
 _EXACT_OBJECTS: Final[frozenset[type]] = frozenset((dict, FrozenDict))
+_EXACT_ARRAYS: Final[frozenset[type]] = frozenset((list, tuple, FrozenList))
+_SHIFT: Final = CHARACTERS_PER_OPERATION.bit_length() - 1
 _MISSING: Final = object()
 """What a key missing from the second object compares as: unequal to any value."""
 
 
-def _charge(allowance: list[int], allowed: int) -> None:
-    """Charge the values visited and containers opened that ``allowance`` recorded."""
-    meter().spend(_COMPARISON_COST * (allowed - allowance[0]) + _CONTAINER_COST * allowance[1])
-
-
-def _compare_structures(left: Any, right: Any, allowance: list[int]) -> bool:
+def _compare_structures(left: Any, right: Any, allowance: list[int], current: Meter) -> bool:
     """Whether ``left`` and ``right`` are strictly equal, taking one from ``allowance[0]``
-    per value visited (raising :class:`LimitFailure` when it runs out) and adding the
-    containers opened to ``allowance[1]``.
+    per value visited (raising :class:`LimitFailure` when it runs out) and charging
+    ``current`` as each value is visited, so that the work budget stops a comparison (or a
+    scan of many comparisons) as soon as it is spent.
 
+    The charges go to a local copy of the meter's remaining operations, settled when the
+    comparison ends (and before reading a lazy view, which may charge the meter itself).
     The stack holds iterators over the pairs still to compare, so a comparison's memory is
     its depth, not the size of the arrays it walks.
     """
-    remaining, opened = allowance
+    remaining = allowance[0]
+    budget = current.operations
     stack: list[Iterator[tuple[Any, Any]]] = [iter(((left, right),))]
     equal = True
     while stack:
@@ -133,15 +137,20 @@ def _compare_structures(left: Any, right: Any, allowance: list[int]) -> bool:
             continue
         first, second = pair
         remaining -= 1
-        if remaining < 0:
-            raise LimitFailure(f"comparison visits more than {MAX_COMPARISON_STEPS} values")
+        budget -= _COMPARISON_COST
+        if remaining < 0 or budget < 0:
+            break
         cls = type(first)
         if cls is type(second) and cls in _EXACT_PRIMITIVES:  # JSON leaves: the fast path
             if first is second and cls is not float:
                 continue
-            if cls is str and _same_string(first, second):
-                continue
-            if cls is not str and first == second:  # NaN differs from itself, as in JS
+            if cls is str:
+                size = len(first)
+                if size == len(second):
+                    budget -= size >> _SHIFT  # only then does Python compare characters
+                    if first == second:
+                        continue
+            elif first == second:  # NaN differs from itself, as in JavaScript
                 continue
             equal = False
             break
@@ -153,30 +162,41 @@ def _compare_structures(left: Any, right: Any, allowance: list[int]) -> bool:
         elif found is NUMBER:
             equal = base_number(first) == base_number(second)
         elif found is STRING:
-            equal = _same_string(base_string(first), base_string(second))
-        elif found is ARRAY or found is OBJECT:
-            opened += 1
-            equal = len(first) == len(second)
-            if found is ARRAY:
-                stack.append(zip(first, second, strict=True))
-            else:
-                stack.append(_object_pairs(first, second))
+            text, other = base_string(first), base_string(second)
+            if len(text) == len(other):
+                budget -= len(text) >> _SHIFT
+            equal = text == other
+        elif found is ARRAY:
+            budget -= _CONTAINER_COST
+            equal = array_length(first) == array_length(second)
+            stack.append(zip(array_iterator(first), array_iterator(second), strict=False))
+        elif found is OBJECT:
+            budget -= _CONTAINER_COST
+            if type(first) in _EXACT_OBJECTS and type(second) in _EXACT_OBJECTS:
+                equal = len(first) == len(second)
+                pairs = map(second.get, first, repeat(_MISSING))
+                stack.append(zip(dict.values(first), pairs, strict=True))
+            else:  # a subclass, or a lazy view (which may charge the meter when read)
+                current.settle(budget)
+                equal = object_length(first) == object_length(second)
+                if equal:
+                    stack.append(iter(_object_pairs(first, second)))
+                budget = current.operations
         else:  # distinct booleans, null vs undefined, distinct opaque objects
             equal = False
         if not equal:
             break
-    allowance[0], allowance[1] = remaining, opened
+    allowance[0] = remaining
+    current.settle(budget)  # raises the work limit if the comparison spent the budget
+    if remaining < 0:
+        raise LimitFailure(f"comparison visits more than {MAX_COMPARISON_STEPS} values")
     return equal
 
 
-def _object_pairs(first: Any, second: Any) -> Iterator[tuple[Any, Any]]:
-    """``(first[key], second[key])`` for each key of ``first``; :data:`_MISSING` stands for
-    a key ``second`` lacks. Plain dicts are paired by C loops."""
-    if type(first) in _EXACT_OBJECTS and type(second) in _EXACT_OBJECTS:
-        return zip(dict.values(first), map(second.get, first, repeat(_MISSING)), strict=False)
-    if isinstance(first, dict) and isinstance(second, dict):
-        return ((value, dict.get(second, key, _MISSING)) for key, value in dict.items(first))
-    return ((first[key], second.get(key, _MISSING)) for key in first)
+def _object_pairs(first: Any, second: Any) -> list[tuple[Any, Any]]:
+    """``(first[key], second[key])`` for each key of ``first`` (:data:`_MISSING` for a key
+    ``second`` lacks), read through ``dict`` or the lazy view's ``lookup``."""
+    return [(value, object_get(second, key, _MISSING)) for key, value in object_items(first)]
 
 
 def contains(needle: Any, haystack: Any) -> bool:
@@ -185,7 +205,8 @@ def contains(needle: Any, haystack: Any) -> bool:
     Anything else is false.
 
     A search charges a pass over the string (Python's search is linear in the haystack); an
-    array scan charges one operation per element, before it starts.
+    array scan charges one operation per element before it starts (four when looking for an
+    array or object, whose comparisons charge the values they visit as they go).
     """
     found = kind(haystack)
     if found is STRING:
@@ -195,32 +216,46 @@ def contains(needle: Any, haystack: Any) -> bool:
     if found is ARRAY:
         wanted = kind(needle)
         if wanted is ARRAY or wanted is OBJECT:
-            meter().spend(_STRUCTURE_SCAN_COST * len(haystack) + 1)
-            return _find_structure(needle, haystack)
-        meter().spend(len(haystack) + 1)
-        return _scan(needle, wanted, haystack)
+            return _find_structure(needle, wanted, haystack)
+        meter().spend(array_length(haystack) + 1)
+        return _scan(needle, wanted, array_items(haystack))
     if found is OBJECT:
         key = base_string(needle) if kind(needle) is STRING else to_string(needle)
-        return key in haystack
+        return object_get(haystack, key, _MISSING) is not _MISSING
     return False
 
 
 _STRUCTURE_SCAN_COST: Final = 4
-"""Operations charged per element when looking an array or object up in an array (each
-element starts a comparison), besides the values the comparisons visit."""
+"""Operations charged per element when looking an array or object up in an array, before
+the scan, besides the values the comparisons visit."""
 
 
-def _find_structure(needle: Any, haystack: Any) -> bool:
-    """Whether an element of ``haystack`` is structurally equal to container ``needle``; the
-    comparisons share one :data:`MAX_COMPARISON_STEPS` allowance."""
-    allowance = [MAX_COMPARISON_STEPS, 0]
-    found = False
-    for item in haystack:
-        if _compare_structures(needle, item, allowance):
-            found = True
-            break
-    _charge(allowance, MAX_COMPARISON_STEPS)
-    return found
+def _find_structure(needle: Any, wanted: Kind, haystack: Any) -> bool:
+    """Whether an element of ``haystack`` is structurally equal to container ``needle``
+    (of kind ``wanted``); the comparisons share one :data:`MAX_COMPARISON_STEPS` allowance
+    and charge the meter as they go.
+
+    An exact JSON element that cannot be equal (a primitive, a container of the other kind
+    or of another length) is skipped without starting a comparison.
+    """
+    current = meter()
+    current.spend(_STRUCTURE_SCAN_COST * array_length(haystack) + 1)
+    items = array_items(haystack)
+    if wanted is ARRAY:
+        same, other, size = _EXACT_ARRAYS, _EXACT_OBJECTS, array_length(needle)
+    else:
+        same, other, size = _EXACT_OBJECTS, _EXACT_ARRAYS, object_length(needle)
+    allowance = [MAX_COMPARISON_STEPS]
+    for item in items:
+        cls = type(item)
+        if cls in same:
+            if len(item) != size:
+                continue
+        elif cls in _EXACT_PRIMITIVES or cls in other:
+            continue
+        if _compare_structures(needle, item, allowance, current):
+            return True
+    return False
 
 
 def _scan(needle: Any, wanted: Kind, haystack: Any) -> bool:

@@ -31,7 +31,7 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
 from lark import Token, Tree
 
@@ -45,12 +45,12 @@ from refluxo.expressions.access import (
     property_key,
     sanitize,
 )
-from refluxo.expressions.budget import Meter, enter, leave
+from refluxo.expressions.budget import UNMETERED, Meter, enter, leave, meter
 from refluxo.expressions.failures import Failure, expression_error, from_failure
 from refluxo.expressions.jsvalues import UNDEFINED, display, int_to_string, truthy
 from refluxo.expressions.limits import CACHE_SIZE
 from refluxo.expressions.parser import LIST_RULES, parse
-from refluxo.expressions.results import JSON_SCALARS, to_json
+from refluxo.expressions.results import JSON_LEAVES, JSON_SCALARS, to_json
 from refluxo.expressions.views import NodesView, NodeView
 from refluxo.frozen import FrozenDict, FrozenList
 
@@ -99,13 +99,15 @@ class CompiledExpression:
     store read passes through untouched.
     """
 
-    __slots__ = ("_run", "text", "weight")
+    __slots__ = ("_run", "parse_cost", "text", "weight")
 
-    def __init__(self, text: str, run: Run, weight: int = 1) -> None:
+    def __init__(self, text: str, run: Run, weight: int = 1, parse_cost: int = 0) -> None:
         self.text = text
         self._run = run
         self.weight = weight
         """The syntax tree's weight: what one evaluation is charged before it starts."""
+        self.parse_cost = parse_cost
+        """What parsing and compiling the text is charged (see :func:`compile_in`)."""
 
     def evaluate(self, scope: Scope) -> Any:
         """The expression's value as a JSON value; ``None`` for ``undefined``."""
@@ -114,7 +116,7 @@ class CompiledExpression:
         try:
             meter.spend(self.weight)
             value = self._run(scope, scope)
-            return value if type(value) in JSON_SCALARS else to_json(value, meter)
+            return value if type(value) in JSON_LEAVES else to_json(value, meter)
         except Failure as failure:
             raise from_failure(self.text, failure) from failure.__cause__
         except TransientError:
@@ -163,10 +165,69 @@ def compile_expression(text: str) -> CompiledExpression:
     if not text.strip():
         return CompiledExpression(text, _constant(UNDEFINED))
     try:
-        tree = parse(text)
-        return CompiledExpression(text, _compile(tree), weight(tree))
+        tree, cost = parse(text)
+        return CompiledExpression(text, _compile(tree), weight(tree), cost)
     except Failure as failure:
         raise from_failure(text, failure) from None
+
+
+def compile_charged(text: str) -> CompiledExpression:
+    """:func:`compile_expression`, its parse charged to the current meter whether or not it
+    was cached: as it parses, or from :attr:`CompiledExpression.parse_cost` (what a
+    template charges for each of its expressions as it compiles them)."""
+    current = meter()
+    if current is UNMETERED:
+        return compile_expression(text)
+    before = current.operations
+    compiled = compile_expression(text)
+    owed = compiled.parse_cost - int(before - current.operations)
+    if owed > 0:
+        try:
+            current.spend(owed)
+        except Failure as failure:
+            raise from_failure(text, failure) from None
+    return compiled
+
+
+class _Parsed(Protocol):
+    @property
+    def parse_cost(self) -> int: ...
+
+
+_Compiled = TypeVar("_Compiled", bound=_Parsed)
+
+
+def charged(scope: Scope, text: str, compile: Callable[[str], _Compiled]) -> _Compiled:
+    """``compile(text)`` (a cached compiler: :func:`compile_expression` or
+    :func:`~refluxo.expressions.template.compile_template`), its parsing charged to
+    ``scope``'s work budget: as it parses when the text is new to the cache (so a parse the
+    budget cannot pay stops before the tree is built), else from the ``parse_cost`` the
+    compiled value records. Either way the charge is the same: whether an evaluation fits
+    its budget never depends on what the cache holds.
+    """
+    meter = scope.meter
+    token = enter(meter)
+    try:
+        before = meter.operations
+        try:
+            compiled = compile(text)
+        except ExpressionError:
+            if meter.operations < 0:  # a parse the budget could not pay: say so as below
+                raise from_failure(text, meter.work_failure()) from None
+            raise
+        owed = compiled.parse_cost - int(before - meter.operations)
+        if owed > 0:
+            meter.spend(owed)
+        return compiled
+    except Failure as failure:
+        raise from_failure(text, failure) from None
+    finally:
+        leave(token)
+
+
+def compile_in(scope: Scope, text: str) -> CompiledExpression:
+    """:func:`compile_expression`, its parsing charged to ``scope`` (see :func:`charged`)."""
+    return charged(scope, text, compile_expression)
 
 
 def evaluate(
@@ -178,7 +239,7 @@ def evaluate(
 ) -> Any:
     """Evaluate one Jexl ``expression`` against ``scope``'s variables."""
     root = Scope(scope, transforms=transforms, functions=functions)
-    return compile_expression(expression).evaluate(root)
+    return compile_in(root, expression).evaluate(root)
 
 
 def validate_expression(expression: str) -> tuple[bool, str | None]:
@@ -438,8 +499,8 @@ def _filter(subject: Run, predicate: Run, cost: int) -> Run:
         items = subject(scope, relative)
         if items is UNDEFINED:
             return []
-        if jsvalues.kind(items) is not jsvalues.ARRAY:
-            items = [items]
+        array = jsvalues.kind(items) is jsvalues.ARRAY
+        items = jsvalues.array_items(items) if array else [items]
         meter = scope.meter
         meter.spend(len(items) * (cost + _ITEM_COST))
         kept: list[Any] = []

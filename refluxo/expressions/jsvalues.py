@@ -3,13 +3,16 @@
 Jexl expressions written for Refluxo run on JavaScript values; workflows moved between the
 TypeScript and Python engines must compute the same results. Values here are JSON-like
 Python data (``None``, ``bool``, ``int``, ``float``, ``str``, lists/tuples as arrays,
-mappings as objects), plus :data:`UNDEFINED` for JavaScript's ``undefined``. Anything else is
-an opaque object: truthy, ``"[object Object]"`` as a string, never looked into.
+dicts as objects), plus :data:`UNDEFINED` for JavaScript's ``undefined``. Anything else
+(another kind of mapping or sequence included) is an opaque object: truthy,
+``"[object Object]"`` as a string, never looked into.
 
 Numbers follow IEEE doubles as JavaScript's do: arithmetic runs in ``float`` (so
 ``2 ^ 10000`` is ``inf``, never a huge ``int``) and integral results below 2**53 come back as
 ``int``, so ``10 / 5`` is ``2`` and renders as ``"2"``. Only base-class methods of ``str``,
-``int`` and ``float`` are ever called on values, never a subclass's overrides.
+``int``, ``float``, ``list``, ``tuple`` and ``dict`` are ever called on values, never a
+subclass's overrides (see :func:`kind` and the readers :func:`array_items`,
+:func:`object_get`...).
 
 Every operator whose cost depends on its operands (reading a long string, joining or
 comparing arrays, searching) charges the current evaluation's meter
@@ -29,13 +32,14 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Iterable, Iterator
+from typing import Any, Final, TypeVar
 
 from refluxo.expressions.budget import Meter, meter
 from refluxo.expressions.failures import LimitFailure
 from refluxo.expressions.limits import CHARACTERS_PER_OPERATION, MAX_DATA_DEPTH, MAX_STRING_LENGTH
 from refluxo.expressions.numeric import string_to_number
+from refluxo.frozen import FrozenDict, FrozenList
 
 
 class Undefined(enum.Enum):
@@ -91,12 +95,20 @@ _KINDS: Final[dict[type, Kind]] = {
     str: STRING,
     list: ARRAY,
     tuple: ARRAY,
+    FrozenList: ARRAY,
     dict: OBJECT,
+    FrozenDict: OBJECT,
 }
 
 
 def kind(value: Any) -> Kind:
-    """The JavaScript type of ``value``, from its Python type alone (no attribute is read)."""
+    """The JavaScript type of ``value``, from its Python type alone (no attribute is read).
+
+    Subclasses of ``str``, ``int``, ``float``, ``list``, ``tuple`` and ``dict`` have their
+    base's kind, and are read only through their base's methods (never an override); the
+    engine's own lazy objects (see :func:`lazy_object`) are objects. Every other type,
+    other mappings and sequences included, is opaque: expressions never call its code.
+    """
     known = _KINDS.get(type(value))
     if known is not None:
         return known
@@ -107,9 +119,71 @@ def kind(value: Any) -> Kind:
         return NUMBER
     if issubclass(cls, list | tuple):
         return ARRAY
-    if issubclass(cls, Mapping):
+    if issubclass(cls, dict):
         return OBJECT
     return OPAQUE
+
+
+_T = TypeVar("_T")
+
+
+def lazy_object(cls: type[_T]) -> type[_T]:
+    """Class decorator: instances of exactly ``cls`` are JavaScript objects, read through
+    ``lookup(key)`` (:data:`UNDEFINED` when missing), ``to_dict()``, ``len()`` and iteration
+    over their keys. Reserved to the engine's own lazy views of ``nodes``
+    (:mod:`~refluxo.expressions.views`): only their exact classes are registered."""
+    _KINDS[cls] = OBJECT
+    return cls
+
+
+# --- arrays and objects, read through their base classes ----------------------------------
+
+_EXACT_ARRAYS: Final[frozenset[type]] = frozenset((list, tuple, FrozenList))
+
+
+def array_items(value: Any) -> list[Any] | tuple[Any, ...]:
+    """The elements of an array: ``value`` itself when it is an exact ``list`` or ``tuple``
+    (or a :class:`~refluxo.frozen.FrozenList`), else a copy made through the base class, so
+    that a subclass's ``__iter__``, ``__len__`` or ``__getitem__`` never runs."""
+    if type(value) in _EXACT_ARRAYS:
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, list):
+        return list.copy(value)
+    return tuple(tuple.__iter__(value))
+
+
+def array_length(value: Any) -> int:
+    """An array's length, through its base class."""
+    return list.__len__(value) if isinstance(value, list) else tuple.__len__(value)
+
+
+def array_iterator(value: Any) -> Iterator[Any]:
+    """An iterator over an array's elements, through its base class (no copy)."""
+    return list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
+
+
+def object_get(value: Any, key: Any, default: Any = UNDEFINED) -> Any:
+    """``value[key]`` of an object (``default`` when missing): through ``dict``'s own lookup
+    for a dict (so no override, nor a ``defaultdict``'s ``__missing__``, runs), through
+    ``lookup`` for a lazy view."""
+    if isinstance(value, dict):
+        return dict.get(value, key, default)
+    if type(key) is not str:
+        return default
+    found = value.lookup(key)
+    return default if found is UNDEFINED else found
+
+
+def object_length(value: Any) -> int:
+    """An object's number of entries, through ``dict`` for a dict."""
+    return dict.__len__(value) if isinstance(value, dict) else len(value)
+
+
+def object_items(value: Any) -> Iterable[tuple[Any, Any]]:
+    """An object's ``(key, value)`` entries, through ``dict`` for a dict."""
+    if isinstance(value, dict):
+        return dict.items(value)
+    return ((key, value.lookup(key)) for key in value)
 
 
 def base_number(value: Any) -> int | float:
@@ -278,7 +352,8 @@ def _join(items: Any, depth: int, current: Meter) -> str:
         raise LimitFailure(
             f"cannot convert an array nested deeper than {MAX_DATA_DEPTH} levels to a string"
         )
-    current.spend(_JOIN_COST * len(items) + 1)
+    current.spend(_JOIN_COST * array_length(items) + 1)
+    items = array_items(items)
     types = set(map(type, items))
     if types <= _STRINGS or (types <= _INTEGERS and _small_integers(items)):
         return _join_plain(items, types <= _STRINGS)

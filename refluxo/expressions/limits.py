@@ -3,11 +3,12 @@
 Expressions come from workflow definitions, which may be written by people the host does not
 fully trust, and they read data that callers supply (a run's input reaches expressions as
 ``nodes.<start>.output``). Each bound below keeps one evaluation's cost bounded whatever the
-expression and whatever the data: parsing is linear in the expression's length, compiling
-and evaluating stay iterative or shallowly recursive, every loop an expression can start
-spends from a work budget (:data:`MAX_OPERATIONS`) and everything it builds spends from a
-size budget (:data:`MAX_BUILT_SIZE`). With 1 MiB of data and an expression at the length
-limit, an evaluation finishes or fails within about 100 ms and 50 MB.
+expression and whatever the data: parsing is linear in the expression's tokens, compiling
+and evaluating stay iterative or shallowly recursive, parsing and every loop an expression
+can start spend from a work budget (:data:`MAX_OPERATIONS`) and everything it builds spends
+from a size budget (:data:`MAX_BUILT_SIZE`). With 1 MiB of data and expressions up to the
+length limit, the templates of one node's input finish or fail within about 100 ms and
+50 MB.
 
 Both budgets belong to one :class:`~refluxo.expressions.Scope`: the templates of one node's
 input, which :class:`~refluxo.expressions.JexlTransformEngine` evaluates with one scope,
@@ -40,7 +41,8 @@ MAX_COMPARISON_STEPS: Final = 100_000
 """Values visited by one structural comparison (``==`` or ``in`` between containers).
 
 Looking a primitive up in an array (``'a' in list``) is a plain scan, not counted here
-(it is charged to the work budget).
+(it is charged to the work budget, as every comparison is: the work budget usually ends a
+long comparison first).
 """
 
 MAX_OPERATIONS: Final = 400_000
@@ -48,6 +50,14 @@ MAX_OPERATIONS: Final = 400_000
 
 An operation stands for a tenth to a quarter of a microsecond of CPU on a small server:
 
+* parsing and compiling an expression is 100 operations and 24 per token
+  (:data:`~refluxo.expressions.parser.PARSE_COST`,
+  :data:`~refluxo.expressions.parser.PARSE_TOKEN_COST`), charged by
+  :func:`~refluxo.expressions.template.template_in` for each template of a node's input
+  (and by ``evaluate`` and ``render``) whether or not the expression is cached: before the
+  tree is built when it is parsed, so a node cannot make a step parse more than the budget
+  pays for, and the same charge from the cache, so whether an evaluation fits its budget
+  never depends on what the cache holds;
 * evaluating one node of an expression's syntax tree is one operation for a literal, a
   name or a logical operator, two for ``.name``, four for ``[key]``, five for an operator
   that converts its operands (``+``, ``<``, ``==``, ``in``...), eight for ``^`` and for a
@@ -56,23 +66,24 @@ An operation stands for a tenth to a quarter of a microsecond of CPU on a small 
   ``items[predicate]`` its predicate's tree (plus three) once per item, before it loops;
 * each element a membership test (``in`` on an array) scans is one operation (four when
   looking for an array or object); each value a structural comparison visits is four, and
-  each array or object it opens twenty more; each element of an array converted to a
+  each array or object it opens twenty more, charged as it visits them; each element of an
+  array converted to a
   string is four (sixteen more unless a string or an integer); each record of a node's
   ``all`` built is eight;
 * reading a string (comparing, searching or converting it to a number) costs one operation
   per :data:`CHARACTERS_PER_OPERATION` characters;
 * returning a container costs a quarter operation per value in it when it holds only
-  JSON scalars (checked in C), and six per entry otherwise (the result is checked to hold
-  JSON values only, see :mod:`~refluxo.expressions.results`).
+  JSON scalars (checked in C; another quarter if it holds numbers, which must be finite),
+  and six per entry otherwise (the result is checked to hold JSON values only, see
+  :mod:`~refluxo.expressions.results`).
 
 The weights follow measured costs, so that the whole budget takes about the same time
 whatever the expression spends it on.
 
 Where the work depends on the data, charges are upper bounds taken before the work is
 done (both branches of ``a ? b : c`` are charged, a filter before it loops, a scan or a
-conversion before it starts), so an evaluation fails before doing the work that would
-exceed the budget; only a structural comparison, bounded on its own by
-:data:`MAX_COMPARISON_STEPS`, is charged when it ends.
+conversion before it starts) or as it is done (a structural comparison, value by value), so
+an evaluation fails before doing the work that would exceed the budget.
 """
 
 CHARACTERS_PER_OPERATION: Final = 16

@@ -7,8 +7,13 @@ follows the same rule, the way JavaScript's ``JSON.stringify`` treats ``undefine
 
 * ``None``, booleans, numbers and strings are kept; a subclass of ``str``, ``int`` or
   ``float`` (an enum member...) becomes its exact base value;
-* lists and tuples become lists, mappings become dicts; the lazy ``nodes`` views become
-  plain dicts;
+* a number JSON cannot hold becomes ``None``, as ``JSON.stringify`` writes ``null``: NaN and
+  the infinities (``{{ 1/0 }}``), and an integer too large for a double (JavaScript would
+  hold it as ``Infinity``); every other integer keeps its exact value, as everywhere else
+  in the engine;
+* lists and tuples become lists, dicts become dicts (subclasses read through their base
+  class, so no override runs); the lazy ``nodes`` views become plain dicts; any other
+  mapping or sequence is an object JSON cannot hold, like the next ones;
 * an object entry whose key is not a string (invisible to expressions, whose keys are
   strings) or whose value is not JSON-like (a module, a function, a class, a model
   instance...) is left out; such an array element becomes ``None``, as does such a whole
@@ -19,13 +24,16 @@ follows the same rule, the way JavaScript's ``JSON.stringify`` treats ``undefine
 Containers made only of JSON values are returned as they are (``{{ input.items }}`` is the
 caller's own list, not a copy); only a container needing a change is copied, and one
 shared in several places is converted once. The walk is iterative (no recursion limit
-whatever the nesting) and charged to the evaluation's meter: one operation per four values
-visited, and the copies as values built.
+whatever the nesting) and charged to the evaluation's meter: a quarter operation per value
+of a container of JSON scalars (checked with C loops; another quarter if it holds numbers),
+six per entry of any other container, and the copies as values built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from itertools import compress
+from operator import is_
 from typing import Any, Final
 
 from refluxo.expressions.budget import Meter
@@ -43,7 +51,12 @@ from refluxo.expressions.views import NodesView, NodeView
 from refluxo.frozen import FrozenDict, FrozenList
 
 JSON_SCALARS: Final[frozenset[type]] = frozenset({type(None), bool, int, float, str})
-"""Types of results that need no conversion."""
+"""Types of JSON scalars (a number may still need a check: see :func:`json_number`)."""
+JSON_LEAVES: Final[frozenset[type]] = frozenset({type(None), bool, str})
+"""Types of results that need no conversion (numbers need a check)."""
+_NUMBERS: Final[frozenset[type]] = frozenset({bool, int, float})
+_INT_LIMIT: Final = 2**1024 - 2**970
+"""The smallest integer a double cannot hold: it and every larger one round to infinity."""
 
 _PLAIN_OBJECTS: Final[frozenset[type]] = frozenset((dict, FrozenDict))
 _PLAIN_ARRAYS: Final[frozenset[type]] = frozenset((list, FrozenList))
@@ -55,33 +68,86 @@ _FRAME_COST: Final = 4
 """Operations charged to open a container holding other containers or foreign values..."""
 _ENTRY_COST: Final = 6
 """...and per entry of it. A container of JSON scalars costs a quarter per entry and
-:data:`_FLAT_COST` (checked in C)."""
+:data:`_FLAT_COST` (checked in C, see :func:`_flat`)."""
 _FLAT_COST: Final = 2
+
+
+def json_number(number: float) -> float | None:
+    """``number`` as ``JSON.stringify`` writes it: ``None`` (``null``) for NaN, the
+    infinities and an integer too large for a double; itself otherwise."""
+    if type(number) is float:
+        return number if number - number == 0.0 else None  # false for NaN and infinities
+    return number if -_INT_LIMIT < number < _INT_LIMIT else None
 
 
 def _scalar(value: Any) -> Any:
     """``value`` as a JSON scalar, :data:`_OMITTED`, or :data:`_CONTAINER` to walk."""
-    if type(value) in JSON_SCALARS:
+    cls = type(value)
+    if cls in JSON_LEAVES:
         return value
+    if cls is int or cls is float:
+        return json_number(value)
     found = kind(value)
     if found is STRING:
         return base_string(value)
     if found is NUMBER:
-        return base_number(value)
+        return json_number(base_number(value))
     if found is ARRAY or found is OBJECT:
         return _CONTAINER
     return _OMITTED  # undefined, and every opaque object
 
 
-def _flat(container: Any, meter: Meter) -> bool:
-    """Whether a plain list or dict holds only exact JSON scalars under string keys (the
-    leaves of JSON data); checked with C loops, for a quarter operation per entry."""
-    meter.spend((len(container) >> 2) + _FLAT_COST)
-    if type(container) in _PLAIN_ARRAYS:
-        return JSON_SCALARS.issuperset(map(type, container))
-    return _STRING_KEYS.issuperset(map(type, container)) and JSON_SCALARS.issuperset(
-        map(type, dict.values(container))
-    )
+def _flat(container: Any, meter: Meter) -> Any:
+    """A plain list or dict holding only exact JSON scalars under string keys (the leaves of
+    JSON data) as a JSON value: the container itself when its numbers are all ones JSON can
+    hold, else a copy with ``None`` for the others; ``None`` when it holds anything else
+    (the caller walks it).
+
+    Checked with C loops, for a quarter operation per entry, another quarter when it holds
+    numbers (see :func:`_finite_sum`), and one per entry when their sum is not finite (each
+    number is then converted, and the copy kept only if one changed).
+    """
+    count = len(container)
+    meter.spend((count >> 2) + _FLAT_COST)
+    is_list = type(container) in _PLAIN_ARRAYS
+    if is_list:
+        values = container
+    elif _STRING_KEYS.issuperset(map(type, container)):
+        values = dict.values(container)
+    else:
+        return None
+    types = set(map(type, values))
+    if not JSON_SCALARS.issuperset(types):
+        return None
+    if int not in types and float not in types:
+        return container
+    meter.spend(count >> 2)
+    if _finite_sum(values):
+        return container
+    meter.spend(count)
+    converted = list(map(_leaf, values))
+    if all(map(is_, converted, values)):
+        return container  # finite numbers whose sum overflows
+    meter.build(count)
+    return converted if is_list else dict(zip(container, converted, strict=True))
+
+
+def _finite_sum(values: Any) -> bool:
+    """Whether the numbers among ``values`` (exact JSON scalars) have a finite sum, in one
+    C pass: then JSON can hold each of them. NaN and the infinities make the sum NaN or
+    infinite, and an integer too large for a double makes it raise; a sum that is not
+    finite proves nothing, though (finite numbers can add up past the largest double)."""
+    numbers = compress(values, map(_NUMBERS.__contains__, map(type, values)))
+    try:
+        return math.isfinite(sum(numbers, 0.0))
+    except OverflowError:
+        return False
+
+
+def _leaf(value: Any) -> Any:
+    """Exact JSON scalar ``value`` as JSON holds it (see :func:`json_number`)."""
+    cls = type(value)
+    return json_number(value) if cls is float or cls is int else value
 
 
 class _Frame:
@@ -135,12 +201,14 @@ class _Frame:
                 item = entries[index]
                 index += 1
             cls = type(item)
-            if cls in JSON_SCALARS:
+            if cls in JSON_LEAVES:
                 converted = item
+            elif cls is int or cls is float:
+                converted = json_number(item)
             elif id(item) in done:
                 converted = done[id(item)]
-            elif cls in _PLAIN and _flat(item, meter):
-                converted = done[id(item)] = item  # alive: this frame's entries hold it
+            elif cls in _PLAIN and (flat := _flat(item, meter)) is not None:
+                converted = done[id(item)] = flat  # `item` alive: this frame's entries hold it
             else:
                 converted = _scalar(item)
                 if converted is _CONTAINER:
@@ -179,10 +247,7 @@ def _entries(source: Any, is_object: bool) -> list[Any]:
     """The entries of ``source`` (``(key, value)`` pairs for objects), read through the
     base classes so that no override runs."""
     if is_object:
-        if isinstance(source, dict):
-            return list(dict.items(source))
-        assert isinstance(source, Mapping)
-        return list(source.items())
+        return list(dict.items(source))  # a lazy view is a dict already (to_dict)
     if isinstance(source, list):
         return list.copy(source)
     return list(tuple.__iter__(source))
@@ -195,8 +260,10 @@ def to_json(value: Any, meter: Meter) -> Any:
         return None
     if converted is not _CONTAINER:
         return converted
-    if type(value) in _PLAIN and _flat(value, meter):
-        return value
+    if type(value) in _PLAIN:
+        flat = _flat(value, meter)
+        if flat is not None:
+            return flat
     done: dict[int, Any] = {}  # id of a container converted -> its conversion
     active = {id(value)}  # containers being converted: meeting one again is a cycle
     frames = [_Frame(value, meter)]

@@ -10,7 +10,8 @@ cannot end with ``}}`` inside a template). Parsed templates are cached.
 The delimiters are found with two ``str.find`` calls per expression, in time linear in the
 text: a lazy regular expression would retry every ``{{`` against the rest of the text, and
 take quadratic time on a string of unclosed ``{{``. The interpolated text is charged to the
-scope's size budget.
+scope's size budget, and parsing the template's expressions to its work budget
+(:func:`template_in`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,33 @@ from refluxo.expressions.evaluator import (
     CompiledExpression,
     Registry,
     Scope,
-    compile_expression,
+    charged,
+    compile_charged,
 )
-from refluxo.expressions.failures import Failure, expression_error, from_failure
+from refluxo.expressions.failures import Failure, expression_error, from_failure, shown
 from refluxo.expressions.jsvalues import string_too_long
 from refluxo.expressions.limits import CACHE_SIZE, MAX_STRING_LENGTH
 
 Renderer = Callable[[Scope], Any]
-"""A compiled template: ``render(scope) -> value``."""
+"""What a compiled template runs: ``render(scope) -> value``."""
+
+
+class Template:
+    """A compiled template: call it with a scope to render it."""
+
+    __slots__ = ("_render", "parse_cost", "text")
+
+    def __init__(self, text: str, render: Renderer, parse_cost: int) -> None:
+        self.text = text
+        self._render = render
+        self.parse_cost = parse_cost
+        """What parsing its expressions is charged (see :func:`template_in`)."""
+
+    def __call__(self, scope: Scope) -> Any:
+        return self._render(scope)
+
+    def __repr__(self) -> str:
+        return f"Template({shown(self.text)!r})"
 
 
 def _unchanged(text: str) -> Renderer:
@@ -85,23 +105,40 @@ def delimited(text: str) -> Iterator[tuple[int, int]]:
 
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
-def compile_template(text: str) -> Renderer:
+def compile_template(text: str) -> Template:
     """Parse ``text`` and compile each expression in it (cached).
 
-    Raises ``ExpressionError`` naming the first invalid expression.
+    Raises ``ExpressionError`` naming the first invalid expression. Within an evaluation
+    (see :func:`template_in`), each expression's parse is charged as it is compiled,
+    whether the expression was cached or not.
     """
     matches = list(delimited(text))
     if not matches:
-        return _unchanged(text)
+        return Template(text, _unchanged(text), 0)
     if len(matches) == 1 and matches[0] == (0, len(text)):
-        return compile_expression(text[2:-2].strip()).evaluate
+        expression = compile_charged(text[2:-2].strip())
+        return Template(text, expression.evaluate, expression.parse_cost)
     segments: list[tuple[str, CompiledExpression]] = []
     position = 0
     for start, end in matches:
-        expression = compile_expression(text[start + 2 : end - 2].strip())
+        expression = compile_charged(text[start + 2 : end - 2].strip())
         segments.append((text[position:start], expression))
         position = end
-    return _interpolation(text, segments, text[position:])
+    cost = sum(expression.parse_cost for _, expression in segments)
+    return Template(text, _interpolation(text, segments, text[position:]), cost)
+
+
+def template_in(scope: Scope, text: str) -> Template:
+    """:func:`compile_template`, parsing its expressions charged to ``scope``'s work budget
+    whether or not they were cached (see :func:`~refluxo.expressions.evaluator.charged`).
+
+    Every template of a node's input is charged when the node's input is transformed, so
+    a node holding more, or larger, expressions than one budget can parse fails with an
+    ``ExpressionLimitError`` instead of parsing them, and a workflow holding more distinct
+    templates than the cache (:data:`~refluxo.expressions.limits.CACHE_SIZE`) cannot make
+    a step parse without bound.
+    """
+    return charged(scope, text, compile_template)
 
 
 def render(
@@ -114,7 +151,8 @@ def render(
     """Render one template string against ``scope``'s variables."""
     if "{{" not in template:
         return template
-    return compile_template(template)(Scope(scope, transforms=transforms, functions=functions))
+    root = Scope(scope, transforms=transforms, functions=functions)
+    return template_in(root, template)(root)
 
 
 def validate_template(text: str) -> tuple[bool, str | None]:

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from refluxo.expressions.budget import meter
-from refluxo.expressions.jsvalues import UNDEFINED
+from refluxo.expressions.jsvalues import UNDEFINED, lazy_object
 from refluxo.frozen import FrozenDict
 from refluxo.model import NodeResult
 
@@ -65,6 +65,7 @@ def _frozen(record: dict[str, Any]) -> FrozenDict:
     return frozen
 
 
+@lazy_object
 class NodeView(Mapping[str, Any]):
     """One node's results as ``{"output", "last", "all"}``, each computed when read."""
 
@@ -113,6 +114,7 @@ class NodeView(Mapping[str, Any]):
         return f"NodeView({len(self._results)} results)"
 
 
+@lazy_object
 class NodesView(Mapping[str, Any]):
     """Every node with at least one result, by id, over a context mapping.
 

@@ -28,6 +28,7 @@ from refluxo.expressions import (
     JexlTransformEngine,
     Scope,
     compile_template,
+    engine,
 )
 
 MIB: Final = 1 << 20
@@ -64,8 +65,8 @@ def large_data(size: int = MIB) -> dict[str, Any]:
 
 
 def json_size(value: Any) -> int:
-    """Bytes of ``value`` as compact JSON."""
-    return len(json.dumps(value, separators=(",", ":")))
+    """Bytes of ``value`` as compact UTF-8 JSON (what a request body's limit counts)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 ROOTS: Final = (
@@ -210,6 +211,22 @@ def _fill_templates(template: str, budget: int = 64 * 1024) -> dict[str, str]:
     return {f"t{k}": template for k in range(budget // (len(template) + 10))}
 
 
+def _array_literal(seed: int) -> str:
+    """A template holding an array literal of numbers at the length limit (4,083
+    characters, 4,083 tokens: the densest the grammar allows), distinct for each seed."""
+    return "{{ [" + ",".join(["1"] * 2_040) + f",{seed % 10}] " + "}}"
+
+
+def _tiny_expressions(size: int = 65_000) -> str:
+    """One template of ``size`` characters holding thousands of tiny distinct expressions."""
+    return "".join(f"{{{{[{k}]}}}}" for k in range(size // 7))[:size]
+
+
+def _padded_number(char: str) -> dict[str, str]:
+    """About 1 MiB of UTF-8 JSON: ``char`` repeated, then a digit."""
+    return {"s": char * ((MIB - 64) // len(char.encode())) + "1"}
+
+
 WORK_LIMIT: Final = "expression work limit of 400000 operations exceeded"
 SIZE_LIMIT: Final = "expression size limit of 4000000 characters and elements built exceeded"
 STRING_LIMIT: Final = "string result would be longer than 1000000 characters"
@@ -232,6 +249,14 @@ CASES: Final = (
         },
         lambda: {"amount": "1" * (MIB - 20) + "x"},
         "ok",
+        root="nodes.start.output",
+    ),
+    Case(
+        "number: 1 MiB of white space, 40 times",
+        "`s * 1` in 40 templates, `s` 349,505 U+3000 (ideographic space) then a digit",
+        {f"k{k}": "{{ nodes.start.output.s * 1 }}" for k in range(40)},
+        lambda: _padded_number("\u3000"),
+        WORK_LIMIT,
         root="nodes.start.output",
     ),
     Case(
@@ -270,6 +295,22 @@ CASES: Final = (
         WORK_LIMIT,
     ),
     Case(
+        "membership of objects, 99,000 `{}`",
+        "`{'a': 1} in a`, `a` 99,000 empty objects (each was compared: 0.4 to 2 s)",
+        {"v": "{{ {'a': 1} in nodes.start.output.a }}"},
+        lambda: {"a": [{} for _ in range(99_000)]},
+        "ok",
+        root="nodes.start.output",
+    ),
+    Case(
+        "membership of arrays, 99,000 `[2]`",
+        "`[1] in a`, `a` 99,000 arrays of one other number: every element compared",
+        {"v": "{{ [1] in nodes.start.output.a }}"},
+        lambda: {"a": [[2] for _ in range(99_000)]},
+        WORK_LIMIT,
+        root="nodes.start.output",
+    ),
+    Case(
         "amplification, 2.7 KB",
         "`[s + s, ...]` on a 500 KB string (the issue: 292 MB)",
         {"v": "{{ " + repeated("input.s + input.s", ", ", 2_700) + " }}"},
@@ -299,10 +340,10 @@ CASES: Final = (
     ),
     Case(
         "structural equality, 1 MiB",
-        "comparing two arrays of 250,000 values each",
+        "comparing two arrays of 250,000 values each (charged as it compares)",
         {"v": "{{ input.a == input.b }}"},
         lambda: {"a": [0] * 250_000, "b": [0] * 250_000},
-        "comparison visits more than 100000 values",
+        WORK_LIMIT,
     ),
     Case(
         "structural equality in a filter",
@@ -341,6 +382,20 @@ CASES: Final = (
         WORK_LIMIT,
     ),
     Case(
+        "parse: 15 templates of 4 KiB",
+        "15 distinct array literals at the length limit in one node (1.44 s to parse)",
+        {f"k{k}": _array_literal(k) for k in range(15)},
+        dict,
+        WORK_LIMIT,
+    ),
+    Case(
+        "parse: 6,611 expressions in 64 KiB",
+        "`{{[0]}}{{[1]}}...{{[6610]}}` in one 65,000-character string (0.88 s to parse)",
+        {"v": _tiny_expressions()},
+        dict,
+        WORK_LIMIT,
+    ),
+    Case(
         "result: 1 MiB returned 400 times",
         "the JSON check of a result naming the same 1 MiB many times",
         {"v": "{{ " + repeated("input", ", ") + " }}"},
@@ -369,5 +424,12 @@ def case_scope(case: Case) -> Scope:
 
 
 def run_case(case: Case, scope: Scope) -> dict[str, Any]:
-    """Evaluate every template of ``case`` with ``scope``, as one node's input."""
-    return {key: compile_template(text)(scope) for key, text in case.templates.items()}
+    """Evaluate every template of ``case`` with ``scope``, as one node's input (parsing
+    charged to the scope, as ``JexlTransformEngine.transform`` does). An earlier version of
+    the package, which ``bench/expressions.py --before`` may load, has no ``resolve``: its
+    templates are evaluated as its engine did."""
+    resolve = getattr(engine, "resolve", None)
+    if resolve is None:
+        return {key: compile_template(text)(scope) for key, text in case.templates.items()}
+    result: dict[str, Any] = resolve(case.templates, scope)
+    return result

@@ -22,6 +22,7 @@ from refluxo.expressions import (
     render,
 )
 from refluxo.expressions.budget import UNMETERED, Meter, enter, leave, meter
+from refluxo.expressions.engine import resolve
 from refluxo.expressions.failures import LimitFailure
 
 WORK = f"expression work limit of {MAX_OPERATIONS} operations exceeded"
@@ -91,7 +92,12 @@ def test_nested_filters_charge_every_activation() -> None:
 
 def test_a_container_result_is_charged_for_its_json_check() -> None:
     spent, built = charged("a", {"a": list(range(400))})
-    assert (spent, built) == (400 // 4 + 2, 0)  # checked in C: a quarter per value
+    # checked in C: a quarter per value, another for its numbers (JSON holds them all)
+    assert (spent, built) == (400 // 4 + 2 + 400 // 4, 0)
+    spent, built = charged("a", {"a": [str(k) for k in range(400)]})
+    assert (spent, built) == (400 // 4 + 2, 0)
+    spent, built = charged("a", {"a": [1.5] * 399 + [float("nan")]})
+    assert (spent, built) == (400 // 4 + 2 + 400 // 4 + 400, 400)  # converted, copied
     spent, built = charged("a", {"a": [{"x": 1}] * 4})
     # the list checked in C (1 + 2) and found not flat, opened (4) with four entries (6
     # each); the one object it holds four times checked once (0 + 2)
@@ -108,6 +114,47 @@ def test_membership_is_charged_per_element_and_search_per_character() -> None:
 def test_comparing_containers_is_charged_per_value() -> None:
     spent, _ = charged("a == b", {"a": [1, 2, 3], "b": [1, 2, 3]})
     assert spent == 4 * 4 + 20  # four values visited, one array opened
+    spent, _ = charged("a == b", {"a": [1, 2, 3], "b": [1, 5, 3]})
+    assert spent == 3 * 4 + 20  # until the first difference
+    items = [[1, 2], [1, 3], [], {}, 1, "x", [1, 2, 3]]
+    spent, _ = charged("[1, 3] in a", {"a": items})
+    # the scan (4 per element), two comparisons of three values (the second is equal), and
+    # the elements of another length or kind skipped
+    assert spent == 4 * len(items) + 1 + 2 * (3 * 4 + 20)
+
+
+def test_parsing_is_charged_by_the_engine_whether_or_not_it_is_cached() -> None:
+    text = "{{ [1, 2][0] + a.b }}"
+    template = compile_template(text)
+    assert template.parse_cost == compile_expression("[1, 2][0] + a.b").parse_cost > 0
+    engine = JexlTransformEngine()
+    for _ in range(2):  # the second time the template is cached
+        scope = engine.scope(MemoryContext(), {}, None)
+        resolve({"x": text}, scope)
+        expression = compile_expression("[1, 2][0] + a.b")
+        assert scope.meter.spent == template.parse_cost + expression.weight
+    compile_template.cache_clear()
+    compile_expression.cache_clear()
+    scope = engine.scope(MemoryContext(), {}, None)
+    resolve({"x": text, "y": text}, scope)  # the same template twice: charged twice
+    assert scope.meter.spent == 2 * (template.parse_cost + expression.weight)
+
+
+def test_a_parse_the_budget_cannot_pay_fails_as_the_cached_one_would() -> None:
+    text = "{{ [" + ", ".join(["1"] * 1_000) + "] }}"
+    engine = JexlTransformEngine()
+    messages = []
+    for _ in range(2):
+        compile_template.cache_clear()
+        compile_expression.cache_clear()
+        for _ in range(2):  # not cached, then cached
+            scope = engine.scope(MemoryContext(), {}, None)
+            scope.meter.operations = 1_000
+            with pytest.raises(ExpressionLimitError) as caught:
+                resolve({"x": text}, scope)
+            messages.append(str(caught.value))
+    assert len(set(messages)) == 1
+    assert messages[0].endswith(WORK)
 
 
 def test_strings_built_are_charged_to_the_size_budget() -> None:

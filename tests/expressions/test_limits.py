@@ -17,6 +17,8 @@ from refluxo.expressions import (
     render,
     validate_expression,
 )
+from refluxo.expressions.equality import strict_equal
+from refluxo.expressions.failures import LimitFailure
 
 
 def test_limit_values() -> None:
@@ -128,7 +130,11 @@ def test_deep_or_cyclic_data_cannot_recurse_without_bound() -> None:
     other.append(other)
     with pytest.raises(ExpressionLimitError, match="nested deeper than 64 levels"):
         render("x {{ v }}", {"v": cycle})
-    with pytest.raises(ExpressionLimitError, match="comparison visits more than"):
+    # charged as it compares: the work budget ends the walk first, and the comparison's
+    # own bound ends it where nothing is metered
+    with pytest.raises(ExpressionLimitError, match="work limit"):
         evaluate("a == b", {"a": cycle, "b": other})
+    with pytest.raises(LimitFailure, match="comparison visits more than 100000 values"):
+        strict_equal(cycle, other)
     assert evaluate("a == a", {"a": cycle}) is True
     assert evaluate("a[1][1][1][0]", {"a": cycle}) == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import json
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -85,7 +87,72 @@ def test_subclasses_become_their_base_values() -> None:
     assert type(result["names"]) is list
     assert type(result["od"]) is dict
     assert type(evaluate("[v]", {"v": Level.HIGH})[0]) is int
-    assert evaluate("v", {"v": MappingProxyType({"a": [1]})}) == {"a": [1]}
+    # a mapping that is not a dict is not JSON (its methods would be the host's code)
+    assert evaluate("v", {"v": MappingProxyType({"a": [1]})}) is None
+    assert evaluate("[v]", {"v": MappingProxyType({"a": [1]})}) == [None]
+
+
+NUMBERS: dict[str, Any] = {
+    "nan": math.nan,
+    "big": 10**5000,  # json.dumps cannot even write it (past Python's digit limit)
+    "edge": 2**1024 - 2**970,  # the smallest integer a double rounds to infinity
+    "largest": 2**1024 - 2**970 - 1,  # a double holds it (rounded): kept exact
+    "exact": 2**60 + 1,  # past 2**53: kept exact, as everywhere in the engine
+    "floats": [1.5, math.nan, math.inf, -math.inf],
+    "ints": [1, 10**400, -(10**400)],
+    "sums": [1e308, 1e308, "x"],  # their sum overflows: each is fine
+    "frozen": freeze({"a": [1.0, math.inf]}),
+    "object": {"a": 1.5, "b": math.nan, "c": "x"},
+}
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("1 / 0", None),
+        ("-1 / 0", None),
+        ("0 / 0", None),
+        ("'x' * 1", None),
+        ("2 ^ 10000", None),
+        ("[1 / 0, 1]", [None, 1]),
+        ("{a: 0 / 0, b: 1}", {"a": None, "b": 1}),
+        ("[[1 / 0]]", [[None]]),
+        ("nan", None),
+        ("big", None),
+        ("-big", None),
+        ("big + 1", None),
+        ("[big]", [None]),
+        ("{a: big}", {"a": None}),
+        ("edge", None),
+        ("largest", 2**1024 - 2**970 - 1),
+        ("exact", 2**60 + 1),
+        ("floats", [1.5, None, None, None]),
+        ("ints", [1, None, None]),
+        ("sums", [1e308, 1e308, "x"]),
+        ("frozen", {"a": [1.0, None]}),
+        ("object", {"a": 1.5, "b": None, "c": "x"}),
+        ("[floats, ints]", [[1.5, None, None, None], [1, None, None]]),
+    ],
+)
+def test_numbers_json_cannot_hold_become_null(expression: str, expected: Any) -> None:
+    # As JSON.stringify writes them: `{{ 1/0 }}`, `{{ [1/0] }}` gave inf and NaN, and
+    # `{{ globals.big }}` an integer no JSON encoder could write.
+    result = evaluate(expression, NUMBERS)
+    assert result == expected
+    json.dumps(result, allow_nan=False)  # strict JSON
+    assert render(f"{{{{ {expression} }}}}", NUMBERS) == expected
+
+
+def test_numbers_keep_javascripts_text_when_interpolated() -> None:
+    assert render("{{ 1 / 0 }}, {{ -1 / 0 }}, {{ 0 / 0 }}") == "Infinity, -Infinity, NaN"
+    assert render("{{ [1 / 0, big] }}", {"big": 10**400}) == [None, None]
+
+
+def test_data_without_bad_numbers_is_still_returned_itself() -> None:
+    data = {"a": [1.5, 2**60, -3], "b": [1e308, 1e308]}
+    assert evaluate("v", {"v": data}) is data
+    result = evaluate("v", {"v": {"a": data["a"], "b": [math.inf]}})
+    assert result["a"] is data["a"]
 
 
 def test_json_data_is_returned_itself_not_copied() -> None:

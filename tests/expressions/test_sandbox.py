@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -244,6 +245,156 @@ def test_subclass_overrides_never_run() -> None:
     assert type(evaluate("input.status", variables)) is str
 
 
+# --- containers from host code: read through their base class, or opaque ----------------
+
+
+_READERS = (
+    "__iter__",
+    "__len__",
+    "__getitem__",
+    "__contains__",
+    "__eq__",
+    "__ne__",
+    "__lt__",
+    "__bool__",
+    "__reversed__",
+    "__str__",
+    "copy",
+    "count",
+    "index",
+    "get",
+    "items",
+    "keys",
+    "values",
+)
+
+
+def _noisy(base: type) -> type:
+    """A subclass of ``base`` whose every reading method records its call and lies."""
+
+    def reader(name: str) -> Any:
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            TOUCHED.append(f"{base.__name__}.{name}")
+            return {"__len__": 9, "__bool__": False}.get(name, "LEAK")
+
+        return method
+
+    namespace = {name: reader(name) for name in _READERS if hasattr(base, name)}
+    namespace["__hash__"] = base.__hash__
+    return type(f"Noisy{base.__name__}", (base,), namespace)
+
+
+NoisyList = _noisy(list)
+NoisyTuple = _noisy(tuple)
+NoisyMapping = _noisy(dict)
+
+
+class ForeignMapping(Mapping[str, Any]):
+    """A mapping that is not a dict: its code must never run (it reads as undefined)."""
+
+    def __getitem__(self, key: str) -> Any:
+        TOUCHED.append("ForeignMapping.__getitem__")
+        return "LEAK"
+
+    def __iter__(self) -> Iterator[str]:
+        TOUCHED.append("ForeignMapping.__iter__")
+        return iter(["a"])
+
+    def __len__(self) -> int:
+        TOUCHED.append("ForeignMapping.__len__")
+        return 1
+
+    def __contains__(self, key: object) -> bool:
+        TOUCHED.append("ForeignMapping.__contains__")
+        return True
+
+
+def _containers() -> dict[str, Any]:
+    return {
+        "l": NoisyList([1, 2]),
+        "t": NoisyTuple((1, 2)),
+        "d": NoisyMapping(a=1, b=[1, 2]),
+        "m": ForeignMapping(),
+        "p": MappingProxyType({"a": 1}),
+        "ls": [NoisyList([1, 2]), NoisyTuple((3,))],
+        "ds": [NoisyMapping(a=1), {"a": 2}],
+        "same": [1, 2],
+    }
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # list and tuple subclasses: exactly their base content, whatever the operator
+        ("l", [1, 2]),
+        ("t", [1, 2]),
+        ("l + ''", "1,2"),  # `{{ globals.l + '' }}` was "L,E,A,K"
+        ("t + ''", "1,2"),
+        ("'' + [l, t]", "1,2,1,2"),
+        ("l.length", 2),
+        ("t.length", 2),
+        ("l[1]", 2),
+        ("t[0]", 1),
+        ("l[.length == undefined]", [1, 2]),
+        ("t[1 < 2]", [1, 2]),
+        ("2 in l", True),
+        ("3 in t", False),
+        ("[1, 2] in ls", True),
+        ("[3] in ls", True),
+        ("l == same", True),
+        ("l == t", True),
+        ("[l] == [same]", True),
+        ("l * 1", None),  # NaN: "1,2" is not a number
+        ("l < 'b'", True),
+        ("!l", False),
+        ("l ? 'yes' : 'no'", "yes"),
+        ("{x: l}", {"x": [1, 2]}),
+        ("[l, t]", [[1, 2], [1, 2]]),
+        ("ls", [[1, 2], [3]]),
+        # dict subclasses: their base content
+        ("d", {"a": 1, "b": [1, 2]}),
+        ("d.a", 1),
+        ("d['b'][1]", 2),
+        ("d.zz", None),
+        ("'a' in d", True),
+        ("'zz' in d", False),
+        ("d == {a: 1, b: [1, 2]}", True),
+        ("{a: 1} in ds", True),
+        ("{a: 3} in ds", False),
+        ("d + ''", "[object Object]"),
+        ("ds[.a > 1]", [{"a": 2}]),
+        ("ds[.a == 1].a", 1),
+        ("{x: d}", {"x": {"a": 1, "b": [1, 2]}}),
+        # any other mapping is opaque: it reads as undefined, never looked into
+        ("m", None),
+        ("m.a", None),
+        ("m['a']", None),
+        ("'a' in m", False),
+        ("m == m", True),
+        ("m == {a: 'LEAK'}", False),
+        ("m + ''", "undefined"),
+        ("[m]", [None]),
+        ("{x: m}", {"x": None}),
+        ("m[.a]", []),
+        ("p", None),
+        ("p.a", None),
+    ],
+)
+def test_containers_are_read_through_their_base_class_only(expression: str, expected: Any) -> None:
+    assert evaluate(expression, _containers()) == expected
+    assert render(f"{{{{ {expression} }}}}", _containers()) == expected
+    assert TOUCHED == []
+
+
+def test_node_input_containers_are_walked_through_their_base_class() -> None:
+    node_input = NoisyMapping(a=NoisyList(["{{ 1 + 1 }}", 3]), b=NoisyTuple(("x",)))
+    assert JexlTransformEngine().transform(node_input, MemoryContext(), None) == {
+        "a": [2, 3],
+        "b": ["x"],
+    }
+    assert TOUCHED == []
+
+
 def test_missing_keys_do_not_mutate_defaultdicts() -> None:
     counts: defaultdict[str, list[int]] = defaultdict(list)
     assert evaluate("d.missing", {"d": counts}) is None
@@ -345,6 +496,7 @@ def _property_data() -> dict[str, Any]:
         "x": {"length": 3, "keys": tripwire, "fn": _function},
         "a": "text",
         "nodes": NodesView(context),
+        "keys": _containers(),
     }
 
 
