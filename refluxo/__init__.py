@@ -8,34 +8,75 @@ library Refluxo (``@refluxo/core``).
 
 from __future__ import annotations
 
-from refluxo.context import Context, MemoryContext
-from refluxo.definitions import Executor, NodeDefinition
-from refluxo.engine import WorkflowEngine
-from refluxo.errors import (
-    ExpressionError,
-    LimitExceededError,
-    NodeValidationError,
-    RefluxoError,
-    TransientError,
-    WorkflowDefinitionError,
-)
-from refluxo.frozen import thaw
-from refluxo.model import (
-    Edge,
-    Node,
-    NodeResult,
-    RetryPolicy,
-    RetryState,
-    Snapshot,
-    SnapshotStatus,
-    StepResult,
-    WorkflowDefinition,
-)
-from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext
-from refluxo.redaction import RedactionPlugin
-from refluxo.retry import DefaultErrorHandler, ErrorHandler
-from refluxo.transform import TransformEngine
-from refluxo.validation import SchemaValidator, ValidationIssue, ValidationResult, Validator
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from refluxo.context import Context, MemoryContext
+    from refluxo.definitions import Executor, NodeDefinition
+    from refluxo.engine import WorkflowEngine
+    from refluxo.errors import (
+        ExpressionError,
+        LimitExceededError,
+        NodeValidationError,
+        RefluxoError,
+        TransientError,
+        WorkflowDefinitionError,
+    )
+    from refluxo.frozen import thaw
+    from refluxo.model import (
+        Edge,
+        Node,
+        NodeResult,
+        RetryPolicy,
+        RetryState,
+        Snapshot,
+        SnapshotStatus,
+        StepResult,
+        WorkflowDefinition,
+    )
+    from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext
+    from refluxo.redaction import RedactionPlugin
+    from refluxo.retry import DefaultErrorHandler, ErrorHandler
+    from refluxo.transform import TransformEngine
+    from refluxo.validation import SchemaValidator, ValidationIssue, ValidationResult, Validator
+
+_EXPORTS: dict[str, str] = {
+    "Context": "refluxo.context",
+    "DefaultErrorHandler": "refluxo.retry",
+    "Edge": "refluxo.model",
+    "ErrorHandler": "refluxo.retry",
+    "ErrorPluginContext": "refluxo.plugins",
+    "Executor": "refluxo.definitions",
+    "ExpressionError": "refluxo.errors",
+    "LimitExceededError": "refluxo.errors",
+    "MemoryContext": "refluxo.context",
+    "Node": "refluxo.model",
+    "NodeDefinition": "refluxo.definitions",
+    "NodeResult": "refluxo.model",
+    "NodeValidationError": "refluxo.errors",
+    "Plugin": "refluxo.plugins",
+    "PluginContext": "refluxo.plugins",
+    "RedactionPlugin": "refluxo.redaction",
+    "RefluxoError": "refluxo.errors",
+    "RetryPolicy": "refluxo.model",
+    "RetryState": "refluxo.model",
+    "SchemaValidator": "refluxo.validation",
+    "Snapshot": "refluxo.model",
+    "SnapshotStatus": "refluxo.model",
+    "StepResult": "refluxo.model",
+    "TransformEngine": "refluxo.transform",
+    "TransientError": "refluxo.errors",
+    "ValidationIssue": "refluxo.validation",
+    "ValidationResult": "refluxo.validation",
+    "Validator": "refluxo.validation",
+    "WorkflowDefinition": "refluxo.model",
+    "WorkflowDefinitionError": "refluxo.errors",
+    "WorkflowEngine": "refluxo.engine",
+    "thaw": "refluxo.frozen",
+}
+"""Each exported name to the module defining it, imported on first use (PEP 562): the
+``refluxo`` command starts without loading the engine it does not need."""
 
 __version__ = "0.1.0"
 
@@ -74,3 +115,16 @@ __all__ = [
     "__version__",
     "thaw",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -8,9 +8,7 @@ client what the server sends, the local one the same response models
 from __future__ import annotations
 
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
@@ -78,6 +76,9 @@ class HttpClient:
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
+        import urllib.error  # here: the local client (the refluxo command) needs no HTTP
+        import urllib.request
+
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)
         request.add_header("Content-Type", "application/json")

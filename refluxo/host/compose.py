@@ -5,7 +5,8 @@ builder, and only builders pair a store with its scheduler or turn on an optiona
 capability (the embedded store's transactional outbox). Entry points (``main.py``, the
 ``refluxo`` command, the demo) call :func:`build_runtime` or :func:`build_deployment` and
 nothing else, so they cannot diverge. Google Cloud libraries are imported only when that
-backend is chosen.
+backend is chosen, and the HTTP layer only when a deployment is built (not for the
+``refluxo`` command's run commands, which need only the runtime).
 """
 
 from __future__ import annotations
@@ -15,15 +16,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from refluxo.api.auth import ApiKeyCheck, Authenticator, LoopbackOnly
-from refluxo.api.events import EventResult, handle_message
-from refluxo.api.hosts import AllowedHosts
-from refluxo.api.http import HttpApi
-from refluxo.api.routes import CALLER_ROUTES, ROUTES, STEP_ROUTES
-from refluxo.backends.memory import MemoryRuntime
-from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import (
     CloudSettings,
     ConfigurationError,
@@ -32,10 +26,16 @@ from refluxo.host.settings import (
     require_callers_guard,
     require_private_listener,
 )
-from refluxo.runtime.app import App
-from refluxo.runtime.dispatcher import Dispatcher, StepBudget
 from refluxo.runtime.errors import Forbidden
-from refluxo.runtime.service import RunService
+
+if TYPE_CHECKING:
+    from refluxo.api.auth import Authenticator
+    from refluxo.api.events import EventResult
+    from refluxo.api.hosts import AllowedHosts
+    from refluxo.api.http import HttpApi
+    from refluxo.runtime.app import App
+    from refluxo.runtime.dispatcher import StepBudget
+    from refluxo.runtime.service import RunService
 
 
 class Runtime(Protocol):
@@ -64,11 +64,15 @@ class ServiceRuntime:
 
 def budget_of(settings: Settings) -> StepBudget:
     """The step budget every backend uses: ``REFLUXO_BATCH_STEPS`` / ``REFLUXO_BATCH_MS``."""
+    from refluxo.runtime.dispatcher import StepBudget
+
     return StepBudget(max_steps=settings.batch_steps, max_ms=settings.batch_ms)
 
 
 def _embedded(settings: Settings, app: App) -> Runtime:
     assert isinstance(settings, EmbeddedSettings)
+    from refluxo.host.embedded import EmbeddedRuntime
+
     return EmbeddedRuntime(
         app, settings.database, workers=settings.workers, budget=budget_of(settings)
     )
@@ -84,6 +88,8 @@ def _cloud(settings: Settings, app: App) -> Runtime:
         tasks_client_for_emulator,
     )
     from refluxo.backends.gcp.firestore import FirestoreStore
+    from refluxo.runtime.dispatcher import Dispatcher
+    from refluxo.runtime.service import RunService
 
     store = FirestoreStore(
         firestore.Client(project=settings.project, database=settings.firestore_database),
@@ -116,10 +122,16 @@ def _cloud(settings: Settings, app: App) -> Runtime:
     return ServiceRuntime(RunService(dispatcher, reconcile_grace_ms=grace_ms))
 
 
+def _memory(settings: Settings, app: App) -> Runtime:
+    from refluxo.backends.memory import MemoryRuntime
+
+    return MemoryRuntime(app, budget=budget_of(settings))
+
+
 BACKENDS: dict[str, Callable[[Settings, App], Runtime]] = {
     "embedded": _embedded,
     "gcp": _cloud,
-    "memory": lambda settings, app: MemoryRuntime(app, budget=budget_of(settings)),
+    "memory": _memory,
 }
 """Backend name (``REFLUXO_BACKEND``) to the builder that wires it."""
 
@@ -145,6 +157,8 @@ def build_runtime(settings: Settings, app: App) -> Runtime:
 
 def import_app(spec: str, search_path: Path | None = None) -> App:
     """Import ``module:attribute`` and check that it is an :class:`App`."""
+    from refluxo.runtime.app import App
+
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ConfigurationError(f"expected module:attribute, got {spec!r}")
@@ -173,6 +187,8 @@ class Deployment:
         return self.runtime.service
 
     def on_message(self, data: bytes, attributes: dict[str, str], message_id: str) -> EventResult:
+        from refluxo.api.events import handle_message
+
         return handle_message(self.service, data, attributes, message_id)
 
     def close(self) -> None:
@@ -220,6 +236,11 @@ def build_deployment(
             a key, or (with ``callers``) the cloud backend has neither key nor
             ``REFLUXO_AUTH=iam``.
     """
+    from refluxo.api.auth import ApiKeyCheck, LoopbackOnly
+    from refluxo.api.hosts import AllowedHosts
+    from refluxo.api.http import HttpApi
+    from refluxo.api.routes import CALLER_ROUTES, ROUTES, STEP_ROUTES
+
     require_private_listener(settings)
     if callers:
         require_callers_guard(settings)

@@ -15,19 +15,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from refluxo.api.client import HttpClient, LocalClient, RunClient
-from refluxo.backends.sqlite.db import DEFAULT_PATH
-from refluxo.host.compose import build_runtime, import_app
-from refluxo.host.settings import DEFAULT_APP, ConfigurationError, Settings, load_settings
-from refluxo.runtime.app import App
+from refluxo.host.settings import (
+    DEFAULT_APP,
+    DEFAULT_DATABASE,
+    ConfigurationError,
+    Settings,
+    load_settings,
+)
+
+if TYPE_CHECKING:
+    from refluxo.api.client import RunClient
+    from refluxo.runtime.app import App
 
 
 def load_app(spec: str) -> App:
     """Import ``module:attribute`` (the current directory is importable)."""
+    from refluxo.host.compose import import_app
+
     try:
         return import_app(spec, Path.cwd())
     except ConfigurationError as err:
@@ -68,7 +76,7 @@ app_option = click.option(
 db_option = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_PATH,
+    default=DEFAULT_DATABASE,
     show_default=True,
     envvar="REFLUXO_DB",
     show_envvar=True,
@@ -104,6 +112,9 @@ class Target:
     @contextmanager
     def client(self, *, deliver: bool) -> Iterator[RunClient]:
         """A client of the target; ``deliver`` runs local workers so runs make progress."""
+        from refluxo.api.client import HttpClient, LocalClient
+        from refluxo.host.compose import build_runtime
+
         if self.url:
             yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
             return

@@ -116,6 +116,10 @@ Settings = EmbeddedSettings | CloudSettings
 
 DEFAULT_APP = "examples.app:app"
 
+DEFAULT_DATABASE = Path(".refluxo") / "refluxo.db"
+"""The embedded default's SQLite file (``REFLUXO_DB``): the SQLite backend's default path,
+named here too so that reading settings loads no backend (a test pins both)."""
+
 _BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 """A backend's name; which names exist is the composition root's registry's business."""
 
@@ -276,7 +280,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         host = (env.get("REFLUXO_HOST") or "127.0.0.1").strip()
         return EmbeddedSettings(
             app=app,
-            database=Path(env.get("REFLUXO_DB") or ".refluxo/refluxo.db"),
+            database=Path(env.get("REFLUXO_DB") or DEFAULT_DATABASE),
             workers=_integer(env, "REFLUXO_WORKERS", DEFAULT_WORKERS, 0, 256),
             api_key=api_key,
             batch_steps=batch_steps,
