@@ -28,7 +28,7 @@ from google.auth import crypt, jwt
 from refluxo.api.auth import ApiKeyCheck
 from refluxo.api.http import HttpApi
 from refluxo.api.server import create_wsgi_app
-from refluxo.backends.gcp.oidc import OidcCheck
+from refluxo.backends.gcp.oidc import FAILURE_BACKOFF_S, MAX_STALE_S, OidcCheck
 from refluxo.host.embedded import EmbeddedRuntime
 
 AUDIENCE = "https://dispatcher.example.run.app"
@@ -414,9 +414,47 @@ def test_a_failing_certificate_endpoint_is_a_429(
     body: bytes | None,
 ) -> None:
     certs.status, certs.body = status, body
-    app = step_api(runtime, OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url))
+    clock = Clock()
+    app = step_api(runtime, OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url, clock=clock))
     response = deliver(app, issuer.token())
     assert response.status_code == 429
     assert certs.url not in response.get_data(as_text=True)
-    certs.status, certs.body = 200, None  # it recovers: the next delivery fetches again
+    certs.status, certs.body = 200, None  # it recovers: once the back-off passed, it fetches
+    clock.now += FAILURE_BACKOFF_S
     assert deliver(app, issuer.token()).status_code == 200
+
+
+def test_a_certificate_that_cannot_be_read_is_a_failed_fetch_not_a_401(
+    runtime: EmbeddedRuntime, certs: CertsServer, issuer: Issuer
+) -> None:
+    certs.certs = {issuer.kid: "-----BEGIN CERTIFICATE-----\njunk\n-----END CERTIFICATE-----\n"}
+    clock = Clock()
+    app = step_api(runtime, OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url, clock=clock))
+    assert deliver(app, issuer.token()).status_code == 429  # retried, and not cached
+    certs.certs = {issuer.kid: issuer.pem()}
+    clock.now += FAILURE_BACKOFF_S
+    assert deliver(app, issuer.token()).status_code == 200
+
+
+def test_a_failing_certificate_server_is_asked_once_per_back_off_not_per_request(
+    runtime: EmbeddedRuntime, certs: CertsServer, issuer: Issuer
+) -> None:
+    certs.status = 500
+    clock = Clock()
+    app = step_api(runtime, OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url, clock=clock))
+    assert [deliver(app, issuer.token()).status_code for _ in range(5)] == [429] * 5
+    assert certs.fetches == 1
+
+
+def test_held_certificates_still_verify_while_refetching_fails(
+    runtime: EmbeddedRuntime, certs: CertsServer, issuer: Issuer
+) -> None:
+    clock = Clock()
+    app = step_api(runtime, OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url, clock=clock))
+    assert deliver(app, issuer.token()).status_code == 200
+    certs.status = 503
+    clock.now += 3_600 + 1  # the cache expired; the refetch fails
+    assert deliver(app, issuer.token()).status_code == 200
+    assert certs.fetches == 2
+    clock.now += MAX_STALE_S  # far past: held certificates are no longer trusted
+    assert deliver(app, issuer.token()).status_code == 429

@@ -29,8 +29,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import google.auth.transport.requests
+from google.auth import crypt, jwt
 from google.auth import exceptions as auth_exceptions
-from google.auth import jwt
 
 from refluxo.errors import TransientError
 from refluxo.runtime.errors import Forbidden, Unauthorized
@@ -55,6 +55,15 @@ REFETCH_INTERVAL_S = 60.0
 """A token signed by a key the cache does not hold refetches at most this often."""
 
 FETCH_TIMEOUT_S = 10.0
+
+FAILURE_BACKOFF_S = 5.0
+"""After a failed fetch, how long requests wait before fetching again (meanwhile they use
+the certificates held, if they have the token's key, or answer 503 at once): a failing or
+slow certificate server then costs one fetch per interval, not one per request."""
+
+MAX_STALE_S = 86_400.0
+"""How long past their cache lifetime held certificates still verify tokens while every
+refetch fails (Google publishes a key well before signing with it and keeps it well after)."""
 
 _MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?([0-9]{1,10})\"?", re.IGNORECASE)
 
@@ -151,6 +160,7 @@ class OidcCheck:
         self._certs: dict[str, str] = {}
         self._expires = float("-inf")
         self._fetched = float("-inf")
+        self._failed_until = float("-inf")
 
     # -- certificates ----------------------------------------------------------------
 
@@ -169,7 +179,16 @@ class OidcCheck:
                 isinstance(kid, str) and isinstance(pem, str) for kid, pem in certs.items()
             ):
                 raise ValueError("not a mapping of key ids to certificates")
-        except (auth_exceptions.GoogleAuthError, ValueError, RecursionError, OSError) as err:
+            for pem in certs.values():
+                # A certificate it cannot read makes the fetch a failure (never cached).
+                crypt.RSAVerifier.from_string(pem)  # type: ignore[no-untyped-call]
+        except (
+            auth_exceptions.GoogleAuthError,
+            ValueError,
+            TypeError,
+            RecursionError,
+            OSError,
+        ) as err:
             logger.warning("fetching the OIDC signing certificates failed: %s", err)
             raise TransientError(
                 "the OIDC signing certificates could not be fetched to check the token"
@@ -185,8 +204,23 @@ class OidcCheck:
             stale = now >= self._expires
             unknown = kid not in self._certs and now - self._fetched >= REFETCH_INTERVAL_S
             if stale or unknown:
-                self._fetch()
+                if now < self._failed_until:
+                    return self._held(kid, now)
+                try:
+                    self._fetch()
+                except TransientError:
+                    self._failed_until = now + FAILURE_BACKOFF_S
+                    return self._held(kid, now)
             return dict(self._certs)
+
+    def _held(self, kid: str, now: float) -> Mapping[str, str]:
+        """The certificates held, while fetching fails: if they have ``kid`` and expired
+        less than :data:`MAX_STALE_S` ago; else the failure (TransientError)."""
+        if kid in self._certs and now - self._expires < MAX_STALE_S:
+            return dict(self._certs)
+        raise TransientError(
+            "the OIDC signing certificates could not be fetched to check the token"
+        )
 
     # -- tokens ----------------------------------------------------------------------
 
