@@ -389,7 +389,7 @@ def test_one_overdue_call_reads_a_bounded_number_of_documents(
     assert page.next_cursor is not None  # ...and the band is not read to its end
     assert counting.rpcs["run_query"] <= 2
     seen_queries = 0
-    cursor = page.next_cursor
+    cursor: str | None = page.next_cursor
     while cursor is not None:
         counting.rpcs.clear()
         page = store.overdue_runs(start + 1_000, limit=1, cursor=cursor)
