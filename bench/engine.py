@@ -2,16 +2,20 @@
 
 Usage:
     python bench/engine.py WORKLOAD N     one JSON line for one workload
-    python bench/engine.py all            every recorded configuration, each in its own
-                                          process (so peak RSS is its own), as a table
+    python bench/engine.py all [REPEATS]  every recorded configuration, each in its own
+                                          process (so peak RSS is its own), as a table;
+                                          with REPEATS, interleaved rounds and the medians
 
-Workloads (see bench/README.md): chain, loop, expr, stepwise. Only execution is timed;
-every result is checked before it is reported.
+Workloads (see bench/README.md): chain, loop, expr, stepwise (the whole snapshot through
+Snapshot.to_json / Snapshot.from_json between steps), stepwise-model (the same through
+model_dump_json / model_validate_json). Only execution is timed; every result is checked
+before it is reported.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import resource
 import subprocess
@@ -34,6 +38,7 @@ RECORDED = [
     ("expr", 1000),
     ("stepwise", 1000),
     ("stepwise", 5000),
+    ("stepwise-model", 1000),
 ]
 
 
@@ -172,9 +177,13 @@ WORKLOADS = {
 
 def measure(workload: str, n: int) -> dict[str, Any]:
     run, check = WORKLOADS[workload](n)
-    started = time.perf_counter()
+    # What a long-lived host does once its workflows are loaded (bench/README.md): the
+    # collector's full passes then skip the engine and the workflow it holds.
+    gc.freeze()
+    started, cpu_started = time.perf_counter(), time.process_time()
     final = asyncio.run(run())
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     steps = check(final)
     return {
         "engine": "refluxo-py",
@@ -183,26 +192,37 @@ def measure(workload: str, n: int) -> dict[str, Any]:
         "seconds": round(seconds, 4),
         "steps": steps,
         "us_per_step": round(seconds / steps * 1e6, 2),
+        # CPU time of this process: less disturbed than wall time by other processes.
+        "cpu_us_per_step": round(cpu_seconds / steps * 1e6, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
-def run_all() -> None:
-    rows = []
-    for workload, n in RECORDED:
-        out = subprocess.run(
-            [sys.executable, __file__, workload, str(n)], check=True, capture_output=True, text=True
-        )
-        row = json.loads(out.stdout)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+def run_all(repeats: int = 1) -> None:
+    """Every recorded configuration, each run ``repeats`` times (rounds interleaved, each
+    in its own process); the table shows each configuration's median round."""
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {key: [] for key in RECORDED}
+    for _ in range(repeats):
+        for workload, n in RECORDED:
+            out = subprocess.run(
+                [sys.executable, __file__, workload, str(n)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            row = json.loads(out.stdout)
+            runs[(workload, n)].append(row)
+            print(json.dumps(row), flush=True)
+    rows = [
+        sorted(found, key=lambda r: r["us_per_step"])[len(found) // 2] for found in runs.values()
+    ]
     by_key = {(r["workload"], r["n"]): r for r in rows}
-    print("\n| workload | N | steps | seconds | µs/step | peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("\n| workload | N | steps | seconds | µs/step | CPU µs/step | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['workload']} | {r['n']} | {r['steps']} | {r['seconds']} | {r['us_per_step']} "
-            f"| {r['peak_rss_mb']} |"
+            f"| {r['cpu_us_per_step']} | {r['peak_rss_mb']} |"
         )
     for workload, small, large in (
         ("chain", 1000, 10000),
@@ -211,15 +231,25 @@ def run_all() -> None:
     ):
         ratio = by_key[(workload, large)]["us_per_step"] / by_key[(workload, small)]["us_per_step"]
         print(f"\n{workload}: µs/step at N={large} / N={small} = {ratio:.2f}", end="")
+        if repeats > 1:
+            pairs = zip(runs[(workload, large)], runs[(workload, small)], strict=True)
+            each = [
+                f"{big['us_per_step'] / little['us_per_step']:.2f}"
+                f" (CPU {big['cpu_us_per_step'] / little['cpu_us_per_step']:.2f})"
+                for big, little in pairs
+            ]
+            print(f"; per round: {', '.join(each)}", end="")
     print()
 
 
 def main(argv: list[str]) -> None:
-    if argv == ["all"]:
-        run_all()
+    if argv[:1] == ["all"] and (len(argv) == 1 or (len(argv) == 2 and argv[1].isdigit())):
+        run_all(int(argv[1]) if len(argv) == 2 else 1)
         return
     if len(argv) != 2 or argv[0] not in WORKLOADS or not argv[1].isdigit() or int(argv[1]) < 2:
-        sys.exit(f"usage: {Path(__file__).name} {{{'|'.join(WORKLOADS)}}} N (N >= 2) | all")
+        sys.exit(
+            f"usage: {Path(__file__).name} {{{'|'.join(WORKLOADS)}}} N (N >= 2) | all [REPEATS]"
+        )
     print(json.dumps(measure(argv[0], int(argv[1]))))
 
 

@@ -59,7 +59,7 @@ class _Base:
     (so a step and its successors validate a node at most once).
     """
 
-    __slots__ = ("_absent", "_split", "document", "escapes", "raw", "validated")
+    __slots__ = ("_absent", "_split", "_text", "document", "escapes", "raw", "validated")
 
     def __init__(self, document: bytes, raw: memoryview) -> None:
         self.document = document
@@ -67,6 +67,7 @@ class _Base:
         self.escapes = b"\\" in document
         self._split: dict[str, msgspec.Raw] | None = None
         self._absent: set[str] = set()
+        self._text: bytes | None = None
         self.validated: dict[str, Any] = {}
 
     @property
@@ -81,7 +82,9 @@ class _Base:
             # not occur as a quoted string is not a key (a search instead of a split).
             if node_id in self._absent:
                 return False
-            if b'"' + node_id.encode() + b'"' not in self.document:
+            if self._text is None:
+                self._text = bytes(self.raw)  # a copy to search (not the header's strings)
+            if b'"' + node_id.encode() + b'"' not in self._text:
                 self._absent.add(node_id)
                 return False
         return node_id in self.split
@@ -256,7 +259,9 @@ def snapshot_from_json(data: bytes | bytearray | memoryview | str) -> Snapshot:
         data = bytes(data)
     top = _TOP.decode(data)
     raw_context = top.pop("context", None)
-    header = b"{" + b",".join(_key(k) + bytes(v) for k, v in top.items()) + b"}"
+    # An explicit empty context: the model's default would be deep-copied.
+    members = [_key(k) + bytes(v) for k, v in top.items()]
+    header = b"{" + b",".join([*members, b'"context":{}']) + b"}"
     snapshot = Snapshot.model_validate_json(header)
     if raw_context is None:
         return snapshot

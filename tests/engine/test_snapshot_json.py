@@ -167,3 +167,20 @@ def test_an_absent_context_is_empty() -> None:
     snapshot = Snapshot.from_json('{"workflowId":"w","status":"paused","currentNodeId":"a"}')
     assert dict(snapshot.context) == {}
     assert json.loads(snapshot.to_json())["context"] == {}
+
+
+async def test_a_step_to_a_new_node_neither_splits_nor_validates_the_history() -> None:
+    engine = WorkflowEngine(
+        {
+            "nodes": [{"id": "a", "type": "t"}, {"id": "b", "type": "t"}],
+            "edges": [{"source": "a", "target": "b"}],
+        },
+        {"t": {"executor": lambda *_: StepResult(1)}},
+    )
+    first = await engine.execute_step(engine.create_initial_snapshot("w", "a"))
+    loaded = Snapshot.from_json(first.to_json())  # the header names "b" as the current node
+    after = await engine.execute_step(loaded)
+    assert isinstance(after.context, LazyContext)
+    assert after.context._base._split is None
+    assert after.context._base.validated == {}
+    assert json.loads(after.to_json())["context"]["b"][0]["output"] == 1
