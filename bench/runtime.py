@@ -1,14 +1,21 @@
 """Runtime benchmark on the embedded default (SQLite WAL, synchronous=FULL).
 
-Usage: python bench/runtime.py [--quick]
+Usage: python bench/runtime.py [--quick] [--rounds N]
 
-Measures, in one process and one run:
-1. the raw durable-commit rate of the same SQLite configuration (one small row per
-   transaction), the ceiling for anything that commits every step;
-2. committed steps per second end to end: runs started through the HTTP API (local server),
-   chains of quick nodes, several concurrent runs, delivered by the local scheduler, with
-   one step per delivery (default) and with a batch budget; reported as a ratio of (1);
-3. store writes and scheduled deliveries per node, both ways;
+Measures, in one process:
+
+1. the durable-commit floor: what one step writes, with nothing around it. One thread,
+   the runtime's own schema and pragmas, and per step one ``BEGIN IMMEDIATE``, the step's
+   result row, the head update (checked against its version), the delivery bookkeeping
+   (the next delivery recorded, the current one marked done) and ``COMMIT``; the rows are
+   the ones the runtime itself writes (copied from a run of it);
+2. committed steps per second on the embedded default (its default worker count), for
+   three workloads: 8 concurrent chains, 1 chain, and 200 runs of 5 steps. Only the starts
+   go through the HTTP API (``POST /runs`` on the local server); every step is delivered
+   by the local scheduler. Each round measures the floor and then every workload, and each
+   workload's ratio is taken to the floor of its own round; the table reports medians;
+3. per step, on one chain with the statements traced (a separate run, not timed): SQL
+   statements, write transactions and deliveries recorded;
 4. per-step cost at history 100 vs 10,000 (a loop with 1 KB outputs), which must be flat.
 """
 
@@ -22,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,90 +40,169 @@ from refluxo import StepResult
 from refluxo.api.client import HttpClient
 from refluxo.api.http import HttpApi
 from refluxo.api.server import LocalServer
+from refluxo.backends.sqlite.db import SCHEMA, SqliteDatabase
 from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime import App, StepBudget
 
 
-def raw_commit_rate(directory: Path, seconds: float = 2.0) -> float:
-    """Commits per second: one ~200-byte row per BEGIN IMMEDIATE/COMMIT, WAL + FULL."""
-    path = directory / "raw.db"
+class Rows:
+    """A step's rows as the runtime writes them: a head and a result (their JSON text)."""
+
+    def __init__(self, head: str, result: str) -> None:
+        self.head = head
+        self.result = result
+
+
+def floor_rate(directory: Path, rows: Rows, seconds: float) -> float:
+    """Steps per second writing only what a step writes, one transaction per step."""
+    path = directory / f"floor-{time.monotonic_ns()}.db"
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
-    connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
-    row = "x" * 200
-    count = 0
+    connection.executescript(SCHEMA)
+    connection.execute(
+        "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
+        "input, pending, result_count, created_at, updated_at, due_at) "
+        "VALUES ('floor', 'chain', 'v', 'active', 0, ?, NULL, NULL, 0, 0, 0, 0)",
+        (rows.head,),
+    )
+    names = [f"{index:064x}" for index in range(1_000_000)]
+    connection.execute(
+        "INSERT INTO deliveries (name, run_id, version, due_at, hop, available_at, state, "
+        "attempts, updated_at) VALUES (?, 'floor', 0, 0, 0, 0, 'pending', 0, 0)",
+        (names[0],),
+    )
+    step = 0
     started = time.perf_counter()
     while time.perf_counter() - started < seconds:
+        now = time.time_ns() // 1_000_000
         connection.execute("BEGIN IMMEDIATE")
-        connection.execute("INSERT INTO t (v) VALUES (?)", (row,))
+        connection.execute(
+            "INSERT INTO results (run_id, seq, node_id, node_index, result) "
+            "VALUES ('floor', ?, ?, 0, ?)",
+            (step, f"n{step}", rows.result),
+        )
+        connection.execute(
+            "UPDATE runs SET version = ?, head = ?, result_count = result_count + 1, "
+            "updated_at = ?, due_at = ? WHERE run_id = 'floor' AND version = ?",
+            (step + 1, rows.head, now, now, step),
+        )
+        connection.execute(
+            "INSERT INTO deliveries (name, run_id, version, due_at, hop, available_at, state, "
+            "attempts, updated_at) VALUES (?, 'floor', ?, 0, 0, 0, 'pending', 0, ?)",
+            (names[step + 1], step + 1, now),
+        )
+        connection.execute(
+            "UPDATE deliveries SET state = 'done', updated_at = ? WHERE name = ?",
+            (now, names[step]),
+        )
         connection.execute("COMMIT")
-        count += 1
+        step += 1
     elapsed = time.perf_counter() - started
     connection.close()
-    return count / elapsed
+    path.unlink()
+    return step / elapsed
 
 
-class WriteCounter:
-    """Counts write transactions on the runtime's database."""
+class Counters:
+    """Counts SQL statements and write transactions on a runtime's database."""
 
-    def __init__(self, runtime: EmbeddedRuntime) -> None:
-        self.count = 0
-        original = runtime.db.write
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.statements = 0
+        self.writes = 0
         lock = threading.Lock()
+        connect: Callable[[], sqlite3.Connection] = db._connect
+        write = db.write
 
-        def counted() -> Any:
+        def traced(_: str) -> None:
+            nonlocal lock
             with lock:
-                self.count += 1
-            return original()
+                self.statements += 1
 
-        runtime.db.write = counted  # type: ignore[method-assign]
+        def connect_traced() -> sqlite3.Connection:
+            connection = connect()
+            connection.set_trace_callback(traced)
+            return connection
+
+        def counted_write() -> Any:
+            with lock:
+                self.writes += 1
+            return write()
+
+        db.close()  # connections opened from now on are traced
+        db._connect = connect_traced  # type: ignore[method-assign]
+        db.write = counted_write  # type: ignore[method-assign]
 
 
-def end_to_end(
-    directory: Path, *, runs: int, length: int, workers: int, batch: int
+def wait_completed(path: Path, runs: int, timeout: float = 300.0) -> None:
+    """Poll (on a connection of its own) until ``runs`` runs have completed."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            row = connection.execute(
+                "SELECT count(*) FROM runs WHERE status = 'completed'"
+            ).fetchone()
+            if row[0] >= runs:
+                return
+            time.sleep(0.002)
+    finally:
+        connection.close()
+    raise TimeoutError(f"{runs} runs did not complete in {timeout} s")
+
+
+def workload(
+    directory: Path,
+    name: str,
+    *,
+    runs: int,
+    length: int,
+    batch: int = 1,
+    trace: bool = False,
 ) -> dict[str, Any]:
     """Start ``runs`` chains of ``length`` quick nodes over HTTP; time until all complete."""
     app = chain_app(length)
+    path = directory / f"{name}-{time.monotonic_ns()}.db"
     runtime = EmbeddedRuntime(
-        app, directory / f"e2e-{batch}.db", workers=workers, budget=StepBudget(max_steps=batch)
+        app, path, workers=DEFAULT_WORKERS, budget=StepBudget(max_steps=batch)
     )
-    counter = WriteCounter(runtime)
+    counters = Counters(runtime.db) if trace else None
     runtime.start()
     server = LocalServer(HttpApi(runtime.service)).start()
     client = HttpClient(server.url)
     try:
         started = time.perf_counter()
-        ids = [client.start("chain", {"k": k})["runId"] for k in range(runs)]
-        done = threading.Event()
-
-        def all_completed() -> bool:
-            return all(client.get(i, timeline_limit=0)["status"] == "completed" for i in ids)
-
-        while not done.is_set():
-            if runtime.scheduler.wait_idle(timeout=120) and all_completed():
-                done.set()
+        for k in range(runs):
+            client.start("chain", {"k": k})
+        wait_completed(path, runs)
         elapsed = time.perf_counter() - started
-        writes = counter.count
-        deliveries = (
-            runtime.db.connection().execute("SELECT count(*) FROM deliveries").fetchone()[0]
-        )
-        steps = sum(client.get(i, timeline_limit=0)["resultCount"] for i in ids)
+        connection = runtime.db.connection()
+        steps = connection.execute("SELECT sum(result_count) FROM runs").fetchone()[0]
+        deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+        head, result = connection.execute(
+            "SELECT head, (SELECT result FROM results LIMIT 1) FROM runs LIMIT 1"
+        ).fetchone()
     finally:
         server.stop()
         runtime.stop()
     assert steps == runs * length, (steps, runs * length)
-    return {
+    row: dict[str, Any] = {
+        "workload": name,
         "runs": runs,
         "nodes_per_run": length,
-        "workers": workers,
         "batch": batch,
         "steps": steps,
         "seconds": round(elapsed, 3),
         "steps_per_s": round(steps / elapsed, 1),
-        "writes_per_node": round(writes / steps, 3),
-        "deliveries_per_node": round(deliveries / steps, 3),
+        "deliveries_per_step": round(deliveries / steps, 3),
+        "rows": Rows(head, result),
     }
+    if counters is not None:
+        # The starts (HTTP, definition, first delivery) are counted too, spread over steps.
+        row["statements_per_step"] = round(counters.statements / steps, 2)
+        row["write_transactions_per_step"] = round(counters.writes / steps, 3)
+    return row
 
 
 def history_cost(directory: Path, *, iterations: int, output_bytes: int) -> dict[str, Any]:
@@ -181,33 +268,56 @@ def history_cost(directory: Path, *, iterations: int, output_bytes: int) -> dict
     }
 
 
+WORKLOADS = {
+    # name: (runs, nodes per run), full size and --quick
+    "8 chains": ((8, 250), (8, 100)),
+    "1 chain": ((1, 1000), (1, 300)),
+    "200 runs x 5": ((200, 5), (100, 5)),
+}
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
+    floor_seconds = 1.0 if quick else 2.0
     with tempfile.TemporaryDirectory(dir=os.environ.get("REFLUXO_BENCH_DIR")) as scratch:
         directory = Path(scratch)
-        raw = raw_commit_rate(directory)
-        print(json.dumps({"raw_commits_per_s": round(raw, 1)}), flush=True)
-        runs, length = (4, 50) if quick else (8, 250)
-        results = []
-        for batch in (1, 10):
-            row = end_to_end(directory, runs=runs, length=length, workers=4, batch=batch)
-            row["ratio_to_raw"] = round(row["steps_per_s"] / raw, 3)
-            results.append(row)
-            print(json.dumps(row), flush=True)
+        traced = workload(directory, "traced", runs=1, length=300 if quick else 1000, trace=True)
+        rows: Rows = traced.pop("rows")
+        print(json.dumps(traced), flush=True)
+        floors: list[float] = []
+        measured: dict[str, list[dict[str, Any]]] = {name: [] for name in WORKLOADS}
+        for index in range(rounds):
+            floor = floor_rate(directory, rows, floor_seconds)
+            floors.append(floor)
+            print(json.dumps({"round": index, "floor_steps_per_s": round(floor, 1)}), flush=True)
+            for name, sizes in WORKLOADS.items():
+                runs, length = sizes[1] if quick else sizes[0]
+                row = workload(directory, name.replace(" ", ""), runs=runs, length=length)
+                row.pop("rows")
+                row["workload"] = name
+                row["round"] = index
+                row["ratio_to_floor"] = round(row["steps_per_s"] / floor, 3)
+                measured[name].append(row)
+                print(json.dumps(row), flush=True)
         history = history_cost(directory, iterations=500 if quick else 5000, output_bytes=1024)
         print(json.dumps(history), flush=True)
 
-    print("\n| measure | value |\n|---|---:|")
-    print(f"| raw durable commits/s (WAL, synchronous=FULL) | {raw:.0f} |")
-    for row in results:
-        print(
-            f"| HTTP end to end, batch {row['batch']}: steps/s | {row['steps_per_s']:.0f} "
-            f"({row['ratio_to_raw']:.0%} of raw) |"
-        )
-        print(f"| batch {row['batch']}: store writes / node | {row['writes_per_node']} |")
-        print(f"| batch {row['batch']}: deliveries / node | {row['deliveries_per_node']} |")
-    print(f"| per-step µs at history 100 | {history['us_per_step_at_100']} |")
-    print(f"| per-step µs at history {history['steps']} | {history['us_per_step_at_end']} |")
+    print(f"\n{rounds} rounds, {DEFAULT_WORKERS} workers, medians\n")
+    print("| workload | steps | steps/s | ratio to the floor (per round) |")
+    print("|---|---:|---:|---:|")
+    print(f"| floor (one thread, bare SQLite) | | {statistics.median(floors):.0f} | 1 |")
+    for name, results in measured.items():
+        rate = statistics.median(r["steps_per_s"] for r in results)
+        ratio = statistics.median(r["ratio_to_floor"] for r in results)
+        each = ", ".join(f"{r['ratio_to_floor']:.2f}" for r in results)
+        print(f"| {name} | {results[0]['steps']} | {rate:.0f} | **{ratio:.2f}x** ({each}) |")
+    print("\n| per step (1 chain, traced) | value |\n|---|---:|")
+    print(f"| SQL statements | {traced['statements_per_step']} |")
+    print(f"| write transactions | {traced['write_transactions_per_step']} |")
+    print(f"| deliveries recorded | {traced['deliveries_per_step']} |")
+    print(f"| µs at history 100 | {history['us_per_step_at_100']} |")
+    print(f"| µs at history {history['steps']} | {history['us_per_step_at_end']} |")
     print(f"| ratio (end / 100) | {history['ratio']} |")
 
 

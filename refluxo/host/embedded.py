@@ -9,7 +9,8 @@ from refluxo.backends.sqlite.scheduler import LocalScheduler
 from refluxo.backends.sqlite.store import SqliteStore
 from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime.app import App
-from refluxo.runtime.dispatcher import Dispatcher, StepBudget
+from refluxo.runtime.dispatcher import DeliveryResult, Dispatcher, StepBudget
+from refluxo.runtime.ports import Delivery, RunRecord
 from refluxo.runtime.service import RunService
 
 
@@ -48,6 +49,11 @@ class EmbeddedRuntime:
         self.dispatcher = Dispatcher(app, self.store, self.scheduler, budget=budget)
         self.service = RunService(self.dispatcher)
         self.scheduler.handler = self.service.deliver
+        self.scheduler.continuation = self._continue
+
+    def _continue(self, delivery: Delivery, record: RunRecord) -> DeliveryResult:
+        """Deliver the next delivery of a run whose commit returned ``record`` (no reload)."""
+        return self.service.loop.run(self.dispatcher.deliver(delivery, record))
 
     def start(self) -> EmbeddedRuntime:
         """Start delivering in the background."""

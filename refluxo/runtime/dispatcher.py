@@ -145,14 +145,20 @@ class Dispatcher:
         """Past this many platform retries of one delivery, its step counts as a failed
         attempt of the node (:class:`StepUnanswered`); ``None``: never."""
 
-    async def deliver(self, delivery: Delivery) -> DeliveryResult:
+    async def deliver(self, delivery: Delivery, known: RunRecord | None = None) -> DeliveryResult:
         """Process one delivery; see the module docstring for the guarantees.
+
+        ``known``: the run as its last commit returned it (a scheduler going on with the run
+        in process), used instead of loading it; if it is no longer the stored head, the
+        commit loses the optimistic lock like any stale copy.
 
         Raises:
             TransientError: the store or scheduler failed for a reason that may pass;
                 nothing was committed that the redelivery would not find.
         """
-        record: RunRecord | None = await blocking(self.store.load_run, delivery.run_id)
+        record: RunRecord | None = known
+        if record is None or record.run_id != delivery.run_id:
+            record = await blocking(self.store.load_run, delivery.run_id)
         if record is None:
             log_event(
                 "step",

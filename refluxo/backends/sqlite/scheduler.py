@@ -1,39 +1,51 @@
 """The embedded :class:`~refluxo.runtime.ports.Scheduler`: due deliveries in SQLite.
 
 Deliveries live in the ``deliveries`` table of the same database as the runs, so they
-survive a restart of the process: on start, every pending delivery whose time has come is
-delivered. Worker threads wait until the next due time (or until something is scheduled)
-and hand each due delivery to the handler (the dispatcher). A delivery stays ``pending``
-until it is acknowledged: by the commit itself (the store's transactional outbox) or by the
-worker once the handler returns. A handler that raises leaves it pending with a backoff, so
-it is retried.
+survive a restart of the process: the table is the durable record, and on start every
+pending delivery in it is loaded and delivered when due. Workers do not poll it: they take
+deliveries from an in-memory ready queue (soonest first) that the table's writers feed, the
+store's commits (its transactional outbox) and :meth:`LocalScheduler.schedule`, and wait on
+a condition until one is due; each addition wakes one worker (``notify``), which wakes one
+more if more is due.
+
+A claim takes a delivery out of the ready queue under the scheduler's lock, so two workers
+never hold the same one. It stays ``pending`` in the table until it is acknowledged (by the
+commit itself, or by the worker once the handler returns): a delivery claimed but never
+finished (the process died) is delivered again after a restart, and one held longer than
+the lease (a worker stuck in a step) is handed out again. A handler that raises leaves it
+pending with a backoff, so it is retried.
+
+The worker that commits a step goes on with the run: when the commit recorded the run's next
+delivery, due now, the outbox reserves it for that worker, which delivers it with the record
+the commit returned (no claim, no reload of the head), within the dispatcher's own step
+budget per delivery. It gives the run back to the queue after :data:`CONTINUE_LIMIT`
+deliveries in a row if other deliveries are waiting, so a long run cannot starve them.
 
 Workers never die. When the database itself fails (a full disk, an I/O error) the handler
 fails, and so does recording its retry; the delivery is still pending, so nothing is lost,
 and the worker logs once for the whole episode, backs off (bounded, exponential) and tries
 again, until the disk has room and the runs go on by themselves.
 
-Claims are consistent within a process: a worker reads the due deliveries and marks one in
-flight under the same lock under which a finished delivery leaves the in-flight set (after
-its acknowledgement committed), so two workers never take the same delivery, and an idle
-worker waits for the next delivery *not* in flight instead of spinning on one that is.
-Each change wakes one worker, which wakes the next if more is due.
-
-Delivery is at least once: two processes on one database may both deliver a delivery; the
-dispatcher's optimistic lock makes the second a no-op. Acknowledged deliveries are kept for
-a retention window (a late duplicate is still recognised as done), then purged by the
-workers, at most once per purge interval, in short transactions.
+Delivery is at least once: the table is read again every :data:`RESCAN_EVERY_S` (and on
+:meth:`LocalScheduler.wake`) for pending deliveries written by another process, and two
+processes on one database may both deliver a delivery; the dispatcher's optimistic lock
+makes the second a no-op. Acknowledged deliveries are kept for a retention window (a late
+duplicate is still recognised as done), then purged by the workers, at most once per purge
+interval, in short transactions.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase
-from refluxo.backends.sqlite.outbox import SqliteOutbox, insert_deliveries, mark_done
+from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox, insert_deliveries, mark_done
 from refluxo.errors import TransientError
 from refluxo.runtime.ports import Delivery
 from refluxo.steps import Clock, wall_clock_ms
@@ -43,8 +55,24 @@ logger = logging.getLogger("refluxo.scheduler")
 Handler = Callable[[Delivery], Any]
 """Executes one delivery (blocking) and returns its result; raising leaves it pending."""
 
+Continuation = Callable[[Delivery, Any], Any]
+"""Executes one delivery given the run's record as the previous commit returned it."""
+
 MAX_IDLE_WAIT_S = 1.0
 """Upper bound on a worker's wait, so a changed clock (or another process) is noticed."""
+
+RESCAN_EVERY_S = 1.0
+"""How often the workers read the table for due deliveries they do not know (another
+process's), and hand out again the deliveries held past their lease."""
+
+RESCAN_LIMIT = 1_000
+"""Due deliveries read per periodic rescan (the soonest)."""
+
+DEFAULT_LEASE_S = 900.0
+"""How long a claimed delivery may stay unfinished before it is handed out again."""
+
+CONTINUE_LIMIT = 16
+"""Deliveries of one run a worker delivers in a row before it lets waiting ones go first."""
 
 DONE_RETENTION_MS = 3_600_000
 """Delivered names are remembered for an hour, so late duplicates are recognised."""
@@ -57,6 +85,23 @@ PURGE_BATCH = 1_000
 
 TROUBLE_WAIT_S = (0.05, 5.0)
 """A failing worker's first and longest pause; the pause doubles on each failure."""
+
+_READY, _CLAIMED, _RESERVED = 0, 1, 2
+
+
+class _Entry:
+    """A pending delivery the scheduler knows: ready (queued), claimed, or reserved for
+    the worker whose commit recorded it. Replaced, never reused, when handed out again."""
+
+    __slots__ = ("available_at", "claimed_at", "delivery", "name", "seq", "state")
+
+    def __init__(self, delivery: Delivery, name: str, available_at: int, state: int) -> None:
+        self.delivery = delivery
+        self.name = name
+        self.available_at = available_at
+        self.state = state
+        self.seq = 0
+        self.claimed_at = 0.0
 
 
 def retry_backoff_ms(attempts: int) -> int:
@@ -81,6 +126,9 @@ class LocalScheduler:
         batch: accepted for compatibility; workers claim one delivery at a time.
         retention_ms: how long acknowledged deliveries are remembered.
         purge_every_ms: how often (at most) the workers forget expired ones.
+        lease_s: how long a claimed delivery may stay unfinished before it is handed out
+            again (a worker stuck in a step; the dispatcher's optimistic lock keeps the
+            stuck one's late commit from applying twice).
     """
 
     def __init__(
@@ -93,20 +141,37 @@ class LocalScheduler:
         batch: int = 32,
         retention_ms: int = DONE_RETENTION_MS,
         purge_every_ms: int = PURGE_EVERY_MS,
+        lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
         self.db = db
         self.handler = handler
+        self.continuation: Continuation | None = None
+        """Delivers a run's next delivery with the record its commit returned (no reload);
+        without one, every delivery goes to :attr:`handler` and waits in the queue."""
         self.clock = clock
         self.workers = workers
         self.batch = batch
         self.retention_ms = retention_ms
         self.purge_every_ms = purge_every_ms
+        self.lease_s = lease_s
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         """Idle workers wait here; one is notified per change."""
         self._settled = threading.Condition(self._lock)
-        """:meth:`wait_idle` waits here; notified whenever a delivery leaves the flight."""
-        self._in_flight: set[str] = set()
+        """:meth:`wait_idle` waits here; notified whenever a delivery is finished."""
+        self._entries: dict[str, _Entry] = {}
+        """Every pending delivery known, by name."""
+        self._ready: list[tuple[int, int, _Entry]] = []
+        """The ready queue: a heap by due time (stale tuples are skipped when popped)."""
+        self._held: dict[str, _Entry] = {}
+        """The claimed and reserved deliveries, by name."""
+        self._successors: dict[str, tuple[_Entry, Any]] = {}
+        """By the name of a claimed delivery: the next delivery its commit reserved for the
+        same worker, and the record the commit returned."""
+        self._seq = itertools.count()
+        self._loaded = False
+        self._rescan_wanted = True
+        self._next_rescan = 0.0
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._stop = threading.Event()
@@ -116,29 +181,35 @@ class LocalScheduler:
         """Deliveries whose handler returned (progress an operator can watch)."""
         self.failures = 0
         """Deliveries whose handler raised (each left pending and retried)."""
-        self.outbox = SqliteOutbox(str(db.path), self.wake)
+        self.outbox = SqliteOutbox(str(db.path), self._recorded)
         """This scheduler's outbox, for a store on the same file to record deliveries in its
         commits (wired by the composition root)."""
 
     # -- the Scheduler protocol ---------------------------------------------------------
 
     def schedule(self, delivery: Delivery) -> None:
+        name = delivery.name
         with self.db.write() as connection:
-            insert_deliveries(connection, [delivery], self.clock())
-        self.wake()
+            added = insert_deliveries(connection, [delivery], self.clock())
+        if added:  # else already recorded: known, done, or another process's (rescanned)
+            with self._lock:
+                self._add(delivery, name, delivery.due_at)
 
     # -- running ------------------------------------------------------------------------
 
     def wake(self) -> None:
-        """Tell a waiting worker that deliveries or the clock changed."""
+        """Tell a waiting worker that the table or the clock changed (it reads the table)."""
         with self._lock:
+            self._rescan_wanted = True
             self._wakeup.notify()
 
     def start(self) -> None:
         """Start the worker threads (daemon threads; call :meth:`stop` to end them)."""
         if self.handler is None:
             raise RuntimeError("LocalScheduler needs a handler before it starts")
-        self._stopping = False
+        with self._lock:
+            self._stopping = False
+            self._rescan_wanted = True  # the first worker loads the table
         self._stop.clear()
         for index in range(self.workers):
             thread = threading.Thread(
@@ -162,14 +233,15 @@ class LocalScheduler:
 
         Returns how many were delivered. For tests and one-shot command-line use.
         """
+        with self._lock:
+            self._rescan(synchronise=True)
         count = 0
         while limit is None or count < limit:
             with self._lock:
-                claimed, _ = self._claim()
+                claimed, _ = self._pop_due(self.clock())
             if claimed is None:
                 return count
-            self._deliver(claimed)
-            count += 1
+            count += self._run(claimed, None if limit is None else limit - count, eager=False)
         return count
 
     def pending(self) -> list[Delivery]:
@@ -183,22 +255,26 @@ class LocalScheduler:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is due now and nothing is being delivered. True if reached."""
-        deadline = threading.Event()
-        timer = threading.Timer(timeout, deadline.set)
-        timer.start()
-        try:
-            with self._lock:
-                while not deadline.is_set():
-                    if not self._in_flight and not self._due_exists():
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                if not self._held and self._peek_due(self.clock()) is None:
+                    if not self._unknown_due():
                         return True
-                    self._settled.wait(0.05)
-            return False
-        finally:
-            timer.cancel()
+                    self._rescan_wanted = True
+                    self._wakeup.notify()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._settled.wait(min(0.05, remaining))
 
     def acknowledge(self, delivery: Delivery) -> None:
         """Mark ``delivery`` done: it will not be delivered again."""
         self._acknowledge(delivery)
+        with self._lock:
+            entry = self._entries.get(delivery.name)
+            if entry is not None and entry.state == _READY:
+                del self._entries[entry.name]
 
     def purge(self, older_than_ms: int = DONE_RETENTION_MS) -> int:
         """Forget acknowledged deliveries older than ``older_than_ms``; returns how many.
@@ -229,12 +305,9 @@ class LocalScheduler:
         while not self._stopping:
             try:
                 self._purge_if_due()
-                with self._lock:
-                    claimed, wait = self._claim()
-                    if claimed is None and wait > 0 and not self._stopping:
-                        self._wakeup.wait(wait)
+                claimed = self._next()
                 if claimed is not None:
-                    self._deliver(claimed)
+                    self._run(claimed, None, eager=True)
             except Exception as err:
                 failures += 1
                 self._trouble(err)
@@ -243,6 +316,44 @@ class LocalScheduler:
             failures = 0
             if claimed is not None and self._troubled:
                 self._recovered()
+
+    def _next(self) -> _Entry | None:
+        """Claim the soonest due delivery, waiting (woken one at a time) until there is one."""
+        with self._lock:
+            while not self._stopping:
+                if self._rescan_wanted or time.monotonic() >= self._next_rescan:
+                    self._rescan()
+                now = self.clock()
+                claimed, wait = self._pop_due(now)
+                if claimed is not None:
+                    if self._peek_due(now) is not None:
+                        self._wakeup.notify()  # more is due: one more worker
+                    return claimed
+                self._wakeup.wait(wait)
+        return None
+
+    def _run(self, claimed: _Entry, limit: int | None, *, eager: bool) -> int:
+        """Deliver ``claimed``, then the deliveries its commits reserve for this thread.
+
+        ``eager``: go on with the run for up to :data:`CONTINUE_LIMIT` deliveries whatever
+        is waiting (then only while nothing else is due); otherwise only while nothing else
+        is due. ``limit``: deliver at most this many. Returns how many were delivered.
+        """
+        count = 0
+        current: tuple[_Entry, Any] | None = (claimed, None)
+        while current is not None:
+            entry, record = current
+            count += 1
+            if limit is not None and count >= limit:
+                go_on: bool | None = False
+            elif eager and count < CONTINUE_LIMIT:
+                go_on = True
+            else:
+                go_on = None
+            current = self._deliver(entry, record, go_on)
+            if current is not None and eager:
+                self._purge_if_due()
+        return count
 
     def _trouble(self, error: Exception) -> None:
         """Log the first failure of an episode (all workers together); then only debug."""
@@ -275,84 +386,248 @@ class LocalScheduler:
         if purged:
             logger.debug("local scheduler forgot %d delivered deliveries", purged)
 
-    # -- internals (the caller holds ``self._lock`` where noted) --------------------------
+    # -- delivering -------------------------------------------------------------------------
 
-    def _claim(self) -> tuple[Delivery | None, float]:
-        """Under the lock: the soonest due delivery not in flight, now marked in flight.
+    def _deliver(self, entry: _Entry, record: Any, go_on: bool | None) -> tuple[_Entry, Any] | None:
+        """Run the handler, then acknowledge or reschedule; raises if neither is possible.
 
-        Returns it, or ``None`` and how long to wait (seconds) for the soonest one not in
-        flight. Wakes one more worker if another delivery is due.
+        Returns the next delivery to deliver in this thread (reserved by the commit), if any.
+        """
+        assert self.handler is not None
+        delivery = entry.delivery
+        try:
+            if record is not None and self.continuation is not None:
+                result = self.continuation(delivery, record)
+            else:
+                result = self.handler(delivery)
+        except Exception as err:
+            self.failures += 1
+            try:
+                available_at = self._retry_later(delivery)
+            except BaseException:
+                self._finish(entry, requeue_at=entry.available_at)
+                raise
+            self._finish(entry, requeue_at=available_at, forget=available_at is None)
+            if isinstance(err, TransientError):
+                logger.warning(
+                    "delivery of run %s v%s failed: %s; will retry",
+                    delivery.run_id,
+                    delivery.version,
+                    err,
+                )
+            else:
+                logger.exception(
+                    "delivery of run %s v%s failed; will retry",
+                    delivery.run_id,
+                    delivery.version,
+                )
+            return None
+        except BaseException:
+            self._finish(entry, requeue_at=entry.available_at)
+            raise
+        self.delivered += 1
+        if not getattr(result, "acknowledged", False):
+            try:
+                self._acknowledge(delivery)
+            except BaseException:
+                self._finish(entry, requeue_at=entry.available_at)
+                raise
+        return self._finish(entry, go_on=go_on)
+
+    def _finish(
+        self,
+        entry: _Entry,
+        *,
+        requeue_at: int | None = None,
+        forget: bool = False,
+        go_on: bool | None = False,
+    ) -> tuple[_Entry, Any] | None:
+        """A claimed delivery is over: forgotten (acknowledged), or queued again at
+        ``requeue_at``. Its reserved successor is returned to go on with (``go_on``: True,
+        or None and nothing else is due), or queued."""
+        with self._lock:
+            if self._held.get(entry.name) is entry:
+                del self._held[entry.name]
+            if self._entries.get(entry.name) is entry:
+                if requeue_at is None or forget:
+                    del self._entries[entry.name]
+                else:
+                    entry.available_at = requeue_at
+                    self._enqueue(entry)
+            following = self._successors.pop(entry.name, None)
+            self._settled.notify_all()
+            if following is None:
+                return None
+            successor = following[0]
+            if self._entries.get(successor.name) is not successor or successor.state != _RESERVED:
+                return None  # handed out again meanwhile (a lease expired)
+            ok = requeue_at is None and not self._stopping
+            if ok and (go_on or (go_on is None and self._peek_due(self.clock()) is None)):
+                successor.state = _CLAIMED
+                successor.claimed_at = time.monotonic()
+                return following
+            del self._held[successor.name]
+            self._enqueue(successor)
+            return None
+
+    def _recorded(self, recorded: Sequence[Recorded]) -> None:
+        """The outbox's report, after a commit: what it marked done and recorded next.
+
+        A next delivery due now, recorded by the commit of a delivery a worker holds, is
+        reserved for that worker (it goes on with the run when the handler returns); any
+        other goes to the ready queue, waking one worker.
         """
         now = self.clock()
+        with self._lock:
+            for done, following, name, record in recorded:
+                holder: _Entry | None = None
+                if done is not None:
+                    known = self._entries.get(done)
+                    if known is not None and known.state == _CLAIMED:
+                        holder = known
+                    elif known is not None and known.state == _READY:
+                        del self._entries[known.name]  # delivered by someone else
+                if following is None or name is None:
+                    continue
+                if (
+                    holder is None
+                    or self.continuation is None
+                    or record is None
+                    or following.due_at > now
+                ):
+                    self._add(following, name, following.due_at)
+                    continue
+                existing = self._entries.get(name)
+                if existing is None:
+                    entry = _Entry(following, name, following.due_at, _RESERVED)
+                    self._entries[name] = entry
+                elif existing.state == _READY:
+                    entry = existing
+                    entry.state = _RESERVED
+                else:
+                    continue
+                entry.claimed_at = time.monotonic()
+                self._held[name] = entry
+                self._successors[holder.name] = (entry, record)
+
+    # -- internals (the caller holds ``self._lock``) ----------------------------------------
+
+    def _add(self, delivery: Delivery, name: str, available_at: int) -> None:
+        if name not in self._entries:
+            entry = _Entry(delivery, name, available_at, _READY)
+            self._entries[name] = entry
+            self._enqueue(entry)
+
+    def _enqueue(self, entry: _Entry) -> None:
+        entry.state = _READY
+        entry.seq = next(self._seq)
+        heapq.heappush(self._ready, (entry.available_at, entry.seq, entry))
+        self._wakeup.notify()
+
+    def _peek_due(self, now: int) -> _Entry | None:
+        """The soonest ready delivery if it is due (stale heap tuples dropped on the way)."""
+        ready = self._ready
+        while ready:
+            available_at, seq, entry = ready[0]
+            if (
+                entry.state != _READY
+                or entry.seq != seq
+                or self._entries.get(entry.name) is not entry
+            ):
+                heapq.heappop(ready)
+                continue
+            return entry if available_at <= now else None
+        return None
+
+    def _pop_due(self, now: int) -> tuple[_Entry | None, float]:
+        """Claim the soonest due delivery, or answer how long to wait (seconds) for one."""
+        entry = self._peek_due(now)
+        if entry is None:
+            if not self._ready:
+                return None, MAX_IDLE_WAIT_S
+            return None, min(MAX_IDLE_WAIT_S, max(self._ready[0][0] - now, 1) / 1000)
+        heapq.heappop(self._ready)
+        entry.state = _CLAIMED
+        entry.claimed_at = time.monotonic()
+        self._held[entry.name] = entry
+        return entry, 0.0
+
+    def _rescan(self, *, synchronise: bool = False) -> None:
+        """Read the table: pending deliveries not known yet join the queue (all of them the
+        first time, then those due now); deliveries held past the lease are queued again.
+
+        ``synchronise``: also forget queued deliveries due now that the table no longer has
+        pending (acknowledged by another process), so that :meth:`drain` delivers exactly
+        what the table holds.
+        """
+        now = self.clock()
+        query = (
+            "SELECT name, run_id, version, due_at, hop, available_at FROM deliveries "
+            "WHERE state = 'pending'"
+        )
+        with self.db.reading() as connection:
+            if not self._loaded:
+                rows = connection.execute(query).fetchall()
+            elif synchronise:
+                rows = connection.execute(query + " AND available_at <= ?", (now,)).fetchall()
+            else:
+                rows = connection.execute(
+                    query + " AND available_at <= ? ORDER BY available_at LIMIT ?",
+                    (now, RESCAN_LIMIT),
+                ).fetchall()
+        if synchronise:
+            pending = {row[0] for row in rows}
+            for name, entry in list(self._entries.items()):
+                if entry.state == _READY and entry.available_at <= now and name not in pending:
+                    del self._entries[name]
+        for name, run_id, version, due_at, hop, available_at in rows:
+            self._add(Delivery(run_id, version, due_at, hop), name, available_at)
+        expired = time.monotonic() - self.lease_s
+        for name, entry in list(self._held.items()):
+            if entry.claimed_at < expired:
+                logger.warning(
+                    "delivery of run %s v%s held for over %g s: handed out again",
+                    entry.delivery.run_id,
+                    entry.delivery.version,
+                    self.lease_s,
+                )
+                del self._held[name]
+                again = _Entry(entry.delivery, name, entry.available_at, _READY)
+                self._entries[name] = again
+                self._enqueue(again)
+        self._loaded = True
+        self._rescan_wanted = False
+        self._next_rescan = time.monotonic() + RESCAN_EVERY_S
+
+    def _unknown_due(self) -> bool:
+        """Whether the table has a pending delivery due now that is not known here."""
         with self.db.reading() as connection:
             rows = connection.execute(
-                "SELECT name, run_id, version, due_at, hop, available_at FROM deliveries "
-                "WHERE state = 'pending' ORDER BY available_at LIMIT ?",
-                (len(self._in_flight) + 2,),
+                "SELECT name FROM deliveries WHERE state = 'pending' AND available_at <= ? LIMIT ?",
+                (self.clock(), len(self._entries) + 1),
             ).fetchall()
-        waiting = [row for row in rows if row[0] not in self._in_flight]
-        if not waiting:
-            return None, MAX_IDLE_WAIT_S
-        name, run_id, version, due_at, hop, available_at = waiting[0]
-        if available_at > now:
-            return None, min(MAX_IDLE_WAIT_S, (available_at - now) / 1000)
-        self._in_flight.add(name)
-        if len(waiting) > 1 and waiting[1][5] <= now:
-            self._wakeup.notify()
-        return Delivery(run_id, version, due_at, hop), 0.0
+        return any(row[0] not in self._entries for row in rows)
 
-    def _due_exists(self) -> bool:
-        with self.db.reading() as connection:
-            row = connection.execute(
-                "SELECT 1 FROM deliveries WHERE state = 'pending' AND available_at <= ? LIMIT 1",
-                (self.clock(),),
-            ).fetchone()
-        return row is not None
-
-    def _deliver(self, delivery: Delivery) -> None:
-        """Run the handler, then acknowledge or reschedule; raises if neither is possible."""
-        assert self.handler is not None
-        try:
-            try:
-                result = self.handler(delivery)
-            except Exception as err:
-                self.failures += 1
-                self._retry_later(delivery)  # raises if the database fails too
-                if isinstance(err, TransientError):
-                    logger.warning(
-                        "delivery of run %s v%s failed: %s; will retry",
-                        delivery.run_id,
-                        delivery.version,
-                        err,
-                    )
-                else:
-                    logger.exception(
-                        "delivery of run %s v%s failed; will retry",
-                        delivery.run_id,
-                        delivery.version,
-                    )
-            else:
-                self.delivered += 1
-                if not getattr(result, "acknowledged", False):
-                    self._acknowledge(delivery)
-        finally:
-            with self._lock:
-                self._in_flight.discard(delivery.name)
-                self._settled.notify_all()
+    # -- writes -------------------------------------------------------------------------------
 
     def _acknowledge(self, delivery: Delivery) -> None:
         with self.db.write() as connection:
             mark_done(connection, delivery.name, self.clock())
 
-    def _retry_later(self, delivery: Delivery) -> None:
+    def _retry_later(self, delivery: Delivery) -> int | None:
+        """Record a failed attempt; returns when to deliver again (None: no longer pending)."""
         now = self.clock()
         with self.db.write() as connection:
             row = connection.execute(
-                "SELECT attempts FROM deliveries WHERE name = ?", (delivery.name,)
+                "SELECT attempts, state FROM deliveries WHERE name = ?", (delivery.name,)
             ).fetchone()
-            attempts = (row[0] if row else 0) + 1
+            if row is None or row[1] != "pending":
+                return None
+            attempts = row[0] + 1
+            available_at = now + retry_backoff_ms(attempts)
             connection.execute(
                 "UPDATE deliveries SET attempts = ?, available_at = ?, updated_at = ? "
-                "WHERE name = ? AND state = 'pending'",
-                (attempts, now + retry_backoff_ms(attempts), now, delivery.name),
+                "WHERE name = ?",
+                (attempts, available_at, now, delivery.name),
             )
+        return available_at

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
-from refluxo.backends.sqlite.outbox import SqliteOutbox
+from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox
 from refluxo.model import NodeResult, SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.due import expected_at
@@ -78,12 +78,13 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
 class _QueuedCommit:
     """A commit waiting for the write lock, and then its outcome."""
 
-    __slots__ = ("commit", "done", "error", "result")
+    __slots__ = ("commit", "done", "error", "recorded", "result")
 
     def __init__(self, commit: StepCommit) -> None:
         self.commit = commit
         self.done = False
         self.result: CommitResult | None = None
+        self.recorded: Recorded | None = None
         self.error: BaseException | None = None
 
 
@@ -157,13 +158,10 @@ class SqliteStore:
     def create_run(self, record: RunRecord, first_delivery: Delivery | None = None) -> CommitResult:
         snapshot = record.snapshot
         with self.db.write() as connection:
-            existing = self._load(connection, record.run_id)
-            if existing is not None:
-                return CommitResult(committed=False, record=existing)
-            connection.execute(
+            added = connection.execute(
                 "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
                 "input, pending, result_count, created_at, updated_at, due_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
                 (
                     record.run_id,
                     record.workflow,
@@ -177,11 +175,15 @@ class SqliteStore:
                     record.updated_at,
                     expected_at(snapshot, record.updated_at),
                 ),
-            )
+            ).rowcount
+            if not added:
+                return CommitResult(committed=False, record=self._load(connection, record.run_id))
             if self.outbox is not None:
-                self.outbox.record(connection, first_delivery, None, record.created_at)
+                recorded = self.outbox.record(
+                    connection, first_delivery, None, record.created_at, record
+                )
         if self.outbox is not None:
-            self.outbox.committed()
+            self.outbox.committed([recorded])
         return CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
 
     def load_run(self, run_id: str) -> RunRecord | None:
@@ -211,40 +213,58 @@ class SqliteStore:
 
     def _apply(self, batch: list[_QueuedCommit]) -> None:
         now = self._clock()
-        notify = False
+        recorded: list[Recorded] = []
         try:
             with self.db.write() as connection:
-                for entry in batch:
-                    # Each commit in its own savepoint: one that cannot be written (a value
-                    # out of SQLite's range) fails alone, not the commits grouped with it.
-                    connection.execute("SAVEPOINT one_commit")
-                    try:
-                        entry.result = self._apply_one(connection, entry.commit, now)
-                    except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
-                        connection.execute("ROLLBACK TO one_commit")
-                        connection.execute("RELEASE one_commit")
-                        if isinstance(err, sqlite3.DatabaseError) and is_transient(err):
-                            raise
-                        entry.error = err
-                        continue
-                    connection.execute("RELEASE one_commit")
-                    notify = notify or bool(
-                        entry.result.committed and entry.commit.next_delivery is not None
-                    )
+                if len(batch) == 1:
+                    # Alone in its transaction (no savepoint): a commit that cannot be
+                    # written (a value out of SQLite's range) rolls it back, and fails alone.
+                    only = batch[0]
+                    only.result, only.recorded = self._apply_one(connection, only.commit, now)
+                else:
+                    for entry in batch:
+                        self._apply_saved(connection, entry, now)
+        except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
+            if len(batch) != 1:
+                self._fail(batch, err)
+                raise
+            batch[0].result = None
+            batch[0].error = err  # not transient (those leave as TransientError)
         except BaseException as err:
-            for entry in batch:
-                entry.result = None
-                entry.error = err
-                entry.done = True
+            self._fail(batch, err)
             raise
         for entry in batch:
             entry.done = True
-        if notify and self.outbox is not None:
-            self.outbox.committed()
+            if entry.recorded is not None and entry.error is None:
+                recorded.append(entry.recorded)
+        if self.outbox is not None:
+            self.outbox.committed(recorded)
+
+    @staticmethod
+    def _fail(batch: list[_QueuedCommit], error: BaseException) -> None:
+        for entry in batch:
+            entry.result = None
+            entry.error = error
+            entry.done = True
+
+    def _apply_saved(self, connection: sqlite3.Connection, entry: _QueuedCommit, now: int) -> None:
+        """One commit of a group, in its own savepoint: one that cannot be written (a value
+        out of SQLite's range) fails alone, not the commits grouped with it."""
+        connection.execute("SAVEPOINT one_commit")
+        try:
+            entry.result, entry.recorded = self._apply_one(connection, entry.commit, now)
+        except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
+            connection.execute("ROLLBACK TO one_commit")
+            connection.execute("RELEASE one_commit")
+            if isinstance(err, sqlite3.DatabaseError) and is_transient(err):
+                raise
+            entry.error = err
+            return
+        connection.execute("RELEASE one_commit")
 
     def _apply_one(
         self, connection: sqlite3.Connection, commit: StepCommit, now: int
-    ) -> CommitResult:
+    ) -> tuple[CommitResult, Recorded | None]:
         snapshot = commit.snapshot
         row = connection.execute(
             "UPDATE runs SET status = ?, version = ?, head = ?, pending = ?, "
@@ -264,11 +284,9 @@ class SqliteStore:
             ),
         ).fetchone()
         if row is None:
-            return CommitResult(committed=False)
+            return CommitResult(committed=False), None
         workflow, definition_version, created_at, result_count, input_ = row
         self._append(connection, commit.run_id, commit.results)
-        if self.outbox is not None:
-            self.outbox.record(connection, commit.next_delivery, commit.delivery, now)
         record = RunRecord(
             run_id=commit.run_id,
             workflow=workflow,
@@ -280,7 +298,13 @@ class SqliteStore:
             input=decode_json(input_),
             pending=commit.pending,
         )
-        return CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
+        recorded = None
+        if self.outbox is not None:
+            recorded = self.outbox.record(
+                connection, commit.next_delivery, commit.delivery, now, record
+            )
+        result = CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
+        return result, recorded
 
     @staticmethod
     def _append(

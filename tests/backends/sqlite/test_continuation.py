@@ -1,0 +1,99 @@
+"""The worker that commits a step goes on with the run: no claim query, no reload.
+
+And a step costs one write transaction of five statements (BEGIN, the head, the result,
+the delivery bookkeeping, COMMIT); a delivery held past its lease is handed out again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.backends.sqlite.scheduler import LocalScheduler
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.runtime.ports import Delivery
+from tests.support.apps import build_app
+from tests.support.clock import FakeClock
+from tests.support.waiting import wait_until
+
+
+def test_a_run_is_continued_by_the_worker_that_committed_its_step(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    runtime = EmbeddedRuntime(build_app(clock), tmp_path / "runs.db", workers=4)
+    loads: list[str] = []
+    load_run = runtime.store.load_run
+
+    def counted(run_id: str) -> Any:
+        loads.append(threading.current_thread().name)
+        return load_run(run_id)
+
+    runtime.store.load_run = counted  # type: ignore[method-assign]
+    with runtime:
+        run_id = runtime.service.start("chain").record.run_id
+        wait_until(lambda: runtime.service.get(run_id).status == "completed", 20, "the run")
+        assert runtime.scheduler.wait_idle(timeout=20)
+    record = load_run(run_id)
+    assert record is not None
+    assert record.result_count == 5
+    assert runtime.scheduler.delivered == 5
+    # The first delivery loads the run (and reading it back above does not count): the
+    # four that follow are delivered with the record their predecessor's commit returned.
+    assert len([name for name in loads if name.startswith("refluxo")]) <= 1, loads
+
+
+def test_a_step_is_one_write_transaction_of_five_statements(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    runtime = EmbeddedRuntime(build_app(clock), tmp_path / "runs.db", workers=0)
+    statements: list[str] = []
+    connect = runtime.db._connect
+
+    def traced() -> sqlite3.Connection:
+        connection = connect()
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    try:
+        runtime.service.start("chain")
+        runtime.db.close()  # connections opened from now on are traced
+        runtime.db._connect = traced  # type: ignore[method-assign]
+        assert runtime.scheduler.drain() == 5
+        writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    finally:
+        runtime.stop()
+    assert len(writes) == 5 * 5, writes  # BEGIN, UPDATE runs, INSERT result, deliveries, COMMIT
+    # The table read once at the start of the drain, the run and its definition loaded
+    # once, and one history count per step (the index of the node's result).
+    assert len(reads) == 3 + 5, reads
+
+
+def test_a_delivery_held_past_its_lease_is_handed_out_again(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SqliteDatabase(tmp_path / "deliveries.db", synchronous="NORMAL")
+    release = threading.Event()
+    seen: list[str] = []
+
+    def stuck_once(delivery: Delivery) -> None:
+        seen.append(threading.current_thread().name)
+        if len(seen) == 1:
+            release.wait(20)  # the first worker is stuck in the step
+
+    scheduler = LocalScheduler(db, handler=stuck_once, clock=clock, workers=2, lease_s=0.2)
+    scheduler.start()
+    try:
+        scheduler.schedule(Delivery("stuck", 0, clock.now))
+        wait_until(lambda: len(seen) == 2, 20, "the delivery handed out again")
+        assert seen[0] != seen[1]
+        release.set()
+        wait_until(lambda: not scheduler.pending(), 20, "the delivery acknowledged")
+    finally:
+        release.set()
+        scheduler.stop()
+        db.close()
+    assert len(seen) == 2
