@@ -5,6 +5,9 @@ Usage:
     python bench/engine.py all [REPEATS]  every recorded configuration, each in its own
                                           process (so peak RSS is its own), as a table;
                                           with REPEATS, interleaved rounds and the medians
+    python bench/engine.py codec          per call: model_validate_json, model_dump_json,
+                                          Snapshot.from_json and to_json at 1,000 and 5,000
+                                          results
 
 Workloads (see bench/README.md): chain, loop, expr, stepwise (the whole snapshot through
 Snapshot.to_json / Snapshot.from_json between steps), stepwise-model (the same through
@@ -15,6 +18,7 @@ before it is reported.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import json
 import resource
@@ -198,6 +202,40 @@ def measure(workload: str, n: int) -> dict[str, Any]:
     }
 
 
+async def _steps(engine: WorkflowEngine, snapshot: Snapshot, count: int) -> Snapshot:
+    for _ in range(count):
+        snapshot = await engine.execute_step(snapshot)
+    return snapshot
+
+
+def codec(sizes: tuple[int, ...] = (1000, 5000), repeats: int = 30) -> None:
+    """Per call, the median over ``repeats`` of each way to read and write the snapshot of
+    the stepwise chain after N results: one JSON line per N."""
+    for n in sizes:
+        engine = WorkflowEngine(
+            _chain_workflow(n + 1, lambda k: {"i": k}), {"step": {"executor": _step}}
+        )
+
+        snapshot = asyncio.run(_steps(engine, engine.create_initial_snapshot("bench", "n0"), n))
+        text, data = snapshot.model_dump_json(), snapshot.to_json()
+        stepped = asyncio.run(_steps(engine, Snapshot.from_json(data), 1))
+        calls: dict[str, Callable[[], object]] = {
+            "model_validate_json": functools.partial(Snapshot.model_validate_json, text),
+            "model_dump_json": snapshot.model_dump_json,
+            "from_json": functools.partial(Snapshot.from_json, data),
+            "to_json_after_a_step": stepped.to_json,
+        }
+        row: dict[str, Any] = {"results": n, "json_bytes": len(data)}
+        for name, call in calls.items():
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - started)
+            row[f"{name}_us"] = round(sorted(times)[len(times) // 2] * 1e6, 1)
+        print(json.dumps(row), flush=True)
+
+
 def run_all(repeats: int = 1) -> None:
     """Every recorded configuration, each run ``repeats`` times (rounds interleaved, each
     in its own process); the table shows each configuration's median round."""
@@ -243,12 +281,16 @@ def run_all(repeats: int = 1) -> None:
 
 
 def main(argv: list[str]) -> None:
+    if argv == ["codec"]:
+        codec()
+        return
     if argv[:1] == ["all"] and (len(argv) == 1 or (len(argv) == 2 and argv[1].isdigit())):
         run_all(int(argv[1]) if len(argv) == 2 else 1)
         return
     if len(argv) != 2 or argv[0] not in WORKLOADS or not argv[1].isdigit() or int(argv[1]) < 2:
         sys.exit(
-            f"usage: {Path(__file__).name} {{{'|'.join(WORKLOADS)}}} N (N >= 2) | all [REPEATS]"
+            f"usage: {Path(__file__).name} {{{'|'.join(WORKLOADS)}}} N (N >= 2)"
+            " | all [REPEATS] | codec"
         )
     print(json.dumps(measure(argv[0], int(argv[1]))))
 
