@@ -59,12 +59,11 @@ class _Base:
     (so a step and its successors validate a node at most once).
     """
 
-    __slots__ = ("_absent", "_split", "_text", "document", "escapes", "raw", "validated")
+    __slots__ = ("_absent", "_split", "_text", "document", "raw", "validated")
 
     def __init__(self, document: bytes, raw: memoryview) -> None:
         self.document = document
         self.raw = raw
-        self.escapes = b"\\" in document
         self._split: dict[str, msgspec.Raw] | None = None
         self._absent: set[str] = set()
         self._text: bytes | None = None
@@ -77,14 +76,17 @@ class _Base:
         return self._split
 
     def has(self, node_id: str) -> bool:
-        if self._split is None and not self.escapes and _plain(node_id):
-            # No escape anywhere: every key is spelled literally, so a node id that does
-            # not occur as a quoted string is not a key (a search instead of a split).
+        if self._split is None and _plain(node_id):
             if node_id in self._absent:
                 return False
             if self._text is None:
-                self._text = bytes(self.raw)  # a copy to search (not the header's strings)
-            if b'"' + node_id.encode() + b'"' not in self._text:
+                # A copy of the context alone to search (not the header's strings); empty
+                # when it holds an escape: a key could then be spelled otherwise.
+                text = bytes(self.raw)
+                self._text = b"" if b"\\" in text else text
+            # No escape in the context: every key is spelled literally, so a node id that
+            # does not occur as a quoted string is not a key (a search instead of a split).
+            if self._text and b'"' + node_id.encode() + b'"' not in self._text:
                 self._absent.add(node_id)
                 return False
         return node_id in self.split

@@ -184,3 +184,24 @@ async def test_a_step_to_a_new_node_neither_splits_nor_validates_the_history() -
     assert after.context._base._split is None
     assert after.context._base.validated == {}
     assert json.loads(after.to_json())["context"]["b"][0]["output"] == 1
+
+
+def test_a_key_spelled_with_escapes_is_found() -> None:
+    snapshot = Snapshot.from_json(
+        '{"workflowId":"w","status":"active","currentNodeId":"n0","metadata":{"q":"a\\"b"},'
+        '"context":{"n\\u0030":[{"output":"x\\ny","timestamp":1}]}}'
+    )
+    assert "n0" in snapshot.context
+    assert snapshot.context["n0"][0].output == "x\ny"
+    assert "n1" not in snapshot.context
+
+
+def test_an_escape_outside_the_context_keeps_the_search() -> None:
+    snapshot = Snapshot.from_json(
+        '{"workflowId":"w","status":"active","currentNodeId":"b","metadata":{"q":"a\\"b"},'
+        '"context":{"a":[{"output":1,"timestamp":1}]}}'
+    )
+    assert isinstance(snapshot.context, LazyContext)
+    assert "b" not in snapshot.context
+    assert snapshot.context._base._split is None
+    assert "a" in snapshot.context
