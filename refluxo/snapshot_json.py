@@ -169,6 +169,15 @@ class LazyContext(Context):
     def __len__(self) -> int:
         return len(self._base.split) + len(self._new)
 
+    def __copy__(self) -> LazyContext:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LazyContext:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return _lazy_context, (self.to_json(),)
+
     def validate(self) -> LazyContext:
         """Validate every result now (raises pydantic's ``ValidationError``); returns self."""
         for node_id in self._base.split:
@@ -208,6 +217,11 @@ class LazyContext(Context):
             parts[0] = b"{"
             return [*parts, b"}"]
         return [memoryview(out)[:-1], *parts, b"}"]
+
+
+def _lazy_context(data: bytes) -> LazyContext:
+    """A context from its own JSON (what ``LazyContext.__reduce__`` pickles)."""
+    return LazyContext(_Base(data, memoryview(data)))
 
 
 def _key(node_id: str) -> bytes:

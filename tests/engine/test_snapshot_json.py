@@ -205,3 +205,22 @@ def test_an_escape_outside_the_context_keeps_the_search() -> None:
     assert "b" not in snapshot.context
     assert snapshot.context._base._split is None
     assert "a" in snapshot.context
+
+
+def test_a_decoded_snapshot_copies_and_pickles() -> None:
+    import copy
+    import pickle
+
+    snapshot = Snapshot.from_json(
+        '{"workflowId":"w","status":"active","currentNodeId":"b",'
+        '"context":{"a":[{"output":1,"timestamp":1}]}}'
+    )
+    after = snapshot.model_copy(
+        update={"context": snapshot.context.appended("b", NodeResult(2, 3))}
+    )
+    assert copy.deepcopy(after) == after
+    assert copy.copy(after) == after
+    restored = pickle.loads(pickle.dumps(after))
+    assert restored == after
+    assert Snapshot.from_json(restored.to_json()) == after
+    assert restored.to_json() == after.to_json()  # the bytes as they came in, kept
