@@ -50,7 +50,7 @@ MAX_OPERATIONS: Final = 400_000
 
 An operation stands for a tenth to a quarter of a microsecond of CPU on a small server:
 
-* parsing and compiling an expression is 100 operations and 24 per token
+* parsing and compiling an expression is 100 operations and 32 per token
   (:data:`~refluxo.expressions.parser.PARSE_COST`,
   :data:`~refluxo.expressions.parser.PARSE_TOKEN_COST`), charged by
   :func:`~refluxo.expressions.template.template_in` for each template of a node's input
@@ -72,9 +72,9 @@ An operation stands for a tenth to a quarter of a microsecond of CPU on a small 
   ``all`` built is eight;
 * reading a string (comparing, searching or converting it to a number) costs one operation
   per :data:`CHARACTERS_PER_OPERATION` characters;
-* returning a container costs a quarter operation per value in it when it holds only
-  JSON scalars (checked in C; another quarter if it holds numbers, which must be finite),
-  and six per entry otherwise (the result is checked to hold JSON values only, see
+* returning a container costs eight operations and a quarter per value in it when it
+  holds only JSON scalars (checked in C; another quarter if it holds numbers, which must be
+  finite), and six per entry otherwise (the result is checked to hold JSON values only, see
   :mod:`~refluxo.expressions.results`).
 
 The weights follow measured costs, so that the whole budget takes about the same time

