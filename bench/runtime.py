@@ -13,7 +13,8 @@ Measures, in one process:
    three workloads: 8 concurrent chains, 1 chain, and 200 runs of 5 steps. Only the starts
    go through the HTTP API (``POST /runs`` on the local server); every step is delivered
    by the local scheduler. Each round measures the floor and then every workload, and each
-   workload's ratio is taken to the floor of its own round; the table reports medians;
+   workload's ratio is taken to the floor of its own round; the table reports medians,
+   and the process's CPU time per step (less sensitive than wall time to a shared machine);
 3. per step, on one chain with the statements traced (a separate run, not timed): SQL
    statements, write transactions and deliveries recorded;
 4. per-step cost at history 100 vs 10,000 (a loop with 1 KB outputs), which must be flat.
@@ -40,7 +41,7 @@ from refluxo import StepResult
 from refluxo.api.client import HttpClient
 from refluxo.api.http import HttpApi
 from refluxo.api.server import LocalServer
-from refluxo.backends.sqlite.db import SCHEMA, SqliteDatabase
+from refluxo.backends.sqlite.db import OVERDUE_INDEX, SCHEMA, SqliteDatabase
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime import App, StepBudget
@@ -54,13 +55,15 @@ class Rows:
         self.result = result
 
 
-def floor_rate(directory: Path, rows: Rows, seconds: float) -> float:
-    """Steps per second writing only what a step writes, one transaction per step."""
+def floor_rate(directory: Path, rows: Rows, seconds: float) -> tuple[float, float]:
+    """Steps per second writing only what a step writes, one transaction per step, and
+    the process's CPU µs per step."""
     path = directory / f"floor-{time.monotonic_ns()}.db"
     connection = sqlite3.connect(path, isolation_level=None)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.executescript(SCHEMA)
+    connection.execute(OVERDUE_INDEX)
     connection.execute(
         "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
         "input, pending, result_count, created_at, updated_at, due_at) "
@@ -75,6 +78,7 @@ def floor_rate(directory: Path, rows: Rows, seconds: float) -> float:
     )
     step = 0
     started = time.perf_counter()
+    cpu = time.process_time()
     while time.perf_counter() - started < seconds:
         now = time.time_ns() // 1_000_000
         connection.execute("BEGIN IMMEDIATE")
@@ -100,9 +104,10 @@ def floor_rate(directory: Path, rows: Rows, seconds: float) -> float:
         connection.execute("COMMIT")
         step += 1
     elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
     connection.close()
     path.unlink()
-    return step / elapsed
+    return step / elapsed, cpu / step * 1e6
 
 
 class Counters:
@@ -116,7 +121,6 @@ class Counters:
         write = db.write
 
         def traced(_: str) -> None:
-            nonlocal lock
             with lock:
                 self.statements += 1
 
@@ -173,10 +177,12 @@ def workload(
     client = HttpClient(server.url)
     try:
         started = time.perf_counter()
+        cpu = time.process_time()
         for k in range(runs):
             client.start("chain", {"k": k})
         wait_completed(path, runs)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
         connection = runtime.db.connection()
         steps = connection.execute("SELECT sum(result_count) FROM runs").fetchone()[0]
         deliveries = connection.execute("SELECT count(*) FROM deliveries").fetchone()[0]
@@ -195,6 +201,7 @@ def workload(
         "steps": steps,
         "seconds": round(elapsed, 3),
         "steps_per_s": round(steps / elapsed, 1),
+        "cpu_us_per_step": round(cpu / steps * 1e6, 1),
         "deliveries_per_step": round(deliveries / steps, 3),
         "rows": Rows(head, result),
     }
@@ -286,11 +293,22 @@ def main() -> None:
         rows: Rows = traced.pop("rows")
         print(json.dumps(traced), flush=True)
         floors: list[float] = []
+        floor_cpu: list[float] = []
         measured: dict[str, list[dict[str, Any]]] = {name: [] for name in WORKLOADS}
         for index in range(rounds):
-            floor = floor_rate(directory, rows, floor_seconds)
+            floor, cpu = floor_rate(directory, rows, floor_seconds)
             floors.append(floor)
-            print(json.dumps({"round": index, "floor_steps_per_s": round(floor, 1)}), flush=True)
+            floor_cpu.append(cpu)
+            print(
+                json.dumps(
+                    {
+                        "round": index,
+                        "floor_steps_per_s": round(floor, 1),
+                        "floor_cpu_us_per_step": round(cpu, 1),
+                    }
+                ),
+                flush=True,
+            )
             for name, sizes in WORKLOADS.items():
                 runs, length = sizes[1] if quick else sizes[0]
                 row = workload(directory, name.replace(" ", ""), runs=runs, length=length)
@@ -304,14 +322,21 @@ def main() -> None:
         print(json.dumps(history), flush=True)
 
     print(f"\n{rounds} rounds, {DEFAULT_WORKERS} workers, medians\n")
-    print("| workload | steps | steps/s | ratio to the floor (per round) |")
-    print("|---|---:|---:|---:|")
-    print(f"| floor (one thread, bare SQLite) | | {statistics.median(floors):.0f} | 1 |")
+    print("| workload | steps | steps/s | ratio to the floor (per round) | CPU µs/step |")
+    print("|---|---:|---:|---:|---:|")
+    print(
+        f"| floor (one thread, bare SQLite) | | {statistics.median(floors):.0f} | 1 "
+        f"| {statistics.median(floor_cpu):.0f} |"
+    )
     for name, results in measured.items():
         rate = statistics.median(r["steps_per_s"] for r in results)
         ratio = statistics.median(r["ratio_to_floor"] for r in results)
         each = ", ".join(f"{r['ratio_to_floor']:.2f}" for r in results)
-        print(f"| {name} | {results[0]['steps']} | {rate:.0f} | **{ratio:.2f}x** ({each}) |")
+        cpu_each = statistics.median(r["cpu_us_per_step"] for r in results)
+        print(
+            f"| {name} | {results[0]['steps']} | {rate:.0f} | **{ratio:.2f}x** ({each}) "
+            f"| {cpu_each:.0f} |"
+        )
     print("\n| per step (1 chain, traced) | value |\n|---|---:|")
     print(f"| SQL statements | {traced['statements_per_step']} |")
     print(f"| write transactions | {traced['write_transactions_per_step']} |")
