@@ -50,7 +50,7 @@ MAX_OPERATIONS: Final = 400_000
 
 An operation stands for a tenth to a quarter of a microsecond of CPU on a small server:
 
-* parsing and compiling an expression is 100 operations and 32 per token
+* parsing and compiling an expression is 150 operations and 32 per token
   (:data:`~refluxo.expressions.parser.PARSE_COST`,
   :data:`~refluxo.expressions.parser.PARSE_TOKEN_COST`), charged by
   :func:`~refluxo.expressions.template.template_in` for each template of a node's input

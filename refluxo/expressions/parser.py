@@ -46,9 +46,10 @@ PARSE_TOKEN_COST: Final = 32
 """Operations charged per token parsed: tokenizing, building the tree, checking it and
 compiling it take 1 to 3 microseconds a token (an array literal of negations being the
 slowest), where an operation stands for about 0.1."""
-PARSE_COST: Final = 100
+PARSE_COST: Final = 150
 """Operations charged per expression parsed, besides its tokens: compiling even ``[0]``
-takes about 10 microseconds (the parser's calls, the compiled closures, the caches)."""
+takes 10 to 15 microseconds (the parser's calls, the compiled closures, the caches, and in
+a template its slicing)."""
 
 
 def parse_cost(tokens: int) -> int:
