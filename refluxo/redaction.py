@@ -248,6 +248,12 @@ def _find_all(haystack: str, needles: Iterable[_Needle], spans: list[Span]) -> N
             i = haystack.find(needle, last + 1)
 
 
+def _within(span: Span, masks: list[Span]) -> bool:
+    """Whether ``span`` lies inside one of ``masks`` (sorted, disjoint)."""
+    index = bisect.bisect_right(masks, (span[0], float("inf"))) - 1
+    return index >= 0 and masks[index][0] <= span[0] and span[1] <= masks[index][1]
+
+
 def _merge(spans: list[Span]) -> list[Span]:
     """Overlapping and adjacent spans as one: two secrets that overlap are masked whole."""
     spans.sort()
@@ -404,6 +410,15 @@ class Redactor:
             spans.extend(_rewrap(found, positions, removed))
         else:
             _find_all(text, self._binary, spans)
+        if self.mask in text:
+            # Masking twice must change nothing: an occurrence inside a mask already there
+            # (a secret such as "EDAC" in "[REDACTED]") is not a secret of the text.
+            masks = []
+            start = text.find(self.mask)
+            while start != -1:
+                masks.append((start, start + len(self.mask)))
+                start = text.find(self.mask, start + len(self.mask))
+            spans = [span for span in spans if not _within(span, masks)]
         return _merge(spans)
 
     def mask_text(self, text: str) -> str:

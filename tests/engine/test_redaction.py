@@ -5,6 +5,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import pytest
+
 from refluxo import (
     NodeDefinition,
     Plugin,
@@ -13,6 +15,7 @@ from refluxo import (
     StepResult,
     WorkflowEngine,
 )
+from refluxo.redaction import Redactor
 from tests.support.engine import chain
 
 SECRET = "sk_live_0123456789"
@@ -134,3 +137,11 @@ async def test_overlapping_secrets_are_masked_whole() -> None:
         {"v": "1234abcd5678", "w": "1234abcd5678abcd5678!"}, {"a": "1234abcd", "b": "abcd5678"}
     )
     assert recorded == {"v": "[REDACTED]", "w": "[REDACTED]!"}
+
+
+@pytest.mark.parametrize("secret", ["EDAC", "REDACTED", "[REDACTED]", "ACTED]"])
+def test_masking_twice_changes_nothing_even_for_a_secret_inside_the_mask(secret: str) -> None:
+    redactor = Redactor([secret])
+    once = redactor.mask_text(f"x{secret}x and {secret}")
+    assert secret not in once.replace(redactor.mask, "")
+    assert redactor.mask_text(once) == once
