@@ -7,15 +7,18 @@ error body too (:class:`JsonErrorHandler`), not the HTML page of Python's ``http
 
 A client that stops sending cannot hold the server: every read of a connection times out
 after :data:`READ_TIMEOUT_S` (the connection is closed; a body that stops mid-way is a 400),
+a request that trickles in is cut off :data:`REQUEST_DEADLINE_S` after it began,
 and at most :data:`MAX_CONNECTIONS` connections are served at once, each on its own thread;
 one more is answered 503 and closed at once, before anything of it is read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +66,10 @@ _PROTOCOL_ERRORS = {
 READ_TIMEOUT_S = 30.0
 """How long the server waits for each read of a request (line, headers, body chunk)."""
 
+REQUEST_DEADLINE_S = 60.0
+"""How long one request may take from its first byte read to the start of its answer: a
+client trickling a byte at a time stays within each read's timeout, never within this."""
+
 MAX_CONNECTIONS = 128
 """Connections served at once; each holds a thread until it is answered or times out."""
 
@@ -98,7 +105,22 @@ class JsonErrorHandler(WSGIRequestHandler):
             self.wfile.write(body)
 
 
-class _QuietHandler(JsonErrorHandler):
+class _DeadlineHandler(JsonErrorHandler):
+    """Tells the server when each request starts and ends, for its deadline watchdog."""
+
+    def handle_one_request(self) -> None:
+        server = self.server
+        if isinstance(server, BoundedServer):
+            server.request_started(self.connection)
+            try:
+                super().handle_one_request()
+            finally:
+                server.request_ended(self.connection)
+        else:
+            super().handle_one_request()
+
+
+class _QuietHandler(_DeadlineHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
         pass
 
@@ -107,11 +129,51 @@ class _QuietHandler(JsonErrorHandler):
 
 
 class BoundedServer(ThreadedWSGIServer):
-    """werkzeug's threaded server with at most ``max_connections`` connections at once."""
+    """werkzeug's threaded server with at most ``max_connections`` connections at once, each
+    request read and handled within ``request_deadline_s`` (a watchdog closes the connection
+    of a request past it)."""
 
-    def __init__(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        max_connections: int = MAX_CONNECTIONS,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.request_deadline_s = request_deadline_s
+        self._started: dict[socket.socket, float] = {}
+        self._started_lock = threading.Lock()
+        self._watching = threading.Event()
+        self._watchdog = threading.Thread(
+            target=self._watch, name="refluxo-http-deadlines", daemon=True
+        )
+        self._watchdog.start()
+
+    def request_started(self, connection: socket.socket) -> None:
+        with self._started_lock:
+            self._started[connection] = time.monotonic()
+
+    def request_ended(self, connection: socket.socket) -> None:
+        with self._started_lock:
+            self._started.pop(connection, None)
+
+    def _watch(self) -> None:
+        period = min(1.0, self.request_deadline_s / 4)
+        while not self._watching.wait(period):
+            now = time.monotonic()
+            with self._started_lock:
+                late = [c for c, t in self._started.items() if now - t > self.request_deadline_s]
+                for connection in late:
+                    del self._started[connection]
+            for connection in late:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        self._watching.set()
+        super().server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -154,8 +216,9 @@ class LocalServer:
         access_log: bool = False,
         max_connections: int = MAX_CONNECTIONS,
         read_timeout_s: float = READ_TIMEOUT_S,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
     ) -> None:
-        base = JsonErrorHandler if access_log else _QuietHandler
+        base = _DeadlineHandler if access_log else _QuietHandler
         handler = type(base.__name__, (base,), {"timeout": read_timeout_s})
         self._server = BoundedServer(
             host,
@@ -163,6 +226,7 @@ class LocalServer:
             create_wsgi_app(api),
             handler,
             max_connections=max_connections,
+            request_deadline_s=request_deadline_s,
         )
         api.listening_on(self.port)
         self._thread: threading.Thread | None = None

@@ -136,3 +136,41 @@ def test_connections_past_the_cap_are_refused_at_once_and_slots_come_back(
             return reply.startswith(b"HTTP/1.0 200") or reply.startswith(b"HTTP/1.1 200")
 
         wait_until(healthz_answers, 10, "a freed slot to serve /healthz")
+
+
+def test_a_request_trickled_in_is_cut_off_at_its_deadline(runtime: EmbeddedRuntime) -> None:
+    """Each read arrives within the read timeout, so only a deadline on the whole request
+    stops a client that sends a byte at a time from holding a connection slot forever."""
+    with LocalServer(
+        HttpApi(runtime.service), read_timeout_s=5, request_deadline_s=0.5, max_connections=1
+    ) as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n".encode())
+            started = time.monotonic()
+            closed = False
+            while time.monotonic() - started < 5:
+                try:
+                    sock.sendall(b"X: y\r\n")  # a header line now and then, never the end
+                except OSError:
+                    closed = True
+                    break
+                try:
+                    sock.settimeout(0.2)
+                    if sock.recv(65536) == b"":
+                        closed = True
+                        break
+                except TimeoutError:
+                    continue
+                except OSError:
+                    closed = True
+                    break
+            assert closed, "the trickling request still holds its connection"
+            assert time.monotonic() - started < 4
+
+        def healthz_answers() -> bool:
+            with socket.create_connection((host, int(port)), timeout=10) as fresh:
+                fresh.sendall(f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+                return fresh.recv(65536).split(b" ")[1:2] == [b"200"]
+
+        wait_until(healthz_answers, 10, "the slot to be free again")
