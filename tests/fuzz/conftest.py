@@ -395,7 +395,17 @@ class FuzzTarget:
                 cursor = page.next_cursor
                 cursors.append(cursor)
         config_data: dict[str, Any] = {
-            "auth": {"openapi": {"apiKey": {"api_key": API_KEY}, "oidc": {"bearer": STEP_TOKEN}}}
+            "auth": {"openapi": {"apiKey": {"api_key": API_KEY}, "oidc": {"bearer": STEP_TOKEN}}},
+            # A schema-violating body may also be refused for its size (413, documented for
+            # every body): a rejection like the others (not_a_server_error still forbids 5xx).
+            "checks": {
+                "negative_data_rejection": {
+                    "expected-statuses": [
+                        *("400", "401", "403", "404", "405", "406", "409", "413", "415"),
+                        *("422", "428", "429", "5xx"),
+                    ]
+                }
+            },
         }
         if seed is not None:
             config_data["seed"] = seed
