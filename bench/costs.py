@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 import uuid
@@ -49,13 +48,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from google.cloud import firestore
 
-from bench.gcp import QUEUE, Bench, CountingTasks, machine_notes, paused_queue
+from bench.gcp import (
+    Bench,
+    CountingTasks,
+    RpcCounter,
+    emulated_clients,
+    machine_notes,
+    paused_queue,
+)
 from bench.workloads import chain_app
-from refluxo.backends.gcp.cloud_tasks import tasks_client_for_emulator
 from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.runtime import Dispatcher, Outcome, RunService, StepBudget
-from tests.support.emulators import EMULATOR_PROJECT, start_firestore, start_tasks
-from tests.support.receiver import HttpReceiver
 
 PRICES: dict[str, float] = {
     "firestore_read": 0.06 / 100_000,
@@ -166,11 +169,11 @@ class CountedTasks(CountingTasks):
 
 
 def run_once(
-    bench: Bench, store: FirestoreStore, budget: StepBudget, length: int
+    bench: Bench, meter: Meter, store: FirestoreStore, budget: StepBudget, length: int
 ) -> dict[str, Any]:
     """One whole run: its start, then every delivery until it completes."""
     dispatcher = Dispatcher(bench.app, store, bench.scheduler(), budget=budget)
-    meter_counts: Counts = bench.rpcs.counts  # type: ignore[attr-defined]
+    meter_counts = meter.counts
     before = Counts(**vars(meter_counts))
     run_id = f"c{uuid.uuid4().hex[:16]}"
     assert RunService(dispatcher).start("chain", {"k": 1}, run_id=run_id).created
@@ -219,7 +222,7 @@ def dollars_per_million_steps(row: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def measure(bench: Bench, lengths: list[int], runs: int) -> list[dict[str, Any]]:
+def measure(bench: Bench, meter: Meter, lengths: list[int], runs: int) -> list[dict[str, Any]]:
     rows = []
     for retention in (RETENTION_DAYS, None):
         store = FirestoreStore(
@@ -229,12 +232,13 @@ def measure(bench: Bench, lengths: list[int], runs: int) -> list[dict[str, Any]]
             bench.app = chain_app(length)
             bench.length = length
             for batch in (1, 10):
-                rows.append(measure_one(bench, store, retention, length, batch, runs))
+                rows.append(measure_one(bench, meter, store, retention, length, batch, runs))
     return rows
 
 
 def measure_one(
     bench: Bench,
+    meter: Meter,
     store: FirestoreStore,
     retention: int | None,
     length: int,
@@ -242,11 +246,11 @@ def measure_one(
     runs: int,
 ) -> dict[str, Any]:
     budget = StepBudget(max_steps=batch)
-    run_once(bench, store, budget, length)  # warm-up: definitions, connections
+    run_once(bench, meter, store, budget, length)  # warm-up: definitions, connections
     totals: dict[str, Any] = {}
     with paused_queue(bench):
         for _ in range(runs):
-            for key, value in run_once(bench, store, budget, length).items():
+            for key, value in run_once(bench, meter, store, budget, length).items():
                 totals[key] = totals.get(key, 0) + value
     # With retention, every document a finished run leaves (head, results) expires and is
     # deleted by TTL: one billed delete each. The definition stays.
@@ -307,43 +311,25 @@ def main() -> None:
     runs = 3 if quick else 6
     print(json.dumps(machine_notes()), flush=True)
     print(json.dumps({"measure": "prices", **PRICES}), flush=True)
-    firestore_emulator = start_firestore()
-    try:
-        tasks_emulator = start_tasks(QUEUE, max_retries=0)
-    except BaseException:
-        firestore_emulator.process.stop()
-        raise
-    try:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = firestore_emulator.host_port
-        try:
-            client = firestore.Client(project=EMULATOR_PROJECT)
-        finally:
-            del os.environ["FIRESTORE_EMULATOR_HOST"]
+    with emulated_clients() as (client, tasks_client, url):
         meter = Meter()
         meter.install(client)
-        with (
-            HttpReceiver() as receiver,
-            tasks_client_for_emulator(tasks_emulator.host_port) as tasks_client,
-        ):
-            loop = asyncio.new_event_loop()
-            bench = Bench(
-                app=chain_app(lengths[0]),
-                length=lengths[0],
-                firestore_client=client,
-                tasks_client=tasks_client,
-                tasks=CountedTasks(tasks_client, meter.counts),
-                rpcs=meter,  # type: ignore[arg-type]
-                prefix=f"cost{uuid.uuid4().hex[:8]}",
-                url=receiver.url,
-                loop=loop,
-            )
-            try:
-                rows = measure(bench, lengths, runs)
-            finally:
-                loop.close()
-    finally:
-        tasks_emulator.process.stop()
-        firestore_emulator.process.stop()
+        loop = asyncio.new_event_loop()
+        bench = Bench(
+            app=chain_app(lengths[0]),
+            length=lengths[0],
+            firestore_client=client,
+            tasks_client=tasks_client,
+            tasks=CountedTasks(tasks_client, meter.counts),
+            rpcs=RpcCounter(),  # not installed: the meter counts this benchmark's operations
+            prefix=f"cost{uuid.uuid4().hex[:8]}",
+            url=url,
+            loop=loop,
+        )
+        try:
+            rows = measure(bench, meter, lengths, runs)
+        finally:
+            loop.close()
     table(rows)
 
 

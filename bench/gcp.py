@@ -639,13 +639,10 @@ def table(rows: dict[str, dict[str, Any]], notes: dict[str, Any], length: int, r
     print(f"\nmachine: {notes['cpus']} CPUs ({notes['cpu']}), Python {notes['python']}")
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv
-    length = 50 if quick else 200
-    repetitions = 3 if quick else 7
-    warmup = 2 if quick else 8
-    notes = machine_notes()
-    emit(notes)
+@contextmanager
+def emulated_clients() -> Iterator[tuple[firestore.Client, tasks_v2.CloudTasksClient, str]]:
+    """The Firestore and Cloud Tasks emulators, started on 127.0.0.1 and stopped at the end,
+    with a client of each and the URL of a local receiver for the tasks' requests."""
     firestore_emulator = start_firestore()
     try:
         tasks_emulator = start_tasks(QUEUE, max_retries=0)
@@ -658,31 +655,42 @@ def main() -> None:
             client = firestore.Client(project=EMULATOR_PROJECT)
         finally:
             del os.environ["FIRESTORE_EMULATOR_HOST"]
-        rpcs = RpcCounter()
-        rpcs.install(client)
         with (
             HttpReceiver() as receiver,
             tasks_client_for_emulator(tasks_emulator.host_port) as tasks_client,
         ):
-            loop = asyncio.new_event_loop()
-            bench = Bench(
-                app=chain_app(length),
-                length=length,
-                firestore_client=client,
-                tasks_client=tasks_client,
-                tasks=CountingTasks(tasks_client),
-                rpcs=rpcs,
-                prefix=f"bench{uuid.uuid4().hex[:8]}",
-                url=receiver.url,
-                loop=loop,
-            )
-            try:
-                rows = measure(bench, repetitions, warmup)
-            finally:
-                loop.close()
+            yield client, tasks_client, receiver.url
     finally:
         tasks_emulator.process.stop()
         firestore_emulator.process.stop()
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    length = 50 if quick else 200
+    repetitions = 3 if quick else 7
+    warmup = 2 if quick else 8
+    notes = machine_notes()
+    emit(notes)
+    with emulated_clients() as (client, tasks_client, url):
+        rpcs = RpcCounter()
+        rpcs.install(client)
+        loop = asyncio.new_event_loop()
+        bench = Bench(
+            app=chain_app(length),
+            length=length,
+            firestore_client=client,
+            tasks_client=tasks_client,
+            tasks=CountingTasks(tasks_client),
+            rpcs=rpcs,
+            prefix=f"bench{uuid.uuid4().hex[:8]}",
+            url=url,
+            loop=loop,
+        )
+        try:
+            rows = measure(bench, repetitions, warmup)
+        finally:
+            loop.close()
     table(rows, notes, length, repetitions)
 
 
