@@ -25,9 +25,45 @@ from tests.support.google_errors import google_error
 QUEUE = "projects/p/locations/l/queues/q"
 
 
+def one_node_app(clock: FakeClock) -> App:
+    """Workflow "w": one node ``a`` that answers "done" (the queue's handler decides failures)."""
+    app = App(clock=clock)
+
+    @app.node()
+    def done(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult("done")
+
+    app.workflow("w", {"nodes": [{"id": "a", "type": "done"}]})
+    return app
+
+
+def two_step_app(clock: FakeClock) -> App:
+    """Workflow "w": nodes ``a`` then ``b``, each answering its data."""
+    app = App(clock=clock)
+
+    @app.node()
+    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(data)
+
+    app.workflow(
+        "w",
+        {
+            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
+            "edges": [{"source": "a", "target": "b"}],
+        },
+    )
+    return app
+
+
+def scheduler_on(fake: FakeCloudTasks, clock: FakeClock | None = None) -> CloudTasksScheduler:
+    url = "http://127.0.0.1:1/tasks/step"
+    if clock is None:
+        return CloudTasksScheduler(fake, queue_path=QUEUE, url=url)
+    return CloudTasksScheduler(fake, queue_path=QUEUE, url=url, clock=clock)
+
+
 def service_on(fake: FakeCloudTasks, app: App) -> RunService:
-    scheduler = CloudTasksScheduler(fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step")
-    return RunService(Dispatcher(app, MemoryStore(), scheduler))
+    return RunService(Dispatcher(app, MemoryStore(), scheduler_on(fake)))
 
 
 def delivery_of(task: tasks_v2.Task) -> Delivery:
@@ -39,13 +75,7 @@ def test_a_start_retried_after_its_task_was_dropped_schedules_it_again(clock: Fa
     """S1: the step keeps failing, the queue gives up and deletes the task; the name is a
     tombstone for an hour. A retried start must not take the tombstone for "scheduled"."""
     broken = {"on": True}
-    app = App(clock=clock)
-
-    @app.node()
-    def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult("done")
-
-    app.workflow("w", {"nodes": [{"id": "a", "type": "flaky"}]})
+    app = one_node_app(clock)
     fake = FakeCloudTasks(QUEUE, clock, RetryConfig(max_attempts=3, min_backoff_ms=10))
     service = service_on(fake, app)
     service.start("w", None, run_id="order-1")
@@ -73,21 +103,9 @@ def test_a_start_retried_after_its_task_was_dropped_schedules_it_again(clock: Fa
 def test_a_lost_race_schedules_what_the_winner_could_not(clock: FakeClock) -> None:
     """S2: two attempts of one task run at once; the winner commits, then fails to create
     the next task; the loser must make sure the stored run's next step is scheduled."""
-    app = App(clock=clock)
-
-    @app.node()
-    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult(data)
-
-    app.workflow(
-        "w",
-        {
-            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
-            "edges": [{"source": "a", "target": "b"}],
-        },
-    )
+    app = two_step_app(clock)
     fake = FakeCloudTasks(QUEUE, clock)
-    scheduler = CloudTasksScheduler(fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step")
+    scheduler = scheduler_on(fake)
     store = MemoryStore()
     winner = RunService(Dispatcher(app, store, scheduler))
     run = winner.start("w", None, run_id="race-1").record
@@ -118,21 +136,9 @@ def test_a_lost_race_schedules_what_the_winner_could_not(clock: FakeClock) -> No
 
 def test_the_loser_of_a_commit_race_schedules_the_stored_run(clock: FakeClock) -> None:
     """The lost-race path itself: a commit refused because another attempt committed first."""
-    app = App(clock=clock)
-
-    @app.node()
-    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult(data)
-
-    app.workflow(
-        "w",
-        {
-            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
-            "edges": [{"source": "a", "target": "b"}],
-        },
-    )
+    app = two_step_app(clock)
     fake = FakeCloudTasks(QUEUE, clock)
-    scheduler = CloudTasksScheduler(fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step")
+    scheduler = scheduler_on(fake)
     store = MemoryStore()
     service = RunService(Dispatcher(app, store, scheduler))
     run = service.start("w", None, run_id="race-2").record
@@ -169,23 +175,9 @@ def test_a_start_whose_task_could_not_be_created_is_reconciled(clock: FakeClock)
     error and never learns the run id. The reconciler finds the run once it is overdue by
     the grace period, and its step is scheduled again; the run completes."""
     grace_ms = 600_000
-    app = App(clock=clock)
-
-    @app.node()
-    def step(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult(data)
-
-    app.workflow(
-        "w",
-        {
-            "nodes": [{"id": "a", "type": "step"}, {"id": "b", "type": "step"}],
-            "edges": [{"source": "a", "target": "b"}],
-        },
-    )
+    app = two_step_app(clock)
     fake = FakeCloudTasks(QUEUE, clock)
-    scheduler = CloudTasksScheduler(
-        fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step", clock=clock
-    )
+    scheduler = scheduler_on(fake, clock)
     store = MemoryStore(clock=clock)
     service = RunService(Dispatcher(app, store, scheduler), reconcile_grace_ms=grace_ms)
 
@@ -233,17 +225,9 @@ def test_a_task_dropped_after_its_last_attempt_is_reconciled(clock: FakeClock) -
     stays a tombstone for an hour): the reconciler schedules the step under a fresh name."""
     grace_ms = 600_000
     broken = {"on": True}
-    app = App(clock=clock)
-
-    @app.node()
-    def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult("done")
-
-    app.workflow("w", {"nodes": [{"id": "a", "type": "flaky"}]})
+    app = one_node_app(clock)
     fake = FakeCloudTasks(QUEUE, clock, RetryConfig(max_attempts=3, min_backoff_ms=10))
-    scheduler = CloudTasksScheduler(
-        fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step", clock=clock
-    )
+    scheduler = scheduler_on(fake, clock)
     service = RunService(Dispatcher(app, MemoryStore(clock=clock), scheduler))
     service.start("w", None, run_id="dropped-1")
 
@@ -280,17 +264,9 @@ def test_without_permission_to_look_a_task_up_a_tombstone_is_still_replaced(
 ) -> None:
     """GetTask refused: the scheduler cannot tell a queued task from a tombstone, and must
     not leave the run stalled: it schedules under a fresh name (at worst a duplicate)."""
-    app = App(clock=clock)
-
-    @app.node()
-    def once(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult("done")
-
-    app.workflow("w", {"nodes": [{"id": "a", "type": "once"}]})
+    app = one_node_app(clock)
     fake = NoGetTaskPermission(QUEUE, clock, RetryConfig(max_attempts=1))
-    scheduler = CloudTasksScheduler(
-        fake, queue_path=QUEUE, url="http://127.0.0.1:1/tasks/step", clock=clock
-    )
+    scheduler = scheduler_on(fake, clock)
     service = RunService(Dispatcher(app, MemoryStore(clock=clock), scheduler))
     service.start("w", None, run_id="denied-1")
 
