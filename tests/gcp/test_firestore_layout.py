@@ -35,10 +35,9 @@ from refluxo.runtime import App, Dispatcher, Outcome, RunService
 from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.ports import AppendedResult, Delivery, RunRecord, StepCommit
 from tests.support.clock import FakeClock
+from tests.support.firestore_rpcs import count_rpcs
 from tests.support.google_errors import google_error
 from tests.support.stores import assert_history_consistent, history_of, new_record, step
-
-FIRESTORE_RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback", "run_query")
 
 
 class InstrumentedClient:
@@ -59,21 +58,11 @@ class InstrumentedClient:
         self.kinds: list[str] = []
         self.commit_calls = 0
         self.faults: list[tuple[str, Exception]] = []
-        self.rpcs: Counter[str] = Counter()
+        self.rpcs: Counter[str] = count_rpcs(client)
         self._late: list[Callable[[], Any]] = []
-        api = client._firestore_api
-        for name in FIRESTORE_RPCS:
-            setattr(api, name, self._counted(name, getattr(api, name)))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-    def _counted(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.rpcs[name] += 1
-            return method(*args, **kwargs)
-
-        return counted
 
     def _faulty(self, kind: str, pending: Any, real_commit: Callable[..., Any]) -> Any:
         def commit(*args: Any, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -34,10 +34,10 @@ from refluxo.runtime import App, Dispatcher, RunService
 from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import AppendedResult, RunRecord, StepCommit
 from tests.support.clock import FakeClock
+from tests.support.firestore_rpcs import count_rpcs
 from tests.support.google_errors import google_error
 from tests.support.stores import history_of, new_record
 
-RPCS = ("batch_get_documents", "begin_transaction", "commit", "rollback", "run_query")
 DAY_MS = 86_400_000
 
 
@@ -50,21 +50,11 @@ class CountingClient:
 
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
-        self.rpcs: Counter[str] = Counter()
+        self.rpcs: Counter[str] = count_rpcs(client)
         self.fail_stamps: Exception | None = None
-        api = client._firestore_api
-        for name in RPCS:
-            setattr(api, name, self._counted(name, getattr(api, name)))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
-
-    def _counted(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.rpcs[name] += 1
-            return method(*args, **kwargs)
-
-        return counted
 
     def batch(self) -> Any:
         batch: Any = self._client.batch()
