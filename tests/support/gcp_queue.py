@@ -43,13 +43,13 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from google.cloud import tasks_v2
 
 from refluxo.runtime.ports import Delivery
 from tests.support.emulators import local_urlopen
+from tests.support.receiver import BackgroundServer, QuietHandler
 
 END_OF_TIME_MS = 2**62
 """A "now" no due time ever exceeds: see :func:`immediate_clock`."""
@@ -96,7 +96,7 @@ class EmulatorQueue:
         self._pending: list[Delivery] = []
         queue = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
@@ -105,17 +105,11 @@ class EmulatorQueue:
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = BackgroundServer(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/tasks/step"
+        return f"{self._server.origin}/tasks/step"
 
     # -- the scheduler's side: a TaskCreator that counts ---------------------------------
 
@@ -199,13 +193,11 @@ class EmulatorQueue:
     # -- lifecycle --------------------------------------------------------------------------
 
     def __enter__(self) -> EmulatorQueue:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
 
 # -- signing the emulator's deliveries ------------------------------------------------------
@@ -255,7 +247,7 @@ class SigningRelay:
         self._holds: Callable[[bytes], bool] = lambda body: False
         relay = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
@@ -267,18 +259,12 @@ class SigningRelay:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = BackgroundServer(Handler)
 
     @property
     def origin(self) -> str:
         """The relay's base URL: the deployment's OIDC audience, as a function's URL is."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.origin
 
     @property
     def url(self) -> str:
@@ -353,14 +339,12 @@ class SigningRelay:
                 self._changed.wait(remaining)
 
     def __enter__(self) -> SigningRelay:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._open.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
 
 def delivery_of(body: bytes) -> dict[str, Any] | None:

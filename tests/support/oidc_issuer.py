@@ -22,7 +22,6 @@ import json
 import threading
 import time
 import urllib.error
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from cryptography import x509
@@ -32,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from tests.support.emulators import local_urlopen
+from tests.support.receiver import BackgroundServer, QuietHandler
 
 GOOGLE_ISSUER = "https://accounts.google.com"
 TASKS_SERVICE_ACCOUNT = "tasks-invoker@demo-test.iam.gserviceaccount.com"
@@ -97,7 +97,7 @@ class OidcIssuer:
         self._lock = threading.Lock()
         issuer = self
 
-        class Certs(BaseHTTPRequestHandler):
+        class Certs(QuietHandler):
             def do_GET(self) -> None:
                 label = self.path.removeprefix("/certs/")
                 if label == self.path or not label:
@@ -120,19 +120,13 @@ class OidcIssuer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Certs)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = BackgroundServer(Certs)
 
     # -- the certificates ------------------------------------------------------------------
 
     @property
     def origin(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self._server.origin
 
     def certs_url(self, label: str) -> str:
         """Where the certificates are published for the deployment ``label``."""
@@ -189,7 +183,7 @@ class OidcIssuer:
             return False
 
     def __enter__(self) -> OidcIssuer:
-        self._thread.start()
+        self._server.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
         pause = threading.Event()  # never set: wait() is the polling interval
         while not self._answers():
@@ -200,9 +194,7 @@ class OidcIssuer:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
 
 
 __all__ = [

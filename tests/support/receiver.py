@@ -15,6 +15,37 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps test output clean (no line per request)."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+class BackgroundServer:
+    """A threaded HTTP server on 127.0.0.1 (a free port) serving ``handler`` from a thread
+    started by :meth:`start` and stopped by :meth:`stop`."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def origin(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
 @dataclass(frozen=True)
 class Received:
     """One request as received; ``headers`` keys are lower-case."""
@@ -34,7 +65,7 @@ class HttpReceiver:
         self.received: queue.Queue[Received] = queue.Queue()
         receiver = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _record(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -53,17 +84,11 @@ class HttpReceiver:
 
             do_POST = do_GET = do_PUT = _record
 
-            def log_message(self, format: str, *args: Any) -> None:
-                return  # keep test output clean
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._server = BackgroundServer(Handler)
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/deliver"
+        return f"{self._server.origin}/deliver"
 
     def next(self, timeout: float) -> Received:
         """The next request received, waiting up to ``timeout`` seconds for it."""
@@ -73,10 +98,8 @@ class HttpReceiver:
             raise AssertionError(f"no request received within {timeout} s") from None
 
     def __enter__(self) -> HttpReceiver:
-        self._thread.start()
+        self._server.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
+        self._server.stop()
