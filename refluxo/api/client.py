@@ -13,21 +13,13 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from refluxo.api.errors import status_of
+from refluxo.api.api_error import ApiError
 from refluxo.api.models import ErrorBody, ReconcileView, RunDetailView, RunPageView, RunView
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.errors import RunError
 from refluxo.runtime.service import RunService
 
-
-class ApiError(Exception):
-    """The API answered with an error (status, code and message)."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
+__all__ = ["ApiError", "HttpClient", "LocalClient", "RunClient", "RunReader"]
 
 
 def _view(model: BaseModel) -> dict[str, Any]:
@@ -35,13 +27,17 @@ def _view(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True)
 
 
-class RunClient(Protocol):
-    def start(
-        self, workflow: str, input: Any = None, run_id: str | None = None
-    ) -> dict[str, Any]: ...
+class RunReader(Protocol):
+    """Shows runs: what commands that only read need (see :mod:`refluxo.api.stored_client`)."""
 
     def get(
         self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
+    ) -> dict[str, Any]: ...
+
+
+class RunClient(RunReader, Protocol):
+    def start(
+        self, workflow: str, input: Any = None, run_id: str | None = None
     ) -> dict[str, Any]: ...
 
     def list(self, status: str | None = None, limit: int = 50) -> dict[str, Any]: ...
@@ -152,8 +148,7 @@ class LocalClient:
         try:
             return operation(*args, **kwargs)
         except RunError as err:
-            status, code = status_of(err) or (400, "bad_request")
-            raise ApiError(status, code, str(err)) from err
+            raise ApiError.of(err) from err
 
     def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> dict[str, Any]:
         started = self._call(self.service.start, workflow, input, run_id)

@@ -23,12 +23,13 @@ from refluxo.host.settings import (
     DEFAULT_APP,
     DEFAULT_DATABASE,
     ConfigurationError,
+    EmbeddedSettings,
     Settings,
     load_settings,
 )
 
 if TYPE_CHECKING:
-    from refluxo.api.client import RunClient
+    from refluxo.api.client import RunClient, RunReader
     from refluxo.runtime.app import App
 
 
@@ -128,6 +129,30 @@ class Target:
             yield LocalClient(runtime.service)
         finally:
             runtime.stop()
+
+    @contextmanager
+    def reader(self) -> Iterator[RunReader]:
+        """A client that only shows runs: the server's, or the local database's rows.
+
+        Locally, runs are read as stored (:class:`~refluxo.api.stored_client.StoredClient`):
+        showing a committed run needs neither the app nor the runtime, so the app is not
+        imported and the command starts without the engine, its models or pydantic.
+        """
+        if self.url:
+            with self.client(deliver=False) as client:
+                yield client
+            return
+        from refluxo.api.stored_client import StoredClient
+        from refluxo.backends.sqlite.db import SqliteDatabase
+        from refluxo.backends.sqlite.reader import SqliteRunReader
+
+        settings = settings_from(REFLUXO_APP=self.app_spec, REFLUXO_DB=str(self.db))
+        assert isinstance(settings, EmbeddedSettings)  # settings_from chooses the embedded one
+        db = SqliteDatabase(settings.database, pool_size=1)
+        try:
+            yield StoredClient(SqliteRunReader(db))
+        finally:
+            db.close()
 
 
 def target_options(command: Callable[..., Any]) -> Callable[..., Any]:

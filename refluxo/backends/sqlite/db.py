@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from refluxo.errors import TransientError
-from refluxo.runtime.due import expected_at
-from refluxo.runtime.records import decode_head
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -123,6 +121,10 @@ def migrate(connection: sqlite3.Connection) -> None:
     """
     if _has_column(connection, "runs", "due_at"):
         return
+    # Here, not at the top: they load the models, which reading a run as stored does not.
+    from refluxo.runtime.due import expected_at
+    from refluxo.runtime.records import decode_head
+
     connection.execute("ALTER TABLE runs ADD COLUMN due_at INTEGER")
     rows = connection.execute(
         "SELECT run_id, head, updated_at FROM runs WHERE status IN ('active', 'error', 'paused')"

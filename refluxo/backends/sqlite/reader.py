@@ -1,0 +1,45 @@
+"""Reading the embedded database's runs as stored, to show them.
+
+The rows :class:`~refluxo.backends.sqlite.store.SqliteStore` reads for the run API, handed
+out as :mod:`refluxo.runtime.stored` records: the head and the results are decoded by
+:mod:`json`, not validated into models. This is what lets ``refluxo status`` show a run
+without importing pydantic, the engine or the app that runs it; the store, which steps
+runs, keeps decoding into models.
+"""
+
+from __future__ import annotations
+
+import json
+
+from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.runtime.stored import StoredResult, StoredRun
+
+
+class SqliteRunReader:
+    """Reads runs and their timelines from ``db``; never writes."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    def run(self, run_id: str) -> StoredRun | None:
+        """The run's head row, or ``None`` if there is no such run."""
+        with self.db.reading() as connection:
+            row = connection.execute(
+                "SELECT run_id, workflow, definition_version, head, created_at, updated_at, "
+                "result_count FROM runs WHERE run_id = ?",
+                (run_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        run_id, workflow, version, head, created, updated, count = row
+        return StoredRun(run_id, workflow, version, json.loads(head), created, updated, count)
+
+    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[StoredResult]:
+        """At most ``limit`` results committed after ``after_seq``, in commit order."""
+        with self.db.reading() as connection:
+            rows = connection.execute(
+                "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (run_id, after_seq, limit),
+            ).fetchall()
+        return [StoredResult(seq, node_id, json.loads(result)) for seq, node_id, result in rows]

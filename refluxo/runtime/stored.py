@@ -1,0 +1,52 @@
+"""A run as a store keeps it, for showing: its head and results still as wire JSON.
+
+Showing a run (``refluxo status``) needs none of what running it needs: no node types,
+no engine, no models. A store that can read its rows without decoding them into
+:class:`~refluxo.model.Snapshot` and :class:`~refluxo.model.NodeResult` hands them out as
+these plain records, and :mod:`refluxo.api.run_json` turns them into the API's views, so
+the command starts without loading pydantic or the app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """A run's head row: its bookkeeping, and its snapshot as wire JSON (camelCase keys).
+
+    ``head`` is the snapshot a store encoded (:func:`refluxo.runtime.records.encode_head`),
+    decoded by :mod:`json` only; its ``context`` is empty, as in every head.
+    """
+
+    run_id: str
+    workflow: str
+    definition_version: str
+    head: dict[str, Any]
+    created_at: int
+    updated_at: int
+    result_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """One committed result, in commit order: ``result`` is a node result's wire JSON."""
+
+    seq: int
+    node_id: str
+    result: dict[str, Any]
+
+
+class StoredRunReader(Protocol):
+    """Reads runs as stored (the embedded default's
+    :class:`~refluxo.backends.sqlite.reader.SqliteRunReader`)."""
+
+    def run(self, run_id: str) -> StoredRun | None:
+        """The run's head row, or ``None`` if there is no such run."""
+        ...
+
+    def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[StoredResult]:
+        """At most ``limit`` results committed after ``after_seq``, in commit order."""
+        ...
