@@ -35,7 +35,7 @@ def compose(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     return StepResult({"title": data["title"] or "Untitled", "body": "..."})
 
 
-@app.node()
+@app.node(handles=["approved", "rejected"])
 def approval(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     """Wait for a human: resume with {"approved": true|false, "by": ..., "comment": ...}."""
     if payload is None:
@@ -62,7 +62,7 @@ def collect(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     return StepResult(data)
 
 
-@app.node()
+@app.node(handles=["loop", "done"])
 def iterate(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     """Emit items one at a time on handle "loop", then "done"; the index is its history."""
     index = len(context.get("each", []))

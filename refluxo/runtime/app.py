@@ -27,6 +27,7 @@ from refluxo.redaction import RedactionPlugin, Redactor
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
+from refluxo.runtime.handles import checked_handles
 from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
@@ -69,6 +70,21 @@ def choose_start(definition: WorkflowDefinition, start: str | None) -> str:
             raise WorkflowDefinitionError(f"start node {start!r} is not a node of the workflow")
         return start
     return default_start(ids, {edge.target for edge in definition.edges})
+
+
+def with_handles(metadata: Any, handles: Sequence[str]) -> dict[str, Any]:
+    """``metadata`` with ``"handles"`` set, for ``@app.node(handles=...)``."""
+    if isinstance(handles, str):
+        raise WorkflowDefinitionError(
+            f"handles must be a list of strings, got the string {handles!r}"
+        )
+    if metadata is None:
+        return {"handles": list(handles)}
+    if not isinstance(metadata, Mapping):
+        raise WorkflowDefinitionError(
+            f"handles= needs metadata to be a dict, got {type(metadata).__name__}"
+        )
+    return {**metadata, "handles": list(handles)}
 
 
 def load_workflow_file(path: str | Path) -> dict[str, Any]:
@@ -131,11 +147,17 @@ class App:
         *,
         retry_policy: RetryPolicy | Mapping[str, Any] | None = None,
         metadata: Any = None,
+        handles: Sequence[str] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the executor of node type ``type_name``.
 
-        The type defaults to the function's name.
+        The type defaults to the function's name. ``handles`` declares the handles the
+        executor may return (stored as ``metadata["handles"]``): workflows whose edges
+        carry another ``sourceHandle`` are refused, and returning another handle is a node
+        error. Without it, any handle goes, as in ``@refluxo/core``.
         """
+        if handles is not None:
+            metadata = with_handles(metadata, handles)
 
         def register(executor: F) -> F:
             self.add_node_type(
@@ -149,10 +171,14 @@ class App:
     def add_node_type(
         self, type_name: str, definition: NodeDefinition | Mapping[str, Any] | Executor
     ) -> None:
-        """Register a node type from a definition, its dict form, or a bare executor."""
+        """Register a node type from a definition, its dict form, or a bare executor.
+
+        A definition declaring handles (``metadata["handles"]``) has its executor wrapped
+        so that returning an undeclared handle is a node error.
+        """
         if callable(definition) and not isinstance(definition, NodeDefinition):
             definition = NodeDefinition(definition)
-        self.node_types[type_name] = NodeDefinition.coerce(definition)
+        self.node_types[type_name] = checked_handles(type_name, NodeDefinition.coerce(definition))
         self._engines.clear()
 
     def workflow(
@@ -165,7 +191,10 @@ class App:
         """Register (or replace) the workflow ``name``.
 
         ``definition`` is a model, a wire-shape dict, or the path of a JSON file. A dict or
-        file may name its start node under ``"start"``.
+        file may name its start node under ``"start"``. A workflow with an error of
+        :func:`~refluxo.graph.check_graph` (an unknown node type, a ``sourceHandle`` its
+        node type does not declare, a ``nodes.<id>`` of no node...) is refused with a
+        :class:`WorkflowDefinitionError` naming each.
         """
         if isinstance(definition, str | Path):
             definition = load_workflow_file(definition)
