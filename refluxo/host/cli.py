@@ -58,8 +58,8 @@ class _Group(click.Group):
         except (RunError, WorkflowDefinitionError) as err:
             raise click.ClickException(str(err)) from err
         except Exception as err:
-            client = sys.modules.get("refluxo.api.client")  # no ApiError before it is loaded
-            if client is not None and isinstance(err, client.ApiError):
+            failure = sys.modules.get("refluxo.api.api_error")  # no ApiError before it is loaded
+            if failure is not None and isinstance(err, failure.ApiError):
                 raise click.ClickException(str(err)) from err
             raise
 
@@ -234,8 +234,8 @@ def run(workflow: str, input_json: str | None, run_id: str | None, target: Targe
 @target_options
 def status(run_id: str, target: Target) -> None:
     """Show a run: status, definition version and timeline."""
-    with target.client(deliver=False) as client:
-        view = client.get(run_id, timeline_limit=1000)
+    with target.reader() as reader:
+        view = reader.get(run_id, timeline_limit=1000)
     click.echo(json.dumps(view, indent=2))
 
 
@@ -406,8 +406,8 @@ def graph(file: Path, run_id: str | None, target: Target) -> None:
     workflow = WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
     path: list[str] = []
     if run_id:
-        with target.client(deliver=False) as client:
-            view = client.get(run_id, timeline_limit=1000)
+        with target.reader() as reader:
+            view = reader.get(run_id, timeline_limit=1000)
         path = [entry["nodeId"] for entry in view["timeline"] if not entry.get("error")]
     click.echo(to_mermaid(workflow, path), nl=False)
 

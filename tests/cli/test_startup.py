@@ -2,9 +2,9 @@
 
 ``refluxo --help`` and ``--version`` need click and the command's options, not Flask, the
 cloud clients, the engine, the expression parser or pydantic; ``refluxo status`` on the
-embedded default needs the runtime but no web framework and no cloud library. Each command
-runs in a fresh interpreter that reports the modules it loaded (structural, not timed:
-bench/cli_startup.py measures the time).
+embedded default reads the stored run and needs none of these either, nor the app, nor the
+runtime that steps runs. Each command runs in a fresh interpreter that reports the modules
+it loaded (structural, not timed: bench/cli_startup.py measures the time).
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from click.testing import CliRunner
 
 import refluxo
 import refluxo.runtime
 from refluxo.api import models
 from refluxo.backends.sqlite.db import DEFAULT_PATH
 from refluxo.host import cli, settings
+from refluxo.host.options import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +47,21 @@ ENGINE = (
     "refluxo.api.openapi",
     "refluxo.api.http",
 )
-"""Not imported by ``--help`` and ``--version`` either."""
+"""Not imported by ``--help``, ``--version`` and ``status`` either."""
+
+RUNNING = (
+    "examples",
+    "refluxo.runtime.dispatcher",
+    "refluxo.runtime.service",
+    "refluxo.runtime.records",
+    "refluxo.backends.sqlite.store",
+    "refluxo.backends.sqlite.scheduler",
+    "refluxo.host.compose",
+    "refluxo.host.embedded",
+    "refluxo.api.client",
+)
+"""What running workflows needs (the app, ``examples``, among it) and showing a stored run
+does not: ``status`` on the embedded default imports none of it."""
 
 REPORT = textwrap.dedent(
     """
@@ -95,15 +111,32 @@ def test_help_and_version_import_no_web_cloud_or_engine(args: list[str]) -> None
     assert among(modules, ENGINE) == []
 
 
-def test_status_on_the_embedded_default_imports_no_web_or_cloud_library(
-    tmp_path: Path,
-) -> None:
+def test_status_of_an_unknown_run_reads_the_database_and_nothing_else(tmp_path: Path) -> None:
     code, modules, output = loaded_by("status", "no-such-run", "--db", str(tmp_path / "r.db"))
     assert code == 1, output
-    assert "no run 'no-such-run'" in output
-    assert "refluxo.backends.sqlite.store" in modules  # it did open the database
-    assert among(modules, WEB_AND_CLOUD) == []
-    assert "refluxo.api.server" not in modules
+    assert "Error: 404 run_not_found: no run 'no-such-run'" in output
+    assert "refluxo.backends.sqlite.reader" in modules  # it did open the database
+    assert among(modules, WEB_AND_CLOUD + ENGINE + RUNNING) == []
+
+
+def test_status_of_a_stored_run_prints_the_api_view_without_loading_the_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)  # where the default app, examples.app, is importable
+    db = tmp_path / "r.db"
+    started = CliRunner().invoke(
+        cli.main, ["run", "content-approval", "--run-id", "post-1", "--db", str(db)]
+    )
+    assert "paused at 'review'" in started.output, started.output
+    target = Target(settings.DEFAULT_APP, db, url=None, api_key=None, id_token=None)
+    with target.client(deliver=False) as client:  # the runtime's LocalClient and its models
+        expected = json.dumps(client.get("post-1", timeline_limit=1000), indent=2)
+
+    code, modules, output = loaded_by("status", "post-1", "--db", str(db))
+
+    assert code == 0, output
+    assert output.startswith(expected + "\n")
+    assert among(modules, WEB_AND_CLOUD + ENGINE + RUNNING) == []
 
 
 def test_the_command_s_copies_of_limits_and_defaults_match_their_sources() -> None:
