@@ -67,6 +67,24 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
+JSON_MEDIA_TYPE = "application/json"
+"""What every API operation answers; a route declaring another serves a page or an asset."""
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """A handler's answer that is not JSON: a page or a static file of the run inspector.
+
+    Such routes hold no run data (the page fetches it from the API, authenticated), so they
+    are the only answers besides the API's JSON; their headers carry the page's security
+    policy (Content-Security-Policy, nosniff).
+    """
+
+    body: bytes
+    media_type: str
+    headers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
 def _as(value: BaseModel | None, model: type[M], part: str) -> M:
     if not isinstance(value, model):
         # The route table and its handler disagree: a programming error, not bad input.
@@ -109,7 +127,7 @@ class Call:
         return _as(self.body, model, "body")
 
 
-Handler = Callable[[Call], BaseModel | Reply]
+Handler = Callable[[Call], BaseModel | Reply | Content]
 """Answers a call; domain errors it raises become statuses in :mod:`refluxo.api.errors`."""
 
 
@@ -138,6 +156,9 @@ class Route:
             protected route, 421 for any).
         links: the operations a successful answer leads to (published on every success
             status; a stateful fuzzer follows them).
+        media_type: the success body's media type. Anything but JSON is a page or a static
+            file of the run inspector, answered with :class:`Content` and left out of the
+            OpenAPI document (it is the API's human interface, not part of the API).
     """
 
     method: str
@@ -155,6 +176,12 @@ class Route:
     other_successes: tuple[tuple[int, str], ...] = ()
     errors: frozenset[int] = frozenset()
     links: tuple[Link, ...] = ()
+    media_type: str = JSON_MEDIA_TYPE
+
+    @property
+    def documented(self) -> bool:
+        """Whether the OpenAPI document publishes this route (every JSON operation does)."""
+        return self.media_type == JSON_MEDIA_TYPE
 
     @property
     def label(self) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 
-from refluxo.api.contract import Call, Reply
+from refluxo.api import inspector
+from refluxo.api.contract import Call, Content, Reply
 from refluxo.api.models import (
     CancelRequest,
     DocumentView,
@@ -19,6 +20,7 @@ from refluxo.api.models import (
     ReconcileView,
     ResumeRequest,
     RunDetailView,
+    RunGraphView,
     RunPageView,
     RunPath,
     RunView,
@@ -30,6 +32,7 @@ from refluxo.api.models import (
     WorkflowView,
 )
 from refluxo.api.openapi import openapi_document
+from refluxo.runtime.errors import RunNotFound
 from refluxo.runtime.ports import Delivery
 
 logger = logging.getLogger("refluxo.http")
@@ -74,6 +77,24 @@ def get_run(call: Call) -> RunDetailView:
         call.service.timeline(run_id, after_seq=query.timeline_after, limit=limit) if limit else []
     )
     return RunDetailView.of_run(record, timeline)
+
+
+def get_run_graph(call: Call) -> RunGraphView:
+    run_id = call.path_as(RunPath).run_id
+    record = call.service.get(run_id)
+    # The graph the run executes: the definition it started with, even if since edited.
+    wire = call.service.store.get_definition(record.definition_version)
+    if wire is None:
+        raise RunNotFound(f"the definition of run {run_id!r} is missing from the store")
+    return RunGraphView.of(record, wire)
+
+
+def inspector_page(call: Call) -> Content:
+    return inspector.page("index.html")
+
+
+def docs_page(call: Call) -> Content:
+    return inspector.page("docs.html")
 
 
 def resume_run(call: Call) -> RunView:

@@ -25,7 +25,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 
 from refluxo.api.auth import Authenticator as Authenticator
-from refluxo.api.contract import Auth, Call, Reply, Route
+from refluxo.api.contract import Auth, Call, Content, Reply, Route
 from refluxo.api.errors import UnsupportedMediaType, status_of
 from refluxo.api.hosts import AllowedHosts, split_host
 from refluxo.api.models import ErrorBody
@@ -274,7 +274,13 @@ class HttpApi:
             platform_retries=min(platform_retries, 1_000_000),
         )
 
-    def _respond(self, route: Route, reply: BaseModel | Reply) -> Response:
+    def _respond(self, route: Route, reply: BaseModel | Reply | Content) -> Response:
+        if isinstance(reply, Content):
+            if reply.media_type != route.media_type:
+                raise TypeError(f"{route.label} answered {reply.media_type}")
+            return Response(
+                reply.body, route.status, headers=dict(reply.headers), content_type=reply.media_type
+            )
         if isinstance(reply, Reply):
             body, status, headers = reply.body, reply.status or route.status, reply.headers
         else:

@@ -27,7 +27,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
-from refluxo.model import SnapshotStatus
+from refluxo.model import SnapshotStatus, WorkflowDefinition
 from refluxo.runtime.app import WorkflowSpec
 from refluxo.runtime.dispatcher import Outcome
 from refluxo.runtime.ids import RUN_ID_PATTERN, RUN_ID_RULE
@@ -317,6 +317,58 @@ class RunPageView(BaseModel):
 
     runs: list[RunView]
     next_cursor: str | None
+
+
+class GraphNodeView(BaseModel):
+    """A node of a run's graph: its id and type (its static data stays on the server)."""
+
+    model_config = _VIEW
+
+    id: str
+    type: str
+
+
+class GraphEdgeView(BaseModel):
+    """An edge of a run's graph; ``sourceHandle`` names the branch that follows it."""
+
+    model_config = _VIEW
+
+    source: str
+    target: str
+    source_handle: str | None
+
+
+class RunGraphView(BaseModel):
+    """The graph a run executes (the definition it started with), for drawing it."""
+
+    model_config = _VIEW
+
+    run_id: str
+    workflow: str
+    definition_version: str = Field(description="sha256 of the workflow's JSON")
+    start: str
+    nodes: list[GraphNodeView]
+    edges: list[GraphEdgeView]
+
+    @classmethod
+    def of(cls, record: RunRecord, wire: dict[str, Any]) -> RunGraphView:
+        """The graph of ``record``, from its stored definition ``wire`` (with ``start``)."""
+        definition = WorkflowDefinition.model_validate(wire)
+        return cls(
+            run_id=record.run_id,
+            workflow=record.workflow,
+            definition_version=record.definition_version,
+            start=str(wire.get("start") or definition.nodes[0].id),
+            nodes=[GraphNodeView(id=node.id, type=node.type) for node in definition.nodes],
+            edges=[
+                GraphEdgeView(source=e.source, target=e.target, source_handle=e.source_handle)
+                for e in definition.edges
+            ],
+        )
+
+
+class PageView(RootModel[str]):
+    """A page or static file of the run inspector (not JSON, never in the document)."""
 
 
 class WorkflowView(BaseModel):

@@ -187,7 +187,9 @@ def _models(routes: Iterable[Route]) -> list[tuple[type[BaseModel], JsonSchemaMo
 
 
 @cache
-def _document(routes: tuple[Route, ...]) -> dict[str, Any]:
+def _document(table: tuple[Route, ...]) -> dict[str, Any]:
+    # The run inspector's pages and files are not API operations: left out.
+    routes = tuple(route for route in table if route.documented)
     generated, top = models_json_schema(
         _models(routes), ref_template=REF_TEMPLATE, schema_generator=_Generator
     )

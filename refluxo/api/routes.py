@@ -8,17 +8,19 @@ authentication tested (``tests/api``) by adding it here.
 
 from __future__ import annotations
 
-from refluxo.api import handlers
+from refluxo.api import handlers, inspector
 from refluxo.api.contract import Auth, Link, Route
 from refluxo.api.models import (
     CancelRequest,
     DocumentView,
     HealthView,
     ListRunsQuery,
+    PageView,
     ReconcileRequest,
     ReconcileView,
     ResumeRequest,
     RunDetailView,
+    RunGraphView,
     RunPageView,
     RunPath,
     RunView,
@@ -93,6 +95,16 @@ ROUTES: tuple[Route, ...] = (
         links=(RESUME_RUN, CANCEL_RUN),
     ),
     Route(
+        "GET",
+        "/runs/{runId}/graph",
+        "getRunGraph",
+        handlers.get_run_graph,
+        RunGraphView,
+        "the graph the run executes (node ids and types, edges), to draw it",
+        path_model=RunPath,
+        errors=frozenset({404, 503}),
+    ),
+    Route(
         "POST",
         "/runs/{runId}/resume",
         "resumeRun",
@@ -142,15 +154,48 @@ ROUTES: tuple[Route, ...] = (
         body_required=False,
         errors=frozenset({503}),
     ),
+    *(
+        Route(
+            "GET",
+            path,
+            operation_id,
+            handler,
+            PageView,
+            summary,
+            auth=Auth.PUBLIC,
+            media_type=inspector.HTML,
+        )
+        for path, operation_id, handler, summary in (
+            ("/", "home", handlers.inspector_page, "the run inspector (as /ui)"),
+            ("/ui", "inspector", handlers.inspector_page, "the run inspector"),
+            ("/docs", "docs", handlers.docs_page, "Swagger UI on this API's document"),
+        )
+    ),
+    *(
+        Route(
+            "GET",
+            f"/ui/{asset.name}",
+            f"asset:{asset.name}",
+            asset.handler,
+            PageView,
+            f"the run inspector's {asset.name}",
+            auth=Auth.PUBLIC,
+            media_type=asset.media_type,
+        )
+        for asset in inspector.ASSETS
+    ),
 )
-"""Every endpoint of the API."""
+"""Every endpoint of the API, then the run inspector's pages and files: public because
+they hold no data (the page reads runs through the routes above, with the caller's key)."""
 
 INTERNAL: frozenset[Auth] = frozenset({Auth.SCHEDULER, Auth.RECONCILER})
 """The kinds of route only the platform calls (Cloud Tasks, Cloud Scheduler)."""
 
-STEP_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth is not Auth.CALLER)
+STEP_ROUTES: tuple[Route, ...] = tuple(
+    route for route in ROUTES if route.auth is not Auth.CALLER and route.documented
+)
 """What the dispatcher function serves: the step and reconcile routes and the public ones
-(the routes of a deployment that serves no caller)."""
+but the inspector's (the routes of a deployment that serves no caller)."""
 
 CALLER_ROUTES: tuple[Route, ...] = tuple(route for route in ROUTES if route.auth not in INTERNAL)
 """What the API function serves on Google Cloud: the callers' routes and the public ones."""

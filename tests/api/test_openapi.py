@@ -18,6 +18,8 @@ from refluxo.host.embedded import EmbeddedRuntime
 from tests.api.conftest import CALLER
 
 REF = "#/components/schemas/"
+DOCUMENTED = tuple(route for route in ROUTES if route.documented)
+"""The API's operations: every route but the run inspector's pages and files."""
 
 
 def component(document: dict[str, Any], schema: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -51,10 +53,17 @@ def test_the_served_document_lists_exactly_the_tables_routes(served: dict[str, A
         for path, item in served["paths"].items()
         for method, operation in item.items()
     }
-    assert operations == {(r.method, r.path): r.operation_id for r in ROUTES}
+    assert operations == {(r.method, r.path): r.operation_id for r in DOCUMENTED}
 
 
-@pytest.mark.parametrize("route", [pytest.param(r, id=r.label) for r in ROUTES])
+def test_the_inspectors_pages_are_not_operations(served: dict[str, Any]) -> None:
+    pages = [route for route in ROUTES if not route.documented]
+    assert {route.path for route in pages} >= {"/", "/ui", "/docs", "/ui/main.js"}
+    assert all(route.media_type != "application/json" for route in pages)
+    assert not {route.path for route in pages} & set(served["paths"])
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.label) for r in DOCUMENTED])
 def test_each_operation_is_its_routes_declaration(served: dict[str, Any], route: Route) -> None:
     operation = served["paths"][route.path][route.method.lower()]
     if route.auth is Auth.PUBLIC:
@@ -98,7 +107,7 @@ def test_each_operation_is_its_routes_declaration(served: dict[str, Any], route:
 
 def test_response_schemas_are_the_response_models(served: dict[str, Any]) -> None:
     schemas = served["components"]["schemas"]
-    for route in ROUTES:
+    for route in DOCUMENTED:
         if route.response.__name__ == "DocumentView":
             continue  # a root model: an object with any properties
         schema = schemas[route.response.__name__]
@@ -217,7 +226,7 @@ def test_a_link_to_an_unknown_operation_is_refused() -> None:
 
 
 def test_every_operation_documents_415_for_a_body_and_421(served: dict[str, Any]) -> None:
-    for route in ROUTES:
+    for route in DOCUMENTED:
         responses = served["paths"][route.path][route.method.lower()]["responses"]
         assert ("415" in responses) is (route.body is not None), route.label
         assert "421" in responses, route.label

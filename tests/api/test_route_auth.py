@@ -25,9 +25,12 @@ PUBLIC = [pytest.param(r, id=r.label) for r in ROUTES if r.auth is Auth.PUBLIC]
 CREDENTIALS = {Auth.CALLER: CALLER, Auth.SCHEDULER: SCHEDULER, Auth.RECONCILER: RECONCILER}
 
 
-def test_only_liveness_and_the_document_are_public() -> None:
-    public = {route.label for route in ROUTES if route.auth is Auth.PUBLIC}
+def test_only_liveness_the_document_and_the_inspectors_files_are_public() -> None:
+    public = {route.label for route in ROUTES if route.auth is Auth.PUBLIC and route.documented}
     assert public == {"GET /healthz", "GET /openapi.json"}
+    pages = [route for route in ROUTES if not route.documented]
+    # The inspector's pages and files hold no run data: public, and only ever read.
+    assert all(route.auth is Auth.PUBLIC and route.method == "GET" for route in pages)
     step = [route for route in ROUTES if route.auth is Auth.SCHEDULER]
     assert [route.label for route in step] == ["POST /tasks/step"]
     reconcile = [route for route in ROUTES if route.auth is Auth.RECONCILER]

@@ -71,6 +71,7 @@ REACHED: dict[str, set[int]] = {
     "POST /runs": {201},
     "GET /runs": {200},
     "GET /runs/{runId}": {200},
+    "GET /runs/{runId}/graph": {200},
     "POST /runs/{runId}/resume": {202},
     "POST /runs/{runId}/cancel": {200},
 }
@@ -84,7 +85,7 @@ def requests_to(target: FuzzTarget, label: str) -> dict[int, int]:
 def test_the_app_serves_the_document(target: FuzzTarget) -> None:
     assert target.schema.raw_schema == DOCUMENT
     assert sorted(operation.label for operation in target.operations()) == sorted(LABELS)
-    assert len(FUZZ_PAIRS) == 18  # no schema-violating request to /healthz, /openapi.json
+    assert len(FUZZ_PAIRS) == 20  # no schema-violating request to /healthz, /openapi.json
 
 
 def test_coverage_phase(target: FuzzTarget) -> None:

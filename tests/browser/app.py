@@ -1,0 +1,115 @@
+"""The workflows the run inspector is shown with: one per state a node can be in.
+
+* ``review``: fetch, then a human approval (pauses until resumed with ``{"ok": ...}``),
+  then publish or discard.
+* ``broken``: load, then a transform that always raises: the run fails there.
+* ``flaky``: a call that always fails, retried every ten minutes (the run shows the retry
+  and its next attempt's time for a long while).
+* ``nightly``: a durable timer of an hour before the report.
+* ``loop``: a node visited three times, then done.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from refluxo import StepResult
+from refluxo.runtime import App, current_step
+
+RETRY_INTERVAL_MS = 600_000
+
+
+def build_inspector_app() -> App:
+    """The app served to the browser tests and the screenshot."""
+    app = App()
+
+    @app.node()
+    def fetch(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"order": payload, "items": data.get("items", 3)})
+
+    @app.node()
+    def approval(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        if payload is None:
+            return StepResult(pause=True)
+        return StepResult(payload, next_handle="yes" if payload.get("ok") else "no")
+
+    @app.node()
+    def say(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"said": data.get("text", "")})
+
+    @app.node()
+    def parse(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("cannot parse record 7: <b>unexpected</b> end of input")
+
+    @app.node(retry_policy={"maxAttempts": 5, "interval": RETRY_INTERVAL_MS, "backoff": "fixed"})
+    def call(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ConnectionError(f"attempt {current_step().attempt}: the partner API timed out")
+
+    @app.node()
+    def count(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        done = len(context.get("count", []))
+        return StepResult({"round": done + 1}, next_handle="again" if done < 2 else "done")
+
+    app.workflow(
+        "review",
+        {
+            "start": "fetch",
+            "nodes": [
+                {"id": "fetch", "type": "fetch", "data": {"items": 3}},
+                {"id": "ask", "type": "approval"},
+                {"id": "publish", "type": "say", "data": {"text": "published"}},
+                {"id": "discard", "type": "say", "data": {"text": "discarded"}},
+            ],
+            "edges": [
+                {"source": "fetch", "target": "ask"},
+                {"source": "ask", "target": "publish", "sourceHandle": "yes"},
+                {"source": "ask", "target": "discard", "sourceHandle": "no"},
+            ],
+        },
+    )
+    app.workflow(
+        "broken",
+        {
+            "nodes": [
+                {"id": "load", "type": "fetch"},
+                {"id": "transform", "type": "parse"},
+                {"id": "store", "type": "say"},
+            ],
+            "edges": [
+                {"source": "load", "target": "transform"},
+                {"source": "transform", "target": "store"},
+            ],
+        },
+    )
+    app.workflow(
+        "flaky",
+        {
+            "nodes": [{"id": "prepare", "type": "fetch"}, {"id": "notify", "type": "call"}],
+            "edges": [{"source": "prepare", "target": "notify"}],
+        },
+    )
+    app.workflow(
+        "nightly",
+        {
+            "nodes": [
+                {"id": "sleep", "type": "wait", "data": {"hours": 1}},
+                {"id": "report", "type": "say", "data": {"text": "report"}},
+            ],
+            "edges": [{"source": "sleep", "target": "report"}],
+        },
+    )
+    app.workflow(
+        "loop",
+        {
+            "start": "count",
+            "nodes": [
+                {"id": "count", "type": "count"},
+                {"id": "finish", "type": "say", "data": {"text": "three rounds"}},
+            ],
+            "edges": [
+                {"source": "count", "target": "count", "sourceHandle": "again"},
+                {"source": "count", "target": "finish", "sourceHandle": "done"},
+            ],
+        },
+    )
+    return app

@@ -1,0 +1,77 @@
+"""What a user does with a run from its page: resume it with a payload, cancel it; and the
+page follows the run by itself while it is not finished."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.server import Served
+from tests.browser.support import node, open_run, start_settled
+
+
+def test_resume_with_a_payload_moves_a_paused_run_on(page: Page, served: Served) -> None:
+    run_id = start_settled(served, "review", "paused")
+    open_run(page, served, run_id)
+    expect(node(page, "ask")).to_have_attribute("data-state", "paused")
+
+    payload = page.get_by_label("Resume node ask with this JSON payload")
+    resume = page.get_by_role("button", name="Resume", exact=True)
+    payload.fill('{"ok": true,')
+    expect(page.locator("#resume-error")).to_contain_text("Not valid JSON")
+    expect(resume).to_be_disabled()
+
+    payload.fill('{"ok": true, "by": "ada"}')
+    expect(page.locator("#resume-error")).to_have_text("")
+    resume.click()
+
+    expect(page.locator(".status").first).to_have_text("completed")
+    expect(node(page, "publish")).to_have_attribute("data-state", "done")
+    expect(node(page, "discard")).to_have_attribute("data-state", "idle")
+    expect(page.locator('table.timeline tr[data-node="ask"]')).to_contain_text('"by": "ada"')
+    assert served.runtime.service.get(run_id).status == "completed"
+
+
+def test_the_api_refuses_a_resume_the_run_no_longer_waits_for(page: Page, served: Served) -> None:
+    """The page resumes at the version it shows: a run resumed meanwhile is not resumed twice."""
+    service = served.runtime.service
+    run_id = start_settled(served, "review", "paused")
+    page.clock.install()  # the page's refreshes wait for the test: it shows the paused run
+    open_run(page, served, run_id)
+    expect(node(page, "ask")).to_have_attribute("data-state", "paused")
+    version = service.get(run_id).version
+    service.resume(run_id, {"ok": False})
+
+    page.get_by_role("button", name="Resume", exact=True).click()
+    expect(page.locator("#resume-error")).to_contain_text("(HTTP 409)")
+    assert service.get(run_id).version > version
+    page.clock.run_for(60_000)
+    expect(page.locator(".status").first).to_have_text("completed")
+    expect(node(page, "discard")).to_have_attribute("data-state", "done")
+
+
+def test_cancel_fails_the_run(page: Page, served: Served) -> None:
+    run_id = start_settled(served, "nightly", "paused")
+    open_run(page, served, run_id)
+    expect(node(page, "sleep")).to_have_attribute("data-state", "waiting")
+
+    page.get_by_role("button", name="Cancel run…").click()
+    page.get_by_label("Cancel: the run fails").fill("not needed tonight")
+    page.get_by_role("button", name="Yes, cancel the run").click()
+
+    expect(page.locator(".status").first).to_have_text("failed")
+    expect(node(page, "sleep")).to_have_attribute("data-state", "cancelled")
+    expect(page.locator(".facts")).to_contain_text("not needed tonight")
+    record = served.runtime.service.get(run_id)
+    assert record.status == "failed"
+    assert record.snapshot.metadata["failedReason"] == "not needed tonight"
+
+
+def test_the_page_follows_a_run_that_changes_elsewhere(page: Page, served: Served) -> None:
+    run_id = start_settled(served, "review", "paused")
+    open_run(page, served, run_id)
+    expect(node(page, "ask")).to_have_attribute("data-state", "paused")
+
+    served.runtime.service.resume(run_id, {"ok": True})
+
+    expect(node(page, "publish")).to_have_attribute("data-state", "done")
+    expect(page.get_by_text("Finished: not refreshing.")).to_be_visible()
