@@ -13,9 +13,8 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
@@ -100,9 +99,12 @@ token_option = click.option(
 )
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where run commands act: a server (``--url``) or the local database (``--db``)."""
+class Target(NamedTuple):
+    """Where run commands act: a server (``--url``) or the local database (``--db``).
+
+    A named tuple rather than a frozen dataclass: every command defines it at start-up,
+    and a named tuple costs a tenth of the time to define.
+    """
 
     app_spec: str
     db: Path

@@ -29,7 +29,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from refluxo.api.hosts import AllowedHosts, is_loopback
 from refluxo.errors import RefluxoError
 
 
@@ -201,6 +200,10 @@ AUTH_MODES = ("api-key", "iam")
 def _allowed_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
     raw = env.get("REFLUXO_ALLOWED_HOSTS") or ""
     entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    if not entries:
+        return entries
+    from refluxo.api.hosts import AllowedHosts  # here: most commands never parse a Host
+
     try:
         AllowedHosts.parse(entries)
     except ValueError as err:
@@ -239,6 +242,8 @@ def require_private_listener(settings: Settings) -> None:
     """
     if not isinstance(settings, EmbeddedSettings) or settings.api_key:
         return
+    from refluxo.api.hosts import is_loopback
+
     if not is_loopback(settings.host):
         raise ConfigurationError(
             f"listening on {settings.host!r} would serve the API to other machines "

@@ -49,6 +49,10 @@ ENGINE = (
 )
 """Not imported by ``--help``, ``--version`` and ``status`` either."""
 
+SERVING = ("refluxo.api.hosts", "refluxo.api.auth", "refluxo.api.server", "refluxo.host.logs")
+"""What ``refluxo serve`` needs and no quick command imports (the settings parse a
+``Host`` only when hosts are configured)."""
+
 RUNNING = (
     "examples",
     "refluxo.runtime.dispatcher",
@@ -107,8 +111,7 @@ def test_help_and_version_import_no_web_cloud_or_engine(args: list[str]) -> None
     code, modules, output = loaded_by(*args)
     assert code == 0, output
     assert "importlib.metadata" not in modules  # the version is not read from the metadata
-    assert among(modules, WEB_AND_CLOUD) == []
-    assert among(modules, ENGINE) == []
+    assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING) == []
 
 
 def test_status_of_an_unknown_run_reads_the_database_and_nothing_else(tmp_path: Path) -> None:
@@ -116,7 +119,7 @@ def test_status_of_an_unknown_run_reads_the_database_and_nothing_else(tmp_path: 
     assert code == 1, output
     assert "Error: 404 run_not_found: no run 'no-such-run'" in output
     assert "refluxo.backends.sqlite.reader" in modules  # it did open the database
-    assert among(modules, WEB_AND_CLOUD + ENGINE + RUNNING) == []
+    assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING + RUNNING) == []
 
 
 def test_status_of_a_stored_run_prints_the_api_view_without_loading_the_app(
@@ -136,7 +139,7 @@ def test_status_of_a_stored_run_prints_the_api_view_without_loading_the_app(
 
     assert code == 0, output
     assert output.startswith(expected + "\n")
-    assert among(modules, WEB_AND_CLOUD + ENGINE + RUNNING) == []
+    assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING + RUNNING) == []
 
 
 def test_the_command_s_copies_of_limits_and_defaults_match_their_sources() -> None:
