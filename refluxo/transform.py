@@ -14,8 +14,13 @@ class TransformEngine:
     copy of the node's data, so it may modify it in place). ``transform`` may be ``def`` or
     ``async def``. Typical uses: expressions (:class:`refluxo.expressions.JexlTransformEngine`),
     secret injection from ``globals``.
+
+    ``globals`` is optional, as in Refluxo's ``transform(input, context, globals?)``, so an
+    engine can be called directly without globals. The workflow engine always passes it
+    (``None`` when the run has none), so a subclass that declares it required still runs
+    (a type checker flags its narrower signature).
     """
 
-    def transform(self, input: Any, context: Context, globals: Any) -> Any:
+    def transform(self, input: Any, context: Context, globals: Any = None) -> Any:
         """Return the transformed input. The default returns it unchanged."""
         return input

@@ -1,9 +1,12 @@
 """Jexl expressions: ``{{ ... }}`` templates evaluated in node input.
 
 A port of the expression support of Refluxo (``@refluxo/core``), which uses JavaScript
-Jexl 2.x: the same syntax, the same JavaScript value semantics, the same error messages
-(``Jexl Error in [<expression>]: ...``). Register :class:`JexlTransformEngine` with a
-:class:`~refluxo.WorkflowEngine`::
+Jexl 2.x: Jexl's syntax, JavaScript's value semantics, and Refluxo's error messages,
+``Jexl Error in [<expression as written>]: <JavaScript's String(error)>``: Jexl's wording
+for syntax errors (see :mod:`~refluxo.expressions.syntax`), JavaScript's ``TypeError`` for
+bracket access on ``undefined`` or ``null``. Templates are delimited as Refluxo delimits
+them (see :mod:`~refluxo.expressions.template`). Register :class:`JexlTransformEngine`
+with a :class:`~refluxo.WorkflowEngine`::
 
     WorkflowEngine(workflow, definitions, transform_engines=[JexlTransformEngine()])
 
@@ -18,7 +21,8 @@ numbers and templates are scanned in linear time, and a work budget and a size b
 any evaluation that would do or build too much with an
 :class:`~refluxo.expressions.ExpressionLimitError` naming the limit.
 
-Deliberate differences from JavaScript Jexl:
+Deliberate differences from JavaScript Jexl and Refluxo (each a row of the README's
+differences table):
 
 * Python objects that are not JSON-like (functions, classes, model instances, mappings
   that are not dicts...) read as ``undefined``, and are left out of results as
@@ -31,7 +35,13 @@ Deliberate differences from JavaScript Jexl:
   exact value below 1e21 where JavaScript would round them past 2**53;
 * strings compare by code point, not UTF-16 code unit;
 * a ``{{ }}`` template may span lines;
-* transforms and functions are synchronous.
+* transforms and functions are synchronous;
+* ``null`` is the JSON null (Jexl 2.3 reads it as a name, ``undefined``);
+* a negative number may follow a comma (``[1, -1]``, which Jexl refuses);
+* the grammar is Jexl's with small differences: string keys (``{'a': 1}``) and indexing
+  a literal (``'ab'[0]``) are accepted, a few malformed expressions Jexl accepts are
+  refused (``(1``, ``[1,]``, ``a ? b :``), and where Jexl's parser would stop elsewhere a
+  syntax error may name another token.
 """
 
 from __future__ import annotations

@@ -8,14 +8,20 @@ by fixed field names, in :mod:`~refluxo.expressions.views`), so ``__class__``,
 data is called either: a ``dict``, ``list`` or ``tuple`` subclass is read through its base
 class (its overrides never run), and any other mapping or sequence is opaque. Values that are
 not JSON-like (a function, a class, a model instance...) read as ``undefined``: an
-expression can neither return them nor look inside them. A missing path is ``undefined``,
-never an error.
+expression can neither return them nor look inside them.
+
+A missing path reads as Jexl reads it: dot access on ``undefined`` or ``null`` is
+``undefined``, but bracket access on them (``missing[0]``, ``missing["key"]``), and dot
+access on an array whose first element is ``undefined`` or ``null``, read a property of
+``undefined`` or ``null`` in JavaScript, and fail with JavaScript's ``TypeError``
+(:func:`unreadable`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
+from refluxo.expressions.failures import Failure, shown
 from refluxo.expressions.jsvalues import (
     ARRAY,
     NUMBER,
@@ -141,12 +147,30 @@ def _from_sequence(sequence: Any, key: Any) -> Any:
     return _at(sequence, index)
 
 
+def unreadable(value: Any, key: Any) -> Failure:
+    """The failure of reading property ``key`` of ``value`` (``undefined`` or ``null``),
+    worded as JavaScript (V8) words its ``TypeError``: the key as ``String(key)``, an
+    object as ``#<Object>``, no key at all for an array. A key longer than a message
+    should hold is shortened."""
+    subject = "null" if value is None else "undefined"
+    found = kind(key)
+    if found is ARRAY:
+        reading = ""
+    elif found is OBJECT:
+        reading = " (reading '#<Object>')"
+    else:
+        reading = f" (reading '{shown(property_key(key))}')"
+    return Failure(f"TypeError: Cannot read properties of {subject}{reading}")
+
+
 def get_property(value: Any, name: str) -> Any:
     """``value.name`` (dot access), sanitized.
 
     As in Jexl, dot access on an array reads the property of its first element (so
-    ``items[.ok].name`` is the first match's name), except ``length``, which is the
-    array's length (a deliberate difference: Jexl would read the first element's length).
+    ``items[.ok].name`` is the first match's name; an empty array, or one starting with
+    ``null``, fails as reading a property of ``undefined`` or ``null`` does), except
+    ``length``, which is the array's length (a deliberate difference: Jexl would read the
+    first element's length).
     """
     found = kind(value)
     if found is OBJECT:
@@ -154,9 +178,11 @@ def get_property(value: Any, name: str) -> Any:
     if found is ARRAY:
         if name == "length":
             return _length(value)
-        if not _length(value):
-            return UNDEFINED
-        return get_item(sanitize(_at(value, 0)), name)
+        first = _at(value, 0) if _length(value) else UNDEFINED
+        if first is UNDEFINED or first is None:
+            raise unreadable(first, name)
+        first = sanitize(first)
+        return UNDEFINED if first is UNDEFINED else get_item(first, name)
     if found is STRING:
         return _length(value) if name == "length" else UNDEFINED
     return UNDEFINED
@@ -166,7 +192,8 @@ def get_item(value: Any, key: Any) -> Any:
     """``value[key]`` (bracket access with a computed key), sanitized.
 
     A boolean key returns ``value`` itself when true and ``undefined`` when false, as Jexl's
-    static filter does.
+    static filter does. Any other key on ``undefined`` or ``null`` raises
+    :func:`unreadable`'s failure; on a number or a boolean it reads ``undefined``.
     """
     if key is True:
         return value
@@ -179,4 +206,6 @@ def get_item(value: Any, key: Any) -> Any:
         return sanitize(_from_sequence(value, key))
     if found is STRING:
         return _from_sequence(value, key)
+    if value is UNDEFINED or value is None:
+        raise unreadable(value, key)
     return UNDEFINED

@@ -18,7 +18,15 @@ from typing import Any, Final
 
 from refluxo.context import Context
 from refluxo.expressions.evaluator import Registry, Scope, compile_in
-from refluxo.expressions.jsvalues import ARRAY, OBJECT, STRING, array_items, kind, object_items
+from refluxo.expressions.jsvalues import (
+    ARRAY,
+    OBJECT,
+    STRING,
+    UNDEFINED,
+    array_items,
+    kind,
+    object_items,
+)
 from refluxo.expressions.limits import MAX_DATA_DEPTH, ExpressionLimitError
 from refluxo.expressions.template import template_in
 from refluxo.expressions.views import NodesView
@@ -70,13 +78,15 @@ class JexlTransformEngine(TransformEngine):
         """Register ``function`` as the function ``name(...)``."""
         self._functions[_checked_name(name, function)] = function
 
-    def scope(self, context: Mapping[str, Any] | None, input: Any, globals: Any) -> Scope:
-        """The variables ``transform`` evaluates with: ``nodes``, ``input``, ``globals``."""
+    def scope(self, context: Mapping[str, Any] | None, input: Any, globals: Any = None) -> Scope:
+        """The variables ``transform`` evaluates with: ``nodes``, ``input``, ``globals``
+        (``undefined`` when there are none, as in Refluxo, whose ``globals`` is optional)."""
         nodes = NodesView(context if context is not None else {})
-        variables = {"nodes": nodes, "input": input, "globals": globals}
+        shared = UNDEFINED if globals is None else globals
+        variables = {"nodes": nodes, "input": input, "globals": shared}
         return Scope(variables, self._transforms, self._functions)
 
-    def transform(self, input: Any, context: Context, globals: Any) -> Any:
+    def transform(self, input: Any, context: Context, globals: Any = None) -> Any:
         """``input`` with every template string evaluated, in new dicts and lists.
 
         ``input`` itself is never modified. Every template of ``input`` is evaluated with one

@@ -160,10 +160,11 @@ def _unexpected(text: str, error: Exception) -> ExpressionError:
 def compile_expression(text: str) -> CompiledExpression:
     """Parse and compile ``text`` (cached); raise ``ExpressionError`` if it is invalid.
 
-    Empty or blank text is valid and evaluates to ``None`` (``undefined``).
+    Empty or blank text is valid, but evaluating it fails as in Jexl (whose evaluator reads
+    the type of the empty syntax tree, ``null``).
     """
     if not text.strip():
-        return CompiledExpression(text, _constant(UNDEFINED))
+        return CompiledExpression(text, _blank)
     try:
         tree, cost = parse(text)
         return CompiledExpression(text, _compile(tree), weight(tree), cost)
@@ -258,7 +259,7 @@ _Compiler: TypeAlias = Callable[[Tree[Token]], Run]
 _DICT_TYPES: Final[frozenset[type[Any]]] = frozenset((dict, FrozenDict))
 _ARRAY_TYPES: Final[frozenset[type[Any]]] = frozenset((list, FrozenList, tuple))
 _VIEW_TYPES: Final[frozenset[type]] = frozenset({NodesView, NodeView})
-_CONSTANT_RULES: Final = frozenset({"number", "string", "true", "false", "null"})
+_CONSTANT_RULES: Final = frozenset({"number", "negative", "string", "true", "false", "null"})
 
 
 def _compile(node: Tree[Token]) -> Run:
@@ -273,7 +274,7 @@ _WEIGHTS: Final = {
         ("eq", "ne", "lt", "le", "gt", "ge", "in_", "add", "sub", "mul", "div", "floordiv"),
         _OPERATOR_WEIGHT,
     ),
-    **dict.fromkeys(("mod", "neg"), _OPERATOR_WEIGHT),
+    "mod": _OPERATOR_WEIGHT,
     "pow": 8,  # Math.pow's special cases around math.pow
     "member": 2,  # a lookup through a view, a mapping or a sequence
     "index": 4,  # the same, with JavaScript's conversion of the key
@@ -322,13 +323,20 @@ def _constant(value: Any) -> Run:
 
 
 def _constant_value(node: Tree[Token]) -> Any:
-    """The value of a literal node (``number``, ``string``, ``true``, ``false``, ``null``)."""
+    """The value of a literal node (``number``, ``negative``, ``string``, ``true``,
+    ``false``, ``null``)."""
     rule = node.data
     if rule == "number":
         return jsvalues.normalize(float(_token(node.children[0])))
+    if rule == "negative":
+        return jsvalues.normalize(-float(_token(node.children[0])))
     if rule == "string":
         return unquote(_token(node.children[0]))
     return {"true": True, "false": False, "null": None}[str(rule)]
+
+
+def _blank(scope: Scope, relative: Any) -> Any:
+    raise Failure("TypeError: Cannot read properties of null (reading 'type')")
 
 
 def _literal(node: Tree[Token]) -> Run:
@@ -490,7 +498,9 @@ testing the predicate's value, keeping the item."""
 def _filter(subject: Run, predicate: Run, cost: int) -> Run:
     """``subject[predicate]`` with relative identifiers: the elements for which the
     predicate is truthy. A non-array subject filters as a one-element array (``undefined``
-    as an empty one).
+    as an empty one). As in Jexl, whose relative context is ``element || context``, the
+    relative identifiers of a falsy element (``null``, ``0``, ``""``...) read the root
+    variables.
 
     Charged ``cost`` (the predicate's weight) plus :data:`_ITEM_COST` per item, before
     looping, and the kept list as values built."""
@@ -506,7 +516,8 @@ def _filter(subject: Run, predicate: Run, cost: int) -> Run:
         kept: list[Any] = []
         for item in items:
             element = sanitize(item)
-            if truthy(predicate(scope, element)):
+            reads = element if type(element) in _DICT_TYPES or truthy(element) else scope
+            if truthy(predicate(scope, reads)):
                 kept.append(export(element))
         meter.build(len(kept))
         return kept
@@ -554,7 +565,7 @@ def _transform(node: Tree[Token]) -> Run:
     def run(scope: Scope, relative: Any) -> Any:
         function = scope.transforms.get(name)
         if function is None:
-            raise Failure(f"{what} is not defined.")
+            raise Failure(f"Error: {what} is not defined.")  # Jexl's wording
         values = [_argument(subject(scope, relative))]
         values.extend(_argument(argument(scope, relative)) for argument in arguments)
         return _call_registered(what, function, values)
@@ -570,7 +581,7 @@ def _call(node: Tree[Token]) -> Run:
     def run(scope: Scope, relative: Any) -> Any:
         function = scope.functions.get(name)
         if function is None:
-            raise Failure(f"{what} is not defined.")
+            raise Failure(f"Error: Jexl {what} is not defined.")  # Jexl's wording
         values = [_argument(argument(scope, relative)) for argument in arguments]
         return _call_registered(what, function, values)
 
@@ -655,15 +666,6 @@ def _not(node: Tree[Token]) -> Run:
     return run
 
 
-def _negate(node: Tree[Token]) -> Run:
-    operand = _compile(_subtree(node.children[0]))
-
-    def run(scope: Scope, relative: Any) -> Any:
-        return jsvalues.negate(operand(scope, relative))
-
-    return run
-
-
 def _not_equal(left: Any, right: Any) -> bool:
     return not equality.loose_equal(left, right)
 
@@ -691,6 +693,7 @@ def _binary(operator: Callable[[Any, Any], Any]) -> _Compiler:
 
 _COMPILERS: Final[dict[str, _Compiler]] = {
     "number": _literal,
+    "negative": _literal,
     "string": _literal,
     "true": _literal,
     "false": _literal,
@@ -709,7 +712,6 @@ _COMPILERS: Final[dict[str, _Compiler]] = {
     "and_": _and,
     "or_": _or,
     "not_": _not,
-    "neg": _negate,
     "eq": _binary(equality.loose_equal),
     "ne": _binary(_not_equal),
     "lt": _binary(jsvalues.less),

@@ -546,13 +546,6 @@ def power(left: Any, right: Any) -> int | float:
         return NAN
 
 
-def negate(value: Any) -> int | float:
-    """Unary ``-``."""
-    if type(value) is int and -_SAFE < value < _SAFE:
-        return -value
-    return normalize(-to_number(value))
-
-
 # --- comparison -------------------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ element of an array literal: 70 to 140 ms for an expression at the length limit,
 time the promise allows. So expressions are parsed by a recursive-descent parser written for
 this grammar (precedence climbing for the binary operators), which builds exactly the tree
 Lark builds (the tests compare the two on generated expressions) several times faster. Lark
-remains the reference: an expression this parser refuses is parsed by Lark again, so that
-syntax errors keep Lark's wording and position (see :func:`lark_parse`); an expression
+remains the reference: an expression this parser refuses is parsed by Lark again, to find
+where the syntax error is, which is then worded as Jexl words it (see :func:`lark_parse`
+and :mod:`~refluxo.expressions.syntax`); an expression
 cannot hold more than one syntax error that counts, so this happens at most once per
 evaluation that fails.
 
@@ -33,8 +34,8 @@ from typing import Any, Final
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
-from lark.lexer import PatternStr
 
+from refluxo.expressions import syntax
 from refluxo.expressions.budget import meter
 from refluxo.expressions.failures import Failure, LimitFailure
 from refluxo.expressions.limits import MAX_EXPRESSION_LENGTH, MAX_NESTING_DEPTH
@@ -99,7 +100,7 @@ _BINARY: Final[dict[str, tuple[int, str]]] = {
 """Binary operators: precedence (higher binds tighter; all are left-associative, as in Jexl)
 and rule. The grammar's right operand of ``^`` is a ``unary``, which is what the highest
 precedence gives."""
-_UNARY: Final = {"!": "not_", "-": "neg"}
+_UNARY: Final = {"!": "not_"}
 _KEYWORDS: Final = {"true": "true", "false": "false", "null": "null"}
 
 
@@ -182,7 +183,7 @@ class _Parser:
         return operands[0]
 
     def unary(self) -> Tree[Token]:
-        """``!`` and ``-`` prefixes (a loop, not recursion), then a postfix chain."""
+        """``!`` prefixes (a loop, not recursion), then a postfix chain."""
         tokens = self.tokens
         prefixes: list[str] = []
         while tokens[self.index] in _UNARY:
@@ -242,6 +243,15 @@ class _Parser:
                 raise _Refused
             self.index += 1
             return _tree("string", [_token("STRING", token)])
+        if token == "-":  # signs (one or more, as Jexl folds them) of a number
+            index = self.index + 1
+            while tokens[index] == "-":
+                index += 1
+            number = tokens[index]
+            if not (number[:1] in _DIGITS or (number[:1] == "." and len(number) > 1)):
+                raise _Refused
+            self.index = index + 1
+            return _tree("negative", [_token("NUMBER", number)])
         if token == ".":
             return _tree("relative", [self.name(self.index + 1)])
         if token == "[":
@@ -363,15 +373,6 @@ def check_depth(tree: Tree[Token]) -> None:
 
 # --- Lark: the reference grammar, and the wording of syntax errors --------------------------
 
-_NAMED_TERMINALS: Final = {
-    "NAME": "identifier",
-    "NUMBER": "number",
-    "STRING": "string",
-    "$END": "end of expression",
-    "_IN": "'in'",
-}
-_MAX_EXPECTED_SHOWN: Final = 8
-
 
 @functools.cache
 def jexl_parser() -> Lark:
@@ -381,9 +382,9 @@ def jexl_parser() -> Lark:
 
 
 def lark_parse(text: str) -> Tree[Token]:
-    """Lark's tree for ``text``, or :class:`Failure` saying why it is not an expression
-    (Jexl-style wording, a 0-based position); the reason is cached, since a workflow's
-    invalid expression fails every time it runs."""
+    """Lark's tree for ``text``, or :class:`Failure` saying why it is not an expression,
+    in Jexl's words (see :mod:`~refluxo.expressions.syntax`); the reason is cached, since
+    a workflow's invalid expression fails every time it runs."""
     reason = _syntax_error(text)
     if reason is None:  # pragma: no cover - the parsers accept the same language
         return jexl_parser().parse(text)
@@ -395,37 +396,22 @@ def _syntax_error(text: str) -> str | None:
     try:
         jexl_parser().parse(text)
     except UnexpectedInput as error:
-        return _describe(error)
+        return _describe(text, error)
     return None  # pragma: no cover - the parsers accept the same language
 
 
-def _describe(error: UnexpectedInput) -> str:
-    """Jexl-style wording for a Lark syntax error, with a 0-based position."""
+def _describe(text: str, error: UnexpectedInput) -> str:
+    """Jexl's wording for a Lark syntax error in ``text``."""
     if isinstance(error, UnexpectedCharacters):
-        return f"Invalid expression token {error.char!r} at position {error.pos_in_stream}"
+        signed = syntax.after_sign(error.allowed or ())
+        return syntax.invalid(text, error.pos_in_stream or 0, signed=signed)
     if isinstance(error, UnexpectedEOF):
-        return "Unexpected end of expression"
+        return syntax.unexpected_end(text, signed=syntax.after_sign(error.expected))
     if isinstance(error, UnexpectedToken):
-        expected = _expected(error.expected)
+        signed = syntax.after_sign(error.expected)
         if error.token.type == "$END":
-            return f"Unexpected end of expression{expected}"
-        position = error.token.start_pos
-        return f"Token {str(error.token)!r} unexpected at position {position}{expected}"
+            return syntax.unexpected_end(text, signed=signed)
+        if signed:
+            return syntax.invalid(text, error.token.start_pos, signed=True)
+        return syntax.unexpected(text, error.token.start_pos)
     return str(error)  # pragma: no cover - Lark raises only the three kinds above
-
-
-def _expected(names: set[str]) -> str:
-    shown = sorted({_terminal_text(name) for name in names})
-    if not shown or len(shown) > _MAX_EXPECTED_SHOWN:
-        return ""
-    return f" (expected {', '.join(shown)})"
-
-
-def _terminal_text(name: str) -> str:
-    if name in _NAMED_TERMINALS:
-        return _NAMED_TERMINALS[name]
-    try:
-        pattern = jexl_parser().get_terminal(name).pattern
-    except KeyError:
-        return name
-    return repr(pattern.value) if isinstance(pattern, PatternStr) else name

@@ -1,11 +1,23 @@
-"""``{{ expression }}`` templates inside strings, as Refluxo's JexlEngine reads them.
+"""``{{ expression }}`` templates inside strings, delimited as Refluxo's JexlEngine does.
 
-A string that is exactly one ``{{ ... }}`` evaluates to the expression's value with its
-type (a number stays a number, a list a list). Any other string containing ``{{ ... }}``
-interpolates each one as JavaScript's ``String(value ?? "")`` would render it. Expressions
-are delimited as Refluxo's regular expression ``/{{(.+?)}}/`` delimits them: the first
-``}}`` at least one character after ``{{`` closes an expression (so an object literal
-cannot end with ``}}`` inside a template). Parsed templates are cached.
+Refluxo reads a string in two ways, and so does this module:
+
+* a string that starts with ``{{`` and ends with ``}}``, with at least one character and
+  no line break between them (Refluxo's ``/^{{(.+?)}}$/``), is one expression: all of
+  the text between the outer braces, even if it holds ``}}`` (``{{ {a: {b: 1}} }}`` is an
+  object; ``{{ a }}-{{ b }}`` is the expression ``a }}-{{ b``, which fails as it fails in
+  Refluxo). It evaluates to the expression's value with its type (a number stays a
+  number, a list a list);
+* any other string interpolates each ``{{ ... }}`` as JavaScript's ``String(value ?? "")``
+  would render it, each one closed by the first ``}}`` at least one character after its
+  ``{{`` (Refluxo's ``/{{(.+?)}}/``), so an object literal cannot end with ``}}`` there.
+
+One deliberate difference: Refluxo's patterns do not cross line breaks, so it leaves a
+``{{ ... }}`` that spans lines as text; here it is an expression like any other (and a
+string that is exactly one such template keeps the value's type).
+
+An expression's text is kept as written, spaces included, so that an error names it as
+Refluxo does (``Jexl Error in [ a + ]: ...``). Parsed templates are cached.
 
 The delimiters are found with two ``str.find`` calls per expression, in time linear in the
 text: a lazy regular expression would retry every ``{{`` against the rest of the text, and
@@ -18,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Final
 
 from refluxo.errors import ExpressionError
 from refluxo.expressions.evaluator import (
@@ -104,6 +116,21 @@ def delimited(text: str) -> Iterator[tuple[int, int]]:
         position = close + 2
 
 
+_LINE_BREAKS: Final = ("\n", "\r", "\u2028", "\u2029")
+"""What JavaScript's ``.`` does not match: Refluxo's patterns stop at these."""
+
+
+def is_whole(text: str) -> bool:
+    """Whether ``text`` is one expression as Refluxo's ``/^{{(.+?)}}$/`` reads it: ``{{``
+    first, ``}}`` last, at least one character and no line break between them."""
+    return (
+        len(text) >= 5
+        and text.startswith("{{")
+        and text.endswith("}}")
+        and not any(line_break in text for line_break in _LINE_BREAKS)
+    )
+
+
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def compile_template(text: str) -> Template:
     """Parse ``text`` and compile each expression in it (cached).
@@ -112,16 +139,19 @@ def compile_template(text: str) -> Template:
     (see :func:`template_in`), each expression's parse is charged as it is compiled,
     whether the expression was cached or not.
     """
+    if is_whole(text):
+        expression = compile_charged(text[2:-2])
+        return Template(text, expression.evaluate, expression.parse_cost)
     matches = list(delimited(text))
     if not matches:
         return Template(text, _unchanged(text), 0)
-    if len(matches) == 1 and matches[0] == (0, len(text)):
-        expression = compile_charged(text[2:-2].strip())
+    if len(matches) == 1 and matches[0] == (0, len(text)):  # one template across lines
+        expression = compile_charged(text[2:-2])
         return Template(text, expression.evaluate, expression.parse_cost)
     segments: list[tuple[str, CompiledExpression]] = []
     position = 0
     for start, end in matches:
-        expression = compile_charged(text[start + 2 : end - 2].strip())
+        expression = compile_charged(text[start + 2 : end - 2])
         segments.append((text[position:start], expression))
         position = end
     cost = sum(expression.parse_cost for _, expression in segments)

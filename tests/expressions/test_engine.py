@@ -261,8 +261,8 @@ def test_registration_is_per_engine() -> None:
 @pytest.mark.parametrize(
     ("expression", "message"),
     [
-        ("x|nope", "Jexl Error in [x|nope]: Transform nope is not defined."),
-        ("nope(1)", "Jexl Error in [nope(1)]: Function nope is not defined."),
+        ("x|nope", "Jexl Error in [x|nope]: Error: Transform nope is not defined."),
+        ("nope(1)", "Jexl Error in [nope(1)]: Error: Jexl Function nope is not defined."),
     ],
 )
 def test_unknown_names_are_errors(expression: str, message: str) -> None:
@@ -338,4 +338,7 @@ async def test_an_invalid_expression_fails_the_run() -> None:
     assert snapshot.status == SnapshotStatus.FAILED
     error = snapshot.context["n2"][-1].error
     assert error is not None
-    assert "Jexl Error in [nodes.n1.last.data.val *]" in error
+    assert error == (
+        "ExpressionError: Jexl Error in [ nodes.n1.last.data.val * ]: "
+        "Error: Unexpected end of expression: nodes.n1.last.data.val *"
+    )

@@ -1,5 +1,6 @@
 """The recursive-descent parser builds exactly Lark's tree, and refuses exactly what Lark
-refuses (whose messages syntax errors keep); it is linear and never deeply recursive."""
+refuses (where Lark finds the error, worded as Jexl words it); it is linear and never
+deeply recursive."""
 
 from __future__ import annotations
 
@@ -103,8 +104,10 @@ VALID = [
     "2 ^ -1",
     "!a == b",
     "!!a",
-    "--a",
-    "2 - -x",
+    "--1",
+    "2 - -1",
+    "1 - - - 1",
+    "[-1, -.5, - 2]",
     "a ? b : c ? d : e",
     "a ? b ? c : d : e",
     "a ?: b",
@@ -120,7 +123,7 @@ VALID = [
     "x|t(1, 2)|u",
     "x|t (1)",
     "!a|t",
-    "-a.b",
+    "-1.5.b",
     "f()",
     "f(1, [2], {a: 3})",
     "in(1)",
@@ -197,6 +200,14 @@ INVALID = [
     "?",
     ":",
     "a ?: ",
+    "-a",
+    "--a",
+    "-(1)",
+    "-'1'",
+    "-true",
+    "!-a",
+    "1 + -",
+    "-",
 ]
 
 
@@ -210,13 +221,17 @@ def test_valid_expressions_parse_as_lark_parses_them(text: str) -> None:
 
 
 @pytest.mark.parametrize("text", INVALID)
-def test_invalid_expressions_are_refused_with_larks_message(text: str) -> None:
+def test_invalid_expressions_are_refused_in_jexls_words(text: str) -> None:
     assert lark_tree(text) is None
     assert descend(text) is None
     with pytest.raises(Failure) as caught:
         parse(text)
-    assert str(caught.value).startswith(  # Lark's error, worded as in test_grammar.py
-        ("Invalid expression token ", "Token ", "Unexpected end of expression")
+    assert str(caught.value).startswith(  # Lark's error, worded as Jexl words it
+        (
+            "Error: Invalid expression token: ",
+            "Error: Token ",
+            "Error: Unexpected end of expression: ",
+        )
     )
 
 
@@ -318,6 +333,7 @@ OPERANDS = st.one_of(
     st.tuples(NAMES, st.lists(ACCESSORS, max_size=4)).map(lambda t: t[0] + "".join(t[1])),
     NAMES.map(lambda name: f"{name}(1)"),
     st.tuples(st.sampled_from(["", "!", "-", "!-"]), NAMES).map("".join),
+    st.tuples(st.sampled_from(["-", "!-", "- -"]), LITERALS).map("".join),
 )
 OPERATORS = st.sampled_from(
     ["+", "-", "*", "/", "//", "%", "^", "==", "!=", "<", ">=", "&&", "||", "in", "?", ":"]

@@ -172,10 +172,8 @@ def scope() -> dict[str, Any]:
         "input.list.secret",  # first element of the list: the Tripwire
         "''.__class__",
         "''.__class__.__mro__",
-        "''.__class__.__mro__[1].__subclasses__",
+        "''.__class__.__mro__.__subclasses__",
         "'abc'.upper",
-        "[].__class__",
-        "[].append",
         "{}.__class__",
         "{}.keys",
         "(1).__class__",
@@ -197,6 +195,20 @@ def test_python_internals_are_unreachable(expression: str) -> None:
         variables = {"nodes": NodesView(MemoryContext())}
     assert evaluate(expression, variables) is None
     assert render(f"v={{{{ {expression} }}}}", variables) == "v="
+
+
+@pytest.mark.parametrize("expression", ["[].__class__", "[].append", "[null].append"])
+def test_dot_access_on_an_array_without_a_first_element_fails_as_in_jexl(
+    expression: str,
+) -> None:
+    subject = "null" if "null" in expression else "undefined"
+    name = expression.rsplit(".", 1)[1]
+    with pytest.raises(ExpressionError) as caught:
+        evaluate(expression, scope())
+    assert str(caught.value) == (
+        f"Jexl Error in [{expression}]: "
+        f"TypeError: Cannot read properties of {subject} (reading '{name}')"
+    )
 
 
 @pytest.mark.parametrize(
@@ -463,7 +475,7 @@ def _extend(inner: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
             lambda t: f"({t[0]}) {t[1]} ({t[2]})"
         ),
         inner.map(lambda e: f"!({e})"),
-        inner.map(lambda e: f"-({e})"),
+        inner.map(lambda e: f"-1 * ({e})"),
         st.tuples(inner, inner, inner).map(lambda t: f"({t[0]}) ? ({t[1]}) : ({t[2]})"),
         st.tuples(inner, inner).map(lambda t: f"({t[0]}) ?: ({t[1]})"),
         st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),

@@ -20,7 +20,7 @@ from refluxo.expressions import (
     validate_expression,
     validate_template,
 )
-from refluxo.expressions.template import delimited
+from refluxo.expressions.template import delimited, is_whole
 
 DATA: dict[str, Any] = {
     "count": 15,
@@ -54,7 +54,6 @@ DATA: dict[str, Any] = {
         ("{{ {n: count} }}", {"n": 15}),
         ("{{ nothing }}", None),
         ("{{ missing.deep.path }}", None),
-        ("{{ }}", None),
         ("{{ 1 +\n 2 }}", 3),
     ],
 )
@@ -74,13 +73,14 @@ def test_a_single_expression_returns_the_data_itself() -> None:
         ("Hello {{ name }}!", "Hello Ada!"),
         ("{{ count }} items", "15 items"),
         ("n={{ price }}", "n=15"),
-        ("{{ count }}{{ count }}", "1515"),
+        ("{{ count }}{{ count }} ", "1515 "),
         (" {{ count }}", " 15"),
-        ("{{ 'a' }} and {{ 'b' }}", "a and b"),
+        ("{{ 'a' }} and {{ 'b' }}.", "a and b."),
+        ("{{ count }}\n{{ count }}", "15\n15"),  # a line break: not one expression
         ("r={{ ratio + 0.2 }}", "r=0.30000000000000004"),
         ("h={{ huge }}", "h=1e+21"),
         ("t={{ tiny }}", "t=1e-7"),
-        ("i={{ inf }} {{ -inf }}", "i=Infinity -Infinity"),
+        ("i={{ inf }} {{ 0 - inf }}", "i=Infinity -Infinity"),
         ("n={{ nan }}", "n=NaN"),
         ("b={{ yes }}/{{ no }}", "b=true/false"),
         ("x={{ nothing }}|{{ missing }}|{{ missing.path }}", "x=||"),
@@ -101,17 +101,34 @@ def test_text_without_a_complete_expression_is_returned_unchanged(text: str) -> 
     assert render(text, DATA) is text
 
 
-def test_the_first_closing_braces_end_an_expression() -> None:
-    # As with Refluxo's /{{(.+?)}}/, an object literal cannot end with "}}" in a template.
-    with pytest.raises(ExpressionError, match=r"^Jexl Error in \[\{a: \{b: 1\]: Unexpected end"):
-        render("{{ {a: {b: 1}} }}")
-    assert render("{{ {a: {b: 1} } }}") == {"a": {"b": 1}}
+def test_a_whole_string_template_is_one_expression_up_to_its_last_braces() -> None:
+    # As Refluxo's /^{{(.+?)}}$/ reads it: everything between the outer braces.
+    assert render("{{ {a: {b: 1}} }}") == {"a": {"b": 1}}
+    assert render("{{ 'x }}-{{ y' }}") == "x }}-{{ y"
+    with pytest.raises(ExpressionError) as caught:
+        render("{{ count }}-{{ count }}", DATA)
+    assert str(caught.value) == (
+        "Jexl Error in [ count }}-{{ count ]: "
+        "Error: Token } (closeCurl) unexpected in expression: count }"
+    )
 
 
-def test_errors_name_the_failing_expression() -> None:
+def test_in_text_the_first_closing_braces_end_an_expression() -> None:
+    # As with Refluxo's /{{(.+?)}}/, an object literal cannot end with "}}" inside text.
+    with pytest.raises(ExpressionError) as caught:
+        render("x {{ {a: {b: 1}} }}")
+    assert str(caught.value) == (
+        "Jexl Error in [ {a: {b: 1]: Error: Unexpected end of expression: {a: {b: 1"
+    )
+    assert render("x {{ {a: {b: 1} } }}") == "x [object Object]"
+
+
+def test_errors_name_the_failing_expression_as_written() -> None:
     with pytest.raises(ExpressionError) as caught:
         render("ok {{ name }} broken {{ count + }}", DATA)
-    assert str(caught.value) == "Jexl Error in [count +]: Unexpected end of expression"
+    assert str(caught.value) == (
+        "Jexl Error in [ count + ]: Error: Unexpected end of expression: count +"
+    )
 
 
 def test_templates_and_expressions_are_cached_with_a_bound() -> None:
@@ -152,7 +169,7 @@ def test_validate_expression(expression: str, valid: bool) -> None:
 def test_validate_expression_message() -> None:
     assert validate_expression("a +") == (
         False,
-        "Jexl Error in [a +]: Unexpected end of expression",
+        "Jexl Error in [a +]: Error: Unexpected end of expression: a +",
     )
 
 
@@ -161,7 +178,8 @@ def test_validate_expression_message() -> None:
     [
         ("plain", True),
         ("{{ a }}", True),
-        ("{{ a }} and {{ b.c }}", True),
+        ("{{ a }} and {{ b.c }}.", True),
+        ("{{ a }} and {{ b.c }}", False),  # one expression: `a }} and {{ b.c`
         ("{{ }}", True),
         ("x {{ a + }} y", False),
         ("{{ a }} {{ ( }}", False),
@@ -174,7 +192,16 @@ def test_validate_template(template: str, valid: bool) -> None:
 
 
 REFLUXO_DELIMITERS = re.compile(r"\{\{(.+?)\}\}", re.DOTALL)
-"""Refluxo's own delimiters: the scanner must find exactly what this finds."""
+"""Refluxo's own delimiters (across lines, where refluxo goes further): the scanner must
+find exactly what this finds."""
+REFLUXO_WHOLE = re.compile(r"\{\{([^\n\r\u2028\u2029]+?)\}\}")
+"""Refluxo's whole-string pattern ``/^{{(.+?)}}$/``, whose ``.`` stops at line breaks."""
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.text(alphabet="{}a \n\r\u2028", max_size=30))
+def test_a_whole_string_expression_is_what_refluxos_pattern_matches(text: str) -> None:
+    assert is_whole(text) is (REFLUXO_WHOLE.fullmatch(text) is not None)
 
 
 @settings(max_examples=500, deadline=None, database=None)
