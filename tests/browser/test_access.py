@@ -72,4 +72,11 @@ def test_swagger_ui_shows_the_apis_operations(
     operations = [route for route in ROUTES if route.documented]
     expect(page.locator(".opblock")).to_have_count(len(operations))
     expect(page.locator(".opblock-summary-path", has_text="/ui")).to_have_count(0)
+
+    # "Try it out" sends the key the inspector keeps for this tab.
+    served.runtime.service.start("loop")
+    page.locator(".opblock-summary-path", has_text="/workflows").click()
+    page.locator(".try-out__btn").click()
+    page.locator(".execute").click()
+    expect(page.locator(".live-responses-table tbody .response-col_status")).to_have_text("200")
     assert console_errors == []

@@ -29,6 +29,7 @@ def test_a_page_is_html_under_a_strict_policy(secured: FlaskClient, path: str) -
     policy = response.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy
     assert "script-src 'self';" in policy  # no inline script, no other origin
+    assert "unsafe" not in policy
     assert "connect-src 'self'" in policy
     assert "frame-ancestors 'none'" in policy
     assert response.headers["X-Content-Type-Options"] == "nosniff"
