@@ -13,7 +13,8 @@ three texts, which these functions reproduce from where Lark found the error:
 Jexl's parser is a state machine whose nested parts (parentheses, brackets, arguments)
 end at their closing token, so where the grammars differ it can name another token or
 report an unexpected end instead (``(1 +)``: Jexl says the expression ends early, this
-parser that ``)`` is unexpected); the wording is always one of the three above.
+parser that ``)`` is unexpected); the wording is always one of the three above. The
+quoted text is shortened as error messages shorten expressions, so a message stays small.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from typing import Final
+
+from refluxo.expressions.failures import shown
 
 _ELEMENT: Final = re.compile(
     r"""'(?:\\'|[^'])*'|"(?:\\"|[^"])*"
@@ -88,7 +91,8 @@ def after_sign(expected: Collection[str]) -> bool:
 def invalid(text: str, position: int, *, signed: bool) -> str:
     """Jexl's message for the element at ``position`` that is not a token (``signed``: a
     ``-`` in front of an operand precedes it, and is part of it, as in Jexl)."""
-    return f"Error: Invalid expression token: {'-' if signed else ''}{element_at(text, position)}"
+    element = shown(element_at(text, position))
+    return f"Error: Invalid expression token: {'-' if signed else ''}{element}"
 
 
 def unexpected(text: str, position: int) -> str:
@@ -101,14 +105,14 @@ def unexpected(text: str, position: int) -> str:
     end = position + len(element)
     while end < stop and text[end].isspace():  # Jexl keeps the white space after a token
         end += 1
-    raw = text[position:end]
-    return f"Error: Token {raw} ({name}) unexpected in expression: {text[start:end]}"
+    raw = shown(text[position:end])
+    return f"Error: Token {raw} ({name}) unexpected in expression: {shown(text[start:end])}"
 
 
 def unexpected_end(text: str, *, signed: bool) -> str:
     """Jexl's message for an expression that ends too early (``signed``: after a ``-`` in
     front of an operand, which Jexl then reads as a binary operator)."""
-    expression = text.strip()
+    expression = shown(text.strip())
     if signed:
         return f"Error: Token - (binaryOp) unexpected in expression: {expression}"
     return f"Error: Unexpected end of expression: {expression}"

@@ -191,6 +191,15 @@ def test_syntax_errors_are_worded_as_in_jexl(expression: str, reason: str) -> No
     assert str(caught.value) == f"Jexl Error in [{expression}]: {reason}"
 
 
+@pytest.mark.parametrize(
+    "expression", ["[" + "1, " * 1_300, "1 " + "+ 1" * 1_300 + " + )", "'" + "#" * 4_000]
+)
+def test_syntax_errors_of_long_expressions_stay_short(expression: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        run(expression)
+    assert len(str(caught.value)) < 800
+
+
 @pytest.mark.parametrize("expression", ["", "   \n "])
 def test_a_blank_expression_is_valid_but_fails_as_in_jexl(expression: str) -> None:
     assert validate_expression(expression) == (True, None)
