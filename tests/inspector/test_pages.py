@@ -17,6 +17,8 @@ from refluxo.api.server import create_wsgi_app
 from refluxo.host.embedded import EmbeddedRuntime
 from tests.api.conftest import CALLER
 from tests.deploy.test_serve import KEY, serving
+from tests.gcp.test_main_local import ROOT, call, embedded_env
+from tests.support.emulators import start_functions_framework
 
 PAGES = ["/", "/ui", "/docs"]
 
@@ -106,3 +108,18 @@ def test_refluxo_serve_serves_the_inspector(tmp_path: Path) -> None:
             refused.read()
         finally:
             connection.close()
+
+
+def test_the_api_function_of_main_py_serves_the_inspector(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path, REFLUXO_API_KEY=KEY)
+    server = start_functions_framework(ROOT / "main.py", "api", env=env)
+    try:
+        status, content_type, page = call(server.url, "GET", "/ui")
+        assert (status, content_type) == (200, "text/html; charset=utf-8")
+        assert b'src="ui/main.js"' in page
+        assert call(server.url, "GET", "/ui/main.js")[:2] == (200, "text/javascript; charset=utf-8")
+        assert call(server.url, "GET", "/docs")[0] == 200
+        assert call(server.url, "GET", "/runs")[0] == 401
+        assert call(server.url, "GET", "/runs", Authorization=f"Bearer {KEY}")[0] == 200
+    finally:
+        server.stop()
