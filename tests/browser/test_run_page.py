@@ -98,3 +98,18 @@ def test_visits_count_each_result_of_a_node(page: Page, served: Served) -> None:
     expect(node(page, "finish").locator(".visits")).to_have_text("1")
     expect(node(page, "finish")).to_have_attribute("data-state", "done")
     expect(page.locator("table.timeline tbody tr")).to_have_count(4)
+
+
+def test_choosing_a_node_shows_its_results(page: Page, served: Served) -> None:
+    run_id = start_settled(served, "loop", "completed")
+    open_run(page, served, run_id)
+    expect(page.locator("table.timeline tbody tr")).to_have_count(4)
+
+    node(page, "count").click()
+    expect(page.get_by_role("heading", name="Timeline of node count")).to_be_visible()
+    expect(page.locator("table.timeline tbody tr")).to_have_count(3)
+    page.get_by_role("button", name="Show every node").click()
+    expect(page.locator("table.timeline tbody tr")).to_have_count(4)
+    node(page, "finish").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("table.timeline tbody tr")).to_have_count(1)

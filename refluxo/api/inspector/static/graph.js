@@ -144,6 +144,8 @@ export function drawGraph(graph, states) {
       "data-state": info.state,
       transform: `translate(${at.x},${at.y})`,
       tabindex: 0,
+      role: "button",
+      "aria-label": `${node.id}: ${label}; show its results`,
     },
     s("title", {}, `${node.id} (${node.type}): ${label}; ran ${info.visits} time(s)`),
     s("rect", { width: WIDTH, height: HEIGHT, rx: 9 }),

@@ -137,6 +137,7 @@ export function runView(root, runId, { fail, clear, say }) {
   let timeline = [];
   let draft = "{}";
   let actionsKey = null;
+  let focus = null; // the node whose results the timeline shows (null: every node's)
 
   const head = h("header", { class: "run-head" }, h("h1", {}, "Run ", h("code", {}, runId)),
     h("a", { href: "#/" }, "← all runs"));
@@ -145,6 +146,14 @@ export function runView(root, runId, { fail, clear, say }) {
   const graphBox = h("section", { class: "graph-box" });
   const actionsBox = h("section", { class: "actions" });
   const timelineBox = h("section", { class: "timeline-box" });
+  const choose = (event) => {
+    const picked = event.target.closest("[data-node]");
+    if (!picked || (event.type === "keydown" && event.key !== "Enter")) return;
+    focus = focus === picked.dataset.node ? null : picked.dataset.node;
+    render();
+  };
+  graphBox.addEventListener("click", choose);
+  graphBox.addEventListener("keydown", choose);
   const refresh = h("p", { class: "refresh", id: "refresh" });
   show(root, head, h("p", { class: "loading" }, "Loading…"));
 
@@ -236,7 +245,12 @@ export function runView(root, runId, { fail, clear, say }) {
       actionsKey = key;
       show(actionsBox, actions());
     }
-    show(timelineBox, h("h2", {}, "Timeline"), timelineTable(run, timeline));
+    const shown = focus === null ? timeline : timeline.filter((entry) => entry.nodeId === focus);
+    show(timelineBox, focus === null
+      ? h("h2", {}, "Timeline")
+      : h("h2", {}, `Timeline of node ${focus} `,
+        h("button", { type: "button", onclick: () => { focus = null; render(); } }, "Show every node")),
+    timelineTable(run, shown));
     const finished = FINISHED.has(run.status);
     show(refresh, finished
       ? `Finished: not refreshing. Read at ${iso(Date.now())}.`
