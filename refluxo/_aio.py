@@ -1,11 +1,63 @@
-"""Calling user code that may be synchronous or asynchronous."""
+"""Calling user code that may be synchronous or asynchronous, on a loop or in place.
+
+A step is a coroutine (executors, hooks and extension points may be ``async def``), but most
+steps never really wait: their executors are ``def`` functions and their store calls block.
+Handing such a step to an event loop thread and each of its blocking calls to a thread pool
+costs several thread switches per step, more than the step itself. So a step can also be
+*driven in place* (:func:`run_in_place`): the calling thread runs the coroutine to its end
+in one go, calls blocking functions directly (:func:`offload`), and hands only what really
+awaits (an ``async def`` executor or hook) to an event loop, waiting for it there
+(:func:`resolve`). The coroutine is the same either way; only where its waits happen
+differs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from contextvars import ContextVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+AwaitElsewhere = Callable[[Awaitable[Any]], Any]
+"""Waits, blocking the calling thread, for an awaitable run on an event loop elsewhere."""
+
+_in_place: ContextVar[AwaitElsewhere | None] = ContextVar("refluxo_in_place", default=None)
+
+
+def run_in_place(coroutine: Coroutine[Any, Any, T], await_elsewhere: AwaitElsewhere) -> T:
+    """Run ``coroutine`` to its end in the calling thread, without an event loop.
+
+    Blocking calls made through :func:`offload` run directly in this thread; awaitables
+    given to :func:`resolve` go to ``await_elsewhere``. The calling thread must not be an
+    event loop's (it blocks while the step runs).
+
+    Raises:
+        RuntimeError: the coroutine awaited something other than those two (a bare
+            ``await`` on a future); it is closed.
+    """
+    token = _in_place.set(await_elsewhere)
+    try:
+        coroutine.send(None)
+    except StopIteration as finished:
+        return finished.value  # type: ignore[no-any-return]
+    finally:
+        _in_place.reset(token)
+    coroutine.close()
+    raise RuntimeError("a step driven in place awaited outside refluxo's await points")
+
+
+def leave_in_place() -> None:
+    """In the current context, stop driving in place: for a copy of a step's context that
+    goes with an awaitable to the loop, where awaiting is done the ordinary way."""
+    _in_place.set(None)
+
+
+def in_place() -> bool:
+    """Whether the running coroutine is driven in place (see :func:`run_in_place`)."""
+    return _in_place.get() is not None
 
 
 async def resolve(value: T | object) -> T:
@@ -13,7 +65,22 @@ async def resolve(value: T | object) -> T:
 
     Every extension point (executors, transform engines, validators, error handlers, plugin
     hooks) may be written with ``def`` or ``async def``; the engine passes each result here.
+    A step driven in place hands the awaitable to its event loop and waits for it there.
     """
     if inspect.isawaitable(value):
+        elsewhere = _in_place.get()
+        if elsewhere is not None:
+            return elsewhere(value)  # type: ignore[no-any-return]
         return await value  # type: ignore[no-any-return]
     return value  # type: ignore[return-value]
+
+
+async def offload(function: Callable[..., T], /, *args: Any) -> T:
+    """Call a blocking ``function`` without holding up the event loop.
+
+    On a loop it runs in the loop's thread pool (contextvars carried over); in a step driven
+    in place it runs right here, in the thread that is already only this step's.
+    """
+    if _in_place.get() is not None:
+        return function(*args)
+    return await asyncio.to_thread(function, *args)

@@ -15,7 +15,6 @@ times, the step position) lives in :mod:`refluxo.steps`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
 import inspect
@@ -26,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from refluxo._aio import resolve
+from refluxo._aio import offload, resolve
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import (
@@ -101,7 +100,8 @@ class WorkflowEngine:
         error_handler: decides retries; :class:`DefaultErrorHandler` by default.
         plugins: lifecycle hooks; their failures are logged and ignored.
         clock: the time source in epoch milliseconds; replace it to control time in tests.
-        offload_sync: run ``def`` executors in a worker thread (``asyncio.to_thread``), so
+        offload_sync: run ``def`` executors in a worker thread (``asyncio.to_thread``; in place
+            when the step is driven in place, see :mod:`refluxo._aio`), so
             that a blocking executor does not hold up other runs sharing the event loop.
             The durable runtime turns it on; a bare engine runs them inline.
     """
@@ -457,13 +457,10 @@ class WorkflowEngine:
 
         executor = definition.executor
         if self.offload_sync and not inspect.iscoroutinefunction(executor):
-            raw = await asyncio.to_thread(
-                executor, data, snapshot.context, external_payload, globals
-            )
+            raw = await offload(executor, data, snapshot.context, external_payload, globals)
         else:
             raw = executor(data, snapshot.context, external_payload, globals)
-        if inspect.isawaitable(raw):
-            raw = await raw
+        raw = await resolve(raw)
         result = as_step_result(raw)
         if result.pause:
             return data, result

@@ -53,7 +53,7 @@ class EmbeddedRuntime:
 
     def _continue(self, delivery: Delivery, record: RunRecord) -> DeliveryResult:
         """Deliver the next delivery of a run whose commit returned ``record`` (no reload)."""
-        return self.service.loop.run(self.dispatcher.deliver(delivery, record))
+        return self.service.loop.run_in_place(self.dispatcher.deliver(delivery, record))
 
     def start(self) -> EmbeddedRuntime:
         """Start delivering in the background."""

@@ -34,6 +34,7 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 
+from refluxo._aio import offload
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine
 from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
@@ -46,7 +47,6 @@ from refluxo.runtime.due import due_time
 from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.history import HistoryContext
-from refluxo.runtime.loop import blocking
 from refluxo.runtime.ports import (
     AppendedResult,
     CommitResult,
@@ -158,7 +158,7 @@ class Dispatcher:
         """
         record: RunRecord | None = known
         if record is None or record.run_id != delivery.run_id:
-            record = await blocking(self.store.load_run, delivery.run_id)
+            record = await offload(self.store.load_run, delivery.run_id)
         if record is None:
             log_event(
                 "step",
@@ -171,7 +171,7 @@ class Dispatcher:
             return DeliveryResult(Outcome.UNKNOWN_RUN)
         now = self.app.clock()
         if record.version != delivery.version:
-            await blocking(self.ensure_scheduled, record)
+            await offload(self.ensure_scheduled, record)
             _log_skipped(record, delivery, Outcome.STALE)
             return DeliveryResult(Outcome.STALE, record)
         due = due_time(record.snapshot)
@@ -183,13 +183,13 @@ class Dispatcher:
             # same due time again is the next hop, so its name differs from this delivery's.
             hop = delivery.hop + 1 if target == delivery.due_at else 0
             later = Delivery(record.run_id, record.version, target, hop)
-            await blocking(self.scheduler.schedule, later)
+            await offload(self.scheduler.schedule, later)
             return DeliveryResult(Outcome.NOT_DUE, record)
         globals_ = self.app.globals()
         with running(RunInfo(record.run_id, record.workflow)):
             advance = await self._advance(record, now, globals_, delivery.platform_retries)
         redactor = self.app.redactor(globals_)
-        result: DeliveryResult = await blocking(self._commit, record, delivery, advance, redactor)
+        result: DeliveryResult = await offload(self._commit, record, delivery, advance, redactor)
         return result
 
     def commit_transition(
@@ -230,7 +230,7 @@ class Dispatcher:
             payload = record.pending.value
         elif snapshot.status == SnapshotStatus.PAUSED:
             payload = timer_payload(int(snapshot.metadata[RESUME_AT]))
-        reader = await blocking(self.store.history, record)
+        reader = await offload(self.store.history, record)
         current = snapshot.model_copy(
             update={
                 "status": SnapshotStatus.ACTIVE,
@@ -276,7 +276,7 @@ class Dispatcher:
         cached = self.app.cached_engine(version)
         if cached is not None:
             return cached
-        stored: Mapping[str, Any] | None = await blocking(self.store.get_definition, version)
+        stored: Mapping[str, Any] | None = await offload(self.store.get_definition, version)
         if stored is None:
             raise WorkflowDefinitionError(f"definition version {version} is missing from the store")
         return self.app.engine_for(version, lambda _: stored)
@@ -342,6 +342,7 @@ class Dispatcher:
             delivery=delivery,
             # The head this step was computed from: nothing to read again to commit it.
             expected_token=record.token,
+            expected_counts=record.node_counts,
         )
         try:
             result = self._apply(commit, logged=(record, delivery))

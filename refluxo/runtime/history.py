@@ -49,11 +49,7 @@ class _Cache:
 
 
 class HistoryContext(Context):
-    """The context of a stored run: committed results from the store, plus ``pending``.
-
-    ``node_counts`` is the head's :attr:`~refluxo.runtime.ports.RunRecord.node_counts`
-    when the store provides it; it must describe the same committed history as ``reader``.
-    """
+    """The context of a stored run: committed results from the store, plus ``pending``."""
 
     __slots__ = ("_cache", "_next_seq", "pending")
 

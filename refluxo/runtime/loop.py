@@ -1,21 +1,29 @@
-"""The event loop every delivery of a runtime runs on.
+"""The event loop every awaiting executor of a runtime runs on.
 
 Executors may be ``async def`` and really await (``asyncio.sleep``, ``run_in_executor``,
-``asyncio.gather``, async HTTP clients), so a delivery runs as a task on a running loop: one
-loop per runtime, in a daemon thread, shared by every caller (worker threads of the local
-scheduler, request threads of an HTTP server). Sharing one loop is what lets an app keep one
-async client in its globals for every run. Blocking work stays off the loop: synchronous
-executors and store calls run in the loop's thread pool, so one slow run does not hold up
-the others.
+``asyncio.gather``, async HTTP clients), so they run on a running loop: one loop per
+runtime, in a daemon thread, shared by every caller (worker threads of the local scheduler,
+request threads of an HTTP server). Sharing one loop is what lets an app keep one async
+client in its globals for every run.
+
+A delivery itself is driven in place (:meth:`EventLoopThread.run_in_place`): the thread that
+delivers it (a worker, a request's thread) runs the step, its ``def`` executor and its
+store calls, and only hands the awaiting parts to the loop, waiting for them. One slow run
+therefore holds up only its own thread, and a step with nothing to await costs no thread
+switch at all (handing the step and each blocking call between the loop and a thread pool
+cost more than the step).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
-from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
+
+from refluxo._aio import leave_in_place, run_in_place
 
 T = TypeVar("T")
 
@@ -69,6 +77,37 @@ class EventLoopThread:
             raise RuntimeError("EventLoopThread.run called from its own loop; await instead")
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
 
+    def run_in_place(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` in the calling thread; what it really awaits runs on the loop.
+
+        See :func:`refluxo._aio.run_in_place`. Must not be called from the loop's thread.
+        """
+        if threading.current_thread() is self._thread:
+            coroutine.close()
+            raise RuntimeError("EventLoopThread.run_in_place called from its own loop")
+        return run_in_place(coroutine, self.wait_for)
+
+    def wait_for(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` on the loop and block this thread until it is done.
+
+        The awaitable sees the caller's context variables (the run being delivered), as a
+        task of the step would.
+        """
+        loop = self._started()
+        context = contextvars.copy_context()
+        context.run(leave_in_place)
+        outcome: Future[T] = Future()
+
+        async def settle() -> T:
+            return await awaitable
+
+        def begin() -> None:
+            task = loop.create_task(settle(), context=context)
+            task.add_done_callback(lambda done: _copy_outcome(done, outcome))
+
+        loop.call_soon_threadsafe(begin)
+        return outcome.result()
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop the loop after the tasks scheduled so far, and release its threads."""
         with self._lock:
@@ -87,6 +126,12 @@ class EventLoopThread:
             loop.close()
 
 
-async def blocking(function: Any, /, *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking call in the running loop's thread pool (contextvars carried over)."""
-    return await asyncio.to_thread(function, *args, **kwargs)
+def _copy_outcome(task: asyncio.Task[T], outcome: Future[T]) -> None:
+    if task.cancelled():
+        outcome.cancel()
+        return
+    error = task.exception()
+    if error is not None:
+        outcome.set_exception(error)
+    else:
+        outcome.set_result(task.result())

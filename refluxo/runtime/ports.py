@@ -20,7 +20,7 @@ the head and the step's own results, O(size of the step's result), never the his
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -68,6 +68,9 @@ class RunRecord:
 
     ``snapshot.context`` is empty here; results are read through :class:`HistoryReader`.
     ``token`` is the issuing store's :class:`CommitToken` for this exact head, or ``None``.
+    ``node_counts`` is every node's committed result count, in first-result order, when the
+    store knows it without a read (a run with no results, a record a commit returned), or
+    ``None``; held in memory only, never stored, and not part of a record's equality.
     """
 
     run_id: str
@@ -80,6 +83,7 @@ class RunRecord:
     input: Any = None
     pending: Payload | None = None
     token: CommitToken | None = None
+    node_counts: Mapping[str, int] | None = field(default=None, compare=False, repr=False)
 
     @property
     def version(self) -> int:
@@ -136,6 +140,10 @@ class StepCommit:
     from (``None``: not given). The store that issued it may then skip reading the head:
     the commit is applied only if the head is still exactly that one, so it is refused
     (``committed=False``) after *any* change to the head, not only a new version.
+
+    ``expected_counts`` is the :attr:`RunRecord.node_counts` of that record (``None``: not
+    known); a store that returns the committed record gives it these counts plus the
+    commit's results (:func:`counts_after`), so the next step needs no count query.
     """
 
     run_id: str
@@ -146,6 +154,20 @@ class StepCommit:
     next_delivery: Delivery | None = None
     delivery: Delivery | None = None
     expected_token: CommitToken | None = None
+    expected_counts: Mapping[str, int] | None = None
+
+
+def counts_after(
+    counts: Mapping[str, int] | None, results: Sequence[AppendedResult]
+) -> Mapping[str, int] | None:
+    """Node counts once ``results`` are appended to a history of ``counts`` (a node seen
+    for the first time goes last); ``None`` when ``counts`` is not known."""
+    if counts is None or not results:
+        return counts
+    after = dict(counts)
+    for entry in results:
+        after[entry.node_id] = entry.node_index + 1
+    return after
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,7 +107,7 @@ class RunService:
         For synchronous callers (HTTP request threads, scheduler workers). Raises
         :class:`~refluxo.errors.TransientError` when the delivery must be retried.
         """
-        return self.loop.run(self.dispatcher.deliver(delivery))
+        return self.loop.run_in_place(self.dispatcher.deliver(delivery))
 
     def close(self) -> None:
         """Stop the event loop (after the deliveries in progress)."""

@@ -86,6 +86,40 @@ def test_async_executors_really_await_on_background_workers(make_runtime: Any) -
     )
 
 
+def test_every_async_executor_awaits_on_the_runtime_s_one_loop(make_runtime: Any) -> None:
+    """Steps are driven by the delivering thread, but what awaits runs on the one loop of
+    the runtime, so an async client made in one run's step serves every later run; and both
+    kinds of executor see the step they run in."""
+    app = App()
+    seen: dict[str, Any] = {"loops": set(), "threads": set(), "steps": []}
+    shared: dict[str, asyncio.Lock] = {}
+
+    @app.node()
+    async def uses_client(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        lock = shared.setdefault("client", asyncio.Lock())  # bound to the first loop used
+        async with lock:
+            await asyncio.sleep(0)
+        seen["loops"].add(asyncio.get_running_loop())
+        seen["threads"].add(threading.current_thread().name)
+        seen["steps"].append((current_step().run_id, current_step().node_id))
+        return StepResult("ok")
+
+    @app.node()
+    def plain(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        seen["steps"].append((current_step().run_id, current_step().node_id))
+        return StepResult("ok")
+
+    app.workflow("client", chain(("a", "uses_client", {}), ("b", "plain", {})))
+    runtime = make_runtime(app, workers=4)
+    runs = [runtime.service.start("client").record.run_id for _ in range(6)]
+    wait_until(
+        lambda: all(runtime.service.get(r).status == "completed" for r in runs), 20, "the runs"
+    )
+    assert len(seen["loops"]) == 1
+    assert seen["threads"] == {"refluxo-loop"}
+    assert sorted(seen["steps"]) == sorted((r, n) for r in runs for n in ("a", "b"))
+
+
 def test_a_blocking_sync_executor_does_not_hold_up_other_runs(make_runtime: Any) -> None:
     gate = threading.Event()
     app = App()

@@ -48,7 +48,10 @@ def _graph(nodes: list[dict[str, Any]], edges: list[tuple[str, str, str | None]]
     return {
         "start": "start",
         "nodes": [{"id": "start", "type": "trigger"}, *nodes],
-        "edges": [{"source": s, "target": t, "sourceHandle": h} for s, t, h in edges],
+        "edges": [
+            {"source": s, "target": t, **({} if h is None else {"sourceHandle": h})}
+            for s, t, h in edges
+        ],
     }
 
 

@@ -81,7 +81,10 @@ def build_fault_app(clock: FakeClock) -> App:
             "start": "start",
             "nodes": [{"id": "start", "type": "trigger"}]
             + [{"id": i, "type": t} for i, t in nodes],
-            "edges": [{"source": s, "target": t, "sourceHandle": h} for s, t, h in edges],
+            "edges": [
+                {"source": s, "target": t, **({} if h is None else {"sourceHandle": h})}
+                for s, t, h in edges
+            ],
         }
 
     app.workflow(

@@ -13,16 +13,20 @@ operation, and SQLite failures that may pass (busy, I/O error, disk full) leave 
 :class:`~refluxo.errors.TransientError` (see :mod:`refluxo.backends.sqlite.db`), here and
 in the history readers, so the dispatcher retries the delivery and the HTTP API answers 503.
 
-Records carry no commit token, and commits ignore ``expected_token``: a count is one
-indexed read of a local file, and the commit's ``UPDATE ... WHERE version = ?`` already
-checks the head without reading it first.
+Records carry no commit token, and commits ignore ``expected_token``: the commit's
+``UPDATE ... WHERE version = ?`` already checks the head without reading it first. A record
+carries its history's :attr:`~refluxo.runtime.ports.RunRecord.node_counts` when they are
+known without a query: for a run with no results yet, and for every record a commit
+returns (the counts it was computed from, plus what it appended). A step that goes on with
+the record its commit returned therefore reads no count at all.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
@@ -39,6 +43,7 @@ from refluxo.runtime.ports import (
     RunRecord,
     StepCommit,
     TimelineEntry,
+    counts_after,
 )
 from refluxo.runtime.records import (
     decode_head,
@@ -60,6 +65,10 @@ def _pending_json(pending: Payload | None) -> str | None:
     return None if pending is None else pending.encode()
 
 
+NO_RESULTS: Mapping[str, int] = MappingProxyType({})
+"""The node counts of a run with no results."""
+
+
 def _record(row: tuple[Any, ...]) -> RunRecord:
     run_id, workflow, version, head, input_, pending, count, created, updated = row
     return RunRecord(
@@ -72,6 +81,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         result_count=count,
         input=decode_json(input_),
         pending=Payload.decode(pending),
+        node_counts=NO_RESULTS if count == 0 else None,
     )
 
 
@@ -89,13 +99,22 @@ class _QueuedCommit:
 
 
 class SqliteHistory:
-    """:class:`~refluxo.runtime.ports.HistoryReader` over the ``results`` table."""
+    """:class:`~refluxo.runtime.ports.HistoryReader` over the ``results`` table.
 
-    def __init__(self, db: SqliteDatabase, run_id: str) -> None:
+    ``counts``: the history's node counts, if known; counts and node ids are then answered
+    without a query.
+    """
+
+    def __init__(
+        self, db: SqliteDatabase, run_id: str, counts: Mapping[str, int] | None = None
+    ) -> None:
         self._db = db
         self._run_id = run_id
+        self._counts = counts
 
     def count(self, node_id: str) -> int:
+        if self._counts is not None:
+            return self._counts.get(node_id, 0)
         with self._db.reading() as connection:
             row = connection.execute(
                 "SELECT max(node_index) FROM results WHERE run_id = ? AND node_id = ?",
@@ -122,6 +141,8 @@ class SqliteHistory:
         return [decode_result(row[0]) for row in rows]
 
     def node_ids(self) -> list[str]:
+        if self._counts is not None:
+            return list(self._counts)
         with self._db.reading() as connection:
             rows = connection.execute(
                 "SELECT node_id FROM results WHERE run_id = ? GROUP BY node_id ORDER BY min(seq)",
@@ -297,6 +318,7 @@ class SqliteStore:
             result_count=result_count,
             input=decode_json(input_),
             pending=commit.pending,
+            node_counts=counts_after(commit.expected_counts, commit.results),
         )
         recorded = None
         if self.outbox is not None:
@@ -316,7 +338,7 @@ class SqliteStore:
         )
 
     def history(self, record: RunRecord) -> SqliteHistory:
-        return SqliteHistory(self.db, record.run_id)
+        return SqliteHistory(self.db, record.run_id, record.node_counts)
 
     def timeline(
         self, run_id: str, *, after_seq: int = -1, limit: int = 100

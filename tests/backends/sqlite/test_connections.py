@@ -131,7 +131,7 @@ def test_a_locked_database_is_a_transient_failure_for_store_history_and_schedule
             # Reads need a shared lock: they fail the same way (and the history reader's).
             for read in (
                 lambda: runtime.service.get(run_id),
-                lambda: runtime.store.history(record).count("n0"),
+                lambda: runtime.store.history(record).all("n0"),
                 lambda: runtime.scheduler.pending(),
                 lambda: runtime.store.list_runs(),
             ):
