@@ -24,6 +24,7 @@ except ImportError as missing:  # the engine alone does not install the command'
 
 from refluxo import __version__
 from refluxo.errors import WorkflowDefinitionError
+from refluxo.host.defaults import DEFAULT_WORKERS
 from refluxo.host.options import (
     Target,
     app_option,
@@ -33,7 +34,6 @@ from refluxo.host.options import (
     settings_from,
     target_options,
 )
-from refluxo.host.settings import DEFAULT_WORKERS, ConfigurationError
 from refluxo.runtime.errors import RunError
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ def serve(
     from refluxo.api.server import LocalServer
     from refluxo.host.compose import build_deployment
     from refluxo.host.logs import configure_logging
+    from refluxo.host.settings import ConfigurationError
 
     settings = settings_from(
         REFLUXO_APP=app_spec,

@@ -18,23 +18,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 
-from refluxo.host.settings import (
-    DEFAULT_APP,
-    DEFAULT_DATABASE,
-    ConfigurationError,
-    EmbeddedSettings,
-    Settings,
-    load_settings,
-)
+from refluxo.host.defaults import DEFAULT_APP, DEFAULT_DATABASE
 
 if TYPE_CHECKING:
     from refluxo.api.client import RunClient, RunReader
+    from refluxo.host.settings import Settings
     from refluxo.runtime.app import App
 
 
 def load_app(spec: str) -> App:
     """Import ``module:attribute`` (the current directory is importable)."""
     from refluxo.host.compose import import_app
+    from refluxo.host.settings import ConfigurationError
 
     try:
         return import_app(spec, Path.cwd())
@@ -48,6 +43,8 @@ def settings_from(**flags: str | None) -> Settings:
     Every flag is named after its environment variable twin, so both reach
     :func:`load_settings` the same way; a flag left at None is not given.
     """
+    from refluxo.host.settings import ConfigurationError, load_settings
+
     given = {name: value for name, value in flags.items() if value is not None}
     try:
         return load_settings({**os.environ, **given, "REFLUXO_BACKEND": "embedded"})
@@ -138,7 +135,9 @@ class Target(NamedTuple):
 
         Locally, runs are read as stored (:class:`~refluxo.api.stored_client.StoredClient`):
         showing a committed run needs neither the app nor the runtime, so the app is not
-        imported and the command starts without the engine, its models or pydantic.
+        imported and the command starts without the engine, its models or pydantic. Nor
+        are the settings loaded: of them, reading needs only the database, and settings
+        that running would refuse do not keep a stored run from being shown.
         """
         if self.url:
             with self.client(deliver=False) as client:
@@ -148,9 +147,7 @@ class Target(NamedTuple):
         from refluxo.backends.sqlite.db import SqliteDatabase
         from refluxo.backends.sqlite.reader import SqliteRunReader
 
-        settings = settings_from(REFLUXO_APP=self.app_spec, REFLUXO_DB=str(self.db))
-        assert isinstance(settings, EmbeddedSettings)  # settings_from chooses the embedded one
-        db = SqliteDatabase(settings.database, pool_size=1)
+        db = SqliteDatabase(self.db, pool_size=1)  # --db is REFLUXO_DB, as in the settings
         try:
             yield StoredClient(SqliteRunReader(db))
         finally:

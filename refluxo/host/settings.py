@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from refluxo.errors import RefluxoError
+from refluxo.host.defaults import DEFAULT_APP as DEFAULT_APP
+from refluxo.host.defaults import DEFAULT_DATABASE as DEFAULT_DATABASE
+from refluxo.host.defaults import DEFAULT_WORKERS as DEFAULT_WORKERS
 
 
 class ConfigurationError(RefluxoError):
@@ -113,12 +116,6 @@ class CloudSettings:
 
 Settings = EmbeddedSettings | CloudSettings
 
-DEFAULT_APP = "examples.app:app"
-
-DEFAULT_DATABASE = Path(".refluxo") / "refluxo.db"
-"""The embedded default's SQLite file (``REFLUXO_DB``): the SQLite backend's default path,
-named here too so that reading settings loads no backend (a test pins both)."""
-
 _BACKEND_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 """A backend's name; which names exist is the composition root's registry's business."""
 
@@ -127,9 +124,6 @@ MAX_DISPATCH_DEADLINE_S = 1800.0
 
 DEADLINE_MARGIN_S = 60.0
 """Added to the function timeout for the dispatch deadline (a cold start, the network)."""
-
-DEFAULT_WORKERS = 16
-"""Deliveries in progress at once on the embedded default."""
 
 _REQUIRED_FOR_CLOUD = (
     "GOOGLE_CLOUD_PROJECT",

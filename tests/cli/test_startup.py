@@ -62,10 +62,12 @@ RUNNING = (
     "refluxo.backends.sqlite.scheduler",
     "refluxo.host.compose",
     "refluxo.host.embedded",
+    "refluxo.host.settings",
     "refluxo.api.client",
 )
-"""What running workflows needs (the app, ``examples``, among it) and showing a stored run
-does not: ``status`` on the embedded default imports none of it."""
+"""What running workflows needs (the app, ``examples``, and the settings among it) and
+showing a stored run does not: ``status`` on the embedded default imports none of it, nor
+do ``--help`` and ``--version``."""
 
 REPORT = textwrap.dedent(
     """
@@ -111,7 +113,7 @@ def test_help_and_version_import_no_web_cloud_or_engine(args: list[str]) -> None
     code, modules, output = loaded_by(*args)
     assert code == 0, output
     assert "importlib.metadata" not in modules  # the version is not read from the metadata
-    assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING) == []
+    assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING + RUNNING) == []
 
 
 def test_status_of_an_unknown_run_reads_the_database_and_nothing_else(tmp_path: Path) -> None:
