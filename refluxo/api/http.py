@@ -125,6 +125,16 @@ def _count(request: Request, header: str) -> int:
     return min(int(raw), 1_000_000) if raw.isascii() and raw.isdigit() and len(raw) < 12 else 0
 
 
+def _without_trailing_slash(request: Request) -> Response:
+    """A redirect from ``/ui/`` to ``/ui``: a page's files are relative to it (``ui/main.js``),
+    so from ``/ui/`` they would not be found. The target is relative too (``../ui``), so it
+    holds behind a path prefix."""
+    segment = request.path.rstrip("/").rsplit("/", 1)[-1]
+    query = request.query_string.decode("latin-1")
+    location = f"../{segment}" + (f"?{query}" if query else "")
+    return Response(status=308, headers={"Location": location}, content_type="text/plain")
+
+
 class HttpApi:
     """The API as a callable ``(flask.Request) -> flask.Response``.
 
@@ -171,6 +181,8 @@ class HttpApi:
                 for r in self.routes
             ],
             strict_slashes=False,
+            # A doubled slash is no path of the API (404), not a redirect werkzeug raises.
+            merge_slashes=False,
         )
 
     def authenticator(self, auth: Auth) -> Authenticator | None:
@@ -225,6 +237,8 @@ class HttpApi:
         except NotFound:
             return error_response(404, "not_found", f"no endpoint {request.path}")
         route = self._by_id[endpoint]
+        if not route.documented and request.path != "/" and request.path.endswith("/"):
+            return _without_trailing_slash(request)
         try:
             self._authenticate(route, request)
             return self._respond(route, route.handler(self._call(route, request, arguments)))

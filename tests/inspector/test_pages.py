@@ -58,6 +58,31 @@ def test_each_file_is_served_with_its_type(secured: FlaskClient, asset: Asset) -
     assert response.content_length > 0
 
 
+@pytest.mark.parametrize(
+    ("path", "location"),
+    [
+        ("/ui/", "../ui"),
+        ("/docs/", "../docs"),
+        ("/ui/main.js/", "../main.js"),
+        ("/ui/?a=1", "../ui?a=1"),
+    ],
+)
+def test_a_page_asked_with_a_trailing_slash_is_redirected_without(
+    secured: FlaskClient, path: str, location: str
+) -> None:
+    """From ``/ui/``, the page's relative files (``ui/main.js``) would not be found."""
+    response = secured.get(path)
+    assert response.status_code == 308
+    assert response.headers["Location"] == location
+
+
+def test_a_doubled_slash_is_no_path(secured: FlaskClient) -> None:
+    for path in ("/runs//x", "/healthz//", "/ui//"):
+        response = secured.get(path, headers=CALLER)
+        assert response.status_code == 404, path
+        assert response.get_json()["error"]["code"] == "not_found"
+
+
 def test_no_other_file_of_the_package_is_reachable(secured: FlaskClient) -> None:
     for path in ("/ui/../routes.py", "/ui/assets.py", "/ui/vendor/swagger-ui/LICENSE", "/ui/x"):
         response = secured.get(path)
