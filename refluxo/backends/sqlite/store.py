@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
 from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox
@@ -85,12 +85,20 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
     )
 
 
+class _Start(NamedTuple):
+    """A run to create, with its first delivery (a write grouped like a commit)."""
+
+    record: RunRecord
+    first_delivery: Delivery | None
+
+
 class _QueuedCommit:
-    """A commit waiting for the write lock, and then its outcome."""
+    """A write waiting for the write lock (a step's commit or a run's start), and then its
+    outcome."""
 
     __slots__ = ("commit", "done", "error", "recorded", "result")
 
-    def __init__(self, commit: StepCommit) -> None:
+    def __init__(self, commit: StepCommit | _Start) -> None:
         self.commit = commit
         self.done = False
         self.result: CommitResult | None = None
@@ -177,48 +185,59 @@ class SqliteStore:
         return _record(row) if row is not None else None
 
     def create_run(self, record: RunRecord, first_delivery: Delivery | None = None) -> CommitResult:
+        """Create the run, grouped with the commits and starts other threads submit
+        meanwhile (see :meth:`commit`)."""
+        return self._grouped(_Start(record, first_delivery))
+
+    def _create_one(
+        self, connection: sqlite3.Connection, start: _Start
+    ) -> tuple[CommitResult, Recorded | None]:
+        record, first_delivery = start
         snapshot = record.snapshot
-        with self.db.write() as connection:
-            added = connection.execute(
-                "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
-                "input, pending, result_count, created_at, updated_at, due_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
-                (
-                    record.run_id,
-                    record.workflow,
-                    record.definition_version,
-                    snapshot.status.value,
-                    snapshot.version,
-                    encode_head(snapshot),
-                    encode_json(record.input),
-                    _pending_json(record.pending),
-                    record.created_at,
-                    record.updated_at,
-                    expected_at(snapshot, record.updated_at),
-                ),
-            ).rowcount
-            if not added:
-                return CommitResult(committed=False, record=self._load(connection, record.run_id))
-            if self.outbox is not None:
-                recorded = self.outbox.record(
-                    connection, first_delivery, None, record.created_at, record
-                )
+        added = connection.execute(
+            "INSERT INTO runs (run_id, workflow, definition_version, status, version, head, "
+            "input, pending, result_count, created_at, updated_at, due_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+            (
+                record.run_id,
+                record.workflow,
+                record.definition_version,
+                snapshot.status.value,
+                snapshot.version,
+                encode_head(snapshot),
+                encode_json(record.input),
+                _pending_json(record.pending),
+                record.created_at,
+                record.updated_at,
+                expected_at(snapshot, record.updated_at),
+            ),
+        ).rowcount
+        if not added:
+            stored = self._load(connection, record.run_id)
+            return CommitResult(committed=False, record=stored), None
+        recorded = None
         if self.outbox is not None:
-            self.outbox.committed([recorded])
-        return CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
+            recorded = self.outbox.record(
+                connection, first_delivery, None, record.created_at, record
+            )
+        result = CommitResult(committed=True, scheduled=self.outbox is not None, record=record)
+        return result, recorded
 
     def load_run(self, run_id: str) -> RunRecord | None:
         with self.db.reading() as connection:
             return self._load(connection, run_id)
 
     def commit(self, commit: StepCommit) -> CommitResult:
-        """Commit, grouped with the commits other threads submit meanwhile.
+        """Commit, grouped with the commits and starts other threads submit meanwhile.
 
         Group commit: a commit waits for the write lock; whoever gets it applies every
         commit queued so far in one transaction (one fsync for all of them), each still
         checked against its own expected version. A caller whose commit was applied by
         another thread just collects its result.
         """
+        return self._grouped(commit)
+
+    def _grouped(self, commit: StepCommit | _Start) -> CommitResult:
         entry = _QueuedCommit(commit)
         with self._queue_lock:
             self._queue.append(entry)
@@ -241,7 +260,7 @@ class SqliteStore:
                     # Alone in its transaction (no savepoint): a commit that cannot be
                     # written (a value out of SQLite's range) rolls it back, and fails alone.
                     only = batch[0]
-                    only.result, only.recorded = self._apply_one(connection, only.commit, now)
+                    only.result, only.recorded = self._write(connection, only.commit, now)
                 else:
                     for entry in batch:
                         self._apply_saved(connection, entry, now)
@@ -273,7 +292,7 @@ class SqliteStore:
         out of SQLite's range) fails alone, not the commits grouped with it."""
         connection.execute("SAVEPOINT one_commit")
         try:
-            entry.result, entry.recorded = self._apply_one(connection, entry.commit, now)
+            entry.result, entry.recorded = self._write(connection, entry.commit, now)
         except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
             connection.execute("ROLLBACK TO one_commit")
             connection.execute("RELEASE one_commit")
@@ -282,6 +301,13 @@ class SqliteStore:
             entry.error = err
             return
         connection.execute("RELEASE one_commit")
+
+    def _write(
+        self, connection: sqlite3.Connection, commit: StepCommit | _Start, now: int
+    ) -> tuple[CommitResult, Recorded | None]:
+        if isinstance(commit, _Start):
+            return self._create_one(connection, commit)
+        return self._apply_one(connection, commit, now)
 
     def _apply_one(
         self, connection: sqlite3.Connection, commit: StepCommit, now: int
