@@ -8,6 +8,12 @@ shares all of its predecessor's history and adds one entry in effectively consta
 valid and unchanged, which is what lets :meth:`WorkflowEngine.execute_step` promise that it
 never mutates its argument.
 
+Keys iterate in JavaScript's order for the same history (:func:`js_key_order`): the
+TypeScript engine's context is a plain object, and ``Object.keys`` (so ``{{ nodes }}``, an
+executor looping over the context, and ``JSON.stringify``) lists integer-like keys first,
+ascending, then the other keys in the order they were first added. A hash order would
+change between processes and differ from the other engine's.
+
 :class:`Context` is the abstract read interface plus one write, :meth:`Context.appended`.
 Durable runtimes provide their own implementation that loads results on demand instead of
 holding the whole history in memory.
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import immutables
@@ -26,9 +33,45 @@ if TYPE_CHECKING:
     from refluxo.model import NodeResult
 
 
+MAX_ARRAY_INDEX = 2**32 - 2
+"""The largest canonical array index of JavaScript: keys up to it are listed first."""
+
+
+def is_array_index(key: str) -> bool:
+    """Whether JavaScript lists ``key`` among an object's integer keys (``"0"``, ``"10"``;
+    not ``"01"``, ``"-1"`` or ``"4294967295"``)."""
+    return (
+        0 < len(key) <= 10
+        and key.isascii()
+        and key.isdigit()
+        and (key[0] != "0" or key == "0")
+        and int(key) <= MAX_ARRAY_INDEX
+    )
+
+
+def js_key_order(keys: Iterable[str]) -> list[str]:
+    """``keys`` (in the order they were first added) as JavaScript's ``Object.keys`` lists
+    them: integer-like keys ascending, then the others in their order."""
+    indices: list[str] = []
+    names: list[str] = []
+    for key in keys:
+        (indices if is_array_index(key) else names).append(key)
+    if not indices:
+        return names
+    indices.sort(key=int)
+    return indices + names
+
+
+def in_added_order(added: Mapping[str, int]) -> list[str]:
+    """The keys of ``added`` (key -> when it was first added) in the order they were added."""
+    return [key for key, _ in sorted(added.items(), key=itemgetter(1))]
+
+
 class Context(Mapping[str, Sequence["NodeResult"]], abc.ABC):
     """Read-only mapping of node id to the node's results, oldest first.
 
+    Iterates in JavaScript's key order (:func:`js_key_order`); implementations keep the
+    order in which nodes first got a result and list it through :func:`js_key_order`.
     Compares equal to a plain ``dict`` of lists with the same content, so
     ``snapshot.context == {"a": [result]}`` works as users expect.
     """
@@ -71,37 +114,64 @@ class Context(Mapping[str, Sequence["NodeResult"]], abc.ABC):
 class MemoryContext(Context):
     """The in-memory persistent context; the default for every snapshot."""
 
-    __slots__ = ("_results",)
+    __slots__ = ("_added", "_results")
 
-    def __init__(self, results: immutables.Map[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        results: immutables.Map[str, Any] | None = None,
+        added: immutables.Map[str, int] | None = None,
+    ) -> None:
         self._results: immutables.Map[str, Any] = (
             results if results is not None else immutables.Map()
+        )
+        # When each key was first added (0, 1, ...), for JavaScript's iteration order. A
+        # map, not a growing vector: a step then allocates only a few small trie nodes,
+        # which the garbage collector scans without walking the whole history.
+        self._added: immutables.Map[str, int] = (
+            added
+            if added is not None
+            else immutables.Map({key: index for index, key in enumerate(self._results)})
         )
 
     @classmethod
     def from_mapping(cls, results: Mapping[str, Iterable[NodeResult]]) -> MemoryContext:
-        """Build a context from any mapping of node id to results (a decoded snapshot)."""
+        """Build a context from any mapping of node id to results (a decoded snapshot).
+
+        The mapping's own order is the order the keys were added (a decoded JSON object's
+        order, as ``JSON.parse`` reads it).
+        """
         if isinstance(results, MemoryContext):
             return results
-        return cls(immutables.Map({key: pvector(value) for key, value in results.items()}))
+        return cls(
+            immutables.Map({key: pvector(value) for key, value in results.items()}),
+            immutables.Map({key: index for index, key in enumerate(results)}),
+        )
 
     def appended(self, node_id: str, result: NodeResult) -> MemoryContext:
         existing = self._results.get(node_id)
-        history = pvector([result]) if existing is None else existing.append(result)
-        return MemoryContext(self._results.set(node_id, history))
+        if existing is None:
+            added = self._added.set(node_id, len(self._added))
+            return MemoryContext(self._results.set(node_id, pvector([result])), added)
+        return MemoryContext(self._results.set(node_id, existing.append(result)), self._added)
 
     def __getitem__(self, node_id: str) -> Sequence[NodeResult]:
         results: Sequence[NodeResult] = self._results[node_id]
         return results
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._results)
+        return iter(js_key_order(in_added_order(self._added)))
 
     def __len__(self) -> int:
         return len(self._results)
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._results
+
+    def __copy__(self) -> MemoryContext:
+        return self  # immutable
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MemoryContext:
+        return self
 
 
 EMPTY_CONTEXT = MemoryContext()

@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 from refluxo.context import Context
 from refluxo.errors import WorkflowDefinitionError
-from refluxo.model import RetryPolicy, StepResult
+from refluxo.model import ABSENT, RetryPolicy, StepResult
 
 ExecutorReturn: TypeAlias = StepResult | Mapping[str, Any]
 Executor: TypeAlias = Callable[[Any, Context, Any, Any], ExecutorReturn | Awaitable[ExecutorReturn]]
@@ -57,21 +57,33 @@ class NodeDefinition:
 
 
 def as_step_result(value: object) -> StepResult:
-    """Normalise an executor's return value, rejecting shapes that are neither form."""
+    """Normalise an executor's return value, rejecting shapes that are neither form.
+
+    A dict without ``"data"`` has no output (:data:`~refluxo.model.ABSENT`), as in
+    ``@refluxo/core``. Deliberately stricter than ``@refluxo/core``, which reads a
+    number, string or array return as "no output" and a non-string ``nextHandle`` as a
+    handle no edge has (the run follows the edge without a handle, or completes): here
+    both fail the node, since in Python they are almost always a forgotten ``StepResult``
+    or a handle of the wrong type, and a silently dropped output is hard to trace.
+    """
     if isinstance(value, StepResult):
         return value
     if isinstance(value, Mapping):
         handle = value.get("nextHandle", value.get("next_handle"))
         if handle is not None and not isinstance(handle, str):
-            raise TypeError(f"nextHandle must be a string, got {type(handle).__name__}")
+            raise TypeError(
+                f"nextHandle must be a string, got {type(handle).__name__} "
+                "(@refluxo/core would follow no edge for it; refluxo refuses it)"
+            )
         resume_at = value.get("resumeAt", value.get("resume_at"))
         return StepResult(
-            data=value.get("data"),
+            data=value.get("data", ABSENT),
             pause=bool(value.get("__pause", value.get("pause", False))),
             next_handle=handle,
             resume_at=resume_at,
         )
     raise TypeError(
         "an executor must return a StepResult or a dict like {'data': ...}, "
-        f"got {type(value).__name__}"
+        f"got {type(value).__name__} (@refluxo/core would record no output and go on; "
+        "refluxo refuses it)"
     )

@@ -38,6 +38,7 @@ from refluxo.frozen import freeze, thaw
 from refluxo.graph import check_graph, raise_for_errors
 from refluxo.metadata import PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
 from refluxo.model import (
+    ABSENT,
     Node,
     NodeResult,
     RetryState,
@@ -51,12 +52,12 @@ from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.steps import (
     Clock,
     StepPosition,
-    checked_delay,
     checked_resume_at,
     current_position,
     describe_error,
     evolve,
     fail,
+    retry_time,
     wall_clock_ms,
     without,
 )
@@ -137,10 +138,12 @@ class WorkflowEngine:
         self._frozen_data: dict[str, Any] = {
             node.id: freeze(node.data) for node in self.workflow.nodes
         }
-        # (source, handle) -> target; the first matching edge wins, as in Refluxo.
+        # (source, handle) -> target; the first matching edge wins, as in Refluxo. An edge
+        # with `sourceHandle: null` is never taken, as there: no handle is not null.
         self._next: dict[tuple[str, str | None], str] = {}
         for edge in self.workflow.edges:
-            self._next.setdefault((edge.source, edge.source_handle), edge.target)
+            if not edge.null_handle:
+                self._next.setdefault((edge.source, edge.source_handle), edge.target)
 
     def validate_workflow(self) -> None:
         """Raise :class:`WorkflowDefinitionError` naming node types without a definition
@@ -465,25 +468,29 @@ class WorkflowEngine:
         if result.pause:
             return data, result
 
+        # Hooks and validators read a left-out output as None; it stays left out unless
+        # one of them replaces it.
+        output = None if result.data is ABSENT else result.data
         if self.validator is not None and definition.metadata:
             checked_output: Any = await resolve(
-                self.validator.validate_output(result.data, definition.metadata)
+                self.validator.validate_output(output, definition.metadata)
             )
             _raise_if_invalid(checked_output, node, "output")
-            if checked_output.data is not None and checked_output.data is not result.data:
-                result = dataclasses.replace(result, data=checked_output.data)
+            if checked_output.data is not None and checked_output.data is not output:
+                output = checked_output.data
+                result = dataclasses.replace(result, data=output)
         if self._hooks.has("transform_output"):
             context = PluginContext(
-                node, definition, snapshot, globals, external_payload, data, result.data
+                node, definition, snapshot, globals, external_payload, data, output
             )
-            redacted = await self._hooks.transform("transform_output", context, result.data)
-            result = dataclasses.replace(result, data=redacted)
+            redacted = await self._hooks.transform("transform_output", context, output)
+            if redacted is not output:
+                output = redacted
+                result = dataclasses.replace(result, data=output)
         if self._hooks.has("on_after_node_execution"):
             await self._hooks.call(
                 "on_after_node_execution",
-                PluginContext(
-                    node, definition, snapshot, globals, external_payload, data, result.data
-                ),
+                PluginContext(node, definition, snapshot, globals, external_payload, data, output),
             )
         return data, result
 
@@ -540,13 +547,13 @@ class WorkflowEngine:
                 f"node {node.id!r} failed: {text} "
                 f"(and its error handler raised {describe_error(err)})"
             )
-        delay_ms = 0
+        now = self._clock()
+        next_retry_at: int | float = now
         if retry:
             try:
-                delay_ms = checked_delay(delay, f"the retry delay of node {node.id!r}")
+                next_retry_at = retry_time(now, delay, f"the retry delay of node {node.id!r}")
             except (TypeError, ValueError) as err:
                 retry, reason = False, f"{err}; {text}"
-        now = self._clock()
         entry = trusted(
             NodeResult,
             {"output": None, "timestamp": now, "error": text, "attempt": attempt},
@@ -558,7 +565,7 @@ class WorkflowEngine:
                 {
                     "status": SnapshotStatus.ERROR,
                     "version": snapshot.version + 1,
-                    "retry_state": RetryState(node.id, attempt, now + delay_ms),
+                    "retry_state": RetryState(node.id, attempt, next_retry_at),
                     "metadata": {
                         **without(snapshot.metadata, RESUME_AT),
                         PAUSED_REASON: f"Retry attempt {attempt}",
@@ -573,7 +580,8 @@ def _raise_if_invalid(checked: Any, node: Node, what: str) -> None:
     if not isinstance(checked, ValidationResult):
         raise TypeError(f"a validator must return a ValidationResult, got {checked!r}")
     if not checked.valid:
-        raise NodeValidationError(
-            f"Validation failed for node '{node.id}' ({what}): "
-            f"{json.dumps(checked.errors, default=str)}"
-        )
+        # @refluxo/core's text for input (`JSON.stringify`: compact, non-ASCII as is);
+        # output validation, which it lacks, says so.
+        where = "" if what == "input" else f" ({what})"
+        errors = json.dumps(checked.errors, default=str, separators=(",", ":"), ensure_ascii=False)
+        raise NodeValidationError(f"Validation failed for node '{node.id}'{where}: {errors}")

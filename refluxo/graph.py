@@ -45,7 +45,8 @@ def check_graph(
     Errors: a node type not in ``node_types`` (when given), an edge to or from a node that
     does not exist, a ``start`` that is not a node, a ``{{ }}`` expression that does not
     parse (when ``expressions``). Warnings: an edge that can never be taken (an earlier edge
-    from the same node has the same handle), a node unreachable from the start.
+    from the same node has the same handle, or ``sourceHandle: null``), a node unreachable
+    from the start.
     """
     problems: list[GraphProblem] = []
     ids = {node.id: index for index, node in enumerate(workflow.nodes)}
@@ -66,6 +67,7 @@ def check_graph(
                         GraphProblem("error", f"node {node.id!r} {path}: {message}", index)
                     )
     targets: dict[str, list[str]] = {}
+    incoming: set[str] = set()
     taken: set[tuple[str, str | None]] = set()
     for index, edge in enumerate(workflow.edges):
         for end, label in ((edge.source, "source"), (edge.target, "target")):
@@ -75,6 +77,18 @@ def check_graph(
                         "error", f"edge {label} {end!r} is not a node (dangling edge)", edge=index
                     )
                 )
+        incoming.add(edge.target)
+        if edge.null_handle:
+            problems.append(
+                GraphProblem(
+                    "warning",
+                    f"edge {edge.source!r} -> {edge.target!r} is never taken: its sourceHandle "
+                    "is null, and a node returning no handle takes only edges without one "
+                    "(as in @refluxo/core); leave sourceHandle out",
+                    edge=index,
+                )
+            )
+            continue
         targets.setdefault(edge.source, []).append(edge.target)
         branch = (edge.source, edge.source_handle)
         if branch in taken:
@@ -90,7 +104,6 @@ def check_graph(
     if start is not None and start not in ids:
         problems.append(GraphProblem("error", f"start node {start!r} is not a node"))
     elif ids:
-        incoming = {target for listed in targets.values() for target in listed}
         first = start if start is not None else default_start(list(ids), incoming)
         reachable = _reachable(first, targets)
         for node_id, index in ids.items():

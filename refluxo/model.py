@@ -12,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
     field_validator,
+    model_serializer,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import core_schema
@@ -27,6 +31,7 @@ from pydantic_core import core_schema
 from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
 
 __all__ = [
+    "ABSENT",
     "Edge",
     "Node",
     "NodeResult",
@@ -54,6 +59,27 @@ def _omit_none(value: object) -> bool:
     return value is None
 
 
+class _Absent:
+    """The type of :data:`ABSENT`."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Final = _Absent()
+"""JavaScript's ``undefined`` where the wire form must tell it from ``null``: a value left
+out. ``StepResult()`` (no data) leaves the result's ``output`` out, as ``@refluxo/core``
+does for an executor returning ``{}``; Python code reading the output gets ``None``."""
+
+
 class SnapshotStatus(StrEnum):
     """Where a run stands. Members compare equal to their plain strings (``"active"``...)."""
 
@@ -78,6 +104,26 @@ class Edge(BaseModel):
     source: str
     target: str
     source_handle: str | None = Field(default=None, exclude_if=_omit_none)
+
+    @property
+    def null_handle(self) -> bool:
+        """Whether the edge was given ``sourceHandle: null`` (not merely no handle).
+
+        ``@refluxo/core`` compares handles with ``===``: an executor returning no handle
+        (``undefined``) never takes such an edge, so neither does this engine; graph editors
+        often write it. The wire form keeps the ``null``.
+        """
+        return self.source_handle is None and "source_handle" in self.model_fields_set
+
+    @model_serializer(mode="wrap")
+    def _keep_null_handle(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        data = handler(self)
+        if self.null_handle and isinstance(data, dict):
+            # by_alias is None when not given: the model's default, which is by alias.
+            data["source_handle" if info.by_alias is False else "sourceHandle"] = None
+        return data
 
 
 class Node(BaseModel):
@@ -128,17 +174,27 @@ class RetryPolicy(BaseModel):
 
     ``max_attempts`` counts retries after the first failure is recorded: the default error
     handler retries while ``attempt <= max_attempts``. ``interval`` is in milliseconds.
+    ``backoff`` is ``"exponential"`` (``interval * 2 ** (attempt - 1)``) or anything else,
+    which is fixed: ``@refluxo/core`` types it as any string and treats every value but
+    ``"exponential"`` as fixed, so a workflow written for it (``"linear"``...) runs here too.
+    Numbers may be given as numeric strings, as ``Number(...)`` reads them there.
     """
 
     model_config = _WIRE
 
-    max_attempts: int = Field(ge=0)
-    interval: float = Field(ge=0)
-    backoff: Literal["fixed", "exponential"] = "fixed"
+    max_attempts: int | float
+    interval: int | float
+    backoff: str = "fixed"
 
 
 class NodeResult(BaseModel):
-    """One execution of a node: its output (``None`` on error), when, and which attempt."""
+    """One execution of a node: its output, when, which attempt, and the error if it failed.
+
+    An output may be left out, as ``@refluxo/core`` leaves it out when an executor returns
+    no ``data`` (``undefined``, which ``JSON.stringify`` drops): ``NodeResult(timestamp=1)``
+    or a decoded result without ``output`` reads ``output`` as ``None`` and writes no
+    ``output`` key; an explicit ``None`` (``null``, as on every failed attempt) is written.
+    """
 
     model_config = _WIRE
 
@@ -149,13 +205,13 @@ class NodeResult(BaseModel):
 
     def __init__(
         self,
-        output: Any = None,
+        output: Any = ABSENT,
         timestamp: int | None = None,
         attempt: int | None = None,
         /,
         **data: Any,
     ) -> None:
-        if output is not None:
+        if output is not ABSENT:
             data["output"] = output
         if timestamp is not None:
             data["timestamp"] = timestamp
@@ -167,21 +223,46 @@ class NodeResult(BaseModel):
     # stay entirely in pydantic-core, which keeps loading a long history fast.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
+    @property
+    def has_output(self) -> bool:
+        """Whether ``output`` is on the wire (``null`` included), not left out."""
+        return "output" in self.__dict__
+
+    # A left-out output is a key missing from the instance's fields: pydantic-core then
+    # writes nothing for it, at no cost per result (a serializer hook would triple the
+    # cost of dumping a history), and reading it falls through to ``__getattr__``: None.
+    @model_validator(mode="after")
+    def _leave_out_absent_output(self) -> NodeResult:
+        if "output" not in self.__pydantic_fields_set__:
+            self.__dict__.pop("output", None)
+        return self
+
+    if not TYPE_CHECKING:  # for mypy, `output` is the declared field
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "output":
+                return None
+            return super().__getattr__(name)
+
 
 class RetryState(BaseModel):
-    """Which node is being retried, how many attempts it has had, and when to try again."""
+    """Which node is being retried, how many attempts it has had, and when to try again.
+
+    ``next_retry_at`` is in epoch milliseconds and may be fractional: ``@refluxo/core``
+    writes ``Date.now() + delay`` unrounded (an interval of 1.5 gives ``...001.5``).
+    """
 
     model_config = _WIRE
 
     node_id: str
     attempts: int
-    next_retry_at: int | None = Field(default=None, exclude_if=_omit_none)
+    next_retry_at: int | float | None = Field(default=None, exclude_if=_omit_none)
 
     def __init__(
         self,
         node_id: str | None = None,
         attempts: int | None = None,
-        next_retry_at: int | None = None,
+        next_retry_at: int | float | None = None,
         /,
         **data: Any,
     ) -> None:
@@ -199,13 +280,17 @@ class RetryState(BaseModel):
 _ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
 
 
+_WITHOUT_OUTPUT: set[str] = set(NodeResult.model_fields) - {"output"}
+
+
 def trusted(model: type[_M], fields: dict[str, Any]) -> _M:
     """Build ``model`` from a complete dict of already-valid field values, skipping validation.
 
     The engine builds a snapshot, a result and sometimes a retry state on every step from
     values it produced itself; validating them again would double the cost of a step. Like
     ``model_construct`` without its per-field default handling: ``fields`` must hold every
-    field.
+    field. A :class:`NodeResult` whose ``output`` is :data:`ABSENT` leaves ``output`` out
+    of the wire form (and reads it as ``None``).
     """
     instance = model.__new__(model)
     object.__setattr__(instance, "__dict__", fields)
@@ -213,6 +298,9 @@ def trusted(model: type[_M], fields: dict[str, Any]) -> _M:
     fields_set = _ALL_FIELDS.get(model)
     if fields_set is None:
         fields_set = _ALL_FIELDS[model] = set(model.model_fields)
+    if model is NodeResult and fields["output"] is ABSENT:
+        del fields["output"]
+        fields_set = _WITHOUT_OUTPUT
     object.__setattr__(instance, "__pydantic_fields_set__", fields_set)
     object.__setattr__(instance, "__pydantic_extra__", None)
     object.__setattr__(instance, "__pydantic_private__", None)
@@ -296,7 +384,9 @@ class StepResult:
     """What an executor returns.
 
     Args:
-        data: the node's output, appended to the context.
+        data: the node's output, appended to the context. Without it (:data:`ABSENT`) the
+            result has no ``output`` on the wire (reads as ``None``), as ``@refluxo/core``
+            writes for an executor returning ``{}``; ``StepResult(None)`` writes ``null``.
         pause: stop the run after this node; it re-runs with the resume payload.
         next_handle: the edge handle to follow (``None`` follows the edge without a handle).
         resume_at: with ``pause``, epoch milliseconds at which a durable runtime resumes the
@@ -304,7 +394,7 @@ class StepResult:
             ``metadata["resumeAt"]``.
     """
 
-    data: Any = None
+    data: Any = ABSENT
     pause: bool = False
     next_handle: str | None = None
     resume_at: int | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ class ErrorHandler:
 class DefaultErrorHandler(ErrorHandler):
     """Retries per ``definition.retry_policy``, as Refluxo does.
 
-    Retries while ``attempt <= max_attempts``; the delay is ``interval`` (fixed) or
-    ``interval * 2 ** (attempt - 1)`` (exponential), in milliseconds.
+    Retries while ``attempt <= max_attempts``; the delay is ``interval`` * 2 ** (attempt - 1)
+    for ``backoff="exponential"`` and ``interval`` for any other backoff, in milliseconds,
+    unrounded (``@refluxo/core``'s formula: a retry time may be fractional).
     """
 
     def should_retry(
@@ -43,6 +45,9 @@ class DefaultErrorHandler(ErrorHandler):
         policy = definition.retry_policy
         if policy is None:
             return 0
-        if policy.backoff == "exponential":
-            return float(policy.interval * 2.0 ** (attempt - 1))
-        return float(policy.interval)
+        if policy.backoff != "exponential":
+            return policy.interval
+        try:
+            return policy.interval * 2.0 ** (attempt - 1)
+        except OverflowError:  # JavaScript's Infinity: refused as a delay by the engine
+            return math.inf

@@ -16,6 +16,11 @@ snapshot object come out in another order, which JSON does not distinguish) but:
   very bytes they came in as; only results appended since the snapshot was decoded are
   encoded (by pydantic, as ``model_dump_json`` encodes them).
 
+Keys come out, and iterate, in JavaScript's order (see :func:`~refluxo.context.js_key_order`):
+the decoded object's keys as ``JSON.parse`` would order them, then new nodes. The bytes are
+reused whole only when that is already their order (a context holding no integer-like
+node id, or written by either engine); otherwise the context object is re-encoded in order.
+
 Where an invalid historical result is refused: everything outside the context (status,
 version, retry state...) is validated by ``snapshot_from_json`` itself, and malformed JSON
 anywhere raises there too (:class:`ValueError`). A result that is well-formed JSON but not a
@@ -29,7 +34,9 @@ to check a whole history up front, e.g. when accepting a snapshot from an untrus
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
 import immutables
@@ -37,7 +44,7 @@ import msgspec
 from pydantic import TypeAdapter
 from pyrsistent import pvector
 
-from refluxo.context import Context
+from refluxo.context import Context, in_added_order, is_array_index, js_key_order
 from refluxo.model import NodeResult, Snapshot
 from refluxo.steps import evolve
 
@@ -49,6 +56,8 @@ _SPLIT = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE = msgspec.json.Encoder()
 _WHITESPACE = b" \t\r\n"
 _OPEN = ord("{")
+_MAYBE_INDEX_KEY = re.compile(rb'"(?:0|[1-9][0-9]{0,9})"\s*:')
+"""Matches wherever an integer-like key might be (also inside results: only a hint)."""
 
 
 class _Base:
@@ -59,7 +68,7 @@ class _Base:
     (so a step and its successors validate a node at most once).
     """
 
-    __slots__ = ("_absent", "_split", "_text", "document", "raw", "validated")
+    __slots__ = ("_absent", "_in_js_order", "_split", "_text", "document", "raw", "validated")
 
     def __init__(self, document: bytes, raw: memoryview) -> None:
         self.document = document
@@ -67,7 +76,22 @@ class _Base:
         self._split: dict[str, msgspec.Raw] | None = None
         self._absent: set[str] = set()
         self._text: bytes | None = None
+        self._in_js_order: bool | None = None
         self.validated: dict[str, Any] = {}
+
+    @property
+    def in_js_order(self) -> bool:
+        """Whether the decoded keys are already in JavaScript's order, so that the bytes
+        can be reused whole. Without anything that could be an integer-like key (the usual
+        case) they are, and the context need not be split to know it."""
+        if self._in_js_order is None:
+            text = bytes(self.raw)
+            if self._split is None and b"\\" not in text and not _MAYBE_INDEX_KEY.search(text):
+                self._in_js_order = True
+            else:
+                keys = list(self.split)
+                self._in_js_order = keys == js_key_order(keys)
+        return self._in_js_order
 
     @property
     def split(self) -> dict[str, msgspec.Raw]:
@@ -126,15 +150,16 @@ class LazyContext(Context):
         self,
         base: _Base,
         overlay: immutables.Map[str, Any] | None = None,
-        new: tuple[str, ...] = (),
+        new: immutables.Map[str, int] | None = None,
     ) -> None:
         self._base = base
         # Every node whose results changed since decoding: its whole history.
         self._overlay: immutables.Map[str, Any] = (
             overlay if overlay is not None else immutables.Map()
         )
-        # The nodes that were not in the decoded context, in the order they were added.
-        self._new = new
+        # The nodes that were not in the decoded context, and when each was added (see
+        # MemoryContext: a map, so that adding a node copies nothing).
+        self._new: immutables.Map[str, int] = new if new is not None else immutables.Map()
 
     def appended(self, node_id: str, result: NodeResult) -> LazyContext:
         history = self._overlay.get(node_id)
@@ -144,7 +169,7 @@ class LazyContext(Context):
                 history = self._base.results(node_id)
             else:
                 history = pvector()
-                new = (*new, node_id)
+                new = new.set(node_id, len(new))
         return LazyContext(self._base, self._overlay.set(node_id, history.append(result)), new)
 
     def __getitem__(self, node_id: str) -> Sequence[NodeResult]:
@@ -163,8 +188,7 @@ class LazyContext(Context):
         return node_id in self._overlay or self._base.has(node_id)
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._base.split
-        yield from self._new
+        return iter(js_key_order(chain(self._base.split, in_added_order(self._new))))
 
     def __len__(self) -> int:
         return len(self._base.split) + len(self._new)
@@ -190,10 +214,13 @@ class LazyContext(Context):
 
     def _json_parts(self) -> list[bytes | memoryview]:
         base = self._base
+        in_order = base.in_js_order and not any(is_array_index(key) for key in self._new)
+        if not in_order:
+            return [self._encode_in_order()]
         if not self._overlay:
             return [base.raw]
         parts: list[bytes | memoryview] = []
-        for node_id in self._new:
+        for node_id in in_added_order(self._new):
             parts += (b",", _key(node_id), _encode(self._overlay[node_id]))
         if len(self._overlay) == len(self._new):
             # Only new nodes: the decoded bytes, then the new members.
@@ -204,12 +231,7 @@ class LazyContext(Context):
             parts.append(b"}")
             return parts
         # Some decoded nodes gained results: each is its old bytes plus the new results.
-        merged: dict[str, msgspec.Raw] = dict(base.split)
-        for node_id, raw_results in base.split.items():
-            history = self._overlay.get(node_id)
-            if history is not None:
-                kept = len(base.results(node_id))
-                merged[node_id] = msgspec.Raw(_extend(bytes(raw_results), kept, history[kept:]))
+        merged = self._decoded_members()
         out = _ENCODE.encode(merged)
         if not parts:
             return [out]
@@ -217,6 +239,25 @@ class LazyContext(Context):
             parts[0] = b"{"
             return [*parts, b"}"]
         return [memoryview(out)[:-1], *parts, b"}"]
+
+    def _decoded_members(self) -> dict[str, msgspec.Raw]:
+        """The decoded nodes' members: their old bytes, plus any results added since."""
+        base = self._base
+        merged: dict[str, msgspec.Raw] = dict(base.split)
+        for node_id, raw_results in base.split.items():
+            history = self._overlay.get(node_id)
+            if history is not None:
+                kept = len(base.results(node_id))
+                merged[node_id] = msgspec.Raw(_extend(bytes(raw_results), kept, history[kept:]))
+        return merged
+
+    def _encode_in_order(self) -> bytes:
+        """The whole context object re-encoded in JavaScript's key order (decoded results
+        still written as their bytes)."""
+        members = self._decoded_members()
+        for node_id in in_added_order(self._new):
+            members[node_id] = msgspec.Raw(_encode(self._overlay[node_id]))
+        return _ENCODE.encode({key: members[key] for key in js_key_order(members)})
 
 
 def _lazy_context(data: bytes) -> LazyContext:

@@ -110,6 +110,24 @@ def checked_delay(value: Any, what: str) -> int:
     return max(0, int(value))
 
 
+def retry_time(now: int, delay: Any, what: str) -> int | float:
+    """When a retry is due: ``now + delay`` ms, unrounded, as ``@refluxo/core`` writes it.
+
+    ``@refluxo/core`` writes ``Date.now() + delay`` as is, so an interval of 1.5 ms gives a
+    fractional ``nextRetryAt``; an integral time stays an ``int`` (JSON ``1700000000001``,
+    not ``1700000000001.0``). The delay is checked as :func:`checked_delay` checks it
+    (finite, at most 100 years; a negative delay is "now").
+    """
+    if isinstance(delay, bool) or not isinstance(delay, int | float):
+        raise TypeError(f"{what} must be a number of milliseconds, got {delay!r}")
+    if not math.isfinite(delay) or delay > MAX_DELAY_MS:
+        raise ValueError(
+            f"{what} of {delay!r} ms is out of range: at most {MAX_DELAY_MS} ms (100 years)"
+        )
+    due = now + max(0, delay)
+    return int(due) if isinstance(due, float) and due.is_integer() else due
+
+
 def evolve(snapshot: Snapshot, changes: dict[str, Any]) -> Snapshot:
     """A copy of ``snapshot`` with ``changes`` applied, without re-validation.
 

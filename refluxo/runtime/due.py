@@ -6,6 +6,8 @@ a copy (to find overdue runs quickly), but the head decides.
 
 from __future__ import annotations
 
+import math
+
 from refluxo.metadata import RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
 
@@ -21,7 +23,8 @@ def due_time(snapshot: Snapshot) -> int | None:
         return 0
     if status == SnapshotStatus.ERROR:
         retry = snapshot.retry_state
-        return (retry.next_retry_at or 0) if retry is not None else 0
+        # A fractional time (written by @refluxo/core) is due at the next whole ms.
+        return math.ceil(retry.next_retry_at or 0) if retry is not None else 0
     if status == SnapshotStatus.PAUSED:
         resume_at = snapshot.metadata.get(RESUME_AT)
         if isinstance(resume_at, int | float) and not isinstance(resume_at, bool):

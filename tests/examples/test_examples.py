@@ -88,7 +88,7 @@ def test_flaky_node_is_retried_with_exponential_backoff(
         record = examples.service.get(run.run_id)
         assert record.status == "error"
         assert record.snapshot.retry_state is not None
-        delay = (record.snapshot.retry_state.next_retry_at or 0) - clock.now
+        delay = int(record.snapshot.retry_state.next_retry_at or 0) - clock.now
         delays.append(delay)
         clock.advance(delay)
         examples.scheduler.drain()

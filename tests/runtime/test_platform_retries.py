@@ -45,7 +45,7 @@ def test_past_the_limit_the_step_is_a_failed_attempt_and_the_policy_decides(
         "StepUnanswered: node 'a' got no answer in 5 deliveries (timeouts or crashes)"
     ]
 
-    due = record.snapshot.retry_state.next_retry_at
+    due = int(record.snapshot.retry_state.next_retry_at or 0)
     clock.advance(1000)
     runs.deliver(Delivery(run.run_id, record.version, due))
     assert runs.get("r").status == "completed"  # a fresh delivery runs the node normally
