@@ -2,14 +2,16 @@
 #   .venv          the project, its runtime and development dependencies
 #   .venv-tasks    gcloud-tasks-emulator (it pins protobuf<5, so it lives apart)
 #   .venv-checkov  checkov (its hcl2 fork would shadow python-hcl2)
+#   .venv-dbos     DBOS Transact, the peer benchmark's other side (bench/peer.py creates it)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TOOLS_STAMP := .venv-tasks/.installed .venv-checkov/.installed
 PIP_FLAGS := --quiet --disable-pip-version-check
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test lint typecheck unit bench clean tools
+.PHONY: demo test lint typecheck unit browser bench bench-peer clean tools
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +29,13 @@ $(STAMP): pyproject.toml requirements.txt
 	.venv-checkov/bin/python -m pip install $(PIP_FLAGS) 'checkov==3.3.30'
 	touch $@
 
-tools: $(STAMP) $(TOOLS_STAMP)
+# The run inspector's browser tests drive Debian's Chromium through Playwright (its own
+# browser download is not used): installed when missing.
+browser:
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+tools: $(STAMP) $(TOOLS_STAMP) browser
 
 demo: $(STAMP)
 	$(BIN)/refluxo demo
@@ -51,5 +59,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/gcp.py
 	$(BIN)/python bench/fuzz.py
 
+bench-peer: $(STAMP)
+	$(BIN)/python bench/peer.py
+
 clean:
-	rm -rf $(VENV) .venv-tasks .venv-checkov .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-tasks .venv-checkov .venv-dbos .pytest_cache .mypy_cache .ruff_cache
