@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from playwright.sync_api import Locator, Page, expect
 
 from refluxo.model import SnapshotStatus
@@ -39,3 +41,11 @@ def start_settled(served: Served, workflow: str, status: str, payload: object = 
         f"run {run_id} of {workflow} to be {status}",
     )
     return run_id
+
+
+def hold_time(page: Page) -> None:
+    """Stop the page's time: its timers (the refreshes) fire only as the test moves the
+    clock (``page.clock.run_for``), never by themselves."""
+    now = datetime.now(UTC)
+    page.clock.install(time=now)
+    page.clock.pause_at(now + timedelta(seconds=1))

@@ -6,7 +6,8 @@ from __future__ import annotations
 from playwright.sync_api import Page, expect
 
 from tests.browser.server import Served
-from tests.browser.support import node, open_run, start_settled
+from tests.browser.support import hold_time, node, open_run, start_settled
+from tests.support.waiting import wait_until
 
 
 def test_resume_with_a_payload_moves_a_paused_run_on(page: Page, served: Served) -> None:
@@ -35,7 +36,7 @@ def test_the_api_refuses_a_resume_the_run_no_longer_waits_for(page: Page, served
     """The page resumes at the version it shows: a run resumed meanwhile is not resumed twice."""
     service = served.runtime.service
     run_id = start_settled(served, "review", "paused")
-    page.clock.install()  # the page's refreshes wait for the test: it shows the paused run
+    hold_time(page)  # the page's refreshes wait for the test: it shows the paused run
     open_run(page, served, run_id)
     expect(node(page, "ask")).to_have_attribute("data-state", "paused")
     version = service.get(run_id).version
@@ -44,7 +45,8 @@ def test_the_api_refuses_a_resume_the_run_no_longer_waits_for(page: Page, served
     page.get_by_role("button", name="Resume", exact=True).click()
     expect(page.locator("#resume-error")).to_contain_text("(HTTP 409)")
     assert service.get(run_id).version > version
-    page.clock.run_for(60_000)
+    wait_until(lambda: service.get(run_id).status == "completed", 30, "the run to complete")
+    page.clock.run_for(1_000)
     expect(page.locator(".status").first).to_have_text("completed")
     expect(node(page, "discard")).to_have_attribute("data-state", "done")
 
@@ -75,3 +77,35 @@ def test_the_page_follows_a_run_that_changes_elsewhere(page: Page, served: Serve
 
     expect(node(page, "publish")).to_have_attribute("data-state", "done")
     expect(page.get_by_text("Finished: not refreshing.")).to_be_visible()
+
+
+def test_the_page_polls_less_often_while_nothing_changes(page: Page, served: Served) -> None:
+    """Each read that finds the run unchanged doubles the wait (1 s up to 30 s); a change
+    brings it back to 1 s, and a finished run is not read again."""
+    run_id = start_settled(served, "review", "paused")
+    reads: list[str] = []
+    page.on("request", lambda request: reads.append(request.url) if run_id in request.url else None)
+    hold_time(page)  # the test moves the page's time: no waiting for real seconds
+    open_run(page, served, run_id)
+    refresh = page.locator("#refresh")
+    for seconds in (1, 2, 4, 8, 16, 30, 30):
+        expect(refresh).to_contain_text(f"next in {seconds} s")
+        before = len(reads)
+        page.clock.run_for(seconds * 1000 - 1)
+        page.evaluate("0")  # a round trip: a read started by now has been reported
+        assert len(reads) == before, f"read again before {seconds} s"
+        with page.expect_request(lambda request: f"runs/{run_id}?" in request.url):
+            page.clock.run_for(1)
+
+    service = served.runtime.service
+    service.resume(run_id, {"ok": True})
+    wait_until(lambda: service.get(run_id).status == "completed", 30, "the run to complete")
+    with page.expect_request(lambda request: f"runs/{run_id}?" in request.url):
+        page.clock.run_for(30_000)
+    expect(refresh).to_contain_text("Finished: not refreshing.")
+    expect(node(page, "publish")).to_have_attribute("data-state", "done")
+    settled = len(reads)
+    page.clock.run_for(600_000)
+    page.get_by_role("link", name="← all runs").click()  # the page is still responsive
+    expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+    assert not [url for url in reads[settled:] if f"runs/{run_id}?" in url]
