@@ -10,6 +10,12 @@ alternating order, so both see the same machine.
 ``status`` reads a run paused on the embedded default (a temporary SQLite database per
 tree, prepared with ``refluxo run content-approval``).
 
+Modules load from bytecode caches, as an installed package's do: the children write them
+to a temporary directory (``PYTHONPYCACHEPREFIX``) on the untimed first run, whatever
+``PYTHONDONTWRITEBYTECODE`` says. With ``--no-bytecode-cache`` no cache is written: the
+trees' modules, which have none, compile from source in every run (installed libraries and
+the standard library still load their own caches).
+
     .venv/bin/python bench/cli_startup.py --before HEAD --rounds 15
 """
 
@@ -41,9 +47,15 @@ def extract(rev: str, into: Path) -> Path:
     return into
 
 
+BYTECODE: dict[str, str] = {}
+"""The children's bytecode settings (see the module's docstring); set by :func:`main`."""
+
+
 def command(tree: Path, args: list[str]) -> tuple[list[str], dict[str, str]]:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     env.pop("REFLUXO_DB", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(BYTECODE)
     return [sys.executable, "-c", ENTRY, *args], env
 
 
@@ -72,9 +84,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", metavar="REV", help="also measure git revision REV")
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument(
+        "--no-bytecode-cache",
+        action="store_true",
+        help="write no bytecode cache: the trees' modules compile in every run",
+    )
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
+        if options.no_bytecode_cache:
+            BYTECODE["PYTHONDONTWRITEBYTECODE"] = "1"
+        else:
+            BYTECODE["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         trees = {"after": ROOT}
         if options.before:
             trees = {"before": extract(options.before, Path(tmp)), **trees}
@@ -100,7 +121,9 @@ def main() -> None:
                     ms = cpu_ms(trees[name], commands[name][label])
                     samples.setdefault((label, name), []).append(ms)
 
-    print(f"{options.rounds} rounds; CPU ms (user+sys) per command, median [min-max]")
+    cache = "compiled in every run" if options.no_bytecode_cache else "loaded from bytecode"
+    print(f"{options.rounds} rounds, the trees' modules {cache}; CPU ms (user+sys) per")
+    print("command, median [min-max]")
     print()
     print("| command | " + " | ".join(names) + (" | ratio |" if len(names) > 1 else " |"))
     print("|---|" + "---:|" * len(names) + ("---:|" if len(names) > 1 else ""))
