@@ -7,8 +7,9 @@ Measures, in one process:
 1. the durable-commit floor: what one step writes, with nothing around it. One thread,
    the runtime's own schema and pragmas, and per step one ``BEGIN IMMEDIATE``, the step's
    result row, the head update (checked against its version), the delivery bookkeeping
-   (the next delivery recorded, the current one marked done) and ``COMMIT``; the rows are
-   the ones the runtime itself writes (copied from a run of it);
+   (the next delivery recorded, the current one marked done, under the runtime's own
+   hashed delivery names, so that they land where the runtime's do) and ``COMMIT``; the
+   rows are the ones the runtime itself writes (copied from a run of it);
 2. committed steps per second on the embedded default (its default worker count), for
    three workloads: 8 concurrent chains, 1 chain, and 200 runs of 5 steps. Only the starts
    go through the HTTP API (``POST /runs`` on the local server); every step is delivered
@@ -45,6 +46,7 @@ from refluxo.backends.sqlite.db import OVERDUE_INDEX, SCHEMA, SqliteDatabase
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime import App, StepBudget
+from refluxo.runtime.ids import delivery_name
 
 
 class Rows:
@@ -70,11 +72,10 @@ def floor_rate(directory: Path, rows: Rows, seconds: float) -> tuple[float, floa
         "VALUES ('floor', 'chain', 'v', 'active', 0, ?, NULL, NULL, 0, 0, 0, 0)",
         (rows.head,),
     )
-    names = [f"{index:064x}" for index in range(1_000_000)]
     connection.execute(
         "INSERT INTO deliveries (name, run_id, version, due_at, hop, available_at, state, "
         "attempts, updated_at) VALUES (?, 'floor', 0, 0, 0, 0, 'pending', 0, 0)",
-        (names[0],),
+        (delivery_name("floor", 0),),
     )
     step = 0
     started = time.perf_counter()
@@ -95,11 +96,11 @@ def floor_rate(directory: Path, rows: Rows, seconds: float) -> tuple[float, floa
         connection.execute(
             "INSERT INTO deliveries (name, run_id, version, due_at, hop, available_at, state, "
             "attempts, updated_at) VALUES (?, 'floor', ?, 0, 0, 0, 'pending', 0, ?)",
-            (names[step + 1], step + 1, now),
+            (delivery_name("floor", step + 1), step + 1, now),
         )
         connection.execute(
             "UPDATE deliveries SET state = 'done', updated_at = ? WHERE name = ?",
-            (now, names[step]),
+            (now, delivery_name("floor", step)),
         )
         connection.execute("COMMIT")
         step += 1

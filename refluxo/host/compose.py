@@ -11,6 +11,7 @@ backend is chosen, and the HTTP layer only when a deployment is built (not for t
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from collections.abc import Callable
@@ -289,4 +290,8 @@ def build_deployment(
         routes=(ROUTES if scheduler else CALLER_ROUTES) if callers else STEP_ROUTES,
         hosts=hosts,
     )
+    # Everything built so far (the app, its workflows, the runtime, the API) lives as
+    # long as the process: out of the collector's reach, a full collection walks only what
+    # steps allocate, so a step's cost does not grow with the size of the loaded workflows.
+    gc.freeze()
     return Deployment(runtime, api)

@@ -7,6 +7,7 @@ requests from a web page, DNS rebinding, a listener open to the network without 
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import sqlite3
@@ -250,3 +251,19 @@ def test_with_a_key_every_route_but_health_needs_it_and_the_step_route_too(
             assert request(server, "GET", "/runs", headers=elsewhere)[0] == 421
     finally:
         deployment.close()
+
+
+def test_a_deployment_puts_what_it_loaded_out_of_the_collector_s_reach(
+    tmp_path: Path, app: App
+) -> None:
+    """The app's workflows are walked by no full collection once the deployment is built."""
+    gc.unfreeze()
+    workflows = app.workflows
+    deployment = build_deployment(settings(tmp_path), app)
+    try:
+        assert gc.get_freeze_count() > 0
+        assert gc.is_tracked(workflows)
+        assert not any(tracked is workflows for tracked in gc.get_objects())
+    finally:
+        deployment.close()
+        gc.unfreeze()
