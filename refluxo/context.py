@@ -114,23 +114,14 @@ class Context(Mapping[str, Sequence["NodeResult"]], abc.ABC):
 class MemoryContext(Context):
     """The in-memory persistent context; the default for every snapshot."""
 
-    __slots__ = ("_added", "_results")
+    __slots__ = ("_results",)
 
-    def __init__(
-        self,
-        results: immutables.Map[str, Any] | None = None,
-        added: immutables.Map[str, int] | None = None,
-    ) -> None:
-        self._results: immutables.Map[str, Any] = (
+    def __init__(self, results: immutables.Map[str, tuple[int, Any]] | None = None) -> None:
+        # node id -> (when it was first added: 0, 1, ..., its results). The position is
+        # what JavaScript's iteration order needs; keeping it beside the results costs a
+        # step nothing more than the map update it makes anyway.
+        self._results: immutables.Map[str, tuple[int, Any]] = (
             results if results is not None else immutables.Map()
-        )
-        # When each key was first added (0, 1, ...), for JavaScript's iteration order. A
-        # map, not a growing vector: a step then allocates only a few small trie nodes,
-        # which the garbage collector scans without walking the whole history.
-        self._added: immutables.Map[str, int] = (
-            added
-            if added is not None
-            else immutables.Map({key: index for index, key in enumerate(self._results)})
         )
 
     @classmethod
@@ -143,23 +134,26 @@ class MemoryContext(Context):
         if isinstance(results, MemoryContext):
             return results
         return cls(
-            immutables.Map({key: pvector(value) for key, value in results.items()}),
-            immutables.Map({key: index for index, key in enumerate(results)}),
+            immutables.Map(
+                {key: (index, pvector(value)) for index, (key, value) in enumerate(results.items())}
+            )
         )
 
     def appended(self, node_id: str, result: NodeResult) -> MemoryContext:
         existing = self._results.get(node_id)
         if existing is None:
-            added = self._added.set(node_id, len(self._added))
-            return MemoryContext(self._results.set(node_id, pvector([result])), added)
-        return MemoryContext(self._results.set(node_id, existing.append(result)), self._added)
+            entry = (len(self._results), pvector([result]))
+        else:
+            entry = (existing[0], existing[1].append(result))
+        return MemoryContext(self._results.set(node_id, entry))
 
     def __getitem__(self, node_id: str) -> Sequence[NodeResult]:
-        results: Sequence[NodeResult] = self._results[node_id]
+        results: Sequence[NodeResult] = self._results[node_id][1]
         return results
 
     def __iter__(self) -> Iterator[str]:
-        return iter(js_key_order(in_added_order(self._added)))
+        added = sorted(self._results.items(), key=_position)
+        return iter(js_key_order(key for key, _ in added))
 
     def __len__(self) -> int:
         return len(self._results)
@@ -172,6 +166,10 @@ class MemoryContext(Context):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> MemoryContext:
         return self
+
+
+def _position(item: tuple[str, tuple[int, Any]]) -> int:
+    return item[1][0]
 
 
 EMPTY_CONTEXT = MemoryContext()
