@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import overload
 
-from refluxo.context import Context
+from refluxo.context import Context, js_key_order
 from refluxo.model import NodeResult
 from refluxo.runtime.ports import AppendedResult, HistoryReader
 
@@ -96,7 +96,7 @@ class HistoryContext(Context):
             if entry.node_id not in known:
                 known.add(entry.node_id)
                 seen.append(entry.node_id)
-        return iter(seen)
+        return iter(js_key_order(seen))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -20,6 +20,7 @@ from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime import App, Dispatcher, Outcome, RunService, StepBudget, current_step
 from refluxo.runtime.ids import idempotency_key
 from refluxo.runtime.ports import Delivery, HistoryReader, RunRecord, SnapshotStore
+from tests.engine.ts_core import load as load_ts_core
 from tests.support.clock import FakeClock
 from tests.support.stores import assert_history_consistent, history_of
 from tests.support.waiting import wait_until
@@ -665,3 +666,25 @@ def test_waiting_steps_overlap_on_the_default_workers(make_runtime: Any) -> None
     wait_until(
         lambda: all(runtime.service.get(r).status == "completed" for r in runs), 20, "the runs"
     )
+
+
+def test_a_stored_run_lists_its_nodes_in_javascript_order(make_runtime: Any) -> None:
+    """The durable runtime's context (read from the store, one step per delivery) iterates
+    as the engine's does, and as TypeScript's ``Object.keys``: integer-like ids first."""
+    order = load_ts_core("key_order.json")
+    seen: list[list[str]] = []
+    app = App()
+
+    @app.node()
+    def echo(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        seen.append(list(context))
+        return StepResult(data)
+
+    app.workflow("order", order["workflow"])
+    runtime = make_runtime(app)
+    run_id = runtime.service.start("order").record.run_id
+    runtime.scheduler.drain()
+    assert runtime.service.get(run_id).status == "completed"
+    assert seen[-1] == order["objectKeys"][:-1]  # every node but the last had run
+    history = history_of(runtime.store, run_id)
+    assert sorted(history.node_ids()) == sorted(order["objectKeys"])
