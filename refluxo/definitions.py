@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
+from refluxo.branches import declared_handles
 from refluxo.context import Context
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.model import ABSENT, RetryPolicy, StepResult
@@ -26,7 +27,9 @@ class NodeDefinition:
     Args:
         executor: the node's logic (see :data:`Executor`).
         retry_policy: how the default error handler retries it; ``None`` never retries.
-        metadata: free-form; a validator reads ``metadata["input"]`` / ``["output"]`` schemas.
+        metadata: free-form; a validator reads ``metadata["input"]`` / ``["output"]`` schemas,
+            and ``metadata["handles"]`` lists the handles the executor may return (see
+            :attr:`handles`).
     """
 
     executor: Executor
@@ -40,6 +43,19 @@ class NodeDefinition:
             )
         if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
             object.__setattr__(self, "retry_policy", RetryPolicy.model_validate(self.retry_policy))
+        declared_handles(self.metadata)  # a malformed declaration fails at registration
+
+    @property
+    def handles(self) -> tuple[str, ...] | None:
+        """The handles the executor may return, as declared in ``metadata["handles"]``.
+
+        ``None`` (nothing declared) means any handle, as in ``@refluxo/core``; a declaration
+        lets ``refluxo validate`` and workflow registration reject an edge whose
+        ``sourceHandle`` the node can never return (a typo that would otherwise end the
+        run silently), and the runtime reject an undeclared handle returned at run time.
+        Returning no handle (the default edge) is always allowed.
+        """
+        return declared_handles(self.metadata)
 
     @classmethod
     def coerce(cls, value: NodeDefinition | Mapping[str, Any]) -> NodeDefinition:

@@ -8,13 +8,16 @@ for callers that map positions back to a file.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from refluxo.branches import declared_handles, did_you_mean, nearest, unknown_handle_message
+from refluxo.definitions import NodeDefinition
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.expressions import validate_template
 from refluxo.model import WorkflowDefinition, default_start
+from refluxo.references import node_references
 
 Severity = Literal["error", "warning"]
 
@@ -24,48 +27,54 @@ class GraphProblem:
     """One problem: an ``error`` stops the workflow from being used, a ``warning`` not.
 
     ``node`` / ``edge``: the position of the node or edge concerned in the workflow's
-    lists, or None for the workflow as a whole.
+    lists, or None for the workflow as a whole. ``value``: the word found wrong (a node
+    type, a handle, a referenced node id), and ``suggestion`` the nearest valid one, when
+    there is one: what a machine reading ``refluxo validate --json`` may offer to fix.
     """
 
     severity: Severity
     message: str
     node: int | None = None
     edge: int | None = None
+    value: str | None = None
+    suggestion: str | None = None
 
 
 def check_graph(
     workflow: WorkflowDefinition,
     *,
-    node_types: Collection[str] | None = None,
+    node_types: Collection[str] | Mapping[str, NodeDefinition] | None = None,
     start: str | None = None,
     expressions: bool = True,
 ) -> list[GraphProblem]:
     """Every problem of ``workflow``'s graph.
 
-    Errors: a node type not in ``node_types`` (when given), an edge to or from a node that
+    Errors: a node type not in ``node_types`` (when given), an edge whose ``sourceHandle``
+    its source node's type does not declare (when ``node_types`` maps names to
+    definitions; a type declaring no handles accepts any), an edge to or from a node that
     does not exist, a ``start`` that is not a node, a ``{{ }}`` expression that does not
-    parse (when ``expressions``). Warnings: an edge that can never be taken (an earlier edge
-    from the same node has the same handle, or ``sourceHandle: null``), a node unreachable
-    from the start.
+    parse or reads ``nodes.<id>`` of a node that does not exist (when ``expressions``).
+    Warnings: an edge that can never be taken (an earlier edge from the same node has the
+    same handle, or ``sourceHandle: null``), a node unreachable from the start.
     """
     problems: list[GraphProblem] = []
     ids = {node.id: index for index, node in enumerate(workflow.nodes)}
     for index, node in enumerate(workflow.nodes):
         if node_types is not None and node.type not in node_types:
+            suggestion = nearest(node.type, node_types)
             problems.append(
                 GraphProblem(
                     "error",
-                    f"Node definition not found for type: {node.type} (node {node.id!r})",
+                    f"Node definition not found for type: {node.type} (node {node.id!r})"
+                    f"{did_you_mean(suggestion)}",
                     index,
+                    value=node.type,
+                    suggestion=suggestion,
                 )
             )
         if expressions:
-            for path, text in _strings(node.data, "data"):
-                ok, message = validate_template(text)
-                if not ok:
-                    problems.append(
-                        GraphProblem("error", f"node {node.id!r} {path}: {message}", index)
-                    )
+            problems.extend(_expression_problems(node.id, index, node.data, ids))
+    problems.extend(_handle_problems(workflow, node_types))
     targets: dict[str, list[str]] = {}
     incoming: set[str] = set()
     taken: set[tuple[str, str | None]] = set()
@@ -121,6 +130,63 @@ def raise_for_errors(problems: list[GraphProblem], what: str) -> None:
     errors = [problem.message for problem in problems if problem.severity == "error"]
     if errors:
         raise WorkflowDefinitionError(f"{what}: " + "; ".join(errors))
+
+
+def _expression_problems(
+    node_id: str, index: int, data: Any, ids: Collection[str]
+) -> Iterator[GraphProblem]:
+    """Syntax errors of a node's ``{{ }}`` expressions, and their reads of absent nodes."""
+    for path, text in _strings(data, "data"):
+        ok, message = validate_template(text)
+        if not ok:
+            yield GraphProblem("error", f"node {node_id!r} {path}: {message}", index)
+            continue
+        for reference in node_references(text):
+            if reference.node_id in ids:
+                continue
+            suggestion = nearest(reference.node_id, ids)
+            yield GraphProblem(
+                "error",
+                f"node {node_id!r} {path}: reads {reference.written}, but the workflow has "
+                f"no node {reference.node_id!r}{did_you_mean(suggestion)}",
+                index,
+                value=reference.node_id,
+                suggestion=suggestion,
+            )
+
+
+def _handle_problems(
+    workflow: WorkflowDefinition, node_types: Collection[str] | Mapping[str, NodeDefinition] | None
+) -> Iterator[GraphProblem]:
+    """Edges whose ``sourceHandle`` the source node's type never returns.
+
+    Only types whose definitions declare handles are checked; an edge without a
+    ``sourceHandle`` (the default edge) and an edge from an absent node (reported as
+    dangling) are not.
+    """
+    if not isinstance(node_types, Mapping):
+        return
+    types = {node.id: node.type for node in workflow.nodes}
+    for index, edge in enumerate(workflow.edges):
+        if edge.source_handle is None or edge.source not in types:
+            continue
+        type_name = types[edge.source]
+        definition = node_types.get(type_name)
+        handles = (
+            declared_handles(definition.metadata)
+            if isinstance(definition, NodeDefinition)
+            else None
+        )
+        if handles is None or edge.source_handle in handles:
+            continue
+        suggestion = nearest(edge.source_handle, handles)
+        yield GraphProblem(
+            "error",
+            unknown_handle_message(edge, type_name, handles, suggestion),
+            edge=index,
+            value=edge.source_handle,
+            suggestion=suggestion,
+        )
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:

@@ -1,8 +1,10 @@
 """Static checks of a workflow file, reported with the line of each problem.
 
 Used by ``refluxo validate``. Checks: JSON syntax, the wire shape, duplicate node ids,
-edges to unknown nodes, unknown node types (when the app is known), nodes unreachable from
-the start node, ambiguous branches, and the syntax of every ``{{ }}`` expression.
+edges to unknown nodes, unknown node types and undeclared ``sourceHandle`` values (when the
+app is known), nodes unreachable from the start node, ambiguous branches, and every
+``{{ }}`` expression (its syntax, and the node ids it reads through ``nodes``). The
+workflow-level checks are :func:`refluxo.graph.check_graph`'s, the ones registration makes.
 """
 
 from __future__ import annotations
@@ -10,23 +12,40 @@ from __future__ import annotations
 import json
 import json.decoder
 import json.scanner
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
+from refluxo.definitions import NodeDefinition
 from refluxo.graph import check_graph
 from refluxo.model import WorkflowDefinition
 
 
 @dataclass(frozen=True, slots=True)
 class Problem:
+    """One problem at a line of the file.
+
+    ``node`` (its id) and ``edge`` (its id, else ``"source -> target"``) say what is
+    concerned, ``value`` the word found wrong and ``suggestion`` the nearest valid
+    one, when known: the fields a program reading ``refluxo validate --json`` acts on.
+    """
+
     line: int
     severity: str  # "error" or "warning"
     message: str
+    node: str | None = None
+    edge: str | None = None
+    value: str | None = None
+    suggestion: str | None = None
 
     def render(self, filename: str) -> str:
         return f"{filename}:{self.line}: {self.severity}: {self.message}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The problem as a JSON object, leaving out the fields that are not known."""
+        return {key: value for key, value in asdict(self).items() if value is not None}
 
 
 def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
@@ -46,8 +65,14 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
     return decoder.decode(text), lines
 
 
-def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[Problem]:
-    """Every problem found in a workflow file's text, in line order."""
+def check_workflow_text(
+    text: str, known_types: Collection[str] | Mapping[str, NodeDefinition] | None = None
+) -> list[Problem]:
+    """Every problem found in a workflow file's text, in line order.
+
+    ``known_types``: the app's node types; given as definitions, their declared handles
+    are checked too.
+    """
     try:
         raw, lines = _parse_with_lines(text)
     except json.JSONDecodeError as err:
@@ -100,11 +125,25 @@ def check_workflow_text(text: str, known_types: set[str] | None = None) -> list[
             problems.append(Problem(line_of(raw), "error", f"{location}: {issue['msg']}"))
         return problems
     for found in check_graph(workflow, node_types=known_types, start=start):
+        node = edge = None
         if found.node is not None:
             line = line_of(nodes[found.node])
+            node = workflow.nodes[found.node].id
         elif found.edge is not None:
             line = line_of(edges[found.edge])
+            found_edge = workflow.edges[found.edge]
+            edge = found_edge.id or f"{found_edge.source} -> {found_edge.target}"
         else:
             line = line_of(raw)
-        problems.append(Problem(line, found.severity, found.message))
+        problems.append(
+            Problem(
+                line,
+                found.severity,
+                found.message,
+                node=node,
+                edge=edge,
+                value=found.value,
+                suggestion=found.suggestion,
+            )
+        )
     return sorted(problems, key=lambda p: p.line)

@@ -361,30 +361,52 @@ def reconcile(
 
 @main.command()
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@app_option
 @click.option(
-    "--app",
-    "app_spec",
-    default=None,
-    envvar="REFLUXO_APP",
+    "--no-app",
+    is_flag=True,
+    envvar="REFLUXO_NO_APP",
     show_envvar=True,
-    help="Also check node types against this App (module:attribute).",
+    help="Check the file alone: node types and handles are not checked.",
 )
-def validate(file: Path, app_spec: str | None) -> None:
-    """Check a workflow file; print each problem with its line."""
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="REFLUXO_JSON",
+    show_envvar=True,
+    help='Print {"file", "ok", "problems": [{"line", "severity", "message", "node", '
+    '"edge", "value", "suggestion"}]} (unknown fields left out).',
+)
+def validate(file: Path, app_spec: str, no_app: bool, as_json: bool) -> None:
+    """Check a workflow file; print each problem with its line (exit code 1 on errors).
+
+    Node types, and the sourceHandle of each edge against the handles its node type
+    declares, are checked against the App (--app, default the examples).
+    """
     from refluxo.workflow_check import check_workflow_text
 
-    known = set(load_app(app_spec).node_types) if app_spec else None
+    try:
+        known = None if no_app else load_app(app_spec).node_types
+    except click.BadParameter as err:
+        hint = f"{err.message} (--no-app checks the file without node types and handles)"
+        raise click.BadParameter(hint, param_hint="--app") from err
     problems = check_workflow_text(file.read_text(encoding="utf-8"), known)
-    for problem in problems:
-        click.secho(
-            problem.render(str(file)),
-            fg="red" if problem.severity == "error" else "yellow",
-            err=True,
-        )
     errors = sum(1 for p in problems if p.severity == "error")
+    if as_json:
+        report = {"file": str(file), "ok": not errors, "problems": [p.to_json() for p in problems]}
+        click.echo(json.dumps(report, indent=2))
+    else:
+        for problem in problems:
+            click.secho(
+                problem.render(str(file)),
+                fg="red" if problem.severity == "error" else "yellow",
+                err=True,
+            )
     if errors:
         sys.exit(1)
-    click.echo(f"{file}: ok" + (f" ({len(problems)} warnings)" if problems else ""))
+    if not as_json:
+        click.echo(f"{file}: ok" + (f" ({len(problems)} warnings)" if problems else ""))
 
 
 @main.command()
