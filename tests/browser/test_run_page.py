@@ -71,6 +71,9 @@ def test_a_retrying_node_shows_its_next_attempt_time(page: Page, served: Served)
 
     expect(node(page, "notify")).to_have_attribute("data-state", "retrying")
     expect(node(page, "notify").locator(".node-state")).to_have_text("retrying · attempt 2")
+    expect(node(page, "notify").locator("title")).to_contain_text(
+        f"next attempt at {iso(retry.next_retry_at)}"
+    )
     pending = page.locator("section.pending")
     expect(pending).to_contain_text("Retry: node notify, attempt 2 at")
     expect(pending.locator("time")).to_have_text(iso(retry.next_retry_at))

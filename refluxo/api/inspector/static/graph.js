@@ -97,7 +97,7 @@ function edgePath(from, to, below) {
 
 /**
  * The graph `{start, nodes, edges}` as an SVG element; `states` maps a node id to
- * `{state, visits, note}` (absent: not reached).
+ * `{state, visits, note, detail}` (absent: not reached; `detail` goes in the tooltip).
  */
 export function drawGraph(graph, states) {
   const { place, width, height } = positions(graph);
@@ -147,7 +147,8 @@ export function drawGraph(graph, states) {
       role: "button",
       "aria-label": `${node.id}: ${label}; show its results`,
     },
-    s("title", {}, `${node.id} (${node.type}): ${label}; ran ${info.visits} time(s)`),
+    s("title", {}, `${node.id} (${node.type}): ${label}${info.detail ? `, ${info.detail}` : ""}; ` +
+      `${info.visits} result(s)`),
     s("rect", { width: WIDTH, height: HEIGHT, rx: 9 }),
     s("text", { class: "node-id", x: 12, y: 20 }, clip(node.id, 17)),
     s("text", { class: "node-type", x: 12, y: 36 }, clip(node.type, 22)),

@@ -32,8 +32,10 @@ export function nodeStates(run, timeline) {
   } else if (retry && retry.nodeId === current) {
     info.state = "retrying";
     info.note = `attempt ${retry.attempts + 1}`;
+    if (typeof retry.nextRetryAt === "number") info.detail = `next attempt at ${iso(retry.nextRetryAt)}`;
   } else if (run.status === "paused") {
     info.state = typeof metadata.resumeAt === "number" ? "waiting" : "paused";
+    if (info.state === "waiting") info.detail = `resumes at ${iso(metadata.resumeAt)}`;
   } else if (run.status === "error") {
     info.state = "failed";
   } else if (run.status !== "completed") {
