@@ -151,6 +151,10 @@ def test_constructs(expression: str, expected: Any) -> None:
         ("10 - 2 - 3", 5),
         ("100 / 10 / 5", 2),
         ("2 + 3 * 4 ^ 2 / 8", 8),
+        ("2 * 3 % 4", 6),  # % binds as tightly as ^, as in Jexl: 2 * (3 % 4)
+        ("8 // 3 % 2", 8),
+        ("7 % 4 ^ 2", 9),  # (7 % 4) ^ 2
+        ("2 ^ 3 % 5", 3),
         ("1 + 2 == 3", True),
         ("1 < 2 == true", True),  # one level: (1 < 2) == true
         ("3 > 2 > 1", False),  # (3 > 2) > 1 is true > 1
