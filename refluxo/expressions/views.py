@@ -16,6 +16,12 @@ another's feet; a result holding it gets it as a new list.
     {"output": <last output>,
      "last": {"data": <last output>, "timestamp": ..., "error": ...},
      "all": [{"data": ..., "timestamp": ..., "error": ...}, ...]}
+
+A result without output (its executor returned no data) reads ``output`` and ``data`` as
+``undefined``, and one without an error reads ``error`` as ``undefined``, as in Refluxo
+(``'x' + nodes.c.output`` is ``"xundefined"``, ``nodes.c.output + 1`` is NaN); those keys
+are left out of the views' dicts, as ``JSON.stringify`` leaves them out
+(``{{ nodes.c.last }}`` is ``{"timestamp": 5}``). An output of ``null`` stays ``null``.
 """
 
 from __future__ import annotations
@@ -36,27 +42,43 @@ _RECORD_COST: Final = 8
 
 
 def _output(result: Any) -> Any:
-    """A stored result's output: a :class:`~refluxo.model.NodeResult` or its wire dict.
+    """A stored result's output: a :class:`~refluxo.model.NodeResult` or its wire dict;
+    :data:`UNDEFINED` when the result has none (the executor returned no data), as
+    ``lastResult.output`` reads in Refluxo, while an output of ``null`` stays ``None``.
 
     These are the engine's own records, read by fixed field names; expressions never choose
     which attribute is read.
     """
     if type(result) is NodeResult:
-        return result.output
-    return result.get("output") if isinstance(result, Mapping) else None
+        return result.__dict__.get("output", UNDEFINED)
+    return result.get("output", UNDEFINED) if isinstance(result, Mapping) else UNDEFINED
 
 
 def _entry(result: Any) -> dict[str, Any]:
-    """Refluxo's ``{"data", "timestamp", "error"}`` record of one result."""
+    """Refluxo's ``{"data", "timestamp", "error"}`` record of one result, without the keys
+    that would be ``undefined`` there (a missing output, no error), as ``JSON.stringify``
+    leaves them out: reading them gives ``undefined`` all the same."""
     if type(result) is NodeResult:
-        return {"data": result.output, "timestamp": result.timestamp, "error": result.error}
+        fields = result.__dict__
+        if "output" in fields:
+            record = {"data": fields["output"], "timestamp": fields["timestamp"]}
+        else:
+            record = {"timestamp": fields["timestamp"]}
+        error = fields.get("error")
+        if error is not None:
+            record["error"] = error
+        return record
+    record = {}
     if isinstance(result, Mapping):
-        return {
-            "data": result.get("output"),
-            "timestamp": result.get("timestamp"),
-            "error": result.get("error"),
-        }
-    return {"data": None, "timestamp": None, "error": None}
+        for name, key in _WIRE_ENTRY:
+            value = result.get(name, UNDEFINED)
+            if value is not UNDEFINED:
+                record[key] = value
+    return record
+
+
+_WIRE_ENTRY: Final = (("output", "data"), ("timestamp", "timestamp"), ("error", "error"))
+"""A wire-form result's fields and the keys of its record, in Refluxo's order."""
 
 
 def _frozen(record: dict[str, Any]) -> FrozenDict:
@@ -94,9 +116,10 @@ class NodeView(Mapping[str, Any]):
         return tuple(_frozen(_entry(result)) for result in self._results)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain dict of all three entries (what ``{{ nodes.<id> }}`` returns)."""
+        """A plain dict of its entries (what ``{{ nodes.<id> }}`` returns): all three, or
+        ``last`` and ``all`` when the last result has no output."""
         meter().build(len(_NODE_KEYS))
-        return {key: self.lookup(key) for key in _NODE_KEYS}
+        return {key: self.lookup(key) for key in self}
 
     def __getitem__(self, key: str) -> Any:
         value = self.lookup(key)
@@ -105,10 +128,12 @@ class NodeView(Mapping[str, Any]):
         return value
 
     def __iter__(self) -> Iterator[str]:
+        if _output(self._results[-1]) is UNDEFINED:
+            return iter(_NODE_KEYS[1:])
         return iter(_NODE_KEYS)
 
     def __len__(self) -> int:
-        return len(_NODE_KEYS)
+        return sum(1 for _ in self)
 
     def __repr__(self) -> str:
         return f"NodeView({len(self._results)} results)"

@@ -69,10 +69,10 @@ def test_nodes_have_refluxos_shape(template: str, expected: Any) -> None:
 def test_a_whole_node_or_all_nodes_become_plain_dicts() -> None:
     fetch = {
         "output": {"items": [3, 4, 5]},
-        "last": {"data": {"items": [3, 4, 5]}, "timestamp": 2, "error": None},
+        "last": {"data": {"items": [3, 4, 5]}, "timestamp": 2},
         "all": [
-            {"data": {"items": [1, 2]}, "timestamp": 1, "error": None},
-            {"data": {"items": [3, 4, 5]}, "timestamp": 2, "error": None},
+            {"data": {"items": [1, 2]}, "timestamp": 1},
+            {"data": {"items": [3, 4, 5]}, "timestamp": 2},
         ],
     }
     assert transform("{{ nodes.fetch }}") == fetch

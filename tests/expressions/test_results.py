@@ -215,8 +215,8 @@ def test_nodes_views_become_plain_dicts() -> None:
     assert everything == {
         "a": {
             "output": {"y": 1},
-            "last": {"data": {"y": 1}, "timestamp": 1, "error": None},
-            "all": [{"data": {"y": 1}, "timestamp": 1, "error": None}],
+            "last": {"data": {"y": 1}, "timestamp": 1},
+            "all": [{"data": {"y": 1}, "timestamp": 1}],
         }
     }
     assert is_json(everything)
