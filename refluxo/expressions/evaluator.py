@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol, TypeAlias, TypeVar
 
@@ -343,19 +342,14 @@ def _literal(node: Tree[Token]) -> Run:
     return _constant(_constant_value(node))
 
 
-_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
-
-
 def unquote(token: str) -> str:
-    """A string literal's value: as in Jexl, only ``\\\\`` and an escaped quote of the
-    literal's own kind are escapes; any other backslash stays as written."""
+    """A string literal's value, unescaped as Jexl's lexer does: every backslash before the
+    literal's own quote is dropped, then the first ``\\\\`` (only the first) becomes one
+    backslash; any other backslash stays as written (``'a\\nb'`` is four characters)."""
     quote, body = token[0], token[1:-1]
-
-    def replace(match: re.Match[str]) -> str:
-        char = match.group(1)
-        return char if char in ("\\", quote) else match.group(0)
-
-    return _ESCAPE.sub(replace, body) if "\\" in body else body
+    if "\\" not in body:
+        return body
+    return body.replace("\\" + quote, quote).replace("\\\\", "\\", 1)
 
 
 def _identifier(node: Tree[Token]) -> Run:

@@ -47,6 +47,9 @@ def run(expression: str) -> Any:
         ('"say \\"hi\\""', 'say "hi"'),
         ("'back\\\\slash'", "back\\slash"),
         ("'kept\\n'", "kept\\n"),
+        ("'two\\\\and\\\\more'", "two\\and\\\\more"),  # Jexl unescapes the first `\\` only
+        ("'C:\\temp\\'", "C:\\temp\\"),  # no other quote ends it: its last escaped one does
+        ("'a\\\\'b'", "a\\'b"),  # `\'` unescaped first: `\\'` is a backslash, then a quote
         ("'\"'", '"'),
         ('"\'"', "'"),
         ("''", ""),

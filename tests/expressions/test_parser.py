@@ -148,6 +148,7 @@ VALID = [
     "'a\\'b'",
     '"x\\"y"',
     "'back\\\\slash'",
+    "'C:\\temp\\'",  # no other quote ends it: it ends at its last escaped quote
     "'multi\nline'",
     "a||b",
     "a|| b",
@@ -167,7 +168,7 @@ INVALID = [
     "1e3",
     "a.b()",
     "'open",
-    "'a\\'",
+    "'a\\\\' + 'b'",  # `\\` is not one escape: the string runs on to `+ '`
     "x|",
     "{a: 1,}",
     "1 = 1",
