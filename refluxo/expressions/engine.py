@@ -28,6 +28,7 @@ from refluxo.expressions.jsvalues import (
     object_items,
 )
 from refluxo.expressions.limits import MAX_DATA_DEPTH, ExpressionLimitError
+from refluxo.expressions.results import OUTCOME
 from refluxo.expressions.template import template_in
 from refluxo.expressions.views import NodesView
 from refluxo.transform import TransformEngine
@@ -123,7 +124,13 @@ def resolve(value: Any, scope: Scope) -> Any:
     """``value`` with every template string evaluated with ``scope``, in new dicts and
     lists: what :meth:`JexlTransformEngine.transform` does with the scope it makes. Each
     template is charged its parsing (see :func:`~refluxo.expressions.template.template_in`)
-    and its evaluation to the scope's budgets."""
+    and its evaluation to the scope's budgets.
+
+    A dict entry whose template is ``undefined`` (``{"val": "{{ nodes.nope.x }}"}``) is left
+    out, as Refluxo's transform engine leaves it ``undefined`` and ``JSON.stringify`` then
+    drops it: the executor's ``data.get("val")`` is ``None`` and a stored output holds no
+    ``val`` key. In a list it stays a slot, ``None`` (JSON's ``null``), as there.
+    """
     return _resolve(value, scope, 0)
 
 
@@ -138,7 +145,17 @@ def _resolve(value: Any, scope: Scope, depth: int) -> Any:
                 f"node input nests deeper than {MAX_DATA_DEPTH} levels of dicts and lists"
             )
         if found is OBJECT:
-            return {key: _resolve(item, scope, depth + 1) for key, item in object_items(value)}
+            resolved: dict[Any, Any] = {}
+            for key, item in object_items(value):
+                if type(item) is str and "{{" in item:
+                    OUTCOME.undefined = False
+                    rendered = template_in(scope, item)(scope)
+                    if rendered is None and OUTCOME.undefined:
+                        continue  # undefined: left out, as JSON.stringify leaves it out
+                    resolved[key] = rendered
+                else:
+                    resolved[key] = _resolve(item, scope, depth + 1)
+            return resolved
         return [_resolve(item, scope, depth + 1) for item in array_items(value)]
     if found is STRING:
         text = str.__str__(value)

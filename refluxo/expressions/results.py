@@ -33,6 +33,7 @@ values built.
 from __future__ import annotations
 
 import math
+import threading
 from itertools import compress
 from operator import is_
 from typing import Any, Final
@@ -292,10 +293,26 @@ def _entries(source: Any, is_object: bool) -> list[Any]:
     return list(tuple.__iter__(source))
 
 
+class _Outcome(threading.local):
+    """Whether the last whole result :func:`to_json` converted was ``undefined`` (or an
+    object JSON cannot hold), for each thread: it returned ``None`` for it, which a caller
+    must tell from a ``null`` result to leave the value out as ``JSON.stringify`` does."""
+
+    undefined = False
+
+
+OUTCOME: Final = _Outcome()
+"""Set by :func:`to_json` when a whole result reads as ``undefined``; a caller that needs
+to know clears it before an evaluation and reads it after one that gave ``None``
+(``null`` results are returned without calling :func:`to_json`)."""
+
+
 def to_json(value: Any, meter: Meter) -> Any:
-    """``value`` as a JSON value, by the rules of this module's documentation."""
+    """``value`` as a JSON value, by the rules of this module's documentation. ``undefined``
+    (or a value JSON cannot hold) becomes ``None``, and sets ``OUTCOME.undefined``."""
     converted = _scalar(value)
     if converted is _OMITTED:
+        OUTCOME.undefined = True
         return None
     if converted is not _CONTAINER:
         return converted
