@@ -131,13 +131,26 @@ def resolve(value: Any, scope: Scope) -> Any:
     drops it: the executor's ``data.get("val")`` is ``None`` and a stored output holds no
     ``val`` key. In a list it stays a slot, ``None`` (JSON's ``null``), as there.
     """
-    return _resolve(value, scope, 0)
+    resolved = _resolve(value, scope, 0)
+    return None if resolved is _LEFT_OUT else resolved
+
+
+_LEFT_OUT: Final = object()
+"""What :func:`_resolve` gives for a template that is ``undefined``."""
+
+
+def _rendered(text: str, scope: Scope) -> Any:
+    """Template ``text`` rendered, or :data:`_LEFT_OUT` when it is ``undefined``."""
+    OUTCOME.undefined = False
+    rendered = template_in(scope, text)(scope)
+    return _LEFT_OUT if rendered is None and OUTCOME.undefined else rendered
 
 
 def _resolve(value: Any, scope: Scope, depth: int) -> Any:
-    """Evaluate the templates in ``value``: strings rendered, containers rebuilt."""
+    """Evaluate the templates in ``value``: strings rendered (:data:`_LEFT_OUT` when
+    ``undefined``), containers rebuilt."""
     if type(value) is str:
-        return template_in(scope, value)(scope) if "{{" in value else value
+        return _rendered(value, scope) if "{{" in value else value
     found = kind(value)
     if found is OBJECT or found is ARRAY:
         if depth >= MAX_DATA_DEPTH:
@@ -147,17 +160,17 @@ def _resolve(value: Any, scope: Scope, depth: int) -> Any:
         if found is OBJECT:
             resolved: dict[Any, Any] = {}
             for key, item in object_items(value):
-                if type(item) is str and "{{" in item:
-                    OUTCOME.undefined = False
-                    rendered = template_in(scope, item)(scope)
-                    if rendered is None and OUTCOME.undefined:
-                        continue  # undefined: left out, as JSON.stringify leaves it out
-                    resolved[key] = rendered
-                else:
-                    resolved[key] = _resolve(item, scope, depth + 1)
+                item = _resolve(item, scope, depth + 1)
+                if item is not _LEFT_OUT:  # undefined: left out, as JSON.stringify does
+                    resolved[key] = item
             return resolved
-        return [_resolve(item, scope, depth + 1) for item in array_items(value)]
+        return [
+            None
+            if (resolved_item := _resolve(item, scope, depth + 1)) is _LEFT_OUT
+            else resolved_item
+            for item in array_items(value)
+        ]
     if found is STRING:
         text = str.__str__(value)
-        return template_in(scope, text)(scope) if "{{" in text else value
+        return _rendered(text, scope) if "{{" in text else value
     return value

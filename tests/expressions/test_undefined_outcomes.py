@@ -128,3 +128,15 @@ async def test_an_undefined_value_is_left_out_of_the_stored_output() -> None:
     assert stored["c"] == [{"timestamp": 7, "attempt": 1}]  # no output, no error
     assert stored["n"][0]["output"] == CASES["undefined-value-left-out"]["typescript"]["wire"]
     assert stored["m"][0]["output"] == {"last": {"timestamp": 7}}
+
+
+def test_undefined_is_left_out_at_any_depth_and_kept_as_a_slot_in_lists() -> None:
+    class Text(str):
+        pass
+
+    data = {"a": Text("{{ nope }}"), "b": [Text("{{ nope }}"), "{{ 1 }}"], "c": {"d": "{{ x }}"}}
+    engine = JexlTransformEngine()
+    assert engine.transform(data, MemoryContext()) == {"b": [None, 1], "c": {}}
+    assert engine.transform("{{ nope }}", MemoryContext()) is None
+    assert engine.transform({"n": "{{ input.m }}"}, MemoryContext()) == {}
+    assert engine.transform({"n": "{{ globals.n }}"}, MemoryContext(), {"n": None}) == {"n": None}
