@@ -14,8 +14,11 @@ differs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import decimal
 import inspect
 from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -34,19 +37,30 @@ def run_in_place(coroutine: Coroutine[Any, Any, T], await_elsewhere: AwaitElsewh
     given to :func:`resolve` go to ``await_elsewhere``. The calling thread must not be an
     event loop's (it blocks while the step runs).
 
+    The step runs in a copy of the caller's context, as an asyncio task would: what its
+    executors set in context variables (a tenant, a log binding, ``decimal``'s precision)
+    stays in the step, and is seen neither by the caller nor by the next step the thread
+    drives.
+
     Raises:
         RuntimeError: the coroutine awaited something other than those two (a bare
             ``await`` on a future); it is closed.
     """
-    token = _in_place.set(await_elsewhere)
+    context = contextvars.copy_context()
+    context.run(_enter_step, await_elsewhere)
     try:
-        coroutine.send(None)
+        context.run(coroutine.send, None)
     except StopIteration as finished:
         return finished.value  # type: ignore[no-any-return]
-    finally:
-        _in_place.reset(token)
     coroutine.close()
     raise RuntimeError("a step driven in place awaited outside refluxo's await points")
+
+
+def _enter_step(await_elsewhere: AwaitElsewhere) -> None:
+    """In the step's own context: driven in place, with its own copy of ``decimal``'s
+    context (the one object a context copy would otherwise share with the caller)."""
+    _in_place.set(await_elsewhere)
+    decimal.setcontext(decimal.getcontext().copy())
 
 
 def leave_in_place() -> None:
@@ -79,8 +93,22 @@ async def offload(function: Callable[..., T], /, *args: Any) -> T:
     """Call a blocking ``function`` without holding up the event loop.
 
     On a loop it runs in the loop's thread pool (contextvars carried over); in a step driven
-    in place it runs right here, in the thread that is already only this step's.
+    in place it runs right here, in the thread that is already only this step's, unless
+    that thread runs an event loop of its own (a step driven from async code, such as a
+    test calling ``drain()``): then in a thread of its own, so that the function may run a
+    loop itself (``asyncio.run``) as it could in the pool.
     """
     if _in_place.get() is not None:
-        return function(*args)
+        if not _loop_runs_here():
+            return function(*args)
+        with ThreadPoolExecutor(1, thread_name_prefix="refluxo-offload") as pool:
+            return pool.submit(contextvars.copy_context().run, function, *args).result()
     return await asyncio.to_thread(function, *args)
+
+
+def _loop_runs_here() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -21,9 +21,10 @@ class EmbeddedRuntime:
         app: node types and workflows.
         path: the SQLite file (created if missing).
         workers: deliveries in progress at once, each on a background thread (``start()``);
-            0 means deliver with ``drain()``. A delivery's thread only waits: the step runs
-            on the runtime's event loop, and a blocking executor in its thread pool, so up to
-            this many runs advance at once however long any of their steps takes.
+            0 means deliver with ``drain()``. A delivery's thread drives its step (a
+            ``def`` executor and the store calls run there; what awaits runs on the
+            runtime's one event loop while the thread waits), so up to this many runs
+            advance at once however long any of their steps takes.
         budget: steps a delivery may run before committing (default: one).
         outbox: record the next delivery in the commit's transaction (default). ``False``
             exercises the generic commit-then-schedule path that cloud backends use.

@@ -124,8 +124,10 @@ def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
 class Dispatcher:
     """Executes deliveries for one :class:`App` against a store and a scheduler.
 
-    Store and scheduler calls block; :meth:`deliver` runs them in the event loop's thread
-    pool so that the loop keeps serving other deliveries meanwhile.
+    Store and scheduler calls block: :meth:`deliver` makes them through
+    :func:`refluxo._aio.offload`, in the delivering thread when the step is driven in place
+    (:meth:`refluxo.runtime.loop.EventLoopThread.run_in_place`), else in the event loop's
+    thread pool so that the loop keeps serving other deliveries meanwhile.
     """
 
     def __init__(

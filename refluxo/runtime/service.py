@@ -102,7 +102,8 @@ class RunService:
         """The deployment's grace period, for reconcile requests that do not give one."""
 
     def deliver(self, delivery: Delivery) -> DeliveryResult:
-        """Execute ``delivery`` on the runtime's event loop and wait for its outcome.
+        """Execute ``delivery`` in this thread (what awaits on the runtime's event loop)
+        and return its outcome.
 
         For synchronous callers (HTTP request threads, scheduler workers). Raises
         :class:`~refluxo.errors.TransientError` when the delivery must be retried.

@@ -5,6 +5,8 @@ failures that say why, and bounded timers."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import decimal
 import itertools
 import threading
 from collections.abc import Iterator
@@ -688,3 +690,50 @@ def test_a_stored_run_lists_its_nodes_in_javascript_order(make_runtime: Any) -> 
     assert seen[-1] == order["objectKeys"][:-1]  # every node but the last had run
     history = history_of(runtime.store, run_id)
     assert sorted(history.node_ids()) == sorted(order["objectKeys"])
+
+
+TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
+
+
+def test_what_a_step_sets_in_context_variables_stays_in_the_step(make_runtime: Any) -> None:
+    """A def executor binding a context variable (a tenant, decimal's precision) leaves
+    neither the next step the thread drives nor the caller with it."""
+    seen: list[tuple[str | None, int]] = []
+    app = App()
+
+    @app.node()
+    def binds(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        seen.append((TENANT.get(), decimal.getcontext().prec))
+        TENANT.set(data["tenant"])
+        decimal.getcontext().prec = 3
+        return StepResult("bound")
+
+    app.workflow("bind", chain(("a", "binds", {"tenant": "acme"})))
+    runtime = make_runtime(app)
+    for _ in range(3):
+        runtime.service.start("bind")
+    assert runtime.scheduler.drain() == 3
+    assert seen == [(None, 28)] * 3
+    assert TENANT.get() is None
+    assert decimal.getcontext().prec == 28
+
+
+def test_steps_drained_from_async_code_may_run_their_own_loop(make_runtime: Any) -> None:
+    """drain() called where an event loop runs (an async test, a notebook): a def executor
+    that runs a loop itself (asyncio.run) works as it does on a worker thread."""
+    app = App()
+
+    @app.node()
+    def runs_a_loop(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(asyncio.run(asyncio.sleep(0, "ran")))
+
+    app.workflow("loop", chain(("a", "runs_a_loop", {})))
+    runtime = make_runtime(app)
+    run_id = runtime.service.start("loop").record.run_id
+
+    async def drain_from_async_code() -> int:
+        return int(runtime.scheduler.drain())
+
+    assert asyncio.run(drain_from_async_code()) == 1
+    assert runtime.service.get(run_id).status == "completed"
+    assert [r.output for r in history_of(runtime.store, run_id).all("a")] == ["ran"]

@@ -275,7 +275,7 @@ class SqliteStore:
                 else:
                     for entry in batch:
                         self._apply_saved(connection, entry, now)
-        except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
+        except (sqlite3.DatabaseError, ValueError, OverflowError, TypeError) as err:
             if len(batch) != 1:
                 self._fail(batch, err)
                 raise
@@ -300,11 +300,12 @@ class SqliteStore:
 
     def _apply_saved(self, connection: sqlite3.Connection, entry: _QueuedCommit, now: int) -> None:
         """One commit of a group, in its own savepoint: one that cannot be written (a value
-        out of SQLite's range) fails alone, not the commits grouped with it."""
+        out of SQLite's range, an input that is not JSON) fails alone, not the commits
+        grouped with it."""
         connection.execute("SAVEPOINT one_commit")
         try:
             entry.result, entry.recorded = self._write(connection, entry.commit, now)
-        except (sqlite3.DatabaseError, ValueError, OverflowError) as err:
+        except (sqlite3.DatabaseError, ValueError, OverflowError, TypeError) as err:
             connection.execute("ROLLBACK TO one_commit")
             connection.execute("RELEASE one_commit")
             if isinstance(err, sqlite3.DatabaseError) and is_transient(err):

@@ -19,7 +19,7 @@ import pytest
 from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.scheduler import LocalScheduler
 from refluxo.backends.sqlite.store import SqliteStore
-from refluxo.runtime.ports import CommitResult
+from refluxo.runtime.ports import CommitResult, RunRecord
 from tests.support.stores import new_record, step
 from tests.support.waiting import wait_until
 
@@ -94,21 +94,31 @@ def test_starts_and_commits_submitted_meanwhile_share_one_transaction(traced: Tr
     assert all(store.load_run(run_id) is not None for run_id in ("r1", "r2"))
 
 
-def test_a_start_that_cannot_be_stored_fails_alone_in_its_group(traced: Traced) -> None:
+@pytest.mark.parametrize(
+    "unstorable",
+    [
+        # Out of SQLite's integer range.
+        dataclasses.replace(new_record("huge"), created_at=2**70, updated_at=2**70),
+        # An input that is not JSON (json.dumps raises TypeError).
+        dataclasses.replace(new_record("huge"), input={"s": {1, 2}}),
+    ],
+    ids=["out-of-range", "not-json"],
+)
+def test_a_start_that_cannot_be_stored_fails_alone_in_its_group(
+    traced: Traced, unstorable: RunRecord
+) -> None:
     store = traced.store
     blocker = sqlite3.connect(traced.db.path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     before = traced.begins
     head, _ = in_threads(lambda: store.create_run(new_record("first")))
     wait_until(lambda: traced.begins == before + 1, 10, "the first write to wait for the lock")
-    # Out of SQLite's integer range: this write cannot be stored, whatever it is grouped with.
-    unstorable = dataclasses.replace(new_record("huge"), created_at=2**70, updated_at=2**70)
     errors: list[BaseException] = []
 
     def start_unstorable() -> CommitResult:
         try:
             return store.create_run(unstorable)
-        except OverflowError as err:
+        except (OverflowError, TypeError) as err:
             errors.append(err)
             return CommitResult(committed=False)
 
