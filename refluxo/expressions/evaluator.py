@@ -48,6 +48,7 @@ from refluxo.expressions.budget import UNMETERED, Meter, enter, leave, meter
 from refluxo.expressions.failures import Failure, expression_error, from_failure
 from refluxo.expressions.jsvalues import UNDEFINED, display, int_to_string, truthy
 from refluxo.expressions.limits import CACHE_SIZE
+from refluxo.expressions.numeric import JS_WHITESPACE
 from refluxo.expressions.parser import LIST_RULES, parse
 from refluxo.expressions.results import JSON_LEAVES, JSON_SCALARS, to_json
 from refluxo.expressions.views import NodesView, NodeView
@@ -162,7 +163,7 @@ def compile_expression(text: str) -> CompiledExpression:
     Empty or blank text is valid, but evaluating it fails as in Jexl (whose evaluator reads
     the type of the empty syntax tree, ``null``).
     """
-    if not text.strip():
+    if not text.strip(JS_WHITESPACE):
         return CompiledExpression(text, _blank)
     try:
         tree, cost = parse(text)

@@ -39,6 +39,7 @@ from refluxo.expressions import syntax
 from refluxo.expressions.budget import meter
 from refluxo.expressions.failures import Failure, LimitFailure
 from refluxo.expressions.limits import MAX_EXPRESSION_LENGTH, MAX_NESTING_DEPTH
+from refluxo.expressions.numeric import JS_WHITESPACE
 
 LIST_RULES: Final = frozenset({"arguments", "pairs", "pair"})
 """Grammar rules that only group their parent's operands: they add no nesting level."""
@@ -60,20 +61,30 @@ def parse_cost(tokens: int) -> int:
 
 # --- tokens -------------------------------------------------------------------------------
 
-# One token per match, after optional white space (``%ignore /\s+/`` in the grammar): a
-# name, a number, a string, an operator or punctuation, else one character no token starts
-# with (which makes the expression invalid). Trailing white space matches nothing.
+# One token per match, after optional white space (JavaScript's, as Jexl's lexer reads it:
+# ``%ignore`` in the grammar): a name, a number, a string, an operator or punctuation, else
+# one character no token starts with (which makes the expression invalid). Trailing white
+# space matches nothing.
+_SPACE: Final = re.escape(JS_WHITESPACE)
 _TOKENS: Final = re.compile(
-    r"""\s*(
-        [A-Za-z_$][A-Za-z0-9_$]*
+    rf"""[{_SPACE}]*(
+        [A-Za-z_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]
+        [A-Za-z0-9_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]*
       | [0-9]+(?:\.[0-9]+)?|\.[0-9]+
       | "(?:\\"|[^"])*"|'(?:\\'|[^'])*'
-      | //|==|!=|<=|>=|&&|\|\||[-+*/%^<>!.\[\]|(){}?:,]
-      | \S
+      | //|==|!=|<=|>=|&&|\|\||[-+*/%^<>!.\[\]|(){{}}?:,]
+      | [^{_SPACE}]
     )""",
     re.VERBOSE | re.DOTALL,
 )
-_NAME_START: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$")
+_NAME_START: Final = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_$"
+    + "".join(map(chr, (*range(0xC0, 0xD7), *range(0xD8, 0xF7), *range(0xF8, 0x100))))
+    + "".join(map(chr, range(0x410, 0x450)))
+)
+"""What a name starts with, as in Jexl: an ASCII letter, ``_``, ``$``, a Latin-1 letter
+(U+00C0-U+00FF but the multiplication and division signs) or a basic Cyrillic one
+(U+0410-U+044F)."""
 _DIGITS: Final = frozenset("0123456789")
 _QUOTES: Final = frozenset("'\"")
 _END: Final = ""

@@ -24,12 +24,14 @@ from collections.abc import Collection
 from typing import Final
 
 from refluxo.expressions.failures import shown
+from refluxo.expressions.numeric import JS_WHITESPACE
 
 _ELEMENT: Final = re.compile(
     r"""'(?:\\'|[^'])*'|"(?:\\"|[^"])*"
       | \btrue\b|\bfalse\b
       | //|==|!=|>=|<=|&&|\|\||\bin\b|[-.\[\]|{}:,()?+*/%^<>!]
-      | [A-Za-z_$][A-Za-z0-9_$]*
+      | [A-Za-z_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]
+        [A-Za-z0-9_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]*
       | [0-9]*\.[0-9]+|[0-9]+
     """,
     re.VERBOSE,
@@ -37,7 +39,10 @@ _ELEMENT: Final = re.compile(
 """One element of Jexl's lexer: a string, a boolean, an operator or punctuation, a name or
 a number, tried in Jexl's order (so ``.5`` is ``.`` then ``5``, as in Jexl)."""
 _NUMBER: Final = re.compile(r"(?:[0-9]*\.[0-9]+|[0-9]+)\Z")
-_NAME: Final = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*\Z")
+_NAME: Final = re.compile(
+    r"[A-Za-z_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]"
+    r"[A-Za-z0-9_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]*\Z"
+)
 _KINDS: Final = {
     ".": "dot",
     "[": "openBracket",
@@ -68,7 +73,7 @@ def element_at(text: str, position: int) -> str:
     if found:
         return found.group()
     end = position + 1
-    while end < len(text) and not text[end].isspace() and not _ELEMENT.match(text, end):
+    while end < len(text) and text[end] not in JS_WHITESPACE and not _ELEMENT.match(text, end):
         end += 1
     return text[position:end]
 
@@ -97,13 +102,13 @@ def invalid(text: str, position: int, *, signed: bool) -> str:
 
 def unexpected(text: str, position: int) -> str:
     """Jexl's message for the token at ``position`` of ``text``, where none is allowed."""
-    start, stop = len(text) - len(text.lstrip()), len(text.rstrip())
+    start, stop = len(text) - len(text.lstrip(JS_WHITESPACE)), len(text.rstrip(JS_WHITESPACE))
     element = element_at(text, position)
     name = kind(element)
     if name is None:
         return invalid(text, position, signed=False)
     end = position + len(element)
-    while end < stop and text[end].isspace():  # Jexl keeps the white space after a token
+    while end < stop and text[end] in JS_WHITESPACE:  # Jexl keeps the white space after a token
         end += 1
     raw = shown(text[position:end])
     return f"Error: Token {raw} ({name}) unexpected in expression: {shown(text[start:end])}"
@@ -112,7 +117,7 @@ def unexpected(text: str, position: int) -> str:
 def unexpected_end(text: str, *, signed: bool) -> str:
     """Jexl's message for an expression that ends too early (``signed``: after a ``-`` in
     front of an operand, which Jexl then reads as a binary operator)."""
-    expression = shown(text.strip())
+    expression = shown(text.strip(JS_WHITESPACE))
     if signed:
         return f"Error: Token - (binaryOp) unexpected in expression: {expression}"
     return f"Error: Unexpected end of expression: {expression}"

@@ -26,6 +26,8 @@ SCOPE: dict[str, Any] = {
     "_under": 2,
     "x": 4,
     "word": "hello",
+    "café": 1,
+    "имя": 2,
 }
 
 
@@ -170,6 +172,8 @@ def test_constructs(expression: str, expected: Any) -> None:
         ("'a' + 'b' in 'xaby'", True),  # + binds tighter than in
         ("[1, 2].length + 1", 3),  # member access binds tighter than +
         ("!a.b.c", False),
+        ("1\ufeff+\u00a02", 3),  # JavaScript's white space, as Jexl reads it
+        ("café + имя", 3),  # Latin-1 and Cyrillic letters in names, as in Jexl
     ],
 )
 def test_precedence(expression: str, expected: Any) -> None:
@@ -187,6 +191,8 @@ def test_precedence(expression: str, expected: Any) -> None:
         ("1e3", "Error: Token e3 (identifier) unexpected in expression: 1e3"),  # no exponents
         ("x|", "Error: Unexpected end of expression: x|"),
         ("1 = 1", "Error: Invalid expression token: ="),
+        ("café \u00d7 2", "Error: Invalid expression token: \u00d7"),
+        ("1 +\x1c2", "Error: Invalid expression token: \x1c"),  # not JavaScript white space
         ("-x", "Error: Invalid expression token: -x"),  # `-` is only a number's sign
         ("-(1)", "Error: Invalid expression token: -("),
         ("1 + -", "Error: Token - (binaryOp) unexpected in expression: 1 + -"),

@@ -156,6 +156,7 @@ VALID = [
     "trueish || nullable || falsey",
     "inputs.index",
     "a[0.5] ^ 2",
+    "input.café + имя * ÿ",  # ASCII, Latin-1 and Cyrillic letters, as in Jexl
 ]
 
 INVALID = [
@@ -196,7 +197,8 @@ INVALID = [
     "a[0",
     "a]",
     ")",
-    "é",
+    "a\u00d7b",  # Jexl's names hold Latin-1 letters, but not the multiplication sign
+    "ё",  # nor Cyrillic letters past я
     "a & b",
     "?",
     ":",
@@ -279,6 +281,11 @@ TOKENS = st.sampled_from(
         "null",
         "index",
         "f",
+        "é",
+        "ж",
+        "\u00d7",
+        "'\\'",
+        "\\",
         "1",
         "2.5",
         ".5",
@@ -315,12 +322,12 @@ TOKENS = st.sampled_from(
 
 
 @settings(max_examples=1_500, deadline=None, database=None)
-@given(st.lists(st.tuples(TOKENS, st.sampled_from(["", " ", "\n"])), max_size=12))
+@given(st.lists(st.tuples(TOKENS, st.sampled_from(["", " ", "\n", "\ufeff", "\x1c"])), max_size=12))
 def test_any_token_sequence_parses_or_fails_as_in_lark(parts: list[tuple[str, str]]) -> None:
     assert_parsed_as_lark("".join(token + space for token, space in parts))
 
 
-NAMES = st.sampled_from(["a", "b", "in", "true", "null", "index", "$x", "_y"])
+NAMES = st.sampled_from(["a", "b", "in", "true", "null", "index", "$x", "_y", "é", "inж"])
 LITERALS = st.sampled_from(["1", "2.5", ".5", "'s'", '"t"', "'a\\'b'", "[]", "{}", "[1, a]"])
 ACCESSORS = st.one_of(
     NAMES.map(lambda name: "." + name),
