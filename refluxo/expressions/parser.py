@@ -71,7 +71,7 @@ _TOKENS: Final = re.compile(
         [A-Za-z_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]
         [A-Za-z0-9_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]*
       | [0-9]+(?:\.[0-9]+)?|\.[0-9]+
-      | "(?:\\"|[^"])*"|'(?:\\'|[^'])*'
+      | "(?:\\"|[^"])*"|'(?:\\'|[^'])*'|["']
       | //|==|!=|<=|>=|&&|\|\||[-+*/%^<>!.\[\]|(){{}}?:,]
       | [^{_SPACE}]
     )""",
@@ -249,9 +249,7 @@ class _Parser:
         if first in _DIGITS or (first == "." and len(token) > 1):
             self.index += 1
             return _tree("number", [_token("NUMBER", token)])
-        if first in _QUOTES:
-            if len(token) < 2 or token[-1] != first:  # an unclosed quote
-                raise _Refused
+        if first in _QUOTES:  # a string, or a lone quote: the empty string, as in Jexl
             self.index += 1
             return _tree("string", [_token("STRING", token)])
         if token == "-":  # signs (one or more, as Jexl folds them) of a number
@@ -302,7 +300,7 @@ class _Parser:
             first = token[:1]
             if first in _NAME_START:
                 key = _token("NAME", token)
-            elif first in _QUOTES and len(token) > 1 and token[-1] == first:
+            elif first in _QUOTES:
                 key = _token("STRING", token)
             else:
                 raise _Refused

@@ -51,7 +51,9 @@ def run(expression: str) -> Any:
         ("'kept\\n'", "kept\\n"),
         ("'two\\\\and\\\\more'", "two\\and\\\\more"),  # Jexl unescapes the first `\\` only
         ("'C:\\temp\\'", "C:\\temp\\"),  # no other quote ends it: its last escaped one does
-        ("'a\\\\'b'", "a\\'b"),  # `\'` unescaped first: `\\'` is a backslash, then a quote
+        ("'a\\\\'b'", "a\\'b"),
+        ("'", ""),  # a quote that ends no string is the empty string, as in Jexl
+        ("1 + '", "1"),  # `\'` unescaped first: `\\'` is a backslash, then a quote
         ("'\"'", '"'),
         ('"\'"', "'"),
         ("''", ""),

@@ -149,6 +149,8 @@ VALID = [
     '"x\\"y"',
     "'back\\\\slash'",
     "'C:\\temp\\'",  # no other quote ends it: it ends at its last escaped quote
+    "' + 1",  # a quote that ends no string is the empty string, as in Jexl
+    '"',
     "'multi\nline'",
     "a||b",
     "a|| b",
