@@ -23,8 +23,10 @@ the record its commit returned therefore reads no count at all.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -75,6 +77,9 @@ _UPDATE_HEAD_AND_STATUS = "UPDATE runs SET status = ?, " + _HEAD + _RETURNING
 def _pending_json(pending: Payload | None) -> str | None:
     return None if pending is None else pending.encode()
 
+
+COUNTS_REMEMBERED = 4096
+"""Runs whose last committed node counts a store keeps in memory (the most recent)."""
 
 NO_RESULTS: Mapping[str, int] = MappingProxyType({})
 """The node counts of a run with no results."""
@@ -186,6 +191,10 @@ class SqliteStore:
         self.outbox = outbox
         self._clock = clock
         self._queue: list[_QueuedCommit] = []
+        self._counts: OrderedDict[str, tuple[int, Mapping[str, int]]] = OrderedDict()
+        """By run: the node counts of the last head this store committed (its version),
+        so that a run loaded again in this process (a delivery that went back to the
+        queue) still numbers its results without a query."""
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
@@ -236,7 +245,14 @@ class SqliteStore:
 
     def load_run(self, run_id: str) -> RunRecord | None:
         with self.db.reading() as connection:
-            return self._load(connection, run_id)
+            record = self._load(connection, run_id)
+        if record is None or record.node_counts is not None:
+            return record
+        with self._queue_lock:
+            known = self._counts.get(run_id)
+        if known is None or known[0] != record.version:
+            return record  # another writer's head, or one committed before these counts
+        return dataclasses.replace(record, node_counts=known[1])
 
     def commit(self, commit: StepCommit) -> CommitResult:
         """Commit, grouped with the commits and starts other threads submit meanwhile.
@@ -286,10 +302,22 @@ class SqliteStore:
             raise
         for entry in batch:
             entry.done = True
+            if entry.error is None and entry.result is not None:
+                self._remember_counts(entry.result.record)
             if entry.recorded is not None and entry.error is None:
                 recorded.append(entry.recorded)
         if self.outbox is not None:
             self.outbox.committed(recorded)
+
+    def _remember_counts(self, record: RunRecord | None) -> None:
+        """Keep the node counts a commit returned, for a later load of the same head."""
+        if record is None or record.node_counts is None:
+            return
+        with self._queue_lock:
+            self._counts[record.run_id] = (record.version, record.node_counts)
+            self._counts.move_to_end(record.run_id)
+            while len(self._counts) > COUNTS_REMEMBERED:
+                self._counts.popitem(last=False)
 
     @staticmethod
     def _fail(batch: list[_QueuedCommit], error: BaseException) -> None:

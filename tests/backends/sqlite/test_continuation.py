@@ -135,3 +135,31 @@ def test_a_delivery_held_past_its_lease_is_handed_out_again(
         scheduler.stop()
         db.close()
     assert len(seen) == 2
+
+
+def test_a_run_reloaded_in_the_same_process_still_reads_no_count(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """A delivery that went back to the queue is loaded again, with the node counts its
+    predecessor's commit returned (the store remembers them for that head)."""
+    runtime = EmbeddedRuntime(build_app(clock), tmp_path / "runs.db", workers=0)
+    statements: list[str] = []
+    connect = runtime.db._connect
+
+    def traced() -> sqlite3.Connection:
+        connection = connect()
+        connection.set_trace_callback(statements.append)
+        return connection
+
+    try:
+        runtime.service.start("chain")
+        runtime.db.close()
+        runtime.db._connect = traced  # type: ignore[method-assign]
+        for _ in range(5):  # one delivery at a time: each is claimed and loaded again
+            assert runtime.scheduler.drain(limit=1) == 1
+    finally:
+        runtime.stop()
+    loads = [s for s in statements if s.startswith("SELECT run_id, workflow")]
+    counts = [s for s in statements if "max(node_index)" in s]
+    assert len(loads) == 5
+    assert counts == []
