@@ -70,7 +70,7 @@ _TOKENS: Final = re.compile(
     rf"""[{_SPACE}]*(
         [A-Za-z_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]
         [A-Za-z0-9_$\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u00FF\u0410-\u044F]*
-      | [0-9]+(?:\.[0-9]+)?|\.[0-9]+
+      | [0-9]+(?:\.[0-9]+)?
       | "(?:\\"|[^"])*"|'(?:\\'|[^'])*'|["']
       | //|==|!=|<=|>=|&&|\|\||[-+*/%^<>!.\[\]|(){{}}?:,]
       | [^{_SPACE}]
@@ -246,7 +246,7 @@ class _Parser:
             if tokens[self.index] == "(":
                 return _tree("call", [_token("NAME", token), self.arguments(")")])
             return _tree("identifier", [_token("NAME", token)])
-        if first in _DIGITS or (first == "." and len(token) > 1):
+        if first in _DIGITS:  # `.5` is `.` then `5`, as in Jexl: not a number
             self.index += 1
             return _tree("number", [_token("NUMBER", token)])
         if first in _QUOTES:  # a string, or a lone quote: the empty string, as in Jexl
@@ -257,7 +257,7 @@ class _Parser:
             while tokens[index] == "-":
                 index += 1
             number = tokens[index]
-            if not (number[:1] in _DIGITS or (number[:1] == "." and len(number) > 1)):
+            if number[:1] not in _DIGITS:
                 raise _Refused
             self.index = index + 1
             return _tree("negative", [_token("NUMBER", number)])

@@ -41,7 +41,6 @@ def run(expression: str) -> Any:
         # literals
         ("1", 1),
         ("1.5", 1.5),
-        (".5", 0.5),
         ("15.0", 15),
         ("'single'", "single"),
         ('"double"', "double"),
@@ -123,7 +122,7 @@ def run(expression: str) -> Any:
         ("x--1", 5),
         ("!-1", False),
         ("2 ^ -1", 0.5),
-        ("[-1, {a: -.5}]", [-1, {"a": -0.5}]),
+        ("[-1, {a: -0.5}]", [-1, {"a": -0.5}]),
         # binary operators
         ("7 + 2", 9),
         ("7 - 2", 5),
@@ -194,6 +193,8 @@ def test_precedence(expression: str, expected: Any) -> None:
         ("x|", "Error: Unexpected end of expression: x|"),
         ("1 = 1", "Error: Invalid expression token: ="),
         ("café \u00d7 2", "Error: Invalid expression token: \u00d7"),
+        (".5", "Error: Token 5 (literal) unexpected in expression: .5"),  # as in Jexl
+        ("-.5", "Error: Invalid expression token: -."),
         ("1 +\x1c2", "Error: Invalid expression token: \x1c"),  # not JavaScript white space
         ("-x", "Error: Invalid expression token: -x"),  # `-` is only a number's sign
         ("-(1)", "Error: Invalid expression token: -("),
