@@ -29,6 +29,7 @@ from refluxo._aio import offload, resolve
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import (
+    NodeExit,
     NodeValidationError,
     TransientError,
     WorkflowDefinitionError,
@@ -356,6 +357,13 @@ class WorkflowEngine:
         except Exception as error:
             return await self._handle_error(
                 snapshot, node, definition, error, attempt, external_payload, globals, timing
+            )
+        except SystemExit as exited:
+            # sys.exit() in a node's code (or a library's) fails the node: it must not end
+            # the thread or the event loop the step runs on, and with them every other run.
+            exit_error = NodeExit(f"the node's code raised SystemExit({exited.code!r})")
+            return await self._handle_error(
+                snapshot, node, definition, exit_error, attempt, external_payload, globals, timing
             )
         finally:
             current_position.reset(token)

@@ -42,6 +42,11 @@ class TransientError(RefluxoError):
     """
 
 
+class NodeExit(RuntimeError):
+    """A node's code raised ``SystemExit``: the node fails, like on any other error, rather
+    than the thread or the event loop that runs every run's steps ending with it."""
+
+
 def where_failed(error: BaseException) -> str:
     """Where ``error`` was raised, for a log line: its type and its traceback's frames, but
     none of its message nor of the exceptions it chains.

@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from refluxo._aio import leave_in_place, run_in_place
+from refluxo.errors import NodeExit
 
 T = TypeVar("T")
 
@@ -99,7 +100,12 @@ class EventLoopThread:
         outcome: Future[T] = Future()
 
         async def settle() -> T:
-            return await awaitable
+            try:
+                return await awaitable
+            except SystemExit as exited:
+                # Raised out of a task, it would stop the loop every runtime's steps await
+                # on; as an ordinary exception it fails only this step's node.
+                raise NodeExit(f"the node's code raised SystemExit({exited.code!r})") from None
 
         def begin() -> None:
             task = loop.create_task(settle(), context=context)

@@ -737,3 +737,37 @@ def test_steps_drained_from_async_code_may_run_their_own_loop(make_runtime: Any)
     assert asyncio.run(drain_from_async_code()) == 1
     assert runtime.service.get(run_id).status == "completed"
     assert [r.output for r in history_of(runtime.store, run_id).all("a")] == ["ran"]
+
+
+def test_sys_exit_in_a_node_fails_the_node_not_the_runtime(make_runtime: Any) -> None:
+    """SystemExit from a def or an async executor is the node's error: the worker threads
+    and the shared event loop go on delivering every other run."""
+    app = App()
+
+    @app.node()
+    def exits(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise SystemExit(3)
+
+    @app.node()
+    async def exits_async(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        await asyncio.sleep(0)
+        raise SystemExit("bye")
+
+    @app.node()
+    async def fine(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        await asyncio.sleep(0)
+        return StepResult("fine")
+
+    app.workflow("exits", chain(("a", "exits", {})))
+    app.workflow("exits_async", chain(("a", "exits_async", {})))
+    app.workflow("fine", chain(("a", "fine", {})))
+    runtime = make_runtime(app, workers=2)
+    failing = [runtime.service.start(name).record.run_id for name in ("exits", "exits_async")]
+    wait_until(
+        lambda: all(runtime.service.get(r).status == "failed" for r in failing), 20, "the exits"
+    )
+    reasons = [runtime.service.get(r).snapshot.metadata["failedReason"] for r in failing]
+    assert "SystemExit(3)" in reasons[0]
+    assert "SystemExit('bye')" in reasons[1]
+    later = runtime.service.start("fine").record.run_id
+    wait_until(lambda: runtime.service.get(later).status == "completed", 20, "the fine run")
