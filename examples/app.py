@@ -32,7 +32,7 @@ FAKE_API: dict[str, dict[str, Any]] = {
 @app.node()
 def compose(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     """Create a draft from the run's input."""
-    return StepResult({"title": data["title"] or "Untitled", "body": "..."})
+    return StepResult({"title": data.get("title") or "Untitled", "body": "..."})
 
 
 @app.node(handles=["approved", "rejected"])
@@ -66,7 +66,7 @@ def collect(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
 def iterate(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
     """Emit items one at a time on handle "loop", then "done"; the index is its history."""
     index = len(context.get("each", []))
-    items = data["items"] or []
+    items = data.get("items") or []
     if index < len(items):
         return StepResult({"currentItem": items[index], "currentIndex": index}, next_handle="loop")
     return StepResult({"totalItems": len(items)}, next_handle="done")
@@ -89,7 +89,7 @@ def flaky_charge(data: Any, context: Any, payload: Any, globals: Any) -> StepRes
     The charge carries the step's idempotency key, as a real payment API call would.
     """
     step = current_step()
-    if step.attempt <= (data["failUntilAttempt"] or 0):
+    if step.attempt <= (data.get("failUntilAttempt") or 0):
         raise ConnectionError(f"payment gateway timeout (attempt {step.attempt})")
     return StepResult(
         {"amount": data["amount"], "attempt": step.attempt, "idempotencyKey": step.idempotency_key}

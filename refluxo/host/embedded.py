@@ -63,8 +63,12 @@ class EmbeddedRuntime:
         return self
 
     def stop(self) -> None:
+        """Stop delivering: workers finish their step (one still awaiting after the event
+        loop's grace period is cancelled and retried on the next start), then the database
+        is closed."""
+        self.scheduler.request_stop()
+        self.service.close()  # after this, no worker waits on the loop
         self.scheduler.stop()
-        self.service.close()
         self.db.close()
 
     def __enter__(self) -> EmbeddedRuntime:

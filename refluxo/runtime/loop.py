@@ -20,13 +20,16 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Awaitable, Coroutine
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from refluxo._aio import leave_in_place, run_in_place
-from refluxo.errors import NodeExit
+from refluxo.errors import NodeExit, TransientError
 
 T = TypeVar("T")
+
+CLOSE_GRACE_S = 5.0
+"""How long closing a loop lets the steps still awaiting on it end before cancelling them."""
 
 DEFAULT_THREADS = 32
 """Threads for blocking work (synchronous executors, store and scheduler calls)."""
@@ -112,10 +115,22 @@ class EventLoopThread:
             task.add_done_callback(lambda done: _copy_outcome(done, outcome))
 
         loop.call_soon_threadsafe(begin)
-        return outcome.result()
+        try:
+            return outcome.result()
+        except CancelledError:
+            if loop is not self._loop:  # cancelled by close(): the step is not over
+                raise TransientError(
+                    "the runtime stopped while this step was awaiting; it is delivered again"
+                ) from None
+            raise
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the loop after the tasks scheduled so far, and release its threads."""
+    def close(self, timeout: float = 10.0, *, grace: float = CLOSE_GRACE_S) -> None:
+        """Stop the loop and release its threads.
+
+        Tasks still running (steps awaiting) get ``grace`` seconds to end, then are
+        cancelled: a thread waiting for one (:meth:`wait_for`) gets the cancellation
+        instead of waiting forever on a loop that stopped, and its delivery is retried.
+        """
         with self._lock:
             loop, thread = self._loop, self._thread
             self._loop = self._thread = None
@@ -123,6 +138,13 @@ class EventLoopThread:
             return
 
         async def shutdown() -> None:
+            others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+            if others:
+                _, late = await asyncio.wait(others, timeout=grace)
+                for task in late:
+                    task.cancel()
+                if late:
+                    await asyncio.wait(late, timeout=1.0)
             await loop.shutdown_default_executor()
             loop.stop()
 

@@ -771,3 +771,36 @@ def test_sys_exit_in_a_node_fails_the_node_not_the_runtime(make_runtime: Any) ->
     assert "SystemExit('bye')" in reasons[1]
     later = runtime.service.start("fine").record.run_id
     wait_until(lambda: runtime.service.get(later).status == "completed", 20, "the fine run")
+
+
+def test_stop_cancels_a_step_still_awaiting_and_a_new_runtime_delivers_it(
+    tmp_path: Path,
+) -> None:
+    """A step awaiting forever does not keep stop() waiting on its worker: after the loop's
+    grace period it is cancelled, its worker ends, and its delivery is still pending for the
+    next runtime on the file."""
+    entered = threading.Event()
+    app = App()
+
+    @app.node()
+    async def waits(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        if not entered.is_set():  # the first delivery awaits what never comes
+            entered.set()
+            await asyncio.Event().wait()
+        return StepResult("done")
+
+    app.workflow("waits", chain(("a", "waits", {})))
+    path = tmp_path / "stop.db"
+    runtime = EmbeddedRuntime(app, path, workers=2, synchronous="OFF").start()
+    run_id = runtime.service.start("waits").record.run_id
+    assert entered.wait(20)
+    before = {t.name for t in threading.enumerate() if t.name.startswith("refluxo-worker")}
+    assert before
+    runtime.stop()
+    after = {t.name for t in threading.enumerate() if t.name.startswith("refluxo-worker")}
+    assert after == set()
+    again = EmbeddedRuntime(app, path, workers=1, synchronous="OFF").start()
+    try:  # delivered again once its retry backoff has passed
+        wait_until(lambda: again.service.get(run_id).status == "completed", 20, "the run")
+    finally:
+        again.stop()

@@ -218,12 +218,18 @@ class LocalScheduler:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the workers after their current delivery."""
+    def request_stop(self) -> None:
+        """Tell the workers to stop after their current delivery, without waiting for them
+        (:meth:`stop` waits)."""
         with self._lock:
             self._stopping = True
             self._stop.set()
             self._wakeup.notify_all()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the workers after their current delivery, waiting up to ``timeout`` for
+        each."""
+        self.request_stop()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
