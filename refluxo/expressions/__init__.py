@@ -21,8 +21,8 @@ numbers and templates are scanned in linear time, and a work budget and a size b
 any evaluation that would do or build too much with an
 :class:`~refluxo.expressions.ExpressionLimitError` naming the limit.
 
-Deliberate differences from JavaScript Jexl and Refluxo (each a row of the README's
-differences table):
+Deliberate differences from JavaScript Jexl and Refluxo (the README's differences table
+lists every one, with examples; in short):
 
 * Python objects that are not JSON-like (functions, classes, model instances, mappings
   that are not dicts...) read as ``undefined``, and are left out of results as
@@ -41,7 +41,16 @@ differences table):
 * the grammar is Jexl's with small differences: string keys (``{'a': 1}``) and indexing
   a literal (``'ab'[0]``) are accepted, a few malformed expressions Jexl accepts are
   refused (``(1``, ``[1,]``, ``a ? b :``), and where Jexl's parser would stop elsewhere a
-  syntax error may name another token.
+  syntax error may name another token;
+* a string's ``length`` counts code points, not UTF-16 code units;
+* ``undefined`` inside an array or object an expression builds is ``null``;
+* JavaScript's object members (``constructor``, ``toString``...) are ordinary missing
+  names, keywords may be names after a dot or as keys, ``(x)[0]`` indexes ``x``, and
+  ``(!x).y`` is not read as ``!y``;
+* an array used as an index reads nothing; a method call ``a.b(1)`` is a syntax error;
+* the limits above fail a node where Jexl would go on (node data nested over 64 levels,
+  expressions over 4,096 characters or 64 levels deep), and error texts quote at most 200
+  characters of an expression.
 """
 
 from __future__ import annotations
