@@ -1,4 +1,4 @@
-"""Fixtures of the run inspector's browser tests: one headless Chromium for the session, a
+"""Fixtures of the run inspector's browser tests: one headless Chromium for the package, a
 fresh server and a fresh browser context (no stored key) for each test."""
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from tests.browser.server import Served, serving
 expect.set_options(timeout=15_000)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    # Package-scoped, not session-scoped: Playwright's synchronous API keeps an event loop
+    # marked running in this thread while it is started, which would make every later
+    # asyncio test of the session fail ("cannot be called from a running event loop").
     with sync_playwright() as playwright:
         browser = launch(playwright)
         yield browser
