@@ -34,7 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +48,7 @@ from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.settings import DEFAULT_WORKERS
 from refluxo.runtime import App, StepBudget
 from refluxo.runtime.ids import delivery_name
+from tests.support.sqlite_trace import trace_statements
 
 
 class Rows:
@@ -120,25 +120,18 @@ class Counters:
         self.statements = 0
         self.writes = 0
         lock = threading.Lock()
-        connect: Callable[[], sqlite3.Connection] = db._connect
         write = db.write
 
         def traced(_: str) -> None:
             with lock:
                 self.statements += 1
 
-        def connect_traced() -> sqlite3.Connection:
-            connection = connect()
-            connection.set_trace_callback(traced)
-            return connection
-
         def counted_write() -> Any:
             with lock:
                 self.writes += 1
             return write()
 
-        db.close()  # connections opened from now on are traced
-        db._connect = connect_traced  # type: ignore[method-assign]
+        trace_statements(db, traced)
         db.write = counted_write  # type: ignore[method-assign]
 
 

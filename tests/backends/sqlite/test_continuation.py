@@ -7,7 +7,6 @@ again.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime.ports import Delivery
 from tests.support.apps import build_app
 from tests.support.clock import FakeClock
+from tests.support.sqlite_trace import trace_statements
 from tests.support.waiting import wait_until
 
 
@@ -51,17 +51,9 @@ def test_a_step_is_one_write_transaction_of_five_statements(
 ) -> None:
     runtime = EmbeddedRuntime(build_app(clock), tmp_path / "runs.db", workers=0)
     statements: list[str] = []
-    connect = runtime.db._connect
-
-    def traced() -> sqlite3.Connection:
-        connection = connect()
-        connection.set_trace_callback(statements.append)
-        return connection
-
     try:
         runtime.service.start("chain")
-        runtime.db.close()  # connections opened from now on are traced
-        runtime.db._connect = traced  # type: ignore[method-assign]
+        trace_statements(runtime.db, statements.append)
         assert runtime.scheduler.drain() == 5
         writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
         reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
@@ -144,17 +136,9 @@ def test_a_run_reloaded_in_the_same_process_still_reads_no_count(
     predecessor's commit returned (the store remembers them for that head)."""
     runtime = EmbeddedRuntime(build_app(clock), tmp_path / "runs.db", workers=0)
     statements: list[str] = []
-    connect = runtime.db._connect
-
-    def traced() -> sqlite3.Connection:
-        connection = connect()
-        connection.set_trace_callback(statements.append)
-        return connection
-
     try:
         runtime.service.start("chain")
-        runtime.db.close()
-        runtime.db._connect = traced  # type: ignore[method-assign]
+        trace_statements(runtime.db, statements.append)
         for _ in range(5):  # one delivery at a time: each is claimed and loaded again
             assert runtime.scheduler.drain(limit=1) == 1
     finally:

@@ -20,6 +20,7 @@ from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.scheduler import LocalScheduler
 from refluxo.backends.sqlite.store import SqliteStore
 from refluxo.runtime.ports import CommitResult, RunRecord
+from tests.support.sqlite_trace import trace_statements
 from tests.support.stores import new_record, step
 from tests.support.waiting import wait_until
 
@@ -32,15 +33,7 @@ class Traced:
         self.db = SqliteDatabase(path, synchronous="OFF", timeout=20)
         self.scheduler = LocalScheduler(self.db)
         self.store = SqliteStore(self.db, outbox=self.scheduler.outbox)
-        connect = self.db._connect
-
-        def traced() -> sqlite3.Connection:
-            connection = connect()
-            connection.set_trace_callback(self._seen)
-            return connection
-
-        self.db.close()  # connections opened from now on are traced
-        self.db._connect = traced  # type: ignore[method-assign]
+        trace_statements(self.db, self._seen)
 
     def _seen(self, statement: str) -> None:
         if statement.startswith("BEGIN IMMEDIATE"):
