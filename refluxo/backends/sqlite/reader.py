@@ -36,10 +36,19 @@ class SqliteRunReader:
 
     def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[StoredResult]:
         """At most ``limit`` results committed after ``after_seq``, in commit order."""
-        with self.db.reading() as connection:
-            rows = connection.execute(
-                "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (run_id, after_seq, limit),
-            ).fetchall()
+        rows = timeline_rows(self.db, run_id, after_seq, limit)
         return [StoredResult(seq, node_id, json.loads(result)) for seq, node_id, result in rows]
+
+
+def timeline_rows(
+    db: SqliteDatabase, run_id: str, after_seq: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """A run's result rows after ``after_seq``, in commit order: ``(seq, node id, the
+    result's JSON text)``; the store and this reader decode the text each their own way."""
+    with db.reading() as connection:
+        rows: list[tuple[int, str, str]] = connection.execute(
+            "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (run_id, after_seq, limit),
+        ).fetchall()
+    return rows

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
 from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox
+from refluxo.backends.sqlite.reader import timeline_rows
 from refluxo.model import NodeResult, SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.due import expected_at
@@ -409,12 +410,7 @@ class SqliteStore:
     def timeline(
         self, run_id: str, *, after_seq: int = -1, limit: int = 100
     ) -> list[TimelineEntry]:
-        with self.db.reading() as connection:
-            rows = connection.execute(
-                "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
-                "ORDER BY seq LIMIT ?",
-                (run_id, after_seq, limit),
-            ).fetchall()
+        rows = timeline_rows(self.db, run_id, after_seq, limit)
         return [TimelineEntry(seq, node_id, decode_result(result)) for seq, node_id, result in rows]
 
     def list_runs(
