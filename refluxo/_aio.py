@@ -20,14 +20,23 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
 AwaitElsewhere = Callable[[Awaitable[Any]], Any]
 """Waits, blocking the calling thread, for an awaitable run on an event loop elsewhere."""
 
-_in_place: ContextVar[AwaitElsewhere | None] = ContextVar("refluxo_in_place", default=None)
+
+class _Driver(NamedTuple):
+    """How the step being driven in place waits: where its awaitables go, and whether its
+    thread runs an event loop of its own (known once, when the step starts)."""
+
+    await_elsewhere: AwaitElsewhere
+    loop_here: bool
+
+
+_in_place: ContextVar[_Driver | None] = ContextVar("refluxo_in_place", default=None)
 
 
 def run_in_place(coroutine: Coroutine[Any, Any, T], await_elsewhere: AwaitElsewhere) -> T:
@@ -47,7 +56,7 @@ def run_in_place(coroutine: Coroutine[Any, Any, T], await_elsewhere: AwaitElsewh
             ``await`` on a future); it is closed.
     """
     context = contextvars.copy_context()
-    context.run(_enter_step, await_elsewhere)
+    context.run(_enter_step, _Driver(await_elsewhere, _loop_runs_here()))
     try:
         context.run(coroutine.send, None)
     except StopIteration as finished:
@@ -56,10 +65,10 @@ def run_in_place(coroutine: Coroutine[Any, Any, T], await_elsewhere: AwaitElsewh
     raise RuntimeError("a step driven in place awaited outside refluxo's await points")
 
 
-def _enter_step(await_elsewhere: AwaitElsewhere) -> None:
+def _enter_step(driver: _Driver) -> None:
     """In the step's own context: driven in place, with its own copy of ``decimal``'s
     context (the one object a context copy would otherwise share with the caller)."""
-    _in_place.set(await_elsewhere)
+    _in_place.set(driver)
     decimal.setcontext(decimal.getcontext().copy())
 
 
@@ -67,11 +76,6 @@ def leave_in_place() -> None:
     """In the current context, stop driving in place: for a copy of a step's context that
     goes with an awaitable to the loop, where awaiting is done the ordinary way."""
     _in_place.set(None)
-
-
-def in_place() -> bool:
-    """Whether the running coroutine is driven in place (see :func:`run_in_place`)."""
-    return _in_place.get() is not None
 
 
 async def resolve(value: T | object) -> T:
@@ -82,9 +86,9 @@ async def resolve(value: T | object) -> T:
     A step driven in place hands the awaitable to its event loop and waits for it there.
     """
     if inspect.isawaitable(value):
-        elsewhere = _in_place.get()
-        if elsewhere is not None:
-            return elsewhere(value)  # type: ignore[no-any-return]
+        driver = _in_place.get()
+        if driver is not None:
+            return driver.await_elsewhere(value)  # type: ignore[no-any-return]
         return await value  # type: ignore[no-any-return]
     return value  # type: ignore[return-value]
 
@@ -98,8 +102,9 @@ async def offload(function: Callable[..., T], /, *args: Any) -> T:
     test calling ``drain()``): then in a thread of its own, so that the function may run a
     loop itself (``asyncio.run``) as it could in the pool.
     """
-    if _in_place.get() is not None:
-        if not _loop_runs_here():
+    driver = _in_place.get()
+    if driver is not None:
+        if not driver.loop_here:
             return function(*args)
         with ThreadPoolExecutor(1, thread_name_prefix="refluxo-offload") as pool:
             return pool.submit(contextvars.copy_context().run, function, *args).result()
