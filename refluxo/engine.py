@@ -361,7 +361,7 @@ class WorkflowEngine:
         except SystemExit as exited:
             # sys.exit() in a node's code (or a library's) fails the node: it must not end
             # the thread or the event loop the step runs on, and with them every other run.
-            exit_error = NodeExit(f"the node's code raised SystemExit({exited.code!r})")
+            exit_error = NodeExit(exited)
             return await self._handle_error(
                 snapshot, node, definition, exit_error, attempt, external_payload, globals, timing
             )

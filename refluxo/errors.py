@@ -46,6 +46,9 @@ class NodeExit(RuntimeError):
     """A node's code raised ``SystemExit``: the node fails, like on any other error, rather
     than the thread or the event loop that runs every run's steps ending with it."""
 
+    def __init__(self, exited: SystemExit) -> None:
+        super().__init__(f"the node's code raised SystemExit({exited.code!r})")
+
 
 def where_failed(error: BaseException) -> str:
     """Where ``error`` was raised, for a log line: its type and its traceback's frames, but

@@ -108,7 +108,7 @@ class EventLoopThread:
             except SystemExit as exited:
                 # Raised out of a task, it would stop the loop every runtime's steps await
                 # on; as an ordinary exception it fails only this step's node.
-                raise NodeExit(f"the node's code raised SystemExit({exited.code!r})") from None
+                raise NodeExit(exited) from None
 
         def begin() -> None:
             task = loop.create_task(settle(), context=context)
