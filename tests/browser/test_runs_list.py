@@ -3,7 +3,7 @@ its id."""
 
 from __future__ import annotations
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser.server import Served
 from tests.browser.support import start_settled, use_key
@@ -75,3 +75,39 @@ def test_the_list_pages_through_older_runs(page: Page, served: Served) -> None:
     page.get_by_role("link", name="← Newer").click()
     expect(page.locator("table.runs tbody tr")).to_have_count(50)
     assert rows(page) == newest
+
+
+def test_a_list_still_loading_does_not_draw_over_the_run_opened_meanwhile(
+    page: Page, served: Served
+) -> None:
+    """The list's read comes back after the user has moved to a run: the run page stays."""
+    run_id = start_settled(served, "review", "paused")
+    held: list[Route] = []
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/runs?*", hold_the_first)
+    page.goto(f"{served.url}/ui")
+    with page.expect_request("**/runs?*"):
+        use_key(page)
+    page.evaluate("(id) => { window.location.hash = `#/runs/${id}`; }", run_id)  # as a link does
+    expect(page.locator("#refresh")).to_contain_text("next in 1 s")  # the run is drawn
+    assert held, "the list's read was not made"
+
+    with page.expect_response("**/runs?*") as answered:
+        held[0].continue_()
+    answered.value.finished()
+    page.wait_for_function(  # the page itself has the whole answer (its resource timing)
+        "() => performance.getEntriesByType('resource')"
+        ".some((entry) => entry.name.includes('/runs?') && entry.responseEnd > 0)"
+    )
+    for _ in range(3):  # and a few turns of its event loop: the answer's handlers have run
+        page.evaluate("() => new Promise((done) => setTimeout(done))")
+
+    # read at once, not retried: the run page redraws itself at its next refresh
+    assert page.get_by_role("heading", name="Runs").count() == 0
+    assert page.get_by_role("heading", name=f"Run {run_id}").count() == 1

@@ -42,7 +42,7 @@ function route() {
     }
     stop = runView(view, id, context);
   } else {
-    runsView(view, new URLSearchParams(query), context);
+    stop = runsView(view, new URLSearchParams(query), context);
   }
 }
 

@@ -87,8 +87,20 @@ function table(runs) {
       h("td", { class: "number" }, String(run.resultCount))))));
 }
 
-/** Draws the list into `root` for the address's `query`; reports errors with `fail`. */
-export async function runsView(root, query, { fail }) {
+/**
+ * Draws the list into `root` for the address's `query`; reports errors with `fail`.
+ * Returns a stop function: a list still loading when the user moves to another view must
+ * not draw over that view when its reads come back.
+ */
+export function runsView(root, query, { fail }) {
+  let stopped = false;
+  drawList(root, query, fail, () => stopped);
+  return () => {
+    stopped = true;
+  };
+}
+
+async function drawList(root, query, fail, isStopped) {
   const state = {
     status: query.get("status") || "",
     workflow: query.get("workflow") || "",
@@ -100,6 +112,7 @@ export async function runsView(root, query, { fail }) {
   try {
     workflows = (await listWorkflows()).workflows.map((workflow) => workflow.name);
     const { runs, next } = await readPage(state.status, state.workflow, state.cursor);
+    if (isStopped()) return;
     const paging = h("nav", { class: "paging" });
     if (state.cursor) {
       const back = state.back.slice(0, -1);
@@ -114,6 +127,7 @@ export async function runsView(root, query, { fail }) {
     show(root, h("h1", {}, "Runs"), filters(state, workflows),
       h("p", { class: "hint" }, "Newest first."), table(runs), paging);
   } catch (error) {
+    if (isStopped()) return;
     show(root, h("h1", {}, "Runs"), filters(state, workflows));
     fail(error);
   }
