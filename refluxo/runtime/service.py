@@ -20,6 +20,7 @@ from refluxo.runtime.due import expected_at
 from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.ids import check_run_id
+from refluxo.runtime.json_values import check_json_value
 from refluxo.runtime.loop import EventLoopThread
 from refluxo.runtime.ports import (
     Delivery,
@@ -122,6 +123,7 @@ class RunService:
         """
         if run_id is not None:
             check_run_id(run_id)
+        check_json_value(input, "the input")
         spec = self.app.get_workflow(workflow)
         if run_id is not None:
             existing = self.store.load_run(run_id)
@@ -190,6 +192,7 @@ class RunService:
         was lost is safe: while the payload is still waiting for its step, the same resume
         succeeds again and makes sure the step is scheduled.
         """
+        check_json_value(payload, "the payload")
         record = self.get(run_id)
         if record.status != SnapshotStatus.PAUSED:
             if _is_retry_of_resume(record, payload, expected_version):

@@ -264,3 +264,24 @@ def test_a_cursor_is_bounded_and_never_parsed_past_the_depth_limit(http: FlaskCl
         response = http.get(f"/runs?cursor={cursor}")
         assert response.status_code == 400, response.get_json()
         assert "cursor" in response.get_json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "message"),
+    [
+        ("/runs", b'{"workflow": "chain", "input": {"name": "\\ud800"}}', "surrogate"),
+        ("/runs", b'{"workflow": "chain", "input": {"\\udfff": 1}}', "surrogate"),
+        ("/runs/paused/resume", b'{"payload": ["\\udc00"]}', "surrogate"),
+    ],
+    ids=["input-value", "input-key", "payload"],
+)
+def test_an_escaped_lone_surrogate_is_a_400_and_nothing_is_stored(
+    http: FlaskClient, runtime: EmbeddedRuntime, path: str, body: bytes, message: str
+) -> None:
+    """JSON may escape half of a UTF-16 pair; no store can keep it as text."""
+    before = [run.run_id for run in runtime.service.list().runs]
+    response = http.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert message in response.get_json()["error"]["message"]
+    assert [run.run_id for run in runtime.service.list().runs] == before
+    assert runtime.service.get("paused").status == "paused"
