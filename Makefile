@@ -1,5 +1,6 @@
 # Everything runs inside virtual environments created on first use:
-#   .venv          the project, its runtime and development dependencies
+#   .venv          the project, its runtime and development dependencies (`make demo`
+#                  installs only the project and its `server` extra into it)
 #   .venv-tasks    gcloud-tasks-emulator (it pins protobuf<5, so it lives apart)
 #   .venv-checkov  checkov (its hcl2 fork would shadow python-hcl2)
 #   .venv-dbos     DBOS Transact, the peer benchmark's other side (bench/peer.py creates it)
@@ -7,6 +8,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.demo-installed
 TOOLS_STAMP := .venv-tasks/.installed .venv-checkov/.installed
 PIP_FLAGS := --quiet --disable-pip-version-check
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
@@ -18,6 +20,12 @@ $(STAMP): pyproject.toml requirements.txt
 	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(BIN)/python -m pip install $(PIP_FLAGS) -r requirements.txt -e '.[server,gcp,dev]'
 	touch $(STAMP)
+
+# What `refluxo demo` needs, and nothing of the development tools: a few packages, seconds.
+$(DEMO_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[server]'
+	touch $@
 
 .venv-tasks/.installed:
 	test -x .venv-tasks/bin/python || $(PYTHON) -m venv .venv-tasks
@@ -37,8 +45,10 @@ browser:
 
 tools: $(STAMP) $(TOOLS_STAMP) browser
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/refluxo demo
+	@echo
+	@echo "refluxo is installed in $(VENV): run '. $(VENV)/bin/activate', then 'refluxo --help'."
 
 test: lint typecheck unit
 

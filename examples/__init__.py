@@ -1,1 +1,1 @@
-"""Runnable example workflows (see app.py)."""
+"""Example projects. The example app itself ships in the package: ``refluxo.examples``."""

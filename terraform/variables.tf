@@ -163,20 +163,20 @@ variable "events_concurrency" {
 }
 
 variable "app" {
-  description = "The user's refluxo App as module:attribute, importable from the source root (REFLUXO_APP). Its files must be matched by app_source_patterns."
+  description = "The user's refluxo App as module:attribute, importable from source_dir (REFLUXO_APP). Its files must be matched by app_source_patterns. The default is the example app shipped in the package."
   type        = string
-  default     = "examples.app:app"
+  default     = "refluxo.examples.app:app"
 
   validation {
     condition     = can(regex("^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$", var.app))
-    error_message = "app must be module:attribute, for example examples.app:app."
+    error_message = "app must be module:attribute, for example myapp:app."
   }
 }
 
 variable "app_source_patterns" {
   description = "fileset() patterns, relative to the source directory, of the App's files deployed with main.py, requirements.txt and refluxo/ (for example [\"myapp/**\", \"workflows/*.json\"]). Hidden files, byte code, keys, Terraform state and variables are never deployed."
   type        = list(string)
-  default     = ["examples/**"]
+  default     = []
 
   validation {
     condition = alltrue([
@@ -188,7 +188,7 @@ variable "app_source_patterns" {
 }
 
 variable "source_dir" {
-  description = "Directory the functions' files are taken from (see app_source_patterns). null means the repository root, path.module/.."
+  description = "The project directory the functions' files are taken from: its main.py, requirements.txt and the App's files (app_source_patterns). Set it when using this directory as a module from your own repository (for example source_dir = path.root). null means the refluxo repository itself, path.module/.."
   type        = string
   default     = null
 }

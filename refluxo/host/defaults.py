@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_APP = "examples.app:app"
+DEFAULT_APP = "refluxo.examples.app:app"
 """The App, as ``module:attribute``, used without ``REFLUXO_APP`` (``--app``)."""
 
 DEFAULT_DATABASE = Path(".refluxo") / "refluxo.db"

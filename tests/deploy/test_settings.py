@@ -30,7 +30,7 @@ CLOUD = {
 def test_no_cloud_settings_means_the_embedded_default() -> None:
     settings = load_settings({})
     assert settings == EmbeddedSettings(
-        app="examples.app:app",
+        app="refluxo.examples.app:app",
         database=Path(".refluxo/refluxo.db"),
         workers=16,
         api_key=None,

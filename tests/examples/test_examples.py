@@ -16,7 +16,7 @@ from tests.support.stores import assert_history_consistent, history_of
 
 @pytest.fixture
 def examples(clock: FakeClock, tmp_path: Path) -> Iterator[EmbeddedRuntime]:
-    from examples.app import app as example_app
+    from refluxo.examples.app import app as example_app
 
     app: App = example_app
     original = app.clock

@@ -61,11 +61,13 @@ def _walk(root: Path, top: str) -> set[str]:
 
 def test_the_repository_archive_holds_exactly_the_code(config: TerraformConfig) -> None:
     files = archived(config, ROOT)
-    expected = {"main.py", "requirements.txt"} | _walk(ROOT, "refluxo") | _walk(ROOT, "examples")
+    expected = {"main.py", "requirements.txt"} | _walk(ROOT, "refluxo")
     assert set(files) == expected
     assert files == sorted(files), "the archive lists its files in name order"
-    for needed in ("main.py", "requirements.txt", "refluxo/__init__.py", "examples/app.py"):
+    for needed in ("main.py", "requirements.txt", "refluxo/__init__.py"):
         assert needed in files
+    # The default app ships in the package, its workflows as package data.
+    assert {"refluxo/examples/app.py", "refluxo/examples/content_approval.json"} <= set(files)
     assert "refluxo/expressions/grammar.lark" in files  # not only Python files
     assert [f for f in files if FORBIDDEN.search(f)] == []
 
@@ -99,6 +101,8 @@ DECOYS = (
     "examples/.env.local",
     "examples/__pycache__/app.cpython-311.pyc",
     "examples/local.tfvars",
+    "examples/app.py",  # not the App's: the default app_source_patterns are empty
+    "examples/template/main.py",
 )
 KEPT = (
     "main.py",
@@ -107,9 +111,8 @@ KEPT = (
     "refluxo/py.typed",
     "refluxo/expressions/grammar.lark",
     "refluxo/runtime/deep/module.py",
-    "examples/__init__.py",
-    "examples/app.py",
-    "examples/flows/loop.json",
+    "refluxo/examples/app.py",
+    "refluxo/examples/flows/loop.json",
 )
 
 
