@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +27,7 @@ from refluxo.host.defaults import DEFAULT_WORKERS
 from refluxo.host.options import (
     Target,
     app_option,
+    app_spec_of,
     db_option,
     load_app,
     parse_json,
@@ -47,6 +47,9 @@ MAX_GRACE_S = 86_400
 pydantic), repeated here so that building the command needs no model (a test pins both)."""
 MAX_RECONCILE_LIMIT = 1_000
 """``refluxo reconcile --limit`` bound, as :data:`MAX_GRACE_S`."""
+
+EXIT_RUN_FAILED = 1
+"""The exit code of a command whose run failed, as of any error it reports (2: usage)."""
 
 
 class _Group(click.Group):
@@ -108,7 +111,7 @@ def main() -> None:
     "beyond the address listened on.",
 )
 def serve(
-    app_spec: str,
+    app_spec: str | None,
     db: Path,
     host: str,
     port: int,
@@ -129,8 +132,9 @@ def serve(
     from refluxo.host.logs import configure_logging
     from refluxo.host.settings import ConfigurationError
 
+    spec = app_spec_of(app_spec)
     settings = settings_from(
-        REFLUXO_APP=app_spec,
+        REFLUXO_APP=spec,
         REFLUXO_DB=str(db),
         REFLUXO_HOST=host,
         REFLUXO_PORT=str(port),
@@ -150,9 +154,10 @@ def serve(
         guarded = "API key required" if settings.api_key else "no API key: this machine only"
         hosts = deployment.api.hosts.describe() if deployment.api.hosts else "any Host"
         click.echo(
-            f"refluxo serving {app_spec} on {server.url} (database {db}; {guarded}; "
-            f"answering {hosts})"
+            f"refluxo serving {spec} on {server.url} (database {db}; {guarded}; answering {hosts})"
         )
+        click.echo(f"inspector: {server.url}/ui", nl=True)
+        sys.stdout.flush()
         server.serve_forever()
     except KeyboardInterrupt:
         pass
@@ -160,46 +165,60 @@ def serve(
         deployment.close()
 
 
-def follow(
-    client: RunClient, run_id: str, *, quiet: bool = False, timeout: float = 3600.0
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    envvar="REFLUXO_JSON",
+    show_envvar=True,
+    help="Print the API's JSON view instead of text.",
+)
+wait_option = click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(0),
+    default=60.0,
+    show_default=True,
+    envvar="REFLUXO_WAIT",
+    show_envvar=True,
+    help="Keep following a run whose retry or timer is due within this many seconds; "
+    "a longer wait is left to the scheduler (refluxo serve, or the deployed runtime).",
+)
+
+
+def exit_for(view: dict[str, Any]) -> None:
+    """Exit with 1 when the run failed (every command that shows one run)."""
+    if view["status"] == "failed":
+        sys.exit(EXIT_RUN_FAILED)
+
+
+def _follow(
+    client: RunClient, run_id: str, wait_s: float, as_json: bool, after: int = -1
 ) -> dict[str, Any]:
-    """Print a run's results as they are committed, until it ends or pauses."""
-    after = -1
-    deadline = time.monotonic() + timeout
-    while True:
-        view = client.get(run_id, timeline_after=after)
-        for entry in view.get("timeline", []):
-            after = entry["seq"]
-            if quiet:
-                continue
-            if entry.get("error"):
-                click.secho(
-                    f"  {entry['nodeId']:<14} attempt {entry['attempt']}: {entry['error']}",
-                    fg="red",
-                )
-            else:
-                click.secho(
-                    f"  {entry['nodeId']:<14} -> {json.dumps(entry.get('output'))}", fg="green"
-                )
-        status = view["status"]
-        if status in ("completed", "failed", "paused"):
-            return view
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"run {run_id} still {status} after {timeout:.0f} s")
-        time.sleep(0.05)
+    from refluxo.host.follow import StillRunning, follow
+
+    def echo(line: str) -> None:
+        if not as_json:
+            click.echo(line)
+
+    try:
+        return follow(client, run_id, echo=echo, after=after, wait_s=wait_s)
+    except StillRunning as err:
+        raise click.ClickException(f"{err}; follow it with: refluxo status {run_id}") from err
 
 
-def describe(view: dict[str, Any]) -> str:
-    status = view["status"]
-    snapshot = view["snapshot"]
-    if status == "paused":
-        resume_at = snapshot.get("metadata", {}).get("resumeAt")
-        when = f" until {resume_at}" if resume_at else "; resume it with `refluxo resume`"
-        return f"paused at {view['currentNodeId']!r}{when}"
-    if status == "failed":
-        reason = snapshot.get("metadata", {}).get("failedReason")
-        return "failed" + (f": {reason}" if reason else "")
-    return str(status)
+def _report(view: dict[str, Any], target: Target, as_json: bool) -> None:
+    """How ``run`` and ``resume`` end: the run's state and what moves it on."""
+    from refluxo.host.run_text import describe, what_next
+
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+    else:
+        colour = {"failed": "red", "completed": "green"}.get(view["status"], "yellow")
+        click.secho(f"run {view['runId']}: {describe(view)}", fg=colour, bold=True)
+        for line in what_next(view, server=bool(target.url)):
+            click.echo(line)
+    exit_for(view)
 
 
 @main.command()
@@ -217,27 +236,54 @@ def describe(view: dict[str, Any]) -> str:
     envvar="REFLUXO_RUN_ID",
     show_envvar=True,
 )
+@wait_option
+@json_option
 @target_options
-def run(workflow: str, input_json: str | None, run_id: str | None, target: Target) -> None:
-    """Start WORKFLOW and follow it until it ends or pauses."""
+def run(
+    workflow: str,
+    input_json: str | None,
+    run_id: str | None,
+    wait_s: float,
+    as_json: bool,
+    target: Target,
+) -> None:
+    """Start WORKFLOW and follow it until it ends or pauses.
+
+    Prints the run id, each result as it is committed, and how the run stands: for a
+    pause, the ready-to-paste `refluxo resume` line; for a timer or retry due later than
+    --wait, its time and what must be running to fire it. Exit code 1 if the run failed.
+    """
     payload = parse_json(input_json, "--input")
     with target.client(deliver=True) as client:
         started = client.start(workflow, payload, run_id)
-        click.echo(f"run {started['runId']} of {workflow}")
-        view = follow(client, started["runId"])
-    click.secho(f"run {view['runId']}: {describe(view)}", bold=True)
-    if view["status"] == "failed":
-        sys.exit(1)
+        if not as_json:
+            click.echo(f"run {started['runId']} of {workflow}")
+        view = _follow(client, started["runId"], wait_s, as_json)
+    _report(view, target, as_json)
 
 
 @main.command()
 @click.argument("run_id")
+@json_option
 @target_options
-def status(run_id: str, target: Target) -> None:
-    """Show a run: status, definition version and timeline."""
+def status(run_id: str, as_json: bool, target: Target) -> None:
+    """Show a run: its state, what moves it on, and its timeline.
+
+    Exit code 1 if the run failed.
+    """
     with target.reader() as reader:
         view = reader.get(run_id, timeline_limit=1000)
-    click.echo(json.dumps(view, indent=2))
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+    else:
+        from refluxo.host.run_text import status_text
+
+        click.echo(status_text(view, server=bool(target.url)))
+    exit_for(view)
+
+
+MAX_LIST = 200
+"""The most runs ``refluxo list`` asks for at once (the API's page limit)."""
 
 
 @main.command(name="list")
@@ -247,17 +293,47 @@ def status(run_id: str, target: Target) -> None:
     type=click.Choice(["active", "paused", "error", "completed", "failed"]),
     envvar="REFLUXO_STATUS",
     show_envvar=True,
+    help="Only runs in this state (error: waiting for a retry).",
 )
-@click.option("--limit", default=50, show_default=True, envvar="REFLUXO_LIMIT", show_envvar=True)
+@click.option(
+    "--workflow",
+    "workflow_filter",
+    envvar="REFLUXO_WORKFLOW",
+    show_envvar=True,
+    help=f"Only runs of this workflow (among the newest {MAX_LIST}).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIST),
+    default=50,
+    show_default=True,
+    envvar="REFLUXO_LIMIT",
+    show_envvar=True,
+    help="The most runs shown.",
+)
+@json_option
 @target_options
-def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
+def list_runs(
+    status_filter: str | None,
+    workflow_filter: str | None,
+    limit: int,
+    as_json: bool,
+    target: Target,
+) -> None:
     """List runs, newest first."""
     with target.client(deliver=False) as client:
-        page = client.list(status_filter, limit)
-    for view in page["runs"]:
+        page = client.list(status_filter, MAX_LIST if workflow_filter else limit)
+    runs = [r for r in page["runs"] if workflow_filter in (None, r["workflow"])][:limit]
+    if as_json:
+        click.echo(json.dumps({**page, "runs": runs}, indent=2))
+        return
+    from refluxo.host.run_text import runs_table
+
+    if runs:
+        click.echo(runs_table(runs))
+    else:
         click.echo(
-            f"{view['runId']}  {view['workflow']:<20} {view['status']:<10} "
-            f"v{view['version']:<5} {view['currentNodeId'] or ''}"
+            "no runs" + (" matching the filters" if status_filter or workflow_filter else "")
         )
 
 
@@ -266,7 +342,7 @@ def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
 @click.option(
     "--payload",
     "payload_json",
-    help="The payload for the paused node, as JSON.",
+    help="What the paused node receives, as JSON (required; null sends none).",
     envvar="REFLUXO_PAYLOAD",
     show_envvar=True,
 )
@@ -278,15 +354,41 @@ def list_runs(status_filter: str | None, limit: int, target: Target) -> None:
     show_envvar=True,
     help="Follow the run until it ends or pauses again.",
 )
+@wait_option
+@json_option
 @target_options
-def resume(run_id: str, payload_json: str | None, follow_after: bool, target: Target) -> None:
-    """Resume a paused run with a payload."""
+def resume(
+    run_id: str,
+    payload_json: str | None,
+    follow_after: bool,
+    wait_s: float,
+    as_json: bool,
+    target: Target,
+) -> None:
+    """Resume a paused run with a payload, and follow it.
+
+    Exit code 1 if the run fails (or was not paused).
+    """
+    if payload_json is None:
+        raise click.UsageError(
+            "--payload is required: it is what the paused node receives "
+            f"(refluxo resume {run_id} --payload '{{\"approved\": true}}'; "
+            "--payload null sends none)"
+        )
     payload = parse_json(payload_json, "--payload")
     with target.client(deliver=follow_after) as client:
+        before = client.get(run_id, timeline_limit=0)
         view = client.resume(run_id, payload)
         if follow_after:
-            view = follow(client, run_id)
-    click.secho(f"run {run_id}: {describe(view)}", bold=True)
+            view = _follow(client, run_id, wait_s, as_json, before["resultCount"] - 1)
+    if (
+        not as_json
+        and view["status"] == "paused"
+        and view.get("currentNodeId") == before.get("currentNodeId")
+        and view.get("resultCount") == before.get("resultCount")
+    ):
+        click.echo(f"{view['currentNodeId']!r} paused again: it did not take this payload")
+    _report(view, target, as_json)
 
 
 @main.command()
@@ -296,7 +398,9 @@ def resume(run_id: str, payload_json: str | None, follow_after: bool, target: Ta
 )
 @target_options
 def cancel(run_id: str, reason: str, target: Target) -> None:
-    """Cancel a run (it fails with the reason)."""
+    """Cancel a run (it fails with the reason); exit code 0 once it is cancelled."""
+    from refluxo.host.run_text import describe
+
     with target.client(deliver=False) as client:
         view = client.cancel(run_id, reason)
     click.echo(f"run {run_id}: {describe(view)}")
@@ -378,7 +482,7 @@ def reconcile(
     help='Print {"file", "ok", "problems": [{"line", "severity", "message", "node", '
     '"edge", "value", "suggestion"}]} (unknown fields left out).',
 )
-def validate(file: Path, app_spec: str, no_app: bool, as_json: bool) -> None:
+def validate(file: Path, app_spec: str | None, no_app: bool, as_json: bool) -> None:
     """Check a workflow file; print each problem with its line (exit code 1 on errors).
 
     Node types, and the sourceHandle of each edge against the handles its node type
@@ -410,29 +514,113 @@ def validate(file: Path, app_spec: str, no_app: bool, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("workflow", required=False)
 @click.option(
     "--run",
     "run_id",
-    help="Highlight the path this run took.",
+    help="Mark what this run did: the path it took, its failed, retrying or paused node "
+    "(without WORKFLOW: the graph the run executes).",
     envvar="REFLUXO_RUN",
     show_envvar=True,
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["mermaid", "svg", "json"]),
+    default="mermaid",
+    show_default=True,
+    envvar="REFLUXO_GRAPH_FORMAT",
+    show_envvar=True,
+    help="Mermaid text, an SVG picture, or the graph and node states as JSON.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="REFLUXO_GRAPH_OUTPUT",
+    show_envvar=True,
+    help="Write to this file instead of standard output.",
+)
+@click.option(
+    "--open",
+    "open_it",
+    is_flag=True,
+    envvar="REFLUXO_GRAPH_OPEN",
+    show_envvar=True,
+    help="Show it in the browser: with --url and --run, the run's page of the server's "
+    "inspector; otherwise the SVG picture (written to --output or a temporary file).",
+)
 @target_options
-def graph(file: Path, run_id: str | None, target: Target) -> None:
-    """Print a workflow as a Mermaid flowchart."""
-    from refluxo.host.mermaid import to_mermaid
-    from refluxo.model import WorkflowDefinition
-    from refluxo.runtime.app import load_workflow_file
+def graph(
+    workflow: str | None,
+    run_id: str | None,
+    fmt: str,
+    output: Path | None,
+    open_it: bool,
+    target: Target,
+) -> None:
+    """Draw WORKFLOW (a JSON file, or a workflow the App registers) or a run's graph.
 
-    raw = load_workflow_file(file)
-    workflow = WorkflowDefinition.model_validate({k: v for k, v in raw.items() if k != "start"})
-    path: list[str] = []
-    if run_id:
-        with target.reader() as reader:
-            view = reader.get(run_id, timeline_limit=1000)
-        path = [entry["nodeId"] for entry in view["timeline"] if not entry.get("error")]
-    click.echo(to_mermaid(workflow, path), nl=False)
+    With --run, the nodes the run visited and the edges it followed are green, the node it
+    failed at red (with its failed attempts), a node waiting for a retry orange, a paused
+    node blue.
+    """
+    from refluxo.host.run_graph import graph_of_wire, registered_graph, run_graph, run_path
+
+    if workflow is None and run_id is None:
+        raise click.UsageError("name a WORKFLOW (a file or a registered workflow), or --run RUN")
+    if open_it and target.url and run_id:
+        import urllib.parse
+        import webbrowser
+
+        page = f"{target.url.rstrip('/')}/ui#/runs/{urllib.parse.quote(run_id, safe='')}"
+        webbrowser.open(page)
+        click.echo(f"opened {page}")
+        return
+    drawn: dict[str, Any]
+    path = None
+    with target.client(deliver=False) as client:
+        if run_id:
+            path = run_path(client.get(run_id, timeline_limit=1000))
+        if workflow is None:
+            assert run_id is not None
+            drawn = run_graph(client, run_id)
+        elif Path(workflow).is_file():
+            from refluxo.runtime.app import load_workflow_file
+
+            drawn = graph_of_wire(load_workflow_file(workflow))
+        else:
+            from refluxo.host.options import load_app
+
+            drawn = registered_graph(load_app(target.app_spec), workflow)
+    if open_it and fmt != "svg":
+        fmt = "svg"
+    if fmt == "json":
+        states = {node: state._asdict() for node, state in (path.states if path else {}).items()}
+        text = json.dumps({**drawn, "states": states}, indent=2) + "\n"
+    elif fmt == "svg":
+        from refluxo.host.svg import to_svg
+
+        text = to_svg(drawn, path)
+    else:
+        from refluxo.host.mermaid import to_mermaid
+
+        text = to_mermaid(drawn, path)
+    if open_it and output is None:
+        import tempfile
+
+        name = (run_id or Path(workflow or "graph").stem).replace("/", "_")
+        output = Path(tempfile.gettempdir()) / f"refluxo-{name}.svg"
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+    if open_it and output is not None:
+        import webbrowser
+
+        webbrowser.open(output.resolve().as_uri())
+        click.echo(f"opened {output}")
 
 
 @main.command()
@@ -444,7 +632,7 @@ def graph(file: Path, run_id: str | None, target: Target) -> None:
     envvar="REFLUXO_DEMO_PORT",
     show_envvar=True,
 )
-def demo(app_spec: str, port: int) -> None:
+def demo(app_spec: str | None, port: int) -> None:
     """Run the example workflows through the local HTTP API, on a fresh database."""
     from refluxo.host.demo import run_demo
 

@@ -1,14 +1,31 @@
-"""Mermaid flowcharts of workflows, optionally with the path a run took highlighted."""
+"""Mermaid flowcharts of workflows, with what a run did marked on them.
+
+Takes the graph as plain JSON (:mod:`refluxo.host.run_graph`). With a run, the nodes it
+visited and the edges it followed are green, the node it failed at red, a node waiting for
+a retry orange, a paused node blue; a node's visit count shows when above one, and its
+failed attempts when it had any. Paste the text into any Mermaid renderer, or ask
+``refluxo graph --format svg`` for a picture.
+"""
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
-from refluxo.model import WorkflowDefinition
+from refluxo.host.run_graph import RunPath
 
 _SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+STATE_STYLES = {
+    "done": "fill:#d4f7d4,stroke:#2e7d32,stroke-width:2px",
+    "current": "fill:#e3f2fd,stroke:#1565c0,stroke-width:3px",
+    "paused": "fill:#e3f2fd,stroke:#1565c0,stroke-width:3px",
+    "waiting": "fill:#ede7f6,stroke:#5e35b1,stroke-width:3px",
+    "retrying": "fill:#fff3e0,stroke:#ef6c00,stroke-width:3px",
+    "failed": "fill:#ffebee,stroke:#c62828,stroke-width:3px",
+}
+"""Each state's look; ``done`` is the class ``visited`` (its name in earlier versions)."""
 
 
 def _mermaid_id(node_id: str, index: int) -> str:
@@ -19,38 +36,56 @@ def _label(text: str) -> str:
     return text.replace('"', "#quot;")
 
 
-def to_mermaid(workflow: WorkflowDefinition, path: Sequence[str] = ()) -> str:
-    """A ``flowchart TD`` of ``workflow``.
+def state_note(state: str, visits: int, failures: int) -> str:
+    """What a node's label adds: ``x3``, ``failed after 5 attempts``, ``retrying (2 failed)``."""
+    notes = [f"x{visits}"] if visits > 1 else []
+    if state == "failed":
+        notes.append(f"failed after {failures} attempts" if failures > 1 else "failed")
+    elif state == "retrying":
+        notes.append(f"retrying ({failures} failed)")
+    elif state in ("paused", "waiting"):
+        notes.append(state)
+    return " ".join(notes)
 
-    ``path`` is the sequence of node ids a run executed (its timeline); visited nodes and
-    the edges it followed are highlighted, and a node's visit count is shown when above one.
-    """
-    ids = {node.id: _mermaid_id(node.id, i) for i, node in enumerate(workflow.nodes)}
-    visits: dict[str, int] = {}
-    for node_id in path:
-        visits[node_id] = visits.get(node_id, 0) + 1
-    taken = set(itertools.pairwise(path))
+
+def to_mermaid(graph: Mapping[str, Any], run: RunPath | None = None) -> str:
+    """A ``flowchart TD`` of ``graph``, with ``run``'s path and node states marked."""
+    nodes = graph["nodes"]
+    ids = {node["id"]: _mermaid_id(node["id"], i) for i, node in enumerate(nodes)}
+    states = run.states if run else {}
+    taken = run.taken if run else set()
 
     lines = ["flowchart TD"]
-    for node in workflow.nodes:
-        count = visits.get(node.id, 0)
-        suffix = f" x{count}" if count > 1 else ""
+    for node in nodes:
+        found = states.get(node["id"])
+        note = state_note(*found) if found else ""
+        suffix = f" {_label(note)}" if note else ""
         lines.append(
-            f'    {ids[node.id]}["{_label(node.id)}<br/><i>{_label(node.type)}</i>{suffix}"]'
+            f'    {ids[node["id"]]}["{_label(node["id"])}<br/><i>{_label(node["type"])}</i>'
+            f'{suffix}"]'
         )
     followed: list[int] = []
-    for index, edge in enumerate(workflow.edges):
-        source = ids.get(edge.source, _mermaid_id(edge.source, 10_000 + index))
-        target = ids.get(edge.target, _mermaid_id(edge.target, 20_000 + index))
-        arrow = f"-->|{_label(edge.source_handle)}|" if edge.source_handle else "-->"
+    for index, edge in enumerate(graph["edges"]):
+        source = ids.get(edge["source"], _mermaid_id(edge["source"], 10_000 + index))
+        target = ids.get(edge["target"], _mermaid_id(edge["target"], 20_000 + index))
+        handle = edge.get("sourceHandle")
+        arrow = f"-->|{_label(handle)}|" if handle else "-->"
         lines.append(f"    {source} {arrow} {target}")
-        if (edge.source, edge.target) in taken:
+        if (edge["source"], edge["target"]) in taken:
             followed.append(index)
-    if visits:
-        lines.append("    classDef visited fill:#d4f7d4,stroke:#2e7d32,stroke-width:2px")
-        lines.append(f"    class {','.join(ids[n] for n in visits if n in ids)} visited")
+    by_state: dict[str, list[str]] = {}
+    for node_id, found in states.items():
+        if node_id in ids and (found.state or found.visits):
+            by_state.setdefault(found.state or "done", []).append(ids[node_id])
+    for state, members in by_state.items():
+        name = "visited" if state == "done" else state
+        lines.append(f"    classDef {name} {STATE_STYLES[state]}")
+        lines.append(f"    class {','.join(members)} {name}")
     if followed:
         lines.append(
             f"    linkStyle {','.join(map(str, followed))} stroke:#2e7d32,stroke-width:3px"
         )
     return "\n".join(lines) + "\n"
+
+
+__all__ = ["STATE_STYLES", "state_note", "to_mermaid"]

@@ -22,19 +22,38 @@ from refluxo.host.defaults import DEFAULT_APP, DEFAULT_DATABASE
 
 if TYPE_CHECKING:
     from refluxo.api.client import RunClient, RunReader
+    from refluxo.host.project import AppChoice
     from refluxo.host.settings import Settings
     from refluxo.runtime.app import App
 
 
-def load_app(spec: str) -> App:
-    """Import ``module:attribute`` (the current directory is importable)."""
+def app_choice(spec: str | None) -> AppChoice:
+    """The App to use: ``spec`` (``--app``/``REFLUXO_APP``), else the project's, else the
+    default (:mod:`refluxo.host.project`)."""
+    from refluxo.host.project import ProjectError, choose_app
+
+    try:
+        return choose_app(spec, Path.cwd())
+    except ProjectError as err:
+        raise click.BadParameter(str(err), param_hint="--app") from err
+
+
+def app_spec_of(spec: str | None) -> str:
+    """The ``module:attribute`` :func:`app_choice` picks."""
+    return app_choice(spec).spec
+
+
+def load_app(spec: str | None) -> App:
+    """Import the App :func:`app_choice` picks (its project's directory is importable)."""
     from refluxo.host.compose import import_app
     from refluxo.host.settings import ConfigurationError
 
+    choice = app_choice(spec)
     try:
-        return import_app(spec, Path.cwd())
+        return import_app(choice.spec, choice.root)
     except ConfigurationError as err:
-        raise click.BadParameter(str(err), param_hint="--app") from err
+        where = "" if choice.source in ("--app", "default") else f" (named in {choice.source})"
+        raise click.BadParameter(f"{err}{where}", param_hint="--app") from err
 
 
 def settings_from(**flags: str | None) -> Settings:
@@ -64,11 +83,10 @@ def parse_json(value: str | None, what: str) -> Any:
 app_option = click.option(
     "--app",
     "app_spec",
-    default=DEFAULT_APP,
-    show_default=True,
     envvar="REFLUXO_APP",
     show_envvar=True,
-    help="The App to use, as module:attribute.",
+    help="The App to use, as module:attribute [default: [tool.refluxo] app in the nearest "
+    f"pyproject.toml, else {DEFAULT_APP}].",
 )
 db_option = click.option(
     "--db",
@@ -103,7 +121,7 @@ class Target(NamedTuple):
     and a named tuple costs a tenth of the time to define.
     """
 
-    app_spec: str
+    app_spec: str | None
     db: Path
     url: str | None
     api_key: str | None
@@ -119,10 +137,15 @@ class Target(NamedTuple):
             yield HttpClient(self.url, api_key=self.api_key, id_token=self.id_token)
             return
         settings = settings_from(
-            REFLUXO_APP=self.app_spec,
+            REFLUXO_APP=app_spec_of(self.app_spec),
             REFLUXO_DB=str(self.db),
             REFLUXO_WORKERS="2" if deliver else "0",
         )
+        import logging
+
+        # The command prints each result itself: the runtime's event lines (a failed
+        # attempt is a warning) would repeat them on stderr through logging's last resort.
+        logging.getLogger("refluxo.events").addHandler(logging.NullHandler())
         runtime = build_runtime(settings, load_app(self.app_spec)).start()
         try:
             yield LocalClient(runtime.service)
@@ -160,7 +183,7 @@ def target_options(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def with_target(
         *args: Any,
-        app_spec: str,
+        app_spec: str | None,
         db: Path,
         url: str | None,
         api_key: str | None,

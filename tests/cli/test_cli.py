@@ -42,7 +42,7 @@ def test_run_pause_resume_status_list(cli: CliRunner) -> None:
     assert "Published 'Hi' (approved by me)" in resumed.output
     assert "run post-1: completed" in resumed.output
 
-    status = json.loads(cli.invoke(main, ["status", "post-1"]).output)
+    status = json.loads(cli.invoke(main, ["status", "post-1", "--json"]).output)
     assert status["status"] == "completed"
     assert [e["nodeId"] for e in status["timeline"]] == ["start", "draft", "review", "publish"]
 
@@ -50,7 +50,8 @@ def test_run_pause_resume_status_list(cli: CliRunner) -> None:
 def test_cancel_and_errors(cli: CliRunner) -> None:
     cli.invoke(main, ["run", "content-approval", "--run-id", "post-2"])
     cancelled = cli.invoke(main, ["cancel", "post-2", "--reason", "spam"])
-    assert "failed: spam" in cancelled.output
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "run post-2: failed (cancelled) at 'review': spam" in cancelled.output
     again = cli.invoke(main, ["resume", "post-2", "--payload", "{}"])
     assert again.exit_code != 0
     assert "409 conflict" in again.output
@@ -108,7 +109,8 @@ def test_validate_invalid_json_points_at_the_line(cli: CliRunner, tmp_path: Path
 def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:
     cli.invoke(main, ["run", "content-approval", "--run-id", "post-3", "--input", "{}"])
     cli.invoke(main, ["resume", "post-3", "--payload", '{"approved": false, "comment": "no"}'])
-    result = cli.invoke(main, ["graph", "examples/content_approval.json", "--run", "post-3"])
+    file = next(ROOT.glob("**/examples/content_approval.json"))
+    result = cli.invoke(main, ["graph", str(file), "--run", "post-3"])
     assert result.exit_code == 0, result.output
     text = result.output
     assert text.startswith("flowchart TD\n")

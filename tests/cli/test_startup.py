@@ -137,10 +137,16 @@ def test_status_of_a_stored_run_prints_the_api_view_without_loading_the_app(
     with target.client(deliver=False) as client:  # the runtime's LocalClient and its models
         expected = json.dumps(client.get("post-1", timeline_limit=1000), indent=2)
 
-    code, modules, output = loaded_by("status", "post-1", "--db", str(db))
+    code, modules, output = loaded_by("status", "post-1", "--db", str(db), "--json")
 
     assert code == 0, output
     assert output.startswith(expected + "\n")
+    assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING + RUNNING) == []
+
+    code, modules, output = loaded_by("status", "post-1", "--db", str(db))  # the summary
+
+    assert code == 0, output
+    assert "status    paused at 'review': waiting for a resume" in output
     assert among(modules, WEB_AND_CLOUD + ENGINE + SERVING + RUNNING) == []
 
 
