@@ -130,6 +130,7 @@ def serve(
     from refluxo.api.server import LocalServer
     from refluxo.host.compose import build_deployment
     from refluxo.host.logs import configure_logging
+    from refluxo.host.serve_log import DueTimes, service_due_times
     from refluxo.host.settings import ConfigurationError
 
     spec = app_spec_of(app_spec)
@@ -145,8 +146,9 @@ def serve(
     )
     app = load_app(app_spec)
     try:
-        configure_logging(os.environ, cloud=False)  # text, unless REFLUXO_LOG_FORMAT=json
+        handler = configure_logging(os.environ, cloud=False)  # text, or REFLUXO_LOG_FORMAT
         deployment = build_deployment(settings, app)
+        handler.addFilter(DueTimes(service_due_times(deployment.service)))
     except ConfigurationError as err:
         raise click.ClickException(str(err)) from err
     try:

@@ -148,7 +148,21 @@ TEXT_NAMES: Final = {"runId": "run"}
 """Event fields shown under a shorter name in text lines."""
 
 
-def _text_value(value: Any) -> str:
+TIME_FIELDS: Final = frozenset({"nextRetryAt", "resumeAt"})
+"""Event fields holding epoch milliseconds: text lines show them as ISO times."""
+
+
+def _iso(epoch_ms: float) -> str:
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC).replace(microsecond=0)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def _text_value(value: Any, key: str = "") -> str:
+    if key in TIME_FIELDS and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return _iso(value)
+        except (OverflowError, OSError, ValueError):
+            pass
     if isinstance(value, str):
         plain = value and value.isprintable() and not any(c in value for c in ' ="\\')
         return value if plain else json.dumps(value)
@@ -160,7 +174,7 @@ class TextFormatter(logging.Formatter):
 
     ``2026-01-02 10:00:00,123 ERROR run_failed run=abc workflow=w node=n: reason``; an
     ordinary record: ``... WARNING refluxo.http: message``. A field whose value is the
-    message itself is not repeated.
+    message itself is not repeated; a time (:data:`TIME_FIELDS`) is written in ISO 8601.
     """
 
     def __init__(self) -> None:
@@ -183,7 +197,7 @@ class TextFormatter(logging.Formatter):
         for key, value in fields.items():
             if key == "event" or value == message:
                 continue
-            shown.append(f"{TEXT_NAMES.get(key, key)}={_text_value(value)}")
+            shown.append(f"{TEXT_NAMES.get(key, key)}={_text_value(value, key)}")
         return f"{record.asctime} {record.levelname} {' '.join(shown)}: {message}"
 
 
