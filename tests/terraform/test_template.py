@@ -98,15 +98,15 @@ def test_the_unpacked_archive_serves_the_app_from_main_py(
         "REFLUXO_API_KEY": "",
         "PYTHONPATH": "",
     }
-    with start_functions_framework(unpacked / "main.py", "api", env=env) as server:
+    with start_functions_framework(unpacked / "main.py", "api", env=env, timeout=120) as server:
         client = HttpClient(server.url)
         with urllib.request.urlopen(f"{server.url}/workflows", timeout=10) as answer:
             listed = json.load(answer)
         assert [w["name"] for w in listed["workflows"]] == ["order"]  # the app, not the examples
         run = client.start("order", {"id": "Z-9"})["runId"]
-        wait_until(lambda: client.get(run)["status"] == "paused", 30, "the run to pause")
+        wait_until(lambda: client.get(run)["status"] == "paused", 60, "the run to pause")
         client.resume(run, {"ok": True})
-        wait_until(lambda: client.get(run)["status"] == "completed", 30, "the run to end")
+        wait_until(lambda: client.get(run)["status"] == "completed", 60, "the run to end")
         assert client.get(run)["timeline"][-1]["output"] == {"shipped": "Z-9"}
 
 
