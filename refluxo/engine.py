@@ -46,6 +46,7 @@ from refluxo.model import (
     Snapshot,
     SnapshotStatus,
     WorkflowDefinition,
+    check_output_depth,
     trusted,
 )
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
@@ -347,6 +348,8 @@ class WorkflowEngine:
             result_input, result = await self._run_node(
                 node, definition, snapshot, external_payload, globals
             )
+            if not result.pause:
+                check_output_depth(result.data)  # a snapshot must be able to hold it
             resume_at = (
                 checked_resume_at(result.resume_at, now)
                 if result.pause and result.resume_at is not None

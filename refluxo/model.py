@@ -21,6 +21,8 @@ from pydantic import (
     GetCoreSchemaHandler,
     SerializationInfo,
     SerializerFunctionWrapHandler,
+    ValidationError,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -32,6 +34,9 @@ from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
 
 __all__ = [
     "ABSENT",
+    "MAX_JSON_DEPTH",
+    "MAX_METADATA_DEPTH",
+    "MAX_OUTPUT_DEPTH",
     "Edge",
     "Node",
     "NodeResult",
@@ -53,6 +58,66 @@ _WIRE = ConfigDict(
     frozen=True,
     extra="ignore",
 )
+
+
+_KEEP_UNKNOWN = ConfigDict(
+    alias_generator=to_camel,
+    validate_by_name=True,
+    validate_by_alias=True,
+    serialize_by_alias=True,
+    frozen=True,
+    extra="allow",
+)
+"""For the snapshot and its results: keys this engine does not know are kept, as
+``@refluxo/core`` keeps them (it spreads the objects it was given)."""
+
+MAX_JSON_DEPTH: Final = 201
+"""How deep a snapshot's JSON may nest, the snapshot object counting as one level: the
+most pydantic's JSON parser reads (``Snapshot.model_validate_json``), so every snapshot
+this engine writes can be read back by both codecs."""
+
+MAX_OUTPUT_DEPTH: Final = MAX_JSON_DEPTH - 4
+"""How deep a result's ``output`` may nest (197): inside the snapshot, the context, the
+node's list and the result. An executor returning a deeper output fails the node."""
+
+MAX_METADATA_DEPTH: Final = MAX_JSON_DEPTH - 2
+"""How deep a value in a snapshot's ``metadata`` may nest (199)."""
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep ``value`` nests as JSON (a scalar 0, ``[]`` 1), counted up to ``limit + 1``:
+    enough to tell whether it exceeds ``limit``, without walking further down."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        for child in children:
+            if isinstance(child, Mapping | list | tuple):
+                stack.append((child, depth + 1))
+    return deepest
+
+
+class SnapshotTooDeep(ValueError):
+    """A value nests deeper than a snapshot can hold (see :data:`MAX_JSON_DEPTH`)."""
+
+
+def check_output_depth(output: Any) -> None:
+    """Raise :class:`SnapshotTooDeep` when ``output`` nests deeper than a result may."""
+    if json_depth(output, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH:
+        raise SnapshotTooDeep(
+            f"the output nests deeper than {MAX_OUTPUT_DEPTH} levels: a snapshot holding it "
+            f"could not be read back (snapshot JSON nests at most {MAX_JSON_DEPTH} levels)"
+        )
 
 
 def _omit_none(value: object) -> bool:
@@ -196,12 +261,12 @@ class NodeResult(BaseModel):
     ``output`` key; an explicit ``None`` (``null``, as on every failed attempt) is written.
     """
 
-    model_config = _WIRE
+    model_config = _KEEP_UNKNOWN
 
     output: Any = None
-    timestamp: int
+    timestamp: int = Field(strict=True)
     error: str | None = Field(default=None, exclude_if=_omit_none)
-    attempt: int = 1
+    attempt: int = Field(default=1, strict=True)
 
     def __init__(
         self,
@@ -217,11 +282,19 @@ class NodeResult(BaseModel):
             data["timestamp"] = timestamp
         if attempt is not None:
             data["attempt"] = attempt
+        elif "attempt" not in data:
+            data["attempt"] = 1  # built in Python: the first attempt, written out
         super().__init__(**data)
 
     # Only maps positional arguments to keywords: decoding (model_validate*) may skip it and
     # stay entirely in pydantic-core, which keeps loading a long history fast.
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @property
+    def has_attempt(self) -> bool:
+        """Whether ``attempt`` is on the wire: a result decoded without one (which
+        ``@refluxo/core`` would keep as it is) reads as attempt 1 and writes none."""
+        return "attempt" in self.__dict__
 
     @property
     def has_output(self) -> bool:
@@ -232,16 +305,24 @@ class NodeResult(BaseModel):
     # writes nothing for it, at no cost per result (a serializer hook would triple the
     # cost of dumping a history), and reading it falls through to ``__getattr__``: None.
     @model_validator(mode="after")
-    def _leave_out_absent_output(self) -> NodeResult:
-        if "output" not in self.__pydantic_fields_set__:
+    def _leave_out_absent_output(self, info: ValidationInfo) -> NodeResult:
+        fields_set = self.__pydantic_fields_set__
+        if "output" not in fields_set:
             self.__dict__.pop("output", None)
+        elif info.mode == "python":
+            # Decoded JSON is bounded by the parser; Python values are checked here.
+            check_output_depth(self.__dict__["output"])
+        if "attempt" not in fields_set:
+            self.__dict__.pop("attempt", None)
         return self
 
-    if not TYPE_CHECKING:  # for mypy, `output` is the declared field
+    if not TYPE_CHECKING:  # for mypy, `output` and `attempt` are the declared fields
 
         def __getattr__(self, name: str) -> Any:
             if name == "output":
                 return None
+            if name == "attempt":
+                return 1
             return super().__getattr__(name)
 
 
@@ -283,14 +364,15 @@ _ALL_FIELDS: dict[type[BaseModel], set[str]] = {}
 _WITHOUT_OUTPUT: set[str] = set(NodeResult.model_fields) - {"output"}
 
 
-def trusted(model: type[_M], fields: dict[str, Any]) -> _M:
+def trusted(model: type[_M], fields: dict[str, Any], extra: dict[str, Any] | None = None) -> _M:
     """Build ``model`` from a complete dict of already-valid field values, skipping validation.
 
     The engine builds a snapshot, a result and sometimes a retry state on every step from
     values it produced itself; validating them again would double the cost of a step. Like
     ``model_construct`` without its per-field default handling: ``fields`` must hold every
     field. A :class:`NodeResult` whose ``output`` is :data:`ABSENT` leaves ``output`` out
-    of the wire form (and reads it as ``None``).
+    of the wire form (and reads it as ``None``). ``extra``: the unknown keys a snapshot or
+    result carries (see :attr:`BaseModel.model_extra`), kept through the copy.
     """
     instance = model.__new__(model)
     object.__setattr__(instance, "__dict__", fields)
@@ -302,7 +384,9 @@ def trusted(model: type[_M], fields: dict[str, Any]) -> _M:
         del fields["output"]
         fields_set = _WITHOUT_OUTPUT
     object.__setattr__(instance, "__pydantic_fields_set__", fields_set)
-    object.__setattr__(instance, "__pydantic_extra__", None)
+    if extra is None and model.model_config.get("extra") == "allow":
+        extra = {}
+    object.__setattr__(instance, "__pydantic_extra__", extra)
     object.__setattr__(instance, "__pydantic_private__", None)
     return instance
 
@@ -339,7 +423,7 @@ class Snapshot(BaseModel):
     :class:`~refluxo.context.Context`).
     """
 
-    model_config = _WIRE
+    model_config = _KEEP_UNKNOWN
 
     workflow_id: str
     status: SnapshotStatus
@@ -350,6 +434,29 @@ class Snapshot(BaseModel):
     total_execution_time: int | None = Field(default=None, exclude_if=_omit_none)
     metadata: dict[str, Any] = Field(default_factory=dict)
     retry_state: RetryState | None = Field(default=None, exclude_if=_omit_none)
+
+    @model_validator(mode="after")
+    def _bounded_metadata(self, info: ValidationInfo) -> Snapshot:
+        # Decoded JSON is bounded by the parser; Python values are checked here.
+        depth_limit = MAX_METADATA_DEPTH + 1  # the metadata object itself is one level
+        if info.mode == "python" and json_depth(self.metadata, depth_limit) > depth_limit:
+            raise SnapshotTooDeep(
+                f"a metadata value nests deeper than {MAX_METADATA_DEPTH} levels: the "
+                f"snapshot could not be read back (its JSON nests at most {MAX_JSON_DEPTH})"
+            )
+        return self
+
+    @classmethod
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Snapshot:
+        """Read a wire snapshot, validating every result (see :meth:`from_json` for the
+        fast, lazy reader). Raises pydantic's ``ValidationError``, or
+        :class:`SnapshotTooDeep` when the JSON nests deeper than :data:`MAX_JSON_DEPTH`,
+        or ``ValueError`` naming a lone UTF-16 surrogate (both codecs refuse the same
+        documents, in the same words)."""
+        try:
+            return super().model_validate_json(json_data, **kwargs)
+        except ValidationError as error:
+            raise json_error(error) from error
 
     def to_json(self) -> bytes:
         """This snapshot as wire JSON (UTF-8), fast: for storing a run's snapshot whole.
@@ -377,6 +484,30 @@ class Snapshot(BaseModel):
         from refluxo.snapshot_json import snapshot_from_json
 
         return snapshot_from_json(data)
+
+
+def json_error(error: ValidationError) -> ValueError:
+    """``error`` in plain words when it is about the JSON itself (too deep, a lone
+    surrogate); else ``error`` unchanged."""
+    problems = error.errors(include_url=False, include_input=False)
+    if len(problems) == 1 and problems[0]["type"] == "json_invalid":
+        message = str(problems[0]["msg"])
+        if "recursion limit" in message:
+            return SnapshotTooDeep(
+                f"snapshot JSON nests deeper than {MAX_JSON_DEPTH} levels "
+                f"(an output at most {MAX_OUTPUT_DEPTH}, a metadata value at most "
+                f"{MAX_METADATA_DEPTH}): {message}"
+            )
+        if "surrogate" in message or "hex escape" in message:
+            return ValueError(LONE_SURROGATE + f": {message}")
+    return error
+
+
+LONE_SURROGATE = (
+    "snapshot JSON holds a lone UTF-16 surrogate escape (such as \\ud800) in a string: "
+    "JSON.parse accepts it, but a Python string cannot be written as UTF-8 with one, "
+    "so refluxo refuses the snapshot"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,16 +20,27 @@ Keys come out, and iterate, in JavaScript's order (see :func:`~refluxo.context.j
 the decoded object's keys as ``JSON.parse`` would order them, then new nodes. The bytes are
 reused whole only when that is already their order (a context holding no integer-like
 node id, or written by either engine); otherwise the context object is re-encoded in order.
+The snapshot's own keys come out in the model's order (``model_dump_json``'s, which is
+``@refluxo/core``'s), unknown ones last, so both codecs write the same bytes for a snapshot
+they both encoded.
+
+Both codecs read and refuse the same documents: JSON nesting deeper than
+:data:`~refluxo.model.MAX_JSON_DEPTH` (:class:`~refluxo.model.SnapshotTooDeep`), a lone
+UTF-16 surrogate escape, bytes that are not UTF-8 (``ValueError`` saying so); ``NaN`` and
+``Infinity`` are read as pydantic reads them (written back as ``null``, as
+``JSON.stringify`` writes them).
 
 Where an invalid historical result is refused: everything outside the context (status,
 version, retry state...) is validated by ``snapshot_from_json`` itself, and malformed JSON
 anywhere raises there too (:class:`ValueError`). A result that is well-formed JSON but not a
-valid ``NodeResult`` (a missing ``timestamp``, say) raises pydantic's ``ValidationError``
-when its node is first read: by ``engine.execute_step`` when the run reaches that node again,
-by an executor or expression reading it, by iterating the context, or by
+valid ``NodeResult`` (a missing ``timestamp``, say, or an output nested too deep) raises
+:class:`InvalidResult` (a ``ValueError`` naming the node, the result's index and what is
+wrong) when its node is first read: by ``engine.execute_step`` when the run reaches that
+node again, by an executor or expression reading it, by iterating the context, or by
 ``Snapshot.model_dump*``. A node nobody reads is carried through ``snapshot_to_json``
-unchanged. Call :meth:`LazyContext.validate` (or load with ``Snapshot.model_validate_json``)
-to check a whole history up front, e.g. when accepting a snapshot from an untrusted party.
+unchanged (so its bytes stay as they came, as ``@refluxo/core`` keeps them). Call
+:meth:`LazyContext.validate` (or load with ``Snapshot.model_validate_json``) to check a
+whole history up front, e.g. when accepting a snapshot from an untrusted party.
 """
 
 from __future__ import annotations
@@ -41,16 +52,40 @@ from typing import Any
 
 import immutables
 import msgspec
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 from pyrsistent import pvector
 
 from refluxo.context import Context, in_added_order, is_array_index, js_key_order
-from refluxo.model import NodeResult, Snapshot
+from refluxo.model import (
+    LONE_SURROGATE,
+    MAX_JSON_DEPTH,
+    MAX_OUTPUT_DEPTH,
+    NodeResult,
+    Snapshot,
+    SnapshotTooDeep,
+)
 from refluxo.steps import evolve
 
-__all__ = ["LazyContext", "snapshot_from_json", "snapshot_to_json"]
+__all__ = ["InvalidResult", "LazyContext", "snapshot_from_json", "snapshot_to_json"]
+
+
+class InvalidResult(ValueError):
+    """A result in a decoded snapshot's history is not a valid result; the message names
+    the node, the result's index and what is wrong with it."""
+
+    def __init__(self, node_id: str, message: str) -> None:
+        super().__init__(f"invalid result of node {node_id!r} in the snapshot: {message}")
+        self.node_id = node_id
+
 
 _RESULTS: TypeAdapter[list[NodeResult]] = TypeAdapter(list[NodeResult])
+# A node's results are validated inside two more levels (the snapshot and its context, as
+# in the whole document) so that pydantic's depth limit counts as it does for the document.
+_NESTED_RESULTS: TypeAdapter[tuple[tuple[list[NodeResult]]]] = TypeAdapter(
+    tuple[tuple[list[NodeResult]]]
+)
+_NOT_FINITE = re.compile(rb"NaN|Infinity")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _TOP = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _SPLIT = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE = msgspec.json.Encoder()
@@ -118,9 +153,12 @@ class _Base:
     def results(self, node_id: str) -> Any:
         found = self.validated.get(node_id)
         if found is None:
-            found = self.validated[node_id] = pvector(
-                _RESULTS.validate_json(bytes(self.split[node_id]))
-            )
+            raw = b"[[" + bytes(self.split[node_id]) + b"]]"
+            try:
+                decoded = _NESTED_RESULTS.validate_json(raw)[0][0]
+            except ValidationError as error:
+                raise InvalidResult(node_id, _plain_words(error)) from None
+            found = self.validated[node_id] = pvector(decoded)
         return found
 
     def open_end(self) -> tuple[memoryview, bool]:
@@ -130,6 +168,29 @@ class _Base:
         while raw[end - 1] in _WHITESPACE:
             end -= 1
         return raw[:end], raw[end - 1] == _OPEN
+
+
+def _plain_words(error: ValidationError) -> str:
+    """What is wrong with a node's results, one problem a clause: ``result 0: timestamp:
+    field required``, without pydantic's input dump."""
+    clauses = []
+    for problem in error.errors(include_url=False, include_input=False)[:5]:
+        message = str(problem["msg"])
+        if problem["type"] == "json_invalid" and "recursion limit" in message:
+            clauses.append(
+                f"it nests deeper than a snapshot may ({MAX_JSON_DEPTH} levels, so an "
+                f"output at most {MAX_OUTPUT_DEPTH})"
+            )
+            continue
+        where = [str(part) for part in problem["loc"][2:]]  # past the two wrapping levels
+        if where and where[0].isdigit():
+            where[0] = f"result {where[0]}"
+        # pydantic's function-after wrapper adds a step to the path: not the user's.
+        where = [part for part in where if not part.startswith("function-after")]
+        head = ": ".join([".".join(where[:1]), *[".".join(where[1:])]]).strip(": ")
+        clauses.append(f"{head}: {message[:1].lower()}{message[1:]}" if head else message)
+    more = error.error_count() - len(clauses)
+    return "; ".join(clauses) + (f"; and {more} more" if more > 0 else "")
 
 
 def _plain(key: str) -> bool:
@@ -203,7 +264,7 @@ class LazyContext(Context):
         return _lazy_context, (self.to_json(),)
 
     def validate(self) -> LazyContext:
-        """Validate every result now (raises pydantic's ``ValidationError``); returns self."""
+        """Validate every result now (raises :class:`InvalidResult`); returns self."""
         for node_id in self._base.split:
             self._base.results(node_id)
         return self
@@ -291,14 +352,18 @@ def _context_parts(context: Context) -> list[bytes | memoryview]:
 
 
 def snapshot_to_json(snapshot: Snapshot) -> bytes:
-    """``snapshot`` as wire JSON (UTF-8 bytes), equal as JSON to ``model_dump_json()``.
+    """``snapshot`` as wire JSON (UTF-8 bytes), equal as JSON to ``model_dump_json()``
+    (the same keys in the same order).
 
     Results decoded by :func:`snapshot_from_json` and not replaced since are written back
-    as the bytes they were read from; only results appended since are encoded. The
-    context comes last among the keys.
+    as the bytes they were read from; only results appended since are encoded.
     """
     head = snapshot.model_dump_json(exclude={"context"}).encode()
-    return b"".join([head[:-1], b',"context":', *_context_parts(snapshot.context), b"}"])
+    # The context goes where the model (and @refluxo/core) writes it: before "version",
+    # which is always written. A string value cannot hold ',"version":' (its quotes would
+    # be escaped), so the first one is the key.
+    cut = head.index(b',"version":')
+    return b"".join([head[:cut], b',"context":', *_context_parts(snapshot.context), head[cut:]])
 
 
 def snapshot_from_json(data: bytes | bytearray | memoryview | str) -> Snapshot:
@@ -311,10 +376,32 @@ def snapshot_from_json(data: bytes | bytearray | memoryview | str) -> Snapshot:
     malformed JSON or an invalid snapshot.
     """
     if isinstance(data, str):
-        data = data.encode()
+        try:
+            data = data.encode()
+        except UnicodeEncodeError:
+            raise ValueError(LONE_SURROGATE) from None
     elif not isinstance(data, bytes):
         data = bytes(data)
-    top = _TOP.decode(data)
+    if not data.isascii():
+        # msgspec skips over the context without decoding its strings: check here what
+        # pydantic's parser checks, so that both codecs refuse the same documents.
+        try:
+            data.decode()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"snapshot JSON is not valid UTF-8 (at byte {error.start})") from None
+    try:
+        top = _TOP.decode(data)
+    except RecursionError:
+        raise SnapshotTooDeep(f"snapshot JSON nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except msgspec.DecodeError:
+        if _NOT_FINITE.search(data):
+            # NaN and Infinity are not JSON (JSON.parse refuses them), but pydantic's reader
+            # takes them, and Python's json.dumps writes them: read as the model reads them
+            # (written back as null, as JSON.stringify writes them).
+            return Snapshot.model_validate_json(data)
+        if _SURROGATE_ESCAPE.search(data):
+            raise ValueError(LONE_SURROGATE) from None
+        raise
     raw_context = top.pop("context", None)
     # An explicit empty context: the model's default would be deep-copied.
     members = [_key(k) + bytes(v) for k, v in top.items()]

@@ -136,7 +136,8 @@ def evolve(snapshot: Snapshot, changes: dict[str, Any]) -> Snapshot:
     """
     fields = snapshot.__dict__.copy()
     fields.update(changes)
-    return trusted(Snapshot, fields)
+    # Unknown top-level keys ride along, as ``{...snapshot}`` keeps them in @refluxo/core.
+    return trusted(Snapshot, fields, snapshot.__pydantic_extra__)
 
 
 def wall_clock_ms() -> int:

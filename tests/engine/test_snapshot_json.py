@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from pydantic import ValidationError
 
 from refluxo import NodeResult, Snapshot, StepResult, WorkflowEngine
-from refluxo.snapshot_json import LazyContext, snapshot_from_json, snapshot_to_json
+from refluxo.snapshot_json import (
+    InvalidResult,
+    LazyContext,
+    snapshot_from_json,
+    snapshot_to_json,
+)
 from tests.engine.test_wire import snapshots
 
 DATA = Path(__file__).parent.parent / "data"
@@ -88,12 +93,12 @@ def test_an_invalid_historical_result_is_refused_when_read() -> None:
         Snapshot.model_validate_json(text)
     snapshot = Snapshot.from_json(text)  # lazy: the bad result is not read yet
     assert snapshot.context["b"][0].output == 2
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidResult, match=r"node 'a' .*result 0: timestamp: field required"):
         snapshot.context["a"]
     with pytest.raises(ValueError, match="timestamp"):
         snapshot.model_dump_json()
     assert isinstance(snapshot.context, LazyContext)
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidResult):
         snapshot.context.validate()
 
 
@@ -105,7 +110,7 @@ async def test_a_step_reaching_a_node_with_an_invalid_result_refuses_it() -> Non
         '{"workflowId":"w","status":"active","currentNodeId":"a",'
         '"context":{"a":[{"output":1,"timestamp":"never"}]}}'
     )
-    with pytest.raises(ValidationError):
+    with pytest.raises(InvalidResult, match="timestamp"):
         await engine.execute_step(snapshot)
 
 
