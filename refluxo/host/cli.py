@@ -70,16 +70,39 @@ class _Group(click.Group):
 @click.group(cls=_Group)
 @click.version_option(__version__, package_name="refluxo")  # not read from the metadata: quicker
 def main() -> None:
-    """Refluxo: durable, step-by-step workflows."""
+    """Refluxo: durable, step-by-step workflows.
+
+    \b
+    The App is --app (REFLUXO_APP), else [tool.refluxo] app in the nearest
+    pyproject.toml, else the bundled examples. Runs are on the local database
+    (--db), or on a server with --url.
+
+    \b
+    Exit codes: 0 done (a run completed, paused or waiting on a timer);
+    1 the run failed, or the command could not do it (unknown run, conflict,
+    server error); 2 a usage error (a missing or malformed option).
+    """
 
 
 @main.command()
 @app_option
 @db_option
 @click.option(
-    "--host", default="127.0.0.1", show_default=True, envvar="REFLUXO_HOST", show_envvar=True
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="REFLUXO_HOST",
+    show_envvar=True,
+    help="Address to listen on (beyond loopback: only with --api-key).",
 )
-@click.option("--port", default=8080, show_default=True, envvar="REFLUXO_PORT", show_envvar=True)
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    envvar="REFLUXO_PORT",
+    show_envvar=True,
+    help="Port to listen on (0: any free port; the banner prints it).",
+)
 @click.option(
     "--workers",
     default=DEFAULT_WORKERS,
@@ -120,7 +143,11 @@ def serve(
     api_key: str | None,
     allowed_hosts: str | None,
 ) -> None:
-    """Serve the HTTP API and deliver steps, on the embedded default.
+    """Serve the HTTP API, the run inspector (/ui) and deliver steps, on the local database.
+
+    Logs one line per step, failed attempt (with the next attempt's time), pause (with
+    its timer's time) and failed run, each with the run id and node (text; JSON with
+    REFLUXO_LOG_FORMAT=json; REFLUXO_LOG_LEVEL=WARNING keeps only the failures).
 
     Without an API key the server answers only its own machine: it refuses to listen on
     an address other than loopback, and answers loopback peers only. It answers only the
