@@ -425,14 +425,18 @@ def resume(
 @click.option(
     "--reason", default="Cancelled", show_default=True, envvar="REFLUXO_REASON", show_envvar=True
 )
+@json_option
 @target_options
-def cancel(run_id: str, reason: str, target: Target) -> None:
+def cancel(run_id: str, reason: str, as_json: bool, target: Target) -> None:
     """Cancel a run (it fails with the reason); exit code 0 once it is cancelled."""
     from refluxo.host.run_text import describe
 
     with target.client(deliver=False) as client:
         view = client.cancel(run_id, reason)
-    click.echo(f"run {run_id}: {describe(view)}")
+    if as_json:
+        click.echo(json.dumps(view, indent=2))
+    else:
+        click.echo(f"run {run_id}: {describe(view)}")
 
 
 @main.command()

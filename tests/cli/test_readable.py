@@ -284,3 +284,18 @@ def test_every_option_s_help_names_its_environment_variable() -> None:
         assert "env var:" in shown
     assert "REFLUXO_GRAPH_FORMAT" in invoke("graph", "--help").output
     assert "REFLUXO_WAIT" in invoke("run", "--help").output
+
+
+def test_run_resume_and_cancel_print_the_view_as_json_for_scripts(project: Path) -> None:
+    started = invoke("run", "order", "--run-id", "o-9", "--json")
+    assert started.exit_code == 0, started.output
+    view = json.loads(started.output)  # nothing but the view on standard output
+    assert (view["runId"], view["status"], view["currentNodeId"]) == ("o-9", "paused", "approve")
+
+    resumed = invoke("resume", "o-9", "--payload", "{}", "--json")
+    assert resumed.exit_code == 1
+    assert json.loads(resumed.output)["status"] == "failed"
+
+    invoke("run", "order", "--run-id", "o-10")
+    cancelled = json.loads(invoke("cancel", "o-10", "--json").output)
+    assert cancelled["snapshot"]["metadata"]["failedReason"] == "Cancelled"
