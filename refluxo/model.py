@@ -430,9 +430,11 @@ class Snapshot(BaseModel):
     current_node_id: str | None
     context: Annotated[Context, _ContextSchema()] = Field(default=EMPTY_CONTEXT)
     version: int = 0
+    # In the order @refluxo/core writes them (its initial snapshot's order), so that both
+    # engines write a snapshot's keys alike.
+    metadata: dict[str, Any] = Field(default_factory=dict)
     last_started_at: int | None = Field(default=None, exclude_if=_omit_none)
     total_execution_time: int | None = Field(default=None, exclude_if=_omit_none)
-    metadata: dict[str, Any] = Field(default_factory=dict)
     retry_state: RetryState | None = Field(default=None, exclude_if=_omit_none)
 
     @model_validator(mode="after")
