@@ -20,6 +20,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
+from types import GeneratorType
 from typing import Any, NamedTuple, TypeVar
 
 T = TypeVar("T")
@@ -85,7 +86,10 @@ async def resolve(value: T | object) -> T:
     hooks) may be written with ``def`` or ``async def``; the engine passes each result here.
     A step driven in place hands the awaitable to its event loop and waits for it there.
     """
-    if inspect.isawaitable(value):
+    # Most values are plain results: only a type with ``__await__`` (a coroutine, a future,
+    # any awaitable) or a generator (an old-style ``types.coroutine``) needs the full check.
+    kind = type(value)
+    if (hasattr(kind, "__await__") or kind is GeneratorType) and inspect.isawaitable(value):
         driver = _in_place.get()
         if driver is not None:
             return driver.await_elsewhere(value)  # type: ignore[no-any-return]

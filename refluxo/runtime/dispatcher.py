@@ -39,13 +39,14 @@ from refluxo.context import EMPTY_CONTEXT
 from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine
 from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
 from refluxo.metadata import FAILED_REASON, RESUME_AT
-from refluxo.model import Snapshot, SnapshotStatus
+from refluxo.model import Snapshot, SnapshotStatus, trusted
 from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.due import due_time
 from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.events_log import log_event
+from refluxo.runtime.events_log import logger as events_logger
 from refluxo.runtime.history import HistoryContext
 from refluxo.runtime.ports import (
     AppendedResult,
@@ -112,7 +113,9 @@ def _not_json(constant: str) -> Any:
 
 def head_only(snapshot: Snapshot) -> Snapshot:
     """The snapshot without its context: what a store keeps in a run's head."""
-    return snapshot.model_copy(update={"context": EMPTY_CONTEXT})
+    # A copy of the (frozen, valid) fields with the context replaced: what model_copy
+    # does, without its generic copying (this runs on every step).
+    return trusted(Snapshot, {**snapshot.__dict__, "context": EMPTY_CONTEXT})
 
 
 def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
@@ -233,14 +236,16 @@ class Dispatcher:
         elif snapshot.status == SnapshotStatus.PAUSED:
             payload = timer_payload(int(snapshot.metadata[RESUME_AT]))
         reader = await offload(self.store.history, record)
-        current = snapshot.model_copy(
-            update={
+        current = trusted(
+            Snapshot,
+            {
+                **snapshot.__dict__,
                 "status": SnapshotStatus.ACTIVE,
                 "context": HistoryContext(reader, record.result_count),
                 "last_started_at": now
                 if snapshot.status != SnapshotStatus.ACTIVE
                 else snapshot.last_started_at,
-            }
+            },
         )
         try:
             engine = await self._engine(record.definition_version)
@@ -411,6 +416,10 @@ def _log_skipped(record: RunRecord, delivery: Delivery, outcome: Outcome) -> Non
     )
 
 
+_WARNED = frozenset({SnapshotStatus.ERROR, SnapshotStatus.FAILED})
+"""A head in these states may log above ``INFO`` (a failed attempt, a failed run)."""
+
+
 def _log_committed(
     record: RunRecord, delivery: Delivery, head: Snapshot, results: Sequence[AppendedResult]
 ) -> None:
@@ -421,6 +430,8 @@ def _log_committed(
     limit, a graph that cannot go on), is one more step at the head's node.
     """
     run_id, workflow, status = record.run_id, record.workflow, head.status
+    if status not in _WARNED and not events_logger.isEnabledFor(logging.INFO):
+        return  # nothing below would be written: spare building the lines
     failed_by_result = bool(results) and results[-1].result.error is not None
     one_more = status == SnapshotStatus.PAUSED or (
         status == SnapshotStatus.FAILED and not failed_by_result

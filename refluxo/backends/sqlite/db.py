@@ -25,8 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from refluxo.errors import TransientError
@@ -200,34 +199,16 @@ class SqliteDatabase:
 
     # -- checking out -------------------------------------------------------------------
 
-    @contextmanager
-    def reading(self) -> Iterator[sqlite3.Connection]:
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
         """A pooled connection for reads (autocommit: each statement sees the latest commit).
 
         Fetch every row inside the block: the connection goes back to the pool after it.
         """
-        connection = self._checkout()
-        healthy = True
-        try:
-            yield connection
-        except sqlite3.Error as err:
-            healthy = self._settle(connection)
-            if is_transient(err):
-                raise transient(err) from err
-            raise
-        except BaseException:
-            healthy = self._settle(connection)
-            raise
-        finally:
-            self._checkin(connection, healthy)
+        return _Lent(self, False)
 
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> AbstractContextManager[sqlite3.Connection]:
         """A write transaction: committed on success, rolled back on any exception."""
-        with self.reading() as connection:  # the same lending, settling and error mapping
-            connection.execute("BEGIN IMMEDIATE")
-            yield connection
-            connection.execute("COMMIT")
+        return _Lent(self, True)
 
     def connection(self) -> sqlite3.Connection:
         """One shared connection for ad-hoc reads from outside the runtime (tests, tools).
@@ -280,8 +261,12 @@ class SqliteDatabase:
 
     def _checkout(self) -> sqlite3.Connection:
         """An idle connection, a new one while under the bound, or wait for one."""
-        deadline = time.monotonic() + self.timeout
         with self._available:
+            if self._idle:
+                connection = self._idle.pop()
+                self._busy.add(connection)
+                return connection
+            deadline = time.monotonic() + self.timeout
             while True:
                 if self._idle:
                     connection = self._idle.pop()
@@ -334,3 +319,59 @@ class SqliteDatabase:
             self._available.notify()
         if not keep:
             connection.close()
+
+
+class _Lent:
+    """One checkout of a pooled connection, as a context manager (:meth:`SqliteDatabase.reading`,
+    and with ``transaction`` a write transaction, :meth:`SqliteDatabase.write`).
+
+    On the way out the connection goes back to the pool: as it is after success (the
+    transaction committed), rolled back after any exception (closed instead if that fails
+    too). SQLite failures that may pass leave as :class:`~refluxo.errors.TransientError`. A
+    class rather than a generator-based context manager: every step passes here twice.
+    """
+
+    __slots__ = ("_connection", "_db", "_transaction")
+
+    def __init__(self, db: SqliteDatabase, transaction: bool) -> None:
+        self._db = db
+        self._transaction = transaction
+        self._connection: sqlite3.Connection | None = None
+
+    def __enter__(self) -> sqlite3.Connection:
+        connection = self._db._checkout()
+        self._connection = connection
+        if self._transaction:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except BaseException as err:
+                self._give_back(connection, err)
+        return connection
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: object
+    ) -> None:
+        connection = self._connection
+        assert connection is not None
+        self._connection = None
+        if error is None:
+            if self._transaction:
+                try:
+                    connection.execute("COMMIT")
+                except BaseException as err:
+                    self._give_back(connection, err)
+            self._db._checkin(connection, True)
+            return
+        healthy = self._db._settle(connection)
+        self._db._checkin(connection, healthy)
+        if isinstance(error, sqlite3.Error) and is_transient(error):
+            raise transient(error) from error
+
+    def _give_back(self, connection: sqlite3.Connection, error: BaseException) -> None:
+        """After ``error`` on the way in or out: settle, return the connection, re-raise."""
+        self._connection = None
+        healthy = self._db._settle(connection)
+        self._db._checkin(connection, healthy)
+        if isinstance(error, sqlite3.Error) and is_transient(error):
+            raise transient(error) from error
+        raise error

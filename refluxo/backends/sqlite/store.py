@@ -27,9 +27,11 @@ import dataclasses
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
+
+import immutables
 
 from refluxo.backends.sqlite.db import SqliteDatabase, is_transient
 from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox
@@ -46,7 +48,6 @@ from refluxo.runtime.ports import (
     RunRecord,
     StepCommit,
     TimelineEntry,
-    counts_after,
 )
 from refluxo.runtime.records import (
     decode_head,
@@ -84,6 +85,78 @@ COUNTS_REMEMBERED = 4096
 
 NO_RESULTS: Mapping[str, int] = MappingProxyType({})
 """The node counts of a run with no results."""
+
+
+class NodeCounts(Mapping[str, int]):
+    """A history's node counts, in first-result order, that a commit extends in O(log n).
+
+    Each commit's record carries its run's counts; copying a dict of every node the run
+    has seen on every step made a step's cost grow with the history (a chain of 2,000
+    distinct nodes spent 11 µs a step copying). This map is persistent: extending it
+    shares everything with the counts it came from, which stay as they were. Iterating it
+    (rare: a history's node ids) walks the order in which nodes first appeared.
+    """
+
+    __slots__ = ("_counts", "_order")
+
+    def __init__(self, counts: immutables.Map[str, int], order: tuple[Any, ...] | None) -> None:
+        self._counts = counts
+        self._order = order
+        """The node ids, newest first, as nested pairs ``(node_id, older)``."""
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int]) -> NodeCounts:
+        if isinstance(counts, NodeCounts):
+            return counts
+        order: tuple[Any, ...] | None = None
+        for node_id in counts:
+            order = (node_id, order)
+        return cls(immutables.Map(counts), order)
+
+    def after(self, results: Sequence[AppendedResult]) -> NodeCounts:
+        """These counts once ``results`` are appended (a node seen for the first time goes
+        last)."""
+        if not results:
+            return self
+        order = self._order
+        counts = self._counts.mutate()
+        for entry in results:
+            if entry.node_id not in counts:
+                order = (entry.node_id, order)
+            counts[entry.node_id] = entry.node_index + 1
+        return NodeCounts(counts.finish(), order)
+
+    def __getitem__(self, node_id: str) -> int:
+        return self._counts[node_id]
+
+    def get(self, node_id: str, default: Any = None) -> Any:
+        return self._counts.get(node_id, default)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._counts
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def __iter__(self) -> Iterator[str]:
+        newest_first: list[str] = []
+        order = self._order
+        while order is not None:
+            newest_first.append(order[0])
+            order = order[1]
+        return reversed(newest_first)
+
+    def __repr__(self) -> str:
+        return f"NodeCounts({dict(self)!r})"
+
+
+def _counts_after(
+    counts: Mapping[str, int] | None, results: Sequence[AppendedResult]
+) -> Mapping[str, int] | None:
+    """:func:`~refluxo.runtime.ports.counts_after`, persistent (see :class:`NodeCounts`)."""
+    if counts is None:
+        return None
+    return NodeCounts.of(counts).after(results)
 
 
 def _record(row: tuple[Any, ...]) -> RunRecord:
@@ -196,6 +269,11 @@ class SqliteStore:
         """By run: the node counts of the last head this store committed (its version),
         so that a run loaded again in this process (a delivery that went back to the
         queue) still numbers its results without a query."""
+        self._inputs: dict[str, tuple[str | None, Any]] = {}
+        """By run: its input as stored and decoded (read and written under the write
+        lock), so that a commit returns the run's input without decoding it again."""
+        self._stored_definitions: set[str] = set()
+        """Definition versions this store has seen stored (a start reads none of them)."""
         self._queue_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
@@ -301,24 +379,28 @@ class SqliteStore:
         except BaseException as err:
             self._fail(batch, err)
             raise
+        committed: list[RunRecord] = []
         for entry in batch:
             entry.done = True
-            if entry.error is None and entry.result is not None:
-                self._remember_counts(entry.result.record)
-            if entry.recorded is not None and entry.error is None:
-                recorded.append(entry.recorded)
+            if entry.error is None:
+                if entry.result is not None and entry.result.record is not None:
+                    committed.append(entry.result.record)
+                if entry.recorded is not None:
+                    recorded.append(entry.recorded)
+        self._remember_counts(committed)
         if self.outbox is not None:
             self.outbox.committed(recorded)
 
-    def _remember_counts(self, record: RunRecord | None) -> None:
-        """Keep the node counts a commit returned, for a later load of the same head."""
-        if record is None or record.node_counts is None:
-            return
+    def _remember_counts(self, records: list[RunRecord]) -> None:
+        """Keep the node counts commits returned, for a later load of the same heads."""
+        counts = self._counts
         with self._queue_lock:
-            self._counts[record.run_id] = (record.version, record.node_counts)
-            self._counts.move_to_end(record.run_id)
-            while len(self._counts) > COUNTS_REMEMBERED:
-                self._counts.popitem(last=False)
+            for record in records:
+                if record.node_counts is not None:
+                    counts[record.run_id] = (record.version, record.node_counts)
+                    counts.move_to_end(record.run_id)
+            while len(counts) > COUNTS_REMEMBERED:
+                counts.popitem(last=False)
 
     @staticmethod
     def _fail(batch: list[_QueuedCommit], error: BaseException) -> None:
@@ -375,6 +457,15 @@ class SqliteStore:
             return CommitResult(committed=False), None
         workflow, definition_version, created_at, result_count, input_ = row
         self._append(connection, commit.run_id, commit.results)
+        # The run's input never changes: decoded once per run in this process, not per step.
+        known = self._inputs.get(commit.run_id)
+        if known is not None and known[0] == input_:
+            value = known[1]
+        else:
+            value = decode_json(input_)
+            if len(self._inputs) >= COUNTS_REMEMBERED:
+                self._inputs.clear()
+            self._inputs[commit.run_id] = (input_, value)
         record = RunRecord(
             run_id=commit.run_id,
             workflow=workflow,
@@ -383,9 +474,9 @@ class SqliteStore:
             created_at=created_at,
             updated_at=now,
             result_count=result_count,
-            input=decode_json(input_),
+            input=value,
             pending=commit.pending,
-            node_counts=counts_after(commit.expected_counts, commit.results),
+            node_counts=_counts_after(commit.expected_counts, commit.results),
         )
         recorded = None
         if self.outbox is not None:
@@ -463,6 +554,8 @@ class SqliteStore:
         return RunPage(runs=runs, next_cursor=next_cursor)
 
     def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
+        if version in self._stored_definitions:
+            return  # content-addressed and never deleted: stored once is stored for good
         with self.db.reading() as connection:
             exists = connection.execute(
                 "SELECT 1 FROM definitions WHERE version = ?", (version,)
@@ -474,6 +567,7 @@ class SqliteStore:
                     "VALUES (?, ?, ?, ?)",
                     (version, workflow, encode_json(definition), self._clock()),
                 )
+        self._stored_definitions.add(version)
 
     def get_definition(self, version: str) -> dict[str, Any] | None:
         with self.db.reading() as connection:
