@@ -34,6 +34,8 @@ NODE_H = 46
 ROW_GAP = 54
 COL_GAP = 28
 MARGIN = 24
+LOOP_DROP = 14
+"""How far below its node a loop's line runs before it turns back up."""
 
 
 def _rows(graph: Mapping[str, Any]) -> list[list[str]]:
@@ -86,7 +88,7 @@ def to_svg(graph: Mapping[str, Any], run: RunPath | None = None) -> str:
         for node in row:
             box[node] = (x, y, width_of[node])
             x += width_of[node] + COL_GAP
-    canvas_h = MARGIN * 2 + len(rows) * NODE_H + max(len(rows) - 1, 0) * ROW_GAP
+    canvas_h = MARGIN * 2 + LOOP_DROP + len(rows) * NODE_H + max(len(rows) - 1, 0) * ROW_GAP
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{canvas_w:.0f}" '
         f'height="{canvas_h:.0f}" viewBox="0 0 {canvas_w:.0f} {canvas_h:.0f}" '
@@ -116,14 +118,18 @@ def to_svg(graph: Mapping[str, Any], run: RunPath | None = None) -> str:
             path = f"M{x1:.1f},{y1:.1f} L{x2:.1f},{y2:.1f}"
             mid = (x1 + (x2 - x1) * 0.6, y1 + (y2 - y1) * 0.6)
             anchor = "end" if x2 < x1 else "start"
-        else:  # back to a node on the same row or above: a loop, drawn on the right
-            x1, y1 = sx + sw, sy + NODE_H / 2
+        else:  # back to a node on the same row or above: a loop, routed around the right
+            x1, y1 = sx + sw / 2, sy + NODE_H
+            below = y1 + LOOP_DROP
             x2, y2 = tx + tw, ty + NODE_H / 2
-            bulge = max(x1, x2) + 50
+            low, high = min(sy, ty), max(sy, ty)
+            right = max(bx + bw for bx, by, bw in box.values() if low <= by <= high)
+            lane = right + 30  # beyond every node between, so the line crosses none
             path = (
-                f"M{x1:.1f},{y1:.1f} C{bulge:.1f},{y1:.1f} {bulge:.1f},{y2:.1f} {x2:.1f},{y2:.1f}"
+                f"M{x1:.1f},{y1:.1f} L{x1:.1f},{below:.1f} L{lane:.1f},{below:.1f} "
+                f"L{lane:.1f},{y2:.1f} L{x2:.1f},{y2:.1f}"
             )
-            mid = (bulge - 12, (y1 + y2) / 2)
+            mid = (lane + 2, (below + y2) / 2)
             anchor = "start"
         title = escape(f"{source} → {target}")
         parts.append(

@@ -234,6 +234,11 @@ def test_graph_takes_a_registered_workflow_and_draws_svg_with_the_failed_node(
     }
     assert states == {"start": "done", "approve": "done", "ship": "failed"}
 
+    as_json = json.loads(invoke("graph", "--run", "o-6", "--format", "json").output)
+    assert [node["id"] for node in as_json["nodes"]] == ["start", "approve", "ship"]
+    assert as_json["states"]["ship"] == {"state": "failed", "visits": 0, "failures": 1}
+    assert as_json["states"]["approve"]["visits"] == 1
+
     unknown = invoke("graph", "nope")
     assert unknown.exit_code == 1
     assert "unknown workflow 'nope'" in unknown.output
