@@ -546,6 +546,10 @@ def validate(file: Path, app_spec: str | None, no_app: bool, as_json: bool) -> N
         click.echo(f"{file}: ok" + (f" ({len(problems)} warnings)" if problems else ""))
 
 
+def _shown(opened: bool, where: str) -> str:
+    return f"opened {where}" if opened else f"no browser found here: open {where} yourself"
+
+
 @main.command()
 @click.argument("workflow", required=False)
 @click.option(
@@ -607,8 +611,7 @@ def graph(
         import webbrowser
 
         page = f"{target.url.rstrip('/')}/ui#/runs/{urllib.parse.quote(run_id, safe='')}"
-        webbrowser.open(page)
-        click.echo(f"opened {page}")
+        click.echo(_shown(webbrowser.open(page), page))
         return
     drawn: dict[str, Any]
     path = None
@@ -652,8 +655,7 @@ def graph(
     if open_it and output is not None:
         import webbrowser
 
-        webbrowser.open(output.resolve().as_uri())
-        click.echo(f"opened {output}")
+        click.echo(_shown(webbrowser.open(output.resolve().as_uri()), str(output)))
 
 
 @main.command()
