@@ -21,10 +21,17 @@ ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 APP = textwrap.dedent(
     """
-    from refluxo import RetryPolicy
-    from refluxo.runtime import App
+    from refluxo import RetryPolicy, StepResult
+    from refluxo.runtime import App, current_step
 
     app = App()
+
+
+    @app.node(retry_policy=RetryPolicy(max_attempts=2, interval=1500))
+    def once(data, context, payload, globals):
+        if current_step().attempt == 1:
+            raise ConnectionError("first try fails")
+        return StepResult({"ok": True})
 
 
     @app.node(retry_policy=RetryPolicy(max_attempts=2, interval=200))
@@ -39,6 +46,7 @@ APP = textwrap.dedent(
 
     app.workflow("fail", chain("flaky"))
     app.workflow("nap", chain("wait", {"seconds": 600}))
+    app.workflow("retry-once", chain("once"))
     """
 )
 
@@ -76,17 +84,23 @@ def test_a_read_that_fails_leaves_the_line_as_it_was() -> None:
     assert "resumeAt" not in TextFormatter().format(paused)
 
 
-def test_serve_prints_the_inspector_and_logs_failures_and_pauses(tmp_path: Path) -> None:
+def serve(tmp_path: Path) -> subprocess.Popen[str]:
     (tmp_path / "serve_log_app.py").write_text(APP)
-    env = {name: value for name, value in os.environ.items() if not name.startswith("REFLUXO_")}
-    server = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", "0"],
         cwd=tmp_path,
-        env={**env, "REFLUXO_APP": "serve_log_app:app", "REFLUXO_DB": str(tmp_path / "s.db")},
+        env={**ENV, "REFLUXO_APP": "serve_log_app:app", "REFLUXO_DB": str(tmp_path / "s.db")},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+ENV = {name: value for name, value in os.environ.items() if not name.startswith("REFLUXO_")}
+
+
+def test_serve_prints_the_inspector_and_logs_failures_and_pauses(tmp_path: Path) -> None:
+    server = serve(tmp_path)
     try:
         assert server.stdout is not None
         banner = server.stdout.readline()
@@ -121,3 +135,33 @@ def test_serve_prints_the_inspector_and_logs_failures_and_pauses(tmp_path: Path)
     assert failed.endswith("ConnectionError: carrier unreachable"), failed
     pause = line_of("step", "run=n-1", "outcome=paused")
     assert re.search(rf"node=step .*resumeAt={ISO}", pause), pause
+
+
+def test_run_over_url_reads_the_run_a_few_times_not_every_50_ms(tmp_path: Path) -> None:
+    server = serve(tmp_path)
+    try:
+        assert server.stdout is not None
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)", server.stdout.readline())
+        assert match
+        server.stdout.readline()  # the inspector's address
+        followed = subprocess.run(
+            [sys.executable, "-m", "refluxo.host.cli", "run", "retry-once", "--run-id", "o-1"],
+            cwd=tmp_path,
+            env={**ENV, "REFLUXO_URL": match.group(1)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert server.stdout is not None
+    log = server.stdout.read()
+    server.stdout.close()
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    assert "... next attempt of 'step' at " in followed.stdout
+    assert followed.stdout.rstrip().endswith("run o-1: completed")
+    reads = log.count('"GET /runs/o-1?')
+    # The run takes 1.5 s (its retry's interval): read once at the retry's time and then
+    # at 50, 100, 200... ms, where reads every 50 ms would be about 30.
+    assert 2 <= reads <= 12, log
