@@ -5,6 +5,7 @@ where they agree with ``@refluxo/core`` (``JSON.parse`` / ``JSON.stringify`` and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +21,10 @@ from refluxo.model import (
 from refluxo.snapshot_json import InvalidResult
 from tests.engine.ts_core import CLOCK, echo, load
 
-READERS = [Snapshot.model_validate_json, Snapshot.from_json]
+READERS: list[Callable[[str | bytes], Snapshot]] = [
+    Snapshot.model_validate_json,
+    Snapshot.from_json,
+]
 
 
 def _doc(context: str = "{}", metadata: str = "{}", extra: str = "") -> str:
