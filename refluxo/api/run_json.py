@@ -26,11 +26,11 @@ def snapshot_view(head: Mapping[str, Any]) -> dict[str, Any]:
         "status": head["status"],
         "currentNodeId": head.get("currentNodeId"),
         "version": head.get("version", 0),
+        "metadata": head.get("metadata", {}),
     }
     for key in _OMITTED_WHEN_NULL:
         if head.get(key) is not None:
             view[key] = head[key]
-    view["metadata"] = head.get("metadata", {})
     retry = head.get("retryState")
     if retry is not None:
         view["retryState"] = {"nodeId": retry["nodeId"], "attempts": retry["attempts"]}
