@@ -46,7 +46,7 @@ from refluxo.model import (
     Snapshot,
     SnapshotStatus,
     WorkflowDefinition,
-    check_output_depth,
+    check_output,
     trusted,
 )
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
@@ -349,7 +349,7 @@ class WorkflowEngine:
                 node, definition, snapshot, external_payload, globals
             )
             if not result.pause:
-                check_output_depth(result.data)  # a snapshot must be able to hold it
+                check_output(result.data)  # a snapshot must be able to hold it
             resume_at = (
                 checked_resume_at(result.resume_at, now)
                 if result.pause and result.resume_at is not None

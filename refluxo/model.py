@@ -111,13 +111,47 @@ class SnapshotTooDeep(ValueError):
     """A value nests deeper than a snapshot can hold (see :data:`MAX_JSON_DEPTH`)."""
 
 
-def check_output_depth(output: Any) -> None:
-    """Raise :class:`SnapshotTooDeep` when ``output`` nests deeper than a result may."""
-    if json_depth(output, MAX_OUTPUT_DEPTH) > MAX_OUTPUT_DEPTH:
-        raise SnapshotTooDeep(
-            f"the output nests deeper than {MAX_OUTPUT_DEPTH} levels: a snapshot holding it "
-            f"could not be read back (snapshot JSON nests at most {MAX_JSON_DEPTH} levels)"
-        )
+def check_output(output: Any) -> None:
+    """Raise when a snapshot could not hold ``output`` as a result's output:
+    :class:`SnapshotTooDeep` when it nests deeper than :data:`MAX_OUTPUT_DEPTH`, a
+    ``ValueError`` when a string in it holds a lone UTF-16 surrogate (it could not be
+    written as UTF-8). One walk over its containers; ASCII strings cost a check each."""
+    stack: list[tuple[Any, int]] = [(output, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            for key in item:
+                if isinstance(key, str) and not key.isascii():
+                    _check_text(key)
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            if isinstance(item, str) and not item.isascii():
+                _check_text(item)
+            continue
+        depth += 1
+        if depth > MAX_OUTPUT_DEPTH:
+            raise SnapshotTooDeep(
+                f"the output nests deeper than {MAX_OUTPUT_DEPTH} levels: a snapshot holding "
+                f"it could not be read back (snapshot JSON nests at most {MAX_JSON_DEPTH} levels)"
+            )
+        for child in children:
+            if isinstance(child, str):
+                if not child.isascii():
+                    _check_text(child)
+            elif isinstance(child, Mapping | list | tuple):
+                stack.append((child, depth))
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode()
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"the output holds a lone UTF-16 surrogate ({text[error.start]!r}) in a string: "
+            "a snapshot is written as UTF-8, which cannot hold it"
+        ) from None
 
 
 def _omit_none(value: object) -> bool:
@@ -311,7 +345,7 @@ class NodeResult(BaseModel):
             self.__dict__.pop("output", None)
         elif info.mode == "python":
             # Decoded JSON is bounded by the parser; Python values are checked here.
-            check_output_depth(self.__dict__["output"])
+            check_output(self.__dict__["output"])
         if "attempt" not in fields_set:
             self.__dict__.pop("attempt", None)
         return self

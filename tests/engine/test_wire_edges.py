@@ -149,11 +149,25 @@ def test_a_lone_surrogate_is_refused_by_both_readers(text: str) -> None:
             read(text)
 
 
-async def test_an_output_holding_a_lone_surrogate_cannot_be_written_by_either_encoder() -> None:
-    snapshot = await _engine(lambda *_: StepResult("\ud800")).execute(initial_node_id="a")
-    for write in (snapshot.to_json, snapshot.model_dump_json):
-        with pytest.raises(ValueError, match="surrogates not allowed"):
-            write()
+@pytest.mark.parametrize(
+    "output", ["\ud800", ["ok", {"k": "x\udfff"}], {"\ud83d": 1}, ("é", "\ud83d")]
+)
+async def test_an_output_holding_a_lone_surrogate_fails_its_node(output: Any) -> None:
+    snapshot = await _engine(lambda *_: StepResult(output)).execute(initial_node_id="a")
+    assert snapshot.status == "failed"
+    error = snapshot.context["a"][0].error
+    assert error is not None
+    assert error.startswith("ValueError: the output holds a lone UTF-16 surrogate")
+    _both_ways(snapshot)  # the failure is stored, and reads back
+    with pytest.raises(ValidationError, match="lone UTF-16 surrogate"):
+        NodeResult(output=output, timestamp=1)
+
+
+async def test_non_ascii_text_is_stored_as_is() -> None:
+    output = {"é": ["日本", "\U0001f600"], "a": "b"}
+    snapshot = await _engine(lambda *_: StepResult(output)).execute(initial_node_id="a")
+    assert snapshot.status == "completed"
+    assert json.loads(_both_ways(snapshot))["context"]["a"][0]["output"] == output
 
 
 def test_a_valid_surrogate_pair_reads_as_one_character() -> None:
