@@ -110,7 +110,7 @@ def main() -> None:
             }
             check(tree, ["--help"], "Usage")
             check(tree, ["--version"], "version")
-            check(tree, ["status", RUN_ID, "--db", db], '"paused"')
+            check(tree, ["status", RUN_ID, "--db", db], "paused")
 
         samples: dict[tuple[str, str], list[float]] = {}
         names = list(trees)

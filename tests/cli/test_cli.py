@@ -79,7 +79,7 @@ def test_validate_reports_problems_with_their_lines(cli: CliRunner, tmp_path: Pa
         "  ]\n"
         "}\n"
     )
-    result = cli.invoke(main, ["validate", str(broken), "--app", "examples.app:app"])
+    result = cli.invoke(main, ["validate", str(broken), "--app", "refluxo.examples.app:app"])
     assert result.exit_code == 1
     lines = result.output.splitlines()
     assert any(f"{broken}:3: error: node 'a' data.message" in line for line in lines)
@@ -92,8 +92,8 @@ def test_validate_reports_problems_with_their_lines(cli: CliRunner, tmp_path: Pa
 
 
 def test_validate_accepts_the_examples(cli: CliRunner) -> None:
-    for file in sorted((ROOT / "examples").glob("*.json")):
-        result = cli.invoke(main, ["validate", str(file), "--app", "examples.app:app"])
+    for file in sorted((ROOT / "refluxo" / "examples").glob("*.json")):
+        result = cli.invoke(main, ["validate", str(file), "--app", "refluxo.examples.app:app"])
         assert result.exit_code == 0, result.output
         assert result.output.strip().endswith("ok")
 
@@ -109,7 +109,7 @@ def test_validate_invalid_json_points_at_the_line(cli: CliRunner, tmp_path: Path
 def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:
     cli.invoke(main, ["run", "content-approval", "--run-id", "post-3", "--input", "{}"])
     cli.invoke(main, ["resume", "post-3", "--payload", '{"approved": false, "comment": "no"}'])
-    file = next(ROOT.glob("**/examples/content_approval.json"))
+    file = ROOT / "refluxo" / "examples" / "content_approval.json"
     result = cli.invoke(main, ["graph", str(file), "--run", "post-3"])
     assert result.exit_code == 0, result.output
     text = result.output

@@ -34,7 +34,7 @@ HOUR_MS = 3_600_000
 
 def plant_stalled_run(path: Path, run_id: str, *, age_ms: int = HOUR_MS) -> None:
     """A run of the examples' ``loop``, created ``age_ms`` ago, with no delivery at all."""
-    from examples.app import app
+    from refluxo.examples.app import app
 
     spec = app.get_workflow("loop")
     created = time.time_ns() // 1_000_000 - age_ms
@@ -103,7 +103,7 @@ def test_reconcile_schedules_a_stalled_run_on_the_local_database(db: Path) -> No
     assert json.loads(shorter.output) == {"examined": 2, "rescheduled": 2, "nextCursor": None}
     assert pending_deliveries(db) == [("recent", 0), ("stalled-1", 0)]
 
-    from examples.app import app
+    from refluxo.examples.app import app
 
     runtime = EmbeddedRuntime(app, db, workers=0, synchronous="OFF")
     try:

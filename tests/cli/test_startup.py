@@ -54,7 +54,7 @@ SERVING = ("refluxo.api.hosts", "refluxo.api.auth", "refluxo.api.server", "reflu
 ``Host`` only when hosts are configured)."""
 
 RUNNING = (
-    "examples",
+    "refluxo.examples",
     "refluxo.runtime.dispatcher",
     "refluxo.runtime.service",
     "refluxo.runtime.records",
@@ -127,7 +127,7 @@ def test_status_of_an_unknown_run_reads_the_database_and_nothing_else(tmp_path: 
 def test_status_of_a_stored_run_prints_the_api_view_without_loading_the_app(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(ROOT)  # where the default app, examples.app, is importable
+    monkeypatch.chdir(ROOT)  # a run of the default app, refluxo.examples.app
     db = tmp_path / "r.db"
     started = CliRunner().invoke(
         cli.main, ["run", "content-approval", "--run-id", "post-1", "--db", str(db)]

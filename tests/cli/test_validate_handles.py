@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from refluxo.host.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-APPROVAL = json.loads((ROOT / "examples" / "content_approval.json").read_text())
+APPROVAL = json.loads((ROOT / "refluxo" / "examples" / "content_approval.json").read_text())
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_a_misspelled_node_in_an_expression_is_an_error(cli: CliRunner, tmp_path
         node(workflow, "draft")["data"]["title"] = "{{ nodes.strat.output.title }}"
 
     file = changed(tmp_path, misspell)
-    result = cli.invoke(main, ["validate", str(file), "--app", "examples.app:app"])
+    result = cli.invoke(main, ["validate", str(file), "--app", "refluxo.examples.app:app"])
     assert result.exit_code == 1
     assert (
         f"{file}:{line_of(file, 'draft')}: error: node 'draft' data.title: reads nodes.strat, "
@@ -144,7 +144,7 @@ def test_json_output_names_node_edge_value_and_suggestion(cli: CliRunner, tmp_pa
 
 
 def test_json_output_of_a_valid_workflow(cli: CliRunner) -> None:
-    file = ROOT / "examples" / "content_approval.json"
+    file = ROOT / "refluxo" / "examples" / "content_approval.json"
     result = cli.invoke(main, ["validate", str(file), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"file": str(file), "ok": True, "problems": []}

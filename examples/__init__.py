@@ -1,1 +1,0 @@
-"""Example projects. The example app itself ships in the package: ``refluxo.examples``."""
