@@ -37,7 +37,7 @@ from refluxo.errors import (
 )
 from refluxo.frozen import freeze, thaw
 from refluxo.graph import check_graph, raise_for_errors
-from refluxo.metadata import PAUSED_REASON, RESUME_AT, STEP_LIMIT_REASON
+from refluxo.metadata import PAUSED_REASON, PAUSED_WITH, RESUME_AT, STEP_LIMIT_REASON
 from refluxo.model import (
     ABSENT,
     Node,
@@ -54,6 +54,7 @@ from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.steps import (
     Clock,
     StepPosition,
+    check_pause_data,
     checked_resume_at,
     current_position,
     describe_error,
@@ -350,6 +351,8 @@ class WorkflowEngine:
             )
             if not result.pause:
                 check_output(result.data)  # a snapshot must be able to hold it
+            elif result.data is not ABSENT and result.data is not None:
+                check_pause_data(result.data)
             resume_at = (
                 checked_resume_at(result.resume_at, now)
                 if result.pause and result.resume_at is not None
@@ -371,7 +374,7 @@ class WorkflowEngine:
         finally:
             current_position.reset(token)
 
-        metadata = without(snapshot.metadata, PAUSED_REASON)
+        metadata = without(snapshot.metadata, PAUSED_REASON, PAUSED_WITH)
         if result.pause:
             if self._hooks.has("on_after_node_execution"):
                 await self._hooks.call(
@@ -384,6 +387,8 @@ class WorkflowEngine:
                 metadata = {**metadata, RESUME_AT: resume_at}
             else:
                 metadata = without(metadata, RESUME_AT)
+            if result.data is not ABSENT and result.data is not None:
+                metadata = {**metadata, PAUSED_WITH: result.data}
             return evolve(
                 snapshot,
                 {
@@ -477,6 +482,15 @@ class WorkflowEngine:
         raw = await resolve(raw)
         result = as_step_result(raw)
         if result.pause:
+            if result.data is not ABSENT and self._hooks.has("transform_output"):
+                # What a node pauses with is stored (metadata["pausedWith"]): the redaction
+                # plugin masks it as it masks an output.
+                context = PluginContext(
+                    node, definition, snapshot, globals, external_payload, data, result.data
+                )
+                redacted = await self._hooks.transform("transform_output", context, result.data)
+                if redacted is not result.data:
+                    result = dataclasses.replace(result, data=redacted)
             return data, result
 
         # Hooks and validators read a left-out output as None; it stays left out unless
@@ -578,7 +592,7 @@ class WorkflowEngine:
                     "version": snapshot.version + 1,
                     "retry_state": RetryState(node.id, attempt, next_retry_at),
                     "metadata": {
-                        **without(snapshot.metadata, RESUME_AT),
+                        **without(snapshot.metadata, RESUME_AT, PAUSED_WITH),
                         PAUSED_REASON: f"Retry attempt {attempt}",
                     },
                 },

@@ -15,6 +15,10 @@ PAUSED_REASON = "pausedReason"
 RESUME_AT = "resumeAt"
 """When a timed pause ends (epoch ms); removed once the node has run again."""
 
+PAUSED_WITH = "pausedWith"
+"""What a node paused with (the data of ``StepResult(data, pause=True)``, e.g. the question
+a human answers), as the redaction plugin left it; removed once the node has run again."""
+
 CANCELLED_AT = "cancelledAt"
 """When a run was cancelled (epoch ms)."""
 

@@ -7,6 +7,7 @@ each have one definition.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -14,8 +15,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from refluxo.metadata import FAILED_REASON, PAUSED_REASON, RESUME_AT
-from refluxo.model import Snapshot, SnapshotStatus, trusted
+from refluxo.metadata import FAILED_REASON, PAUSED_REASON, PAUSED_WITH, RESUME_AT
+from refluxo.model import Snapshot, SnapshotStatus, check_output, trusted
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -76,7 +77,7 @@ def fail(snapshot: Snapshot, reason: str) -> Snapshot:
     metadata = {
         key: value
         for key, value in snapshot.metadata.items()
-        if key not in (PAUSED_REASON, RESUME_AT)
+        if key not in (PAUSED_REASON, RESUME_AT, PAUSED_WITH)
     }
     metadata[FAILED_REASON] = reason
     return evolve(
@@ -88,6 +89,17 @@ def fail(snapshot: Snapshot, reason: str) -> Snapshot:
             "metadata": metadata,
         },
     )
+
+
+def check_pause_data(data: Any) -> None:
+    """Raise unless ``data``, what a node pauses with, can be kept in the snapshot's metadata
+    (``metadata["pausedWith"]``): JSON data (no ``NaN``, sets, objects...) that a snapshot
+    can hold as an output (see :func:`~refluxo.model.check_output`)."""
+    check_output(data)
+    try:
+        json.dumps(data, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"what a node pauses with must be JSON data: {err}") from None
 
 
 def without(metadata: dict[str, Any], *keys: str) -> dict[str, Any]:

@@ -88,8 +88,13 @@ def what_next(view: Mapping[str, Any], *, server: bool) -> list[str]:
     """
     status = view["status"]
     run_id = view["runId"]
+    asked = []
+    if status == "paused" and "pausedWith" in metadata(view):
+        # What the node paused with: the question the resume answers.
+        shown = json.dumps(metadata(view)["pausedWith"], ensure_ascii=False)
+        asked = [f"it paused with: {one_line(shown, 200)}"]
     if status == "paused" and resume_at(view) is None:
-        return [f"resume it with: {resume_command(run_id)}"]
+        return [*asked, f"resume it with: {resume_command(run_id)}"]
     if status == "paused" or status == "error":
         what = "its timer" if status == "paused" else "the retry"
         lines = []
@@ -99,7 +104,7 @@ def what_next(view: Mapping[str, Any], *, server: bool) -> list[str]:
             lines.append(f"{what} is due then: {TIMER_FIRED_BY}")
         if status == "paused":
             lines.append(f"or end the wait now with: {resume_command(run_id)}")
-        return lines
+        return [*asked, *lines]
     return []
 
 

@@ -102,6 +102,7 @@ def test_run_names_the_run_and_prints_a_resume_line_that_works_when_pasted(
     assert started.exit_code == 0, started.output
     assert started.output.startswith("run o-1 of order\n")
     assert "run o-1: paused at 'approve': waiting for a resume" in started.output
+    assert 'it paused with: {"question": "Ship it?"}' in started.output  # its question
     line = next(x for x in started.output.splitlines() if "refluxo resume" in x)
     pasted = shlex.split(line.split(": ", 1)[1])
     assert pasted[:3] == ["refluxo", "resume", "o-1"]
@@ -137,7 +138,8 @@ def test_status_is_a_summary_with_iso_times_and_a_timeline_table(project: Path) 
     lines = shown.output.splitlines()
     assert lines[0] == "run       o-3"
     assert lines[2] == "status    paused at 'approve': waiting for a resume"
-    assert "refluxo resume o-3 --payload '{}'" in lines[3]
+    assert lines[3].strip() == 'it paused with: {"question": "Ship it?"}'
+    assert "refluxo resume o-3 --payload '{}'" in lines[4]
     assert re.search(r"^started   " + ISO.pattern + r" \((now|\d+ \w+ ago)\)$", shown.output, re.M)
     assert not EPOCH_MS.search(shown.output), shown.output
     header = next(line for line in lines if line.startswith("SEQ"))
