@@ -33,12 +33,14 @@ if TYPE_CHECKING:
         RetryState,
         Snapshot,
         SnapshotStatus,
+        SnapshotTooDeep,
         StepResult,
         WorkflowDefinition,
     )
     from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext
     from refluxo.redaction import RedactionPlugin
     from refluxo.retry import DefaultErrorHandler, ErrorHandler
+    from refluxo.snapshot_json import InvalidResult
     from refluxo.transform import TransformEngine
     from refluxo.validation import SchemaValidator, ValidationIssue, ValidationResult, Validator
 
@@ -51,6 +53,7 @@ _EXPORTS: dict[str, str] = {
     "Executor": "refluxo.definitions",
     "ExpressionError": "refluxo.errors",
     "LimitExceededError": "refluxo.errors",
+    "InvalidResult": "refluxo.snapshot_json",
     "MemoryContext": "refluxo.context",
     "Node": "refluxo.model",
     "NodeDefinition": "refluxo.definitions",
@@ -65,6 +68,7 @@ _EXPORTS: dict[str, str] = {
     "SchemaValidator": "refluxo.validation",
     "Snapshot": "refluxo.model",
     "SnapshotStatus": "refluxo.model",
+    "SnapshotTooDeep": "refluxo.model",
     "StepResult": "refluxo.model",
     "TransformEngine": "refluxo.transform",
     "TransientError": "refluxo.errors",
@@ -90,6 +94,7 @@ __all__ = [
     "Executor",
     "ExpressionError",
     "LimitExceededError",
+    "InvalidResult",
     "MemoryContext",
     "Node",
     "NodeDefinition",
@@ -104,6 +109,7 @@ __all__ = [
     "SchemaValidator",
     "Snapshot",
     "SnapshotStatus",
+    "SnapshotTooDeep",
     "StepResult",
     "TransformEngine",
     "TransientError",
