@@ -16,10 +16,13 @@ snapshot object come out in another order, which JSON does not distinguish) but:
   very bytes they came in as; only results appended since the snapshot was decoded are
   encoded (by pydantic, as ``model_dump_json`` encodes them).
 
-Keys come out, and iterate, in JavaScript's order (see :func:`~refluxo.context.js_key_order`):
-the decoded object's keys as ``JSON.parse`` would order them, then new nodes. The bytes are
-reused whole only when that is already their order (a context holding no integer-like
-node id, or written by either engine); otherwise the context object is re-encoded in order.
+Keys iterate in JavaScript's order (see :func:`~refluxo.context.js_key_order`): the decoded
+object's keys as ``JSON.parse`` would order them, then new nodes. The decoded bytes are
+reused as they are, new nodes appended after them: a document written by either engine is
+already in that order, and one that is not (integer-like node ids after others, as a hash
+ordered Python dict once wrote them) is read in that order by ``JSON.parse`` and by this
+module all the same, so checking its text would cost a scan per load for nothing a reader
+sees. A new integer-like node id re-encodes the context object in order.
 The snapshot's own keys come out in the model's order (``model_dump_json``'s, which is
 ``@refluxo/core``'s), unknown ones last, so both codecs write the same bytes for a snapshot
 they both encoded.
@@ -91,8 +94,6 @@ _SPLIT = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _ENCODE = msgspec.json.Encoder()
 _WHITESPACE = b" \t\r\n"
 _OPEN = ord("{")
-_MAYBE_INDEX_KEY = re.compile(rb'"(?:0|[1-9][0-9]{0,9})"\s*:')
-"""Matches wherever an integer-like key might be (also inside results: only a hint)."""
 
 
 class _Base:
@@ -103,7 +104,7 @@ class _Base:
     (so a step and its successors validate a node at most once).
     """
 
-    __slots__ = ("_absent", "_in_js_order", "_split", "_text", "document", "raw", "validated")
+    __slots__ = ("_absent", "_split", "_text", "document", "raw", "validated")
 
     def __init__(self, document: bytes, raw: memoryview) -> None:
         self.document = document
@@ -111,22 +112,7 @@ class _Base:
         self._split: dict[str, msgspec.Raw] | None = None
         self._absent: set[str] = set()
         self._text: bytes | None = None
-        self._in_js_order: bool | None = None
         self.validated: dict[str, Any] = {}
-
-    @property
-    def in_js_order(self) -> bool:
-        """Whether the decoded keys are already in JavaScript's order, so that the bytes
-        can be reused whole. Without anything that could be an integer-like key (the usual
-        case) they are, and the context need not be split to know it."""
-        if self._in_js_order is None:
-            text = bytes(self.raw)
-            if self._split is None and b"\\" not in text and not _MAYBE_INDEX_KEY.search(text):
-                self._in_js_order = True
-            else:
-                keys = list(self.split)
-                self._in_js_order = keys == js_key_order(keys)
-        return self._in_js_order
 
     @property
     def split(self) -> dict[str, msgspec.Raw]:
@@ -140,11 +126,13 @@ class _Base:
                 return False
             if self._text is None:
                 # A copy of the context alone to search (not the header's strings); empty
-                # when it holds an escape: a key could then be spelled otherwise.
+                # when it holds an escape that could spell a plain id's character otherwise
+                # (a plain id has no quote, backslash or control character, so only "\u"
+                # and "\/" can: neither engine writes them in a key).
                 text = bytes(self.raw)
-                self._text = b"" if b"\\" in text else text
-            # No escape in the context: every key is spelled literally, so a node id that
-            # does not occur as a quoted string is not a key (a search instead of a split).
+                self._text = b"" if b"\\u" in text or b"\\/" in text else text
+            # Every key is spelled literally, so a plain node id that does not occur as a
+            # quoted string is not a key (a search instead of a split).
             if self._text and b'"' + node_id.encode() + b'"' not in self._text:
                 self._absent.add(node_id)
                 return False
@@ -275,7 +263,11 @@ class LazyContext(Context):
 
     def _json_parts(self) -> list[bytes | memoryview]:
         base = self._base
-        in_order = base.in_js_order and not any(is_array_index(key) for key in self._new)
+        # A decoded context's bytes are reused as they are: whatever the order of its
+        # integer-like keys in the text, JSON.parse and this module read them in
+        # JavaScript's order (first, ascending). A new integer-like node re-encodes the
+        # object so that fresh text stays in that order too.
+        in_order = not any(is_array_index(key) for key in self._new)
         if not in_order:
             return [self._encode_in_order()]
         if not self._overlay:

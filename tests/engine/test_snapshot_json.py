@@ -229,3 +229,24 @@ def test_a_decoded_snapshot_copies_and_pickles() -> None:
     assert restored == after
     assert Snapshot.from_json(restored.to_json()) == after
     assert restored.to_json() == after.to_json()  # the bytes as they came in, kept
+
+
+@pytest.mark.parametrize(
+    ("key", "node_id"),
+    [("\\u0061", "a"), ("x\\/y", "x/y")],
+    ids=["unicode-escape", "escaped-slash"],
+)
+def test_a_node_whose_key_is_spelled_with_an_escape_is_found(key: str, node_id: str) -> None:
+    """A key may spell a plain id's characters with an escape (\\u or \\/): it is the same
+    node, found, not added again as a second key."""
+    text = (
+        '{"workflowId": "w", "status": "active", "currentNodeId": "a", "context": {'
+        f'"note": [{{"output": "say \\"hi\\"\\n", "timestamp": 1}}], "{key}": '
+        '[{"output": 1, "timestamp": 2}]}, "version": 0, "metadata": {}}'
+    )
+    decoded = Snapshot.from_json(text)
+    assert node_id in decoded.context
+    grown = decoded.context.appended(node_id, NodeResult(2, 3))
+    again = Snapshot.from_json(decoded.model_copy(update={"context": grown}).to_json())
+    assert [r.output for r in again.context[node_id]] == [1, 2]
+    assert list(again.context) == ["note", node_id]
