@@ -77,6 +77,17 @@ def unknown_handle_message(
     )
 
 
+class UndeclaredHandle(ValueError):
+    """An executor returned a handle its node type does not declare."""
+
+
+def check_handle(type_name: str, handle: Any, handles: tuple[str, ...]) -> None:
+    """Raise :class:`UndeclaredHandle` unless ``handle`` is one of ``handles`` (what node
+    type ``type_name`` declares; an empty declaration allows none)."""
+    if handle not in handles:
+        raise UndeclaredHandle(undeclared_handle_message(type_name, handle, handles))
+
+
 def undeclared_handle_message(type_name: str, handle: str, handles: tuple[str, ...]) -> str:
     """Why a handle returned at run time is refused."""
     return (

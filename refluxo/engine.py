@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refluxo._aio import offload, resolve
+from refluxo.branches import check_handle, declared_handles
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import (
@@ -147,6 +148,13 @@ class WorkflowEngine:
         for edge in self.workflow.edges:
             if not edge.null_handle:
                 self._next.setdefault((edge.source, edge.source_handle), edge.target)
+        # The handles each node type declares (metadata["handles"]): an executor returning
+        # another one fails its node instead of ending the run by matching no edge.
+        self._handles: dict[str, tuple[str, ...]] = {}
+        for name, definition in self.node_definitions.items():
+            handles = declared_handles(definition.metadata)
+            if handles is not None:
+                self._handles[name] = handles
 
     def validate_workflow(self) -> None:
         """Raise :class:`WorkflowDefinitionError` naming node types without a definition
@@ -481,6 +489,9 @@ class WorkflowEngine:
             raw = executor(data, snapshot.context, external_payload, globals)
         raw = await resolve(raw)
         result = as_step_result(raw)
+        handles = self._handles.get(node.type)
+        if handles is not None and result.next_handle is not None:
+            check_handle(node.type, result.next_handle, handles)
         if result.pause:
             if result.data is not ABSENT and self._hooks.has("transform_output"):
                 # What a node pauses with is stored (metadata["pausedWith"]): the redaction

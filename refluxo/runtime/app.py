@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from refluxo.branches import declared_handles
 from refluxo.definitions import Executor, NodeDefinition
 from refluxo.engine import WorkflowEngine
 from refluxo.errors import WorkflowDefinitionError
@@ -27,7 +28,6 @@ from refluxo.redaction import RedactionPlugin, Redactor
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
-from refluxo.runtime.handles import checked_handles
 from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
@@ -173,12 +173,14 @@ class App:
     ) -> None:
         """Register a node type from a definition, its dict form, or a bare executor.
 
-        A definition declaring handles (``metadata["handles"]``) has its executor wrapped
-        so that returning an undeclared handle is a node error.
+        A definition declaring handles (``metadata["handles"]``) is held to them by the
+        engine: returning an undeclared handle is a node error.
         """
         if callable(definition) and not isinstance(definition, NodeDefinition):
             definition = NodeDefinition(definition)
-        self.node_types[type_name] = checked_handles(type_name, NodeDefinition.coerce(definition))
+        definition = NodeDefinition.coerce(definition)
+        declared_handles(definition.metadata)  # a malformed declaration is refused here
+        self.node_types[type_name] = definition
         self._engines.clear()
 
     def workflow(
