@@ -104,6 +104,20 @@ def json_depth(text: str) -> int:
     return deepest
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object without a repeated key: ``{"payload": 1, "payload": 2}`` means whatever
+    the reader decides (Python and JavaScript take the last, others the first), so the API
+    refuses it instead of picking one."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key!r} appears more than once in an object")
+            seen.add(key)
+    return value
+
+
 def parse_json(raw: bytes, what: str) -> Any:
     """``raw`` as JSON, as the API reads it; ``what`` names it in the messages.
 
@@ -112,7 +126,8 @@ def parse_json(raw: bytes, what: str) -> Any:
             the text, so that no parser recurses into it).
         BadRequest: it is not JSON as the API reads it: not UTF-8 (or UTF-16/32, as JSON
             allows), not JSON's grammar, ``NaN`` or an infinity, a number that overflows, a
-            lone surrogate. The message is the reason alone; callers word the rest.
+            lone surrogate, an object with a repeated key. The message is the reason alone;
+            callers word the rest.
     """
     try:
         text = raw.decode(json.detect_encoding(raw))
@@ -123,7 +138,12 @@ def parse_json(raw: bytes, what: str) -> Any:
     if openings > MAX_JSON_DEPTH and json_depth(text) > MAX_JSON_DEPTH:
         raise LimitExceededError(f"{what} is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
-        value = json.loads(text, parse_constant=_not_json, parse_float=_finite_float)
+        value = json.loads(
+            text,
+            parse_constant=_not_json,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
         # Lone surrogates ("\ud800") parse, but no UTF-8 text (nor the store) holds them.
         json.dumps(value, ensure_ascii=False).encode()
     except (ValueError, UnicodeError) as err:

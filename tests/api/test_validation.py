@@ -285,3 +285,23 @@ def test_an_escaped_lone_surrogate_is_a_400_and_nothing_is_stored(
     assert message in response.get_json()["error"]["message"]
     assert [run.run_id for run in runtime.service.list().runs] == before
     assert runtime.service.get("paused").status == "paused"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/runs/paused/resume", b'{"payload": {"approved": false}, "payload": {"approved": true}}'),
+        ("/runs", b'{"workflow": "chain", "input": {"a": 1, "b": 2, "a": 3}}'),
+    ],
+    ids=["top-level", "nested"],
+)
+def test_a_repeated_key_is_a_400_and_nothing_changes(
+    http: FlaskClient, runtime: EmbeddedRuntime, path: str, body: bytes
+) -> None:
+    """Readers disagree on which of two equal keys wins: the API takes neither."""
+    before = [run.run_id for run in runtime.service.list().runs]
+    response = http.post(path, data=body, content_type="application/json")
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert "appears more than once in an object" in response.get_json()["error"]["message"]
+    assert [run.run_id for run in runtime.service.list().runs] == before
+    assert runtime.service.get("paused").status == "paused"
