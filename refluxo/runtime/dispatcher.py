@@ -115,7 +115,9 @@ def head_only(snapshot: Snapshot) -> Snapshot:
     """The snapshot without its context: what a store keeps in a run's head."""
     # A copy of the (frozen, valid) fields with the context replaced: what model_copy
     # does, without its generic copying (this runs on every step).
-    return trusted(Snapshot, {**snapshot.__dict__, "context": EMPTY_CONTEXT})
+    return trusted(
+        Snapshot, {**snapshot.__dict__, "context": EMPTY_CONTEXT}, snapshot.__pydantic_extra__
+    )
 
 
 def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
@@ -246,6 +248,7 @@ class Dispatcher:
                 if snapshot.status != SnapshotStatus.ACTIVE
                 else snapshot.last_started_at,
             },
+            snapshot.__pydantic_extra__,
         )
         try:
             engine = await self._engine(record.definition_version)
