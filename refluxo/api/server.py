@@ -7,14 +7,19 @@ error body too (:class:`JsonErrorHandler`), not the HTML page of Python's ``http
 
 A client that stops sending cannot hold the server: every read of a connection times out
 after :data:`READ_TIMEOUT_S` (the connection is closed; a body that stops mid-way is a 400),
-a request that trickles in is cut off :data:`REQUEST_DEADLINE_S` after it began,
-and at most :data:`MAX_CONNECTIONS` connections are served at once, each on its own thread;
-one more is answered 503 and closed at once, before anything of it is read.
+a request whose line and headers trickle in is cut off :data:`HEADER_DEADLINE_S` after it
+began (so is a kept-alive connection that sends no next request), a whole request
+:data:`REQUEST_DEADLINE_S` after it began, and at most :data:`MAX_CONNECTIONS` connections
+are served at once, each on its own thread, at most :data:`MAX_CONNECTIONS_PER_CLIENT` of
+them from one address of another machine; one more is answered 503 and closed at once,
+before anything of it is read. A client trickling headers on many connections thus holds
+few slots, and none for long.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import socket
 import threading
@@ -70,8 +75,16 @@ REQUEST_DEADLINE_S = 60.0
 """How long one request may take from its first byte read to the start of its answer: a
 client trickling a byte at a time stays within each read's timeout, never within this."""
 
+HEADER_DEADLINE_S = 10.0
+"""How long a request's line and headers may take to arrive, from the first byte awaited
+(for a kept-alive connection: from the end of its previous answer)."""
+
 MAX_CONNECTIONS = 128
 """Connections served at once; each holds a thread until it is answered or times out."""
+
+MAX_CONNECTIONS_PER_CLIENT = 32
+"""Connections served at once from one address of another machine (this machine's own
+loopback clients are not counted apart: they share one address)."""
 
 _BUSY_BODY = b'{"error": {"code": "busy", "message": "too many connections; retry in a moment"}}'
 _BUSY = (
@@ -119,6 +132,13 @@ class _DeadlineHandler(JsonErrorHandler):
         else:
             super().handle_one_request()
 
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()
+        server = self.server
+        if parsed and isinstance(server, BoundedServer):
+            server.headers_read(self.connection)
+        return parsed
+
 
 class _QuietHandler(_DeadlineHandler):
     def log_request(self, *args: Any, **kwargs: Any) -> None:
@@ -137,13 +157,19 @@ class BoundedServer(ThreadedWSGIServer):
         self,
         *args: Any,
         max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
         request_deadline_s: float = REQUEST_DEADLINE_S,
+        header_deadline_s: float = HEADER_DEADLINE_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.max_connections_per_client = max_connections_per_client
+        self._per_client: dict[str, int] = {}
         self.request_deadline_s = request_deadline_s
-        self._started: dict[socket.socket, float] = {}
+        self.header_deadline_s = min(header_deadline_s, request_deadline_s)
+        # connection -> (when its request began, the time by which it must be done)
+        self._started: dict[socket.socket, tuple[float, float]] = {}
         self._started_lock = threading.Lock()
         self._watching = threading.Event()
         self._watchdog = threading.Thread(
@@ -152,19 +178,27 @@ class BoundedServer(ThreadedWSGIServer):
         self._watchdog.start()
 
     def request_started(self, connection: socket.socket) -> None:
+        now = time.monotonic()
         with self._started_lock:
-            self._started[connection] = time.monotonic()
+            self._started[connection] = (now, now + self.header_deadline_s)
+
+    def headers_read(self, connection: socket.socket) -> None:
+        """The request's line and headers are in: the whole request's deadline applies."""
+        with self._started_lock:
+            began = self._started.get(connection)
+            if began is not None:
+                self._started[connection] = (began[0], began[0] + self.request_deadline_s)
 
     def request_ended(self, connection: socket.socket) -> None:
         with self._started_lock:
             self._started.pop(connection, None)
 
     def _watch(self) -> None:
-        period = min(1.0, self.request_deadline_s / 4)
+        period = min(1.0, self.header_deadline_s / 4)
         while not self._watching.wait(period):
             now = time.monotonic()
             with self._started_lock:
-                late = [c for c, t in self._started.items() if now - t > self.request_deadline_s]
+                late = [c for c, (_, due) in self._started.items() if now > due]
                 for connection in late:
                     del self._started[connection]
             for connection in late:
@@ -176,13 +210,19 @@ class BoundedServer(ThreadedWSGIServer):
         super().server_close()
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        client = _remote_client(client_address)
+        if client is not None and not self._take_client_slot(client):
+            self._refuse(request)
+            return
         if not self._slots.acquire(blocking=False):
+            self._release_client_slot(client)
             self._refuse(request)
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
             self._slots.release()
+            self._release_client_slot(client)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
@@ -190,6 +230,25 @@ class BoundedServer(ThreadedWSGIServer):
             super().process_request_thread(request, client_address)
         finally:
             self._slots.release()
+            self._release_client_slot(_remote_client(client_address))
+
+    def _take_client_slot(self, client: str) -> bool:
+        with self._started_lock:
+            held = self._per_client.get(client, 0)
+            if held >= self.max_connections_per_client:
+                return False
+            self._per_client[client] = held + 1
+            return True
+
+    def _release_client_slot(self, client: str | None) -> None:
+        if client is None:
+            return
+        with self._started_lock:
+            held = self._per_client.get(client, 0) - 1
+            if held > 0:
+                self._per_client[client] = held
+            else:
+                self._per_client.pop(client, None)
 
     def _refuse(self, request: socket.socket) -> None:
         try:
@@ -198,6 +257,21 @@ class BoundedServer(ThreadedWSGIServer):
         except OSError:
             pass
         self.shutdown_request(request)
+
+
+def _remote_client(client_address: Any) -> str | None:
+    """The address of another machine a connection comes from; None for this machine's."""
+    try:
+        address = ipaddress.ip_address(str(client_address[0]).split("%")[0])
+    except (ValueError, IndexError, TypeError):
+        return None
+    if address.is_loopback or (
+        isinstance(address, ipaddress.IPv6Address)
+        and address.ipv4_mapped is not None
+        and address.ipv4_mapped.is_loopback
+    ):
+        return None
+    return str(address)
 
 
 class LocalServer:
@@ -215,8 +289,10 @@ class LocalServer:
         *,
         access_log: bool = False,
         max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_client: int = MAX_CONNECTIONS_PER_CLIENT,
         read_timeout_s: float = READ_TIMEOUT_S,
         request_deadline_s: float = REQUEST_DEADLINE_S,
+        header_deadline_s: float = HEADER_DEADLINE_S,
     ) -> None:
         base = _DeadlineHandler if access_log else _QuietHandler
         handler = type(base.__name__, (base,), {"timeout": read_timeout_s})
@@ -226,10 +302,17 @@ class LocalServer:
             create_wsgi_app(api),
             handler,
             max_connections=max_connections,
+            max_connections_per_client=max_connections_per_client,
             request_deadline_s=request_deadline_s,
+            header_deadline_s=header_deadline_s,
         )
         api.listening_on(self.port)
         self._thread: threading.Thread | None = None
+
+    @property
+    def server(self) -> BoundedServer:
+        """The socket server under it (what accepts and hands out connections)."""
+        return self._server
 
     @property
     def port(self) -> int:

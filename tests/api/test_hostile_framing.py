@@ -174,3 +174,87 @@ def test_a_request_trickled_in_is_cut_off_at_its_deadline(runtime: EmbeddedRunti
                 return fresh.recv(65536).split(b" ")[1:2] == [b"200"]
 
         wait_until(healthz_answers, 10, "the slot to be free again")
+
+
+def _closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    """Whether the server closes ``sock`` (while the client trickles header lines)."""
+    started = time.monotonic()
+    while time.monotonic() - started < within_s:
+        try:
+            sock.sendall(b"X: y\r\n")
+        except OSError:
+            return True
+        try:
+            sock.settimeout(0.2)
+            if sock.recv(65536) == b"":
+                return True
+        except TimeoutError:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def test_headers_that_trickle_in_are_cut_off_long_before_the_request_deadline(
+    runtime: EmbeddedRuntime,
+) -> None:
+    """A slow-headers client holds its slot for the header deadline, not the whole
+    request's: the request line and headers must all be in within it."""
+    with LocalServer(
+        HttpApi(runtime.service), read_timeout_s=30, request_deadline_s=60, header_deadline_s=0.5
+    ) as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n".encode())
+            started = time.monotonic()
+            assert _closed_by_server(sock, 8), "the trickling headers still hold the slot"
+            assert time.monotonic() - started < 6
+
+
+def test_a_request_whose_headers_arrived_in_time_is_answered(runtime: EmbeddedRuntime) -> None:
+    with LocalServer(HttpApi(runtime.service), header_deadline_s=0.5) as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.split(b" ")[1:2] == [b"200"]
+
+
+def test_one_address_of_another_machine_holds_at_most_its_share_of_connections(
+    runtime: EmbeddedRuntime,
+) -> None:
+    """Connections handed to the server as a socket server receives them (the address of
+    each client as accepted): a third from one remote address is refused at once, while
+    another address is still served."""
+    with LocalServer(HttpApi(runtime.service), max_connections_per_client=2) as served:
+        server = served.server
+        held: list[socket.socket] = []
+        try:
+            for _ in range(2):
+                ours, theirs = socket.socketpair()
+                held.append(ours)
+                server.process_request(theirs, ("203.0.113.7", 40000))
+            ours, theirs = socket.socketpair()
+            held.append(ours)
+            server.process_request(theirs, ("203.0.113.7", 40001))
+            ours.settimeout(10)
+            refused = b""
+            while chunk := ours.recv(65536):
+                refused += chunk
+            assert refused.split(b" ")[1:2] == [b"503"]
+            assert json.loads(refused.partition(b"\r\n\r\n")[2])["error"]["code"] == "busy"
+
+            other, theirs = socket.socketpair()
+            held.append(other)
+            server.process_request(theirs, ("198.51.100.9", 40000))
+            other.sendall(f"GET /healthz HTTP/1.0\r\nHost: {served.url[7:]}\r\n\r\n".encode())
+            other.settimeout(10)
+            reply = b""
+            while chunk := other.recv(65536):
+                reply += chunk
+            assert reply.split(b" ")[1:2] == [b"200"]
+        finally:
+            for sock in held:
+                sock.close()
