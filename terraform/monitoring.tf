@@ -1,6 +1,6 @@
 # What an operator is told about. The functions log one JSON object per line; Cloud
 # Logging keeps it as jsonPayload with the fields severity, message, event ("step",
-# "run_failed", "run_stalled", "attempt_failed"), runId, workflow, node, version, outcome
+# "run_failed", "run_cancelled", "run_stalled", "attempt_failed"), runId, workflow, node, version, outcome
 # and logging.googleapis.com/trace. Two log-based metrics count failed and stalled runs
 # per workflow; three alert policies watch them and the dead-letter subscription, and
 # notify var.alert_emails (none: the incidents are still opened in Cloud Monitoring).

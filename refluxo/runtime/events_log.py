@@ -13,6 +13,8 @@ The events (their names and fields are what ``terraform/monitoring.tf`` counts):
   (``stale``, ``lost_race``, ``unknown_run``);
 * ``attempt_failed``: a node's attempt failed and will be retried (``attempt``, ``error``);
 * ``run_failed``: a delivery left the run failed (``failedReason``);
+* ``run_cancelled``: a caller cancelled the run (``failedReason``: the reason given); not
+  an error of the run, so not counted with ``run_failed``;
 * ``run_stalled``: the reconciler found a run's next step overdue and scheduled it again.
 
 Texts come from what was committed (secrets masked), never from an exception itself, and
@@ -28,7 +30,7 @@ from typing import Any, Final, Literal
 EVENT_FIELD: Final = "refluxo"
 """The attribute of a :class:`logging.LogRecord` holding an event's fields."""
 
-Event = Literal["step", "attempt_failed", "run_failed", "run_stalled"]
+Event = Literal["step", "attempt_failed", "run_failed", "run_cancelled", "run_stalled"]
 """The events operators count and alert on (see ``terraform/monitoring.tf``)."""
 
 MAX_TEXT: Final = 2000

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from refluxo.errors import TransientError
-from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON
+from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON, FAILED_REASON
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
 from refluxo.runtime.dispatcher import DeliveryResult, Dispatcher
@@ -217,7 +217,20 @@ class RunService:
         head = head.model_copy(
             update={"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}}
         )
-        return self._transition(record, head, None)
+        cancelled = self._transition(record, head, None)
+        # The reason as committed (masked like every stored text), not as given.
+        stored_reason = str(cancelled.snapshot.metadata.get(FAILED_REASON, reason))
+        log_event(
+            "run_cancelled",
+            f"run cancelled: {stored_reason}",
+            level=logging.WARNING,
+            run_id=run_id,
+            workflow=record.workflow,
+            node=cancelled.snapshot.current_node_id,
+            version=cancelled.version,
+            failedReason=stored_reason,
+        )
+        return cancelled
 
     def _transition(self, record: RunRecord, head: Snapshot, pending: Payload | None) -> RunRecord:
         result = self.dispatcher.commit_transition(

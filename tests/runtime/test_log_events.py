@@ -427,3 +427,21 @@ def test_a_huge_message_is_clipped_and_a_line_break_cannot_forge_a_text_line() -
         )
     lines = TextFormatter().format(with_traceback).split("\n")
     assert all(line.startswith("    ") for line in lines[1:])
+
+
+# -- run_cancelled --------------------------------------------------------------------------
+
+
+def test_a_cancel_logs_one_warning_line_with_the_reason_and_no_run_failed(
+    runs: Harness, logged: pytest.LogCaptureFixture
+) -> None:
+    run = runs.service.start("approval").record
+    runs.drain()
+    runs.service.cancel(run.run_id, "not needed tonight")
+
+    [line] = events(logged, "run_cancelled")
+    assert line["runId"] == run.run_id
+    assert line["level"] == logging.WARNING
+    assert line["failedReason"] == "not needed tonight"
+    assert line["message"] == "run cancelled: not needed tonight"
+    assert events(logged, "run_failed") == []
