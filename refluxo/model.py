@@ -255,8 +255,29 @@ class WorkflowDefinition(BaseModel):
         for node in nodes:
             if node.id in seen:
                 raise ValueError(f"duplicate node id {node.id!r}")
+            _check_name(node.id, "node id")
             seen.add(node.id)
         return nodes
+
+    @field_validator("edges")
+    @classmethod
+    def _writable_handles(cls, edges: list[Edge]) -> list[Edge]:
+        for edge in edges:
+            if edge.source_handle is not None:
+                _check_name(edge.source_handle, "sourceHandle")
+        return edges
+
+
+def _check_name(name: str, what: str) -> None:
+    """A node id keys the run's context and is written in every snapshot as UTF-8: one with
+    a lone UTF-16 surrogate could not be written (or would come back as another key)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"{what} {name!r} holds a lone UTF-16 surrogate ({name[error.start]!r}): "
+            "a snapshot is written as UTF-8, which cannot hold it"
+        ) from None
 
 
 def default_start(node_ids: Sequence[str], edge_targets: Collection[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from refluxo import NodeResult, Snapshot, StepResult, WorkflowEngine
+from refluxo import NodeResult, Snapshot, StepResult, WorkflowDefinition, WorkflowEngine
 from refluxo.model import (
     MAX_JSON_DEPTH,
     MAX_METADATA_DEPTH,
@@ -355,3 +355,23 @@ async def test_a_none_handle_takes_the_edge_without_a_handle_not_a_null_one(shap
         assert end.status == case["end"]["status"] == "completed"
         ours[case["name"]] = list(end.context)
     assert ours == {"nullToNullEdgeAndPlainEdge": ["a", "c"], "nullToPlainEdgeOnly": ["a", "c"]}
+
+
+@pytest.mark.parametrize(
+    "workflow",
+    [
+        {"nodes": [{"id": "\ud800", "type": "t"}]},
+        {
+            "nodes": [{"id": "a", "type": "t"}, {"id": "b", "type": "t"}],
+            "edges": [{"source": "a", "target": "b", "sourceHandle": "y\udfff"}],
+        },
+    ],
+    ids=["node-id", "source-handle"],
+)
+def test_a_workflow_naming_with_a_lone_surrogate_is_refused_when_built(
+    workflow: dict[str, Any],
+) -> None:
+    """A node id keys the context in every snapshot written as UTF-8: one holding a lone
+    surrogate could not be written, or would come back under another key."""
+    with pytest.raises(ValidationError, match="lone UTF-16 surrogate"):
+        WorkflowDefinition.model_validate(workflow)
