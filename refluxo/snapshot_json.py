@@ -242,6 +242,13 @@ class LazyContext(Context):
     def __len__(self) -> int:
         return len(self._base.split) + len(self._new)
 
+    def __repr__(self) -> str:
+        # The node ids only: showing results would validate them, and a snapshot holding an
+        # invalid one must still be printable (in a log line, a debugger).
+        nodes = list(self)
+        more = f" and {len(nodes) - 5} more" if len(nodes) > 5 else ""
+        return f"LazyContext(nodes={nodes[:5]!r}{more})"
+
     def __copy__(self) -> LazyContext:
         return self  # immutable
 

@@ -250,3 +250,15 @@ def test_a_node_whose_key_is_spelled_with_an_escape_is_found(key: str, node_id: 
     again = Snapshot.from_json(decoded.model_copy(update={"context": grown}).to_json())
     assert [r.output for r in again.context[node_id]] == [1, 2]
     assert list(again.context) == ["note", node_id]
+
+
+def test_a_snapshot_with_an_invalid_result_can_still_be_printed() -> None:
+    """repr() (a log line, a debugger) names the nodes without validating their results."""
+    text = (
+        '{"workflowId": "w", "status": "active", "currentNodeId": "a", "context": '
+        '{"a": [{"output": 1}]}, "version": 0, "metadata": {}}'
+    )
+    decoded = Snapshot.from_json(text)
+    assert "LazyContext(nodes=['a'])" in repr(decoded)
+    with pytest.raises(InvalidResult, match="node 'a'"):
+        decoded.context["a"]
