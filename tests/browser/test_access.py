@@ -33,6 +33,39 @@ def test_a_wrong_api_key_shows_a_clear_message(page: Page, served: Served) -> No
     expect(page.locator("table.runs tbody tr")).to_have_count(1)
 
 
+def test_a_key_with_a_character_no_key_has_is_refused_in_its_field(
+    page: Page, served: Served
+) -> None:
+    """A pasted curly quote or non-breaking space: the field says which character is wrong,
+    the key in use stays, and nothing is blamed on the network."""
+    served.runtime.service.start("loop")
+    page.goto(f"{served.url}/ui")
+    use_key(page)
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    field = page.get_by_label("API key")
+    error = page.locator("#api-key-error")
+
+    use_key(page, API_KEY + "\u2019")
+    expect(error).to_contain_text("The key holds the character \u201c\u2019\u201d (U+2019)")
+    expect(error).to_contain_text("printable ASCII")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
+    expect(page.get_by_role("alert")).to_be_hidden()
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    assert page.evaluate("sessionStorage.getItem('refluxo.apiKey')") == API_KEY
+
+    use_key(page, "inspector\u00a0key")
+    expect(error).to_contain_text("The key holds the character (U+00A0)")
+    assert page.evaluate("sessionStorage.getItem('refluxo.apiKey')") == API_KEY
+
+    use_key(page)
+    expect(error).to_be_hidden()
+    expect(field).to_have_attribute("aria-invalid", "false")
+    page.reload()
+    expect(page.locator("table.runs tbody tr")).to_have_count(1)
+    expect(page.get_by_role("alert")).to_be_hidden()
+
+
 def test_the_key_is_kept_for_the_tab_and_sent_as_a_bearer_token(page: Page, served: Served) -> None:
     page.goto(f"{served.url}/ui")
     use_key(page)

@@ -33,9 +33,28 @@ export function setApiKey(key) {
   else window.sessionStorage.removeItem(KEY);
 }
 
+/**
+ * What is wrong with `key` as an API key (null: nothing). A key holds printable ASCII only:
+ * a pasted curly quote or non-breaking space cannot be sent in a header at all.
+ */
+export function keyProblem(key) {
+  for (const char of key) {
+    const code = char.codePointAt(0);
+    if (code < 0x20 || code > 0x7e) {
+      const hex = code.toString(16).toUpperCase().padStart(4, "0");
+      const shown = code < 0x20 || code === 0x7f || /\s/u.test(char) ? "" : `“${char}” `;
+      return `The key holds the character ${shown}(U+${hex}), which no API key has: a key is ` +
+        "printable ASCII (letters, digits, punctuation) only. Retype or re-copy it without that character.";
+    }
+  }
+  return null;
+}
+
 async function call(method, path, body) {
   const headers = { Accept: "application/json" };
   const key = apiKey();
+  const problem = keyProblem(key);
+  if (problem) throw new ApiError(0, "bad_key", problem);
   if (key) headers.Authorization = `Bearer ${key}`;
   const init = { method, headers, cache: "no-store", credentials: "omit" };
   if (body !== undefined) {

@@ -1,7 +1,7 @@
 // The inspector's entry point: the API key field, the notice line, and the two views
 // (the runs list at #/, a run at #/runs/<id>), chosen by the address's fragment.
 
-import { ApiError, apiKey, setApiKey } from "./api.js";
+import { ApiError, apiKey, keyProblem, setApiKey } from "./api.js";
 import { runView } from "./run.js";
 import { runsView } from "./runs.js";
 
@@ -9,6 +9,7 @@ const view = document.getElementById("view");
 const notice = document.getElementById("notice");
 const keyForm = document.getElementById("key-form");
 const keyInput = document.getElementById("api-key");
+const keyError = document.getElementById("api-key-error");
 let stop = () => {};
 
 function say(text, kind = "info") {
@@ -46,14 +47,31 @@ function route() {
   }
 }
 
+/** Says what is wrong with the key typed (or nothing); true if it may be used. */
+function checkKey() {
+  const problem = keyProblem(keyInput.value.trim());
+  keyError.textContent = problem || "";
+  keyError.hidden = !problem;
+  keyInput.setAttribute("aria-invalid", problem ? "true" : "false");
+  return !problem;
+}
+
 keyInput.value = apiKey();
+keyInput.addEventListener("input", () => {
+  if (keyInput.getAttribute("aria-invalid") === "true") checkKey();
+});
 keyForm.addEventListener("submit", (event) => {
   event.preventDefault();
+  if (!checkKey()) {
+    keyInput.focus();
+    return; // not kept: the key in use stays what it was
+  }
   setApiKey(keyInput.value.trim());
   route();
 });
 document.getElementById("key-forget").addEventListener("click", () => {
   keyInput.value = "";
+  checkKey();
   setApiKey("");
   route();
 });
