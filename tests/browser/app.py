@@ -7,6 +7,7 @@
   and its next attempt's time for a long while).
 * ``nightly``: a durable timer of an hour before the report.
 * ``loop``: a node visited three times, then done.
+* ``long``: a node visited 10,000 times, then done (a run of 10,001 results).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from refluxo import StepResult
 from refluxo.runtime import App, current_step
 
 RETRY_INTERVAL_MS = 600_000
+LONG_ROUNDS = 10_000
 
 
 def build_inspector_app() -> App:
@@ -49,6 +51,13 @@ def build_inspector_app() -> App:
     def count(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
         done = len(context.get("count", []))
         return StepResult({"round": done + 1}, next_handle="again" if done < 2 else "done")
+
+    @app.node()
+    def tick(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        done = len(context.get("tick", []))
+        return StepResult(
+            {"round": done + 1}, next_handle="again" if done + 1 < LONG_ROUNDS else "done"
+        )
 
     app.workflow(
         "review",
@@ -109,6 +118,20 @@ def build_inspector_app() -> App:
             "edges": [
                 {"source": "count", "target": "count", "sourceHandle": "again"},
                 {"source": "count", "target": "finish", "sourceHandle": "done"},
+            ],
+        },
+    )
+    app.workflow(
+        "long",
+        {
+            "start": "tick",
+            "nodes": [
+                {"id": "tick", "type": "tick"},
+                {"id": "end", "type": "say", "data": {"text": "done"}},
+            ],
+            "edges": [
+                {"source": "tick", "target": "tick", "sourceHandle": "again"},
+                {"source": "tick", "target": "end", "sourceHandle": "done"},
             ],
         },
     )

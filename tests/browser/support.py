@@ -31,13 +31,16 @@ def node(page: Page, node_id: str) -> Locator:
     return page.locator(f'svg.graph [data-node="{node_id}"]')
 
 
-def start_settled(served: Served, workflow: str, status: str, payload: object = None) -> str:
-    """Start a run of ``workflow`` and wait until the runtime has brought it to ``status``."""
+def start_settled(
+    served: Served, workflow: str, status: str, payload: object = None, *, timeout: float = 30
+) -> str:
+    """Start a run of ``workflow`` and wait (up to ``timeout`` seconds) until the runtime has
+    brought it to ``status``."""
     service = served.runtime.service
     run_id = service.start(workflow, payload).record.run_id
     wait_until(
         lambda: service.get(run_id).status == SnapshotStatus(status),
-        30,
+        timeout,
         f"run {run_id} of {workflow} to be {status}",
     )
     return run_id

@@ -1,6 +1,10 @@
 // One run: its graph coloured by state, its pending retry or timer, its timeline, and what a
 // user may do with it (resume a paused run with a JSON payload, cancel one not finished).
-// While the run is not finished the page polls it, backing off while nothing changes.
+// While the run is not finished the page polls it (one read at a time), backing off while
+// nothing changes. A read draws only what changed: the graph when a node's state or visits
+// did, the timeline's rows of new results (at most ROWS drawn, "Show older" pages through the
+// rest), the actions when what they offer did (a reason or payload being typed stays). The
+// page holds at most MAX_TIMELINE results, the latest.
 
 import { ApiError, cancelRun, getGraph, getRun, resumeRun } from "./api.js";
 import { h, show } from "./dom.js";
@@ -11,16 +15,15 @@ import { statusBadge } from "./runs.js";
 const FIRST_DELAY_MS = 1000;
 const MAX_DELAY_MS = 30_000;
 const TIMELINE_PAGE = 1000;
+/** The most results the page holds: past it, the oldest are dropped (the latest are kept). */
 const MAX_TIMELINE = 20_000;
+/** The most timeline rows drawn at once; "Show older" pages through the rest of what is held. */
+const ROWS = 500;
 
-/** Each node's state, visits and note, from the run's head and its timeline. */
-export function nodeStates(run, timeline) {
+/** Each node's state, visits and note, from the run's head and how often each node ran. */
+export function nodeStates(run, visits) {
   const states = new Map();
-  for (const entry of timeline) {
-    const state = states.get(entry.nodeId) || { state: "done", visits: 0 };
-    state.visits += 1;
-    states.set(entry.nodeId, state);
-  }
+  for (const [nodeId, count] of visits) states.set(nodeId, { state: "done", visits: count });
   const current = run.currentNodeId;
   if (current === null || current === undefined) return states;
   const snapshot = run.snapshot || {};
@@ -50,7 +53,7 @@ function legend() {
     h("li", {}, h("span", { class: `swatch state-${state}` }), label)));
 }
 
-function facts(run, timeline) {
+function facts(run, held) {
   const snapshot = run.snapshot || {};
   const rows = [
     ["Workflow", run.workflow],
@@ -60,7 +63,7 @@ function facts(run, timeline) {
     ["Updated", h("time", {}, iso(run.updatedAt))],
     ["Elapsed", duration(run.updatedAt - run.createdAt)],
     ["Execution time", duration(snapshot.totalExecutionTime)],
-    ["Results", `${run.resultCount}${timeline.length < run.resultCount ? ` (${timeline.length} shown)` : ""}`],
+    ["Results", `${run.resultCount}${held < run.resultCount ? ` (the latest ${held} held)` : ""}`],
     ["Version", String(run.version)],
     ["Definition", h("code", { title: run.definitionVersion }, run.definitionVersion.slice(0, 12))],
   ];
@@ -99,25 +102,16 @@ function value(label, data) {
     h("pre", {}, json(data)));
 }
 
-function timelineTable(run, timeline) {
-  if (!timeline.length) return h("p", { class: "empty" }, "No results yet.");
-  let previous = run.createdAt;
-  const rows = timeline.map((entry) => {
-    const took = entry.timestamp - previous;
-    previous = entry.timestamp;
-    return h("tr", { "data-seq": entry.seq, "data-node": entry.nodeId, class: entry.error ? "failed" : "" },
-      h("td", { class: "number" }, String(entry.seq)),
-      h("td", {}, entry.nodeId),
-      h("td", {}, h("time", {}, iso(entry.timestamp))),
-      h("td", { class: "number" }, duration(took)),
-      h("td", { class: "number" }, String(entry.attempt)),
-      h("td", { class: "error-text" }, entry.error ?? ""),
-      h("td", {}, value("output", entry.output)));
-  });
-  return h("table", { class: "timeline" },
-    h("thead", {}, h("tr", {}, ["#", "Node", "Committed at", "Since previous", "Attempt", "Error", "Output"]
-      .map((title) => h("th", { scope: "col" }, title)))),
-    h("tbody", {}, rows));
+/** One timeline row; `entry.took` is the time since the result before it. */
+function timelineRow(entry) {
+  return h("tr", { "data-seq": entry.seq, "data-node": entry.nodeId, class: entry.error ? "failed" : "" },
+    h("td", { class: "number" }, String(entry.seq)),
+    h("td", {}, entry.nodeId),
+    h("td", {}, h("time", {}, iso(entry.timestamp))),
+    h("td", { class: "number" }, duration(entry.took)),
+    h("td", { class: "number" }, String(entry.attempt)),
+    h("td", { class: "error-text" }, entry.error ?? ""),
+    h("td", {}, value("output", entry.output)));
 }
 
 function parsePayload(text) {
@@ -135,41 +129,106 @@ export function runView(root, runId, { fail, clear, say }) {
   let timer = null;
   let delay = FIRST_DELAY_MS;
   let run = null;
+  let run0 = null; // the first head read (when the run was created)
   let graph = null;
-  let timeline = [];
-  let draft = "{}";
+  let timeline = []; // the results held: the latest MAX_TIMELINE read, oldest first
+  let lastSeq = -1; // the last result read (results are numbered from 0)
+  let lastTimestamp = null; // when that result was committed
+  const visits = new Map(); // how many results of each node were read
+  let graphKey = null;
   let actionsKey = null;
   let focus = null; // the node whose results the timeline shows (null: every node's)
+  let upto = null; // the last result the rows show (null: the latest)
+  let inflight = null; // the read under way: one at a time
+  let again = false; // another read was asked for while one was under way
+  // What the user is typing or has opened in the actions: kept when they are rebuilt.
+  let draft = "{}";
+  let reasonDraft = "";
+  let confirming = false;
 
   const head = h("header", { class: "run-head" }, h("h1", {}, "Run ", h("code", {}, runId)),
     h("a", { href: "#/" }, "← all runs"));
   const factsBox = h("section", { class: "facts-box" });
   const pendingBox = h("div");
-  const graphBox = h("section", { class: "graph-box" });
+  const graphScroll = h("div", { class: "graph-scroll" });
+  const graphBox = h("section", { class: "graph-box" }, h("h2", {}, "Graph"), legend(), graphScroll);
   const actionsBox = h("section", { class: "actions" });
-  const timelineBox = h("section", { class: "timeline-box" });
+  const timelineTitle = h("h2", {}, "Timeline");
+  const timelineNote = h("p", { class: "timeline-note", id: "timeline-note" });
+  const tbody = h("tbody", {});
+  const table = h("table", { class: "timeline" },
+    h("thead", {}, h("tr", {}, ["#", "Node", "Committed at", "Since previous", "Attempt", "Error", "Output"]
+      .map((title) => h("th", { scope: "col" }, title)))),
+    tbody);
+  const empty = h("p", { class: "empty" }, "No results yet.");
+  const older = h("button", { type: "button", id: "timeline-older", onclick: () => page(-1) }, "Show older");
+  const newer = h("button", { type: "button", id: "timeline-newer", onclick: () => page(1) }, "Show newer");
+  const latest = h("button", { type: "button", id: "timeline-latest", onclick: () => page(0) }, "Show the latest");
+  const paging = h("nav", { class: "paging timeline-paging", "aria-label": "timeline pages" }, older, newer, latest);
+  const timelineBox = h("section", { class: "timeline-box" }, timelineTitle, timelineNote, empty, table, paging);
+
   const choose = (event) => {
     const picked = event.target.closest("[data-node]");
     if (!picked || (event.type === "keydown" && event.key !== "Enter")) return;
     focus = focus === picked.dataset.node ? null : picked.dataset.node;
-    render();
+    upto = null;
+    markFocus();
+    drawRows();
   };
   graphBox.addEventListener("click", choose);
   graphBox.addEventListener("keydown", choose);
   const refresh = h("p", { class: "refresh", id: "refresh" });
   show(root, head, h("p", { class: "loading" }, "Loading…"));
 
-  async function readTimeline() {
-    for (;;) {
-      const after = timeline.length ? timeline[timeline.length - 1].seq : -1;
-      const page = await getRun(runId, { after, limit: TIMELINE_PAGE });
-      timeline = timeline.concat(page.timeline);
-      if (page.timeline.length < TIMELINE_PAGE || timeline.length >= MAX_TIMELINE) return page;
+  /** The held results the timeline shows (every node's, or the chosen node's). */
+  const matching = () => (focus === null ? timeline : timeline.filter((entry) => entry.nodeId === focus));
+
+  /** Keeps `entries` (read after `lastSeq`, in order): appended, the oldest past the cap dropped. */
+  function hold(entries) {
+    const fresh = entries.filter((entry) => entry.seq > lastSeq); // a result is never held twice
+    for (const entry of fresh) {
+      // The time since the result before; the first result since the run was created (unknown
+      // when the results before it were not read: past the cap).
+      if (lastTimestamp !== null) entry.took = entry.timestamp - lastTimestamp;
+      else if (lastSeq === -1) entry.took = entry.timestamp - run0.createdAt;
+      lastTimestamp = entry.timestamp;
+      lastSeq = entry.seq;
+      visits.set(entry.nodeId, (visits.get(entry.nodeId) || 0) + 1);
     }
+    timeline.push(...fresh);
+    const dropped = Math.max(0, timeline.length - MAX_TIMELINE);
+    if (dropped) timeline = timeline.slice(dropped);
+    return { fresh, dropped };
+  }
+
+  async function readTimeline() {
+    const fresh = [];
+    let dropped = 0;
+    for (let pages = 0; ; pages += 1) {
+      const page = await getRun(runId, { after: lastSeq, limit: TIMELINE_PAGE });
+      run0 ||= page;
+      if (lastSeq === -1 && page.resultCount > MAX_TIMELINE) {
+        // More results than the page holds: read only the latest (the visits count what is read).
+        lastSeq = page.resultCount - 1 - MAX_TIMELINE;
+        continue;
+      }
+      const held = hold(page.timeline);
+      fresh.push(...held.fresh);
+      dropped += held.dropped;
+      if (page.timeline.length < TIMELINE_PAGE || pages * TIMELINE_PAGE >= MAX_TIMELINE) {
+        return { page, fresh: fresh.slice(-MAX_TIMELINE), dropped };
+      }
+    }
+  }
+
+  function actionsOffer() {
+    if (FINISHED.has(run.status)) return `finished:${run.status}`;
+    return run.status === "paused" ? `paused:${run.currentNodeId}` : "cancel";
   }
 
   function actions() {
     if (FINISHED.has(run.status)) {
+      confirming = false;
       return [h("h2", {}, "Actions"), h("p", { class: "muted" }, `The run is ${run.status}: nothing left to do.`)];
     }
     const parts = [h("h2", {}, "Actions")];
@@ -211,17 +270,23 @@ export function runView(root, runId, { fail, clear, say }) {
       }, h("label", { for: "resume-payload" }, `Resume node ${run.currentNodeId} with this JSON payload`),
       input, error, button));
     }
-    const reason = h("input", { id: "cancel-reason", name: "reason", placeholder: "reason (optional)" });
+    const reason = h("input", {
+      id: "cancel-reason", name: "reason", placeholder: "reason (optional)",
+      oninput: () => { reasonDraft = reason.value; },
+    });
+    reason.value = reasonDraft;
     const confirm = h("button", { type: "submit", id: "cancel-confirm", class: "danger" }, "Yes, cancel the run");
     const confirmation = h("form", {
       class: "cancel-confirm",
-      hidden: true,
+      hidden: !confirming,
       onsubmit: async (event) => {
         event.preventDefault();
         confirm.disabled = true;
         try {
           await cancelRun(runId, reason.value.trim());
           say(`Cancelled run ${runId}.`);
+          confirming = false;
+          reasonDraft = "";
           poll(true);
         } catch (failure) {
           fail(failure);
@@ -230,29 +295,115 @@ export function runView(root, runId, { fail, clear, say }) {
       },
     }, h("label", { for: "cancel-reason" }, "Cancel: the run fails and no step of it runs again."),
     reason, confirm,
-    h("button", { type: "button", onclick: () => { confirmation.hidden = true; } }, "Keep it"));
+    h("button", { type: "button", onclick: () => { confirming = false; confirmation.hidden = true; } }, "Keep it"));
     parts.push(h("div", { class: "cancel" },
-      h("button", { type: "button", id: "cancel", class: "danger", onclick: () => { confirmation.hidden = false; reason.focus(); } },
-        "Cancel run…"), confirmation));
+      h("button", {
+        type: "button", id: "cancel", class: "danger",
+        onclick: () => { confirming = true; confirmation.hidden = false; reason.focus(); },
+      }, "Cancel run…"), confirmation));
     return parts;
   }
 
-  function render() {
-    show(factsBox, facts(run, timeline));
-    show(pendingBox, pending(run));
-    show(graphBox, h("h2", {}, "Graph"), legend(),
-      h("div", { class: "graph-scroll" }, drawGraph(graph, nodeStates(run, timeline))));
-    const key = `${run.status}:${run.version}`;
-    if (key !== actionsKey) {
-      actionsKey = key;
-      show(actionsBox, actions());
+  function drawGraphIfChanged() {
+    const states = nodeStates(run, visits);
+    const key = JSON.stringify([...states]);
+    if (key === graphKey) return;
+    graphKey = key;
+    show(graphScroll, drawGraph(graph, states));
+    markFocus();
+  }
+
+  function markFocus() {
+    for (const element of graphScroll.querySelectorAll("[data-node]")) {
+      element.setAttribute("aria-pressed", element.dataset.node === focus ? "true" : "false");
     }
-    const shown = focus === null ? timeline : timeline.filter((entry) => entry.nodeId === focus);
-    show(timelineBox, focus === null
-      ? h("h2", {}, "Timeline")
-      : h("h2", {}, `Timeline of node ${focus} `,
-        h("button", { type: "button", onclick: () => { focus = null; render(); } }, "Show every node")),
-    timelineTable(run, shown));
+    if (focus === null) {
+      show(timelineTitle, "Timeline");
+    } else {
+      show(timelineTitle, `Timeline of node ${focus} `,
+        h("button", { type: "button", onclick: () => { focus = null; upto = null; markFocus(); drawRows(); } },
+          "Show every node"));
+    }
+  }
+
+  /** The rows to show: at most ROWS of `shown`, ending at `upto` (or the latest). */
+  function window_(shown) {
+    let end = shown.length;
+    if (upto !== null) {
+      end = 0;
+      while (end < shown.length && shown[end].seq <= upto) end += 1;
+    }
+    const start = Math.max(0, end - ROWS);
+    return { start, end: Math.min(shown.length, Math.max(end, start + ROWS)) }; // the oldest page: full
+  }
+
+  /** Moves the rows a page older (-1), newer (1), or to the latest (0). */
+  function page(step) {
+    const shown = matching();
+    const { start, end } = window_(shown);
+    if (step < 0 && start > 0) upto = shown[start - 1].seq;
+    else if (step > 0 && end + ROWS < shown.length) upto = shown[end + ROWS - 1].seq;
+    else upto = null;
+    drawRows();
+  }
+
+  function describe(shown, start, end) {
+    const held = timeline.length;
+    const parts = [];
+    if (run && held < run.resultCount) parts.push(`Showing the latest ${held} of ${run.resultCount} results.`);
+    if (shown.length > end - start) {
+      parts.push(`Rows ${start + 1} to ${end} of ${shown.length}${focus === null ? "" : ` results of node ${focus}`} held` +
+        (upto === null ? " (the latest)." : "."));
+    }
+    timelineNote.textContent = parts.join(" ");
+    timelineNote.hidden = !parts.length;
+    older.disabled = start === 0;
+    newer.disabled = upto === null;
+    latest.disabled = upto === null;
+    paging.hidden = shown.length <= ROWS;
+    empty.textContent = focus === null || !timeline.length ? "No results yet." : `No results of node ${focus} held.`;
+    empty.hidden = end > start;
+    table.hidden = end === start;
+  }
+
+  /** Draws the rows of the timeline from scratch (a node chosen, a page turned). */
+  function drawRows() {
+    const shown = matching();
+    const { start, end } = window_(shown);
+    show(tbody, shown.slice(start, end).map(timelineRow));
+    describe(shown, start, end);
+  }
+
+  /** Adds the rows of results just read, drops those past the page's bounds. */
+  function addRows(fresh, dropped) {
+    const shown = matching();
+    const { start, end } = window_(shown);
+    const first = tbody.firstElementChild;
+    const oldestShown = first ? Number(first.dataset.seq) : null;
+    if (dropped && oldestShown !== null && (!shown.length || shown[start].seq !== oldestShown) && upto !== null) {
+      drawRows(); // the page looked at was dropped: draw what is held now
+      return;
+    }
+    if (upto === null) {
+      const rows = fresh.filter((entry) => focus === null || entry.nodeId === focus).slice(-ROWS);
+      tbody.append(...rows.map(timelineRow));
+      while (tbody.childElementCount > end - start) tbody.firstElementChild.remove();
+    }
+    describe(shown, start, end);
+  }
+
+  function render(fresh, dropped) {
+    show(factsBox, facts(run, timeline.length));
+    show(pendingBox, pending(run));
+    drawGraphIfChanged();
+    const offer = actionsOffer();
+    if (offer !== actionsKey) {
+      actionsKey = offer;
+      const typing = actionsBox.contains(document.activeElement) ? document.activeElement.id : null;
+      show(actionsBox, actions());
+      if (typing) document.getElementById(typing)?.focus();
+    }
+    addRows(fresh, dropped);
     const finished = FINISHED.has(run.status);
     show(refresh, finished
       ? `Finished: not refreshing. Read at ${iso(Date.now())}.`
@@ -262,27 +413,45 @@ export function runView(root, runId, { fail, clear, say }) {
     }
   }
 
-  async function poll(changed = false) {
+  /** Reads the run once more; one read at a time: asked during one, it follows it. */
+  function poll(changed = false) {
     if (stopped) return;
-    window.clearTimeout(timer);
     if (changed) delay = FIRST_DELAY_MS;
+    if (inflight) {
+      again = true;
+      return;
+    }
+    window.clearTimeout(timer);
+    inflight = read().finally(() => {
+      inflight = null;
+      if (again && !stopped) {
+        again = false;
+        poll();
+      }
+    });
+  }
+
+  async function read() {
     try {
       const before = run ? run.version : null;
-      const latest = await readTimeline();
+      const { page: latestPage, fresh, dropped } = await readTimeline();
       graph ||= await getGraph(runId);
       if (stopped) return;
-      const { timeline: _, ...fresh } = latest;
-      run = fresh;
+      const { timeline: _, ...head_ } = latestPage;
+      run = head_;
       delay = before === null || run.version !== before ? FIRST_DELAY_MS : Math.min(delay * 2, MAX_DELAY_MS);
       clear();
-      render();
+      render(fresh, dropped);
     } catch (failure) {
       if (stopped) return;
       delay = Math.min(delay * 2, MAX_DELAY_MS);
       fail(failure);
       if (failure instanceof ApiError && failure.status === 404) return;
     }
-    if (!stopped && !(run && FINISHED.has(run.status))) timer = window.setTimeout(poll, delay);
+    if (!stopped && !again && !(run && FINISHED.has(run.status))) {
+      window.clearTimeout(timer);
+      timer = window.setTimeout(poll, delay);
+    }
   }
 
   poll();
