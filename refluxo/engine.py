@@ -156,6 +156,11 @@ class WorkflowEngine:
             if handles is not None:
                 self._handles[name] = handles
 
+    def node_type(self, node_id: str | None) -> str | None:
+        """The type of node ``node_id``, or None if the workflow has no such node."""
+        node = self._nodes.get(node_id) if node_id is not None else None
+        return node.type if node is not None else None
+
     def validate_workflow(self) -> None:
         """Raise :class:`WorkflowDefinitionError` naming node types without a definition
         and edges whose source or target is not a node (see :mod:`refluxo.graph`)."""

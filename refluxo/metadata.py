@@ -24,3 +24,13 @@ CANCELLED_AT = "cancelledAt"
 
 STEP_LIMIT_REASON = "Step limit exceeded"
 CANCELLED_REASON = "Cancelled"
+
+CHILD_RUNS = "childRuns"
+"""The child runs a ``map``, ``parallel`` or ``call`` node started: while the run waits for
+them, what they are (``waiting: true``, their workflows and inputs); once they are joined,
+a summary (how many ended and failed). Written by the runtime only."""
+
+PARENT_RUN = "parentRun"
+"""In a child run: the run that started it (``runId``), the version at which that run
+waits (``version``), its node (``node``) and the child's place among its siblings
+(``index``)."""

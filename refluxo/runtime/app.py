@@ -28,6 +28,7 @@ from refluxo.redaction import RedactionPlugin, Redactor
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
+from refluxo.runtime.fanout import child_node_types
 from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
@@ -137,6 +138,10 @@ class App:
         self.clock = clock
         self.limits = limits or RuntimeLimits()
         self.node_types: dict[str, NodeDefinition] = dict(BUILTIN_NODE_TYPES)
+        self.child_node_types: dict[str, NodeDefinition] = child_node_types(self)
+        """``map``, ``parallel`` and ``call``: their pauses start child runs. A type of the
+        same name registered by the app replaces them (and its pauses are plain ones)."""
+        self.node_types.update(self.child_node_types)
         self.workflows: dict[str, WorkflowSpec] = {}
         self._engines: OrderedDict[str, WorkflowEngine] = OrderedDict()
         self._engine_cache_size = engine_cache_size
@@ -224,6 +229,11 @@ class App:
             known = ", ".join(sorted(self.workflows)) or "none"
             raise UnknownWorkflow(f"unknown workflow {name!r} (registered: {known})")
         return spec
+
+    def starts_children(self, node_type: str) -> bool:
+        """Whether a pause of a node of ``node_type`` asks for child runs."""
+        built_in = self.child_node_types.get(node_type)
+        return built_in is not None and self.node_types.get(node_type) is built_in
 
     def globals(self) -> Mapping[str, Any] | None:
         """The globals for one delivery."""

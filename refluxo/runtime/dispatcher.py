@@ -43,11 +43,14 @@ from refluxo.model import Snapshot, SnapshotStatus, trusted
 from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
-from refluxo.runtime.due import due_time
+from refluxo.runtime.children import CHILDREN_SOURCE, PARENT_GONE, ChildRuns, mark_waiting
+from refluxo.runtime.due import due_time, next_delivery
 from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.events_log import logger as events_logger
+from refluxo.runtime.fanout import ChildrenOutcome
 from refluxo.runtime.history import HistoryContext
+from refluxo.runtime.links import parent_link
 from refluxo.runtime.ports import (
     AppendedResult,
     CommitResult,
@@ -74,6 +77,8 @@ class Outcome(enum.StrEnum):
     NOT_DUE = "not_due"
     IDLE = "idle"
     UNKNOWN_RUN = "unknown_run"
+    CHILDREN = "children"
+    """A waiting parent started its children, or an ended child reported to its parent."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +125,6 @@ def head_only(snapshot: Snapshot) -> Snapshot:
     )
 
 
-def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
-    """The delivery a committed ``head`` needs, or None if it waits for nobody."""
-    due = due_time(head)
-    return Delivery(run_id, head.version, due) if due is not None else None
-
-
 class Dispatcher:
     """Executes deliveries for one :class:`App` against a store and a scheduler.
 
@@ -151,6 +150,8 @@ class Dispatcher:
         self.max_platform_retries = max_platform_retries
         """Past this many platform retries of one delivery, its step counts as a failed
         attempt of the node (:class:`StepUnanswered`); ``None``: never."""
+        self.children = ChildRuns(app, store, scheduler)
+        """Starts, reports, joins and cancels child runs (``map``, ``parallel``, ``call``)."""
 
     async def deliver(self, delivery: Delivery, known: RunRecord | None = None) -> DeliveryResult:
         """Process one delivery; see the module docstring for the guarantees.
@@ -183,6 +184,9 @@ class Dispatcher:
             return DeliveryResult(Outcome.STALE, record)
         due = due_time(record.snapshot)
         if due is None:
+            if self.children.handles(record):
+                await offload(self.children.deliver, record)
+                return DeliveryResult(Outcome.CHILDREN, record)
             return DeliveryResult(Outcome.IDLE, record)
         target = max(due, delivery.due_at)
         if target > now:
@@ -192,6 +196,14 @@ class Dispatcher:
             later = Delivery(record.run_id, record.version, target, hop)
             await offload(self.scheduler.schedule, later)
             return DeliveryResult(Outcome.NOT_DUE, record)
+        if (
+            record.version == 0
+            and parent_link(record.snapshot) is not None
+            and not await offload(self.children.parent_waits, record)
+        ):
+            # Started while its parent stopped waiting (cancelled, joined early).
+            cancelled = await offload(self.children.cancel, record, PARENT_GONE)
+            return DeliveryResult(Outcome.COMMITTED if cancelled else Outcome.LOST_RACE, cancelled)
         globals_ = self.app.globals()
         with running(RunInfo(record.run_id, record.workflow)):
             advance = await self._advance(record, now, globals_, delivery.platform_retries)
@@ -235,6 +247,8 @@ class Dispatcher:
         payload: Any = None
         if record.pending is not None:
             payload = record.pending.value
+            if record.pending.source == CHILDREN_SOURCE:
+                payload = ChildrenOutcome.from_json(payload)
         elif snapshot.status == SnapshotStatus.PAUSED:
             payload = timer_payload(int(snapshot.metadata[RESUME_AT]))
         reader = await offload(self.store.history, record)
@@ -263,7 +277,7 @@ class Dispatcher:
                     f"{platform_retries + 1} deliveries (timeouts or crashes)"
                 )
                 return Advance(await engine.record_failure(current, unanswered, globals_), 1)
-            return await engine.drive(
+            advance = await engine.drive(
                 current,
                 external_payload=payload,
                 globals=globals_,
@@ -281,6 +295,12 @@ class Dispatcher:
             # app no longer has, a failing error handler. Redelivering would fail the same
             # way forever: fail the run with the reason (logged once committed, scrubbed).
             return Advance(fail(current, describe_error(err)), 0)
+        after = advance.snapshot
+        if after.status == SnapshotStatus.PAUSED and self.app.starts_children(
+            engine.node_type(after.current_node_id) or ""
+        ):
+            return Advance(mark_waiting(after), advance.steps)
+        return advance
 
     async def _engine(self, version: str) -> WorkflowEngine:
         cached = self.app.cached_engine(version)

@@ -15,7 +15,9 @@ The events (their names and fields are what ``terraform/monitoring.tf`` counts):
 * ``run_failed``: a delivery left the run failed (``failedReason``);
 * ``run_cancelled``: a caller cancelled the run (``failedReason``: the reason given); not
   an error of the run, so not counted with ``run_failed``;
-* ``run_stalled``: the reconciler found a run's next step overdue and scheduled it again.
+* ``run_stalled``: the reconciler found a run's next step overdue and scheduled it again;
+* ``children_joined``: the child runs a node waited for have ended (``ended``,
+  ``failed``) and the run goes on.
 
 Texts come from what was committed (secrets masked), never from an exception itself, and
 are cut at :data:`MAX_TEXT` characters so that a line stays far below Cloud Logging's entry
@@ -30,7 +32,9 @@ from typing import Any, Final, Literal
 EVENT_FIELD: Final = "refluxo"
 """The attribute of a :class:`logging.LogRecord` holding an event's fields."""
 
-Event = Literal["step", "attempt_failed", "run_failed", "run_cancelled", "run_stalled"]
+Event = Literal[
+    "step", "attempt_failed", "run_failed", "run_cancelled", "run_stalled", "children_joined"
+]
 """The events operators count and alert on (see ``terraform/monitoring.tf``)."""
 
 MAX_TEXT: Final = 2000

@@ -26,6 +26,7 @@ class RuntimeLimits:
     max_commit_results, max_commit_bytes: a batch of steps (``StepBudget``) ends once its
         results reach either, so one commit fits every store (Firestore: 500 writes and
         10 MiB per commit).
+    max_children: child runs one ``map`` node may start.
     """
 
     max_nodes: int = 2_000
@@ -35,6 +36,7 @@ class RuntimeLimits:
     max_steps_per_run: int = 100_000
     max_commit_results: int = 400
     max_commit_bytes: int = 4 * 1024 * 1024
+    max_children: int = 10_000
 
     def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:
         """Raise :class:`LimitExceededError` naming what is too large."""

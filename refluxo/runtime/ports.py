@@ -295,6 +295,57 @@ class RetentionSweeper(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChildEnd:
+    """How one child run ended, as its parent's join reads it.
+
+    ``index`` is the child's place among its siblings; ``status`` its final status
+    (``"completed"`` or ``"failed"``); ``output`` the output of its last step when it
+    completed, ``error`` its ``failedReason`` when it failed.
+    """
+
+    index: int
+    run_id: str
+    status: str
+    output: Any = None
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status != SnapshotStatus.COMPLETED.value
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCount:
+    """How many children of one wait have ended, and how many of them failed."""
+
+    ended: int
+    failed: int
+
+
+@runtime_checkable
+class JoinLedger(Protocol):
+    """Where the ends of a parent's child runs are recorded, each exactly once.
+
+    A wait is identified by the parent run and the version at which it paused. Recording
+    the same child twice (a redelivered notice, two racing ones) changes nothing and
+    answers the same counts. The counts must not be one value every child updates under
+    contention (Firestore sustains about one write per second per document): a ledger
+    keeps one entry per child and counts in shards, or in a store that serialises writes
+    anyway (SQLite).
+    """
+
+    def record_child_end(self, parent_id: str, version: int, end: ChildEnd) -> JoinCount:
+        """Record ``end`` if its child is not recorded yet; the wait's counts after it."""
+        ...
+
+    def child_ends(
+        self, parent_id: str, version: int, *, after_index: int = -1, limit: int = 1000
+    ) -> list[ChildEnd]:
+        """Recorded ends of the wait with ``index > after_index``, by index."""
+        ...
+
+
 @runtime_checkable
 class DefinitionStore(Protocol):
     """Workflow definitions, content-addressed: a run executes the graph it started with."""
@@ -309,8 +360,9 @@ class DefinitionStore(Protocol):
 
 
 @runtime_checkable
-class SnapshotStore(RunStore, DefinitionStore, Protocol):
-    """What a storage backend provides: runs and the definitions they execute."""
+class SnapshotStore(RunStore, DefinitionStore, JoinLedger, Protocol):
+    """What a storage backend provides: runs, the definitions they execute, and the
+    ledger that joins child runs."""
 
 
 @runtime_checkable

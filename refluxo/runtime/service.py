@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from refluxo.errors import TransientError
-from refluxo.metadata import CANCELLED_AT, CANCELLED_REASON, FAILED_REASON
+from refluxo.metadata import CANCELLED_REASON
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
 from refluxo.runtime.dispatcher import DeliveryResult, Dispatcher
@@ -21,6 +21,7 @@ from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.ids import check_run_id
 from refluxo.runtime.json_values import check_json_value
+from refluxo.runtime.links import waiting_for_children
 from refluxo.runtime.loop import EventLoopThread
 from refluxo.runtime.ports import (
     Delivery,
@@ -30,7 +31,6 @@ from refluxo.runtime.ports import (
     RunRecord,
     TimelineEntry,
 )
-from refluxo.steps import fail
 
 DEFAULT_RECONCILE_GRACE_MS: Final = 600_000
 """How far past its expected time a run's next step must be before the reconciler schedules
@@ -199,6 +199,13 @@ class RunService:
                 self.dispatcher.ensure_scheduled(record)
                 return record
             raise RunConflict(f"run {run_id!r} is {record.status.value}, not paused")
+        waiting = waiting_for_children(record.snapshot)
+        if waiting is not None:
+            raise RunConflict(
+                f"run {run_id!r} waits for its {waiting.get('count')} child runs (node "
+                f"{waiting.get('node')!r}); it goes on when they end, and cancelling it "
+                "cancels them"
+            )
         if expected_version is not None and expected_version != record.version:
             raise RunConflict(
                 f"run {run_id!r} is at version {record.version}, not {expected_version}"
@@ -209,27 +216,14 @@ class RunService:
         return self._transition(record, head, Payload(payload, "resume"))
 
     def cancel(self, run_id: str, reason: str = CANCELLED_REASON) -> RunRecord:
-        """Fail a run that has not ended; later deliveries for it are stale."""
+        """Fail a run that has not ended; later deliveries for it are stale. A run waiting
+        for child runs cancels them too (and theirs)."""
         record = self.get(run_id)
         if record.status.is_terminal:
             raise RunConflict(f"run {run_id!r} is already {record.status.value}")
-        head = fail(record.snapshot, reason)
-        head = head.model_copy(
-            update={"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}}
-        )
-        cancelled = self._transition(record, head, None)
-        # The reason as committed (masked like every stored text), not as given.
-        stored_reason = str(cancelled.snapshot.metadata.get(FAILED_REASON, reason))
-        log_event(
-            "run_cancelled",
-            f"run cancelled: {stored_reason}",
-            level=logging.WARNING,
-            run_id=run_id,
-            workflow=record.workflow,
-            node=cancelled.snapshot.current_node_id,
-            version=cancelled.version,
-            failedReason=stored_reason,
-        )
+        cancelled = self.dispatcher.children.cancel(record, reason)
+        if cancelled is None:
+            raise RunConflict(f"run {run_id!r} changed meanwhile; read it and retry")
         return cancelled
 
     def _transition(self, record: RunRecord, head: Snapshot, pending: Payload | None) -> RunRecord:

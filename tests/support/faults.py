@@ -26,7 +26,15 @@ from refluxo.errors import TransientError
 from refluxo.runtime import App, current_step
 from refluxo.runtime.dispatcher import Dispatcher
 from refluxo.runtime.errors import RunConflict
-from refluxo.runtime.ports import Delivery, Scheduler, SnapshotStore, StepCommit
+from refluxo.runtime.links import child_run_id, waiting_for_children
+from refluxo.runtime.ports import (
+    ChildEnd,
+    Delivery,
+    JoinCount,
+    Scheduler,
+    SnapshotStore,
+    StepCommit,
+)
 from refluxo.runtime.service import RunService
 from tests.support.clock import FakeClock
 from tests.support.stores import history_of
@@ -76,6 +84,18 @@ def build_fault_app(clock: FakeClock) -> App:
             return StepResult(pause=True)
         return StepResult(payload, next_handle="yes" if payload["ok"] else "no")
 
+    @app.node()
+    def spread(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        n = context["start"][-1].output["n"]
+        return StepResult([{"n": item} for item in fanout_items(n)])
+
+    @app.node()
+    def square(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        n = context["start"][-1].output["n"]
+        if n % 5 == 3:
+            raise ValueError(f"no square for {n}")
+        return StepResult({"sq": n * n})
+
     def graph(nodes: list[tuple[str, str]], edges: list[tuple[str, str, str | None]]) -> Any:
         return {
             "start": "start",
@@ -117,6 +137,18 @@ def build_fault_app(clock: FakeClock) -> App:
         "flaky",
         graph([("f", "flaky"), ("after", "emit")], [("start", "f", None), ("f", "after", None)]),
     )
+    app.workflow("item", graph([("sq", "square")], [("start", "sq", None)]))
+    fanout = graph(
+        [("spread", "spread"), ("m", "map"), ("done", "emit")],
+        [("start", "spread", None), ("spread", "m", None), ("m", "done", None)],
+    )
+    fanout["nodes"][2]["data"] = {
+        "items": "{{ nodes.spread.output }}",
+        "workflow": "item",
+        "concurrency": 3,
+        "failure": "collect",
+    }
+    app.workflow("fanout", fanout)
     app.workflow(
         "approval",
         graph(
@@ -125,6 +157,21 @@ def build_fault_app(clock: FakeClock) -> App:
         ),
     )
     return app
+
+
+def fanout_items(n: int) -> list[int]:
+    """The items a ``fanout`` run of input ``n`` maps over (0 to 7 of them)."""
+    return [n * 10 + k for k in range(n % 8)]
+
+
+def fanout_output(n: int) -> list[Any]:
+    """What the ``map`` node of a ``fanout`` run of input ``n`` must output."""
+    return [
+        {"error": f"node 'sq' failed after 1 attempt: ValueError: no square for {item}"}
+        if item % 5 == 3
+        else {"sq": item * item}
+        for item in fanout_items(n)
+    ]
 
 
 def expected_path(workflow: str, n: int, answer: bool | None) -> list[str] | None:
@@ -138,6 +185,8 @@ def expected_path(workflow: str, n: int, answer: bool | None) -> list[str] | Non
         return ["start"] + ["loop", "body"] * total + ["loop", "end"]
     if workflow == "flaky":
         return ["start"] + ["f"] * (n % 3 + 1) + ["after"]
+    if workflow == "fanout":
+        return ["start", "spread", "m", "done"]
     if answer is None:
         return ["start"]
     return ["start", "ask", "yes" if answer else "no"]
@@ -175,6 +224,14 @@ class FaultyStore:
             raise TransientError("connection reset after commit")
         return result
 
+    def record_child_end(self, parent_id: str, version: int, end: ChildEnd) -> JoinCount:
+        if self.plan.take("store_failure_before_commit"):
+            raise TransientError("store unavailable")
+        count = self.inner.record_child_end(parent_id, version, end)
+        if self.plan.take("ledger_reply_lost"):
+            raise TransientError("connection reset after recording a child's end")
+        return count
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
@@ -208,6 +265,7 @@ DEFAULT_RATES = {
     "store_reply_lost_after_commit": 0.02,
     "duplicate_resume": 0.3,
     "late_resume": 0.03,
+    "ledger_reply_lost": 0.05,
 }
 
 
@@ -263,7 +321,7 @@ class FaultDriver:
         self.loop = asyncio.new_event_loop()
 
     def start_runs(self, count: int) -> None:
-        workflows = ["chain", "branch", "loop", "flaky", "approval"]
+        workflows = ["chain", "branch", "loop", "flaky", "approval", "fanout"]
         for index in range(count):
             workflow = workflows[index % len(workflows)]
             run_id = f"run-{index:05d}"
@@ -307,7 +365,7 @@ class FaultDriver:
         """Answer some paused approvals; leave every fifth one waiting forever."""
         progressed = False
         for record in self.store.list_runs(status=SnapshotStatus.PAUSED, limit=500).runs:
-            if record.run_id in self.answers:
+            if record.run_id in self.answers or waiting_for_children(record.snapshot):
                 continue
             n = self.inputs[record.run_id]
             if n % 25 == 4:  # approval runs whose human never answers
@@ -403,10 +461,22 @@ class FaultDriver:
             actual = flaky_path if record.workflow == "flaky" else path
             if expected is not None and actual != expected:
                 anomalies.append(f"{run_id}: path {actual} != {expected}")
+            if record.workflow == "fanout":
+                anomalies += self._audit_fanout(run_id, index, record)
             waiting = record.workflow == "approval" and answer is None
             wanted = "paused" if waiting else "completed"
             if record.status != wanted:
                 anomalies.append(f"{run_id}: {record.status}, expected {wanted}")
+        children = sum(
+            1
+            for page_run in self.store.list_runs(limit=100_000).runs
+            if page_run.run_id not in self.inputs
+        )
+        expected_children = sum(
+            len(fanout_items(n)) for run_id, n in self.inputs.items() if n % 6 == 5
+        )
+        if children != expected_children:
+            anomalies.append(f"{children} child runs stored, {expected_children} expected")
         return Report(
             runs=count,
             steps=steps,
@@ -415,3 +485,39 @@ class FaultDriver:
             anomalies=anomalies,
             outcomes=dict(self.outcomes),
         )
+
+    def _audit_fanout(self, run_id: str, n: int, record: Any) -> list[str]:
+        """The map's output, its children (each run once, reported once), one join."""
+        anomalies: list[str] = []
+        timeline = self.store.timeline(run_id, limit=100_000)
+        maps = [entry for entry in timeline if entry.node_id == "m"]
+        if len(maps) != 1:
+            return [f"{run_id}: the map node has {len(maps)} results (joined more than once?)"]
+        output = [
+            {"error": entry["error"]} if isinstance(entry, dict) and "error" in entry else entry
+            for entry in maps[0].result.output
+        ]
+        if output != fanout_output(n):
+            anomalies.append(f"{run_id}: map output {output} != {fanout_output(n)}")
+        summary = record.snapshot.metadata.get("childRuns") or {}
+        items = fanout_items(n)
+        if items and summary.get("ended") != len(items):
+            anomalies.append(
+                f"{run_id}: {summary.get('ended')} children ended, {len(items)} expected"
+            )
+        for index, item in enumerate(items):
+            child_id = child_run_id(run_id, int(summary.get("version", -1)), index)
+            child = self.store.load_run(child_id)
+            if child is None:
+                anomalies.append(f"{child_id}: child lost")
+                continue
+            steps = [entry.node_id for entry in self.store.timeline(child_id, limit=100)]
+            if steps != ["start", "sq"]:
+                anomalies.append(f"{child_id}: child steps {steps}")
+            link = child.snapshot.metadata.get("parentRun") or {}
+            if link.get("reported") is not True:
+                anomalies.append(f"{child_id}: end never reported")
+            wanted = "failed" if item % 5 == 3 else "completed"
+            if child.status != wanted:
+                anomalies.append(f"{child_id}: {child.status}, expected {wanted}")
+        return anomalies

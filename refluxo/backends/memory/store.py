@@ -42,9 +42,11 @@ from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
     AppendedResult,
+    ChildEnd,
     CommitResult,
     CommitToken,
     Delivery,
+    JoinCount,
     Payload,
     RunPage,
     RunRecord,
@@ -159,6 +161,34 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._definitions: dict[str, tuple[str, str]] = {}
+        self._ends: dict[tuple[str, int], dict[int, tuple[str, str, str | None, str | None]]] = {}
+        self._join_counts: dict[tuple[str, int], JoinCount] = {}
+
+    # -- joining child runs ----------------------------------------------------------------
+
+    def record_child_end(self, parent_id: str, version: int, end: ChildEnd) -> JoinCount:
+        output = None if end.failed else encode_json(end.output)
+        with self._lock:
+            ends = self._ends.setdefault((parent_id, version), {})
+            count = self._join_counts.get((parent_id, version), JoinCount(0, 0))
+            if end.index not in ends:
+                ends[end.index] = (end.run_id, end.status, output, end.error)
+                count = JoinCount(count.ended + 1, count.failed + end.failed)
+                self._join_counts[(parent_id, version)] = count
+            return count
+
+    def child_ends(
+        self, parent_id: str, version: int, *, after_index: int = -1, limit: int = 1000
+    ) -> list[ChildEnd]:
+        with self._lock:
+            ends = dict(self._ends.get((parent_id, version), {}))
+        indices = sorted(index for index in ends if index > after_index)[:limit]
+        return [
+            ChildEnd(
+                index, ends[index][0], ends[index][1], decode_json(ends[index][2]), ends[index][3]
+            )
+            for index in indices
+        ]
 
     # -- runs -----------------------------------------------------------------------------
 

@@ -77,6 +77,25 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, available_at);
+
+CREATE TABLE IF NOT EXISTS child_ends (
+    parent_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    PRIMARY KEY (parent_id, version, idx)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS join_counts (
+    parent_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    ended INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    PRIMARY KEY (parent_id, version)
+) WITHOUT ROWID;
 """
 
 OVERDUE_INDEX = (

@@ -41,8 +41,10 @@ from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
     AppendedResult,
+    ChildEnd,
     CommitResult,
     Delivery,
+    JoinCount,
     Payload,
     RunPage,
     RunRecord,
@@ -578,3 +580,43 @@ class SqliteStore:
             return None
         loaded: dict[str, Any] = decode_json(row[0])
         return loaded
+
+    # -- joining child runs ----------------------------------------------------------------
+
+    def record_child_end(self, parent_id: str, version: int, end: ChildEnd) -> JoinCount:
+        """One write transaction: the end inserted if new, the wait's counts bumped only
+        then. SQLite serialises writers anyway, so one counter row per wait costs no
+        contention here (Firestore shards it)."""
+        output = encode_json(end.output) if not end.failed else None
+        with self.db.write() as tx:
+            added = tx.execute(
+                "INSERT INTO child_ends (parent_id, version, idx, run_id, status, output, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (parent_id, version, end.index, end.run_id, end.status, output, end.error),
+            ).rowcount
+            if added:
+                tx.execute(
+                    "INSERT INTO join_counts (parent_id, version, ended, failed) "
+                    "VALUES (?, ?, 1, ?) ON CONFLICT (parent_id, version) DO UPDATE SET "
+                    "ended = ended + 1, failed = failed + excluded.failed",
+                    (parent_id, version, int(end.failed)),
+                )
+            row = tx.execute(
+                "SELECT ended, failed FROM join_counts WHERE parent_id = ? AND version = ?",
+                (parent_id, version),
+            ).fetchone()
+        return JoinCount(int(row[0]), int(row[1]))
+
+    def child_ends(
+        self, parent_id: str, version: int, *, after_index: int = -1, limit: int = 1000
+    ) -> list[ChildEnd]:
+        with self.db.reading() as connection:
+            rows = connection.execute(
+                "SELECT idx, run_id, status, output, error FROM child_ends "
+                "WHERE parent_id = ? AND version = ? AND idx > ? ORDER BY idx LIMIT ?",
+                (parent_id, version, after_index, limit),
+            ).fetchall()
+        return [
+            ChildEnd(index, run_id, status, decode_json(output), error)
+            for index, run_id, status, output, error in rows
+        ]

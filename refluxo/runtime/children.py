@@ -1,0 +1,411 @@
+"""Child runs: started by a waiting parent, each end recorded once, joined once.
+
+A ``map``, ``parallel`` or ``call`` node (:mod:`refluxo.runtime.fanout`) pauses its run with
+a request for child runs. The dispatcher marks that pause as a wait
+(``metadata["childRuns"]``, :func:`mark_waiting`), and from then on everything is driven by
+deliveries that the heads themselves call for (:func:`refluxo.runtime.links.next_delivery`):
+
+1. **Start.** The parent's delivery at its waiting version starts children ``0 ..
+   concurrency - 1``. A child's id is derived from the parent's id, version and the
+   child's index (:func:`~refluxo.runtime.links.child_run_id`), and creating a run is
+   idempotent by id: a redelivered or duplicated start creates nothing twice.
+2. **End.** A child that ends (completes, fails, is cancelled) commits a head that calls
+   for one more delivery of its own, which reports the end to the parent: the ledger
+   (:class:`~refluxo.runtime.ports.JoinLedger`) records each child once and answers how
+   many have ended. The report then starts the child ``concurrency`` places further on
+   (so at most ``concurrency`` run at once), or, when it was the last, joins. A crash
+   between a child's commit and its report loses nothing: the child's delivery is not
+   acknowledged, comes again, finds itself stale and schedules the report again.
+3. **Join.** The parent's head goes from its waiting version to the next with the
+   children's outcome as its pending payload: an optimistic-lock commit, so of any number
+   of racing joins exactly one lands and schedules the parent's next step. The node then
+   runs again with a :class:`~refluxo.runtime.fanout.ChildrenOutcome` and outputs.
+   Under ``fail_fast`` the first failed child joins at once and the others are cancelled.
+
+No document is written by every child: the parent's head is written twice per wait (the
+pause, the join), each child writes its own run and one ledger entry.
+
+A child created after its parent stopped waiting (cancelled, or joined early by a failed
+sibling, while a report was starting it) is cancelled at its first step: it checks that
+its parent still waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+from refluxo.errors import TransientError
+from refluxo.metadata import CANCELLED_AT, CHILD_RUNS, FAILED_REASON, PARENT_RUN, PAUSED_WITH
+from refluxo.model import Snapshot, SnapshotStatus
+from refluxo.runtime.app import App
+from refluxo.runtime.due import next_delivery
+from refluxo.runtime.errors import UnknownWorkflow
+from refluxo.runtime.events_log import log_event
+from refluxo.runtime.fanout import FAIL_FAST
+from refluxo.runtime.links import (
+    ParentLink,
+    as_reported,
+    child_run_id,
+    needs_report,
+    needs_start,
+    parent_link,
+    waiting_for_children,
+)
+from refluxo.runtime.ports import (
+    ChildEnd,
+    CommitResult,
+    Delivery,
+    Payload,
+    RunRecord,
+    Scheduler,
+    SnapshotStore,
+    StepCommit,
+)
+from refluxo.steps import evolve, fail, without
+
+logger = logging.getLogger("refluxo.children")
+
+CHILDREN_SOURCE: Final = "children"
+"""The :attr:`Payload.source` of a join's payload: the children's outcome."""
+
+PARENT_CANCELLED: Final = "Cancelled: its parent run was cancelled"
+SIBLING_FAILED: Final = "Cancelled: a sibling child run failed (fail_fast)"
+PARENT_GONE: Final = "Cancelled: its parent run no longer waits for it"
+
+ENDS_PAGE: Final = 1000
+"""Recorded ends read per query while joining."""
+
+JOIN_ATTEMPTS: Final = 5
+"""Joins tried before a report gives up (its delivery is retried): each lost only to
+other bookkeeping on the same parent, which ends."""
+
+
+def parent_marker_version(record: RunRecord) -> int | None:
+    """The version of the wait ``record`` is in, or None."""
+    marker = waiting_for_children(record.snapshot)
+    return None if marker is None else int(marker["version"])
+
+
+def mark_waiting(head: Snapshot) -> Snapshot:
+    """``head`` (paused by a node that starts children) as a wait for those children.
+
+    The node paused with its request (``pausedWith``); the wait keeps it under
+    ``childRuns`` with the node and the version, ``waiting: true``. Only the runtime
+    writes ``childRuns``: a node of any other type pausing with the same data is an
+    ordinary pause.
+    """
+    request = head.metadata.get(PAUSED_WITH)
+    if not isinstance(request, Mapping):
+        return head
+    inputs = request.get("inputs")
+    marker = {
+        **request,
+        "node": head.current_node_id,
+        "version": head.version,
+        "count": len(inputs) if isinstance(inputs, list) else 0,
+        "waiting": True,
+    }
+    metadata = {**without(head.metadata, PAUSED_WITH), CHILD_RUNS: marker}
+    return evolve(head, {"metadata": metadata})
+
+
+def _workflow_of(marker: Mapping[str, Any], index: int) -> str:
+    workflows = marker.get("workflows")
+    if isinstance(workflows, list):
+        return str(workflows[index])
+    return str(marker.get("workflow"))
+
+
+class ChildRuns:
+    """Starts, reports, joins and cancels child runs for one app, store and scheduler."""
+
+    def __init__(
+        self,
+        app: App,
+        store: SnapshotStore,
+        scheduler: Scheduler,
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.scheduler = scheduler
+
+    # -- what a delivery does -------------------------------------------------------------
+
+    def handles(self, record: RunRecord) -> bool:
+        """Whether ``record``'s delivery at its own version is child-run work."""
+        snapshot = record.snapshot
+        return needs_start(snapshot) is not None or needs_report(snapshot) is not None
+
+    def deliver(self, record: RunRecord) -> None:
+        """Start a waiting parent's first children, or report an ended child."""
+        marker = needs_start(record.snapshot)
+        if marker is not None:
+            self._start_window(record, marker)
+            return
+        link = needs_report(record.snapshot)
+        if link is not None:
+            self._report(record, link)
+
+    def _start_window(self, parent: RunRecord, marker: Mapping[str, Any]) -> None:
+        """Children ``0 .. concurrency - 1`` created, then the wait marked started (a
+        crash in between starts them again: creating is idempotent)."""
+        count = int(marker.get("count", 0))
+        if count == 0:
+            self._join(parent)  # nothing to wait for: the node goes on at once
+            return
+        for index in range(min(count, int(marker.get("concurrency", 1)))):
+            self._start(parent, marker, index)
+        metadata = {**parent.snapshot.metadata, CHILD_RUNS: {**marker, "started": True}}
+        head = evolve(parent.snapshot, {"version": parent.version + 1, "metadata": metadata})
+        self._transition(parent, head, parent.pending)
+
+    def parent_waits(self, child: RunRecord) -> bool:
+        """Whether the parent of ``child`` still waits for it (True for a run with none)."""
+        link = parent_link(child.snapshot)
+        if link is None:
+            return True
+        parent = self.store.load_run(link.run_id)
+        return parent is not None and self._waits_at(parent, link) is not None
+
+    # -- starting -------------------------------------------------------------------------
+
+    def _start(self, parent: RunRecord, marker: Mapping[str, Any], index: int) -> None:
+        version = int(marker["version"])
+        run_id = child_run_id(parent.run_id, version, index)
+        link = ParentLink(parent.run_id, version, str(marker.get("node")), index)
+        inputs = marker.get("inputs") or []
+        try:
+            spec = self.app.get_workflow(_workflow_of(marker, index))
+        except UnknownWorkflow as err:
+            self._record_end(parent, ChildEnd(index, run_id, "failed", error=str(err)))
+            return
+        now = self.app.clock()
+        snapshot = Snapshot(
+            workflow_id=run_id,
+            status=SnapshotStatus.ACTIVE,
+            current_node_id=spec.start,
+            version=0,
+            last_started_at=now,
+            total_execution_time=0,
+            metadata={PARENT_RUN: link.as_metadata()},
+        )
+        child_input = inputs[index] if index < len(inputs) else None
+        record = RunRecord(
+            run_id=run_id,
+            workflow=spec.name,
+            definition_version=spec.version,
+            snapshot=snapshot,
+            created_at=now,
+            updated_at=now,
+            input=child_input,
+            pending=Payload(child_input),
+        )
+        self.store.put_definition(spec.version, spec.name, spec.wire)
+        first = Delivery(run_id, 0, 0)
+        result = self.store.create_run(record, first_delivery=first)
+        if result.committed:
+            if not result.scheduled:
+                self.scheduler.schedule(first)
+            return
+        existing = result.record or self.store.load_run(run_id)
+        if existing is None:
+            return
+        if parent_link(existing.snapshot) != link:
+            # A run a caller started under this id: the child cannot run.
+            self._record_end(
+                parent,
+                ChildEnd(
+                    index, run_id, "failed", error=f"run id {run_id!r} is taken by another run"
+                ),
+            )
+            return
+        following = next_delivery(existing.run_id, existing.snapshot)
+        if following is not None:  # started before: make sure it goes on (or reports)
+            self.scheduler.schedule(following)
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def _waits_at(self, parent: RunRecord, link: ParentLink) -> Mapping[str, Any] | None:
+        marker = waiting_for_children(parent.snapshot)
+        if marker is None or marker.get("version") != link.version:
+            return None
+        return marker
+
+    def _report(self, child: RunRecord, link: ParentLink) -> None:
+        """Record the child's end with its parent (if it still waits), then mark the child
+        reported, which ends its bookkeeping."""
+        parent = self.store.load_run(link.run_id)
+        if parent is not None:
+            if self._waits_at(parent, link) is not None:
+                self._record_end(parent, self._end_of(child, link))
+            else:
+                # The parent moved on; a join whose scheduling was lost goes on from here.
+                following = next_delivery(parent.run_id, parent.snapshot)
+                if following is not None:
+                    self.scheduler.schedule(following)
+        head = evolve(
+            child.snapshot,
+            {"version": child.version + 1, "metadata": as_reported(child.snapshot.metadata)},
+        )
+        self._transition(child, head, None)
+
+    def _end_of(self, child: RunRecord, link: ParentLink) -> ChildEnd:
+        snapshot = child.snapshot
+        if snapshot.status == SnapshotStatus.COMPLETED:
+            output = None
+            if child.result_count > 0:
+                last = self.store.timeline(child.run_id, after_seq=child.result_count - 2, limit=1)
+                if last:
+                    output = last[0].result.output
+            return ChildEnd(link.index, child.run_id, SnapshotStatus.COMPLETED.value, output)
+        reason = str(snapshot.metadata.get(FAILED_REASON) or "failed")
+        return ChildEnd(link.index, child.run_id, SnapshotStatus.FAILED.value, error=reason)
+
+    def _record_end(self, parent: RunRecord, end: ChildEnd) -> None:
+        marker = waiting_for_children(parent.snapshot)
+        if marker is None:
+            return
+        count = self.store.record_child_end(parent.run_id, int(marker["version"]), end)
+        total = int(marker.get("count", 0))
+        if end.failed and marker.get("failure") == FAIL_FAST:
+            self._join(parent, stop_others=True)
+            return
+        following = end.index + int(marker.get("concurrency", 1))
+        if following < total:
+            self._start(parent, marker, following)
+        if count.ended >= total:
+            self._join(parent)
+
+    # -- joining --------------------------------------------------------------------------
+
+    def _join(self, parent: RunRecord, *, stop_others: bool = False) -> None:
+        """Resume the waiting ``parent`` with its children's outcome: once, however many
+        reports race here (an optimistic-lock commit; a loser that finds the parent
+        still waiting, changed by other bookkeeping, tries again with the new head)."""
+        record: RunRecord | None = parent
+        for _ in range(JOIN_ATTEMPTS):
+            if record is None:
+                return
+            marker = waiting_for_children(record.snapshot)
+            if marker is None or marker.get("version") != parent_marker_version(parent):
+                return  # joined, cancelled or failed meanwhile
+            if self._join_once(record, marker, stop_others):
+                return
+            record = self.store.load_run(parent.run_id)
+        raise TransientError(f"run {parent.run_id!r} kept changing while joining its children")
+
+    def _join_once(self, parent: RunRecord, marker: Mapping[str, Any], stop_others: bool) -> bool:
+        total = int(marker.get("count", 0))
+        version = int(marker["version"])
+        outputs: list[Any] = [None] * total
+        errors: list[dict[str, Any]] = []
+        ended = 0
+        after = -1
+        while True:
+            page = self.store.child_ends(parent.run_id, version, after_index=after, limit=ENDS_PAGE)
+            for end in page:
+                if not 0 <= end.index < total:
+                    continue
+                ended += 1
+                if end.failed:
+                    errors.append({"index": end.index, "runId": end.run_id, "error": end.error})
+                else:
+                    outputs[end.index] = end.output
+            if len(page) < ENDS_PAGE:
+                break
+            after = page[-1].index
+        summary = {key: value for key, value in marker.items() if key != "inputs"}
+        summary.update({"waiting": False, "ended": ended, "failed": len(errors)})
+        head = evolve(
+            parent.snapshot,
+            {
+                "status": SnapshotStatus.ACTIVE,
+                "version": parent.version + 1,
+                "metadata": {**parent.snapshot.metadata, CHILD_RUNS: summary},
+            },
+        )
+        result = self._transition(
+            parent, head, Payload({"outputs": outputs, "errors": errors}, CHILDREN_SOURCE)
+        )
+        if not result.committed:
+            return False
+        log_event(
+            "children_joined",
+            f"{ended} of {total} child runs ended ({len(errors)} failed)",
+            run_id=parent.run_id,
+            workflow=parent.workflow,
+            node=parent.snapshot.current_node_id,
+            version=head.version,
+            ended=ended,
+            failed=len(errors),
+        )
+        if stop_others:
+            self.cancel_children(parent.run_id, marker, SIBLING_FAILED)
+        return True
+
+    # -- cancelling -----------------------------------------------------------------------
+
+    def cancel_children(self, parent_id: str, marker: Mapping[str, Any], reason: str) -> int:
+        """Cancel every child of the wait ``marker`` that has not ended; how many."""
+        version = int(marker.get("version", -1))
+        cancelled = 0
+        for index in range(int(marker.get("count", 0))):
+            child = self.store.load_run(child_run_id(parent_id, version, index))
+            if child is None or child.status.is_terminal:
+                continue
+            if parent_link(child.snapshot) != ParentLink(
+                parent_id, version, str(marker.get("node")), index
+            ):
+                continue
+            if self.cancel(child, reason) is not None:
+                cancelled += 1
+        return cancelled
+
+    def cancel(self, record: RunRecord, reason: str) -> RunRecord | None:
+        """Fail ``record`` as cancelled, then its own children; None if it changed meanwhile."""
+        head = fail(record.snapshot, reason)
+        head = evolve(head, {"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}})
+        result = self._transition(record, head, None)
+        if not result.committed:
+            return None
+        assert result.record is not None
+        cancelled = result.record
+        stored_reason = str(cancelled.snapshot.metadata.get(FAILED_REASON, reason))
+        log_event(
+            "run_cancelled",
+            f"run cancelled: {stored_reason}",
+            level=logging.WARNING,
+            run_id=record.run_id,
+            workflow=record.workflow,
+            node=cancelled.snapshot.current_node_id,
+            version=cancelled.version,
+            failedReason=stored_reason,
+        )
+        marker = waiting_for_children(record.snapshot)
+        if marker is not None:
+            self.cancel_children(record.run_id, marker, PARENT_CANCELLED)
+        return cancelled
+
+    # -- committing -----------------------------------------------------------------------
+
+    def _transition(
+        self, record: RunRecord, head: Snapshot, pending: Payload | None
+    ) -> CommitResult:
+        following = next_delivery(record.run_id, head)
+        result = self.store.commit(
+            StepCommit(
+                run_id=record.run_id,
+                expected_version=record.version,
+                snapshot=head,
+                pending=pending,
+                next_delivery=following,
+            )
+        )
+        if result.committed and not result.scheduled and following is not None:
+            self.scheduler.schedule(following)
+        return result
+
+
+__all__ = ["CHILDREN_SOURCE", "ChildRuns", "mark_waiting"]

@@ -1,0 +1,206 @@
+"""Node types that run work in parallel as child runs: ``map``, ``parallel`` and ``call``.
+
+The engine keeps one cursor per run and its snapshots stay those of ``@refluxo/core``, so
+parallelism belongs to the runtime: such a node pauses its run with a request for child
+runs (each an ordinary run of a registered workflow), the runtime starts them, and once
+they have ended it resumes the node with their outcome, which the node turns into its
+output. See :mod:`refluxo.runtime.children` for how children are started and joined.
+
+* ``map``: ``{"items": [...], "workflow": "name", "concurrency": 10, "failure":
+  "fail_fast"}``: one child per item (the item is its input), at most ``concurrency``
+  running at once; the output lists the children's outputs in item order.
+* ``parallel``: ``{"branches": {"a": "wf_a", "b": {"workflow": "wf_b", "input": ...}},
+  "input": ...}``: every branch at once; the output maps each branch name to its output.
+* ``call``: ``{"workflow": "name", "input": ...}``: one child (a sub-workflow); its output
+  is the node's output.
+
+Failures: under ``"fail_fast"`` (the default) the first child to fail stops the others
+(they are cancelled) and the node fails with that child's reason, so the node's retry
+policy applies (a retry starts new children). Under ``"collect"`` every child runs to its
+end and a failed child's place holds ``{"error": reason, "runId": id}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from refluxo.definitions import NodeDefinition
+from refluxo.frozen import thaw
+from refluxo.model import StepResult
+from refluxo.runtime.errors import UnknownWorkflow
+
+if TYPE_CHECKING:
+    from refluxo.runtime.app import App
+
+FAIL_FAST: Final = "fail_fast"
+COLLECT: Final = "collect"
+FAILURE_MODES: Final = (FAIL_FAST, COLLECT)
+
+DEFAULT_CONCURRENCY: Final = 10
+MAX_CONCURRENCY: Final = 1000
+MAX_BRANCHES: Final = 100
+
+
+class ChildRunFailed(Exception):
+    """A child run failed and its parent's node fails with it (``fail_fast``, ``call``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChildrenOutcome:
+    """How a node's child runs ended, handed to the node when they are joined.
+
+    ``outputs[i]`` is child ``i``'s output (``None`` if it failed or never ran);
+    ``errors`` the failed ones, each ``{"index", "runId", "error"}``. Only the runtime
+    builds it: a resume payload or a run's input (JSON) can never be one.
+    """
+
+    outputs: list[Any]
+    errors: list[dict[str, Any]]
+
+    @classmethod
+    def from_json(cls, value: Any) -> ChildrenOutcome:
+        return cls(list(value.get("outputs", [])), list(value.get("errors", [])))
+
+
+def _failure_mode(data: Mapping[str, Any]) -> str:
+    mode = data.get("failure", FAIL_FAST)
+    if mode not in FAILURE_MODES:
+        raise ValueError(f"failure must be {FAIL_FAST!r} or {COLLECT!r}, got {mode!r}")
+    return str(mode)
+
+
+def _concurrency(data: Mapping[str, Any], default: int) -> int:
+    value = data.get("concurrency", default)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise ValueError(
+            f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}"
+        )
+    return value
+
+
+def _data(data: Any, kind: str) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{kind} needs its data as an object, got {type(data).__name__}")
+    return data
+
+
+def _failed_entry(error: Mapping[str, Any]) -> dict[str, Any]:
+    return {"error": error.get("error"), "runId": error.get("runId")}
+
+
+def _raise_first(outcome: ChildrenOutcome, what: str, labels: list[str] | None = None) -> None:
+    """Fail the node with the first failed child (by index), named as ``what``."""
+    if outcome.errors:
+        first = min(outcome.errors, key=lambda entry: int(entry.get("index", 0)))
+        index = int(first.get("index", 0))
+        label = f" {labels[index]!r}" if labels is not None else f" {index}" if what else ""
+        raise ChildRunFailed(
+            f"{what or 'the called workflow'}{label} (run {first.get('runId')}) "
+            f"failed: {first.get('error')}"
+        )
+
+
+def child_node_types(app: App) -> dict[str, NodeDefinition]:
+    """The three node types, bound to ``app`` (which checks workflow names and limits)."""
+
+    def workflow_name(value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{where} must name a registered workflow, got {value!r}")
+        try:
+            app.get_workflow(value)
+        except UnknownWorkflow as err:
+            raise ValueError(str(err)) from None
+        return value
+
+    def map_node(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        spec = _data(data, "map")
+        failure = _failure_mode(spec)
+        if isinstance(payload, ChildrenOutcome):
+            if failure == FAIL_FAST:
+                _raise_first(payload, "item")
+                return StepResult(payload.outputs)
+            outputs = list(payload.outputs)
+            for error in payload.errors:
+                outputs[int(error["index"])] = _failed_entry(error)
+            return StepResult(outputs)
+        items = spec.get("items")
+        if not isinstance(items, list | tuple):
+            raise ValueError(f"map needs 'items' as a list, got {type(items).__name__}")
+        limit = app.limits.max_children
+        if len(items) > limit:
+            raise ValueError(f"map has {len(items)} items; the limit is {limit} child runs")
+        request = {
+            "kind": "map",
+            "workflow": workflow_name(spec.get("workflow"), "map's 'workflow'"),
+            "inputs": thaw(list(items)),
+            "concurrency": _concurrency(spec, DEFAULT_CONCURRENCY),
+            "failure": failure,
+        }
+        return StepResult(request, pause=True)
+
+    def parallel_node(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        spec = _data(data, "parallel")
+        failure = _failure_mode(spec)
+        branches = spec.get("branches")
+        if not isinstance(branches, Mapping) or not branches:
+            raise ValueError("parallel needs 'branches': an object of branch name to workflow")
+        if len(branches) > MAX_BRANCHES:
+            raise ValueError(f"parallel has {len(branches)} branches; the limit is {MAX_BRANCHES}")
+        names = [str(name) for name in branches]
+        if isinstance(payload, ChildrenOutcome):
+            if failure == FAIL_FAST:
+                _raise_first(payload, "branch", names)
+            output = dict(zip(names, payload.outputs, strict=False))
+            for error in payload.errors:
+                output[names[int(error["index"])]] = _failed_entry(error)
+            return StepResult(output)
+        workflows: list[str] = []
+        inputs: list[Any] = []
+        for name, branch in branches.items():
+            where = f"parallel branch {name!r}"
+            if isinstance(branch, Mapping):
+                workflows.append(workflow_name(branch.get("workflow"), f"{where}'s 'workflow'"))
+                inputs.append(thaw(branch.get("input", spec.get("input"))))
+            else:
+                workflows.append(workflow_name(branch, where))
+                inputs.append(thaw(spec.get("input")))
+        request = {
+            "kind": "parallel",
+            "workflows": workflows,
+            "names": names,
+            "inputs": inputs,
+            "concurrency": _concurrency(spec, len(names)),
+            "failure": failure,
+        }
+        return StepResult(request, pause=True)
+
+    def call_node(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        spec = _data(data, "call")
+        if isinstance(payload, ChildrenOutcome):
+            _raise_first(payload, "")
+            return StepResult(payload.outputs[0] if payload.outputs else None)
+        request = {
+            "kind": "call",
+            "workflow": workflow_name(spec.get("workflow"), "call's 'workflow'"),
+            "inputs": [thaw(spec.get("input"))],
+            "concurrency": 1,
+            "failure": FAIL_FAST,
+        }
+        return StepResult(request, pause=True)
+
+    return {
+        "map": NodeDefinition(map_node),
+        "parallel": NodeDefinition(parallel_node),
+        "call": NodeDefinition(call_node),
+    }
+
+
+__all__ = [
+    "COLLECT",
+    "FAIL_FAST",
+    "ChildRunFailed",
+    "ChildrenOutcome",
+    "child_node_types",
+]

@@ -1,0 +1,121 @@
+"""Parent and child runs as their heads record them.
+
+A run that waits for child runs keeps them in ``metadata["childRuns"]`` (``waiting: true``);
+a child keeps its parent in ``metadata["parentRun"]``. Both are plain snapshot metadata:
+every store keeps them without a schema of its own, and ``GET /runs/{id}`` shows them.
+
+Two pieces of bookkeeping are also kept there, each calling for one delivery until it is
+done (:func:`refluxo.runtime.due.next_delivery`), and each making its run overdue for the
+reconciler while it is not (:func:`refluxo.runtime.due.expected_at`), so that a delivery a
+queue dropped is made again: a waiting parent whose children are not all started yet
+(:func:`needs_start`), and an ended child whose end its parent has not recorded yet
+(:func:`needs_report`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from refluxo.metadata import CHILD_RUNS, PARENT_RUN
+from refluxo.model import Snapshot, SnapshotStatus
+from refluxo.runtime.ids import RUN_ID_PATTERN
+
+
+@dataclass(frozen=True, slots=True)
+class ParentLink:
+    """Where a child run reports its end: the parent, the wait (its version), the node and
+    the child's index among its siblings."""
+
+    run_id: str
+    version: int
+    node: str
+    index: int
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "runId": self.run_id,
+            "version": self.version,
+            "node": self.node,
+            "index": self.index,
+        }
+
+
+def child_run_id(parent_id: str, version: int, index: int) -> str:
+    """The id of child ``index`` of the wait of ``parent_id`` at ``version``.
+
+    Readable (``order-1.4.17``) when that is a valid run id, else a hash of the three: the
+    same child always gets the same id, so a redelivered step starts no duplicate.
+    """
+    readable = f"{parent_id}.{version}.{index}"
+    if RUN_ID_PATTERN.fullmatch(readable):
+        return readable
+    key = f"{parent_id}\x00{version}\x00{index}"
+    return "child-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def waiting_for_children(snapshot: Snapshot) -> Mapping[str, Any] | None:
+    """The children a paused run waits for (its ``childRuns`` metadata), or None."""
+    if snapshot.status != SnapshotStatus.PAUSED:
+        return None
+    marker = snapshot.metadata.get(CHILD_RUNS)
+    if isinstance(marker, Mapping) and marker.get("waiting") is True:
+        return marker
+    return None
+
+
+def parent_link(snapshot: Snapshot) -> ParentLink | None:
+    """The parent a child run reports to, or None for a run started by a caller."""
+    link = snapshot.metadata.get(PARENT_RUN)
+    if not isinstance(link, Mapping):
+        return None
+    run_id, version, node, index = (
+        link.get("runId"),
+        link.get("version"),
+        link.get("node"),
+        link.get("index"),
+    )
+    if (
+        isinstance(run_id, str)
+        and isinstance(node, str)
+        and isinstance(version, int)
+        and isinstance(index, int)
+        and not isinstance(version, bool)
+        and not isinstance(index, bool)
+    ):
+        return ParentLink(run_id, version, node, index)
+    return None
+
+
+def needs_start(snapshot: Snapshot) -> Mapping[str, Any] | None:
+    """The wait of a run whose children are not all started yet, or None."""
+    marker = waiting_for_children(snapshot)
+    return marker if marker is not None and marker.get("started") is not True else None
+
+
+def needs_report(snapshot: Snapshot) -> ParentLink | None:
+    """The parent an ended child must still report to, or None (reported, or no parent)."""
+    if not snapshot.status.is_terminal:
+        return None
+    link = snapshot.metadata.get(PARENT_RUN)
+    if isinstance(link, Mapping) and link.get("reported") is True:
+        return None
+    return parent_link(snapshot)
+
+
+def as_reported(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """A child's ``metadata`` once its end is recorded by its parent."""
+    return {**metadata, PARENT_RUN: {**metadata[PARENT_RUN], "reported": True}}
+
+
+__all__ = [
+    "ParentLink",
+    "as_reported",
+    "child_run_id",
+    "needs_report",
+    "needs_start",
+    "parent_link",
+    "waiting_for_children",
+]

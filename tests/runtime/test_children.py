@@ -1,0 +1,368 @@
+"""Child runs: ``map``, ``parallel`` and ``call`` through the durable runtime.
+
+Each test drives runs with the memory runtime's ``drain`` (one thread, a fake clock) or the
+embedded default, and checks what a user relies on: outputs in item order, failures as
+documented, at most ``concurrency`` children running, each child run once, one join, and
+cancel reaching every child.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refluxo import SnapshotStatus, StepResult
+from refluxo.backends.memory import MemoryRuntime
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.runtime import App, Delivery, RunRecord
+from refluxo.runtime.errors import RunConflict
+from refluxo.runtime.links import child_run_id
+from tests.support.clock import FakeClock
+
+
+def build_app(clock: FakeClock) -> App:
+    app = App(clock=clock)
+
+    @app.node()
+    def double(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        x = context["start"][-1].output["x"]
+        if x < 0:
+            raise ValueError(f"negative: {x}")
+        return StepResult({"y": x * 2})
+
+    @app.node()
+    def ask(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        if payload is None:
+            return StepResult({"question": "go?"}, pause=True)
+        return StepResult(payload)
+
+    def flow(*nodes: dict[str, Any]) -> dict[str, Any]:
+        ids = ["start", *(node["id"] for node in nodes)]
+        return {
+            "nodes": [{"id": "start", "type": "trigger"}, *nodes],
+            "edges": [{"source": a, "target": b} for a, b in itertools.pairwise(ids)],
+        }
+
+    app.workflow("item", flow({"id": "d", "type": "double"}))
+    app.workflow("waits", flow({"id": "q", "type": "ask"}))
+    app.workflow("label", flow({"id": "l", "type": "trigger", "data": "labelled"}))
+    for failure in ("fail_fast", "collect"):
+        app.workflow(
+            f"map_{failure}",
+            flow(
+                {
+                    "id": "m",
+                    "type": "map",
+                    "data": {
+                        "items": "{{ nodes.start.output.items }}",
+                        "workflow": "{{ nodes.start.output.workflow }}",
+                        "concurrency": "{{ nodes.start.output.concurrency }}",
+                        "failure": failure,
+                    },
+                }
+            ),
+        )
+    app.workflow(
+        "branches",
+        flow(
+            {
+                "id": "p",
+                "type": "parallel",
+                "data": {
+                    "branches": {"a": "item", "b": {"workflow": "item", "input": {"x": 5}}},
+                    "input": {"x": 1},
+                },
+            }
+        ),
+    )
+    app.workflow(
+        "sub",
+        flow(
+            {
+                "id": "c",
+                "type": "call",
+                "data": {"workflow": "item", "input": "{{ nodes.start.output }}"},
+            }
+        ),
+    )
+    app.workflow(
+        "nested",
+        flow(
+            {
+                "id": "outer",
+                "type": "map",
+                "data": {"items": [{"x": 1}, {"x": 2}], "workflow": "sub", "concurrency": 2},
+            }
+        ),
+    )
+    return app
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def memory(clock: FakeClock) -> MemoryRuntime:
+    return MemoryRuntime(build_app(clock))
+
+
+def start_map(
+    runtime: MemoryRuntime | EmbeddedRuntime,
+    items: list[Any],
+    *,
+    failure: str = "collect",
+    concurrency: int = 3,
+    workflow: str = "item",
+    run_id: str = "p",
+) -> None:
+    runtime.service.start(
+        f"map_{failure}",
+        {"items": items, "workflow": workflow, "concurrency": concurrency},
+        run_id=run_id,
+    )
+
+
+def output_of(runtime: MemoryRuntime | EmbeddedRuntime, run_id: str, node_id: str) -> Any:
+    entries = [e for e in runtime.service.timeline(run_id, limit=10_000) if e.node_id == node_id]
+    assert len(entries) == 1, entries
+    return entries[0].result.output
+
+
+def wait_version(record: RunRecord) -> int:
+    return int(record.snapshot.metadata["childRuns"]["version"])
+
+
+def children_of(runtime: MemoryRuntime | EmbeddedRuntime) -> list[RunRecord]:
+    runs = runtime.service.list(limit=1000).runs
+    return [run for run in runs if "parentRun" in run.snapshot.metadata]
+
+
+def test_map_outputs_the_childrens_outputs_in_item_order(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": i} for i in range(7)], concurrency=2)
+    memory.drain()
+    parent = memory.service.get("p")
+    assert parent.status == SnapshotStatus.COMPLETED
+    assert output_of(memory, "p", "m") == [{"y": 2 * i} for i in range(7)]
+    summary = parent.snapshot.metadata["childRuns"]
+    assert summary["count"] == 7
+    assert summary["ended"] == 7
+    assert summary["failed"] == 0
+    assert summary["waiting"] is False
+    assert "inputs" not in summary
+    # Both directions: the parent names the wait; each child names its parent.
+    child = memory.service.get(child_run_id("p", summary["version"], 4))
+    assert child.input == {"x": 4}
+    assert child.snapshot.metadata["parentRun"] == {
+        "runId": "p",
+        "version": summary["version"],
+        "node": "m",
+        "index": 4,
+        "reported": True,
+    }
+    assert len(children_of(memory)) == 7
+
+
+def test_collect_keeps_each_failed_childs_place_and_reason(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": 1}, {"x": -2}, {"x": 3}], failure="collect")
+    memory.drain()
+    assert memory.service.get("p").status == SnapshotStatus.COMPLETED
+    version = wait_version(memory.service.get("p"))
+    assert output_of(memory, "p", "m") == [
+        {"y": 2},
+        {
+            "error": "node 'd' failed after 1 attempt: ValueError: negative: -2",
+            "runId": child_run_id("p", version, 1),
+        },
+        {"y": 6},
+    ]
+
+
+def test_fail_fast_fails_the_node_and_cancels_the_children_still_running(
+    memory: MemoryRuntime,
+) -> None:
+    # Child 0 fails at once; child 1 pauses (it would wait forever); 2.. never start.
+    memory.app.workflow(
+        "mixed",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "pick", "type": "call", "data": {"workflow": "{{ nodes.start.output.wf }}"}},
+            ],
+            "edges": [{"source": "start", "target": "pick"}],
+        },
+    )
+    items = [{"wf": "waits"}, {"wf": "item"}, {"wf": "waits"}, {"wf": "waits"}]
+    # "item" gets no input and fails: a failing child.
+    start_map(memory, items, failure="fail_fast", concurrency=2, workflow="mixed")
+    memory.drain()
+    parent = memory.service.get("p")
+    assert parent.status == SnapshotStatus.FAILED
+    reason = parent.snapshot.metadata["failedReason"]
+    version = wait_version(parent)
+    assert f"item 1 (run {child_run_id('p', version, 1)}) failed" in reason
+    first = memory.service.get(child_run_id("p", version, 0))
+    assert first.status == SnapshotStatus.FAILED
+    assert first.snapshot.metadata["failedReason"].startswith("Cancelled: a sibling")
+    # Its own child (a call) was cancelled with it.
+    grandchild = memory.service.get(child_run_id(first.run_id, wait_version(first), 0))
+    assert grandchild.status == SnapshotStatus.FAILED
+    assert grandchild.snapshot.metadata["failedReason"].startswith("Cancelled: its parent")
+    # Items 2 and 3 were never started: the window never moved past the failure.
+    assert memory.store.load_run(child_run_id("p", version, 3)) is None
+
+
+def test_at_most_concurrency_children_run_at_once(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": i} for i in range(30)], concurrency=4)
+    peak = 0
+    while True:
+        due = memory.scheduler.due(memory.app.clock())
+        if not due:
+            break
+        for delivery in due:
+            memory.service.deliver(delivery)
+            memory.scheduler.acknowledge(delivery)
+            running = [c for c in children_of(memory) if not c.status.is_terminal]
+            peak = max(peak, len(running))
+    assert peak == 4
+    assert output_of(memory, "p", "m") == [{"y": 2 * i} for i in range(30)]
+
+
+def test_parallel_outputs_by_branch_name(memory: MemoryRuntime) -> None:
+    memory.service.start("branches", {}, run_id="p")
+    memory.drain()
+    assert output_of(memory, "p", "p") == {"a": {"y": 2}, "b": {"y": 10}}
+
+
+def test_call_outputs_the_childs_output_and_nests(memory: MemoryRuntime) -> None:
+    memory.service.start("nested", {}, run_id="p")
+    memory.drain()
+    assert memory.service.get("p").status == SnapshotStatus.COMPLETED
+    assert output_of(memory, "p", "outer") == [{"y": 2}, {"y": 4}]
+
+
+def test_a_waiting_parent_cannot_be_resumed_by_a_caller(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": 1}], workflow="waits")
+    memory.drain()
+    parent = memory.service.get("p")
+    assert parent.status == SnapshotStatus.PAUSED
+    with pytest.raises(RunConflict, match="waits for its 1 child runs"):
+        memory.service.resume("p", {"outputs": [1], "errors": []})
+
+
+def test_cancelling_a_parent_cancels_its_children(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": 1}] * 5, workflow="waits", concurrency=5)
+    memory.drain()
+    assert len([c for c in children_of(memory) if c.status == SnapshotStatus.PAUSED]) == 5
+    memory.service.cancel("p", "stop")
+    memory.drain()
+    assert memory.service.get("p").status == SnapshotStatus.FAILED
+    children = children_of(memory)
+    assert len(children) == 5
+    assert all(c.status == SnapshotStatus.FAILED for c in children)
+    assert all(
+        "its parent run was cancelled" in c.snapshot.metadata["failedReason"] for c in children
+    )
+
+
+def test_duplicate_and_late_deliveries_join_once(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": i} for i in range(6)], concurrency=2)
+    delivered: list[Delivery] = []
+    while due := memory.scheduler.due(memory.app.clock()):
+        for delivery in due:
+            for _ in range(3):  # every delivery arrives three times
+                memory.service.deliver(delivery)
+            for old in delivered[-5:]:  # and five old ones again
+                memory.service.deliver(old)
+            delivered.append(delivery)
+            memory.scheduler.acknowledge(delivery)
+    assert memory.service.get("p").status == SnapshotStatus.COMPLETED
+    assert output_of(memory, "p", "m") == [{"y": 2 * i} for i in range(6)]
+    assert len(children_of(memory)) == 6
+    for child in children_of(memory):
+        assert [e.node_id for e in memory.service.timeline(child.run_id)] == ["start", "d"]
+
+
+def test_a_report_lost_after_the_childs_commit_is_made_again(memory: MemoryRuntime) -> None:
+    """The child commits its end, then the process dies before the report is scheduled:
+    the child's delivery comes again, finds itself stale and schedules the report."""
+    real_schedule = memory.scheduler.schedule
+    dropped: list[Delivery] = []
+
+    def lossy(delivery: Delivery) -> None:
+        record = memory.store.load_run(delivery.run_id)
+        ended_child = (
+            record is not None
+            and record.status.is_terminal
+            and "parentRun" in record.snapshot.metadata
+            and not dropped
+        )
+        if ended_child:
+            dropped.append(delivery)
+            raise ConnectionError("crashed after the commit, before the report")
+        real_schedule(delivery)
+
+    memory.scheduler.schedule = lossy  # type: ignore[method-assign]
+    memory.dispatcher.children.scheduler = memory.scheduler
+    start_map(memory, [{"x": 1}, {"x": 2}], concurrency=2)
+    memory.app.clock.advance(5_000)  # type: ignore[attr-defined]
+    memory.drain()
+    memory.app.clock.advance(5_000)  # type: ignore[attr-defined]
+    memory.drain()
+    assert dropped, "the fault was not injected"
+    assert memory.service.get("p").status == SnapshotStatus.COMPLETED
+    assert output_of(memory, "p", "m") == [{"y": 2}, {"y": 4}]
+
+
+def test_a_run_holding_a_childs_id_fails_that_child_not_the_map(memory: MemoryRuntime) -> None:
+    # The wait will be at version 2 (start, then the map's pause).
+    memory.service.start("item", {"x": 100}, run_id=child_run_id("p", 2, 1))
+    start_map(memory, [{"x": 1}, {"x": 2}])
+    memory.drain()
+    output = output_of(memory, "p", "m")
+    assert output[0] == {"y": 2}
+    assert "is taken by another run" in output[1]["error"]
+    assert memory.service.get(child_run_id("p", 2, 1)).input == {"x": 100}
+
+
+def test_an_empty_map_goes_on_at_once(memory: MemoryRuntime) -> None:
+    start_map(memory, [])
+    memory.drain()
+    assert output_of(memory, "p", "m") == []
+    assert children_of(memory) == []
+
+
+@pytest.mark.parametrize(
+    ("items", "workflow", "concurrency", "message"),
+    [
+        ("nope", "item", 2, "map needs 'items' as a list, got str"),
+        ([1], "missing", 2, "unknown workflow 'missing'"),
+        ([1], "item", 0, "concurrency must be a whole number from 1 to 1000, got 0"),
+        ([1], "item", 1001, "concurrency must be a whole number from 1 to 1000"),
+    ],
+)
+def test_bad_map_data_fails_the_node_with_a_clear_reason(
+    memory: MemoryRuntime, items: Any, workflow: str, concurrency: int, message: str
+) -> None:
+    start_map(memory, items, workflow=workflow, concurrency=concurrency)
+    memory.drain()
+    parent = memory.service.get("p")
+    assert parent.status == SnapshotStatus.FAILED
+    assert message in parent.snapshot.metadata["failedReason"]
+    assert children_of(memory) == []
+
+
+def test_a_thousand_children_on_the_embedded_default(tmp_path: Path, clock: FakeClock) -> None:
+    app = build_app(clock)
+    with EmbeddedRuntime(app, tmp_path / "db.sqlite", workers=0, synchronous="OFF") as runtime:
+        start_map(runtime, [{"x": i} for i in range(1000)], concurrency=50)
+        while runtime.scheduler.drain():
+            pass
+        assert runtime.service.get("p").status == SnapshotStatus.COMPLETED
+        assert output_of(runtime, "p", "m") == [{"y": 2 * i} for i in range(1000)]
+        rows = runtime.db.connection().execute("SELECT count(*) FROM runs").fetchone()
+        assert rows[0] == 1001
