@@ -117,4 +117,4 @@ def test_the_engine_and_runtime_run_without_web_cli_or_cloud_libraries() -> None
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["completed", "42", "['double',", "'trigger']"]
+    assert result.stdout.split() == ["completed", "42", "['call',", "'double']"]

@@ -97,5 +97,44 @@ def flaky_charge(data: Any, context: Any, payload: Any, globals: Any) -> StepRes
     )
 
 
-for name in ("content_approval", "api_aggregation", "loop", "flaky_retry", "timed_wait"):
+@app.node()
+def make_records(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    """The records to enrich: ``count`` customer records (a real app reads a table)."""
+    count = data.get("count") or 10
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 10_000:
+        raise ValueError(f"count must be a whole number from 0 to 10000, got {count!r}")
+    return StepResult([{"id": f"c{i:05d}", "spend": (i * 37) % 500} for i in range(count)])
+
+
+@app.node()
+def score_record(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    """Enrich one record (a real app calls a scoring API here, one child run per record)."""
+    record = data["record"]
+    spend = record["spend"]
+    tier = "gold" if spend >= 400 else "silver" if spend >= 200 else "bronze"
+    return StepResult({"id": record["id"], "tier": tier, "score": spend // 10})
+
+
+@app.node()
+def aggregate(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+    """Count the enriched records by tier; list the ones whose enrichment failed."""
+    tiers: dict[str, int] = {}
+    failed = []
+    for entry in data["enriched"]:
+        if "error" in entry:
+            failed.append(entry["runId"])
+        else:
+            tiers[entry["tier"]] = tiers.get(entry["tier"], 0) + 1
+    return StepResult({"records": len(data["enriched"]), "byTier": tiers, "failed": failed})
+
+
+for name in (
+    "content_approval",
+    "api_aggregation",
+    "loop",
+    "flaky_retry",
+    "timed_wait",
+    "enrich_record",
+    "enrich_records",
+):
     app.workflow(name.replace("_", "-"), HERE / f"{name}.json")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from refluxo.host.run_text import due_at, entry_line
+from refluxo.host.run_text import due_at, entry_line, waiting_children
 from refluxo.host.times import now_ms, when
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def settled(view: dict[str, Any], wait_s: float, now: float) -> bool:
         return True
     due = due_at(view)
     if status == "paused" and due is None:
-        return True
+        return waiting_children(view) is None  # child runs move it on: keep following
     return due is not None and due - now > wait_s * 1000
 
 

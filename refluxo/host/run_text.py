@@ -38,6 +38,14 @@ def resume_at(view: Mapping[str, Any]) -> float | None:
     return float(at) if view.get("status") == "paused" and isinstance(at, int | float) else None
 
 
+def waiting_children(view: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """What a paused run waits for when it waits for child runs (``childRuns``), or None."""
+    marker = metadata(view).get("childRuns")
+    if view.get("status") == "paused" and isinstance(marker, Mapping) and marker.get("waiting"):
+        return marker
+    return None
+
+
 def due_at(view: Mapping[str, Any]) -> float | None:
     """When the run's next step is due by a timer or a retry (epoch ms), if it waits on one."""
     retry = retry_state(view)
@@ -56,6 +64,9 @@ def describe(view: Mapping[str, Any], now: float | None = None) -> str:
     status = view["status"]
     node = view.get("currentNodeId")
     if status == "paused":
+        children = waiting_children(view)
+        if children is not None:
+            return f"waiting at {node!r} for its {children.get('count')} child runs"
         at = resume_at(view)
         if at is not None:
             return f"paused at {node!r} until {when(at, now)} (a timer)"
@@ -89,6 +100,10 @@ def what_next(view: Mapping[str, Any], *, server: bool) -> list[str]:
     status = view["status"]
     run_id = view["runId"]
     asked = []
+    if waiting_children(view) is not None:
+        if server:
+            return [f"the server runs its child runs; follow it with: refluxo status {run_id}"]
+        return [f"its child runs go on while {TIMER_FIRED_BY.split(' must')[0]} runs"]
     if status == "paused" and "pausedWith" in metadata(view):
         # What the node paused with: the question the resume answers.
         shown = json.dumps(metadata(view)["pausedWith"], ensure_ascii=False)
@@ -180,11 +195,12 @@ def entry_line(entry: Mapping[str, Any]) -> str:
     node = str(entry.get("nodeId", ""))
     if entry.get("error"):
         return f"  {node:<14} attempt {entry.get('attempt')} failed: {entry['error']}"
-    return f"  {node:<14} -> {json.dumps(entry.get('output'), ensure_ascii=False)}"
+    return f"  {node:<14} -> {one_line(json.dumps(entry.get('output'), ensure_ascii=False), 400)}"
 
 
 __all__ = [
     "TIMER_FIRED_BY",
+    "waiting_children",
     "describe",
     "due_at",
     "entry_line",

@@ -126,3 +126,26 @@ def test_backoff_starts_again_after_progress() -> None:
     assert [backoff.next() for _ in range(3)] == [0.05, 0.1, 0.2]
     backoff.progressed()
     assert backoff.next() == 0.05
+
+
+def test_a_run_waiting_for_its_child_runs_is_followed_until_they_end() -> None:
+    waiting = view("paused", 3, metadata={"childRuns": {"waiting": True, "count": 2, "node": "n"}})
+    done = view("completed", 5, timeline=[{"seq": 3, "nodeId": "n", "output": [1, 2]}])
+    clock = Clock()
+
+    final, said = run_follow(Reader(waiting, waiting, done), clock)
+
+    assert final["status"] == "completed"
+    assert len(clock.slept) == 2
+    assert said == ["  n              -> [1, 2]"]
+
+
+def test_a_waiting_parent_is_described_as_waiting_for_children_not_for_a_resume() -> None:
+    from refluxo.host.run_text import describe, what_next
+
+    waiting = view("paused", 3, metadata={"childRuns": {"waiting": True, "count": 12, "node": "n"}})
+    assert describe(waiting) == "waiting at 'n' for its 12 child runs"
+    assert not any("refluxo resume" in line for line in what_next(waiting, server=False))
+    assert what_next(waiting, server=True) == [
+        "the server runs its child runs; follow it with: refluxo status r"
+    ]

@@ -116,3 +116,25 @@ def test_timed_wait_resumes_itself_when_due(examples: EmbeddedRuntime, clock: Fa
     result = outputs(examples, run.run_id)
     assert result["remind_later"] == {"waitedUntil": clock.now, "endedBy": "timer"}
     assert result["remind"] == {"sent": "Reminder after 90 s"}
+
+
+def test_enrich_records_maps_a_thousand_child_runs_then_aggregates(
+    examples: EmbeddedRuntime,
+) -> None:
+    run = examples.service.start("enrich-records", {"count": 1000}).record
+    while examples.scheduler.drain():
+        pass
+    final = examples.service.get(run.run_id)
+    assert final.status == "completed"
+    report = outputs(examples, run.run_id)["report"]
+    spends = [(i * 37) % 500 for i in range(1000)]
+    assert report == {
+        "records": 1000,
+        "byTier": {
+            "bronze": sum(1 for s in spends if s < 200),
+            "silver": sum(1 for s in spends if 200 <= s < 400),
+            "gold": sum(1 for s in spends if s >= 400),
+        },
+        "failed": [],
+    }
+    assert final.snapshot.metadata["childRuns"]["ended"] == 1000

@@ -366,3 +366,63 @@ def test_a_thousand_children_on_the_embedded_default(tmp_path: Path, clock: Fake
         assert output_of(runtime, "p", "m") == [{"y": 2 * i} for i in range(1000)]
         rows = runtime.db.connection().execute("SELECT count(*) FROM runs").fetchone()
         assert rows[0] == 1001
+
+
+def test_a_report_a_queue_dropped_is_scheduled_again_by_the_reconciler(
+    memory: MemoryRuntime, clock: FakeClock
+) -> None:
+    """A queue that gives up on a task (Cloud Tasks deletes it after its last attempt)
+    drops a child's report: the ended child is overdue, and the reconciler reports it."""
+    dropped: list[str] = []
+    real_schedule = memory.scheduler.schedule
+
+    def dropping(delivery: Delivery) -> None:
+        record = memory.store.load_run(delivery.run_id)
+        if (
+            record is not None
+            and record.status.is_terminal
+            and "parentRun" in record.snapshot.metadata
+        ):
+            dropped.append(delivery.run_id)  # accepted, then lost: never delivered
+            return
+        real_schedule(delivery)
+
+    memory.scheduler.schedule = dropping  # type: ignore[method-assign]
+    start_map(memory, [{"x": 1}, {"x": 2}], concurrency=2)
+    memory.drain()
+    assert sorted(dropped) == [child_run_id("p", 2, 0), child_run_id("p", 2, 1)]
+    assert memory.service.get("p").status == SnapshotStatus.PAUSED
+    memory.scheduler.schedule = real_schedule  # type: ignore[method-assign]
+    clock.advance(11 * 60_000)
+    report = memory.service.reconcile(grace_ms=10 * 60_000)
+    assert report.rescheduled == 2
+    memory.drain()
+    assert memory.service.get("p").status == SnapshotStatus.COMPLETED
+    assert output_of(memory, "p", "m") == [{"y": 2}, {"y": 4}]
+    # Reported children and the finished parent are no longer overdue.
+    clock.advance(11 * 60_000)
+    assert memory.service.reconcile(grace_ms=10 * 60_000).rescheduled == 0
+
+
+def test_a_start_a_queue_dropped_is_scheduled_again_by_the_reconciler(
+    memory: MemoryRuntime, clock: FakeClock
+) -> None:
+    real_schedule = memory.scheduler.schedule
+    dropped: list[Delivery] = []
+
+    def dropping(delivery: Delivery) -> None:
+        record = memory.store.load_run(delivery.run_id)
+        if record is not None and record.status == SnapshotStatus.PAUSED and not dropped:
+            dropped.append(delivery)
+            return
+        real_schedule(delivery)
+
+    memory.scheduler.schedule = dropping  # type: ignore[method-assign]
+    start_map(memory, [{"x": 3}])
+    memory.drain()
+    assert dropped
+    assert children_of(memory) == []
+    clock.advance(11 * 60_000)
+    assert memory.service.reconcile(grace_ms=10 * 60_000).rescheduled == 1
+    memory.drain()
+    assert output_of(memory, "p", "m") == [{"y": 6}]
