@@ -200,7 +200,6 @@ def entry_line(entry: Mapping[str, Any]) -> str:
 
 __all__ = [
     "TIMER_FIRED_BY",
-    "waiting_children",
     "describe",
     "due_at",
     "entry_line",
@@ -210,5 +209,6 @@ __all__ = [
     "runs_table",
     "status_text",
     "timeline_table",
+    "waiting_children",
     "what_next",
 ]
