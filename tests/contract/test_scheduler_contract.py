@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from refluxo.errors import TransientError
+from refluxo.runtime.links import child_run_id
 from refluxo.runtime.ports import Delivery, Scheduler
 from tests.contract.scheduler_backends import SchedulerUnderTest
 
@@ -71,6 +73,31 @@ def test_deliveries_differing_in_run_version_due_time_or_hop_each_arrive_once(
     arrivals = scheduler.pass_time_to(scheduler.now() + scheduler.settle_ms)
     assert Counter(arrival.delivery for arrival in arrivals) == Counter(distinct)
     assert all(arrival.name == arrival.delivery.name for arrival in arrivals)
+
+
+def test_a_maps_burst_of_deliveries_scheduled_from_many_threads_each_arrive_once(
+    scheduler: SchedulerUnderTest, run_id: str
+) -> None:
+    """What a ``map`` makes at once: its children's first steps and their reports to the
+    parent, scheduled by several workers together, each scheduled twice (a redelivered
+    report schedules again)."""
+    parent = Delivery(run_id, 3)
+    firsts = [Delivery(child_run_id(run_id, 2, index), 0) for index in range(40)]
+    reports = [Delivery(child_run_id(run_id, 2, index), 4) for index in range(40)]
+    burst = [parent, *firsts, *reports]
+
+    def schedule_all(part: list[Delivery]) -> None:
+        for delivery in part:
+            scheduler.scheduler.schedule(delivery)
+            scheduler.scheduler.schedule(delivery)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(schedule_all, [burst[offset::4] for offset in range(4)]))
+    scheduler.wait_for(len(burst))
+    arrivals = scheduler.pass_time_to(scheduler.now() + scheduler.settle_ms)
+    assert set(Counter(arrival.delivery for arrival in arrivals)) == set(burst)
+    if scheduler.deduplicates:
+        assert Counter(arrival.delivery for arrival in arrivals) == Counter(burst)
 
 
 def test_a_future_delivery_does_not_arrive_before_its_due_time(
