@@ -48,6 +48,7 @@ from refluxo.runtime.links import (
     ParentLink,
     as_reported,
     child_run_id,
+    depth_of,
     needs_report,
     needs_start,
     parent_link,
@@ -88,7 +89,7 @@ def parent_marker_version(record: RunRecord) -> int | None:
     return None if marker is None else int(marker["version"])
 
 
-def mark_waiting(head: Snapshot) -> Snapshot:
+def mark_waiting(head: Snapshot, max_depth: int) -> Snapshot:
     """``head`` (paused by a node that starts children) as a wait for those children.
 
     The node paused with its request (``pausedWith``); the wait keeps it under
@@ -99,6 +100,13 @@ def mark_waiting(head: Snapshot) -> Snapshot:
     request = head.metadata.get(PAUSED_WITH)
     if not isinstance(request, Mapping):
         return head
+    if depth_of(head) >= max_depth:
+        return fail(
+            head,
+            f"node {head.current_node_id!r} cannot start child runs: they would nest "
+            f"{depth_of(head) + 1} levels deep, and the limit is {max_depth} (does a "
+            "workflow start itself?)",
+        )
     inputs = request.get("inputs")
     marker = {
         **request,
@@ -174,7 +182,9 @@ class ChildRuns:
     def _start(self, parent: RunRecord, marker: Mapping[str, Any], index: int) -> None:
         version = int(marker["version"])
         run_id = child_run_id(parent.run_id, version, index)
-        link = ParentLink(parent.run_id, version, str(marker.get("node")), index)
+        link = ParentLink(
+            parent.run_id, version, str(marker.get("node")), index, depth_of(parent.snapshot) + 1
+        )
         inputs = marker.get("inputs") or []
         try:
             spec = self.app.get_workflow(_workflow_of(marker, index))
@@ -355,8 +365,11 @@ class ChildRuns:
             child = self.store.load_run(child_run_id(parent_id, version, index))
             if child is None or child.status.is_terminal:
                 continue
-            if parent_link(child.snapshot) != ParentLink(
-                parent_id, version, str(marker.get("node")), index
+            link = parent_link(child.snapshot)
+            if link is None or (link.run_id, link.version, link.index) != (
+                parent_id,
+                version,
+                index,
             ):
                 continue
             if self.cancel(child, reason) is not None:

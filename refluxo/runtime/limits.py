@@ -27,6 +27,8 @@ class RuntimeLimits:
         results reach either, so one commit fits every store (Firestore: 500 writes and
         10 MiB per commit).
     max_children: child runs one ``map`` node may start.
+    max_child_depth: how deep child runs may nest (a child of a child ...): a workflow
+        that starts itself fails at this depth instead of growing without end.
     """
 
     max_nodes: int = 2_000
@@ -37,6 +39,7 @@ class RuntimeLimits:
     max_commit_results: int = 400
     max_commit_bytes: int = 4 * 1024 * 1024
     max_children: int = 10_000
+    max_child_depth: int = 10
 
     def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:
         """Raise :class:`LimitExceededError` naming what is too large."""

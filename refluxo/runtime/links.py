@@ -27,12 +27,14 @@ from refluxo.runtime.ids import RUN_ID_PATTERN
 @dataclass(frozen=True, slots=True)
 class ParentLink:
     """Where a child run reports its end: the parent, the wait (its version), the node and
-    the child's index among its siblings."""
+    the child's index among its siblings; ``depth``: 1 for a child of a run a caller
+    started, 2 for its children, and so on."""
 
     run_id: str
     version: int
     node: str
     index: int
+    depth: int = 1
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class ParentLink:
             "version": self.version,
             "node": self.node,
             "index": self.index,
+            "depth": self.depth,
         }
 
 
@@ -85,8 +88,15 @@ def parent_link(snapshot: Snapshot) -> ParentLink | None:
         and not isinstance(version, bool)
         and not isinstance(index, bool)
     ):
-        return ParentLink(run_id, version, node, index)
+        depth = link.get("depth", 1)
+        return ParentLink(run_id, version, node, index, depth if isinstance(depth, int) else 1)
     return None
+
+
+def depth_of(snapshot: Snapshot) -> int:
+    """How deep ``snapshot``'s run is among child runs: 0 for a run a caller started."""
+    link = parent_link(snapshot)
+    return 0 if link is None else link.depth
 
 
 def needs_start(snapshot: Snapshot) -> Mapping[str, Any] | None:
@@ -114,6 +124,7 @@ __all__ = [
     "ParentLink",
     "as_reported",
     "child_run_id",
+    "depth_of",
     "needs_report",
     "needs_start",
     "parent_link",

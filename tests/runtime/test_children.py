@@ -162,6 +162,7 @@ def test_map_outputs_the_childrens_outputs_in_item_order(memory: MemoryRuntime) 
         "version": summary["version"],
         "node": "m",
         "index": 4,
+        "depth": 1,
         "reported": True,
     }
     assert len(children_of(memory)) == 7
@@ -426,3 +427,24 @@ def test_a_start_a_queue_dropped_is_scheduled_again_by_the_reconciler(
     assert memory.service.reconcile(grace_ms=10 * 60_000).rescheduled == 1
     memory.drain()
     assert output_of(memory, "p", "m") == [{"y": 6}]
+
+
+def test_a_workflow_that_starts_itself_fails_at_the_depth_limit(memory: MemoryRuntime) -> None:
+    memory.app.workflow(
+        "forever",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "again", "type": "call", "data": {"workflow": "forever"}},
+            ],
+            "edges": [{"source": "start", "target": "again"}],
+        },
+    )
+    memory.service.start("forever", {}, run_id="r")
+    memory.drain()
+    runs = memory.service.list(limit=100).runs
+    assert len(runs) == 11  # the run and 10 levels of children
+    deepest = max(runs, key=lambda run: run.run_id.count("."))
+    assert "nest 11 levels deep, and the limit is 10" in deepest.snapshot.metadata["failedReason"]
+    assert memory.service.get("r").status == SnapshotStatus.FAILED
+    assert "(run r.2.0) failed" in memory.service.get("r").snapshot.metadata["failedReason"]
