@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -22,7 +22,9 @@ from refluxo.runtime.due import expected_at
 from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.ports import (
     AppendedResult,
+    ChildEnd,
     Delivery,
+    JoinCount,
     Payload,
     RunRecord,
     SnapshotStore,
@@ -430,6 +432,243 @@ def test_a_failure_that_may_pass_is_a_transient_error_and_writes_nothing(
         assert fallible_store.outbox() == []
     assert store.commit(commit).committed  # once it passed, the same commit applies
     assert outputs(store, "r1", "a") == [1]
+
+
+def test_recording_a_child_end_that_may_pass_is_a_transient_error_and_records_nothing(
+    fallible_store: StoreUnderTest,
+) -> None:
+    store = fallible_store.store
+    assert store.record_child_end("p", 1, completed(0)) == JoinCount(1, 0)
+    assert fallible_store.unavailable is not None
+    with fallible_store.unavailable(), pytest.raises(TransientError):
+        store.record_child_end("p", 1, failed(1))
+    assert all_ends(store, "p", 1) == [completed(0)]
+    assert store.record_child_end("p", 1, failed(1)) == JoinCount(2, 1)  # once it passed
+
+
+def test_firestore_a_recording_whose_reply_was_lost_is_counted_once(
+    firestore_client: Any, firestore_prefix: str
+) -> None:
+    """Firestore only (the one store whose write can land and still answer an error): the
+    store's retry of such a recording finds it recorded and counts it once."""
+    from google.api_core import exceptions
+
+    from refluxo.backends.gcp.firestore import FirestoreStore
+    from tests.support.google_errors import google_error
+
+    lost: list[int] = []
+
+    class LosingReplies:
+        """A client whose next ``lose`` batch commits land, then answer an error."""
+
+        lose = 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(firestore_client, name)
+
+        def batch(self) -> Any:
+            batch = firestore_client.batch()
+            commit = batch.commit
+
+            def landed_then_lost(*args: Any, **kwargs: Any) -> Any:
+                written = commit(*args, **kwargs)
+                if self.lose:
+                    self.lose -= 1
+                    lost.append(1)
+                    raise google_error(exceptions.DeadlineExceeded, "reply lost")
+                return written
+
+            batch.commit = landed_then_lost
+            return batch
+
+    client = LosingReplies()
+    store = FirestoreStore(
+        cast(Any, client), prefix=firestore_prefix, max_attempts=3, sleep=lambda _: None
+    )
+    client.lose = 1
+    assert store.record_child_end("p", 1, failed(0)) == JoinCount(1, 1)
+    client.lose = 1
+    assert store.record_child_end("p", 1, completed(1, {"a": [1]})) == JoinCount(2, 1)
+    assert len(lost) == 2  # each landed, answered an error, and was sent again
+    assert all_ends(store, "p", 1) == [failed(0), completed(1, {"a": [1]})]
+
+
+# -- the join ledger (ends of child runs) ------------------------------------------------------
+
+
+def completed(index: int, output: Any = None, parent: str = "p") -> ChildEnd:
+    return ChildEnd(index, f"{parent}-child-{index}", "completed", output)
+
+
+def failed(index: int, error: str = "boom", parent: str = "p") -> ChildEnd:
+    return ChildEnd(index, f"{parent}-child-{index}", "failed", error=error)
+
+
+def all_ends(store: SnapshotStore, parent_id: str, version: int) -> list[ChildEnd]:
+    return store.child_ends(parent_id, version, after_index=-1, limit=10_000)
+
+
+def test_a_child_end_is_counted_once_however_often_it_is_recorded(store: StoreUnderTest) -> None:
+    ledger = store.store
+    assert ledger.child_ends("p", 1) == []
+    assert ledger.record_child_end("p", 1, completed(3, {"n": 3})) == JoinCount(1, 0)
+    # The same index again, even saying something else: nothing changes.
+    assert ledger.record_child_end("p", 1, completed(3, {"n": 3})) == JoinCount(1, 0)
+    assert ledger.record_child_end("p", 1, failed(3, "late")) == JoinCount(1, 0)
+    assert ledger.record_child_end("p", 1, failed(0, "ValueError: bad")) == JoinCount(2, 1)
+    assert ledger.record_child_end("p", 1, failed(0, "ValueError: bad")) == JoinCount(2, 1)
+    assert ledger.record_child_end("p", 1, completed(0, "now fine")) == JoinCount(2, 1)
+    assert ledger.record_child_end("p", 1, completed(1, None)) == JoinCount(3, 1)
+    assert all_ends(ledger, "p", 1) == [
+        failed(0, "ValueError: bad"),
+        completed(1, None),
+        completed(3, {"n": 3}),
+    ]
+
+
+def test_a_failed_end_keeps_its_error_and_no_output(store: StoreUnderTest) -> None:
+    end = ChildEnd(0, "p-child-0", "failed", output={"partial": 1}, error="Cancelled: x")
+    assert store.store.record_child_end("p", 1, end) == JoinCount(1, 1)
+    (stored,) = all_ends(store.store, "p", 1)
+    assert stored == ChildEnd(0, "p-child-0", "failed", None, "Cancelled: x")
+    assert stored.failed
+
+
+def test_ends_recorded_concurrently_and_again_are_each_counted_once(
+    store: StoreUnderTest,
+) -> None:
+    """200 ends from 8 threads, each recorded a second time by another thread while the
+    first threads may still be recording: exactly 200 ended, and the failed ones."""
+    total, threads_n = 200, 8
+
+    def end_of(index: int) -> ChildEnd:
+        if index % 7 == 0:
+            return failed(index, f"error {index}")
+        return completed(index, {"i": index})
+
+    share = [list(range(t, total, threads_n)) for t in range(threads_n)]
+    start = threading.Barrier(threads_n, timeout=30)
+    seen: dict[int, list[JoinCount]] = {t: [] for t in range(threads_n)}
+    errors: list[BaseException] = []
+
+    def record(t: int) -> None:
+        try:
+            start.wait()
+            # Own share, then the next thread's share again (the duplicates).
+            for index in [*share[t], *share[(t + 1) % threads_n]]:
+                seen[t].append(store.store.record_child_end("p", 4, end_of(index)))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=record, args=(t,)) for t in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    assert not any(thread.is_alive() for thread in threads)
+    want = JoinCount(total, len(range(0, total, 7)))
+    for counts in seen.values():
+        assert len(counts) == 2 * len(share[0])
+        # Each answer counts at least the caller's own end, never more than there are; the
+        # answers one thread receives never go back.
+        assert all(1 <= c.ended <= total and c.failed <= want.failed for c in counts)
+        assert [c.ended for c in counts] == sorted(c.ended for c in counts)
+        assert [c.failed for c in counts] == sorted(c.failed for c in counts)
+    assert max(c.ended for counts in seen.values() for c in counts) == total
+    assert store.store.record_child_end("p", 4, end_of(0)) == want
+    assert all_ends(store.store, "p", 4) == [end_of(index) for index in range(total)]
+
+
+def test_the_same_ends_recorded_by_racing_callers_are_counted_once(store: StoreUnderTest) -> None:
+    """4 callers record the same 5 ends at the same moment, as racing reports do (few: the
+    Firestore emulator settles each conflict in about 2 s)."""
+    callers, total = 4, 5
+    ends = [failed(i) if i % 3 == 0 else completed(i, [i]) for i in range(total)]
+    start = threading.Barrier(callers, timeout=30)
+    answers: list[list[JoinCount]] = [[] for _ in range(callers)]
+    errors: list[BaseException] = []
+
+    def record(caller: int) -> None:
+        try:
+            for end in ends:
+                start.wait()  # every caller records this end at once
+                answers[caller].append(store.store.record_child_end("p", 7, end))
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=record, args=(c,)) for c in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    # No caller records an end before every caller has returned from the previous one: the
+    # answers for end ``i`` count exactly the ends ``0 .. i``.
+    expected_counts = [
+        JoinCount(i + 1, len([end for end in ends[: i + 1] if end.failed])) for i in range(total)
+    ]
+    assert answers == [expected_counts] * callers
+    assert all_ends(store.store, "p", 7) == ends
+
+
+def test_child_ends_page_by_index_and_keep_what_was_recorded(store: StoreUnderTest) -> None:
+    nested = {"rows": [[1, "a"], [2, [3, []]]], "n": None, "x": 0.1, "s": "naïve ✓ 日本"}
+    ends = {
+        0: completed(0, nested),
+        1: failed(1, "Traceback: ValueError('bad')\n  line 2"),
+        2: completed(2, [[[]]]),
+        5: completed(5, None),
+        9: completed(9, "nine"),
+        10: completed(10, 10),  # orders after 9: by index, not as text
+        11: failed(11, "timeout"),
+        100: completed(100, {"deep": {"er": [{"est": True}]}}),
+        1_000: completed(1_000, False),
+        123_456: completed(123_456, ""),
+    }
+    for index in (100, 2, 123_456, 11, 0, 9, 1_000, 5, 10, 1):  # in no particular order
+        store.store.record_child_end("p", 2, ends[index])
+    order = sorted(ends)
+    assert all_ends(store.store, "p", 2) == [ends[index] for index in order]
+
+    pages: list[list[int]] = []
+    after = -1
+    while page := store.store.child_ends("p", 2, after_index=after, limit=3):
+        assert len(page) <= 3
+        pages.append([end.index for end in page])
+        assert page == [ends[end.index] for end in page]
+        after = page[-1].index
+    assert pages == [[0, 1, 2], [5, 9, 10], [11, 100, 1_000], [123_456]]
+    assert [e.index for e in store.store.child_ends("p", 2, after_index=3, limit=2)] == [5, 9]
+    assert [e.index for e in store.store.child_ends("p", 2, after_index=5, limit=1)] == [9]
+    assert [e.index for e in store.store.child_ends("p", 2, after_index=99)] == [
+        100,
+        1_000,
+        123_456,
+    ]
+    assert store.store.child_ends("p", 2, after_index=123_456) == []
+    assert store.store.child_ends("p", 2, after_index=-1, limit=1) == [ends[0]]
+
+
+def test_waits_of_other_versions_or_parents_do_not_mix(store: StoreUnderTest) -> None:
+    ledger = store.store
+    waits = [("p", 3), ("p", 4), ("q", 3), ("p-3", 0)]
+    for number, (parent, version) in enumerate(waits):
+        assert ledger.record_child_end(
+            parent, version, completed(0, [parent, version], parent)
+        ) == JoinCount(1, 0)
+        for index in range(1, number + 1):  # a different number of ends in each wait
+            ledger.record_child_end(parent, version, failed(index, f"{parent}/{version}", parent))
+    for number, (parent, version) in enumerate(waits):
+        assert ledger.record_child_end(parent, version, completed(0, "again", parent)) == JoinCount(
+            number + 1, number
+        )
+        assert all_ends(ledger, parent, version) == [
+            completed(0, [parent, version], parent),
+            *(failed(index, f"{parent}/{version}", parent) for index in range(1, number + 1)),
+        ]
+    assert ledger.child_ends("p", 5) == []
+    assert ledger.child_ends("r", 3) == []
 
 
 # -- overdue runs (the reconciler's query) -----------------------------------------------------

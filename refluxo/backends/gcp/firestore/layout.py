@@ -18,6 +18,13 @@ Layout (``P`` is the constructor's ``prefix``, default ``refluxo``; ``h(x)`` is 
     P_runs/{h(runId)}/results/{h(nodeId)}-{nodeIndex}
                                        one document per committed result
         seq, nodeId, nodeIndex, result (NodeResult JSON string), expireAt (see "retention")
+    P_runs/{h(parentId)}/joins/{version}/ends/{index:010d}
+                                       one document per child end recorded for the parent's
+                                       wait at ``version`` (see "joining child runs")
+        index, runId, status, output (JSON string, completed ends only), error
+    P_runs/{h(parentId)}/joins/{version}/counts/{shard:02d}
+                                       :data:`JOIN_SHARDS` counters of that wait's ends
+        shard, ended, failed
     P_definitions/{version}            workflow, body (JSON string), createdAt
 
 User data is kept as JSON strings because Firestore forbids nested arrays, which user JSON
@@ -97,6 +104,23 @@ in between leaves the marker; ``FirestoreStore.finish_retention`` (the sweep) qu
 (equality on one field) and stamps those runs' results again. A finished run is final:
 it never takes another commit or result. Unfinished runs carry no ``expireAt``.
 
+Joining child runs (the :class:`~refluxo.runtime.ports.JoinLedger`): up to thousands of
+children of one parent end at about the same time, and Firestore sustains about one write
+per second per document, so no document is written by every child. Each end is its own
+document, named by its zero-padded index (the ``joins/{version}`` document itself is never
+written), and counted in one of :data:`JOIN_SHARDS` counter documents (shard ``index %
+JOIN_SHARDS``, so siblings ending together spread over all of them). One batch creates the
+end and increments its shard: the creation's precondition (the document must not exist)
+refuses the whole batch, increment included, when the index is recorded already, so a
+duplicate, a racing report or a re-sent batch whose first copy landed counts nothing (no
+transaction, hence no lock on anything a sibling touches). The counts are then the sums of
+the shards, read by name in one ``BatchGetDocuments`` (strongly consistent, after the
+write). ``child_ends`` orders the ends by document name, which is index order thanks to the
+padding: no field is queried, so no index is needed (``terraform/firestore.tf`` does not
+exempt these fields from single-field indexing yet: it could). These documents carry no
+``expireAt``: a finished run's TTL does not remove them (a TTL deletes single documents,
+and needs a policy per collection group, here ``ends`` and ``counts``).
+
 Indexes: three composite indexes, ``P_runs (createdAt DESC, runId DESC)`` and ``P_runs
 (status ASC, createdAt DESC, runId DESC)`` to list runs newest first with ties by run id,
 and ``P_runs (dueAt ASC, runId ASC)`` for overdue runs. Single-field indexes are used
@@ -124,7 +148,14 @@ from google.cloud import firestore
 
 from refluxo.errors import LimitExceededError, TransientError
 from refluxo.runtime.due import expected_at
-from refluxo.runtime.ports import AppendedResult, CommitToken, Payload, RunRecord, StepCommit
+from refluxo.runtime.ports import (
+    AppendedResult,
+    ChildEnd,
+    CommitToken,
+    Payload,
+    RunRecord,
+    StepCommit,
+)
 from refluxo.runtime.records import (
     decode_head,
     decode_json,
@@ -161,6 +192,18 @@ INLINE_RETENTION = 100
 """Most earlier results a finishing commit stamps with ``expireAt`` itself; beyond, they
 are stamped in batches right after it (see "Retention" above)."""
 
+JOIN_SHARDS = 16
+"""Counter documents per wait for child runs: the ends of siblings finishing together are
+counted in as many documents (each sustains about one write per second). Fixed: the
+counts of a wait are the sums of exactly these shards."""
+
+END_INDEX_DIGITS = 10
+"""Width of an end document's zero-padded name: name order is index order."""
+
+JOINS = "joins"
+ENDS = "ends"
+COUNTS = "counts"
+
 RUN_ID = "runId"
 NODE_COUNTS = "nodeCounts"
 """The head field holding ``[[nodeId, count], ...]`` (JSON), in first-result order."""
@@ -190,6 +233,62 @@ def result_document_ids(counts: Mapping[str, int]) -> Iterator[str]:
         prefix = digest(node_id)
         for index in range(count):
             yield f"{prefix}-{index}"
+
+
+def join_document(run: firestore.DocumentReference, version: int) -> firestore.DocumentReference:
+    """The (never written) document under which the wait of ``run`` at ``version`` keeps
+    its ends and counts."""
+    joins: firestore.CollectionReference = run.collection(JOINS)
+    return joins.document(str(version))
+
+
+def end_document_id(index: int) -> str:
+    """The name of the end of child ``index`` in a wait's ``ends``: zero-padded."""
+    if not 0 <= index < 10**END_INDEX_DIGITS:
+        raise ValueError(f"a child index is between 0 and {10**END_INDEX_DIGITS - 1}: {index}")
+    return f"{index:0{END_INDEX_DIGITS}d}"
+
+
+def shard_document_ids() -> list[str]:
+    """The names of a wait's counter shards in its ``counts``."""
+    return [f"{shard:02d}" for shard in range(JOIN_SHARDS)]
+
+
+def shard_document_id(index: int) -> str:
+    """The counter shard that counts the end of child ``index``."""
+    return shard_document_ids()[index % JOIN_SHARDS]
+
+
+def end_fields(end: ChildEnd) -> dict[str, Any]:
+    """The document of ``end``; refused if it would not fit in a document.
+
+    The output of a failed end is not kept, as in the other stores.
+    """
+    output = None if end.failed else dump_json(end.output)
+    size = byte_size(output) + byte_size(end.error) + byte_size(end.run_id)
+    if size > MAX_VALUE_BYTES:
+        raise LimitExceededError(
+            f"the end of child run {end.run_id!r} is {size} bytes once serialised; a Firestore "
+            f"document holds at most 1 MiB, so ends are limited to {MAX_VALUE_BYTES} bytes"
+        )
+    return {
+        "index": end.index,
+        RUN_ID: end.run_id,
+        "status": end.status,
+        "output": output,
+        "error": end.error,
+    }
+
+
+def end_of(data: Mapping[str, Any]) -> ChildEnd:
+    """The end an end document holds."""
+    return ChildEnd(
+        index=int(data["index"]),
+        run_id=str(data[RUN_ID]),
+        status=str(data["status"]),
+        output=decode_json(data.get("output")),
+        error=data.get("error"),
+    )
 
 
 def stored_due_at(stored: int | None, expected: int | None) -> int | None:

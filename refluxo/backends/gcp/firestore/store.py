@@ -50,10 +50,14 @@ from typing import Any, TypeVar, cast
 from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from refluxo.backends.gcp.firestore.history import FirestoreHistory
 from refluxo.backends.gcp.firestore.layout import (
+    COUNTS,
     DUE_AT,
+    END_INDEX_DIGITS,
+    ENDS,
     EXPIRE_AT,
     INLINE_RETENTION,
     MAX_COMMIT_WRITES,
@@ -69,14 +73,20 @@ from refluxo.backends.gcp.firestore.layout import (
     check_head,
     document_data,
     dump_json,
+    end_document_id,
+    end_fields,
+    end_of,
     expected_of,
     expire_time,
+    join_document,
     node_counts_of,
     pending_json,
     record_fields,
     record_of,
     result_document_ids,
     run_document_id,
+    shard_document_id,
+    shard_document_ids,
 )
 from refluxo.backends.gcp.firestore.retry import REFUSED_ERRORS, Retry, is_transient
 from refluxo.errors import LimitExceededError
@@ -84,8 +94,10 @@ from refluxo.model import SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
+    ChildEnd,
     CommitResult,
     Delivery,
+    JoinCount,
     RunPage,
     RunRecord,
     StepCommit,
@@ -542,6 +554,67 @@ class FirestoreStore:
         overdue.sort(key=lambda entry: (entry[0], entry[1].run_id))
         next_cursor = None if exhausted or last is None else encode_cursor(*last)
         return RunPage(runs=[record for _, record in overdue], next_cursor=next_cursor)
+
+    # -- joining child runs -------------------------------------------------------------------
+
+    def _join(self, parent_id: str, version: int) -> firestore.DocumentReference:
+        return join_document(self._head(parent_id), version)
+
+    def record_child_end(self, parent_id: str, version: int, end: ChildEnd) -> JoinCount:
+        """Record ``end`` unless its index is recorded; the wait's counts after it.
+
+        One batch creates the end's document and increments its counter shard: if the
+        document exists (a duplicate, a racing report, or an earlier copy of this batch
+        whose reply was lost), Firestore refuses the whole batch, so an end is counted
+        exactly once. The counts are then read from every shard (see the layout).
+        """
+        join = self._join(parent_id, version)
+        ref = join.collection(ENDS).document(end_document_id(end.index))
+        fields = end_fields(end)
+        shard_id = shard_document_id(end.index)
+        shard = join.collection(COUNTS).document(shard_id)
+        increments = {
+            "shard": shard_id,
+            "ended": firestore.Increment(1),
+            "failed": firestore.Increment(int(end.failed)),
+        }
+
+        def record() -> None:
+            batch = self.client.batch()
+            batch.create(ref, fields)
+            batch.set(shard, increments, merge=True)
+            with contextlib.suppress(google_exceptions.AlreadyExists):
+                batch.commit()
+
+        self._retry.run("record_child_end", record)
+        return self._retry.run("join count", functools.partial(self._join_count, join))
+
+    def _join_count(self, join: firestore.DocumentReference) -> JoinCount:
+        counts = join.collection(COUNTS)
+        refs = [counts.document(name) for name in shard_document_ids()]
+        ended = failed = 0
+        for snapshot in self.client.get_all(refs, field_paths=["ended", "failed"]):
+            data = snapshot.to_dict()
+            if data:
+                ended += int(data.get("ended", 0))
+                failed += int(data.get("failed", 0))
+        return JoinCount(ended, failed)
+
+    def child_ends(
+        self, parent_id: str, version: int, *, after_index: int = -1, limit: int = 1000
+    ) -> list[ChildEnd]:
+        """Recorded ends with ``index > after_index``, by index: the wait's ``ends``
+        ordered by document name (zero-padded indexes), no field index needed."""
+        if limit < 1 or after_index >= 10**END_INDEX_DIGITS - 1:
+            return []
+        ends = self._join(parent_id, version).collection(ENDS)
+        query: Any = ends
+        if after_index >= 0:
+            after = ends.document(end_document_id(after_index))
+            query = query.where(filter=FieldFilter(FieldPath.document_id(), ">", after))
+        query = query.order_by(FieldPath.document_id()).limit(limit)
+        docs = self._retry.run("child_ends", functools.partial(streamed, query))
+        return [end_of(document_data(doc)) for doc in docs]
 
     # -- definitions ------------------------------------------------------------------------
 
