@@ -17,7 +17,8 @@ emulator as the store, and injects on top:
 
 A Cloud Scheduler job calls the reconciler every five minutes, as Terraform deploys it. In
 the end every run must have completed along its exact path, each step committed once,
-and no task may be left behind.
+every map's output must hold each child's outcome in item order (a dropped child task or
+report is found by the reconciler), and no task may be left behind.
 """
 
 from __future__ import annotations
@@ -41,12 +42,12 @@ from tests.support import emulators
 from tests.support.clock import FakeClock
 from tests.support.emulators import EMULATOR_PROJECT
 from tests.support.fake_cloud_tasks import FakeCloudTasks, RetryConfig
-from tests.support.faults import build_fault_app, expected_path
+from tests.support.faults import build_fault_app, expected_path, fanout_output
 from tests.support.google_errors import google_error
 
 QUEUE = "projects/p/locations/l/queues/faults"
 RUNS = 40
-WORKFLOWS = ("chain", "branch", "loop", "flaky")
+WORKFLOWS = ("chain", "branch", "loop", "flaky", "fanout")
 RECONCILE_EVERY_MS = 5 * 60_000
 GRACE_MS = 10 * 60_000
 DEADLINE_S = 120
@@ -143,8 +144,10 @@ def test_runs_survive_the_documented_service_s_faults_with_the_reconciler(
     next_reconcile = clock.now + RECONCILE_EVERY_MS
     outage_until = 0
     reconciled = Counter[str]()
-    for _ in range(20_000):
-        if rng.random() < 0.01 and not fake.unavailable:
+    for iteration in range(20_000):
+        # A random outage now and then, and one for sure early on (whatever the draws).
+        forced = iteration == 5 and not faults["queue_outage"]
+        if (rng.random() < 0.01 or forced) and not fake.unavailable:
             fake.unavailable = True
             outage_until = clock.now + rng.randint(10_000, 300_000)
             faults["queue_outage"] += 1
@@ -182,6 +185,11 @@ def test_runs_survive_the_documented_service_s_faults_with_the_reconciler(
         path = [e.node_id for e in timeline if workflow == "flaky" or e.result.error is None]
         if path != expected_path(workflow, index, None):
             anomalies.append(f"{run_id}: path {path}")
+        if workflow == "fanout":
+            mapped = next(e.result.output for e in timeline if e.node_id == "m")
+            without_ids = [{"error": e["error"]} if "error" in e else e for e in mapped]
+            if without_ids != fanout_output(index):
+                anomalies.append(f"{run_id}: map output {mapped}")
     service.close()
     assert anomalies == []
     assert fake.dropped, "no task was dropped after its last attempt: S1 was not exercised"
