@@ -19,6 +19,7 @@ import pytest
 
 from refluxo.api.client import ApiError, HttpClient
 from refluxo.backends.gcp.cloud_tasks import CloudTasksScheduler, tasks_client_for_emulator
+from refluxo.runtime.links import child_run_id
 from refluxo.runtime.ports import Delivery
 from tests.support.e2e_app import RETRY_INTERVAL_MS
 from tests.support.e2e_deployment import Deployment, deploy
@@ -111,6 +112,35 @@ def test_a_failing_node_is_retried_at_its_schedule_time(deployed: Deployment) ->
     waited = attempts[1].timestamp - attempts[0].timestamp
     assert RETRY_INTERVAL_MS <= waited < RETRY_INTERVAL_MS + 5000
     assert assert_history_consistent(deployed.store, run_id) == ["start", "f", "f", "done"]
+
+
+def test_the_example_enriches_records_in_child_runs_then_aggregates(
+    deployed: Deployment,
+) -> None:
+    run_id = deployed.api.start("enrich-records", {"count": 30})["runId"]
+    wait_until(lambda: _status(deployed, run_id) == "completed", 180, "the map to join")
+    history = history_of(deployed.store, run_id)
+    enriched = history.all("enrich")[0].output
+    assert [entry["id"] for entry in enriched] == [f"c{i:05d}" for i in range(30)]
+    spends = [(i * 37) % 500 for i in range(30)]
+    assert history.all("report")[0].output == {
+        "records": 30,
+        "byTier": {
+            "bronze": sum(1 for s in spends if s < 200),
+            "silver": sum(1 for s in spends if 200 <= s < 400),
+            "gold": sum(1 for s in spends if s >= 400),
+        },
+        "failed": [],
+    }
+    parent = deployed.api.get(run_id)
+    summary = parent["snapshot"]["metadata"]["childRuns"]
+    assert summary["ended"] == 30
+    for index in (0, 17, 29):
+        child = deployed.store.load_run(child_run_id(run_id, summary["version"], index))
+        assert child is not None
+        assert child.status.value == "completed"
+        assert child.snapshot.metadata["parentRun"]["reported"] is True
+        assert assert_history_consistent(deployed.store, child.run_id) == ["start", "score"]
 
 
 def test_a_paused_run_is_resumed_over_http(deployed: Deployment) -> None:

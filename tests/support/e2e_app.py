@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from refluxo import StepResult
+from refluxo.examples.app import app as examples
 from refluxo.runtime import App, current_step
 
 app = App()
@@ -84,3 +85,10 @@ app.workflow(
     "awaiting",
     _graph([{"id": "compute", "type": "compute"}], [("start", "compute", None)]),
 )
+
+# The package's example of parallel work, deployed as it ships: enrich records in child
+# runs (a map), then aggregate.
+for _type in ("make_records", "score_record", "aggregate"):
+    app.add_node_type(_type, examples.node_types[_type])
+for _name in ("enrich-record", "enrich-records"):
+    app.workflow(_name, examples.get_workflow(_name).wire)
