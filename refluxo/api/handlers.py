@@ -13,6 +13,9 @@ from refluxo.api import inspector
 from refluxo.api.contract import Call, Content, Reply
 from refluxo.api.models import (
     CancelRequest,
+    ChildrenQuery,
+    ChildRunPageView,
+    ChildRunView,
     DocumentView,
     HealthView,
     ListRunsQuery,
@@ -32,7 +35,9 @@ from refluxo.api.models import (
     WorkflowView,
 )
 from refluxo.api.openapi import openapi_document
+from refluxo.api.run_json import child_wait
 from refluxo.runtime.errors import RunNotFound
+from refluxo.runtime.links import child_run_id, parent_link
 from refluxo.runtime.ports import Delivery
 
 logger = logging.getLogger("refluxo.http")
@@ -87,6 +92,32 @@ def get_run_graph(call: Call) -> RunGraphView:
     if wire is None:
         raise RunNotFound(f"the definition of run {run_id!r} is missing from the store")
     return RunGraphView.of(record, wire)
+
+
+def list_children(call: Call) -> ChildRunPageView:
+    """The child runs of the run's latest wait after index ``after``: ``limit`` indices
+    looked up (one read each); a child not created yet (its turn has not come, or the run
+    stopped before it) is left out, as is a run under a child's id that another parent or a
+    caller started."""
+    run_id = call.path_as(RunPath).run_id
+    query = call.query_as(ChildrenQuery)
+    record = call.service.get(run_id)
+    wait = child_wait(record.snapshot.metadata)
+    if wait is None:
+        return ChildRunPageView(children=[], next=None)
+    version, count = wait
+    first = query.after + 1
+    last = min(count, first + query.limit) - 1  # the last index looked up
+    children: list[ChildRunView] = []
+    for index in range(first, last + 1):
+        child = call.service.store.load_run(child_run_id(run_id, version, index))
+        if child is None:
+            continue
+        link = parent_link(child.snapshot)
+        if link is None or (link.run_id, link.version, link.index) != (run_id, version, index):
+            continue
+        children.append(ChildRunView.of(index, child))
+    return ChildRunPageView(children=children, next=last if last + 1 < count else None)
 
 
 def inspector_page(call: Call) -> Content:

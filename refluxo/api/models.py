@@ -27,6 +27,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
+from refluxo.api.run_json import LISTED_CHILDREN, children_view, parent_view
 from refluxo.model import SnapshotStatus, WorkflowDefinition
 from refluxo.runtime.app import WorkflowSpec
 from refluxo.runtime.dispatcher import Outcome
@@ -218,6 +219,20 @@ class ListRunsQuery(BaseModel):
     cursor: Cursor = None
 
 
+MAX_CHILDREN_PAGE = 500
+"""The most child runs one page lists (each is one read of the store)."""
+
+
+class ChildrenQuery(BaseModel):
+    """Which child runs to list: those after an index (-1: from the first), at most a limit
+    of indices (a child not started yet is left out)."""
+
+    model_config = _PARAMETERS
+
+    after: Annotated[int, Field(ge=-1, le=MAX_INTEGER), _FROM_TEXT] = -1
+    limit: Annotated[int, Field(ge=1, le=MAX_CHILDREN_PAGE), _FROM_TEXT] = 100
+
+
 class TimelineQuery(BaseModel):
     """Which page of a run's timeline to include: entries after a ``seq``, at most a limit."""
 
@@ -299,15 +314,90 @@ class RunView(BaseModel):
         return cls(**cls.fields_of(record))
 
 
-class RunDetailView(RunView):
-    """A run and a page of its timeline."""
+class ParentView(BaseModel):
+    """The run that started this one: its id, the node that did, this run's index there."""
 
+    model_config = _VIEW
+
+    run_id: str
+    node: str
+    index: int = Field(description="this run's place among its siblings, from 0")
+
+
+class ChildrenView(BaseModel):
+    """The child runs of a run's latest ``map``, ``parallel`` or ``call`` node."""
+
+    model_config = _VIEW
+
+    node: str | None = Field(description="the node that started them")
+    kind: str | None = Field(description="map, parallel or call")
+    count: int = Field(description="how many child runs the node started")
+    concurrency: int | None = Field(description="how many may run at once")
+    failure: str | None = Field(description="fail_fast or collect")
+    waiting: bool = Field(description="whether the run still waits for them")
+    ended: int | None = Field(description="how many ended, once joined (null while waiting)")
+    failed: int | None = Field(description="how many failed, once joined (null while waiting)")
+    run_ids: list[str] = Field(
+        description=f"the ids of the first {LISTED_CHILDREN} (by index; one not started "
+        "yet has no run yet): GET /runs/{runId}/children lists them all with their states"
+    )
+
+
+class RunDetailView(RunView):
+    """A run, the runs it is linked to, and a page of its timeline."""
+
+    parent: ParentView | None = Field(
+        description="the run that started this one as a child run, or null"
+    )
+    children: ChildrenView | None = Field(
+        description="the child runs this run started last, or null if it never started any"
+    )
     timeline: list[TimelineEntryView]
 
     @classmethod
     def of_run(cls, record: RunRecord, timeline: list[TimelineEntry]) -> RunDetailView:
         entries = [TimelineEntryView.of(entry) for entry in timeline]
-        return cls(**cls.fields_of(record), timeline=entries)
+        metadata = record.snapshot.metadata
+        parent = parent_view(metadata)
+        children = children_view(record.run_id, record.status.value, metadata)
+        return cls(
+            **cls.fields_of(record),
+            parent=None if parent is None else ParentView.model_validate(parent),
+            children=None if children is None else ChildrenView.model_validate(children),
+            timeline=entries,
+        )
+
+
+class ChildRunView(BaseModel):
+    """A child run, as its parent lists it."""
+
+    model_config = _VIEW
+
+    index: int = Field(description="its place among its siblings, from 0")
+    run_id: str
+    status: SnapshotStatus
+    node: str | None = Field(description="its current node")
+    updated_at: int = Field(description="epoch milliseconds")
+
+    @classmethod
+    def of(cls, index: int, record: RunRecord) -> ChildRunView:
+        return cls(
+            index=index,
+            run_id=record.run_id,
+            status=record.status,
+            node=record.snapshot.current_node_id,
+            updated_at=record.updated_at,
+        )
+
+
+class ChildRunPageView(BaseModel):
+    """A page of a run's child runs (of its latest wait), by index; ``next`` is the
+    ``after`` of the next page, null on the last."""
+
+    model_config = _VIEW
+
+    children: list[ChildRunView]
+    next: int | None
 
 
 class RunPageView(BaseModel):

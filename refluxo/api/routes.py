@@ -12,6 +12,8 @@ from refluxo.api import handlers, inspector
 from refluxo.api.contract import Auth, Link, Route
 from refluxo.api.models import (
     CancelRequest,
+    ChildrenQuery,
+    ChildRunPageView,
     DocumentView,
     HealthView,
     ListRunsQuery,
@@ -102,6 +104,17 @@ ROUTES: tuple[Route, ...] = (
         RunGraphView,
         "the graph the run executes (node ids and types, edges), to draw it",
         path_model=RunPath,
+        errors=frozenset({404, 503}),
+    ),
+    Route(
+        "GET",
+        "/runs/{runId}/children",
+        "listChildRuns",
+        handlers.list_children,
+        ChildRunPageView,
+        "the child runs of the run's latest map, parallel or call node, a page at a time",
+        path_model=RunPath,
+        query=ChildrenQuery,
         errors=frozenset({404, 503}),
     ),
     Route(

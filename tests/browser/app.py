@@ -8,6 +8,11 @@
 * ``nightly``: a durable timer of an hour before the report.
 * ``loop``: a node visited three times, then done.
 * ``long``: a node visited 10,000 times, then done (a run of 10,001 results).
+* ``approve``: a human approval (pauses until resumed, unless started with ``{"ok": ...}``),
+  then publish or discard: the child runs of ``batch``.
+* ``batch``: a ``map`` of ``approve`` over its input's ``items`` (at most 200 at once,
+  failures collected), then a report: an item ``{"ok": ...}`` makes a child that
+  completes, ``null`` one that pauses.
 """
 
 from __future__ import annotations
@@ -132,6 +137,45 @@ def build_inspector_app() -> App:
             "edges": [
                 {"source": "tick", "target": "tick", "sourceHandle": "again"},
                 {"source": "tick", "target": "end", "sourceHandle": "done"},
+            ],
+        },
+    )
+    app.workflow(
+        "approve",
+        {
+            "start": "ask",
+            "nodes": [
+                {"id": "ask", "type": "approval"},
+                {"id": "publish", "type": "say", "data": {"text": "published"}},
+                {"id": "discard", "type": "say", "data": {"text": "discarded"}},
+            ],
+            "edges": [
+                {"source": "ask", "target": "publish", "sourceHandle": "yes"},
+                {"source": "ask", "target": "discard", "sourceHandle": "no"},
+            ],
+        },
+    )
+    app.workflow(
+        "batch",
+        {
+            "start": "prepare",
+            "nodes": [
+                {"id": "prepare", "type": "fetch"},
+                {
+                    "id": "each",
+                    "type": "map",
+                    "data": {
+                        "items": "{{ nodes.prepare.output.order.items }}",
+                        "workflow": "approve",
+                        "concurrency": 200,
+                        "failure": "collect",
+                    },
+                },
+                {"id": "report", "type": "say", "data": {"text": "all decided"}},
+            ],
+            "edges": [
+                {"source": "prepare", "target": "each"},
+                {"source": "each", "target": "report"},
             ],
         },
     )

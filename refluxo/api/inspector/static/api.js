@@ -106,6 +106,12 @@ export function getGraph(id) {
   return call("GET", `${run(id)}/graph`);
 }
 
+/** A page of the run's child runs (of its latest wait): those after index `after`, by index. */
+export function listChildren(id, { after = -1, limit = 100 } = {}) {
+  const query = new URLSearchParams({ after: String(after), limit: String(limit) });
+  return call("GET", `${run(id)}/children?${query}`);
+}
+
 export function resumeRun(id, payload, version) {
   return call("POST", `${run(id)}/resume`, { payload, version });
 }

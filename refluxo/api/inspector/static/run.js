@@ -4,9 +4,11 @@
 // nothing changes. A read draws only what changed: the graph when a node's state or visits
 // did, the timeline's rows of new results (at most ROWS drawn, "Show older" pages through the
 // rest), the actions when what they offer did (a reason or payload being typed stays). The
-// page holds at most MAX_TIMELINE results, the latest.
+// page holds at most MAX_TIMELINE results, the latest. A run started by another names it
+// (a link to its page); a run that started child runs lists them, CHILD_PAGE indices at a
+// time ("Show more child runs" reads the next), read again with the run on every refresh.
 
-import { ApiError, cancelRun, getGraph, getRun, resumeRun } from "./api.js";
+import { ApiError, cancelRun, getGraph, getRun, listChildren, resumeRun } from "./api.js";
 import { h, show } from "./dom.js";
 import { FINISHED, duration, iso, json, relative } from "./format.js";
 import { STATES, drawGraph } from "./graph.js";
@@ -19,6 +21,15 @@ const TIMELINE_PAGE = 1000;
 const MAX_TIMELINE = 20_000;
 /** The most timeline rows drawn at once; "Show older" pages through the rest of what is held. */
 const ROWS = 500;
+/** The child runs read per request: the first page listed, and each "Show more" adds one. */
+const CHILD_PAGE = 100;
+
+/** Whether `run` is paused until its child runs have ended (no caller may resume it). */
+function waitsForChildren(run) {
+  return run.status === "paused" && Boolean(run.children && run.children.waiting);
+}
+
+const runLink = (id) => h("a", { href: `#/runs/${encodeURIComponent(id)}` }, id);
 
 /** Each node's state, visits and note, from the run's head and how often each node ran. */
 export function nodeStates(run, visits) {
@@ -39,6 +50,7 @@ export function nodeStates(run, visits) {
   } else if (run.status === "paused") {
     info.state = typeof metadata.resumeAt === "number" ? "waiting" : "paused";
     if (info.state === "waiting") info.detail = `resumes at ${iso(metadata.resumeAt)}`;
+    else if (waitsForChildren(run)) info.detail = `waiting for its ${run.children.count} child runs`;
   } else if (run.status === "error") {
     info.state = "failed";
   } else if (run.status !== "completed") {
@@ -87,11 +99,42 @@ function pending(run) {
   if (run.status === "paused" && typeof resumeAt === "number") {
     lines.push(h("p", { class: "timer" }, `Timer: node ${run.currentNodeId} resumes at `,
       h("time", {}, iso(resumeAt)), ` (${relative(resumeAt)}).`));
+  } else if (waitsForChildren(run)) {
+    lines.push(h("p", { class: "waiting" }, `Waiting at node ${run.currentNodeId} for its ` +
+      `${run.children.count} child runs: it goes on once they have ended.`));
   } else if (run.status === "paused") {
     lines.push(h("p", { class: "waiting" },
       `Paused at node ${run.currentNodeId}: it runs again once resumed with a payload.`));
   }
   return lines.length ? h("section", { class: "pending" }, h("h2", {}, "Pending"), lines) : null;
+}
+
+/** "Started by run X, node N, item i", the run a link to its page (null: a caller started it). */
+function parentLine(run) {
+  const parent = run.parent;
+  if (!parent) return null;
+  return ["Started by run ", runLink(parent.runId), `, node ${parent.node}, item ${parent.index}.`];
+}
+
+/** What started the child runs, how many, and how they ended (once joined). */
+function childrenSummary(children, listed, more) {
+  const how = [children.kind, children.concurrency && `at most ${children.concurrency} at a time`,
+    children.failure && `on failure: ${children.failure}`].filter(Boolean).join(", ");
+  let state = "the run no longer waits for them.";
+  if (children.waiting) state = "the run waits for them.";
+  else if (children.ended !== null) state = `joined: ${children.ended} ended, ${children.failed ?? 0} failed.`;
+  const unlisted = !more && listed < children.count ? " (the others have not started)" : "";
+  return `${children.count} child run${children.count === 1 ? "" : "s"} of node ${children.node ?? "?"}` +
+    `${how ? ` (${how})` : ""}; ${state} ${listed} listed${more ? " so far" : ""}${unlisted}.`;
+}
+
+function childRow(child) {
+  return h("tr", { "data-index": child.index, "data-run": child.runId },
+    h("td", { class: "number" }, String(child.index)),
+    h("td", {}, runLink(child.runId)),
+    h("td", {}, statusBadge(child.status)),
+    h("td", {}, child.node ?? "—"),
+    h("td", {}, h("time", {}, iso(child.updatedAt))));
 }
 
 function value(label, data) {
@@ -139,6 +182,10 @@ export function runView(root, runId, { fail, clear, say }) {
   let actionsKey = null;
   let focus = null; // the node whose results the timeline shows (null: every node's)
   let upto = null; // the last result the rows show (null: the latest)
+  let kids = null; // the child runs read: { listed, next } (null: the run started none)
+  let kidsKey = null; // what they were at the read before (a change resets the backoff)
+  let drawnKids = null; // what the child runs' rows show
+  let childPages = 1; // how many pages of child runs to read ("Show more" adds one)
   let inflight = null; // the read under way: one at a time
   let again = false; // another read was asked for while one was under way
   // What the user is typing or has opened in the actions: kept when they are rebuilt.
@@ -148,6 +195,19 @@ export function runView(root, runId, { fail, clear, say }) {
 
   const head = h("header", { class: "run-head" }, h("h1", {}, "Run ", h("code", {}, runId)),
     h("a", { href: "#/" }, "← all runs"));
+  const parentBox = h("p", { class: "parent-run", id: "parent-run", hidden: true });
+  const kidsNote = h("p", { class: "children-note", id: "children-note" });
+  const kidsBody = h("tbody", {});
+  const kidsTable = h("table", { class: "children" },
+    h("thead", {}, h("tr", {}, ["#", "Run", "Status", "Current node", "Updated"]
+      .map((title) => h("th", { scope: "col" }, title)))),
+    kidsBody);
+  const more = h("button", {
+    type: "button", id: "children-more",
+    onclick: () => { childPages += 1; poll(true); },
+  }, "Show more child runs");
+  const kidsBox = h("section", { class: "children-box", hidden: true },
+    h("h2", {}, "Child runs"), kidsNote, kidsTable, h("nav", { class: "paging" }, more));
   const factsBox = h("section", { class: "facts-box" });
   const pendingBox = h("div");
   const graphScroll = h("div", { class: "graph-scroll" });
@@ -221,9 +281,24 @@ export function runView(root, runId, { fail, clear, say }) {
     }
   }
 
+  /** The child runs of the run's latest wait: the first `childPages` pages, by index. */
+  async function readChildren() {
+    const listed = [];
+    let after = -1;
+    let next = null;
+    for (let pages = 0; pages < childPages; pages += 1) {
+      const page = await listChildren(runId, { after, limit: CHILD_PAGE });
+      listed.push(...page.children);
+      next = page.next;
+      if (next === null) break;
+      after = next;
+    }
+    return { listed, next };
+  }
+
   function actionsOffer() {
     if (FINISHED.has(run.status)) return `finished:${run.status}`;
-    return run.status === "paused" ? `paused:${run.currentNodeId}` : "cancel";
+    return run.status === "paused" && !waitsForChildren(run) ? `paused:${run.currentNodeId}` : "cancel";
   }
 
   function actions() {
@@ -232,7 +307,7 @@ export function runView(root, runId, { fail, clear, say }) {
       return [h("h2", {}, "Actions"), h("p", { class: "muted" }, `The run is ${run.status}: nothing left to do.`)];
     }
     const parts = [h("h2", {}, "Actions")];
-    if (run.status === "paused") {
+    if (run.status === "paused" && !waitsForChildren(run)) {
       const error = h("p", { class: "field-error", id: "resume-error", role: "status" });
       const input = h("textarea", {
         id: "resume-payload", name: "payload", rows: 4, spellcheck: "false",
@@ -392,7 +467,23 @@ export function runView(root, runId, { fail, clear, say }) {
     describe(shown, start, end);
   }
 
+  /** The child runs' section: shown while the run has some, its rows drawn when they changed. */
+  function drawChildren() {
+    kidsBox.hidden = !run.children || !kids;
+    if (kidsBox.hidden) return;
+    kidsNote.textContent = childrenSummary(run.children, kids.listed.length, kids.next !== null);
+    const key = JSON.stringify(kids.listed);
+    if (key !== drawnKids) {
+      drawnKids = key;
+      show(kidsBody, kids.listed.map(childRow));
+    }
+    kidsTable.hidden = !kids.listed.length;
+    more.hidden = kids.next === null;
+  }
+
   function render(fresh, dropped) {
+    if (run.parent && !parentBox.hasChildNodes()) show(parentBox, parentLine(run)); // a run's parent never changes
+    parentBox.hidden = !run.parent;
     show(factsBox, facts(run, timeline.length));
     show(pendingBox, pending(run));
     drawGraphIfChanged();
@@ -403,13 +494,14 @@ export function runView(root, runId, { fail, clear, say }) {
       show(actionsBox, actions());
       if (typing) document.getElementById(typing)?.focus();
     }
+    drawChildren();
     addRows(fresh, dropped);
     const finished = FINISHED.has(run.status);
     show(refresh, finished
       ? `Finished: not refreshing. Read at ${iso(Date.now())}.`
       : `Refreshing while the run is not finished (next in ${duration(delay)}). Read at ${iso(Date.now())}.`);
     if (!root.contains(factsBox)) {
-      show(root, head, refresh, factsBox, pendingBox, graphBox, actionsBox, timelineBox);
+      show(root, head, parentBox, refresh, factsBox, pendingBox, graphBox, kidsBox, actionsBox, timelineBox);
     }
   }
 
@@ -436,10 +528,16 @@ export function runView(root, runId, { fail, clear, say }) {
       const before = run ? run.version : null;
       const { page: latestPage, fresh, dropped } = await readTimeline();
       graph ||= await getGraph(runId);
+      // Children change without their parent: their page is read on every refresh.
+      const readKids = latestPage.children ? await readChildren() : null;
       if (stopped) return;
       const { timeline: _, ...head_ } = latestPage;
       run = head_;
-      delay = before === null || run.version !== before ? FIRST_DELAY_MS : Math.min(delay * 2, MAX_DELAY_MS);
+      kids = readKids;
+      const key = JSON.stringify(kids);
+      const changed = before === null || run.version !== before || key !== kidsKey;
+      kidsKey = key;
+      delay = changed ? FIRST_DELAY_MS : Math.min(delay * 2, MAX_DELAY_MS);
       clear();
       render(fresh, dropped);
     } catch (failure) {
