@@ -111,6 +111,8 @@ TABLES: dict[str, str] = {
     "results": "run_id, seq",
     "deliveries": "name",
     "definitions": "version",
+    "child_ends": "parent_id, version, idx",
+    "join_counts": "parent_id, version",
 }
 """Every table of the embedded database, with its primary key (the snapshot's order)."""
 
