@@ -84,6 +84,7 @@ def follow(
     """
     version = None
     announced: float | None = None
+    waited = False
     backoff = Backoff()
     deadline = clock() + timeout_s
     while True:
@@ -100,6 +101,13 @@ def follow(
             return view
         if len(entries) == PAGE:
             continue  # more results to print already
+        children = waiting_children(view)
+        if children is not None and not waited:
+            waited = True
+            echo(
+                f"  ... {view['currentNodeId']!r} waits for its {children.get('count')} child "
+                "runs (a child paused for a resume holds it: the inspector lists them)"
+            )
         due = due_at(view)
         if due is not None and due != announced:
             announced = due

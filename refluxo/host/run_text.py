@@ -101,9 +101,13 @@ def what_next(view: Mapping[str, Any], *, server: bool) -> list[str]:
     run_id = view["runId"]
     asked = []
     if waiting_children(view) is not None:
+        held = "a child paused for a resume holds it: resume that child (the inspector lists them)"
         if server:
-            return [f"the server runs its child runs; follow it with: refluxo status {run_id}"]
-        return [f"its child runs go on while {TIMER_FIRED_BY.split(' must')[0]} runs"]
+            return [
+                f"the server runs its child runs; follow it with: refluxo status {run_id}",
+                held,
+            ]
+        return [f"its child runs go on while {TIMER_FIRED_BY.split(' must')[0]} runs", held]
     if status == "paused" and "pausedWith" in metadata(view):
         # What the node paused with: the question the resume answers.
         shown = json.dumps(metadata(view)["pausedWith"], ensure_ascii=False)

@@ -32,6 +32,8 @@ its parent still waits for it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
@@ -44,11 +46,15 @@ from refluxo.runtime.due import next_delivery
 from refluxo.runtime.errors import UnknownWorkflow
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.fanout import FAIL_FAST
+from refluxo.runtime.limits import RuntimeLimits
 from refluxo.runtime.links import (
     ParentLink,
     as_reported,
+    budget_of,
+    child_bookkeeping,
     child_run_id,
     depth_of,
+    needs_cascade,
     needs_report,
     needs_start,
     parent_link,
@@ -75,8 +81,14 @@ PARENT_CANCELLED: Final = "Cancelled: its parent run was cancelled"
 SIBLING_FAILED: Final = "Cancelled: a sibling child run failed (fail_fast)"
 PARENT_GONE: Final = "Cancelled: its parent run no longer waits for it"
 
+INPUTS_DIGEST: Final = "inputsDigest"
+"""The key, in a wait's ``childRuns``, of the digest its children's inputs are kept under."""
+
 ENDS_PAGE: Final = 1000
 """Recorded ends read per query while joining."""
+
+CANCEL_ATTEMPTS: Final = 50
+"""Cancels tried on a run that keeps committing before the caller is told to retry."""
 
 JOIN_ATTEMPTS: Final = 5
 """Joins tried before a report gives up (its delivery is retried): each lost only to
@@ -89,7 +101,7 @@ def parent_marker_version(record: RunRecord) -> int | None:
     return None if marker is None else int(marker["version"])
 
 
-def mark_waiting(head: Snapshot, max_depth: int) -> Snapshot:
+def mark_waiting(head: Snapshot, limits: RuntimeLimits) -> Snapshot:
     """``head`` (paused by a node that starts children) as a wait for those children.
 
     The node paused with its request (``pausedWith``); the wait keeps it under
@@ -100,6 +112,7 @@ def mark_waiting(head: Snapshot, max_depth: int) -> Snapshot:
     request = head.metadata.get(PAUSED_WITH)
     if not isinstance(request, Mapping):
         return head
+    max_depth = limits.max_child_depth
     if depth_of(head) >= max_depth:
         return fail(
             head,
@@ -108,15 +121,46 @@ def mark_waiting(head: Snapshot, max_depth: int) -> Snapshot:
             "workflow start itself?)",
         )
     inputs = request.get("inputs")
+    count = len(inputs) if isinstance(inputs, list) else 0
+    budget = budget_of(head, limits.max_descendants)
+    if count > budget:
+        return fail(
+            head,
+            f"node {head.current_node_id!r} cannot start {count} child runs: its run tree "
+            f"may start {budget} more (max_descendants, {limits.max_descendants} per run a "
+            "caller starts, shared by all its descendants)",
+        )
+    inputs = request.get("inputs")
     marker = {
         **request,
         "node": head.current_node_id,
         "version": head.version,
-        "count": len(inputs) if isinstance(inputs, list) else 0,
+        "count": count,
+        "budget": budget,
         "waiting": True,
     }
     metadata = {**without(head.metadata, PAUSED_WITH), CHILD_RUNS: marker}
     return evolve(head, {"metadata": metadata})
+
+
+def take_inputs(head: Snapshot) -> tuple[Snapshot, list[Any] | None, str]:
+    """``head`` with its wait's children's inputs taken out (to be kept by the store's
+    :meth:`~refluxo.runtime.ports.JoinLedger.put_child_inputs`), the inputs and their
+    digest; ``head`` itself, None and "" when it holds none.
+
+    A report reads its parent's head; with the inputs in it, each of N reports would
+    decode all N inputs (a map of 10,000 children spent most of its time there).
+    """
+    marker = waiting_for_children(head)
+    inputs = marker.get("inputs") if marker is not None else None
+    if marker is None or not isinstance(inputs, list):
+        return head, None, ""
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    kept = {key: value for key, value in marker.items() if key != "inputs"}
+    kept[INPUTS_DIGEST] = digest
+    head = evolve(head, {"metadata": {**head.metadata, CHILD_RUNS: kept}})
+    return head, inputs, digest
 
 
 def _workflow_of(marker: Mapping[str, Any], index: int) -> str:
@@ -143,14 +187,18 @@ class ChildRuns:
 
     def handles(self, record: RunRecord) -> bool:
         """Whether ``record``'s delivery at its own version is child-run work."""
-        snapshot = record.snapshot
-        return needs_start(snapshot) is not None or needs_report(snapshot) is not None
+        return child_bookkeeping(record.snapshot)
 
     def deliver(self, record: RunRecord) -> None:
-        """Start a waiting parent's first children, or report an ended child."""
+        """Start a waiting parent's first children, cancel a cancelled parent's children,
+        or report an ended child (which may be all three's last step)."""
         marker = needs_start(record.snapshot)
         if marker is not None:
             self._start_window(record, marker)
+            return
+        marker = needs_cascade(record.snapshot)
+        if marker is not None:
+            self._cascade(record, marker)
             return
         link = needs_report(record.snapshot)
         if link is not None:
@@ -182,10 +230,16 @@ class ChildRuns:
     def _start(self, parent: RunRecord, marker: Mapping[str, Any], index: int) -> None:
         version = int(marker["version"])
         run_id = child_run_id(parent.run_id, version, index)
+        count = max(int(marker.get("count", 1)), 1)
+        budget = int(marker.get("budget", self.app.limits.max_descendants))
         link = ParentLink(
-            parent.run_id, version, str(marker.get("node")), index, depth_of(parent.snapshot) + 1
+            parent.run_id,
+            version,
+            str(marker.get("node")),
+            index,
+            depth_of(parent.snapshot) + 1,
+            max(budget - count, 0) // count,
         )
-        inputs = marker.get("inputs") or []
         try:
             spec = self.app.get_workflow(_workflow_of(marker, index))
         except UnknownWorkflow as err:
@@ -201,7 +255,13 @@ class ChildRuns:
             total_execution_time=0,
             metadata={PARENT_RUN: link.as_metadata()},
         )
-        child_input = inputs[index] if index < len(inputs) else None
+        try:
+            child_input = self.store.child_input(
+                parent.run_id, version, str(marker.get(INPUTS_DIGEST)), index
+            )
+        except LookupError:
+            self._record_end(parent, ChildEnd(index, run_id, "failed", error="its input is lost"))
+            return
         record = RunRecord(
             run_id=run_id,
             workflow=spec.name,
@@ -326,7 +386,7 @@ class ChildRuns:
             if len(page) < ENDS_PAGE:
                 break
             after = page[-1].index
-        summary = {key: value for key, value in marker.items() if key != "inputs"}
+        summary = {key: value for key, value in marker.items() if key != INPUTS_DIGEST}
         summary.update({"waiting": False, "ended": ended, "failed": len(errors)})
         head = evolve(
             parent.snapshot,
@@ -377,14 +437,30 @@ class ChildRuns:
         return cancelled
 
     def cancel(self, record: RunRecord, reason: str) -> RunRecord | None:
-        """Fail ``record`` as cancelled, then its own children; None if it changed meanwhile."""
-        head = fail(record.snapshot, reason)
-        head = evolve(head, {"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}})
-        result = self._transition(record, head, None)
-        if not result.committed:
-            return None
-        assert result.record is not None
-        cancelled = result.record
+        """Fail ``record`` as cancelled; None if it ended meanwhile.
+
+        A run that keeps committing steps (a busy child) makes a cancel lose its
+        optimistic lock: the cancel reads the run again and retries, so it lands between
+        two of its steps. Its children are cancelled after, by a delivery of their own
+        (:func:`~refluxo.runtime.links.needs_cascade`), so that cancelling a large tree
+        answers at once and a crash midway resumes the cascade.
+        """
+        current: RunRecord | None = record
+        for _ in range(CANCEL_ATTEMPTS):
+            if current is None or current.status.is_terminal:
+                return None
+            head = fail(current.snapshot, reason)
+            head = evolve(head, {"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}})
+            result = self._transition(current, head, None)
+            if result.committed:
+                assert result.record is not None
+                self._log_cancelled(current, result.record, reason)
+                return result.record
+            current = self.store.load_run(record.run_id)
+        raise TransientError(f"run {record.run_id!r} kept changing while being cancelled")
+
+    @staticmethod
+    def _log_cancelled(record: RunRecord, cancelled: RunRecord, reason: str) -> None:
         stored_reason = str(cancelled.snapshot.metadata.get(FAILED_REASON, reason))
         log_event(
             "run_cancelled",
@@ -396,10 +472,19 @@ class ChildRuns:
             version=cancelled.version,
             failedReason=stored_reason,
         )
-        marker = waiting_for_children(record.snapshot)
-        if marker is not None:
-            self.cancel_children(record.run_id, marker, PARENT_CANCELLED)
-        return cancelled
+
+    def _cascade(self, record: RunRecord, marker: Mapping[str, Any]) -> None:
+        """Cancel the children of a cancelled run, then mark its wait over."""
+        self.cancel_children(record.run_id, marker, PARENT_CANCELLED)
+        summary = {**marker, "waiting": False, "cancelled": True}
+        head = evolve(
+            record.snapshot,
+            {
+                "version": record.version + 1,
+                "metadata": {**record.snapshot.metadata, CHILD_RUNS: summary},
+            },
+        )
+        self._transition(record, head, None)
 
     # -- committing -----------------------------------------------------------------------
 
@@ -421,4 +506,4 @@ class ChildRuns:
         return result
 
 
-__all__ = ["CHILDREN_SOURCE", "ChildRuns", "mark_waiting"]
+__all__ = ["CHILDREN_SOURCE", "ChildRuns", "mark_waiting", "take_inputs"]

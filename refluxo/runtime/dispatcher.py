@@ -43,7 +43,13 @@ from refluxo.model import Snapshot, SnapshotStatus, trusted
 from refluxo.redaction import Redactor
 from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
-from refluxo.runtime.children import CHILDREN_SOURCE, PARENT_GONE, ChildRuns, mark_waiting
+from refluxo.runtime.children import (
+    CHILDREN_SOURCE,
+    PARENT_GONE,
+    ChildRuns,
+    mark_waiting,
+    take_inputs,
+)
 from refluxo.runtime.due import due_time, next_delivery
 from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.events_log import log_event
@@ -299,7 +305,7 @@ class Dispatcher:
         if after.status == SnapshotStatus.PAUSED and self.app.starts_children(
             engine.node_type(after.current_node_id) or ""
         ):
-            return Advance(mark_waiting(after, self.app.limits.max_child_depth), advance.steps)
+            return Advance(mark_waiting(after, self.app.limits), advance.steps)
         return advance
 
     async def _engine(self, version: str) -> WorkflowEngine:
@@ -363,6 +369,9 @@ class Dispatcher:
             # The last look: secrets masked in exactly what the store will encode.
             results = scrub_results(results, redactor)
             head = scrub_head(head, redactor)
+        head, inputs, digest = take_inputs(head)
+        if inputs is not None:  # a wait for child runs: their inputs are kept apart
+            self.store.put_child_inputs(record.run_id, head.version, digest, inputs)
         commit = StepCommit(
             run_id=record.run_id,
             expected_version=delivery.version,

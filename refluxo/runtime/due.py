@@ -10,7 +10,7 @@ import math
 
 from refluxo.metadata import RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
-from refluxo.runtime.links import needs_report, needs_start
+from refluxo.runtime.links import child_bookkeeping
 from refluxo.runtime.ports import Delivery
 
 
@@ -41,31 +41,27 @@ def expected_at(snapshot: Snapshot, committed_at: int) -> int | None:
 
     A step due "now" is expected at its commit time; a retry or a timed pause at its own
     time, or at the commit time if that is later; child-run bookkeeping still to do
-    (children to start, an end to report) at the commit time. A run whose expected time lies further
-    in the past than a grace period has stalled: its delivery was lost.
+    (children to start or to cancel, an end to report) at the commit time. A run whose
+    expected time lies further in the past than a grace period has stalled: its delivery
+    was lost.
     """
     due = due_time(snapshot)
     if due is None:
-        return committed_at if _child_bookkeeping(snapshot) else None
+        return committed_at if child_bookkeeping(snapshot) else None
     return max(due, committed_at)
-
-
-def _child_bookkeeping(snapshot: Snapshot) -> bool:
-    """A waiting parent with children to start, or an ended child not yet reported."""
-    return needs_start(snapshot) is not None or needs_report(snapshot) is not None
 
 
 def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
     """The delivery a committed ``head`` needs, or None if it waits for nobody.
 
     Its next step when one is due (:func:`due_time`); else, at its own version, the
-    delivery that starts a waiting run's children or reports an ended child to its parent
-    (:mod:`refluxo.runtime.children`).
+    delivery that starts a waiting run's children, cancels a cancelled run's children, or
+    reports an ended child to its parent (:mod:`refluxo.runtime.children`).
     """
     due = due_time(head)
     if due is not None:
         return Delivery(run_id, head.version, due)
-    if _child_bookkeeping(head):
+    if child_bookkeeping(head):
         return Delivery(run_id, head.version, 0)
     return None
 

@@ -30,6 +30,7 @@ from refluxo.definitions import NodeDefinition
 from refluxo.frozen import thaw
 from refluxo.model import StepResult
 from refluxo.runtime.errors import UnknownWorkflow
+from refluxo.runtime.limits import json_size
 
 if TYPE_CHECKING:
     from refluxo.runtime.app import App
@@ -105,6 +106,16 @@ def _raise_first(outcome: ChildrenOutcome, what: str, labels: list[str] | None =
 def child_node_types(app: App) -> dict[str, NodeDefinition]:
     """The three node types, bound to ``app`` (which checks workflow names and limits)."""
 
+    def checked_inputs(inputs: list[Any], what: str) -> list[Any]:
+        size = json_size(inputs)
+        limit = app.limits.max_output_bytes
+        if size > limit:
+            raise ValueError(
+                f"{what} are {size} bytes of JSON; the limit is {limit} (the output limit): "
+                "map over ids and let each child read its data"
+            )
+        return inputs
+
     def workflow_name(value: Any, where: str) -> str:
         if not isinstance(value, str):
             raise ValueError(f"{where} must name a registered workflow, got {value!r}")
@@ -134,7 +145,7 @@ def child_node_types(app: App) -> dict[str, NodeDefinition]:
         request = {
             "kind": "map",
             "workflow": workflow_name(spec.get("workflow"), "map's 'workflow'"),
-            "inputs": thaw(list(items)),
+            "inputs": checked_inputs(thaw(list(items)), "map's items"),
             "concurrency": _concurrency(spec, DEFAULT_CONCURRENCY),
             "failure": failure,
         }
@@ -170,7 +181,7 @@ def child_node_types(app: App) -> dict[str, NodeDefinition]:
             "kind": "parallel",
             "workflows": workflows,
             "names": names,
-            "inputs": inputs,
+            "inputs": checked_inputs(inputs, "parallel's branch inputs"),
             "concurrency": _concurrency(spec, len(names)),
             "failure": failure,
         }
@@ -184,7 +195,7 @@ def child_node_types(app: App) -> dict[str, NodeDefinition]:
         request = {
             "kind": "call",
             "workflow": workflow_name(spec.get("workflow"), "call's 'workflow'"),
-            "inputs": [thaw(spec.get("input"))],
+            "inputs": checked_inputs([thaw(spec.get("input"))], "call's input"),
             "concurrency": 1,
             "failure": FAIL_FAST,
         }

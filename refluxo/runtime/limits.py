@@ -29,6 +29,9 @@ class RuntimeLimits:
     max_children: child runs one ``map`` node may start.
     max_child_depth: how deep child runs may nest (a child of a child ...): a workflow
         that starts itself fails at this depth instead of growing without end.
+    max_descendants: child runs a run a caller started may have in all (children,
+        theirs...): each wait takes its children from its run's share and splits the rest
+        evenly between them, so a tree stays bounded without a counter every run updates.
     """
 
     max_nodes: int = 2_000
@@ -40,6 +43,7 @@ class RuntimeLimits:
     max_commit_bytes: int = 4 * 1024 * 1024
     max_children: int = 10_000
     max_child_depth: int = 10
+    max_descendants: int = 100_000
 
     def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:
         """Raise :class:`LimitExceededError` naming what is too large."""

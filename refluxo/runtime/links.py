@@ -4,17 +4,19 @@ A run that waits for child runs keeps them in ``metadata["childRuns"]`` (``waiti
 a child keeps its parent in ``metadata["parentRun"]``. Both are plain snapshot metadata:
 every store keeps them without a schema of its own, and ``GET /runs/{id}`` shows them.
 
-Two pieces of bookkeeping are also kept there, each calling for one delivery until it is
-done (:func:`refluxo.runtime.due.next_delivery`), and each making its run overdue for the
-reconciler while it is not (:func:`refluxo.runtime.due.expected_at`), so that a delivery a
-queue dropped is made again: a waiting parent whose children are not all started yet
-(:func:`needs_start`), and an ended child whose end its parent has not recorded yet
-(:func:`needs_report`).
+Three pieces of bookkeeping are also kept there, each calling for one delivery until it
+is done (:func:`refluxo.runtime.due.next_delivery`), and each making its run overdue for
+the reconciler while it is not (:func:`refluxo.runtime.due.expected_at`), so that a
+delivery a queue dropped is made again: a waiting parent whose children are not all
+started yet (:func:`needs_start`), a parent cancelled while it waited whose children are
+not cancelled yet (:func:`needs_cascade`), and an ended child whose end its parent has not
+recorded yet (:func:`needs_report`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,9 @@ class ParentLink:
     node: str
     index: int
     depth: int = 1
+    budget: int | None = None
+    """How many descendants this child may start in all (None: the app's limit): a run
+    tree shares one budget, split between the children of each wait."""
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -43,6 +48,7 @@ class ParentLink:
             "node": self.node,
             "index": self.index,
             "depth": self.depth,
+            **({} if self.budget is None else {"budget": self.budget}),
         }
 
 
@@ -57,6 +63,15 @@ def child_run_id(parent_id: str, version: int, index: int) -> str:
         return readable
     key = f"{parent_id}\x00{version}\x00{index}"
     return "child-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+_CHILD_ID = re.compile(r".+\.[0-9]+\.[0-9]+|child-[0-9a-f]{40}")
+
+
+def is_child_run_id(run_id: str) -> bool:
+    """Whether ``run_id`` has the shape of a child run's id (:func:`child_run_id`): such
+    ids are the runtime's, and a caller may not take one (it would stand in a map's way)."""
+    return _CHILD_ID.fullmatch(run_id) is not None
 
 
 def waiting_for_children(snapshot: Snapshot) -> Mapping[str, Any] | None:
@@ -88,8 +103,15 @@ def parent_link(snapshot: Snapshot) -> ParentLink | None:
         and not isinstance(version, bool)
         and not isinstance(index, bool)
     ):
-        depth = link.get("depth", 1)
-        return ParentLink(run_id, version, node, index, depth if isinstance(depth, int) else 1)
+        depth, budget = link.get("depth", 1), link.get("budget")
+        return ParentLink(
+            run_id,
+            version,
+            node,
+            index,
+            depth if isinstance(depth, int) else 1,
+            budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
+        )
     return None
 
 
@@ -99,10 +121,28 @@ def depth_of(snapshot: Snapshot) -> int:
     return 0 if link is None else link.depth
 
 
+def budget_of(snapshot: Snapshot, limit: int) -> int:
+    """How many descendants ``snapshot``'s run may still start: ``limit`` for a run a
+    caller started, its share of its parent's budget for a child."""
+    link = parent_link(snapshot)
+    return limit if link is None or link.budget is None else min(link.budget, limit)
+
+
 def needs_start(snapshot: Snapshot) -> Mapping[str, Any] | None:
     """The wait of a run whose children are not all started yet, or None."""
     marker = waiting_for_children(snapshot)
     return marker if marker is not None and marker.get("started") is not True else None
+
+
+def needs_cascade(snapshot: Snapshot) -> Mapping[str, Any] | None:
+    """The wait of a run cancelled (or failed) while it waited for children that are not
+    cancelled yet, or None."""
+    if snapshot.status != SnapshotStatus.FAILED:
+        return None
+    marker = snapshot.metadata.get(CHILD_RUNS)
+    if isinstance(marker, Mapping) and marker.get("waiting") is True:
+        return marker
+    return None
 
 
 def needs_report(snapshot: Snapshot) -> ParentLink | None:
@@ -115,6 +155,15 @@ def needs_report(snapshot: Snapshot) -> ParentLink | None:
     return parent_link(snapshot)
 
 
+def child_bookkeeping(snapshot: Snapshot) -> bool:
+    """Children to start, children to cancel, or an end to report: one delivery's work."""
+    return (
+        needs_start(snapshot) is not None
+        or needs_cascade(snapshot) is not None
+        or needs_report(snapshot) is not None
+    )
+
+
 def as_reported(metadata: Mapping[str, Any]) -> dict[str, Any]:
     """A child's ``metadata`` once its end is recorded by its parent."""
     return {**metadata, PARENT_RUN: {**metadata[PARENT_RUN], "reported": True}}
@@ -123,8 +172,12 @@ def as_reported(metadata: Mapping[str, Any]) -> dict[str, Any]:
 __all__ = [
     "ParentLink",
     "as_reported",
+    "budget_of",
+    "child_bookkeeping",
     "child_run_id",
     "depth_of",
+    "is_child_run_id",
+    "needs_cascade",
     "needs_report",
     "needs_start",
     "parent_link",

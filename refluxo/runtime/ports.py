@@ -345,6 +345,24 @@ class JoinLedger(Protocol):
         """Recorded ends of the wait with ``index > after_index``, by index."""
         ...
 
+    def put_child_inputs(
+        self, parent_id: str, version: int, digest: str, inputs: Sequence[Any]
+    ) -> None:
+        """Keep the inputs of a wait's children, under ``digest`` (a hash of them).
+
+        Kept apart from the parent's head, so that the head stays small however many
+        children it waits for: every child's report reads that head. Idempotent: the same
+        digest always names the same inputs. Written before the commit that starts the
+        wait; inputs of a commit that lost its race are never read (another digest, or the
+        same inputs).
+        """
+        ...
+
+    def child_input(self, parent_id: str, version: int, digest: str, index: int) -> Any:
+        """The input of child ``index`` kept by :meth:`put_child_inputs`; ``LookupError``
+        if there is none."""
+        ...
+
 
 @runtime_checkable
 class DefinitionStore(Protocol):

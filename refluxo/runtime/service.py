@@ -21,7 +21,7 @@ from refluxo.runtime.errors import BadRequest, RunConflict, RunNotFound
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.ids import check_run_id
 from refluxo.runtime.json_values import check_json_value
-from refluxo.runtime.links import waiting_for_children
+from refluxo.runtime.links import is_child_run_id, waiting_for_children
 from refluxo.runtime.loop import EventLoopThread
 from refluxo.runtime.ports import (
     Delivery,
@@ -123,6 +123,11 @@ class RunService:
         """
         if run_id is not None:
             check_run_id(run_id)
+            if is_child_run_id(run_id):
+                raise BadRequest(
+                    f"runId {run_id!r} has the shape of a child run's id ('<runId>.<n>.<n>' "
+                    "or 'child-' and 40 hex digits), which the runtime reserves: choose another"
+                )
         check_json_value(input, "the input")
         spec = self.app.get_workflow(workflow)
         if run_id is not None:

@@ -137,7 +137,11 @@ def test_a_run_waiting_for_its_child_runs_is_followed_until_they_end() -> None:
 
     assert final["status"] == "completed"
     assert len(clock.slept) == 2
-    assert said == ["  n              -> [1, 2]"]
+    assert said == [
+        "  ... 'n' waits for its 2 child runs (a child paused for a resume holds it: the "
+        "inspector lists them)",
+        "  n              -> [1, 2]",
+    ]
 
 
 def test_a_waiting_parent_is_described_as_waiting_for_children_not_for_a_resume() -> None:
@@ -147,5 +151,6 @@ def test_a_waiting_parent_is_described_as_waiting_for_children_not_for_a_resume(
     assert describe(waiting) == "waiting at 'n' for its 12 child runs"
     assert not any("refluxo resume" in line for line in what_next(waiting, server=False))
     assert what_next(waiting, server=True) == [
-        "the server runs its child runs; follow it with: refluxo status r"
+        "the server runs its child runs; follow it with: refluxo status r",
+        "a child paused for a resume holds it: resume that child (the inspector lists them)",
     ]

@@ -537,9 +537,9 @@ def test_a_failed_end_keeps_its_error_and_no_output(store: StoreUnderTest) -> No
 def test_ends_recorded_concurrently_and_again_are_each_counted_once(
     store: StoreUnderTest,
 ) -> None:
-    """200 ends from 8 threads, each recorded a second time by another thread while the
-    first threads may still be recording: exactly 200 ended, and the failed ones."""
-    total, threads_n = 200, 8
+    """96 ends from 8 threads, each recorded a second time by another thread while the
+    first threads may still be recording: exactly 96 ended, and the failed ones."""
+    total, threads_n = 96, 8
 
     def end_of(index: int) -> ChildEnd:
         if index % 7 == 0:
@@ -610,6 +610,21 @@ def test_the_same_ends_recorded_by_racing_callers_are_counted_once(store: StoreU
     ]
     assert answers == [expected_counts] * callers
     assert all_ends(store.store, "p", 7) == ends
+
+
+def test_child_inputs_are_kept_apart_and_read_one_by_one(store: StoreUnderTest) -> None:
+    inputs = [{"i": i, "nested": {"list": [i, None, "é"]}} for i in range(250)]
+    store.store.put_child_inputs("p", 3, "d1", inputs)
+    store.store.put_child_inputs("p", 3, "d1", inputs)  # again: the same inputs
+    store.store.put_child_inputs("p", 3, "d2", ["other"])
+    store.store.put_child_inputs("q", 3, "d1", [None])
+    for index in (0, 99, 100, 199, 200, 249):
+        assert store.store.child_input("p", 3, "d1", index) == inputs[index]
+    assert store.store.child_input("p", 3, "d2", 0) == "other"
+    assert store.store.child_input("q", 3, "d1", 0) is None
+    for missing in (("p", 3, "d1", 250), ("p", 4, "d1", 0), ("p", 3, "d3", 0)):
+        with pytest.raises(LookupError):
+            store.store.child_input(*missing)
 
 
 def test_child_ends_page_by_index_and_keep_what_was_recorded(store: StoreUnderTest) -> None:

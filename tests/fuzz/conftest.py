@@ -112,6 +112,7 @@ TABLES: dict[str, str] = {
     "deliveries": "name",
     "definitions": "version",
     "child_ends": "parent_id, version, idx",
+    "child_inputs": "parent_id, version, digest, idx",
     "join_counts": "parent_id, version",
 }
 """Every table of the embedded database, with its primary key (the snapshot's order)."""

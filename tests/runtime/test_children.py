@@ -8,6 +8,7 @@ cancel reaching every child.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from refluxo import SnapshotStatus, StepResult
 from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, Delivery, RunRecord
-from refluxo.runtime.errors import RunConflict
+from refluxo.runtime.errors import BadRequest, RunConflict
 from refluxo.runtime.links import child_run_id
 from tests.support.clock import FakeClock
 
@@ -163,6 +164,7 @@ def test_map_outputs_the_childrens_outputs_in_item_order(memory: MemoryRuntime) 
         "node": "m",
         "index": 4,
         "depth": 1,
+        "budget": (100_000 - 7) // 7,
         "reported": True,
     }
     assert len(children_of(memory)) == 7
@@ -320,14 +322,21 @@ def test_a_report_lost_after_the_childs_commit_is_made_again(memory: MemoryRunti
 
 
 def test_a_run_holding_a_childs_id_fails_that_child_not_the_map(memory: MemoryRuntime) -> None:
-    # The wait will be at version 2 (start, then the map's pause).
-    memory.service.start("item", {"x": 100}, run_id=child_run_id("p", 2, 1))
+    # Callers cannot take such an id (below); a run created under it otherwise (an older
+    # version, another app on the same store) fails that one child, not the map.
+    squatter = memory.service.start("item", {"x": 100}, run_id="squatter").record
+    memory.store.create_run(dataclasses.replace(squatter, run_id=child_run_id("p", 2, 1)))
     start_map(memory, [{"x": 1}, {"x": 2}])
     memory.drain()
     output = output_of(memory, "p", "m")
     assert output[0] == {"y": 2}
     assert "is taken by another run" in output[1]["error"]
-    assert memory.service.get(child_run_id("p", 2, 1)).input == {"x": 100}
+
+
+@pytest.mark.parametrize("run_id", ["p.2.1", "a.b.0.15", "child-" + "0" * 40])
+def test_a_caller_cannot_take_a_child_run_id(memory: MemoryRuntime, run_id: str) -> None:
+    with pytest.raises(BadRequest, match="has the shape of a child run's id"):
+        memory.service.start("item", {"x": 1}, run_id=run_id)
 
 
 def test_an_empty_map_goes_on_at_once(memory: MemoryRuntime) -> None:
@@ -448,3 +457,81 @@ def test_a_workflow_that_starts_itself_fails_at_the_depth_limit(memory: MemoryRu
     assert "nest 11 levels deep, and the limit is 10" in deepest.snapshot.metadata["failedReason"]
     assert memory.service.get("r").status == SnapshotStatus.FAILED
     assert "(run r.2.0) failed" in memory.service.get("r").snapshot.metadata["failedReason"]
+
+
+def test_a_busy_child_is_cancelled_between_two_of_its_steps(
+    memory: MemoryRuntime, clock: FakeClock
+) -> None:
+    """A cancel that loses its optimistic lock to a child committing a step reads the
+    child again and lands before the child's next step."""
+    memory.app.workflow(
+        "steps",
+        {
+            "nodes": [{"id": "start", "type": "trigger"}]
+            + [{"id": f"s{i}", "type": "trigger", "data": i} for i in range(6)],
+            "edges": [{"source": "start", "target": "s0"}]
+            + [{"source": f"s{i}", "target": f"s{i + 1}"} for i in range(5)],
+        },
+    )
+    start_map(memory, [{}], workflow="steps", concurrency=1)
+    child_id = child_run_id("p", 2, 0)
+    while (child := memory.store.load_run(child_id)) is None or child.result_count < 2:
+        delivery = memory.scheduler.due(clock())[0]
+        memory.service.deliver(delivery)
+        memory.scheduler.acknowledge(delivery)
+    real_commit = memory.store.commit
+    raced: list[int] = []
+
+    def child_steps_first(commit: Any) -> Any:
+        if commit.run_id == child_id and "cancelledAt" in commit.snapshot.metadata and not raced:
+            for delivery in memory.scheduler.due(clock()):
+                if delivery.run_id == child_id:  # the child's next step commits first
+                    memory.service.deliver(delivery)
+                    memory.scheduler.acknowledge(delivery)
+                    raced.append(delivery.version)
+        return real_commit(commit)
+
+    memory.store.commit = child_steps_first  # type: ignore[method-assign]
+    memory.service.cancel("p")
+    memory.drain()
+    assert raced, "the race was not set up"
+    child = memory.service.get(child_id)
+    assert child.status == SnapshotStatus.FAILED
+    assert "its parent run was cancelled" in child.snapshot.metadata["failedReason"]
+    assert child.result_count < 7  # it did not run to its end
+    parent = memory.service.get("p")
+    assert parent.snapshot.metadata["childRuns"]["cancelled"] is True
+    assert parent.snapshot.metadata["childRuns"]["waiting"] is False
+
+
+def test_a_run_tree_shares_one_budget_of_descendants(clock: FakeClock) -> None:
+    app = build_app(clock)
+    app.limits = dataclasses.replace(app.limits, max_descendants=30)
+    app.workflow(
+        "spread",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {
+                    "id": "m",
+                    "type": "map",
+                    "data": {"items": [{}, {}, {}], "workflow": "spread", "concurrency": 3},
+                },
+            ],
+            "edges": [{"source": "start", "target": "m"}],
+        },
+    )
+    runtime = MemoryRuntime(app)
+    runtime.service.start("spread", {}, run_id="r")
+    runtime.drain()
+    runs = runtime.service.list(limit=1000).runs
+    # 3 children (budget 9 each), 9 grandchildren (budget 2 each: fewer than 3 items).
+    assert len(runs) == 1 + 3 + 9
+    refused = [run for run in runs if run.run_id.count(".") == 4]
+    assert len(refused) == 9
+    assert all(
+        "cannot start 3 child runs: its run tree may start 2 more"
+        in run.snapshot.metadata["failedReason"]
+        for run in refused
+    )
+    assert runtime.service.get("r").status == SnapshotStatus.FAILED

@@ -232,6 +232,11 @@ class FaultyStore:
             raise TransientError("connection reset after recording a child's end")
         return count
 
+    def put_child_inputs(self, parent_id: str, version: int, digest: str, inputs: Any) -> None:
+        if self.plan.take("store_failure_before_commit"):
+            raise TransientError("store unavailable")
+        self.inner.put_child_inputs(parent_id, version, digest, inputs)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 

@@ -163,6 +163,7 @@ class MemoryStore:
         self._definitions: dict[str, tuple[str, str]] = {}
         self._ends: dict[tuple[str, int], dict[int, tuple[str, str, str | None, str | None]]] = {}
         self._join_counts: dict[tuple[str, int], JoinCount] = {}
+        self._inputs: dict[tuple[str, int, str], list[str]] = {}
 
     # -- joining child runs ----------------------------------------------------------------
 
@@ -189,6 +190,20 @@ class MemoryStore:
             )
             for index in indices
         ]
+
+    def put_child_inputs(
+        self, parent_id: str, version: int, digest: str, inputs: Sequence[Any]
+    ) -> None:
+        encoded = [encode_json(value) for value in inputs]
+        with self._lock:
+            self._inputs.setdefault((parent_id, version, digest), encoded)
+
+    def child_input(self, parent_id: str, version: int, digest: str, index: int) -> Any:
+        with self._lock:
+            inputs = self._inputs.get((parent_id, version, digest))
+        if inputs is None or not 0 <= index < len(inputs):
+            raise LookupError(f"no input {index} kept for run {parent_id!r} at version {version}")
+        return decode_json(inputs[index])
 
     # -- runs -----------------------------------------------------------------------------
 

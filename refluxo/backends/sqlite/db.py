@@ -89,6 +89,15 @@ CREATE TABLE IF NOT EXISTS child_ends (
     PRIMARY KEY (parent_id, version, idx)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS child_inputs (
+    parent_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    digest TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    PRIMARY KEY (parent_id, version, digest, idx)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS join_counts (
     parent_id TEXT NOT NULL,
     version INTEGER NOT NULL,

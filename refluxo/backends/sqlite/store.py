@@ -27,7 +27,7 @@ import dataclasses
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -81,6 +81,12 @@ _UPDATE_HEAD_AND_STATUS = "UPDATE runs SET status = ?, " + _HEAD + _RETURNING
 def _pending_json(pending: Payload | None) -> str | None:
     return None if pending is None else pending.encode()
 
+
+LOADED_INPUT_CACHE_MIN = 1024
+"""Inputs shorter than this (in characters of JSON) are decoded at every load."""
+
+LOADED_INPUTS_REMEMBERED = 256
+"""Runs whose large decoded input a store keeps for loads (the most recently loaded)."""
 
 COUNTS_REMEMBERED = 4096
 """Runs whose last committed node counts a store keeps in memory (the most recent)."""
@@ -161,7 +167,9 @@ def _counts_after(
     return NodeCounts.of(counts).after(results)
 
 
-def _record(row: tuple[Any, ...]) -> RunRecord:
+def _record(
+    row: tuple[Any, ...], decode_input: Callable[[str, str | None], Any] | None = None
+) -> RunRecord:
     run_id, workflow, version, head, input_, pending, count, created, updated = row
     return RunRecord(
         run_id=run_id,
@@ -171,7 +179,7 @@ def _record(row: tuple[Any, ...]) -> RunRecord:
         created_at=created,
         updated_at=updated,
         result_count=count,
-        input=decode_json(input_),
+        input=decode_input(run_id, input_) if decode_input else decode_json(input_),
         pending=Payload.decode(pending),
         node_counts=NO_RESULTS if count == 0 else None,
     )
@@ -277,13 +285,32 @@ class SqliteStore:
         self._stored_definitions: set[str] = set()
         """Definition versions this store has seen stored (a start reads none of them)."""
         self._queue_lock = threading.Lock()
+        self._loaded_inputs: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        self._loaded_lock = threading.Lock()
         self._write_lock = threading.Lock()
 
     def _load(self, connection: sqlite3.Connection, run_id: str) -> RunRecord | None:
         row = connection.execute(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        return _record(row) if row is not None else None
+        return _record(row, self._loaded_input) if row is not None else None
+
+    def _loaded_input(self, run_id: str, text: str | None) -> Any:
+        """The run's input, decoded once per run and text in this process: a parent's
+        input (a map's items, often) is read again by every child's report."""
+        if text is None or len(text) < LOADED_INPUT_CACHE_MIN:
+            return decode_json(text)
+        with self._loaded_lock:
+            known = self._loaded_inputs.get(run_id)
+            if known is not None and known[0] == text:
+                self._loaded_inputs.move_to_end(run_id)
+                return known[1]
+        value = decode_json(text)
+        with self._loaded_lock:
+            self._loaded_inputs[run_id] = (text, value)
+            if len(self._loaded_inputs) > LOADED_INPUTS_REMEMBERED:
+                self._loaded_inputs.popitem(last=False)
+        return value
 
     def create_run(self, record: RunRecord, first_delivery: Delivery | None = None) -> CommitResult:
         """Create the run, grouped with the commits and starts other threads submit
@@ -620,3 +647,28 @@ class SqliteStore:
             ChildEnd(index, run_id, status, decode_json(output), error)
             for index, run_id, status, output, error in rows
         ]
+
+    def put_child_inputs(
+        self, parent_id: str, version: int, digest: str, inputs: Sequence[Any]
+    ) -> None:
+        rows = [
+            (parent_id, version, digest, index, encode_json(value))
+            for index, value in enumerate(inputs)
+        ]
+        with self.db.write() as tx:
+            tx.executemany(
+                "INSERT INTO child_inputs (parent_id, version, digest, idx, input) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                rows,
+            )
+
+    def child_input(self, parent_id: str, version: int, digest: str, index: int) -> Any:
+        with self.db.reading() as connection:
+            row = connection.execute(
+                "SELECT input FROM child_inputs "
+                "WHERE parent_id = ? AND version = ? AND digest = ? AND idx = ?",
+                (parent_id, version, digest, index),
+            ).fetchone()
+        if row is None:
+            raise LookupError(f"no input {index} kept for run {parent_id!r} at version {version}")
+        return decode_json(row[0])

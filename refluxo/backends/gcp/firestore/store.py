@@ -42,8 +42,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
@@ -118,6 +120,19 @@ OVERDUE_MIN_CHUNK = 100
 """Documents read per query while skipping runs expected just after the cutoff."""
 
 
+INPUTS = "inputs"
+"""The collection, under a wait's ``joins/{version}`` document, of its children's inputs."""
+
+INPUTS_PER_DOCUMENT = 100
+"""Child inputs per document: a report reads one document for its next sibling's input."""
+
+INPUT_CHUNKS_REMEMBERED = 64
+"""Decoded input documents a store keeps (the most recently read)."""
+
+MAX_BATCH_WRITES = 500
+"""Writes Firestore accepts in one batch."""
+
+
 class FirestoreStore:
     """Runs, results and definitions in Firestore; see the module docstring for the layout.
 
@@ -152,6 +167,8 @@ class FirestoreStore:
         self.prefix = prefix
         self.max_attempts = max_attempts
         self.retention_days = retention_days
+        self._input_chunks: OrderedDict[tuple[str, int, str, int], list[Any]] = OrderedDict()
+        self._inputs_lock = threading.Lock()
         self.inline_retention = INLINE_RETENTION
         """Most earlier results a finishing commit stamps with ``expireAt`` itself."""
         self._clock = clock
@@ -615,6 +632,56 @@ class FirestoreStore:
         query = query.order_by(FieldPath.document_id()).limit(limit)
         docs = self._retry.run("child_ends", functools.partial(streamed, query))
         return [end_of(document_data(doc)) for doc in docs]
+
+    def put_child_inputs(
+        self, parent_id: str, version: int, digest: str, inputs: Sequence[Any]
+    ) -> None:
+        """Keep the inputs in documents of :data:`INPUTS_PER_DOCUMENT` inputs each,
+        ``joins/{version}/inputs/{digest}-{chunk:06d}``, written in batches of at most 500.
+        Writing them again writes the same content (the digest names it): idempotent."""
+        join = self._join(parent_id, version)
+        collection = join.collection(INPUTS)
+        chunks = [
+            (
+                collection.document(f"{digest}-{start // INPUTS_PER_DOCUMENT:06d}"),
+                {"items": dump_json(list(inputs[start : start + INPUTS_PER_DOCUMENT]))},
+            )
+            for start in range(0, len(inputs), INPUTS_PER_DOCUMENT)
+        ]
+        for first in range(0, len(chunks), MAX_BATCH_WRITES):
+
+            def write(part: list[Any] = chunks[first : first + MAX_BATCH_WRITES]) -> None:
+                batch = self.client.batch()
+                for ref, fields in part:
+                    batch.set(ref, fields)
+                batch.commit()
+
+            self._retry.run("put_child_inputs", write)
+
+    def child_input(self, parent_id: str, version: int, digest: str, index: int) -> Any:
+        """One document read (of the input's chunk), unless this process read it lately:
+        a digest names its inputs for good, so a decoded chunk never goes stale."""
+        if index < 0:
+            raise LookupError(f"no input {index} kept for run {parent_id!r}")
+        key = (parent_id, version, digest, index // INPUTS_PER_DOCUMENT)
+        with self._inputs_lock:
+            items = self._input_chunks.get(key)
+        if items is None:
+            ref = (
+                self._join(parent_id, version).collection(INPUTS).document(f"{digest}-{key[3]:06d}")
+            )
+            found = self._retry.run("child_input", ref.get).to_dict()
+            if found is None:
+                raise LookupError(f"no input {index} kept for run {parent_id!r} at {version}")
+            items = decode_json(found["items"])
+            with self._inputs_lock:
+                self._input_chunks[key] = items
+                if len(self._input_chunks) > INPUT_CHUNKS_REMEMBERED:
+                    self._input_chunks.popitem(last=False)
+        offset = index % INPUTS_PER_DOCUMENT
+        if offset >= len(items):
+            raise LookupError(f"no input {index} kept for run {parent_id!r} at {version}")
+        return items[offset]
 
     # -- definitions ------------------------------------------------------------------------
 
