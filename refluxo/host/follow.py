@@ -84,7 +84,7 @@ def follow(
     """
     version = None
     announced: float | None = None
-    waited = False
+    waited: set[Any] = set()
     backoff = Backoff()
     deadline = clock() + timeout_s
     while True:
@@ -102,8 +102,8 @@ def follow(
         if len(entries) == PAGE:
             continue  # more results to print already
         children = waiting_children(view)
-        if children is not None and not waited:
-            waited = True
+        if children is not None and children.get("version") not in waited:
+            waited.add(children.get("version"))
             echo(
                 f"  ... {view['currentNodeId']!r} waits for its {children.get('count')} child "
                 "runs (a child paused for a resume holds it: the inspector lists them)"

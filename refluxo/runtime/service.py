@@ -124,7 +124,7 @@ class RunService:
         if run_id is not None:
             check_run_id(run_id)
             if is_child_run_id(run_id):
-                raise BadRequest(
+                raise RunConflict(
                     f"runId {run_id!r} has the shape of a child run's id ('<runId>.<n>.<n>' "
                     "or 'child-' and 40 hex digits), which the runtime reserves: choose another"
                 )

@@ -19,7 +19,7 @@ from refluxo import SnapshotStatus, StepResult
 from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, Delivery, RunRecord
-from refluxo.runtime.errors import BadRequest, RunConflict
+from refluxo.runtime.errors import RunConflict
 from refluxo.runtime.links import child_run_id
 from tests.support.clock import FakeClock
 
@@ -335,7 +335,7 @@ def test_a_run_holding_a_childs_id_fails_that_child_not_the_map(memory: MemoryRu
 
 @pytest.mark.parametrize("run_id", ["p.2.1", "a.b.0.15", "child-" + "0" * 40])
 def test_a_caller_cannot_take_a_child_run_id(memory: MemoryRuntime, run_id: str) -> None:
-    with pytest.raises(BadRequest, match="has the shape of a child run's id"):
+    with pytest.raises(RunConflict, match="has the shape of a child run's id"):
         memory.service.start("item", {"x": 1}, run_id=run_id)
 
 
