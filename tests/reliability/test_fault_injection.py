@@ -61,7 +61,9 @@ def test_a_thousand_runs_under_faults_end_as_expected(
             store=runtime.store,
             scheduler=runtime.scheduler,
             queue=SqliteQueue(runtime.scheduler),
-            plan=FaultPlan(random.Random(1234), dict(DEFAULT_RATES)),
+            # late_resume is drawn only once a pause was answered: raised so that the
+            # smaller outbox run meets it too, whatever the order of the threads.
+            plan=FaultPlan(random.Random(1234), {**DEFAULT_RATES, "late_resume": 0.1}),
             second_dispatcher=lambda: Dispatcher(app, twin.store, twin.scheduler),
         )
         report = driver.run(runs)
@@ -90,6 +92,8 @@ def test_a_thousand_runs_under_faults_end_as_expected(
         expected_kinds |= {"crash_between_commit_and_schedule", "duplicate_schedule"}
     assert expected_kinds <= {kind for kind, count in report.faults.items() if count > 0}
     assert report.outcomes.get("stale", 0) > 0
+    assert report.outcomes.get("map_cancelled_while_waiting", 0) > 0
+    assert report.outcomes.get("children", 0) > 0
     assert (
         report.outcomes.get("concurrent_lost_race", 0) + report.outcomes.get("concurrent_stale", 0)
         > 0

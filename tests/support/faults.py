@@ -323,6 +323,8 @@ class FaultDriver:
         self.paused_at: dict[str, int] = {}
         self.late_resume_accepted: list[str] = []
         self.inputs: dict[str, int] = {}
+        self.to_cancel: set[str] = set()
+        self.cancelled: list[str] = []
         self.loop = asyncio.new_event_loop()
 
     def start_runs(self, count: int) -> None:
@@ -331,6 +333,8 @@ class FaultDriver:
             workflow = workflows[index % len(workflows)]
             run_id = f"run-{index:05d}"
             self.inputs[run_id] = index
+            if workflow == "fanout" and index % 12 == 11 and fanout_items(index):
+                self.to_cancel.add(run_id)
             while True:
                 try:
                     self.service.start(workflow, {"n": index}, run_id=run_id)
@@ -366,6 +370,25 @@ class FaultDriver:
         for outcome in outcomes:
             self.outcomes[f"concurrent_{outcome}"] += 1
 
+    def _cancel_waiting_maps(self) -> None:
+        """Cancel every other fanout run while it waits for its children (the others run
+        to their join): once cancelled, it must fail, and every child end or be cancelled."""
+        for run_id in sorted(self.to_cancel - set(self.cancelled)):
+            record = self.store.load_run(run_id)
+            if record is None or record.status.is_terminal:
+                self.to_cancel.discard(run_id)
+                continue
+            if waiting_for_children(record.snapshot) is None:
+                continue
+            try:
+                self.service.cancel(run_id, "enough")
+            except RunConflict:
+                continue
+            except (ConnectionError, SimulatedCrash):
+                pass  # committed, its cascade's scheduling failed: a report schedules it
+            self.cancelled.append(run_id)
+            self.outcomes["map_cancelled_while_waiting"] += 1
+
     def _resume_paused(self) -> bool:
         """Answer some paused approvals; leave every fifth one waiting forever."""
         progressed = False
@@ -400,6 +423,7 @@ class FaultDriver:
         self.start_runs(count)
         rng = self.plan.rng
         for _ in range(max_rounds):
+            self._cancel_waiting_maps()
             due = self.queue.due(self.clock.now)
             if not due:
                 if self._resume_paused():
@@ -462,10 +486,15 @@ class FaultDriver:
                     anomalies.append(f"{run_id}: node {node_id} counted twice")
             answer = self.answers.get(run_id)
             expected = expected_path(record.workflow, index, answer)
+            if run_id in self.cancelled:
+                expected = ["start", "spread"]  # cancelled while its map waited
             flaky_path = [e.node_id for e in timeline]
             actual = flaky_path if record.workflow == "flaky" else path
             if expected is not None and actual != expected:
                 anomalies.append(f"{run_id}: path {actual} != {expected}")
+            if run_id in self.cancelled:
+                anomalies += self._audit_cancelled(run_id, index, record)
+                continue
             if record.workflow == "fanout":
                 anomalies += self._audit_fanout(run_id, index, record)
             waiting = record.workflow == "approval" and answer is None
@@ -478,9 +507,12 @@ class FaultDriver:
             if page_run.run_id not in self.inputs
         )
         expected_children = sum(
-            len(fanout_items(n)) for run_id, n in self.inputs.items() if n % 6 == 5
+            len(fanout_items(n))
+            for run_id, n in self.inputs.items()
+            if n % 6 == 5 and run_id not in self.cancelled
         )
-        if children != expected_children:
+        most = expected_children + sum(len(fanout_items(self.inputs[r])) for r in self.cancelled)
+        if not expected_children <= children <= most:
             anomalies.append(f"{children} child runs stored, {expected_children} expected")
         return Report(
             runs=count,
@@ -525,4 +557,29 @@ class FaultDriver:
             wanted = "failed" if item % 5 == 3 else "completed"
             if child.status != wanted:
                 anomalies.append(f"{child_id}: {child.status}, expected {wanted}")
+        return anomalies
+
+    def _audit_cancelled(self, run_id: str, n: int, record: Any) -> list[str]:
+        """A map cancelled while it waited: failed, its cascade done, every child it
+        started ended (completed, or cancelled between two steps) and reported."""
+        anomalies: list[str] = []
+        if record.status != "failed" or record.snapshot.metadata.get("failedReason") != "enough":
+            anomalies.append(f"{run_id}: {record.status} after a cancel")
+        summary = record.snapshot.metadata.get("childRuns") or {}
+        if summary.get("waiting") is not False or summary.get("cancelled") is not True:
+            anomalies.append(f"{run_id}: the cancel's cascade did not finish: {summary}")
+        for index in range(len(fanout_items(n))):
+            child_id = child_run_id(run_id, int(summary.get("version", -1)), index)
+            child = self.store.load_run(child_id)
+            if child is None:
+                continue  # never started: the window had not reached it
+            if not child.status.is_terminal:
+                anomalies.append(f"{child_id}: still {child.status} after its parent's cancel")
+            reason = str(child.snapshot.metadata.get("failedReason", ""))
+            if child.status == "failed" and not (
+                reason.startswith("Cancelled") or "no square" in reason
+            ):
+                anomalies.append(f"{child_id}: failed for {reason!r}")
+            if (child.snapshot.metadata.get("parentRun") or {}).get("reported") is not True:
+                anomalies.append(f"{child_id}: end never reported")
         return anomalies
