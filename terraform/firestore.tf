@@ -18,6 +18,12 @@ locals {
   definitions_collection = "${var.name}_definitions"
   # Each run's results are a subcollection named "results": one collection group.
   results_collection = "results"
+  # The join ledger of a run that waits for child runs: under runs/{id}/joins/{version}
+  # (a document never written), "ends" (one document per child end), "counts" (16 counter
+  # shards) and "inputs" (the children's inputs), each one collection group.
+  ends_collection   = "ends"
+  counts_collection = "counts"
+  inputs_collection = "inputs"
 
   # Fields no query reads on their own (refluxo/backends/gcp/firestore/layout.py): exempt
   # from single-field indexing, so a commit writes no index entries for them. updatedAt is
@@ -27,6 +33,9 @@ locals {
   # name (a hash of nodeId and nodeIndex), never queried by those fields. version and
   # resultCount change on every commit and, like definitionVersion, are read from the
   # document, never queried (workflow keeps its index: operators filter runs by it).
+  # hasJoins (set once a run has waited for child runs) is read from the document. The
+  # ledger's documents are read by name (ends in name order, which is index order),
+  # never queried by a field: none of their fields is indexed.
   unindexed_fields = {
     runs_head           = { collection = local.runs_collection, field = "head" }
     runs_input          = { collection = local.runs_collection, field = "input" }
@@ -40,18 +49,32 @@ locals {
     runs_version        = { collection = local.runs_collection, field = "version" }
     runs_result_count   = { collection = local.runs_collection, field = "resultCount" }
     runs_definition     = { collection = local.runs_collection, field = "definitionVersion" }
+    runs_has_joins      = { collection = local.runs_collection, field = "hasJoins" }
     results_result      = { collection = local.results_collection, field = "result" }
     results_node_id     = { collection = local.results_collection, field = "nodeId" }
     results_node_index  = { collection = local.results_collection, field = "nodeIndex" }
+    ends_index          = { collection = local.ends_collection, field = "index" }
+    ends_run_id         = { collection = local.ends_collection, field = "runId" }
+    ends_status         = { collection = local.ends_collection, field = "status" }
+    ends_output         = { collection = local.ends_collection, field = "output" }
+    ends_error          = { collection = local.ends_collection, field = "error" }
+    counts_shard        = { collection = local.counts_collection, field = "shard" }
+    counts_ended        = { collection = local.counts_collection, field = "ended" }
+    counts_failed       = { collection = local.counts_collection, field = "failed" }
+    inputs_items        = { collection = local.inputs_collection, field = "items" }
     definitions_body    = { collection = local.definitions_collection, field = "body" }
   }
 
-  # TTL: finished runs and their results carry expireAt (finish time + run_retention_days,
-  # written by the runtime); Firestore deletes them some time after it passes. A TTL
-  # deletes single documents, not subcollections, so the results carry their own expireAt.
+  # TTL: finished runs, their results and their join ledgers carry expireAt (finish time
+  # + run_retention_days, written by the runtime); Firestore deletes them some time after
+  # it passes. A TTL deletes single documents, not subcollections, so the results and the
+  # ledger's ends, counts and inputs carry their own expireAt.
   ttl_collections = {
     runs    = local.runs_collection
     results = local.results_collection
+    ends    = local.ends_collection
+    counts  = local.counts_collection
+    inputs  = local.inputs_collection
   }
 }
 
@@ -127,9 +150,10 @@ resource "google_firestore_field" "unindexed" {
   index_config {}
 }
 
-# expireAt: the TTL field of runs and results, and never queried (an ever-increasing
-# timestamp: not indexed either). retentionPending, which marks a finished run whose
-# results are not all stamped yet, is queried by equality: it keeps its automatic index.
+# expireAt: the TTL field of runs, results and the join ledger, and never queried (an
+# ever-increasing timestamp: not indexed either). retentionPending, which marks a finished
+# run whose results or ledger are not all stamped yet, is queried by equality: it keeps
+# its automatic index.
 resource "google_firestore_field" "expire_at" {
   for_each = local.ttl_collections
 

@@ -23,16 +23,19 @@ from refluxo.backends.gcp.firestore.layout import (
     DUE_SLACK_MS,
     HISTORY_BATCH,
     HeadRevision,
+    end_document_id,
+    end_fields,
     node_counts_of,
     result_document_id,
     run_document_id,
+    shard_document_ids,
     stored_due_at,
 )
 from refluxo.backends.gcp.firestore.store import FirestoreStore
 from refluxo.model import NodeResult, RetryState, SnapshotStatus
 from refluxo.runtime import App, Dispatcher, RunService
 from refluxo.runtime.due import expected_at
-from refluxo.runtime.ports import AppendedResult, RunRecord, StepCommit
+from refluxo.runtime.ports import AppendedResult, ChildEnd, JoinCount, RunRecord, StepCommit
 from tests.support.clock import FakeClock
 from tests.support.firestore_rpcs import count_rpcs
 from tests.support.google_errors import google_error
@@ -44,14 +47,25 @@ DAY_MS = 86_400_000
 class CountingClient:
     """A real ``firestore.Client`` that counts the RPCs it sends and can fail stamping.
 
-    While ``fail_stamps`` holds an error, a batch that only updates results (the stamping
-    of ``expireAt`` after a run finished) raises it instead of reaching the emulator.
+    While ``fail_stamps`` holds an error, a batch that only updates documents of the
+    collections ``stamped`` (results and the join ledger's: the stamping of ``expireAt``
+    after a run finished) raises it instead of reaching the emulator. ``ListDocuments``
+    (the listing of a join ledger) is counted as ``list_documents``.
     """
 
     def __init__(self, client: firestore.Client) -> None:
         self._client = client
         self.rpcs: Counter[str] = count_rpcs(client)
         self.fail_stamps: Exception | None = None
+        self.stamped = {"results", "ends", "counts", "inputs"}
+        api = client._firestore_api
+        listing = api.list_documents
+
+        def list_documents(*args: Any, **kwargs: Any) -> Any:
+            self.rpcs["list_documents"] += 1
+            return listing(*args, **kwargs)
+
+        api.list_documents = list_documents
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
@@ -62,7 +76,9 @@ class CountingClient:
 
         def guarded(*args: Any, **kwargs: Any) -> Any:
             stamps = all(
-                write.update.name.split("/")[-2:-1] == ["results"] for write in batch._write_pbs
+                write.update.name.split("/")[-2] in self.stamped
+                and list(write.update_mask.field_paths) == ["expireAt"]
+                for write in batch._write_pbs
             )
             if self.fail_stamps is not None and stamps:
                 raise self.fail_stamps
@@ -603,3 +619,327 @@ def test_the_reconciler_s_pass_completes_an_interrupted_stamping(
     assert "retentionPending" not in head_data(kept, "run")
     assert {data["expireAt"] for data in results_data(kept, "run").values()} == {expiry(clock.now)}
     service.close()
+
+
+# -- retention of the join ledger ---------------------------------------------------------------
+
+
+def ended(index: int, parent: str = "parent") -> ChildEnd:
+    """The end of child ``index``: every third one failed."""
+    if index % 3 == 1:
+        return ChildEnd(index, f"{parent}-child-{index}", "failed", error="ValueError: bad")
+    return ChildEnd(index, f"{parent}-child-{index}", "completed", {"n": index})
+
+
+def wait_for_children(store: FirestoreStore, run_id: str, count: int) -> int:
+    """Pause ``run_id`` waiting for ``count`` children, as the dispatcher marks a wait; the
+    version of the wait (the ledger's key)."""
+    version = loaded(store, run_id).version + 1
+    marker = {"waiting": True, "version": version, "count": count, "concurrency": count}
+    advance(store, run_id, status=SnapshotStatus.PAUSED, metadata={"childRuns": marker})
+    return version
+
+
+def join_children(store: FirestoreStore, run_id: str, count: int) -> None:
+    """Resume ``run_id`` after its wait, with the summary the runtime leaves."""
+    summary = {"waiting": False, "ended": count, "failed": 0}
+    advance(store, run_id, status=SnapshotStatus.ACTIVE, metadata={"childRuns": summary})
+
+
+def ledger_data(
+    store: FirestoreStore, run_id: str, versions: Sequence[int]
+) -> dict[str, dict[str, Any]]:
+    """Every document of the waits ``versions`` of the run, by ``version/collection/name``,
+    read by queries (not by the listing under test)."""
+    docs: dict[str, dict[str, Any]] = {}
+    for version in versions:
+        join = head_ref(store, run_id).collection("joins").document(str(version))
+        for collection in ("counts", "ends", "inputs"):
+            for doc in join.collection(collection).stream():
+                docs[f"{version}/{collection}/{doc.id}"] = doc.to_dict()
+    return docs
+
+
+def expiries(docs: dict[str, dict[str, Any]]) -> set[Any]:
+    return {data.get("expireAt") for data in docs.values()}
+
+
+def parent_with_two_waits(store: FirestoreStore, counting: CountingClient) -> list[int]:
+    """``parent``: a result, a wait for 20 children (150 inputs: two input documents, all 16
+    counter shards), joined, then a wait for 3 (one input document), all ended; left
+    waiting. The waits' versions."""
+    assert store.create_run(new_record("parent")).committed
+    advance(store, "parent", [("a", 0)])
+    first = wait_for_children(store, "parent", 20)
+    assert head_data(store, "parent")["hasJoins"] is True  # set by the wait's commit
+    store.put_child_inputs("parent", first, "d1", list(range(150)))
+    counting.rpcs.clear()
+    for index in range(20):
+        store.record_child_end("parent", first, ended(index))
+    # A parent still waiting: each end one batch and one read (shards and head together).
+    assert counting.rpcs == Counter({"commit": 20, "batch_get_documents": 20})
+    join_children(store, "parent", 20)
+    second = wait_for_children(store, "parent", 3)
+    store.put_child_inputs("parent", second, "d2", ["x", "y", "z"])
+    for index in range(3):
+        store.record_child_end("parent", second, ended(index))
+    ledger = ledger_data(store, "parent", [first, second])
+    assert len(ledger) == (16 + 20 + 2) + (3 + 3 + 1)
+    assert expiries(ledger) == {None}  # an unfinished parent's ledger never expires
+    return [first, second]
+
+
+@pytest.mark.parametrize("revision", [True, False], ids=["at-revision", "in-transaction"])
+def test_a_finished_parent_s_join_ledger_expires_with_it(
+    kept: FirestoreStore, counting: CountingClient, clock: FakeClock, revision: bool
+) -> None:
+    versions = parent_with_two_waits(kept, counting)
+    join_children(kept, "parent", 3)
+    clock.advance(DAY_MS)
+    counting.rpcs.clear()
+    if revision:
+        done = advance(kept, "parent", [("end", 1)], status=SnapshotStatus.COMPLETED)
+    else:  # a cancel: no revision, one transaction
+        record = loaded(kept, "parent")
+        snapshot = record.snapshot.model_copy(
+            update={"version": record.version + 1, "status": SnapshotStatus.FAILED}
+        )
+        outcome = kept.commit(StepCommit("parent", record.version, snapshot))
+        assert outcome.committed
+        assert outcome.record is not None
+        done = outcome.record
+    rpcs = Counter(counting.rpcs)
+
+    head = head_data(kept, "parent")
+    assert head["expireAt"] == expiry(clock.now)
+    assert "retentionPending" not in head
+    ledger = ledger_data(kept, "parent", versions)
+    assert len(ledger) == 45
+    assert expiries(ledger) == {expiry(clock.now)}  # the same expireAt as the head
+    assert expiries(results_data(kept, "parent")) == {expiry(clock.now)}
+    # The joins listed (1), then each wait's counts, ends and inputs (2 x 3); the 45
+    # documents stamped in one batch after the commit, then the marker cleared.
+    assert rpcs["list_documents"] == 1 + 2 * 3
+    assert rpcs["commit"] == 3
+    assert "run_query" not in rpcs
+    if revision:
+        assert done.token == loaded(kept, "parent").token  # the head as it is now
+    # The ledger still reads as before.
+    assert [end.index for end in kept.child_ends("parent", versions[0])] == list(range(20))
+    assert kept.child_input("parent", versions[0], "d1", 149) == 149
+    assert kept.finish_retention() == 0
+
+
+def test_a_join_ledger_larger_than_a_batch_is_stamped_in_batches(
+    kept: FirestoreStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    assert kept.create_run(new_record("parent")).committed
+    version = wait_for_children(kept, "parent", 600)
+    join = head_ref(kept, "parent").collection("joins").document(str(version))
+    # Written as record_child_end writes them, in bulk (600 recordings take a while).
+    for first in (0, 300):
+        batch = kept.client.batch()
+        for index in range(first, first + 300):
+            batch.create(
+                join.collection("ends").document(end_document_id(index)), end_fields(ended(index))
+            )
+        batch.commit()
+    for shard in shard_document_ids():
+        join.collection("counts").document(shard).set({"shard": shard, "ended": 37, "failed": 0})
+    join_children(kept, "parent", 600)
+    clock.advance(DAY_MS)
+    counting.rpcs.clear()
+    advance(kept, "parent", status=SnapshotStatus.COMPLETED)
+    # The finishing commit, 616 stamps in two batches (500, 116), clearing the marker.
+    assert counting.rpcs["commit"] == 1 + 2 + 1
+    assert "retentionPending" not in head_data(kept, "parent")
+    ledger = ledger_data(kept, "parent", [version])
+    assert len(ledger) == 616
+    assert expiries(ledger) == {expiry(clock.now)}
+
+
+@pytest.mark.parametrize(
+    "interruption",
+    [
+        google_error(exceptions.PermissionDenied, "stamping refused"),
+        google_error(exceptions.ServiceUnavailable, "down while stamping"),
+        "crash",
+    ],
+    ids=["refused", "unavailable", "crash"],
+)
+def test_an_interrupted_ledger_stamping_is_completed_by_the_sweep(
+    kept: FirestoreStore,
+    counting: CountingClient,
+    clock: FakeClock,
+    interruption: Exception | str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    versions = parent_with_two_waits(kept, counting)
+    join_children(kept, "parent", 3)
+    clock.advance(5_000)
+    with monkeypatch.context() as patch:
+        if interruption == "crash":
+            # The process dies right after the finishing commit: nothing after it runs.
+            patch.setattr(kept, "_stamp_after_commit", lambda prepared, after, outcome: outcome)
+        else:
+            assert isinstance(interruption, Exception)
+            counting.fail_stamps = interruption
+            counting.stamped = {"ends", "counts", "inputs"}  # the results would pass
+        with caplog.at_level("WARNING", logger="refluxo.firestore"):
+            done = advance(kept, "parent", [("end", 1)], status=SnapshotStatus.COMPLETED)
+    assert done.status == SnapshotStatus.COMPLETED  # the commit itself is applied
+    if interruption != "crash":
+        assert "finish_retention will complete it" in caplog.text
+    head = head_data(kept, "parent")
+    # Few results (stamped in the commit itself), yet the marker: the ledger is pending.
+    assert head["retentionPending"] is True
+    assert head["expireAt"] == expiry(clock.now)
+    assert expiries(results_data(kept, "parent")) == {expiry(clock.now)}
+    assert expiries(ledger_data(kept, "parent", versions)) == {None}
+
+    if interruption != "crash":
+        assert kept.finish_retention() == 0  # still failing: the marker stays
+        assert head_data(kept, "parent")["retentionPending"] is True
+        counting.fail_stamps = None
+    counting.rpcs.clear()
+    assert kept.finish_retention() == 1
+    assert counting.rpcs["run_query"] == 1  # retentionPending == true
+    assert "retentionPending" not in head_data(kept, "parent")
+    ledger = ledger_data(kept, "parent", versions)
+    assert len(ledger) == 45
+    assert expiries(ledger) == {expiry(clock.now)}
+    assert kept.finish_retention() == 0
+
+
+def test_the_sweep_stamps_the_ledger_documents_that_remain(
+    kept: FirestoreStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    versions = parent_with_two_waits(kept, counting)
+    join_children(kept, "parent", 3)
+    counting.fail_stamps = google_error(exceptions.PermissionDenied, "refused")
+    advance(kept, "parent", status=SnapshotStatus.COMPLETED)
+    counting.fail_stamps = None
+    # The TTL policy, or a sweep of its own, deleted an end before this sweep ran.
+    join = head_ref(kept, "parent").collection("joins").document(str(versions[0]))
+    join.collection("ends").document(end_document_id(7)).delete()
+    assert kept.finish_retention() == 1
+    ledger = ledger_data(kept, "parent", versions)
+    assert len(ledger) == 44
+    assert expiries(ledger) == {expiry(clock.now)}
+
+
+def test_a_child_end_recorded_after_its_parent_finished_expires_with_it(
+    kept: FirestoreStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    """A report that found its parent waiting, then recorded after the parent's cancel
+    (and after its ledger was listed): the recording stamps its end and shard itself."""
+    assert kept.create_run(new_record("parent")).committed
+    version = wait_for_children(kept, "parent", 40)
+    kept.record_child_end("parent", version, ended(0))
+    record = loaded(kept, "parent")
+    cancel = record.snapshot.model_copy(
+        update={"version": record.version + 1, "status": SnapshotStatus.FAILED}
+    )
+    assert kept.commit(StepCommit("parent", record.version, cancel)).committed
+    assert expiries(ledger_data(kept, "parent", [version])) == {expiry(clock.now)}
+
+    counting.rpcs.clear()
+    assert kept.record_child_end("parent", version, ended(17)) == JoinCount(2, 0)
+    # The recording, one read of the shards and the head's expireAt, the stamp.
+    assert counting.rpcs == Counter({"commit": 2, "batch_get_documents": 1})
+    ledger = ledger_data(kept, "parent", [version])
+    assert ledger[f"{version}/ends/{end_document_id(17)}"]["expireAt"] == expiry(clock.now)
+    assert ledger[f"{version}/counts/01"]["expireAt"] == expiry(clock.now)  # 17 % 16
+    assert expiries(ledger) == {expiry(clock.now)}
+
+    # When that stamp fails, the head is marked for the sweep.
+    counting.fail_stamps = google_error(exceptions.PermissionDenied, "refused")
+    assert kept.record_child_end("parent", version, ended(4)) == JoinCount(3, 1)
+    counting.fail_stamps = None
+    assert head_data(kept, "parent")["retentionPending"] is True
+    assert None in expiries(ledger_data(kept, "parent", [version]))
+    assert kept.finish_retention() == 1
+    assert "retentionPending" not in head_data(kept, "parent")
+    assert expiries(ledger_data(kept, "parent", [version])) == {expiry(clock.now)}
+
+
+def test_without_retention_a_join_ledger_never_expires(
+    store: FirestoreStore, counting: CountingClient
+) -> None:
+    versions = parent_with_two_waits(store, counting)
+    join_children(store, "parent", 3)
+    counting.rpcs.clear()
+    advance(store, "parent", [("end", 1)], status=SnapshotStatus.COMPLETED)
+    store.record_child_end("parent", versions[1], ended(5))  # late, too
+    assert "list_documents" not in counting.rpcs
+    head = head_data(store, "parent")
+    assert head["hasJoins"] is True
+    assert "expireAt" not in head
+    assert "retentionPending" not in head
+    assert expiries(ledger_data(store, "parent", versions)) == {None}
+    assert expiries(results_data(store, "parent")) == {None}
+    assert store.finish_retention() == 0
+
+
+def test_a_run_that_never_waited_for_children_lists_no_ledger(
+    kept: FirestoreStore, counting: CountingClient, clock: FakeClock
+) -> None:
+    assert kept.create_run(new_record("run")).committed
+    advance(kept, "run", [("a", 0)], status=SnapshotStatus.PAUSED, metadata={"other": 1})
+    counting.rpcs.clear()
+    advance(kept, "run", [("b", 1)], status=SnapshotStatus.COMPLETED)
+    assert counting.rpcs == Counter({"commit": 1, "batch_get_documents": 1})  # + load_run
+    head = head_data(kept, "run")
+    assert "hasJoins" not in head
+    assert "retentionPending" not in head
+    assert head["expireAt"] == expiry(clock.now)
+
+
+def test_a_map_run_by_the_runtime_leaves_a_ledger_that_expires_with_its_parent(
+    kept: FirestoreStore, clock: FakeClock
+) -> None:
+    """The real dispatcher's waits (its ``childRuns`` metadata) mark the head, and the
+    ledger it writes (inputs, ends, counts) expires with the parent."""
+    from refluxo import StepResult
+    from refluxo.backends.memory.scheduler import MemoryScheduler
+
+    app = App(clock=clock)
+
+    @app.node()
+    def double(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"y": context["start"][-1].output["x"] * 2})
+
+    def flow(node: dict[str, Any]) -> dict[str, Any]:
+        start = {"id": "start", "type": "trigger"}
+        return {"nodes": [start, node], "edges": [{"source": "start", "target": node["id"]}]}
+
+    app.workflow("item", flow({"id": "d", "type": "double"}))
+    items = "{{ nodes.start.output.items }}"
+    app.workflow(
+        "mapper",
+        flow(
+            {
+                "id": "m",
+                "type": "map",
+                "data": {"items": items, "workflow": "item", "concurrency": 2},
+            }
+        ),
+    )
+    scheduler = MemoryScheduler()
+    service = RunService(Dispatcher(app, kept, scheduler))
+    try:
+        service.start("mapper", {"items": [{"x": x} for x in range(5)]}, run_id="parent")
+        scheduler.drain(service.deliver, clock)
+    finally:
+        service.close()
+    head = head_data(kept, "parent")
+    assert head["status"] == "completed"
+    assert head["hasJoins"] is True
+    assert "retentionPending" not in head
+    summary = loaded(kept, "parent").snapshot.metadata["childRuns"]
+    ledger = ledger_data(kept, "parent", [summary["version"]])
+    collections = Counter(name.split("/")[1] for name in ledger)
+    assert collections == Counter({"ends": 5, "counts": 5, "inputs": 1})
+    assert expiries(ledger) == {head["expireAt"]}
+    assert expiries(results_data(kept, "parent")) == {head["expireAt"]}

@@ -302,26 +302,58 @@ def test_never_queried_fields_are_exempt_from_indexing(
         ("refluxo_runs", "version"),
         ("refluxo_runs", "resultCount"),
         ("refluxo_runs", "definitionVersion"),
+        ("refluxo_runs", "hasJoins"),
         ("results", "result"),
         ("results", "expireAt"),
         # Results are read by document name, not queried by node.
         ("results", "nodeId"),
         ("results", "nodeIndex"),
+        # The join ledger is read by document name (ends in name order), never queried.
+        ("ends", "index"),
+        ("ends", "runId"),
+        ("ends", "status"),
+        ("ends", "output"),
+        ("ends", "error"),
+        ("ends", "expireAt"),
+        ("counts", "shard"),
+        ("counts", "ended"),
+        ("counts", "failed"),
+        ("counts", "expireAt"),
+        ("inputs", "items"),
+        ("inputs", "expireAt"),
         ("refluxo_definitions", "body"),
     }
     assert set(settings) == exempt  # nothing else is configured
     # What is queried on its own keeps its automatic indexes: the sweep of finished runs
     # queries retentionPending by equality, the timeline orders results by seq.
-    queried = {"status", "seq", "retentionPending", "workflow"}
-    assert not {field for _, field in settings} & queried
+    # (The status of a child's end, in the ledger, is not queried: exempt.)
+    queried = {
+        ("refluxo_runs", "status"),
+        ("refluxo_runs", "retentionPending"),
+        ("refluxo_runs", "workflow"),
+        ("results", "seq"),
+    }
+    assert not set(settings) & queried
 
 
-def test_expire_at_is_the_ttl_field_of_runs_and_results(
+def test_expire_at_is_the_ttl_field_of_runs_results_and_join_ledgers(
     config: TerraformConfig, evaluator: Evaluator
 ) -> None:
     settings = _field_settings(config, evaluator)
     ttl = {key for key, body in settings.items() if "ttl_config" in body}
-    assert ttl == {("refluxo_runs", "expireAt"), ("results", "expireAt")}
+    # A TTL deletes single documents: every collection group the store stamps (the run's
+    # head, its results and its join ledger's ends, counts and inputs) has a policy.
+    assert ttl == {
+        ("refluxo_runs", "expireAt"),
+        ("results", "expireAt"),
+        ("ends", "expireAt"),
+        ("counts", "expireAt"),
+        ("inputs", "expireAt"),
+    }
+    # The collection groups are the subcollections the store writes under joins/{version}.
+    from refluxo.backends.gcp.firestore import layout, store
+
+    assert {layout.ENDS, layout.COUNTS, store.INPUTS} == {"ends", "counts", "inputs"}
     for key in ttl:
         assert single(settings[key], "ttl_config") == {}
     # The retention the runtime writes into expireAt.

@@ -9,6 +9,8 @@ Layout (``P`` is the constructor's ``prefix``, default ``refluxo``; ``h(x)`` is 
         dueAt                          when its next step is expected, coarsened (epoch ms);
                                        absent when nothing is expected (see "overdue runs")
         expireAt, retentionPending     once finished, with a retention (see "retention")
+        hasJoins                       true once the run has waited for child runs, so it may
+                                       have a join ledger (see "joining child runs")
         head                           the snapshot without its context (wire JSON string)
         input                          the run's input (JSON string)
         pending                        '{"value": ...}' (JSON string) or null
@@ -21,10 +23,16 @@ Layout (``P`` is the constructor's ``prefix``, default ``refluxo``; ``h(x)`` is 
     P_runs/{h(parentId)}/joins/{version}/ends/{index:010d}
                                        one document per child end recorded for the parent's
                                        wait at ``version`` (see "joining child runs")
-        index, runId, status, output (JSON string, completed ends only), error
+        index, runId, status, output (JSON string, completed ends only), error,
+        expireAt (see "retention")
     P_runs/{h(parentId)}/joins/{version}/counts/{shard:02d}
                                        :data:`JOIN_SHARDS` counters of that wait's ends
-        shard, ended, failed
+        shard, ended, failed, expireAt (see "retention")
+    P_runs/{h(parentId)}/joins/{version}/inputs/{digest}-{chunk:06d}
+                                       the inputs of that wait's children, 100 per document,
+                                       written before the wait's commit
+                                       (``FirestoreStore.put_child_inputs``)
+        items (JSON string), expireAt (see "retention")
     P_definitions/{version}            workflow, body (JSON string), createdAt
 
 User data is kept as JSON strings because Firestore forbids nested arrays, which user JSON
@@ -104,6 +112,31 @@ in between leaves the marker; ``FirestoreStore.finish_retention`` (the sweep) qu
 (equality on one field) and stamps those runs' results again. A finished run is final:
 it never takes another commit or result. Unfinished runs carry no ``expireAt``.
 
+The join ledger of a run (its ``joins/*/ends/*``, ``joins/*/counts/*`` and
+``joins/*/inputs/*``, below) gets the same ``expireAt``, for the same reason (a TTL policy
+per collection group: ``ends``, ``counts`` and ``inputs``). Its waits are not known from
+the head, which keeps only its latest wait (recording every version there would make
+waits, or children, write the head), so they are listed: no ``joins/{version}`` document
+is ever written, but listing ``joins`` with missing documents shown (``list_documents``:
+``ListDocuments`` with ``show_missing``) returns every version under which anything was
+written, and each version's ``counts``, ``ends`` and ``inputs`` are listed the same way
+(names only: no field is read, and an end may hold a large output), then stamped in
+batches of :data:`MAX_COMMIT_WRITES`. No collection-group query, no index, and nothing
+missed however many waits the run had. To spare that listing to runs that never started
+children, a commit whose snapshot carries ``childRuns`` metadata (a wait is committed
+before its first child starts) sets the head's ``hasJoins``, once. A finishing commit of
+such a run under a retention stamps the ledger right after it (whatever the number of
+results) and sets ``retentionPending`` with it, so a crash before the ledger is stamped is
+completed by the sweep, which lists the ledger of every head it finds. A child end
+recorded after its parent finished (a report racing the parent's cancellation) may come
+after that listing: ``record_child_end`` reads the head's ``expireAt`` in the same
+``BatchGetDocuments`` as the counter shards (no extra request) and, if there is one,
+stamps the end and its shard itself (or, if that fails, marks the head for the sweep).
+Either the listing ran after the end was written, or the head was read after it was
+finished: one of them stamps the end. (Inputs are written before the wait's commit: the
+inputs of a wait commit that lost its race to a cancel, in a run that never waited
+otherwise, are not stamped, as that head has no ``hasJoins``.)
+
 Joining child runs (the :class:`~refluxo.runtime.ports.JoinLedger`): up to thousands of
 children of one parent end at about the same time, and Firestore sustains about one write
 per second per document, so no document is written by every child. Each end is its own
@@ -116,19 +149,20 @@ duplicate, a racing report or a re-sent batch whose first copy landed counts not
 transaction, hence no lock on anything a sibling touches). The counts are then the sums of
 the shards, read by name in one ``BatchGetDocuments`` (strongly consistent, after the
 write). ``child_ends`` orders the ends by document name, which is index order thanks to the
-padding: no field is queried, so no index is needed (``terraform/firestore.tf`` does not
-exempt these fields from single-field indexing yet: it could). These documents carry no
-``expireAt``: a finished run's TTL does not remove them (a TTL deletes single documents,
-and needs a policy per collection group, here ``ends`` and ``counts``).
+padding: no field is queried, so no index is needed, and ``terraform/firestore.tf``
+exempts every field of ``ends``, ``counts`` and ``inputs`` from single-field indexing.
+Once the parent finishes under a retention, these documents carry its ``expireAt`` (see
+"retention").
 
 Indexes: three composite indexes, ``P_runs (createdAt DESC, runId DESC)`` and ``P_runs
 (status ASC, createdAt DESC, runId DESC)`` to list runs newest first with ties by run id,
 and ``P_runs (dueAt ASC, runId ASC)`` for overdue runs. Single-field indexes are used
 for ``retentionPending`` (equality) and ``seq`` (results) only. Nothing else is queried on
 its own: ``head``, ``input``, ``pending``, ``nodeCounts``, ``recentCommits``,
-``updatedAt``, ``createdAt``, ``runId``, ``dueAt``, ``expireAt`` (runs), ``result``,
-``nodeId``, ``nodeIndex``, ``expireAt`` (results) and ``body`` (definitions) are exempt
-from single-field indexing (``terraform/firestore.tf``); composite indexes do not need
+``updatedAt``, ``createdAt``, ``runId``, ``dueAt``, ``expireAt``, ``hasJoins`` (runs),
+``result``, ``nodeId``, ``nodeIndex``, ``expireAt`` (results), every field of ``ends``,
+``counts`` and ``inputs`` (the ledger) and ``body`` (definitions) are exempt from
+single-field indexing (``terraform/firestore.tf``); composite indexes do not need
 them. That saves index writes and, for ``updatedAt`` and ``expireAt``, avoids the hotspot
 of ever-increasing indexed values (``createdAt`` is written once per run, ``dueAt`` about
 once a minute per running run, each indexed only in its composite indexes).
@@ -147,6 +181,7 @@ from typing import Any, cast
 from google.cloud import firestore
 
 from refluxo.errors import LimitExceededError, TransientError
+from refluxo.metadata import CHILD_RUNS
 from refluxo.runtime.due import expected_at
 from refluxo.runtime.ports import (
     AppendedResult,
@@ -210,6 +245,9 @@ NODE_COUNTS = "nodeCounts"
 DUE_AT = "dueAt"
 EXPIRE_AT = "expireAt"
 RETENTION_PENDING = "retentionPending"
+HAS_JOINS = "hasJoins"
+"""The head field set (``true``) once the run has waited for child runs: it may have a
+join ledger to stamp when it finishes."""
 
 
 def digest(text: str) -> str:
@@ -392,13 +430,21 @@ class NextHead:
 
     ``fields`` update the head, ``record`` is the run as they leave it. ``stamp_now`` are
     the earlier results to stamp with ``expireAt`` in the same commit, ``stamp_after``
-    those to stamp right after it (the head then carries ``retentionPending``).
+    those to stamp right after it, and ``stamp_ledger`` says whether the run's join
+    ledger is to be stamped right after it too (either way the head then carries
+    ``retentionPending``).
     """
 
     fields: dict[str, Any]
     record: RunRecord
     stamp_now: tuple[str, ...] = ()
     stamp_after: tuple[str, ...] = ()
+    stamp_ledger: bool = False
+
+    @property
+    def stamps_after(self) -> bool:
+        """Whether anything is to be stamped after the commit."""
+        return bool(self.stamp_after) or self.stamp_ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,6 +513,9 @@ class PreparedCommit:
             nodes = fields[NODE_COUNTS] = dump_json([[node_id, n] for node_id, n in counts.items()])
         input_ = data.get("input")
         check_head(commit.run_id, self.head, input_, self.pending, nodes, len(counts))
+        joins = bool(data.get(HAS_JOINS))
+        if not joins and has_child_runs(commit.snapshot.metadata):
+            joins = fields[HAS_JOINS] = True
         stamp_now: tuple[str, ...] = ()
         stamp_after: tuple[str, ...] = ()
         if self.expire_at is not None:
@@ -477,6 +526,7 @@ class PreparedCommit:
                 stamp_now = earlier
             else:
                 stamp_after = earlier
+            if stamp_after or joins:
                 fields[RETENTION_PENDING] = True
         record = RunRecord(
             run_id=commit.run_id,
@@ -489,7 +539,14 @@ class PreparedCommit:
             input=decode_json(input_),
             pending=commit.pending,
         )
-        return NextHead(fields, record, stamp_now, stamp_after)
+        stamp_ledger = joins and self.expire_at is not None
+        return NextHead(fields, record, stamp_now, stamp_after, stamp_ledger)
+
+
+def has_child_runs(metadata: Mapping[str, Any]) -> bool:
+    """Whether a snapshot's metadata shows a wait for child runs (or its summary): the run
+    may have a join ledger."""
+    return metadata.get(CHILD_RUNS) is not None
 
 
 def counted(counts: Mapping[str, int], results: Sequence[AppendedResult]) -> dict[str, int]:

@@ -2,8 +2,9 @@
 
 The layout is described in :mod:`refluxo.backends.gcp.firestore.layout`: heads and
 results named by hashes (history is read by name, never queried), the coarse ``dueAt``
-behind :meth:`FirestoreStore.overdue_runs`, and the ``expireAt`` of finished runs, whose
-interrupted stamping :meth:`FirestoreStore.finish_retention` completes.
+behind :meth:`FirestoreStore.overdue_runs`, and the ``expireAt`` of finished runs (head,
+results and join ledger), whose interrupted stamping
+:meth:`FirestoreStore.finish_retention` completes.
 
 Exactly once: a commit is applied only if the head is the one the commit was computed
 from, in one of two ways.
@@ -61,7 +62,9 @@ from refluxo.backends.gcp.firestore.layout import (
     END_INDEX_DIGITS,
     ENDS,
     EXPIRE_AT,
+    HAS_JOINS,
     INLINE_RETENTION,
+    JOINS,
     MAX_COMMIT_WRITES,
     MAX_VALUE_BYTES,
     NODE_COUNTS,
@@ -80,6 +83,7 @@ from refluxo.backends.gcp.firestore.layout import (
     end_of,
     expected_of,
     expire_time,
+    has_child_runs,
     join_document,
     node_counts_of,
     pending_json,
@@ -131,6 +135,9 @@ INPUT_CHUNKS_REMEMBERED = 64
 
 MAX_BATCH_WRITES = 500
 """Writes Firestore accepts in one batch."""
+
+LEDGER_COLLECTIONS = (COUNTS, ENDS, INPUTS)
+"""The collections under a wait's ``joins/{version}``: stamped with the run's ``expireAt``."""
 
 
 class FirestoreStore:
@@ -225,6 +232,8 @@ class FirestoreStore:
             fields[DUE_AT] = due
         if self.retention_days is not None and snapshot.status.is_terminal:
             fields[EXPIRE_AT] = expire_time(record.updated_at, self.retention_days)
+        if has_child_runs(snapshot.metadata):
+            fields[HAS_JOINS] = True
         ref = self._head(record.run_id)
 
         def body(transaction: Any) -> CommitResult:
@@ -259,7 +268,8 @@ class FirestoreStore:
         batch guarded by the head's update time, no read. Without: one transaction that
         reads the head and checks its version. See the module docstring. A commit that
         finishes a run under a retention stamps the run's results after it when there are
-        too many to stamp in the commit itself (see :meth:`finish_retention`).
+        too many to stamp in the commit itself, and its join ledger if it waited for child
+        runs (see :meth:`finish_retention`).
         """
         prepared = PreparedCommit.of(
             self._head(commit.run_id), commit, self._clock(), self.retention_days
@@ -274,7 +284,7 @@ class FirestoreStore:
                     f"not {type(revision).__name__}"
                 )
             outcome, after = self._commit_at_revision(prepared, revision)
-        if after is None or not after.stamp_after or not outcome.committed:
+        if after is None or not after.stamps_after or not outcome.committed:
             return outcome
         return self._stamp_after_commit(prepared, after, outcome)
 
@@ -383,18 +393,19 @@ class FirestoreStore:
     def _stamp_after_commit(
         self, prepared: PreparedCommit, after: NextHead, outcome: CommitResult
     ) -> CommitResult:
-        """Stamp the earlier results of a run just finished, then clear its marker.
+        """Stamp the earlier results (and the join ledger, if any) of a run just finished,
+        then clear its marker.
 
         The commit is applied whatever happens here: a failure is logged and left to
         :meth:`finish_retention`, which finds the head's ``retentionPending``.
         """
         try:
-            update_time = self._stamp_results(
-                prepared.run, after.stamp_after, after.fields[EXPIRE_AT]
+            update_time = self._stamp_run(
+                prepared.run, after.stamp_after, after.fields[EXPIRE_AT], ledger=after.stamp_ledger
             )
         except Exception:
             logger.warning(
-                "stamping the results of finished run %r with expireAt failed; "
+                "stamping the results or join ledger of finished run %r with expireAt failed; "
                 "finish_retention will complete it",
                 prepared.commit.run_id,
                 exc_info=True,
@@ -409,10 +420,16 @@ class FirestoreStore:
         fresh = RunRecord(**{**record_fields(record), "token": HeadRevision(update_time, data)})
         return CommitResult(committed=True, scheduled=outcome.scheduled, record=fresh)
 
-    def _stamp_results(
-        self, run: firestore.DocumentReference, names: Sequence[str], expire_at: Any
+    def _stamp_run(
+        self,
+        run: firestore.DocumentReference,
+        names: Sequence[str],
+        expire_at: Any,
+        *,
+        ledger: bool,
     ) -> Any:
-        """Set ``expireAt`` on the results ``names`` of ``run``, then clear its marker.
+        """Set ``expireAt`` on the results ``names`` of ``run`` and, with ``ledger``, on
+        every document of its join ledger, then clear its marker.
 
         Batches of :data:`MAX_COMMIT_WRITES` updates, each retried within bounds (setting
         the same value again is harmless). Returns the head's update time after.
@@ -421,10 +438,36 @@ class FirestoreStore:
         for start in range(0, len(names), MAX_COMMIT_WRITES):
             chunk = [results.document(name) for name in names[start : start + MAX_COMMIT_WRITES]]
             self._retry.run("retention", functools.partial(self._stamp_batch, chunk, expire_at))
+        if ledger:
+            self._stamp_ledger(run, expire_at)
         written = self._retry.run(
             "retention", lambda: run.update({RETENTION_PENDING: firestore.DELETE_FIELD})
         )
         return written.update_time
+
+    def _stamp_ledger(self, run: firestore.DocumentReference, expire_at: Any) -> None:
+        """Set ``expireAt`` on every counter shard, end and input document of every wait
+        of ``run``.
+
+        The waits are listed from ``joins`` (whose documents are never written: listing
+        shows them as missing documents with subcollections), then each wait's ``counts``,
+        ``ends`` and ``inputs``, names only; see "retention" in the layout.
+        """
+        joins: firestore.CollectionReference = run.collection(JOINS)
+        waits = self._retry.run("retention", functools.partial(listed, joins))
+        refs: list[firestore.DocumentReference] = []
+        for wait in waits:
+            for name in LEDGER_COLLECTIONS:
+                collection = wait.collection(name)
+                refs.extend(self._retry.run("retention", functools.partial(listed, collection)))
+                # Batches of MAX_COMMIT_WRITES, filled across collections and waits.
+                while len(refs) >= MAX_COMMIT_WRITES:
+                    chunk, refs = refs[:MAX_COMMIT_WRITES], refs[MAX_COMMIT_WRITES:]
+                    self._retry.run(
+                        "retention", functools.partial(self._stamp_batch, chunk, expire_at)
+                    )
+        if refs:
+            self._retry.run("retention", functools.partial(self._stamp_batch, refs, expire_at))
 
     def _stamp_batch(self, refs: list[firestore.DocumentReference], expire_at: Any) -> None:
         batch = self.client.batch()
@@ -433,9 +476,9 @@ class FirestoreStore:
         try:
             batch.commit()
         except google_exceptions.NotFound:
-            # A result the TTL policy deleted already (a sweep later than the retention
+            # A document the TTL policy deleted already (a sweep later than the retention
             # itself): stamp those still there.
-            found = self.client.get_all(refs, field_paths=["seq"])
+            found = self.client.get_all(refs, field_paths=[EXPIRE_AT])
             present = [snapshot.reference for snapshot in found if snapshot.exists]
             if present:
                 batch = self.client.batch()
@@ -444,12 +487,15 @@ class FirestoreStore:
                 batch.commit()
 
     def finish_retention(self, limit: int = 100) -> int:
-        """Stamp the results of finished runs whose stamping was interrupted (a sweep).
+        """Stamp the results and join ledgers of finished runs whose stamping was
+        interrupted (a sweep).
 
         Finds up to ``limit`` heads marked ``retentionPending`` (a crash, or a failure,
-        between a run's finishing commit and the stamping of its results), sets every
-        result's ``expireAt`` to the head's, and clears the marker. Idempotent, and safe
-        beside a commit still stamping the same run. Returns how many runs it completed.
+        between a run's finishing commit and the stamping of its results and ledger), sets
+        the ``expireAt`` of every result and every ledger document (ends, counter shards
+        and inputs of every wait, listed: see "retention" in the layout) to the head's, and
+        clears the marker. Idempotent, and safe beside a commit still stamping the same
+        run. Returns how many runs it completed.
         """
         query = self._runs.where(filter=FieldFilter(RETENTION_PENDING, "==", True)).limit(limit)
         heads = self._retry.run("finish_retention", lambda: list(query.stream()))
@@ -460,10 +506,13 @@ class FirestoreStore:
                 continue
             names = list(result_document_ids(node_counts_of(data)))
             try:
-                self._stamp_results(head.reference, names, data[EXPIRE_AT])
+                # The ledger is listed whatever the head's hasJoins says: a sweep is rare,
+                # and a late child end may have marked a head for it (record_child_end).
+                self._stamp_run(head.reference, names, data[EXPIRE_AT], ledger=True)
             except Exception:
                 logger.warning(
-                    "stamping the results of finished run %r with expireAt failed again",
+                    "stamping the results or join ledger of finished run %r with expireAt "
+                    "failed again",
                     data.get(RUN_ID),
                     exc_info=True,
                 )
@@ -583,9 +632,13 @@ class FirestoreStore:
         One batch creates the end's document and increments its counter shard: if the
         document exists (a duplicate, a racing report, or an earlier copy of this batch
         whose reply was lost), Firestore refuses the whole batch, so an end is counted
-        exactly once. The counts are then read from every shard (see the layout).
+        exactly once. The counts are then read from every shard (see the layout), with the
+        parent's ``expireAt``: a parent that finished under a retention meanwhile may have
+        listed its ledger before this end was written, so the end and its shard are
+        stamped here (see "retention" in the layout).
         """
-        join = self._join(parent_id, version)
+        head = self._head(parent_id)
+        join = join_document(head, version)
         ref = join.collection(ENDS).document(end_document_id(end.index))
         fields = end_fields(end)
         shard_id = shard_document_id(end.index)
@@ -604,18 +657,60 @@ class FirestoreStore:
                 batch.commit()
 
         self._retry.run("record_child_end", record)
-        return self._retry.run("join count", functools.partial(self._join_count, join))
+        count, expire_at = self._retry.run(
+            "join count", functools.partial(self._join_count, join, head)
+        )
+        if expire_at is not None:
+            self._stamp_late_end(parent_id, head, [ref, shard], expire_at)
+        return count
 
-    def _join_count(self, join: firestore.DocumentReference) -> JoinCount:
+    def _join_count(
+        self, join: firestore.DocumentReference, head: firestore.DocumentReference
+    ) -> tuple[JoinCount, Any]:
+        """The wait's counts, summed from its shards, and the parent's ``expireAt`` (or
+        ``None``), all in one ``BatchGetDocuments``."""
         counts = join.collection(COUNTS)
-        refs = [counts.document(name) for name in shard_document_ids()]
+        refs = [head, *(counts.document(name) for name in shard_document_ids())]
         ended = failed = 0
-        for snapshot in self.client.get_all(refs, field_paths=["ended", "failed"]):
+        expire_at = None
+        fields = ["ended", "failed", EXPIRE_AT]
+        for snapshot in self.client.get_all(refs, field_paths=fields):
             data = snapshot.to_dict()
-            if data:
-                ended += int(data.get("ended", 0))
-                failed += int(data.get("failed", 0))
-        return JoinCount(ended, failed)
+            if not data:
+                continue
+            if snapshot.reference.path == head.path:
+                expire_at = data.get(EXPIRE_AT)
+                continue
+            ended += int(data.get("ended", 0))
+            failed += int(data.get("failed", 0))
+        return JoinCount(ended, failed), expire_at
+
+    def _stamp_late_end(
+        self,
+        parent_id: str,
+        head: firestore.DocumentReference,
+        refs: list[firestore.DocumentReference],
+        expire_at: Any,
+    ) -> None:
+        """Stamp an end (and its shard) recorded for a parent that has finished under a
+        retention; on failure, mark the parent for :meth:`finish_retention`."""
+        try:
+            self._retry.run("retention", functools.partial(self._stamp_batch, refs, expire_at))
+        except Exception:
+            logger.warning(
+                "stamping a child end of finished run %r with expireAt failed; "
+                "marking the run for finish_retention",
+                parent_id,
+                exc_info=True,
+            )
+            try:
+                self._retry.run("retention", lambda: head.update({RETENTION_PENDING: True}))
+            except Exception:
+                logger.warning(
+                    "marking finished run %r for finish_retention failed",
+                    parent_id,
+                    exc_info=True,
+                )
 
     def child_ends(
         self, parent_id: str, version: int, *, after_index: int = -1, limit: int = 1000
@@ -714,6 +809,12 @@ class FirestoreStore:
 def streamed(query: Any) -> list[Any]:
     """Every document ``query`` answers."""
     return list(query.stream())
+
+
+def listed(collection: firestore.CollectionReference) -> list[firestore.DocumentReference]:
+    """Every document name in ``collection``, missing documents (never written, holding
+    subcollections) included; no field is read."""
+    return list(collection.list_documents(page_size=MAX_COMMIT_WRITES))
 
 
 __all__ = ["FirestoreStore"]
