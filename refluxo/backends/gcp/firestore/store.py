@@ -176,6 +176,8 @@ class FirestoreStore:
         self.retention_days = retention_days
         self._input_chunks: OrderedDict[tuple[str, int, str, int], list[Any]] = OrderedDict()
         self._inputs_lock = threading.Lock()
+        self._stored_definitions: set[str] = set()
+        """Definition versions this store has stored or found stored."""
         self.inline_retention = INLINE_RETENTION
         """Most earlier results a finishing commit stamps with ``expireAt`` itself."""
         self._clock = clock
@@ -781,7 +783,13 @@ class FirestoreStore:
     # -- definitions ------------------------------------------------------------------------
 
     def put_definition(self, version: str, workflow: str, definition: dict[str, Any]) -> None:
-        """Store the definition unless ``version`` exists already (the first one stays)."""
+        """Store the definition unless ``version`` exists already (the first one stays).
+
+        Once stored (or found stored) by this store, never sent again: a definition is
+        content-addressed and never deleted, and every child run of a map starts with one.
+        """
+        if version in self._stored_definitions:
+            return
         body = dump_json(definition)
         if byte_size(body) > MAX_VALUE_BYTES:
             raise LimitExceededError(
@@ -797,6 +805,7 @@ class FirestoreStore:
                 ref.create(fields)
 
         self._retry.run("put_definition", create)
+        self._stored_definitions.add(version)
 
     def get_definition(self, version: str) -> dict[str, Any] | None:
         found = self._retry.run("get_definition", self._definitions.document(version).get)
