@@ -335,8 +335,15 @@ class ChildrenView(BaseModel):
     concurrency: int | None = Field(description="how many may run at once")
     failure: str | None = Field(description="fail_fast or collect")
     waiting: bool = Field(description="whether the run still waits for them")
-    ended: int | None = Field(description="how many ended, once joined (null while waiting)")
-    failed: int | None = Field(description="how many failed, once joined (null while waiting)")
+    ended: int | None = Field(
+        description="how many ended, once joined (null while waiting, and after a cancel)"
+    )
+    failed: int | None = Field(
+        description="how many failed, once joined (null while waiting, and after a cancel)"
+    )
+    cancelled: bool = Field(
+        description="whether the run was cancelled while it waited (its children with it)"
+    )
     run_ids: list[str] = Field(
         description=f"the ids of the first {LISTED_CHILDREN} (by index; one not started "
         "yet has no run yet): GET /runs/{runId}/children lists them all with their states"

@@ -125,6 +125,9 @@ def children_view(run_id: str, status: str, metadata: Mapping[str, Any]) -> dict
         "waiting": marker.get("waiting") is True and status == "paused",
         "ended": ended if _whole(ended) else None,
         "failed": failed if _whole(failed) else None,
+        # Failed while waiting is cancelled: its cascade marks the wait so a delivery later.
+        "cancelled": marker.get("cancelled") is True
+        or (status == "failed" and marker.get("waiting") is True),
         "runIds": [child_id(run_id, version, i) for i in range(min(count, LISTED_CHILDREN))],
     }
 

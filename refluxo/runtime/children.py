@@ -80,6 +80,9 @@ CHILDREN_SOURCE: Final = "children"
 PARENT_CANCELLED: Final = "Cancelled: its parent run was cancelled"
 SIBLING_FAILED: Final = "Cancelled: a sibling child run failed (fail_fast)"
 PARENT_GONE: Final = "Cancelled: its parent run no longer waits for it"
+ROOT_GONE: Final = (
+    "Cancelled: the run at the top of its tree no longer waits for it (cancelled, or joined early)"
+)
 
 INPUTS_DIGEST: Final = "inputsDigest"
 """The key, in a wait's ``childRuns``, of the digest its children's inputs are kept under."""
@@ -211,19 +214,38 @@ class ChildRuns:
         if count == 0:
             self._join(parent)  # nothing to wait for: the node goes on at once
             return
+        if not self._tree_waits(parent):
+            self.cancel(parent, ROOT_GONE)
+            return
         for index in range(min(count, int(marker.get("concurrency", 1)))):
             self._start(parent, marker, index)
         metadata = {**parent.snapshot.metadata, CHILD_RUNS: {**marker, "started": True}}
         head = evolve(parent.snapshot, {"version": parent.version + 1, "metadata": metadata})
         self._transition(parent, head, parent.pending)
 
-    def parent_waits(self, child: RunRecord) -> bool:
-        """Whether the parent of ``child`` still waits for it (True for a run with none)."""
+    def orphaned(self, child: RunRecord) -> str | None:
+        """Why ``child`` must not run: its parent, or the root of its tree, no longer
+        waits for it (a cancel's reason), or None (also for a run with no parent)."""
         link = parent_link(child.snapshot)
         if link is None:
-            return True
+            return None
         parent = self.store.load_run(link.run_id)
-        return parent is not None and self._waits_at(parent, link) is not None
+        if parent is None or self._waits_at(parent, link) is None:
+            return PARENT_GONE
+        if link.root is not None and not self._root_waits(link.root):
+            return ROOT_GONE
+        return None
+
+    def _tree_waits(self, parent: RunRecord) -> bool:
+        """Whether the root of ``parent``'s tree still waits (True for a root): a tree
+        whose root was cancelled or joined early starts no more runs anywhere in it."""
+        link = parent_link(parent.snapshot)
+        return link is None or self._root_waits(link.root_wait)
+
+    def _root_waits(self, root: tuple[str, int]) -> bool:
+        record = self.store.load_run(root[0])
+        marker = None if record is None else waiting_for_children(record.snapshot)
+        return marker is not None and marker.get("version") == root[1]
 
     # -- starting -------------------------------------------------------------------------
 
@@ -232,6 +254,7 @@ class ChildRuns:
         run_id = child_run_id(parent.run_id, version, index)
         count = max(int(marker.get("count", 1)), 1)
         budget = int(marker.get("budget", self.app.limits.max_descendants))
+        above = parent_link(parent.snapshot)
         link = ParentLink(
             parent.run_id,
             version,
@@ -239,6 +262,7 @@ class ChildRuns:
             index,
             depth_of(parent.snapshot) + 1,
             max(budget - count, 0) // count,
+            None if above is None else above.root_wait,
         )
         try:
             spec = self.app.get_workflow(_workflow_of(marker, index))
@@ -344,6 +368,9 @@ class ChildRuns:
             return
         following = end.index + int(marker.get("concurrency", 1))
         if following < total:
+            if not self._tree_waits(parent):
+                self.cancel(parent, ROOT_GONE)
+                return
             self._start(parent, marker, following)
         if count.ended >= total:
             self._join(parent)

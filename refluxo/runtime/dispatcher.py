@@ -45,7 +45,6 @@ from refluxo.runtime.app import App
 from refluxo.runtime.builtins import timer_payload
 from refluxo.runtime.children import (
     CHILDREN_SOURCE,
-    PARENT_GONE,
     ChildRuns,
     mark_waiting,
     take_inputs,
@@ -202,13 +201,14 @@ class Dispatcher:
             later = Delivery(record.run_id, record.version, target, hop)
             await offload(self.scheduler.schedule, later)
             return DeliveryResult(Outcome.NOT_DUE, record)
-        if (
-            record.version == 0
-            and parent_link(record.snapshot) is not None
-            and not await offload(self.children.parent_waits, record)
-        ):
-            # Started while its parent stopped waiting (cancelled, joined early).
-            cancelled = await offload(self.children.cancel, record, PARENT_GONE)
+        orphaned = (
+            await offload(self.children.orphaned, record)
+            if record.version == 0 and parent_link(record.snapshot) is not None
+            else None
+        )
+        if orphaned is not None:
+            # Started while its parent (or its tree's root) stopped waiting.
+            cancelled = await offload(self.children.cancel, record, orphaned)
             return DeliveryResult(Outcome.COMMITTED if cancelled else Outcome.LOST_RACE, cancelled)
         globals_ = self.app.globals()
         with running(RunInfo(record.run_id, record.workflow)):

@@ -40,6 +40,10 @@ class ParentLink:
     budget: int | None = None
     """How many descendants this child may start in all (None: the app's limit): a run
     tree shares one budget, split between the children of each wait."""
+    root: tuple[str, int] | None = None
+    """The run a caller started at the top of this child's tree and the version of its
+    wait (None when that is the parent): a tree grows only while its root waits, so
+    cancelling the root stops every level at once, not one level per delivery."""
 
     def as_metadata(self) -> dict[str, Any]:
         return {
@@ -49,7 +53,17 @@ class ParentLink:
             "index": self.index,
             "depth": self.depth,
             **({} if self.budget is None else {"budget": self.budget}),
+            **(
+                {}
+                if self.root is None
+                else {"rootRunId": self.root[0], "rootVersion": self.root[1]}
+            ),
         }
+
+    @property
+    def root_wait(self) -> tuple[str, int]:
+        """The root's id and the version of its wait (the parent's for a first level)."""
+        return self.root if self.root is not None else (self.run_id, self.version)
 
 
 def child_run_id(parent_id: str, version: int, index: int) -> str:
@@ -104,6 +118,14 @@ def parent_link(snapshot: Snapshot) -> ParentLink | None:
         and not isinstance(index, bool)
     ):
         depth, budget = link.get("depth", 1), link.get("budget")
+        root_id, root_version = link.get("rootRunId"), link.get("rootVersion")
+        root = (
+            (root_id, root_version)
+            if isinstance(root_id, str)
+            and isinstance(root_version, int)
+            and not isinstance(root_version, bool)
+            else None
+        )
         return ParentLink(
             run_id,
             version,
@@ -111,6 +133,7 @@ def parent_link(snapshot: Snapshot) -> ParentLink | None:
             index,
             depth if isinstance(depth, int) else 1,
             budget if isinstance(budget, int) and not isinstance(budget, bool) else None,
+            root,
         )
     return None
 

@@ -227,8 +227,9 @@ class RunService:
         if record.status.is_terminal:
             raise RunConflict(f"run {run_id!r} is already {record.status.value}")
         cancelled = self.dispatcher.children.cancel(record, reason)
-        if cancelled is None:
-            raise RunConflict(f"run {run_id!r} changed meanwhile; read it and retry")
+        if cancelled is None:  # it ended meanwhile (a racing cancel, its last step)
+            ended = self.get(run_id)
+            raise RunConflict(f"run {run_id!r} is already {ended.status.value}")
         return cancelled
 
     def _transition(self, record: RunRecord, head: Snapshot, pending: Payload | None) -> RunRecord:

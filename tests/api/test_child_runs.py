@@ -123,6 +123,7 @@ def test_a_waiting_parent_shows_its_children_and_each_child_its_parent(
         "waiting": True,
         "ended": None,
         "failed": None,
+        "cancelled": False,
         "runIds": [child_run_id("p", version, i) for i in range(5)],
     }
     for index, run_id in enumerate(parent["children"]["runIds"]):
@@ -143,6 +144,7 @@ def test_a_joined_parent_shows_how_its_children_ended(
     assert joined["status"] == "completed"
     children = joined["children"]
     assert (children["waiting"], children["ended"], children["failed"]) == (False, 5, 0)
+    assert children["cancelled"] is False
     assert children["runIds"] == parent["children"]["runIds"]
 
 
@@ -155,7 +157,9 @@ def test_a_parent_cancelled_while_waiting_waits_no_more(
     assert cancelled["status"] == "failed"
     children = cancelled["children"]
     assert (children["waiting"], children["ended"], children["failed"]) == (False, None, None)
+    assert children["cancelled"] is True
     runtime.scheduler.drain()  # the cancel's cascade is a delivery of its own
+    assert answer(http.get("/runs/p"))["children"]["cancelled"] is True
     listed = answer(http.get("/runs/p/children"))["children"]
     # The paused children were cancelled with it; those that had completed stay so.
     assert [child["status"] for child in listed] == [

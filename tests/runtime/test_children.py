@@ -535,3 +535,64 @@ def test_a_run_tree_shares_one_budget_of_descendants(clock: FakeClock) -> None:
         for run in refused
     )
     assert runtime.service.get("r").status == SnapshotStatus.FAILED
+
+
+def test_cancelling_the_root_of_a_growing_tree_stops_every_level_at_once(
+    memory: MemoryRuntime, clock: FakeClock
+) -> None:
+    """A workflow that maps over itself, one child at a time: each level keeps starting
+    children while the cancel's cascade goes down one level per delivery. Once the root
+    is cancelled, no run anywhere in its tree starts another."""
+    memory.app.workflow(
+        "spread",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {
+                    "id": "m",
+                    "type": "map",
+                    "data": {
+                        "items": [{}, {}, {}],
+                        "workflow": "spread",
+                        "concurrency": 1,
+                        "failure": "collect",
+                    },
+                },
+            ],
+            "edges": [{"source": "start", "target": "m"}],
+        },
+    )
+    memory.service.start("spread", {}, run_id="r")
+    for _ in range(200):  # the tree grows a few levels deep
+        delivery = memory.scheduler.due(clock())[0]
+        memory.service.deliver(delivery)
+        memory.scheduler.acknowledge(delivery)
+    before = {run.run_id for run in memory.service.list(limit=10_000).runs}
+    assert max(run_id.count(".") for run_id in before) >= 8, "the tree did not grow deep"
+    assert memory.service.get("r").status == SnapshotStatus.PAUSED
+    memory.service.cancel("r", "stop")
+    memory.drain()
+    after = memory.service.list(limit=10_000).runs
+    assert {run.run_id for run in after} == before  # not one more run
+    assert all(run.status.is_terminal for run in after)  # nothing left waiting or running
+    cancelled = [run for run in after if "cancelledAt" in run.snapshot.metadata]
+    assert len(cancelled) >= 8  # a waiting chain of 8 levels and more
+    reasons = {run.snapshot.metadata["failedReason"] for run in cancelled if run.run_id != "r"}
+    assert reasons <= {
+        "Cancelled: its parent run was cancelled",
+        "Cancelled: the run at the top of its tree no longer waits for it (cancelled, or "
+        "joined early)",
+    }
+
+
+def test_a_cancel_that_loses_to_another_cancel_says_the_run_ended(memory: MemoryRuntime) -> None:
+    start_map(memory, [{"x": 1}], workflow="waits", concurrency=1)
+    memory.drain()
+    record = memory.service.get("p")
+    memory.service.cancel("p", "first")
+    real_get = memory.service.get
+    reads = iter([record])  # the second cancel read the run before the first landed
+    memory.service.get = lambda run_id: next(reads, None) or real_get(run_id)  # type: ignore
+    with pytest.raises(RunConflict, match="'p' is already failed"):
+        memory.service.cancel("p", "second")
+    assert real_get("p").snapshot.metadata["failedReason"] == "first"
