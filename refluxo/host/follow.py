@@ -5,7 +5,9 @@ run again and again, which over ``--url`` is a request each time (billed on Clou
 Functions), so reads back off: 50 ms after progress, doubling to 2 s while nothing
 changes (:class:`Backoff`); and a run waiting on a retry or a timer is not read again
 before that time. A run waiting longer than ``wait_s`` is left to its scheduler, and the
-command says what fires it (:func:`refluxo.host.run_text.what_next`).
+command says what fires it (:func:`refluxo.host.run_text.what_next`). A run waiting for
+child runs is followed while they move it on; after ``wait_s`` without a step of its own
+the command stops and names the children paused for a resume, which hold it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from refluxo.api.api_error import ApiError
 from refluxo.host.run_text import due_at, entry_line, waiting_children
 from refluxo.host.times import now_ms, when
 
@@ -24,6 +27,8 @@ FIRST_DELAY_S = 0.05
 MAX_DELAY_S = 2.0
 PAGE = 100
 """Results read per request while following."""
+HELD_SHOWN = 5
+"""Children paused for a resume named when a waiting run is left to them."""
 
 
 class Backoff:
@@ -87,6 +92,7 @@ def follow(
     waited: set[Any] = set()
     backoff = Backoff()
     deadline = clock() + timeout_s
+    moved = clock()
     while True:
         view = client.get(run_id, timeline_after=after, timeline_limit=PAGE)
         entries = view.get("timeline") or []
@@ -95,9 +101,13 @@ def follow(
             echo(entry_line(entry))
         if entries or view["version"] != version:
             backoff.progressed()
+            moved = clock()
         version = view["version"]
         now = wall_ms()
         if settled(view, wait_s, now):
+            return view
+        if waiting_children(view) is not None and clock() - moved > wait_s:
+            echo(_held_by(client, view, wait_s))
             return view
         if len(entries) == PAGE:
             continue  # more results to print already
@@ -121,6 +131,31 @@ def follow(
             backoff.progressed()
         else:
             sleep(min(backoff.next(), left))
+
+
+def _held_by(client: RunReader, view: dict[str, Any], wait_s: float) -> str:
+    """What a run that waited ``wait_s`` for its child runs waits for: the first of its
+    listed children paused for a resume (one read each, until :data:`HELD_SHOWN`)."""
+    children = view.get("children") or {}
+    held: list[str] = []
+    for child_id in children.get("runIds") or []:
+        try:
+            child = client.get(child_id, timeline_limit=1)
+        except ApiError:  # not started yet (a 404): not holding it
+            continue
+        resumable = child.get("status") == "paused" and due_at(child) is None
+        if resumable and waiting_children(child) is None:
+            held.append(child_id)
+            if len(held) == HELD_SHOWN:
+                break
+    node = view.get("currentNodeId")
+    if not held:
+        return f"  ... {node!r} still waits for its child runs after {wait_s:g} s"
+    shown = ", ".join(held)
+    return (
+        f"  ... {node!r} still waits after {wait_s:g} s; children paused for a resume: "
+        f"{shown} (refluxo resume {held[0]} --payload '{{}}')"
+    )
 
 
 __all__ = ["Backoff", "StillRunning", "follow", "settled"]

@@ -168,6 +168,7 @@ def status_text(view: Mapping[str, Any], *, server: bool, now: float | None = No
         lines.append(f"started   {when(view['createdAt'], now)}")
     if isinstance(view.get("updatedAt"), int | float):
         lines.append(f"updated   {when(view['updatedAt'], now)}")
+    lines += _links(view)
     count = view.get("resultCount", len(view.get("timeline", [])))
     lines.append(f"results   {count} (version {view.get('version')})")
     entries = view.get("timeline") or []
@@ -176,6 +177,33 @@ def status_text(view: Mapping[str, Any], *, server: bool, now: float | None = No
         if count > len(entries):
             lines.append(f"(the first {len(entries)} of {count} results; --json for the view)")
     return "\n".join(lines)
+
+
+def _links(view: Mapping[str, Any]) -> list[str]:
+    """The run that started this one, and the child runs this one started last."""
+    lines = []
+    parent = view.get("parent")
+    if isinstance(parent, Mapping):
+        lines.append(
+            f"parent    {parent.get('runId')} (node {parent.get('node')}, "
+            f"item {parent.get('index')})"
+        )
+    children = view.get("children")
+    if isinstance(children, Mapping):
+        count = children.get("count")
+        started = f"{count} child runs of {children.get('kind')} node {children.get('node')}"
+        if children.get("waiting"):
+            state = f"waiting for them (at most {children.get('concurrency')} at once)"
+        elif children.get("cancelled"):
+            state = "cancelled with the run"
+        else:
+            state = f"{children.get('ended')} ended, {children.get('failed')} failed"
+        lines.append(f"children  {started}: {state}")
+        ids = [str(run_id) for run_id in children.get("runIds") or []]
+        if ids:
+            shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 or len(ids) != count else "")
+            lines.append(f"          {shown}")
+    return lines
 
 
 def runs_table(runs: Sequence[Mapping[str, Any]], now: float | None = None) -> str:

@@ -60,6 +60,18 @@ APP = textwrap.dedent(
 
     app.workflow("order", chain(("approve", "ask"), ("ship", "boom")))
     app.workflow("retry-later", chain(("send", "later")))
+    app.workflow("approve-one", chain(("approve", "ask")))
+    app.workflow(
+        "approve-all",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "each", "type": "map", "data": {
+                    "items": [{}, {}, {}, {}], "workflow": "approve-one", "concurrency": 2}},
+            ],
+            "edges": [{"source": "start", "target": "each"}],
+        },
+    )
     """
 )
 
@@ -145,6 +157,36 @@ def test_status_is_a_summary_with_iso_times_and_a_timeline_table(project: Path) 
     header = next(line for line in lines if line.startswith("SEQ"))
     assert header.split() == ["SEQ", "NODE", "ATTEMPT", "TIME", "AFTER", "OUTPUT"]
     assert any(line.split()[:3] == ["0", "start", "1"] for line in lines)
+
+
+def test_run_leaves_a_map_held_by_paused_children_naming_them(project: Path) -> None:
+    started = invoke("run", "approve-all", "--run-id", "m-0", "--wait", "0.2")
+
+    assert started.exit_code == 0, started.output
+    ids = status_json("m-0")["children"]["runIds"]
+    assert "'each' waits for its 4 child runs" in started.output
+    assert (
+        f"'each' still waits after 0.2 s; children paused for a resume: {ids[0]}, {ids[1]} "
+        f"(refluxo resume {ids[0]} --payload '{{}}')"
+    ) in started.output
+    assert "run m-0: waiting at 'each' for its 4 child runs" in started.output
+
+
+def test_status_shows_a_runs_children_and_a_childs_parent(project: Path) -> None:
+    invoke("run", "approve-all", "--run-id", "m-1", "--wait", "0")
+    ids = status_json("m-1")["children"]["runIds"]
+
+    waiting = invoke("status", "m-1").output.splitlines()
+    child = invoke("status", ids[1]).output.splitlines()
+    invoke("cancel", "m-1")
+    cancelled = invoke("status", "m-1").output.splitlines()
+
+    assert "children  4 child runs of map node each: waiting for them (at most 2 at once)" in (
+        waiting
+    )
+    assert f"          {ids[0]}, {ids[1]}, {ids[2]}, ..." in waiting
+    assert "parent    m-1 (node each, item 1)" in child
+    assert "children  4 child runs of map node each: cancelled with the run" in cancelled
 
 
 def test_a_failed_run_exits_1_for_run_and_status_json_or_not(project: Path) -> None:
