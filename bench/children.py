@@ -1,7 +1,7 @@
 """Child runs on the embedded default: a ``map`` of N children against a loop of N iterations.
 
 Usage: python bench/children.py [--rounds N] [--quick] [--concurrency C]
-                                [--synchronous FULL|NORMAL|OFF] [--emulators]
+                                [--synchronous FULL|NORMAL|OFF] [--emulators] [--io-ms MS]
 
 Two ways to do the same per-item work (item ``{"x": k}`` becomes ``{"y": 2k}``), both on
 ``EmbeddedRuntime`` (SQLite, its default worker count, one step per delivery):
@@ -36,6 +36,10 @@ map / loop is taken within each round. The load average is printed per round.
 ``--synchronous OFF`` (or ``NORMAL``) opens the SQLite file in that durability mode
 instead of ``FULL``: how much of the time is the fsyncs.
 
+``--io-ms MS`` makes each item's work wait MS milliseconds first (an ``async`` node
+awaiting ``asyncio.sleep``: a remote call's latency, the work a map is for), and measures
+the map and the loop of 1,000 only.
+
 ``--emulators`` measures the map and the loop of 1,000 on the Firestore emulator instead
 (one emulator per measurement, started with the test suite's launcher and stopped by its
 PID): ``FirestoreStore`` and the dispatcher driven in this process by a scheduler of its own
@@ -49,6 +53,7 @@ client's GAPIC object), each per item. The same checks, each child read back.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import queue
@@ -95,6 +100,9 @@ CONFIGS = (Config("map", 1000), Config("loop", 1000), Config("map", 10_000))
 QUICK_CONFIGS = (Config("map", 40), Config("loop", 40))
 EMULATOR_CONFIGS = (Config("map", 1000), Config("loop", 1000))
 QUICK_EMULATOR_CONFIGS = (Config("map", 40), Config("loop", 40))
+IO_CONFIGS = (Config("map", 1000), Config("loop", 1000))
+IO_MS_VARIABLE = "REFLUXO_BENCH_IO_MS"
+"""How long each item's work waits (ms), passed to the measuring processes."""
 EMULATOR_WARMUP = 200
 """Items of the untimed run that warms each fresh emulator up (its JVM's JIT)."""
 
@@ -102,10 +110,32 @@ EMULATOR_WARMUP = 200
 def build_app() -> App:
     """Three workflows: ``item`` (a child), ``fanout`` (the map) and ``loop``."""
     app = App()
+    io_s = float(os.environ.get(IO_MS_VARIABLE, "0")) / 1000
 
-    @app.node()
-    def quick(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"y": context["start"][-1].output["x"] * 2})
+    def doubled(item: dict[str, int]) -> StepResult:
+        return StepResult({"y": item["x"] * 2})
+
+    if io_s:  # the item's work waits on I/O first: async nodes that await it
+
+        @app.node("quick")
+        async def quick_after_io(data: Any, context: Any, payload: Any, g: Any) -> StepResult:
+            await asyncio.sleep(io_s)
+            return doubled(context["start"][-1].output)
+
+        @app.node("body")
+        async def body_after_io(data: Any, context: Any, payload: Any, g: Any) -> StepResult:
+            await asyncio.sleep(io_s)
+            return doubled(context["it"][-1].output["item"])
+
+    else:
+
+        @app.node()
+        def quick(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+            return doubled(context["start"][-1].output)
+
+        @app.node()
+        def body(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+            return doubled(context["it"][-1].output["item"])
 
     @app.node()
     def iterate(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
@@ -114,10 +144,6 @@ def build_app() -> App:
         if index < len(items):
             return StepResult({"index": index, "item": items[index]}, next_handle="again")
         return StepResult({"done": index}, next_handle="done")
-
-    @app.node()
-    def body(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"y": context["it"][-1].output["item"]["x"] * 2})
 
     @app.node()
     def collect(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
@@ -639,13 +665,20 @@ def main() -> None:
         action="store_true",
         help="the map and the loop of 1,000 on the Firestore emulator instead",
     )
+    parser.add_argument(
+        "--io-ms",
+        type=float,
+        default=0.0,
+        help="each item's work waits this long first (a remote call); map and loop of 1,000",
+    )
     options = parser.parse_args()
+    os.environ[IO_MS_VARIABLE] = str(options.io_ms)
     configs: tuple[Config, ...]
     if options.emulators:
         configs = QUICK_EMULATOR_CONFIGS if options.quick else EMULATOR_CONFIGS
         warmup: int | None = 20 if options.quick else EMULATOR_WARMUP
     else:
-        configs = QUICK_CONFIGS if options.quick else CONFIGS
+        configs = QUICK_CONFIGS if options.quick else IO_CONFIGS if options.io_ms else CONFIGS
         warmup = None
     measured: dict[Config, list[dict[str, Any]]] = {config: [] for config in configs}
     loads: list[float] = []
@@ -664,7 +697,8 @@ def main() -> None:
     )
     print(
         f"\n{options.rounds} rounds; {where}; one step per delivery; map concurrency "
-        f"{options.concurrency}; medians (in bold, then each round)\n"
+        f"{options.concurrency}; each item waits {options.io_ms:g} ms; medians (in bold, "
+        "then each round)\n"
     )
     print(table(measured, emulator=options.emulators))
     print(

@@ -13,14 +13,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench import children
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_quick_run_checks_its_results_and_prints_the_table(tmp_path: Path) -> None:
+@pytest.mark.parametrize("io", [[], ["--io-ms", "5"]], ids=["quick", "awaiting"])
+def test_quick_run_checks_its_results_and_prints_the_table(tmp_path: Path, io: list[str]) -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "children.py"), "--quick", "--rounds", "1"],
+        [sys.executable, str(ROOT / "bench" / "children.py"), "--quick", "--rounds", "1", *io],
         capture_output=True,
         text=True,
         timeout=120,
@@ -42,3 +45,4 @@ def test_quick_run_checks_its_results_and_prints_the_table(tmp_path: Path) -> No
         assert abs(runs_per_item - expected) < 0.001, row
     assert any(line.startswith("| map 40 / loop 40 (per item) | **") for line in lines)
     assert any(line.startswith("load average") for line in lines)
+    assert f"each item waits {io[1] if io else 0} ms" in done.stdout
