@@ -596,3 +596,48 @@ def test_a_cancel_that_loses_to_another_cancel_says_the_run_ended(memory: Memory
     with pytest.raises(RunConflict, match="'p' is already failed"):
         memory.service.cancel("p", "second")
     assert real_get("p").snapshot.metadata["failedReason"] == "first"
+
+
+@pytest.mark.parametrize("how", ["a branch fails", "a middle run is cancelled"])
+def test_a_tree_whose_root_stops_waiting_ends_every_run(memory: MemoryRuntime, how: str) -> None:
+    """Branches that wait for children paused for a resume, beside a branch that fails
+    (or a middle run a caller cancels): the root joins early under fail_fast, and every
+    run of the tree ends; none is left waiting for a resume nobody will send."""
+    app = memory.app
+
+    @app.node()
+    def boom(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("bad item")
+
+    def two(node: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "nodes": [{"id": "start", "type": "trigger"}, node],
+            "edges": [{"source": "start", "target": node["id"]}],
+        }
+
+    app.workflow("bad", two({"id": "b", "type": "boom"}))
+    app.workflow(
+        "middle",
+        two(
+            {
+                "id": "m",
+                "type": "map",
+                "data": {"items": [{}] * 4, "workflow": "waits", "concurrency": 2},
+            }
+        ),
+    )
+    third = "bad" if how == "a branch fails" else "waits"
+    branches = {"x": "middle", "y": "middle", "z": third}
+    app.workflow("root", two({"id": "p", "type": "parallel", "data": {"branches": branches}}))
+    memory.service.start("root", {}, run_id="r")
+    memory.drain()
+    if how == "a middle run is cancelled":
+        memory.service.cancel("r.2.0", "enough")
+        memory.drain()
+    runs = memory.service.list(limit=1000).runs
+    assert len(runs) == 1 + 3 + 4  # the root, its branches, two children of each middle run
+    assert [run.run_id for run in runs if not run.status.is_terminal] == []
+    root = memory.service.get("r")
+    assert root.status == SnapshotStatus.FAILED
+    failed = "r.2.2" if how == "a branch fails" else "r.2.0"
+    assert f"(run {failed}) failed" in root.snapshot.metadata["failedReason"]
