@@ -315,9 +315,7 @@ class ChildRuns:
                 ),
             )
             return
-        following = next_delivery(existing.run_id, existing.snapshot)
-        if following is not None:  # started before: make sure it goes on (or reports)
-            self.scheduler.schedule(following)
+        self._ensure_scheduled(existing)  # started before: make sure it goes on (or reports)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -336,9 +334,7 @@ class ChildRuns:
                 self._record_end(parent, self._end_of(child, link))
             else:
                 # The parent moved on; a join whose scheduling was lost goes on from here.
-                following = next_delivery(parent.run_id, parent.snapshot)
-                if following is not None:
-                    self.scheduler.schedule(following)
+                self._ensure_scheduled(parent)
         head = evolve(
             child.snapshot,
             {"version": child.version + 1, "metadata": as_reported(child.snapshot.metadata)},
@@ -387,7 +383,11 @@ class ChildRuns:
                 return
             marker = waiting_for_children(record.snapshot)
             if marker is None or marker.get("version") != parent_marker_version(parent):
-                return  # joined, cancelled or failed meanwhile
+                # Joined, cancelled or failed meanwhile, perhaps by a copy of this delivery
+                # that committed and then died before scheduling: this copy is acknowledged,
+                # so the parent's next step must not depend on the other.
+                self._ensure_scheduled(record)
+                return
             if self._join_once(record, marker, stop_others):
                 return
             record = self.store.load_run(parent.run_id)
@@ -474,7 +474,10 @@ class ChildRuns:
         """
         current: RunRecord | None = record
         for _ in range(CANCEL_ATTEMPTS):
-            if current is None or current.status.is_terminal:
+            if current is None:
+                return None
+            if current.status.is_terminal:
+                self._ensure_scheduled(current)  # its end's report, if the ender died first
                 return None
             head = fail(current.snapshot, reason)
             head = evolve(head, {"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}})
@@ -530,7 +533,20 @@ class ChildRuns:
         )
         if result.committed and not result.scheduled and following is not None:
             self.scheduler.schedule(following)
+        if not result.committed:
+            # The winner may have committed and then died before scheduling; this delivery
+            # will be acknowledged, so the stored head's next delivery is scheduled here.
+            stored = result.record or self.store.load_run(record.run_id)
+            if stored is not None:
+                self._ensure_scheduled(stored)
         return result
+
+    def _ensure_scheduled(self, record: RunRecord) -> None:
+        """Schedule the delivery ``record``'s head calls for, if any (idempotent: a
+        delivery's name is derived from the run, version and due time)."""
+        following = next_delivery(record.run_id, record.snapshot)
+        if following is not None:
+            self.scheduler.schedule(following)
 
 
 __all__ = ["CHILDREN_SOURCE", "ChildRuns", "mark_waiting", "take_inputs"]

@@ -19,8 +19,10 @@ from refluxo import SnapshotStatus, StepResult
 from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App, Delivery, RunRecord
+from refluxo.runtime.dispatcher import Dispatcher
 from refluxo.runtime.errors import RunConflict
 from refluxo.runtime.links import child_run_id
+from refluxo.runtime.service import RunService
 from tests.support.clock import FakeClock
 
 
@@ -641,3 +643,77 @@ def test_a_tree_whose_root_stops_waiting_ends_every_run(memory: MemoryRuntime, h
     assert root.status == SnapshotStatus.FAILED
     failed = "r.2.2" if how == "a branch fails" else "r.2.0"
     assert f"(run {failed}) failed" in root.snapshot.metadata["failedReason"]
+
+
+class _ReportsLate:
+    """A store whose ``record_child_end`` first lets ``before`` run: another copy of the
+    same delivery overtakes this one between its read of the parent and its join."""
+
+    def __init__(self, inner: Any, before: Any) -> None:
+        self.inner = inner
+        self.before = before
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def record_child_end(self, *args: Any) -> Any:
+        before, self.before = self.before, lambda: None
+        before()
+        return self.inner.record_child_end(*args)
+
+
+class _DiesBeforeScheduling:
+    """A scheduler whose process dies when it schedules a delivery of ``run_id``."""
+
+    def __init__(self, inner: Any, run_id: str) -> None:
+        self.inner = inner
+        self.run_id = run_id
+        self.died = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def schedule(self, delivery: Delivery) -> None:
+        if delivery.run_id == self.run_id:
+            self.died += 1
+            raise ConnectionError("the process died after its commit, before scheduling")
+        self.inner.schedule(delivery)
+
+
+def test_a_join_whose_joiner_died_before_scheduling_is_scheduled_by_the_copy_that_lost(
+    memory: MemoryRuntime,
+) -> None:
+    """Two copies of the last child's report run at once. The first joins the parent and
+    dies before scheduling its next step (so its copy is not acknowledged); the second,
+    which read the parent while it still waited, loses the join and is acknowledged. The
+    parent's next step must not have depended on the first copy."""
+    start_map(memory, [{"x": 1}], concurrency=1)
+    report: Delivery | None = None
+    while report is None and (due := memory.scheduler.due(memory.app.clock())):
+        for delivery in due:
+            record = memory.store.load_run(delivery.run_id)
+            if delivery.run_id != "p" and record is not None and record.status.is_terminal:
+                report = delivery
+                break
+            memory.service.deliver(delivery)
+            memory.scheduler.acknowledge(delivery)
+    assert report is not None, "the child's report was never due"
+    dying = _DiesBeforeScheduling(memory.scheduler, "p")
+    first = RunService(Dispatcher(memory.app, memory.store, dying))
+
+    def first_copy_joins_and_dies() -> None:
+        with pytest.raises(ConnectionError):
+            first.deliver(report)
+
+    second = RunService(
+        Dispatcher(
+            memory.app, _ReportsLate(memory.store, first_copy_joins_and_dies), memory.scheduler
+        )
+    )
+    second.deliver(report)
+    memory.scheduler.acknowledge(report)
+    assert dying.died == 1, "the first copy did not join"
+    memory.drain()
+    assert memory.service.get("p").status == SnapshotStatus.COMPLETED
+    assert output_of(memory, "p", "m") == [{"y": 2}]
+    assert len(children_of(memory)) == 1
