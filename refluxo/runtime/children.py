@@ -20,7 +20,8 @@ deliveries that the heads themselves call for (:func:`refluxo.runtime.links.next
    children's outcome as its pending payload: an optimistic-lock commit, so of any number
    of racing joins exactly one lands and schedules the parent's next step. The node then
    runs again with a :class:`~refluxo.runtime.fanout.ChildrenOutcome` and outputs.
-   Under ``fail_fast`` the first failed child joins at once and the others are cancelled.
+   Under ``fail_fast`` the first failed child joins at once, and the parent's next step
+   cancels the others before its node runs (:meth:`ChildRuns.stop_siblings`).
 
 No document is written by every child: the parent's head is written twice per wait (the
 pause, the join), each child writes its own run and one ledger entry.
@@ -360,7 +361,7 @@ class ChildRuns:
         count = self.store.record_child_end(parent.run_id, int(marker["version"]), end)
         total = int(marker.get("count", 0))
         if end.failed and marker.get("failure") == FAIL_FAST:
-            self._join(parent, stop_others=True)
+            self._join(parent)  # at once: the parent's next step cancels the others
             return
         following = end.index + int(marker.get("concurrency", 1))
         if following < total:
@@ -373,7 +374,7 @@ class ChildRuns:
 
     # -- joining --------------------------------------------------------------------------
 
-    def _join(self, parent: RunRecord, *, stop_others: bool = False) -> None:
+    def _join(self, parent: RunRecord) -> None:
         """Resume the waiting ``parent`` with its children's outcome: once, however many
         reports race here (an optimistic-lock commit; a loser that finds the parent
         still waiting, changed by other bookkeeping, tries again with the new head)."""
@@ -388,12 +389,12 @@ class ChildRuns:
                 # so the parent's next step must not depend on the other.
                 self._ensure_scheduled(record)
                 return
-            if self._join_once(record, marker, stop_others):
+            if self._join_once(record, marker):
                 return
             record = self.store.load_run(parent.run_id)
         raise TransientError(f"run {parent.run_id!r} kept changing while joining its children")
 
-    def _join_once(self, parent: RunRecord, marker: Mapping[str, Any], stop_others: bool) -> bool:
+    def _join_once(self, parent: RunRecord, marker: Mapping[str, Any]) -> bool:
         total = int(marker.get("count", 0))
         version = int(marker["version"])
         outputs: list[Any] = [None] * total
@@ -438,9 +439,28 @@ class ChildRuns:
             ended=ended,
             failed=len(errors),
         )
-        if stop_others:
-            self.cancel_children(parent.run_id, marker, SIBLING_FAILED)
         return True
+
+    def stop_siblings(self, parent: RunRecord) -> None:
+        """Cancel the children still running of a wait that a failed child joined early
+        (``fail_fast``).
+
+        Done by the parent's next step, before its node runs, not by the join itself: a
+        join is acknowledged once committed and scheduled, so a crash after it would lose
+        cancels made there, while the parent's step is redelivered until it commits.
+        Idempotent (ended children are skipped), and a no-op for any other step.
+        """
+        pending = parent.pending
+        if pending is None or pending.source != CHILDREN_SOURCE:
+            return
+        summary = parent.snapshot.metadata.get(CHILD_RUNS)
+        if not isinstance(summary, Mapping) or summary.get("failure") != FAIL_FAST:
+            return
+        if not summary.get("failed") or int(summary.get("ended", 0)) >= int(
+            summary.get("count", 0)
+        ):
+            return  # no failure, or every child ended before the join
+        self.cancel_children(parent.run_id, summary, SIBLING_FAILED)
 
     # -- cancelling -----------------------------------------------------------------------
 

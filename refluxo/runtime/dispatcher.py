@@ -210,6 +210,9 @@ class Dispatcher:
             # Started while its parent (or its tree's root) stopped waiting.
             cancelled = await offload(self.children.cancel, record, orphaned)
             return DeliveryResult(Outcome.COMMITTED if cancelled else Outcome.LOST_RACE, cancelled)
+        if record.pending is not None and record.pending.source == CHILDREN_SOURCE:
+            # A wait joined early by a failed child: its other children stop first.
+            await offload(self.children.stop_siblings, record)
         globals_ = self.app.globals()
         with running(RunInfo(record.run_id, record.workflow)):
             advance = await self._advance(record, now, globals_, delivery.platform_retries)

@@ -717,3 +717,57 @@ def test_a_join_whose_joiner_died_before_scheduling_is_scheduled_by_the_copy_tha
     assert memory.service.get("p").status == SnapshotStatus.COMPLETED
     assert output_of(memory, "p", "m") == [{"y": 2}]
     assert len(children_of(memory)) == 1
+
+
+def test_a_fail_fast_join_whose_joiner_died_still_cancels_the_other_children(
+    memory: MemoryRuntime,
+) -> None:
+    """A failed child joins its parent at once; the process dies right after that commit,
+    before scheduling anything. The children still running are cancelled all the same:
+    the parent's next step, which is redelivered until it commits, cancels them."""
+    memory.app.workflow(
+        "mixed",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "pick", "type": "call", "data": {"workflow": "{{ nodes.start.output.wf }}"}},
+            ],
+            "edges": [{"source": "start", "target": "pick"}],
+        },
+    )
+    real_schedule = memory.scheduler.schedule
+    died: list[Delivery] = []
+
+    def dies_after_the_join(delivery: Delivery) -> None:
+        record = memory.store.load_run(delivery.run_id)
+        joined = (
+            delivery.run_id == "p"
+            and record is not None
+            and record.pending is not None
+            and record.pending.source == "children"
+        )
+        if joined and not died:
+            died.append(delivery)
+            raise ConnectionError("the process died after the join's commit")
+        real_schedule(delivery)
+
+    memory.scheduler.schedule = dies_after_the_join  # type: ignore[method-assign]
+    memory.dispatcher.children.scheduler = memory.scheduler
+    # Child 0 pauses (it would wait forever); child 1 gets no input and fails.
+    start_map(
+        memory,
+        [{"wf": "waits"}, {"wf": "item"}],
+        failure="fail_fast",
+        concurrency=2,
+        workflow="mixed",
+    )
+    for _ in range(3):
+        memory.drain()
+        memory.app.clock.advance(5_000)  # type: ignore[attr-defined]
+    assert died, "the fault was not injected"
+    parent = memory.service.get("p")
+    assert parent.status == SnapshotStatus.FAILED
+    version = wait_version(parent)
+    waiting = memory.service.get(child_run_id("p", version, 0))
+    assert waiting.status == SnapshotStatus.FAILED
+    assert waiting.snapshot.metadata["failedReason"].startswith("Cancelled: a sibling")
