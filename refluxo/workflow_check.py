@@ -14,14 +14,14 @@ import json.decoder
 import json.scanner
 import re
 from bisect import bisect_left
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
 from refluxo.definitions import NodeDefinition
-from refluxo.graph import check_graph
+from refluxo.graph import GraphProblem, check_graph
 from refluxo.model import WorkflowDefinition
 
 
@@ -70,12 +70,15 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
 
 
 def check_workflow_text(
-    text: str, known_types: Collection[str] | Mapping[str, NodeDefinition] | None = None
+    text: str,
+    known_types: Collection[str] | Mapping[str, NodeDefinition] | None = None,
+    more: Callable[[WorkflowDefinition], list[GraphProblem]] | None = None,
 ) -> list[Problem]:
     """Every problem found in a workflow file's text, in line order.
 
     ``known_types``: the app's node types; given as definitions, their declared handles
-    are checked too.
+    are checked too. ``more``: further checks of the parsed workflow (a runtime's checks
+    of its own node types' data), reported like the graph's.
     """
     try:
         raw, lines = _parse_with_lines(text)
@@ -128,7 +131,10 @@ def check_workflow_text(
             location = ".".join(str(part) for part in issue["loc"])
             problems.append(Problem(line_of(raw), "error", f"{location}: {issue['msg']}"))
         return problems
-    for found in check_graph(workflow, node_types=known_types, start=start):
+    found_problems = check_graph(workflow, node_types=known_types, start=start)
+    if more is not None:
+        found_problems += more(workflow)
+    for found in found_problems:
         node = edge = None
         if found.node is not None:
             line = line_of(nodes[found.node])

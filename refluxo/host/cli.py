@@ -518,17 +518,26 @@ def reconcile(
 def validate(file: Path, app_spec: str | None, no_app: bool, as_json: bool) -> None:
     """Check a workflow file; print each problem with its line (exit code 1 on errors).
 
-    Node types, and the sourceHandle of each edge against the handles its node type
-    declares, are checked against the App (--app, default the examples).
+    Node types, the sourceHandle of each edge against the handles its node type
+    declares, and the workflows a map, parallel or call node names (with its other data
+    as written) are checked against the App (--app, default the examples).
     """
     from refluxo.workflow_check import check_workflow_text
 
     try:
-        known = None if no_app else load_app(app_spec).node_types
+        app = None if no_app else load_app(app_spec)
     except click.BadParameter as err:
         hint = f"{err.message} (--no-app checks the file without node types and handles)"
         raise click.BadParameter(hint, param_hint="--app") from err
-    problems = check_workflow_text(file.read_text(encoding="utf-8"), known)
+    text = file.read_text(encoding="utf-8")
+    if app is None:
+        problems = check_workflow_text(text)
+    else:
+        from refluxo.runtime.fanout import child_run_problems
+
+        problems = check_workflow_text(
+            text, app.node_types, lambda workflow: child_run_problems(workflow, app, names=True)
+        )
     errors = sum(1 for p in problems if p.severity == "error")
     if as_json:
         report = {"file": str(file), "ok": not errors, "problems": [p.to_json() for p in problems]}

@@ -115,8 +115,7 @@ def follow(
         if children is not None and children.get("version") not in waited:
             waited.add(children.get("version"))
             echo(
-                f"  ... {view['currentNodeId']!r} waits for its {children.get('count')} child "
-                "runs (a child paused for a resume holds it: the inspector lists them)"
+                f"  ... {view['currentNodeId']!r} waits for its {children.get('count')} child runs"
             )
         due = due_at(view)
         if due is not None and due != announced:

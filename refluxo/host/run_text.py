@@ -101,7 +101,10 @@ def what_next(view: Mapping[str, Any], *, server: bool) -> list[str]:
     run_id = view["runId"]
     asked = []
     if waiting_children(view) is not None:
-        held = "a child paused for a resume holds it: resume that child (the inspector lists them)"
+        held = (
+            "if a child is paused for a resume, it holds the run: resume that child "
+            "(the inspector lists them)"
+        )
         if server:
             return [
                 f"the server runs its child runs; follow it with: refluxo status {run_id}",

@@ -28,7 +28,7 @@ from refluxo.redaction import RedactionPlugin, Redactor
 from refluxo.retry import ErrorHandler
 from refluxo.runtime.builtins import BUILTIN_NODE_TYPES
 from refluxo.runtime.errors import UnknownWorkflow
-from refluxo.runtime.fanout import child_node_types
+from refluxo.runtime.fanout import child_node_types, child_run_problems
 from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
@@ -214,6 +214,7 @@ class App:
             model = definition
         self.limits.check_workflow(name, model)
         problems = check_graph(model, node_types=self.node_types, start=start)
+        problems += child_run_problems(model, self, names=False)
         raise_for_errors(problems, f"workflow {name!r}")
         first = choose_start(model, start)
         wire = {**model.model_dump(mode="json"), "start": first}

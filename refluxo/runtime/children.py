@@ -378,6 +378,11 @@ class ChildRuns:
         """Resume the waiting ``parent`` with its children's outcome: once, however many
         reports race here (an optimistic-lock commit; a loser that finds the parent
         still waiting, changed by other bookkeeping, tries again with the new head)."""
+        if not self._tree_waits(parent):
+            # The top of its tree was cancelled (or joined early): the tree's cancel, a
+            # delivery per level, may not have reached this run yet. It must not go on.
+            self.cancel(parent, ROOT_GONE)
+            return
         record: RunRecord | None = parent
         for _ in range(JOIN_ATTEMPTS):
             if record is None:

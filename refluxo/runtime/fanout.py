@@ -26,13 +26,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from refluxo.branches import did_you_mean, nearest
 from refluxo.definitions import NodeDefinition
 from refluxo.frozen import thaw
+from refluxo.graph import GraphProblem
 from refluxo.model import StepResult
 from refluxo.runtime.errors import UnknownWorkflow
 from refluxo.runtime.limits import json_size
 
 if TYPE_CHECKING:
+    from refluxo.model import Node as NodeModel
+    from refluxo.model import WorkflowDefinition
     from refluxo.runtime.app import App
 
 FAIL_FAST: Final = "fail_fast"
@@ -66,14 +70,20 @@ class ChildrenOutcome:
 
 
 def _failure_mode(data: Mapping[str, Any]) -> str:
-    mode = data.get("failure", FAIL_FAST)
+    mode = data.get("failure")
+    if mode is None:  # absent, or an expression that gave null: the default
+        return FAIL_FAST
     if mode not in FAILURE_MODES:
         raise ValueError(f"failure must be {FAIL_FAST!r} or {COLLECT!r}, got {mode!r}")
     return str(mode)
 
 
 def _concurrency(data: Mapping[str, Any], default: int) -> int:
-    value = data.get("concurrency", default)
+    value = data.get("concurrency")
+    if value is None:  # absent, or an expression that gave null: the default
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 3.0 is 3
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
         raise ValueError(
             f"concurrency must be a whole number from 1 to {MAX_CONCURRENCY}, got {value!r}"
@@ -101,6 +111,105 @@ def _raise_first(outcome: ChildrenOutcome, what: str, labels: list[str] | None =
             f"{what or 'the called workflow'}{label} (run {first.get('runId')}) "
             f"failed: {first.get('error')}"
         )
+
+
+KNOWN_KEYS: Final = {
+    "map": frozenset({"items", "workflow", "concurrency", "failure"}),
+    "parallel": frozenset({"branches", "input", "concurrency", "failure"}),
+    "call": frozenset({"workflow", "input"}),
+}
+"""The data keys each node type reads; another key is most likely a typo."""
+
+
+def _literal(value: Any) -> bool:
+    """Whether ``value`` is written as is (not a ``{{ }}`` expression evaluated per run)."""
+    return not (isinstance(value, str) and "{{" in value)
+
+
+def child_run_problems(
+    workflow: WorkflowDefinition, app: App, *, names: bool
+) -> list[GraphProblem]:
+    """What makes a ``map``, ``parallel`` or ``call`` node of ``workflow`` fail in every run
+    that reaches it, read from its data as written (values that are expressions are
+    checked when they are evaluated): a bad ``concurrency`` or ``failure``, ``items``
+    that is not a list, ``branches`` that is not a non-empty object of at most
+    :data:`MAX_BRANCHES`; and, as warnings, keys the node type does not read.
+
+    ``names``: also refuse a workflow name the app has not registered (``refluxo
+    validate``, which loads the whole app). Registration cannot: a workflow may name one
+    registered after it.
+    """
+    problems: list[GraphProblem] = []
+    for index, node in enumerate(workflow.nodes):
+        if app.starts_children(node.type):
+            problems += _node_problems(node, index, app, names)
+    return problems
+
+
+def _node_problems(node: NodeModel, index: int, app: App, names: bool) -> list[GraphProblem]:
+    problems: list[GraphProblem] = []
+    where = f"{node.type} node {node.id!r}"
+
+    def error(message: str, value: str | None = None, suggestion: str | None = None) -> None:
+        problems.append(
+            GraphProblem("error", f"{where}: {message}", index, value=value, suggestion=suggestion)
+        )
+
+    def workflow_name(value: Any, what: str) -> None:
+        if not _literal(value):
+            return
+        if not isinstance(value, str):
+            error(f"{what} must name a registered workflow, got {value!r}")
+        elif names and value not in app.workflows:
+            suggestion = nearest(value, app.workflows)
+            error(
+                f"{what} names no registered workflow: {value!r}{did_you_mean(suggestion)}",
+                value,
+                suggestion,
+            )
+
+    data = node.data
+    if not isinstance(data, Mapping):
+        if _literal(data):
+            error(f"needs its data as an object, got {type(data).__name__}")
+        return problems
+    known = KNOWN_KEYS[node.type]
+    for key in data:
+        if key not in known:
+            message = f"{where}: {key!r} is not read (it reads {', '.join(sorted(known))})"
+            problems.append(GraphProblem("warning", message, index, value=str(key)))
+    if node.type != "call":  # a call runs one child, and fails fast
+        for key, check in (
+            ("failure", _failure_mode),
+            ("concurrency", lambda spec: _concurrency(spec, DEFAULT_CONCURRENCY)),
+        ):
+            try:
+                if _literal(data.get(key)):
+                    check(data)
+            except ValueError as err:
+                error(str(err))
+    if node.type in ("map", "call"):
+        workflow_name(data.get("workflow"), f"{node.type}'s 'workflow'")
+    if node.type == "map":
+        items = data.get("items")
+        if items is None:
+            error("needs 'items', the list to map over")
+        elif _literal(items) and not isinstance(items, list | tuple):
+            error(f"needs 'items' as a list, got {type(items).__name__}")
+    branches = data.get("branches")
+    if node.type == "parallel" and _literal(branches):
+        if not isinstance(branches, Mapping) or not branches:
+            error("needs 'branches': a non-empty object of branch name to workflow")
+        elif len(branches) > MAX_BRANCHES:
+            error(f"has {len(branches)} branches; the limit is {MAX_BRANCHES}")
+        else:
+            for name, branch in branches.items():
+                what = f"branch {name!r}"
+                if isinstance(branch, Mapping):
+                    workflow_name(branch.get("workflow"), f"{what}'s 'workflow'")
+                else:
+                    workflow_name(branch, what)
+    return problems
 
 
 def child_node_types(app: App) -> dict[str, NodeDefinition]:
@@ -214,4 +323,5 @@ __all__ = [
     "ChildRunFailed",
     "ChildrenOutcome",
     "child_node_types",
+    "child_run_problems",
 ]

@@ -138,8 +138,7 @@ def test_a_run_waiting_for_its_child_runs_is_followed_until_they_end() -> None:
     assert final["status"] == "completed"
     assert len(clock.slept) == 2
     assert said == [
-        "  ... 'n' waits for its 2 child runs (a child paused for a resume holds it: the "
-        "inspector lists them)",
+        "  ... 'n' waits for its 2 child runs",
         "  n              -> [1, 2]",
     ]
 
@@ -152,5 +151,6 @@ def test_a_waiting_parent_is_described_as_waiting_for_children_not_for_a_resume(
     assert not any("refluxo resume" in line for line in what_next(waiting, server=False))
     assert what_next(waiting, server=True) == [
         "the server runs its child runs; follow it with: refluxo status r",
-        "a child paused for a resume holds it: resume that child (the inspector lists them)",
+        "if a child is paused for a resume, it holds the run: resume that child (the inspector "
+        "lists them)",
     ]

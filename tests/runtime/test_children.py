@@ -119,7 +119,7 @@ def start_map(
     items: list[Any],
     *,
     failure: str = "collect",
-    concurrency: int = 3,
+    concurrency: Any = 3,
     workflow: str = "item",
     run_id: str = "p",
 ) -> None:
@@ -771,3 +771,41 @@ def test_a_fail_fast_join_whose_joiner_died_still_cancels_the_other_children(
     waiting = memory.service.get(child_run_id("p", version, 0))
     assert waiting.status == SnapshotStatus.FAILED
     assert waiting.snapshot.metadata["failedReason"].startswith("Cancelled: a sibling")
+
+
+@pytest.mark.parametrize("concurrency", [None, 3.0], ids=["null-is-the-default", "3.0-is-3"])
+def test_a_concurrency_expression_giving_null_or_a_whole_float_is_accepted(
+    memory: MemoryRuntime, concurrency: Any
+) -> None:
+    start_map(memory, [{"x": i} for i in range(4)], concurrency=concurrency)
+    memory.drain()
+    assert output_of(memory, "p", "m") == [{"y": 2 * i} for i in range(4)]
+
+
+def test_a_middle_run_whose_children_end_after_the_root_was_cancelled_does_not_go_on(
+    memory: MemoryRuntime,
+) -> None:
+    """The root is cancelled; its cancel goes down the tree one delivery per level, and
+    before it reaches the middle run, the middle run's last child ends. The middle run
+    must not join and complete: it is cancelled there, as the root's tree is."""
+    middle_input = {"items": [{}], "workflow": "waits", "concurrency": 1}
+    start_map(memory, [middle_input], workflow="map_collect", concurrency=1, run_id="top")
+    memory.drain()
+    middle = child_run_id("top", wait_version(memory.service.get("top")), 0)
+    leaf = child_run_id(middle, wait_version(memory.service.get(middle)), 0)
+    assert memory.service.get(leaf).status == SnapshotStatus.PAUSED
+    memory.service.cancel("top", "enough")
+    memory.service.resume(leaf, {"answer": 1})
+    # Everything but the root's own deliveries (its cascade) goes first.
+    while due := [d for d in memory.scheduler.due(memory.app.clock()) if d.run_id != "top"]:
+        for delivery in due:
+            memory.service.deliver(delivery)
+            memory.scheduler.acknowledge(delivery)
+    stopped = memory.service.get(middle)
+    assert stopped.status == SnapshotStatus.FAILED
+    assert stopped.snapshot.metadata["failedReason"].startswith("Cancelled: the run at the top")
+    assert [e.node_id for e in memory.service.timeline(middle)] == ["start"]
+    memory.drain()
+    assert [
+        run.run_id for run in memory.service.list(limit=100).runs if not run.status.is_terminal
+    ] == []
