@@ -408,10 +408,10 @@ class Dispatcher:
                 logged=(record, delivery),
             )
         if not result.committed:
-            _log_skipped(record, delivery, Outcome.LOST_RACE)
             # The winner may have committed and then failed to schedule: acknowledging this
             # delivery must not leave the stored run without its next step.
             stored = result.record or self.store.load_run(record.run_id)
+            _log_skipped(stored or record, delivery, Outcome.LOST_RACE)  # as it is stored
             if stored is not None:
                 self.ensure_scheduled(stored)
             return DeliveryResult(Outcome.LOST_RACE, stored)

@@ -173,6 +173,22 @@ def test_a_delivery_that_commits_nothing_logs_why_and_no_step(
     assert lines[0]["storedVersion"] == 5
 
 
+def test_a_lost_race_logs_the_version_stored_by_the_winner(
+    runs: Harness, logged: pytest.LogCaptureFixture
+) -> None:
+    run = runs.service.start("chain").record
+    first = runs.scheduler.queue.pop(0)
+    asyncio.run(runs.service.dispatcher.deliver(first))  # the winner: version 0 -> 1
+    logged.clear()
+    # A copy that read the run before the winner committed, and commits after it.
+    lost = asyncio.run(runs.service.dispatcher.deliver(first, known=run))
+    assert lost.outcome is Outcome.LOST_RACE
+    (line,) = events(logged, "step")
+    assert (line["outcome"], line["version"], line["storedVersion"]) == ("lost_race", 0, 1)
+    assert lost.record is not None
+    assert line["node"] == lost.record.snapshot.current_node_id
+
+
 class FailingOnce(ListScheduler):
     """A scheduler whose next call, once armed, fails as a transient outage would."""
 
