@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from refluxo.branches import declared_handles
+from refluxo.branches import declared_handles, did_you_mean, nearest
 from refluxo.definitions import Executor, NodeDefinition
 from refluxo.engine import WorkflowEngine
 from refluxo.errors import WorkflowDefinitionError
@@ -33,6 +33,9 @@ from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
 from refluxo.validation import SchemaValidator, Validator
+
+KNOWN_SHOWN = 20
+"""Registered workflow names an unknown workflow's error lists (an app may have many)."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -203,6 +206,8 @@ class App:
         node type does not declare, a ``nodes.<id>`` of no node...) is refused with a
         :class:`WorkflowDefinitionError` naming each.
         """
+        if not isinstance(name, str) or not name.strip():
+            raise WorkflowDefinitionError(f"a workflow needs a name, got {name!r}")
         if isinstance(definition, str | Path):
             definition = load_workflow_file(definition)
         if isinstance(definition, Mapping):
@@ -227,8 +232,14 @@ class App:
     def get_workflow(self, name: str) -> WorkflowSpec:
         spec = self.workflows.get(name)
         if spec is None:
-            known = ", ".join(sorted(self.workflows)) or "none"
-            raise UnknownWorkflow(f"unknown workflow {name!r} (registered: {known})")
+            names = sorted(self.workflows)
+            suggestion = nearest(name, names) if isinstance(name, str) else None
+            shown = ", ".join(names[:KNOWN_SHOWN]) or "none"
+            if len(names) > KNOWN_SHOWN:
+                shown += f" and {len(names) - KNOWN_SHOWN} more"
+            raise UnknownWorkflow(
+                f"unknown workflow {name!r}{did_you_mean(suggestion)} (registered: {shown})"
+            )
         return spec
 
     def starts_children(self, node_type: str) -> bool:

@@ -19,6 +19,7 @@ from refluxo import StepResult
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.host.cli import main
 from refluxo.runtime import App
+from refluxo.runtime.errors import UnknownWorkflow
 
 ROOT = Path(__file__).resolve().parents[2]
 ENRICH = json.loads((ROOT / "refluxo" / "examples" / "enrich_records.json").read_text())
@@ -123,3 +124,21 @@ def test_registration_accepts_a_workflow_registered_later_and_expressions() -> N
     data = {"items": "{{ nodes.start.output }}", "workflow": "later", "concurrency": "{{ 3 }}"}
     app.workflow("first", flow("map", data))  # "later" is not registered yet
     app.workflow("later", flow("quick", None))
+
+
+@pytest.mark.parametrize("name", ["", "   "])
+def test_a_workflow_needs_a_name(name: str) -> None:
+    with pytest.raises(WorkflowDefinitionError, match="a workflow needs a name"):
+        quick_app().workflow(name, flow("quick", None))
+
+
+def test_an_unknown_workflow_names_the_nearest_and_a_bounded_list() -> None:
+    app = quick_app()
+    for index in range(30):
+        app.workflow(f"flow-{index:02d}", flow("quick", None))
+    with pytest.raises(UnknownWorkflow) as raised:
+        app.get_workflow("flow-1")
+    message = str(raised.value)
+    assert "did you mean 'flow-" in message
+    assert message.endswith("and 10 more)")
+    assert message.count("flow-") == 1 + 1 + 20  # asked, suggested, listed
