@@ -43,7 +43,7 @@ from refluxo.errors import TransientError
 from refluxo.metadata import CANCELLED_AT, CHILD_RUNS, FAILED_REASON, PARENT_RUN, PAUSED_WITH
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.app import App
-from refluxo.runtime.due import next_delivery
+from refluxo.runtime.due import next_delivery, schedule_next
 from refluxo.runtime.errors import UnknownWorkflow
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.fanout import FAIL_FAST
@@ -316,7 +316,8 @@ class ChildRuns:
                 ),
             )
             return
-        self._ensure_scheduled(existing)  # started before: make sure it goes on (or reports)
+        # Started before: make sure it goes on (or reports).
+        schedule_next(self.scheduler, existing)
 
     # -- reporting ------------------------------------------------------------------------
 
@@ -335,7 +336,7 @@ class ChildRuns:
                 self._record_end(parent, self._end_of(child, link))
             else:
                 # The parent moved on; a join whose scheduling was lost goes on from here.
-                self._ensure_scheduled(parent)
+                schedule_next(self.scheduler, parent)
         head = evolve(
             child.snapshot,
             {"version": child.version + 1, "metadata": as_reported(child.snapshot.metadata)},
@@ -392,7 +393,7 @@ class ChildRuns:
                 # Joined, cancelled or failed meanwhile, perhaps by a copy of this delivery
                 # that committed and then died before scheduling: this copy is acknowledged,
                 # so the parent's next step must not depend on the other.
-                self._ensure_scheduled(record)
+                schedule_next(self.scheduler, record)
                 return
             if self._join_once(record, marker):
                 return
@@ -502,7 +503,8 @@ class ChildRuns:
             if current is None:
                 return None
             if current.status.is_terminal:
-                self._ensure_scheduled(current)  # its end's report, if the ender died first
+                # Its end's report, if the run that ended it died before scheduling that.
+                schedule_next(self.scheduler, current)
                 return None
             head = fail(current.snapshot, reason)
             head = evolve(head, {"metadata": {**head.metadata, CANCELLED_AT: self.app.clock()}})
@@ -563,15 +565,8 @@ class ChildRuns:
             # will be acknowledged, so the stored head's next delivery is scheduled here.
             stored = result.record or self.store.load_run(record.run_id)
             if stored is not None:
-                self._ensure_scheduled(stored)
+                schedule_next(self.scheduler, stored)
         return result
-
-    def _ensure_scheduled(self, record: RunRecord) -> None:
-        """Schedule the delivery ``record``'s head calls for, if any (idempotent: a
-        delivery's name is derived from the run, version and due time)."""
-        following = next_delivery(record.run_id, record.snapshot)
-        if following is not None:
-            self.scheduler.schedule(following)
 
 
 __all__ = ["CHILDREN_SOURCE", "ChildRuns", "mark_waiting", "take_inputs"]

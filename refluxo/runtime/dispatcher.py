@@ -49,7 +49,7 @@ from refluxo.runtime.children import (
     mark_waiting,
     take_inputs,
 )
-from refluxo.runtime.due import due_time, next_delivery
+from refluxo.runtime.due import due_time, next_delivery, schedule_next
 from refluxo.runtime.errors import StepUnanswered
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.events_log import logger as events_logger
@@ -243,9 +243,7 @@ class Dispatcher:
 
     def ensure_scheduled(self, record: RunRecord) -> None:
         """Make sure the stored run's next step is scheduled (idempotent)."""
-        following = next_delivery(record.run_id, record.snapshot)
-        if following is not None:
-            self.scheduler.schedule(following)
+        schedule_next(self.scheduler, record)
 
     # -- executing -------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import math
 from refluxo.metadata import RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.links import child_bookkeeping
-from refluxo.runtime.ports import Delivery
+from refluxo.runtime.ports import Delivery, RunRecord, Scheduler
 
 
 def due_time(snapshot: Snapshot) -> int | None:
@@ -66,4 +66,16 @@ def next_delivery(run_id: str, head: Snapshot) -> Delivery | None:
     return None
 
 
-__all__ = ["due_time", "expected_at", "next_delivery"]
+def schedule_next(scheduler: Scheduler, record: RunRecord) -> None:
+    """Schedule the delivery the stored ``record``'s head calls for, if any.
+
+    Idempotent (a delivery's name is derived from the run, version and due time), so any
+    copy of a delivery that finds the run moved on can make sure the winner's next step
+    does not depend on the winner having lived to schedule it.
+    """
+    following = next_delivery(record.run_id, record.snapshot)
+    if following is not None:
+        scheduler.schedule(following)
+
+
+__all__ = ["due_time", "expected_at", "next_delivery", "schedule_next"]
