@@ -91,6 +91,23 @@ def _concurrency(data: Mapping[str, Any], default: int) -> int:
     return value
 
 
+def _items(items: Any, who: str = "map ") -> list[Any] | tuple[Any, ...]:
+    """A map's ``items``, refused unless a list; ``who`` opens the message."""
+    if not isinstance(items, list | tuple):
+        raise ValueError(f"{who}needs 'items' as a list, got {type(items).__name__}")
+    return items
+
+
+def _branches(branches: Any, who: str = "parallel ") -> Mapping[str, Any]:
+    """A parallel's ``branches``, refused unless 1 to :data:`MAX_BRANCHES` of them;
+    ``who`` opens the message."""
+    if not isinstance(branches, Mapping) or not branches:
+        raise ValueError(f"{who}needs 'branches': an object of branch name to workflow")
+    if len(branches) > MAX_BRANCHES:
+        raise ValueError(f"{who}has {len(branches)} branches; the limit is {MAX_BRANCHES}")
+    return branches
+
+
 def _data(data: Any, kind: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise ValueError(f"{kind} needs its data as an object, got {type(data).__name__}")
@@ -190,25 +207,26 @@ def _node_problems(node: NodeModel, index: int, app: App, names: bool) -> list[G
                 error(str(err))
     if node.type in ("map", "call"):
         workflow_name(data.get("workflow"), f"{node.type}'s 'workflow'")
-    if node.type == "map":
-        items = data.get("items")
-        if items is None:
-            error("needs 'items', the list to map over")
-        elif _literal(items) and not isinstance(items, list | tuple):
-            error(f"needs 'items' as a list, got {type(items).__name__}")
-    branches = data.get("branches")
-    if node.type == "parallel" and _literal(branches):
-        if not isinstance(branches, Mapping) or not branches:
-            error("needs 'branches': a non-empty object of branch name to workflow")
-        elif len(branches) > MAX_BRANCHES:
-            error(f"has {len(branches)} branches; the limit is {MAX_BRANCHES}")
-        else:
-            for name, branch in branches.items():
-                what = f"branch {name!r}"
-                if isinstance(branch, Mapping):
-                    workflow_name(branch.get("workflow"), f"{what}'s 'workflow'")
-                else:
-                    workflow_name(branch, what)
+    items = data.get("items")
+    if node.type == "map" and items is None:
+        error("needs 'items', the list to map over")
+    elif node.type == "map" and _literal(items):
+        try:
+            _items(items, who="")
+        except ValueError as err:
+            error(str(err))
+    if node.type == "parallel" and _literal(data.get("branches")):
+        try:
+            branches = _branches(data.get("branches"), who="")
+        except ValueError as err:
+            error(str(err))
+            return problems
+        for name, branch in branches.items():
+            what = f"branch {name!r}"
+            if isinstance(branch, Mapping):
+                workflow_name(branch.get("workflow"), f"{what}'s 'workflow'")
+            else:
+                workflow_name(branch, what)
     return problems
 
 
@@ -245,9 +263,7 @@ def child_node_types(app: App) -> dict[str, NodeDefinition]:
             for error in payload.errors:
                 outputs[int(error["index"])] = _failed_entry(error)
             return StepResult(outputs)
-        items = spec.get("items")
-        if not isinstance(items, list | tuple):
-            raise ValueError(f"map needs 'items' as a list, got {type(items).__name__}")
+        items = _items(spec.get("items"))
         limit = app.limits.max_children
         if len(items) > limit:
             raise ValueError(f"map has {len(items)} items; the limit is {limit} child runs")
@@ -263,11 +279,7 @@ def child_node_types(app: App) -> dict[str, NodeDefinition]:
     def parallel_node(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
         spec = _data(data, "parallel")
         failure = _failure_mode(spec)
-        branches = spec.get("branches")
-        if not isinstance(branches, Mapping) or not branches:
-            raise ValueError("parallel needs 'branches': an object of branch name to workflow")
-        if len(branches) > MAX_BRANCHES:
-            raise ValueError(f"parallel has {len(branches)} branches; the limit is {MAX_BRANCHES}")
+        branches = _branches(spec.get("branches"))
         names = [str(name) for name in branches]
         if isinstance(payload, ChildrenOutcome):
             if failure == FAIL_FAST:
