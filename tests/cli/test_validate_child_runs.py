@@ -25,14 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ENRICH = json.loads((ROOT / "refluxo" / "examples" / "enrich_records.json").read_text())
 
 
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.chdir(ROOT)
-    for name in ("REFLUXO_APP", "REFLUXO_NO_APP", "REFLUXO_JSON"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
-
-
 def with_map_data(tmp_path: Path, **changes: Any) -> Path:
     workflow = json.loads(json.dumps(ENRICH))
     data = next(n for n in workflow["nodes"] if n["id"] == "enrich")["data"]

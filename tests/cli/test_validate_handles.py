@@ -11,21 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 from refluxo.host.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 APPROVAL = json.loads((ROOT / "refluxo" / "examples" / "content_approval.json").read_text())
-
-
-@pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.chdir(ROOT)
-    for name in ("REFLUXO_APP", "REFLUXO_NO_APP", "REFLUXO_JSON"):
-        monkeypatch.delenv(name, raising=False)
-    return CliRunner()
 
 
 def changed(tmp_path: Path, change: Any) -> Path:

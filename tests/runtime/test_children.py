@@ -52,6 +52,11 @@ def build_app(clock: FakeClock) -> App:
     app.workflow("item", flow({"id": "d", "type": "double"}))
     app.workflow("waits", flow({"id": "q", "type": "ask"}))
     app.workflow("label", flow({"id": "l", "type": "trigger", "data": "labelled"}))
+    # A child that calls the workflow its input names: children of one map that differ.
+    app.workflow(
+        "mixed",
+        flow({"id": "pick", "type": "call", "data": {"workflow": "{{ nodes.start.output.wf }}"}}),
+    )
     for failure in ("fail_fast", "collect"):
         app.workflow(
             f"map_{failure}",
@@ -191,16 +196,6 @@ def test_fail_fast_fails_the_node_and_cancels_the_children_still_running(
     memory: MemoryRuntime,
 ) -> None:
     # Child 0 fails at once; child 1 pauses (it would wait forever); 2.. never start.
-    memory.app.workflow(
-        "mixed",
-        {
-            "nodes": [
-                {"id": "start", "type": "trigger"},
-                {"id": "pick", "type": "call", "data": {"workflow": "{{ nodes.start.output.wf }}"}},
-            ],
-            "edges": [{"source": "start", "target": "pick"}],
-        },
-    )
     items = [{"wf": "waits"}, {"wf": "item"}, {"wf": "waits"}, {"wf": "waits"}]
     # "item" gets no input and fails: a failing child.
     start_map(memory, items, failure="fail_fast", concurrency=2, workflow="mixed")
@@ -725,16 +720,6 @@ def test_a_fail_fast_join_whose_joiner_died_still_cancels_the_other_children(
     """A failed child joins its parent at once; the process dies right after that commit,
     before scheduling anything. The children still running are cancelled all the same:
     the parent's next step, which is redelivered until it commits, cancels them."""
-    memory.app.workflow(
-        "mixed",
-        {
-            "nodes": [
-                {"id": "start", "type": "trigger"},
-                {"id": "pick", "type": "call", "data": {"workflow": "{{ nodes.start.output.wf }}"}},
-            ],
-            "edges": [{"source": "start", "target": "pick"}],
-        },
-    )
     real_schedule = memory.scheduler.schedule
     died: list[Delivery] = []
 
