@@ -147,11 +147,6 @@ class FlakyFirestore:
         batch.commit = self._guarded(batch.commit)
         return batch
 
-    def transaction(self, **options: Any) -> Any:
-        transaction = self._client.transaction(**options)
-        transaction._commit = self._guarded(transaction._commit)
-        return transaction
-
     def _guarded(self, commit: Callable[..., Any]) -> Callable[..., Any]:
         from google.api_core import exceptions
 

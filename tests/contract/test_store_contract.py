@@ -23,6 +23,7 @@ from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.ports import (
     AppendedResult,
     ChildEnd,
+    CommitResult,
     Delivery,
     JoinCount,
     Payload,
@@ -368,6 +369,11 @@ def test_a_store_claims_a_delivery_scheduled_only_if_it_recorded_it(
 # -- races -------------------------------------------------------------------------------------
 
 
+CONTENDERS = ("a", "b", "c", "d", "e", "f")
+"""Callers racing on one head: more than two, so a store that retries in lock step (two
+transactions aborting each other) shows it."""
+
+
 @pytest.mark.parametrize("with_token", [True, False], ids=["token", "version"])
 def test_concurrent_commits_on_one_version_only_one_wins(
     store: StoreUnderTest, with_token: bool
@@ -379,7 +385,7 @@ def test_concurrent_commits_on_one_version_only_one_wins(
             step(store.store, record, [("a", label)]),
             expected_token=record.token if with_token else None,
         )
-        for label in ("left", "right")
+        for label in CONTENDERS
     ]
     start = threading.Barrier(len(commits), timeout=30)
     won: dict[str, bool] = {}
@@ -398,11 +404,42 @@ def test_concurrent_commits_on_one_version_only_one_wins(
     for thread in threads:
         thread.join(60)
     assert not errors
-    assert sorted(won.values()) == [False, True]
+    assert sorted(won.values()) == [False] * (len(CONTENDERS) - 1) + [True]
     (winner,) = [label for label, committed in won.items() if committed]
     after = load(store.store, "race")
     assert (after.version, after.result_count) == (1, 1)
     assert outputs(store.store, "race", "a") == [winner]
+
+
+def test_concurrent_creates_of_one_run_create_it_once(store: StoreUnderTest) -> None:
+    start = threading.Barrier(len(CONTENDERS), timeout=30)
+    created: dict[str, CommitResult] = {}
+    errors: list[BaseException] = []
+
+    def race(label: str) -> None:
+        try:
+            start.wait()
+            created[label] = store.store.create_run(
+                dataclasses.replace(new_record("once"), input=label)
+            )
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=race, args=(label,)) for label in CONTENDERS]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    winners = [label for label, result in created.items() if result.committed]
+    assert len(winners) == 1
+    stored = load(store.store, "once")
+    assert stored.input == winners[0]
+    # Every loser is told which run exists.
+    assert all(
+        result.record is not None and result.record.input == winners[0]
+        for result in created.values()
+    )
 
 
 # -- failures that may pass --------------------------------------------------------------------

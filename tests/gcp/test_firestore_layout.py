@@ -1,7 +1,7 @@
 """FirestoreStore beyond the contract: document layout, sizes, limits and transient faults.
 
 Runs against the real Firestore emulator. Faults are injected by wrapping the client's
-transactions and batches (a commit that fails before, or after, reaching the emulator, or
+batches (a commit that fails before, or after, reaching the emulator, or
 that lands late); the emulator itself is never mocked. RPCs are counted where the client
 sends them, so "no read" means no read reached the emulator.
 """
@@ -41,15 +41,16 @@ from tests.support.stores import assert_history_consistent, history_of, new_reco
 
 
 class InstrumentedClient:
-    """A real ``firestore.Client`` whose transactions and batches report and fail commits.
+    """A real ``firestore.Client`` whose batches report and fail commits.
 
-    ``writes`` holds the number of documents each applied commit wrote, ``kinds`` whether
-    it was a ``"transaction"`` or a ``"batch"``. ``faults`` is consumed one entry per
-    commit call: ``("before", error)`` fails without reaching the emulator; ``("after",
-    error)`` lets the commit apply, then loses its reply; ``("late", error)`` fails now and
-    applies the commit just before the next commit call (a request that reached the
-    service after its caller gave up on it). ``rpcs`` counts every RPC the client sends
-    (documents read through any reference count too: they share the wrapped client).
+    ``writes`` holds the number of documents each applied commit wrote, ``kinds`` its kind
+    (``"batch"``: the store opens no transaction, which ``rpcs`` would show). ``faults`` is
+    consumed one entry per commit call: ``("before", error)`` fails without reaching the
+    emulator; ``("after", error)`` lets the commit apply, then loses its reply; ``("late",
+    error)`` fails now and applies the commit just before the next commit call (a request
+    that reached the service after its caller gave up on it). ``rpcs`` counts every RPC the
+    client sends (documents read through any reference count too: they share the wrapped
+    client).
     """
 
     def __init__(self, client: firestore.Client) -> None:
@@ -89,11 +90,6 @@ class InstrumentedClient:
             return result
 
         return commit
-
-    def transaction(self, **options: Any) -> Any:
-        transaction: Any = self._client.transaction(**options)
-        transaction._commit = self._faulty("transaction", transaction, transaction._commit)
-        return transaction
 
     def batch(self) -> Any:
         batch: Any = self._client.batch()
@@ -453,7 +449,7 @@ def test_oversized_heads_and_commits_are_refused(store: FirestoreStore) -> None:
     assert store.load_run("fat") is None
 
     record = created(store)
-    many = [("n", "x" * 800_000)] * 12  # 9.6 MB in one transaction
+    many = [("n", "x" * 800_000)] * 12  # 9.6 MB in one commit
     with pytest.raises(LimitExceededError, match="smaller step budget"):
         store.commit(step(store, record, many))
 
@@ -462,7 +458,7 @@ def _fields(record: RunRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in RunRecord.__slots__}
 
 
-@pytest.mark.parametrize("path", ["revision", "transaction"])
+@pytest.mark.parametrize("path", ["revision", "read-head"])
 def test_a_head_outgrown_by_its_node_counts_is_refused_before_writing(
     store: FirestoreStore, instrumented: InstrumentedClient, path: str
 ) -> None:
@@ -472,7 +468,7 @@ def test_a_head_outgrown_by_its_node_counts_is_refused_before_writing(
     record = loaded(store)
     results = [(f"{i}" + "n" * 400, i) for i in range(10)]
     commit = at_revision(record, results)
-    if path == "transaction":
+    if path == "read-head":
         commit = StepCommit(**{**_commit_fields(commit), "expected_token": None})
     commits_before = instrumented.commit_calls
     with pytest.raises(LimitExceededError, match=r"head of run 'run'.* 10 distinct nodes") as err:
@@ -564,7 +560,7 @@ def test_a_batch_that_lands_late_is_recognised_as_ours_not_a_lost_race(
     instrumented.faults = [("late", google_error(exceptions.DeadlineExceeded, "too slow"))]
     result = store.commit(at_revision(record, [("a", 1)]))
     assert result.committed
-    assert instrumented.kinds.count("batch") == 1  # one copy applied
+    assert instrumented.kinds.count("batch") == 2  # the create, and one copy of the commit
     assert history_of(store, "run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
     assert loaded(store).version == 1
 
@@ -622,6 +618,33 @@ def test_a_create_whose_reply_is_lost_is_reported_created(
     assert not store.create_run(new_record("r")).committed
 
 
+def test_a_create_that_lands_late_is_reported_created_not_existing(
+    store: FirestoreStore, instrumented: InstrumentedClient, sleeps: list[float]
+) -> None:
+    # The first create fails from the caller's side; a read finds no run, so a second
+    # create goes out; the first lands just before it, and the second is refused as
+    # existing. The run found holds this call's token: created, by this call.
+    instrumented.faults = [("late", google_error(exceptions.DeadlineExceeded, "too slow"))]
+    result = store.create_run(new_record("r"))
+    assert result.committed
+    assert instrumented.commit_calls == 2
+    assert instrumented.writes == [1]
+    assert len(sleeps) == 1
+    assert loaded(store, "r").version == 0
+
+
+def test_a_create_of_a_run_that_exists_reads_it_once_and_writes_nothing(
+    store: FirestoreStore, instrumented: InstrumentedClient
+) -> None:
+    created(store)
+    instrumented.rpcs.clear()
+    again = store.create_run(new_record("run", created_at=2_000))
+    assert not again.committed
+    assert again.record is not None and again.record.created_at == 1_000
+    assert instrumented.rpcs == Counter({"commit": 1, "batch_get_documents": 1})
+    assert instrumented.writes == [1]
+
+
 def test_persistent_contention_surfaces_as_store_error(
     store: FirestoreStore, instrumented: InstrumentedClient, sleeps: list[float]
 ) -> None:
@@ -631,8 +654,8 @@ def test_persistent_contention_surfaces_as_store_error(
     with pytest.raises(TransientError, match="failed after 3 attempts") as raised:
         store.commit(step(store, record, [("a", 1)]))
     assert _chain_has(raised.value, exceptions.Aborted)
-    # The client retried each transaction 3 times, the store made 3 transactions.
-    assert instrumented.commit_calls - calls == 9
+    # A read of the head, then 3 guarded batches, each checked by a read (head unchanged).
+    assert instrumented.commit_calls - calls == 3
     assert len(sleeps) == 2
     instrumented.faults = []
     assert store.load_run("run") == record

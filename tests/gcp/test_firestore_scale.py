@@ -465,7 +465,8 @@ def test_many_results_are_stamped_in_batches_after_the_finishing_commit(
 def test_a_finishing_commit_without_a_revision_stamps_the_results_too(
     kept: FirestoreStore, clock: FakeClock, inline: int
 ) -> None:
-    """Resume and cancel commit in a transaction (no revision): the same stamping."""
+    """Resume and cancel commit without a revision (the store reads the head): the same
+    stamping."""
     kept.inline_retention = inline
     assert kept.create_run(new_record("run", created_at=clock.now)).committed
     advance(kept, "run", [("a", 0), ("b", 1), ("a", 2)])
@@ -689,7 +690,7 @@ def parent_with_two_waits(store: FirestoreStore, counting: CountingClient) -> li
     return [first, second]
 
 
-@pytest.mark.parametrize("revision", [True, False], ids=["at-revision", "in-transaction"])
+@pytest.mark.parametrize("revision", [True, False], ids=["at-revision", "reading-head"])
 def test_a_finished_parent_s_join_ledger_expires_with_it(
     kept: FirestoreStore, counting: CountingClient, clock: FakeClock, revision: bool
 ) -> None:
@@ -699,7 +700,7 @@ def test_a_finished_parent_s_join_ledger_expires_with_it(
     counting.rpcs.clear()
     if revision:
         done = advance(kept, "parent", [("end", 1)], status=SnapshotStatus.COMPLETED)
-    else:  # a cancel: no revision, one transaction
+    else:  # a cancel: no revision, the store reads the head
         record = loaded(kept, "parent")
         snapshot = record.snapshot.model_copy(
             update={"version": record.version + 1, "status": SnapshotStatus.FAILED}

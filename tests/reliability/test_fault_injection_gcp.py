@@ -32,11 +32,8 @@ RUNS = 60
 QUEUE = f"projects/{EMULATOR_PROJECT}/locations/here/queues/faults"
 
 # Rates for 60 runs (~450 deliveries) instead of the embedded run's 1,000 runs:
-# * concurrent_delivery is kept low on purpose. Two dispatchers committing the same run
-#   at once contend in Firestore, and the emulator locks pessimistically with a 2 s lock
-#   timeout: a race that conflicts costs up to about 2 s of wall time (the loser's
-#   transaction waits, is aborted, retried, and finds the version moved on). 0.02 gives
-#   ~9 concurrent deliveries, of which some conflict.
+# * concurrent_delivery: 0.02 gives ~9 concurrent deliveries, of which some conflict (the
+#   loser's guarded batch is refused: a lost race, its delivery acknowledged).
 # * The rarer kinds are raised so that each is expected about ten times at this scale
 #   (a kind missing by chance would fail the "every kind injected" check, and a failure
 #   path hit once is barely tested); the driver's sequence is not reproducible here, as

@@ -211,7 +211,7 @@ MAX_COMMIT_BYTES = 9_000_000
 10 MiB; the head's node counts, at most :data:`MAX_VALUE_BYTES`, still fit beside it)."""
 
 MAX_COMMIT_WRITES = 500
-"""Most documents one commit may write (Firestore's limit per transaction)."""
+"""Most documents one commit may write (Firestore's limit per batched write)."""
 
 RECENT_COMMITS = 8
 """How many commit tokens the head remembers, to recognise an ambiguous commit as applied."""

@@ -17,17 +17,22 @@ from, in one of two ways.
   refusal is a lost race (``committed=False``). Results are *created*, so a duplicate
   ``seq`` can never overwrite one. The next head (result count, node counts, tokens,
   size check) is computed from the fields as read, which the precondition proves current.
-* Without it (resume, cancel, or a caller holding no revision): one transaction reads the
-  head, checks ``version``, and writes head and results. Contention (``Aborted``) is
-  retried by the client (which keeps the transaction's place in line), then by this store.
+* Without it (resume, cancel, or a caller holding no revision): one read of the head,
+  whose ``version`` must be the expected one, then the same guarded batch at the revision
+  read. No transaction: Firestore's server client libraries lock what a transaction reads,
+  so two commits that read one head contend for it until one is aborted, while a
+  guarded batch takes no lock; the loser's batch is refused and reported as a lost race.
+
+A run is created the same way, without a transaction: one ``create`` of the head, which
+Firestore refuses (``AlreadyExists``) if the run exists.
 
 Transient failures (``Aborted``, ``DeadlineExceeded``, ``ServiceUnavailable``,
 ``InternalServerError``) are retried with a short backoff; after
 :attr:`FirestoreStore.max_attempts` attempts a :class:`~refluxo.runtime.errors.TransientError`
 is raised, never a conflict. An error on the commit call itself is ambiguous (the write
 may have been applied): every commit carries a random token kept in the head's
-``recentCommits`` (the last eight). A retried transaction that finds its token reports the
-commit as applied rather than as a lost race. A batch is never re-sent blindly (the
+``recentCommits`` (the last eight). A retry that finds its token reports the commit (or
+the creation) as applied rather than as a lost race. A batch is never re-sent blindly (the
 client's own retry of ``Commit`` is turned off, since a re-sent batch would be refused by
 the precondition its first copy satisfied): the store reads the head once and decides
 from it: token present, applied (``committed=True``); head unchanged, not applied, so send
@@ -48,7 +53,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
@@ -95,7 +100,7 @@ from refluxo.backends.gcp.firestore.layout import (
     shard_document_ids,
 )
 from refluxo.backends.gcp.firestore.retry import REFUSED_ERRORS, Retry, is_transient
-from refluxo.errors import LimitExceededError
+from refluxo.errors import LimitExceededError, TransientError
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.cursor import decode_cursor, encode_cursor
 from refluxo.runtime.due import expected_at
@@ -111,8 +116,6 @@ from refluxo.runtime.ports import (
 )
 from refluxo.runtime.records import decode_json, decode_result, encode_head
 from refluxo.steps import Clock, wall_clock_ms
-
-T = TypeVar("T")
 
 logger = logging.getLogger("refluxo.firestore")
 
@@ -148,8 +151,8 @@ class FirestoreStore:
         prefix: Prefix of the top-level collection names, so several deployments (or
             tests) share a database without seeing each other.
         clock: Epoch milliseconds, for ``updatedAt`` and definitions' ``createdAt``.
-        max_attempts: Attempts per operation on transient failures, and the client's
-            attempts per transaction on contention, before :class:`TransientError`.
+        max_attempts: Attempts per operation on transient failures before
+            :class:`TransientError`.
         backoff_ms: First delay between this store's attempts; doubled each time, capped
             at one second, with jitter.
         retention_days: Finished runs and their results get ``expireAt`` this many days
@@ -188,22 +191,6 @@ class FirestoreStore:
     def _head(self, run_id: str) -> firestore.DocumentReference:
         return self._runs.document(run_document_id(run_id))
 
-    # -- transactions -------------------------------------------------------------------
-
-    def _transact(self, operation: str, body: Callable[[Any], T]) -> T:
-        """Run ``body(transaction)`` in a Firestore transaction, retried within bounds.
-
-        ``body`` may run several times; it must only read through the transaction and
-        write to it, and return its outcome.
-        """
-
-        def attempt() -> T:
-            transaction = self.client.transaction(max_attempts=self.max_attempts)
-            transactional = firestore.transactional(body)
-            return cast(T, transactional(transaction))
-
-        return self._retry.run(operation, attempt)
-
     # -- runs -----------------------------------------------------------------------------
 
     def create_run(self, record: RunRecord, first_delivery: Delivery | None = None) -> CommitResult:
@@ -237,23 +224,48 @@ class FirestoreStore:
         if has_child_runs(snapshot.metadata):
             fields[HAS_JOINS] = True
         ref = self._head(record.run_id)
-
-        def body(transaction: Any) -> CommitResult:
-            found = ref.get(transaction=transaction)
-            if found.exists:
-                data = document_data(found)
-                if data.get(RUN_ID) != record.run_id:
-                    raise RuntimeError(
-                        f"run {record.run_id!r} is named like run {data.get(RUN_ID)!r}: "
-                        f"a SHA-256 prefix collision, or a head of an earlier layout"
-                    )
-                mine = token in data.get("recentCommits", ())
-                stored = record_of(data, found.update_time)
-                return CommitResult(committed=mine, record=stored)
-            transaction.create(ref, fields)
+        last: BaseException | None = None
+        for attempt in range(self.max_attempts):
+            self._retry.backoff(attempt)
+            batch = self.client.batch()
+            batch.create(ref, fields)
+            try:
+                # retry=None: a copy re-sent by the client after a lost reply would be
+                # refused as existing; this store settles that with the token instead.
+                batch.commit(retry=None)
+            except google_exceptions.AlreadyExists:
+                existing = self._existing_run(ref, record.run_id, token)
+                if existing is not None:
+                    return existing
+                continue  # deleted (retention) between the refusal and the read
+            except Exception as err:
+                if not is_transient(err):
+                    raise
+                last = err
+                existing = self._existing_run(ref, record.run_id, token)
+                if existing is not None:
+                    return existing
+                continue  # not applied: create again
             return CommitResult(committed=True, scheduled=False, record=record)
+        raise self._retry.exhausted("create_run", last) from last
 
-        return self._transact("create_run", body)
+    def _existing_run(
+        self, ref: firestore.DocumentReference, run_id: str, token: str
+    ) -> CommitResult | None:
+        """The outcome of a create that found (or may have made) the head: created by this
+        call if the head holds ``token``, else a run that existed already; ``None`` if
+        there is no head."""
+        found = self._retry.run("create_run check", ref.get)
+        if not found.exists:
+            return None
+        data = document_data(found)
+        if data.get(RUN_ID) != run_id:
+            raise RuntimeError(
+                f"run {run_id!r} is named like run {data.get(RUN_ID)!r}: "
+                f"a SHA-256 prefix collision, or a head of an earlier layout"
+            )
+        mine = token in data.get("recentCommits", ())
+        return CommitResult(committed=mine, record=record_of(data, found.update_time))
 
     def load_run(self, run_id: str) -> RunRecord | None:
         """The head, with its node counts and its revision (one document read)."""
@@ -267,17 +279,17 @@ class FirestoreStore:
         """Write head and results atomically if the head is still the expected one.
 
         With ``commit.expected_token`` (a :class:`HeadRevision` from this store): one
-        batch guarded by the head's update time, no read. Without: one transaction that
-        reads the head and checks its version. See the module docstring. A commit that
-        finishes a run under a retention stamps the run's results after it when there are
-        too many to stamp in the commit itself, and its join ledger if it waited for child
-        runs (see :meth:`finish_retention`).
+        batch guarded by the head's update time, no read. Without: one read of the head,
+        whose version must be the expected one, then the same guarded batch. See the
+        module docstring. A commit that finishes a run under a retention stamps the run's
+        results after it when there are too many to stamp in the commit itself, and its
+        join ledger if it waited for child runs (see :meth:`finish_retention`).
         """
         prepared = PreparedCommit.of(
             self._head(commit.run_id), commit, self._clock(), self.retention_days
         )
         if commit.expected_token is None:
-            outcome, after = self._commit_in_transaction(prepared)
+            outcome, after = self._commit_reading_head(prepared)
         else:
             revision = commit.expected_token
             if not isinstance(revision, HeadRevision):
@@ -290,35 +302,37 @@ class FirestoreStore:
             return outcome
         return self._stamp_after_commit(prepared, after, outcome)
 
-    def _commit_in_transaction(
+    def _commit_reading_head(
         self, prepared: PreparedCommit
     ) -> tuple[CommitResult, NextHead | None]:
-        commit, run = prepared.commit, prepared.run
-        applied: list[NextHead] = []
+        """Read the head, check its version, then commit at the revision read.
 
-        def body(transaction: Any) -> CommitResult:
-            applied.clear()
-            found = run.get(transaction=transaction)
+        No transaction: a Firestore transaction locks what it reads, and two that read one
+        head contend for its lock until one is aborted (on the emulator, with no backoff,
+        both may be, again and again). A guarded batch takes no lock. A refusal whose
+        cause left the version as expected (a write that is not a step, such as a
+        retention stamp) reads again.
+        """
+        expected = prepared.commit.expected_version
+        for _ in range(self.max_attempts):
+            found = self._retry.run("commit read", prepared.run.get)
             if not found.exists:
-                return CommitResult(committed=False)
+                return CommitResult(committed=False), None
             data = document_data(found)
-            if data["version"] != commit.expected_version:
-                # Our own earlier attempt may have been applied though its reply was lost.
-                mine = prepared.token in data.get("recentCommits", ())
-                return CommitResult(committed=mine, record=record_of(data, found.update_time))
-            after = prepared.next_head(data, self.inline_retention)
-            transaction.update(run, after.fields)
-            for ref, document in prepared.results:
-                transaction.create(ref, document)
-            for name in after.stamp_now:
-                transaction.update(run.collection("results").document(name), self._stamp(after))
-            applied.append(after)
-            return CommitResult(committed=True, scheduled=False, record=after.record)
-
-        outcome = self._transact("commit", body)
-        # A retry that found its own earlier attempt applied stamps nothing now: the sweep
-        # finds the marker that attempt left, if any.
-        return outcome, (applied[-1] if applied and outcome.committed else None)
+            if data["version"] != expected:
+                return CommitResult(
+                    committed=prepared.token in data.get("recentCommits", ()),
+                    record=record_of(data, found.update_time),
+                ), None
+            outcome, after = self._commit_at_revision(
+                prepared, HeadRevision(found.update_time, data)
+            )
+            if outcome.committed or outcome.record is not None:
+                return outcome, after
+        raise TransientError(
+            f"Firestore commit of run {prepared.commit.run_id!r} failed after "
+            f"{self.max_attempts} attempts: its head kept changing at version {expected}"
+        )
 
     @staticmethod
     def _stamp(after: NextHead) -> dict[str, Any]:
