@@ -640,7 +640,8 @@ def test_a_create_of_a_run_that_exists_reads_it_once_and_writes_nothing(
     instrumented.rpcs.clear()
     again = store.create_run(new_record("run", created_at=2_000))
     assert not again.committed
-    assert again.record is not None and again.record.created_at == 1_000
+    assert again.record is not None
+    assert again.record.created_at == 1_000
     assert instrumented.rpcs == Counter({"commit": 1, "batch_get_documents": 1})
     assert instrumented.writes == [1]
 
