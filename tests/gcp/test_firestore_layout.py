@@ -91,6 +91,10 @@ class InstrumentedClient:
 
         return commit
 
+    def before_next_commit(self, action: Callable[[], Any]) -> None:
+        """Run ``action`` just before the next commit call reaches the emulator."""
+        self._late.append(action)
+
     def batch(self) -> Any:
         batch: Any = self._client.batch()
         batch.commit = self._faulty("batch", batch, batch.commit)
@@ -456,6 +460,35 @@ def test_oversized_heads_and_commits_are_refused(store: FirestoreStore) -> None:
 
 def _fields(record: RunRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in RunRecord.__slots__}
+
+
+@pytest.mark.parametrize("first_batch", ["refused", "unanswered"])
+def test_a_commit_without_revision_reads_again_when_another_write_moved_the_head(
+    store: FirestoreStore,
+    instrumented: InstrumentedClient,
+    firestore_client: firestore.Client,
+    firestore_prefix: str,
+    first_batch: str,
+) -> None:
+    # Between the store's read and its batch, a write that is not a step (the version
+    # stays) touches the head. The batch is refused by its guard, or fails without an
+    # answer (then the store's check finds the head changed, without its token). Either
+    # way the version the commit needs is still there: the store reads again, commits.
+    record = created(store)
+    head = firestore_client.collection(f"{firestore_prefix}_runs").document(run_document_id("run"))
+    instrumented.before_next_commit(lambda: head.update({"probe": 1}))
+    if first_batch == "unanswered":
+        instrumented.faults = [("before", google_error(exceptions.ServiceUnavailable, "down"))]
+    calls = instrumented.commit_calls
+    commit = StepCommit(
+        **{**_commit_fields(step(store, record, [("a", 1)])), "expected_token": None}
+    )
+    result = store.commit(commit)
+    assert result.committed
+    assert instrumented.commit_calls - calls == 2  # the first batch, then the one applied
+    stored = loaded(store)
+    assert (stored.version, stored.result_count) == (1, 1)
+    assert history_of(store, "run").all("a") == [NodeResult(output=1, timestamp=5, attempt=1)]
 
 
 @pytest.mark.parametrize("path", ["revision", "read-head"])

@@ -327,8 +327,10 @@ class FirestoreStore:
             outcome, after = self._commit_at_revision(
                 prepared, HeadRevision(found.update_time, data)
             )
-            if outcome.committed or outcome.record is not None:
+            moved = outcome.record is not None and outcome.record.version != expected
+            if outcome.committed or moved:
                 return outcome, after
+            # Refused, or not applied while something else wrote the head: read again.
         raise TransientError(
             f"Firestore commit of run {prepared.commit.run_id!r} failed after "
             f"{self.max_attempts} attempts: its head kept changing at version {expected}"
