@@ -233,19 +233,16 @@ class FirestoreStore:
                 # retry=None: a copy re-sent by the client after a lost reply would be
                 # refused as existing; this store settles that with the token instead.
                 batch.commit(retry=None)
-            except google_exceptions.AlreadyExists:
-                existing = self._existing_run(ref, record.run_id, token)
-                if existing is not None:
-                    return existing
-                continue  # deleted (retention) between the refusal and the read
             except Exception as err:
-                if not is_transient(err):
-                    raise
-                last = err
+                # Refused as existing, or no answer (applied or not): the head decides.
+                if not isinstance(err, google_exceptions.AlreadyExists):
+                    if not is_transient(err):
+                        raise
+                    last = err
                 existing = self._existing_run(ref, record.run_id, token)
                 if existing is not None:
                     return existing
-                continue  # not applied: create again
+                continue  # no run (not applied, or deleted since): create again
             return CommitResult(committed=True, scheduled=False, record=record)
         raise self._retry.exhausted("create_run", last) from last
 
