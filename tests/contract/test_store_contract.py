@@ -11,8 +11,10 @@ nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -23,7 +25,6 @@ from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.ports import (
     AppendedResult,
     ChildEnd,
-    CommitResult,
     Delivery,
     JoinCount,
     Payload,
@@ -33,6 +34,8 @@ from refluxo.runtime.ports import (
 )
 from tests.contract.store_backends import StoreUnderTest
 from tests.support.stores import new_record, step
+
+T = TypeVar("T")
 
 
 def untokened(record: RunRecord | None) -> RunRecord:
@@ -369,6 +372,33 @@ def test_a_store_claims_a_delivery_scheduled_only_if_it_recorded_it(
 # -- races -------------------------------------------------------------------------------------
 
 
+def at_once(actions: Sequence[Callable[[], T]], timeout: float = 120) -> list[T]:
+    """Run each action in a thread of its own, released together; their results in order.
+
+    The test fails if an action raised (its error is re-raised) or did not end in time.
+    """
+    start = threading.Barrier(len(actions), timeout=30)
+    results: dict[int, T] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int) -> None:
+        try:
+            start.wait()
+            results[index] = actions[index]()
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(actions))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads)
+    if errors:
+        raise errors[0]
+    return [results[i] for i in range(len(actions))]
+
+
 CONTENDERS = ("a", "b", "c", "d", "e", "f")
 """Callers racing on one head: more than two, so a store that retries in lock step (two
 transactions aborting each other) shows it."""
@@ -387,23 +417,8 @@ def test_concurrent_commits_on_one_version_only_one_wins(
         )
         for label in CONTENDERS
     ]
-    start = threading.Barrier(len(commits), timeout=30)
-    won: dict[str, bool] = {}
-    errors: list[BaseException] = []
-
-    def race(commit: StepCommit) -> None:
-        try:
-            start.wait()
-            won[commit.results[0].result.output] = store.store.commit(commit).committed
-        except BaseException as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=race, args=(commit,)) for commit in commits]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
+    results = at_once([functools.partial(store.store.commit, commit) for commit in commits])
+    won = {label: result.committed for label, result in zip(CONTENDERS, results, strict=True)}
     assert sorted(won.values()) == [False] * (len(CONTENDERS) - 1) + [True]
     (winner,) = [label for label, committed in won.items() if committed]
     after = load(store.store, "race")
@@ -412,25 +427,15 @@ def test_concurrent_commits_on_one_version_only_one_wins(
 
 
 def test_concurrent_creates_of_one_run_create_it_once(store: StoreUnderTest) -> None:
-    start = threading.Barrier(len(CONTENDERS), timeout=30)
-    created: dict[str, CommitResult] = {}
-    errors: list[BaseException] = []
-
-    def race(label: str) -> None:
-        try:
-            start.wait()
-            created[label] = store.store.create_run(
-                dataclasses.replace(new_record("once"), input=label)
+    results = at_once(
+        [
+            functools.partial(
+                store.store.create_run, dataclasses.replace(new_record("once"), input=label)
             )
-        except BaseException as err:
-            errors.append(err)
-
-    threads = [threading.Thread(target=race, args=(label,)) for label in CONTENDERS]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
+            for label in CONTENDERS
+        ]
+    )
+    created = dict(zip(CONTENDERS, results, strict=True))
     winners = [label for label, result in created.items() if result.committed]
     assert len(winners) == 1
     stored = load(store.store, "once")
@@ -584,26 +589,15 @@ def test_ends_recorded_concurrently_and_again_are_each_counted_once(
         return completed(index, {"i": index})
 
     share = [list(range(t, total, threads_n)) for t in range(threads_n)]
-    start = threading.Barrier(threads_n, timeout=30)
-    seen: dict[int, list[JoinCount]] = {t: [] for t in range(threads_n)}
-    errors: list[BaseException] = []
 
-    def record(t: int) -> None:
-        try:
-            start.wait()
-            # Own share, then the next thread's share again (the duplicates).
-            for index in [*share[t], *share[(t + 1) % threads_n]]:
-                seen[t].append(store.store.record_child_end("p", 4, end_of(index)))
-        except BaseException as err:
-            errors.append(err)
+    def record(t: int) -> list[JoinCount]:
+        # Own share, then the next thread's share again (the duplicates).
+        return [
+            store.store.record_child_end("p", 4, end_of(index))
+            for index in [*share[t], *share[(t + 1) % threads_n]]
+        ]
 
-    threads = [threading.Thread(target=record, args=(t,)) for t in range(threads_n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors, errors
-    assert not any(thread.is_alive() for thread in threads)
+    seen = dict(enumerate(at_once([functools.partial(record, t) for t in range(threads_n)])))
     want = JoinCount(total, len(range(0, total, 7)))
     for counts in seen.values():
         assert len(counts) == 2 * len(share[0])
@@ -622,24 +616,16 @@ def test_the_same_ends_recorded_by_racing_callers_are_counted_once(store: StoreU
     Firestore emulator settles each conflict in about 2 s)."""
     callers, total = 4, 5
     ends = [failed(i) if i % 3 == 0 else completed(i, [i]) for i in range(total)]
-    start = threading.Barrier(callers, timeout=30)
-    answers: list[list[JoinCount]] = [[] for _ in range(callers)]
-    errors: list[BaseException] = []
+    each_end = threading.Barrier(callers, timeout=30)
 
-    def record(caller: int) -> None:
-        try:
-            for end in ends:
-                start.wait()  # every caller records this end at once
-                answers[caller].append(store.store.record_child_end("p", 7, end))
-        except BaseException as err:
-            errors.append(err)
+    def record() -> list[JoinCount]:
+        answers = []
+        for end in ends:
+            each_end.wait()  # every caller records this end at once
+            answers.append(store.store.record_child_end("p", 7, end))
+        return answers
 
-    threads = [threading.Thread(target=record, args=(c,)) for c in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors, errors
+    answers = at_once([record] * callers)
     # No caller records an end before every caller has returned from the previous one: the
     # answers for end ``i`` count exactly the ends ``0 .. i``.
     expected_counts = [
