@@ -57,8 +57,9 @@ class EmbeddedRuntime:
         return self.service.loop.run_in_place(self.dispatcher.deliver(delivery, record))
 
     def start(self) -> EmbeddedRuntime:
-        """Start delivering in the background."""
+        """Start delivering in the background (the app's engines are built first)."""
         if self.scheduler.workers:
+            self.app.warm_engines()
             self.scheduler.start()
         return self
 

@@ -121,10 +121,17 @@ class Delivery:
     platform_retries: int = field(default=0, compare=False)
     """How often the transport already retried this delivery without an answer (a
     timeout, a crash): not part of its identity."""
+    _name: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def name(self) -> str:
-        return delivery_name(self.run_id, self.version, self.due_at, self.hop)
+        """Computed once per object: a step's commit names the delivery it records and,
+        one step later, the same object again when it marks that delivery done."""
+        known = self._name
+        if known is None:
+            known = delivery_name(self.run_id, self.version, self.due_at, self.hop)
+            object.__setattr__(self, "_name", known)
+        return known
 
 
 @dataclass(frozen=True, slots=True)
