@@ -72,6 +72,14 @@ class NodeDefinition:
         return cls(executor=value["executor"], retry_policy=policy, metadata=value.get("metadata"))
 
 
+def _check_handle_type(handle: object) -> None:
+    if handle is not None and not isinstance(handle, str):
+        raise TypeError(
+            f"nextHandle must be a string, got {type(handle).__name__} "
+            "(@refluxo/core would follow no edge for it; refluxo refuses it)"
+        )
+
+
 def as_step_result(value: object) -> StepResult:
     """Normalise an executor's return value, rejecting shapes that are neither form.
 
@@ -83,14 +91,11 @@ def as_step_result(value: object) -> StepResult:
     or a handle of the wrong type, and a silently dropped output is hard to trace.
     """
     if isinstance(value, StepResult):
+        _check_handle_type(value.next_handle)
         return value
     if isinstance(value, Mapping):
         handle = value.get("nextHandle", value.get("next_handle"))
-        if handle is not None and not isinstance(handle, str):
-            raise TypeError(
-                f"nextHandle must be a string, got {type(handle).__name__} "
-                "(@refluxo/core would follow no edge for it; refluxo refuses it)"
-            )
+        _check_handle_type(handle)
         resume_at = value.get("resumeAt", value.get("resume_at"))
         return StepResult(
             data=value.get("data", ABSENT),

@@ -15,11 +15,13 @@ times, the step position) lives in :mod:`refluxo.steps`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import inspect
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from refluxo.branches import check_handle, declared_handles
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import (
+    NodeAborted,
+    NodeCancelled,
     NodeExit,
     NodeValidationError,
     TransientError,
@@ -377,12 +381,27 @@ class WorkflowEngine:
             return await self._handle_error(
                 snapshot, node, definition, error, attempt, external_payload, globals, timing
             )
-        except SystemExit as exited:
-            # sys.exit() in a node's code (or a library's) fails the node: it must not end
-            # the thread or the event loop the step runs on, and with them every other run.
-            exit_error = NodeExit(exited)
+        except GeneratorExit:
+            raise  # the step's coroutine is being closed
+        except BaseException as raised:
+            # sys.exit() in a node's code (or a library's), a CancelledError of a task it
+            # awaited, any other BaseException: the node fails. None of them may end the
+            # thread or the event loop the step runs on, and with them every other run.
+            # Only a cancellation of the step itself goes on up, and Ctrl-C (a
+            # KeyboardInterrupt in the main thread, the only one signals reach).
+            if isinstance(raised, asyncio.CancelledError) and _step_cancelled():
+                raise
+            if isinstance(raised, KeyboardInterrupt) and _in_main_thread():
+                raise
             return await self._handle_error(
-                snapshot, node, definition, exit_error, attempt, external_payload, globals, timing
+                snapshot,
+                node,
+                definition,
+                node_error_for(raised),
+                attempt,
+                external_payload,
+                globals,
+                timing,
             )
         finally:
             current_position.reset(token)
@@ -535,6 +554,24 @@ class WorkflowEngine:
             )
         return data, result
 
+    async def _masked(self, context: ErrorPluginContext, text: str, error: Exception) -> str:
+        """``text`` (about ``error``) as it may be stored: through the plugins'
+        ``transform_error`` (redaction), or withheld if that fails. Every error text a
+        failure stores passes here: the node's, its error handler's, a bad retry delay's."""
+        if not self._hooks.has("transform_error"):
+            return text
+        try:
+            return str(await self._hooks.transform("transform_error", context, text))
+        except TransientError:
+            raise
+        except (Exception, SystemExit) as err:
+            logger.error(
+                "transform_error failed on node %r; error text withheld: %s",
+                context.node.id,
+                where_failed(err),
+            )
+            return f"{type(error).__name__}: (message withheld: redaction failed)"
+
     async def _handle_error(
         self,
         snapshot: Snapshot,
@@ -559,19 +596,7 @@ class WorkflowEngine:
         )
         if self._hooks.has("on_node_error"):
             await self._hooks.call("on_node_error", error_context)
-        text = describe_error(error)
-        if self._hooks.has("transform_error"):
-            try:
-                text = str(await self._hooks.transform("transform_error", error_context, text))
-            except TransientError:
-                raise
-            except Exception as err:
-                logger.error(
-                    "transform_error failed on node %r; error text withheld: %s",
-                    node.id,
-                    where_failed(err),
-                )
-                text = f"{type(error).__name__}: (message withheld: redaction failed)"
+        text = await self._masked(error_context, describe_error(error), error)
         reason: str | None = None
         delay: Any = 0
         try:
@@ -584,17 +609,15 @@ class WorkflowEngine:
             raise
         except Exception as err:
             retry = False
-            reason = (
-                f"node {node.id!r} failed: {text} "
-                f"(and its error handler raised {describe_error(err)})"
-            )
+            raised = await self._masked(error_context, describe_error(err), err)
+            reason = f"node {node.id!r} failed: {text} (and its error handler raised {raised})"
         now = self._clock()
         next_retry_at: int | float = now
         if retry:
             try:
                 next_retry_at = retry_time(now, delay, f"the retry delay of node {node.id!r}")
             except (TypeError, ValueError) as err:
-                retry, reason = False, f"{err}; {text}"
+                retry, reason = False, f"{await self._masked(error_context, str(err), err)}; {text}"
         entry = trusted(
             NodeResult,
             {"output": None, "timestamp": now, "error": text, "attempt": attempt},
@@ -626,3 +649,27 @@ def _raise_if_invalid(checked: Any, node: Node, what: str) -> None:
         where = "" if what == "input" else f" ({what})"
         errors = json.dumps(checked.errors, default=str, separators=(",", ":"), ensure_ascii=False)
         raise NodeValidationError(f"Validation failed for node '{node.id}'{where}: {errors}")
+
+
+def node_error_for(raised: BaseException) -> Exception:
+    """The node error for a ``BaseException`` that is not an ``Exception``."""
+    if isinstance(raised, SystemExit):
+        return NodeExit(raised)
+    if isinstance(raised, asyncio.CancelledError):
+        return NodeCancelled()
+    return NodeAborted(raised)
+
+
+def _step_cancelled() -> bool:
+    """Whether the task running this step is being cancelled (a CancelledError then ends
+    the step, as asyncio means it to). A step driven in place has no task: nothing outside
+    can cancel it there."""
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task.cancelling() > 0
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

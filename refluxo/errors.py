@@ -50,6 +50,28 @@ class NodeExit(RuntimeError):
         super().__init__(f"the node's code raised SystemExit({exited.code!r})")
 
 
+class NodeCancelled(RuntimeError):
+    """A node's code raised ``asyncio.CancelledError`` while its step was not being
+    cancelled (it awaited a task that something else cancelled): the node fails, like on
+    any other error, instead of the step ending with no snapshot."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the node's code raised CancelledError (it awaited something that was cancelled) "
+            "while its step was not being cancelled"
+        )
+
+
+class NodeAborted(RuntimeError):
+    """A node's code raised a ``BaseException`` that is not an ``Exception`` (nor
+    ``SystemExit``, ``KeyboardInterrupt`` or a cancellation of its step): the node fails,
+    rather than the thread that runs steps ending with it. Only the type is told: its
+    message may hold what the redaction of stored texts cannot see."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(f"the node's code raised {type(raised).__name__}, not an Exception")
+
+
 def where_failed(error: BaseException) -> str:
     """Where ``error`` was raised, for a log line: its type and its traceback's frames, but
     none of its message nor of the exceptions it chains.

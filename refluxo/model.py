@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, NoReturn, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -111,24 +111,32 @@ class SnapshotTooDeep(ValueError):
     """A value nests deeper than a snapshot can hold (see :data:`MAX_JSON_DEPTH`)."""
 
 
-def check_output(output: Any) -> None:
+def check_output(output: Any, what: str = "the output") -> None:
     """Raise when a snapshot could not hold ``output`` as a result's output:
     :class:`SnapshotTooDeep` when it nests deeper than :data:`MAX_OUTPUT_DEPTH`, a
     ``ValueError`` when a string in it holds a lone UTF-16 surrogate (it could not be
-    written as UTF-8). One walk over its containers; ASCII strings cost a check each."""
+    written as UTF-8), a ``TypeError`` when it holds what JSON cannot (a set, a date, an
+    object, a key that is not a string): kept in memory, such a value would read one way
+    in this step's expressions and another (or not at all) once the snapshot is written
+    and read back. One walk over its containers; ASCII strings cost a check each."""
     stack: list[tuple[Any, int]] = [(output, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, Mapping):
             for key in item:
-                if isinstance(key, str) and not key.isascii():
+                if not isinstance(key, str):
+                    _refuse_output(what, output, item, f"a key {key!r} that is not a string")
+                if not key.isascii():
                     _check_text(key)
             children: Any = item.values()
         elif isinstance(item, list | tuple):
             children = item
         else:
-            if isinstance(item, str) and not item.isascii():
-                _check_text(item)
+            if isinstance(item, str):
+                if not item.isascii():
+                    _check_text(item)
+            elif item is not None and not isinstance(item, _JSON_SCALARS):
+                _refuse_output(what, output, item, f"a value of type {type(item).__name__!r}")
             continue
         depth += 1
         if depth > MAX_OUTPUT_DEPTH:
@@ -142,6 +150,31 @@ def check_output(output: Any) -> None:
                     _check_text(child)
             elif isinstance(child, Mapping | list | tuple):
                 stack.append((child, depth))
+            elif child is not None and not isinstance(child, _JSON_SCALARS):
+                _refuse_output(what, output, child, f"a value of type {type(child).__name__!r}")
+
+
+def _refuse_output(what: str, output: Any, culprit: Any, problem: str) -> NoReturn:
+    where = _path_to(output, culprit)
+    place = f" (at {where})" if where else ""
+    raise TypeError(
+        f"{what} holds {problem}{place}, which JSON cannot hold: return JSON data "
+        "(dicts with string keys, lists, str, numbers, bool, None)"
+    )
+
+
+def _path_to(root: Any, culprit: Any) -> str:
+    """Where ``culprit`` sits in ``root`` (``items[2].when``), found by identity."""
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        item, path = stack.pop()
+        if item is culprit:
+            return path.lstrip(".")
+        if isinstance(item, Mapping):
+            stack.extend((child, f"{path}.{key}") for key, child in item.items())
+        elif isinstance(item, list | tuple):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return ""
 
 
 def _check_text(text: str) -> None:
@@ -177,6 +210,11 @@ ABSENT: Final = _Absent()
 """JavaScript's ``undefined`` where the wire form must tell it from ``null``: a value left
 out. ``StepResult()`` (no data) leaves the result's ``output`` out, as ``@refluxo/core``
 does for an executor returning ``{}``; Python code reading the output gets ``None``."""
+
+_JSON_SCALARS = (bool, int, float, _Absent)
+"""Besides ``str`` and ``None``: the leaves an output may hold. ``NaN`` and the infinities
+included (a snapshot writes them as ``null``, as ``JSON.stringify`` does), and
+:data:`ABSENT` (``undefined``: left out of an object, ``null`` in an array)."""
 
 
 class SnapshotStatus(StrEnum):

@@ -136,7 +136,7 @@ class PluginHooks:
                 await resolve(hook(argument))
             except TransientError:
                 raise
-            except Exception as err:
+            except (Exception, SystemExit) as err:  # sys.exit() in a hook ends nothing either
                 # Not logger.exception: the error, or the node error it chains, may hold
                 # a secret that the redaction of stored data never sees.
                 logger.error(

@@ -31,6 +31,7 @@ import itertools
 import json
 import re
 import types
+import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from typing import Any, NamedTuple
@@ -154,12 +155,15 @@ def _lines(text: str) -> list[str]:
     ]
 
 
-def _encodings(secret: str | bytes, min_case_length: int = MIN_CASE_LENGTH) -> set[str]:
+def _encodings(
+    secret: str | bytes, min_case_length: int = MIN_CASE_LENGTH, *, normalize: bool = True
+) -> set[str]:
     """The forms ``secret`` takes in text: plain and reversed; escaped as JSON, by ``repr``,
     as Unicode escapes and as HTML (quotes escaped or not); URL-encoded (either hex case);
     its UTF-8 bytes as hex, base64 and base32 at any alignment and as the escapes of a bytes
     ``repr``; upper-, lower-, capitalized, title- and swapped-case if it is at least
-    ``min_case_length`` long; a multi-line secret's lines too (a PEM key's body); each form
+    ``min_case_length`` long; a multi-line secret's lines too (a PEM key's body); its
+    Unicode composed and decomposed forms (NFC, NFD) with all of theirs; each form
     also as it reads once embedded in a JSON string. Bytes that are not UTF-8 take only
     the forms of bytes."""
     text = _text_of(secret)
@@ -181,6 +185,9 @@ def _encodings(secret: str | bytes, min_case_length: int = MIN_CASE_LENGTH) -> s
             forms |= _case_variants(text)
         for line in _lines(text):
             forms |= _encodings(line, min_case_length)
+        if normalize:  # composed and decomposed (café as é, or as e and a combining accent)
+            for form in {unicodedata.normalize(kind, text) for kind in ("NFC", "NFD")} - {text}:
+                forms |= _encodings(form, min_case_length, normalize=False)
     nested = set()
     for form in forms:
         nested.add(json.dumps(form, ensure_ascii=False)[1:-1])

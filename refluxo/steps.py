@@ -95,7 +95,10 @@ def check_pause_data(data: Any) -> None:
     """Raise unless ``data``, what a node pauses with, can be kept in the snapshot's metadata
     (``metadata["pausedWith"]``): JSON data (no ``NaN``, sets, objects...) that a snapshot
     can hold as an output (see :func:`~refluxo.model.check_output`)."""
-    check_output(data)
+    try:
+        check_output(data, "it")  # too deep or a lone surrogate: its own error
+    except TypeError as err:
+        raise TypeError(f"what a node pauses with must be JSON data: {err}") from None
     try:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as err:

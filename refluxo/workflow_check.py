@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from refluxo.definitions import NodeDefinition
 from refluxo.graph import GraphProblem, check_graph
+from refluxo.json_objects import DuplicateKey, unique_keys
 from refluxo.model import WorkflowDefinition
 
 
@@ -60,11 +61,17 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
     newlines = [match.start() for match in re.finditer("\n", text)]
 
     def tracking(state: tuple[str, int], *args: Any) -> tuple[Any, int]:
-        value, after = parse_object(state, *args)
+        try:
+            value, after = parse_object(state, *args)
+        except DuplicateKey as repeated:
+            if not hasattr(repeated, "line"):  # the innermost object's line
+                repeated.line = bisect_left(newlines, state[1]) + 1  # type: ignore[attr-defined]
+            raise
         lines[id(value)] = bisect_left(newlines, state[1]) + 1
         return value, after
 
     decoder.parse_object = tracking
+    decoder.object_pairs_hook = unique_keys
     decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     return decoder.decode(text), lines
 
@@ -84,6 +91,8 @@ def check_workflow_text(
         raw, lines = _parse_with_lines(text)
     except json.JSONDecodeError as err:
         return [Problem(err.lineno, "error", f"invalid JSON: {err.msg} (column {err.colno})")]
+    except DuplicateKey as err:
+        return [Problem(getattr(err, "line", 1), "error", f"invalid JSON: {err}")]
     if not isinstance(raw, dict):
         return [Problem(1, "error", "a workflow is a JSON object with 'nodes' and 'edges'")]
 

@@ -8,8 +8,9 @@ app = App()
 
 @app.node(handles=["yes", "no"])
 def approval(data, context, payload, globals):
-    if payload is None:  # first visit: pause until a human answers
-        return StepResult({"question": data["question"]}, pause=True)
+    if not isinstance(payload, dict) or "ok" not in payload:  # not answered yet: ask
+        asked = {"question": data["question"], "answer with": {"ok": "true or false"}}
+        return StepResult(asked, pause=True)
     return StepResult(payload, next_handle="yes" if payload["ok"] else "no")
 
 

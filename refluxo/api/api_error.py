@@ -25,3 +25,8 @@ class ApiError(Exception):
         """The error the HTTP API would answer for ``error``, raised in-process."""
         status, code = status_of(error) or (400, "bad_request")
         return cls(status, code, str(error))
+
+
+class ServerUnreachable(Exception):
+    """A client of the run API got no answer it could read: the connection was refused,
+    timed out or dropped, or the answer was not HTTP or not JSON."""

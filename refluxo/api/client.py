@@ -13,13 +13,13 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 
-from refluxo.api.api_error import ApiError
+from refluxo.api.api_error import ApiError, ServerUnreachable
 from refluxo.api.models import ErrorBody, ReconcileView, RunDetailView, RunPageView, RunView
 from refluxo.model import SnapshotStatus
 from refluxo.runtime.errors import RunError
 from refluxo.runtime.service import RunService
 
-__all__ = ["ApiError", "HttpClient", "LocalClient", "RunClient", "RunReader"]
+__all__ = ["ApiError", "HttpClient", "LocalClient", "RunClient", "RunReader", "ServerUnreachable"]
 
 
 def _view(model: BaseModel) -> dict[str, Any]:
@@ -72,7 +72,8 @@ class HttpClient:
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
-        import urllib.error  # here: the local client (the refluxo command) needs no HTTP
+        import http.client  # here: the local client (the refluxo command) needs no HTTP
+        import urllib.error
         import urllib.request
 
         data = None if body is None else json.dumps(body).encode()
@@ -84,13 +85,22 @@ class HttpClient:
             request.add_header("Authorization", f"Bearer {self.id_token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return json.loads(response.read() or b"null")
+                body = response.read()
         except urllib.error.HTTPError as err:
             try:
                 error = ErrorBody.model_validate_json(err.read()).error
             except ValidationError:  # not the API answering (a proxy, the platform)
                 raise ApiError(err.code, "http_error", str(err)) from err
             raise ApiError(err.code, error.code, error.message) from err
+        except urllib.error.URLError as err:
+            raise ServerUnreachable(f"cannot reach {self.url}: {err.reason}") from err
+        except (OSError, http.client.HTTPException) as err:  # timed out, dropped, not HTTP
+            reason = str(err) or type(err).__name__
+            raise ServerUnreachable(f"no answer from {self.url}: {reason}") from err
+        try:
+            return json.loads(body or b"null")
+        except ValueError as err:
+            raise ServerUnreachable(f"{self.url} answered with a body that is not JSON") from err
 
     def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"workflow": workflow, "input": input}

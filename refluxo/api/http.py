@@ -111,6 +111,14 @@ def require_json(request: Request) -> None:
     if request.mimetype != JSON_MEDIA_TYPE:
         shown = request.mimetype[:100] or content_type.strip()[:100]
         raise UnsupportedMediaType(f"the body must be {JSON_MEDIA_TYPE}, not {shown!r}")
+    encoding = (request.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        # Read as it is, a compressed body would be refused as malformed JSON, and a plain
+        # one sent with the header would be taken for what it is not: say which.
+        raise UnsupportedMediaType(
+            f"a body sent with Content-Encoding {encoding[:40]!r} is not read: send it "
+            "uncompressed, without Content-Encoding"
+        )
 
 
 def _query(model: type[BaseModel], request: Request) -> dict[str, str]:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from refluxo.errors import LimitExceededError
+from refluxo.json_objects import unique_keys
 from refluxo.runtime.errors import BadRequest, PayloadTooLarge
 
 M = TypeVar("M", bound=BaseModel)
@@ -104,20 +105,6 @@ def json_depth(text: str) -> int:
     return deepest
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object without a repeated key: ``{"payload": 1, "payload": 2}`` means whatever
-    the reader decides (Python and JavaScript take the last, others the first), so the API
-    refuses it instead of picking one."""
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"key {key!r} appears more than once in an object")
-            seen.add(key)
-    return value
-
-
 def parse_json(raw: bytes, what: str) -> Any:
     """``raw`` as JSON, as the API reads it; ``what`` names it in the messages.
 
@@ -142,7 +129,7 @@ def parse_json(raw: bytes, what: str) -> Any:
             text,
             parse_constant=_not_json,
             parse_float=_finite_float,
-            object_pairs_hook=_unique_keys,
+            object_pairs_hook=unique_keys,
         )
         # Lone surrogates ("\ud800") parse, but no UTF-8 text (nor the store) holds them.
         json.dumps(value, ensure_ascii=False).encode()

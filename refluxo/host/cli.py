@@ -62,7 +62,9 @@ class _Group(click.Group):
             raise click.ClickException(str(err)) from err
         except Exception as err:
             failure = sys.modules.get("refluxo.api.api_error")  # no ApiError before it is loaded
-            if failure is not None and isinstance(err, failure.ApiError):
+            if failure is not None and isinstance(
+                err, failure.ApiError | failure.ServerUnreachable
+            ):
                 raise click.ClickException(str(err)) from err
             raise
 

@@ -258,7 +258,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     api_key = env.get("REFLUXO_API_KEY") or None
     if api_key is not None and len(api_key) < MIN_API_KEY_LENGTH:
         raise ConfigurationError(
-            f"REFLUXO_API_KEY must be at least {MIN_API_KEY_LENGTH} characters long"
+            f"the API key (--api-key or REFLUXO_API_KEY) must be at least {MIN_API_KEY_LENGTH} "
+            "characters long"
         )
     backend = (env.get("REFLUXO_BACKEND") or "").strip().lower()
     cloud_hints = any(env.get(name) for name in _REQUIRED_FOR_CLOUD[1:])

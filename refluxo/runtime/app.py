@@ -22,6 +22,7 @@ from refluxo.engine import WorkflowEngine
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.expressions import JexlTransformEngine
 from refluxo.graph import check_graph, raise_for_errors
+from refluxo.json_objects import DuplicateKey, unique_keys
 from refluxo.model import RetryPolicy, WorkflowDefinition, default_start
 from refluxo.plugins import Plugin
 from refluxo.redaction import RedactionPlugin, Redactor
@@ -98,13 +99,15 @@ def load_workflow_file(path: str | Path) -> dict[str, Any]:
     """Read a workflow JSON file, with a clear error naming the file on failure."""
     file = Path(path)
     try:
-        loaded = json.loads(file.read_text(encoding="utf-8"))
+        loaded = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
     except FileNotFoundError as err:
         raise WorkflowDefinitionError(f"workflow file not found: {file}") from err
     except json.JSONDecodeError as err:
         raise WorkflowDefinitionError(
             f"{file}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}"
         ) from err
+    except DuplicateKey as err:
+        raise WorkflowDefinitionError(f"{file}: invalid JSON: {err}") from err
     if not isinstance(loaded, dict):
         raise WorkflowDefinitionError(f"{file}: a workflow is a JSON object with nodes and edges")
     return loaded
@@ -115,7 +118,11 @@ class App:
 
     Args:
         globals: a mapping, or a callable returning one per delivery, passed to transforms,
-            executors and plugins as ``globals``. Never stored: the place for secrets.
+            executors and plugins as ``globals``. Never stored: the place for secrets. Their
+            values are masked in everything the app records (outputs, error texts) by a
+            ``RedactionPlugin(keys=(), mask_globals=True)`` added to ``plugins``, unless
+            ``plugins`` holds a :class:`RedactionPlugin` already (one with
+            ``mask_globals=False`` records them as they are).
         transform_engines: defaults to ``[JexlTransformEngine()]`` (``{{ }}`` expressions).
         validator: defaults to :class:`SchemaValidator`.
         error_handler, plugins, clock: as for :class:`WorkflowEngine`.
@@ -141,6 +148,11 @@ class App:
         self.validator = validator if validator is not None else SchemaValidator()
         self.error_handler = error_handler
         self.plugins = list(plugins)
+        if globals is not None and not any(isinstance(p, RedactionPlugin) for p in plugins):
+            # Globals are where secrets go: what the app records is masked of their values
+            # (an output, an error text quoting one, an expression's error naming one) unless
+            # the app brings its own RedactionPlugin (``mask_globals=False``: store them).
+            self.plugins.append(RedactionPlugin(keys=(), mask_globals=True))
         self.clock = clock
         self.limits = limits or RuntimeLimits()
         self.node_types: dict[str, NodeDefinition] = dict(BUILTIN_NODE_TYPES)

@@ -24,7 +24,8 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from refluxo._aio import leave_in_place, run_in_place
-from refluxo.errors import NodeExit, TransientError
+from refluxo.engine import node_error_for
+from refluxo.errors import NodeCancelled, TransientError
 
 T = TypeVar("T")
 
@@ -105,10 +106,18 @@ class EventLoopThread:
         async def settle() -> T:
             try:
                 return await awaitable
-            except SystemExit as exited:
-                # Raised out of a task, it would stop the loop every runtime's steps await
-                # on; as an ordinary exception it fails only this step's node.
-                raise NodeExit(exited) from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # cancelled by close(): the step is not over
+                raise NodeCancelled() from None  # the node's own code raised it
+            except (Exception, GeneratorExit):
+                raise
+            except BaseException as raised:
+                # Raised out of a task, SystemExit or KeyboardInterrupt would stop the loop
+                # every runtime's steps await on (no signal reaches this thread: the node's
+                # code raised it); as an ordinary exception it fails only this step's node.
+                raise node_error_for(raised) from None
 
         def begin() -> None:
             task = loop.create_task(settle(), context=context)

@@ -80,6 +80,27 @@ def test_a_state_changing_request_that_is_not_json_is_415(
 
 
 @pytest.mark.parametrize("route", BODY_ROUTES)
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "GZIP "])
+def test_a_body_with_a_content_encoding_is_415_compressed_or_not(
+    secured: FlaskClient, runtime: EmbeddedRuntime, paused: str, route: Route, encoding: str
+) -> None:
+    """A plain body declared compressed would be taken for what it is not; a compressed one
+    would be refused as malformed JSON: either way the answer says what to do."""
+    before = database(runtime)
+    headers = {
+        **CREDENTIALS[route.auth],
+        "Content-Type": "application/json",
+        "Content-Encoding": encoding,
+    }
+    response = secured.open(
+        concrete_path(route, paused), method=route.method, data=b"{}", headers=headers
+    )
+    assert error_code(response, 415) == "unsupported_media_type"
+    assert "send it uncompressed" in response.get_json()["error"]["message"]
+    assert database(runtime) == before
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
 def test_a_browser_request_without_body_or_type_is_415(
     secured: FlaskClient, runtime: EmbeddedRuntime, paused: str, route: Route
 ) -> None:

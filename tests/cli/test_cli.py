@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from refluxo.api.client import ApiError, HttpClient
+from refluxo.errors import WorkflowDefinitionError
 from refluxo.host.cli import main
+from refluxo.runtime import App
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +108,71 @@ def test_validate_invalid_json_points_at_the_line(cli: CliRunner, tmp_path: Path
     result = cli.invoke(main, ["validate", str(bad)])
     assert result.exit_code == 1
     assert f"{bad}:3: error: invalid JSON" in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        (
+            '{\n  "nodes": [{"id": "a", "type": "trigger"}],\n  "edges": [],\n  "nodes": []\n}\n',
+            1,
+            "nodes",
+        ),
+        ('{\n  "nodes": [\n    {"id": "a", "type": "trigger", "id": "b"}\n  ]\n}\n', 3, "id"),
+    ],
+)
+def test_validate_refuses_a_key_given_twice_naming_it_and_its_object_s_line(
+    cli: CliRunner, tmp_path: Path, text: str, line: int, key: str
+) -> None:
+    """Read as Python reads it, the last copy would win silently (the API refuses it too)."""
+    twice = tmp_path / "twice.json"
+    twice.write_text(text)
+    result = cli.invoke(main, ["validate", str(twice)])
+    assert result.exit_code == 1
+    assert f"{twice}:{line}: error: invalid JSON: key {key!r} appears more than once" in (
+        result.output
+    )
+
+
+def test_a_workflow_file_with_a_key_given_twice_is_refused_at_registration(
+    tmp_path: Path,
+) -> None:
+    twice = tmp_path / "twice.json"
+    twice.write_text('{"nodes": [{"id": "a", "type": "trigger"}], "nodes": []}')
+    with pytest.raises(WorkflowDefinitionError, match="key 'nodes' appears more than once"):
+        App().workflow("twice", twice)
+
+
+def test_a_server_that_cannot_be_reached_is_an_error_line_not_a_traceback(
+    cli: CliRunner,
+) -> None:
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = cli.invoke(main, ["status", "x", "--url", f"http://127.0.0.1:{port}"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot reach http://127.0.0.1:{port}: ")
+    assert "Traceback" not in result.output
+
+
+def test_a_server_answering_what_is_not_http_is_an_error_line(cli: CliRunner) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+
+        def answer_garbage() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"garbage\r\n\r\n")
+
+        server = threading.Thread(target=answer_garbage)
+        server.start()
+        result = cli.invoke(main, ["status", "x", "--url", f"http://127.0.0.1:{port}"])
+        server.join()
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: no answer from http://127.0.0.1:{port}: ")
 
 
 def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:

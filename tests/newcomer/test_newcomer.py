@@ -176,6 +176,9 @@ def test_a_newcomer_installs_the_wheel_writes_an_app_runs_resumes_and_inspects_i
         app_env,
     )
     assert "paused at 'review'" in second, second
+    hint = next(line for line in second.splitlines() if "resume it with: " in line)
+    again = _run(["bash", "-c", hint.split("resume it with: ", 1)[1]], project, app_env)
+    assert "paused at 'review'" in again, again  # the printed hint, pasted: asked again
 
     with serving(tutorial.serve, project, app_env) as url, sync_playwright() as playwright:
         browser = launch(playwright)

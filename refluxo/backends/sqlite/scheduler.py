@@ -314,7 +314,7 @@ class LocalScheduler:
                 claimed = self._next()
                 if claimed is not None:
                     self._run(claimed, None, eager=True)
-            except Exception as err:
+            except BaseException as err:  # CancelledError, SystemExit...: no signal reaches here
                 failures += 1
                 self._trouble(err)
                 self._stop.wait(trouble_wait_s(failures))
@@ -361,7 +361,7 @@ class LocalScheduler:
                 self._purge_if_due()
         return count
 
-    def _trouble(self, error: Exception) -> None:
+    def _trouble(self, error: BaseException) -> None:
         """Log the first failure of an episode (all workers together); then only debug."""
         with self._lock:
             first, self._troubled = not self._troubled, True

@@ -5,6 +5,7 @@ Each test runs real worker threads over a real database, on a clock the test mov
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -170,6 +171,27 @@ def test_workers_outlive_a_database_that_cannot_write_and_resume_by_themselves(
         wait_until(lambda: not scheduler.pending(), 20, "the deliveries to be acknowledged")
         scheduler.schedule(Delivery("after", 0, clock.now))
         wait_until(lambda: counts(db) == {"pending": 0, "done": 4}, 20, "a new one")
+
+
+@pytest.mark.parametrize(
+    "raised", [asyncio.CancelledError, SystemExit, GeneratorExit, KeyboardInterrupt]
+)
+def test_workers_outlive_a_handler_that_raises_what_is_not_an_exception(
+    db: SwitchableDatabase, clock: FakeClock, raised: type[BaseException]
+) -> None:
+    calls = Recorder()
+
+    def handler(delivery: Delivery) -> None:
+        calls(delivery)
+        if calls.count() <= 3:  # more than there are workers
+            raise raised()
+
+    scheduler = LocalScheduler(db, handler=handler, clock=clock, workers=2)
+    with running(scheduler):
+        scheduler.schedule(Delivery("first", 0, clock.now))
+        wait_until(lambda: calls.count() >= 4, 20, "the delivery to be tried a fourth time")
+        scheduler.schedule(Delivery("second", 0, clock.now))
+        wait_until(lambda: counts(db) == {"pending": 0, "done": 2}, 20, "both delivered")
 
 
 def test_an_idle_worker_waits_while_another_holds_the_only_due_delivery(

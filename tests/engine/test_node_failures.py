@@ -1,0 +1,258 @@
+"""What a node's code may do wrong, and how each fails the node (never the caller).
+
+An output JSON cannot hold, a handle that is not a string, ``sys.exit()`` in a hook, a
+``CancelledError`` of something the node awaited, any other ``BaseException``: each is a
+node error with a message that says what, while a cancellation of the step itself still
+ends the step as asyncio means it to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import decimal
+from typing import Any
+
+import pytest
+
+from refluxo import (
+    DefaultErrorHandler,
+    NodeDefinition,
+    Plugin,
+    RedactionPlugin,
+    Snapshot,
+    StepResult,
+    WorkflowEngine,
+)
+from refluxo.expressions import JexlTransformEngine
+from tests.support.engine import chain
+
+SECRET = "sk_live_9f8e7d6c5b4a"
+
+
+def engine_returning(value: Any, **options: Any) -> WorkflowEngine:
+    return WorkflowEngine(chain("a"), {"echo": NodeDefinition(lambda d, c, p, g: value)}, **options)
+
+
+async def failed_reason(engine: WorkflowEngine, **options: Any) -> str:
+    final = await engine.execute(initial_node_id="a", **options)
+    assert final.status == "failed"
+    return str(final.metadata["failedReason"])
+
+
+@pytest.mark.parametrize(
+    ("output", "told"),
+    [
+        ({"y": object()}, "a value of type 'object' (at y)"),
+        ({"s": {3}}, "a value of type 'set' (at s)"),
+        ({"d": [1, datetime.date(2020, 1, 2)]}, "a value of type 'date' (at d[1])"),
+        ({"n": decimal.Decimal("1.5")}, "a value of type 'Decimal' (at n)"),
+        ({"k": {1: "x"}}, "a key 1 that is not a string (at k)"),
+        (b"bytes", "a value of type 'bytes'"),
+    ],
+)
+async def test_an_output_json_cannot_hold_fails_the_node_saying_what_and_where(
+    output: Any, told: str
+) -> None:
+    reason = await failed_reason(engine_returning(StepResult(output)))
+    assert f"TypeError: the output holds {told}, which JSON cannot hold" in reason
+
+
+async def test_json_outputs_of_every_shape_are_kept_and_read_back_the_same() -> None:
+    output = {"list": [1, 2.5, None, True, "é"], "tuple": (1, "x"), "nested": {"a": {"b": []}}}
+    final = await engine_returning(StepResult(output)).execute(initial_node_id="a")
+    assert final.status == "completed"
+    reread = Snapshot.from_json(final.to_json())
+    assert reread.context["a"][0].output == {**output, "tuple": [1, "x"]}
+
+
+async def test_what_an_output_holds_reads_the_same_before_and_after_a_save() -> None:
+    """A date in an output used to read as undefined in memory and as a string once saved;
+    now the node fails, so the run cannot end two ways."""
+    workflow = {
+        "nodes": [
+            {"id": "a", "type": "src"},
+            {"id": "b", "type": "echo", "data": {"d": "{{ nodes.a.output.d }}"}},
+        ],
+        "edges": [{"source": "a", "target": "b"}],
+    }
+    engine = WorkflowEngine(
+        workflow,
+        {
+            "src": NodeDefinition(lambda d, c, p, g: StepResult({"d": datetime.date(2020, 1, 2)})),
+            "echo": NodeDefinition(lambda d, c, p, g: StepResult(dict(d))),
+        },
+        transform_engines=[JexlTransformEngine()],
+    )
+    whole = await engine.execute(initial_node_id="a")
+    first = await engine.execute_step(engine.create_initial_snapshot("w", "a"))
+    resumed = await engine.execute(snapshot=Snapshot.from_json(first.to_json()))
+    assert (whole.status, resumed.status) == ("failed", "failed")
+    assert whole.metadata["failedReason"] == resumed.metadata["failedReason"]
+
+
+@pytest.mark.parametrize("handle", [1, ["1"], {"h": 1}, 1.5])
+async def test_a_step_result_handle_that_is_not_a_string_fails_the_node(handle: Any) -> None:
+    reason = await failed_reason(engine_returning(StepResult("out", next_handle=handle)))
+    assert f"nextHandle must be a string, got {type(handle).__name__}" in reason
+
+
+async def test_an_error_handler_that_raises_has_its_text_masked_too() -> None:
+    def charge(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("auth failed for key " + globals["stripe"])
+
+    class Classifier(DefaultErrorHandler):
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
+            raise RuntimeError(f"cannot classify {error}")
+
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(charge)},
+        plugins=[RedactionPlugin()],
+        error_handler=Classifier(),
+    )
+    final = await engine.execute(initial_node_id="a", globals={"stripe": SECRET})
+    assert (
+        "its error handler raised RuntimeError: cannot classify" in final.metadata["failedReason"]
+    )
+    assert SECRET.encode() not in final.to_json()
+
+
+async def test_a_retry_delay_that_is_not_a_number_has_its_text_masked() -> None:
+    class Delayer(DefaultErrorHandler):
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
+            return True
+
+        def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> Any:
+            return SECRET  # a wrong value that happens to be a secret
+
+    def fail(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("no")
+
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(fail)},
+        plugins=[RedactionPlugin()],
+        error_handler=Delayer(),
+    )
+    final = await engine.execute(initial_node_id="a", globals={"stripe": SECRET})
+    assert "must be a number of milliseconds" in final.metadata["failedReason"]
+    assert SECRET.encode() not in final.to_json()
+
+
+@pytest.mark.parametrize(
+    "hook", ["on_workflow_start", "on_workflow_complete", "on_before_node_execution"]
+)
+async def test_sys_exit_in_a_hook_is_logged_and_ignored(
+    hook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Exiting(Plugin):
+        pass
+
+    def leave(self: Plugin, *arguments: Any) -> None:
+        raise SystemExit(1)
+
+    setattr(Exiting, hook, leave)
+    engine = engine_returning(StepResult({"ok": 1}), plugins=[Exiting()])
+    final = await engine.execute(initial_node_id="a")
+    assert final.status == "completed"
+    assert f"failed in {hook}; ignored: SystemExit" in caplog.text
+
+
+async def test_a_node_awaiting_a_task_cancelled_elsewhere_fails_the_node() -> None:
+    async def waits(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        other = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        other.cancel()
+        await other
+        return StepResult({})
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(waits)})
+    reason = await failed_reason(engine)
+    assert "NodeCancelled: the node's code raised CancelledError" in reason
+
+
+class Strange(BaseException):
+    """Neither an Exception nor one of Python's own BaseExceptions."""
+
+
+@pytest.mark.parametrize(
+    ("raised", "told"),
+    [
+        (asyncio.CancelledError, "NodeCancelled"),
+        (SystemExit, "NodeExit"),
+        (Strange, "NodeAborted: the node's code raised Strange, not an Exception"),
+    ],
+)
+async def test_a_node_raising_what_is_not_an_exception_fails_the_node(
+    raised: type[BaseException], told: str
+) -> None:
+    def throws(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise raised()
+
+    reason = await failed_reason(WorkflowEngine(chain("a"), {"echo": NodeDefinition(throws)}))
+    assert told in reason
+
+
+async def test_a_step_cancelled_from_outside_is_cancelled_not_failed() -> None:
+    started = asyncio.Event()
+
+    async def slow(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        started.set()
+        await asyncio.sleep(10)
+        return StepResult({})
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(slow)})
+    step = asyncio.ensure_future(engine.execute_step(engine.create_initial_snapshot("w", "a")))
+    await started.wait()
+    step.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await step
+
+
+async def test_a_failed_node_s_expression_error_naming_a_global_is_masked() -> None:
+    workflow = {
+        "nodes": [{"id": "a", "type": "echo", "data": {"x": "{{ input.missing[globals.t] }}"}}],
+        "edges": [],
+    }
+    engine = WorkflowEngine(
+        workflow,
+        {"echo": NodeDefinition(lambda d, c, p, g: StepResult(d))},
+        transform_engines=[JexlTransformEngine()],
+        plugins=[RedactionPlugin()],
+    )
+    final = await engine.execute(initial_node_id="a", globals={"t": "tok_SECRET_123456"})
+    assert "(reading '[REDACTED]')" in final.metadata["failedReason"]
+    assert b"tok_SECRET_123456" not in final.to_json()
+
+
+async def test_a_secret_in_its_decomposed_unicode_spelling_is_masked() -> None:
+    secret = "caf\u00e9-secret-key"
+    decomposed = "cafe\u0301-secret-key"
+    engine = engine_returning(StepResult({"echo": decomposed}), plugins=[RedactionPlugin()])
+    final = await engine.execute(initial_node_id="a", globals={"k": secret})
+    assert final.context["a"][0].output == {"echo": "[REDACTED]"}
+
+
+def test_ctrl_c_in_the_main_thread_ends_the_step() -> None:
+    def interrupted(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise KeyboardInterrupt
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(interrupted)})
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(engine.execute(initial_node_id="a"))
+
+
+def test_a_keyboard_interrupt_raised_by_a_node_in_another_thread_fails_the_node() -> None:
+    def interrupted(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise KeyboardInterrupt
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(interrupted)})
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        final = pool.submit(asyncio.run, engine.execute(initial_node_id="a")).result()
+    assert "NodeAborted: the node's code raised KeyboardInterrupt" in final.metadata["failedReason"]

@@ -1,0 +1,145 @@
+"""On the embedded default: a node's code that raises what is not an ``Exception`` fails its
+run and leaves every worker delivering, and an app's globals stay out of the database
+whatever channel their values take, unless the app says otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from refluxo import RedactionPlugin, StepResult
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.runtime import App
+from tests.support.waiting import wait_until
+
+TOKEN = "tok_SECRET_123456"
+
+
+def database_bytes(directory: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in directory.iterdir() if path.is_file())
+
+
+def status_of(runtime: EmbeddedRuntime, run_id: str) -> str:
+    record = runtime.store.load_run(run_id)
+    assert record is not None
+    return str(record.snapshot.status.value)
+
+
+def test_nodes_raising_what_is_not_an_exception_fail_and_the_workers_go_on(
+    tmp_path: Path,
+) -> None:
+    app = App()
+
+    @app.node()
+    async def awaits_a_cancelled_task(data: Any, context: Any, payload: Any, globals: Any) -> Any:
+        other = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        other.cancel()
+        await other
+
+    @app.node()
+    def raises_cancelled(data: Any, context: Any, payload: Any, globals: Any) -> Any:
+        raise asyncio.CancelledError()
+
+    @app.node()
+    def exits(data: Any, context: Any, payload: Any, globals: Any) -> Any:
+        raise SystemExit(3)
+
+    @app.node()
+    def interrupts(data: Any, context: Any, payload: Any, globals: Any) -> Any:
+        raise KeyboardInterrupt("not a signal: no signal reaches a worker")
+
+    @app.node()
+    async def interrupts_awaiting(data: Any, context: Any, payload: Any, globals: Any) -> Any:
+        await asyncio.sleep(0)
+        raise KeyboardInterrupt("raised on the runtime's event loop")
+
+    @app.node()
+    def fine(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"ok": True})
+
+    for name in (
+        "awaits_a_cancelled_task",
+        "raises_cancelled",
+        "exits",
+        "interrupts",
+        "interrupts_awaiting",
+        "fine",
+    ):
+        app.workflow(name, {"nodes": [{"id": "a", "type": name}], "edges": []})
+    with EmbeddedRuntime(app, tmp_path / "runs.db", workers=2, synchronous="NORMAL") as runtime:
+        failing = [
+            runtime.service.start(name, {}).record.run_id
+            for name in (
+                "awaits_a_cancelled_task",
+                "raises_cancelled",
+                "exits",
+                "interrupts",
+                "interrupts_awaiting",
+            )
+            * 2
+        ]
+        wait_until(
+            lambda: all(status_of(runtime, run) == "failed" for run in failing),
+            20,
+            "every failing run to fail",
+        )
+        reasons = [runtime.store.load_run(run).snapshot.metadata["failedReason"] for run in failing]  # type: ignore[union-attr]
+        assert ["NodeCancelled" in r for r in reasons[:2]] == [True, True]
+        assert "NodeExit" in reasons[2]
+        assert "NodeAborted: the node's code raised KeyboardInterrupt" in reasons[3]
+        assert "NodeAborted: the node's code raised KeyboardInterrupt" in reasons[4]
+        after = runtime.service.start("fine", {}).record.run_id
+        wait_until(lambda: status_of(runtime, after) == "completed", 20, "a run after them")
+
+
+def app_quoting_its_global(**options: Any) -> App:
+    app = App(globals={"tenant": TOKEN}, **options)
+
+    @app.node()
+    def lookup(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult(dict(data))
+
+    @app.node()
+    def says(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"said": f"tenant {globals['tenant']}"})
+
+    app.workflow(
+        "expression",
+        {"nodes": [{"id": "a", "type": "lookup", "data": {"x": "{{ input.no[globals.tenant] }}"}}]},
+    )
+    app.workflow("output", {"nodes": [{"id": "a", "type": "says"}]})
+    return app
+
+
+@pytest.mark.parametrize("workflow", ["expression", "output"])
+def test_an_app_with_globals_keeps_their_values_out_of_the_database(
+    tmp_path: Path, workflow: str
+) -> None:
+    runtime = EmbeddedRuntime(app_quoting_its_global(), tmp_path / "runs.db", workers=0)
+    try:
+        runtime.service.start(workflow, {})
+        runtime.scheduler.drain()
+    finally:
+        runtime.stop()
+    assert TOKEN.encode() not in database_bytes(tmp_path)
+    assert b"[REDACTED]" in database_bytes(tmp_path)
+
+
+def test_an_app_that_brings_a_redaction_plugin_without_masking_globals_records_them(
+    tmp_path: Path,
+) -> None:
+    app = app_quoting_its_global(plugins=[RedactionPlugin(mask_globals=False)])
+    runtime = EmbeddedRuntime(app, tmp_path / "runs.db", workers=0)
+    try:
+        run = runtime.service.start("output", {}).record.run_id
+        runtime.scheduler.drain()
+        record = runtime.store.load_run(run)
+        assert record is not None
+        assert record.snapshot.status.value == "completed"
+    finally:
+        runtime.stop()
+    assert f"tenant {TOKEN}".encode() in database_bytes(tmp_path)
