@@ -51,7 +51,7 @@ from refluxo.model import (
     Snapshot,
     SnapshotStatus,
     WorkflowDefinition,
-    check_output,
+    as_output,
     trusted,
 )
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
@@ -59,12 +59,12 @@ from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.steps import (
     Clock,
     StepPosition,
-    check_pause_data,
     checked_resume_at,
     current_position,
     describe_error,
     evolve,
     fail,
+    pause_data,
     retry_time,
     wall_clock_ms,
     without,
@@ -366,10 +366,16 @@ class WorkflowEngine:
             result_input, result = await self._run_node(
                 node, definition, snapshot, external_payload, globals
             )
+            # What a plugin made of the output must be JSON too (the executor's own output
+            # is converted before plugins see it, in _run_node).
             if not result.pause:
-                check_output(result.data)  # a snapshot must be able to hold it
+                held = as_output(result.data)
             elif result.data is not ABSENT and result.data is not None:
-                check_pause_data(result.data)
+                held = pause_data(result.data)
+            else:
+                held = result.data
+            if held is not result.data:
+                result = dataclasses.replace(result, data=held)
             resume_at = (
                 checked_resume_at(result.resume_at, now)
                 if result.pause and result.resume_at is not None
@@ -519,7 +525,9 @@ class WorkflowEngine:
         if result.pause:
             if result.data is not ABSENT and self._hooks.has("transform_output"):
                 # What a node pauses with is stored (metadata["pausedWith"]): the redaction
-                # plugin masks it as it masks an output.
+                # plugin masks it as it masks an output, once it is known to be JSON.
+                if result.data is not None:
+                    result = dataclasses.replace(result, data=pause_data(result.data))
                 context = PluginContext(
                     node, definition, snapshot, globals, external_payload, data, result.data
                 )
@@ -540,6 +548,11 @@ class WorkflowEngine:
                 output = checked_output.data
                 result = dataclasses.replace(result, data=output)
         if self._hooks.has("transform_output"):
+            # What the executor returned, in its JSON form before a plugin sees it (a
+            # redaction would store an object as its repr).
+            if output is not None and (held := as_output(output)) is not output:
+                output = held
+                result = dataclasses.replace(result, data=output)
             context = PluginContext(
                 node, definition, snapshot, globals, external_payload, data, output
             )

@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import core_schema
+from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
 from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
 
@@ -136,7 +136,7 @@ def check_output(output: Any, what: str = "the output") -> None:
                 if not item.isascii():
                     _check_text(item)
             elif item is not None and not isinstance(item, _JSON_SCALARS):
-                _refuse_output(what, output, item, f"a value of type {type(item).__name__!r}")
+                _refuse_value(what, output, item)
             continue
         depth += 1
         if depth > MAX_OUTPUT_DEPTH:
@@ -151,15 +151,68 @@ def check_output(output: Any, what: str = "the output") -> None:
             elif isinstance(child, Mapping | list | tuple):
                 stack.append((child, depth))
             elif child is not None and not isinstance(child, _JSON_SCALARS):
-                _refuse_output(what, output, child, f"a value of type {type(child).__name__!r}")
+                _refuse_value(what, output, child)
+
+
+def as_output(output: Any, what: str = "the output") -> Any:
+    """``output`` as a snapshot holds it: itself when it is JSON data already (one walk, no
+    copy), else its JSON form as pydantic writes it (a model or a dataclass as its fields,
+    a date as ISO text, a ``Decimal`` as text, a set or a tuple as a list, an enum as its
+    value, bytes as UTF-8 text), so that this run's expressions read exactly what a snapshot
+    written and read back holds.
+
+    Raises:
+        TypeError: it holds what has no JSON form (an object, a function, bytes that are not
+            UTF-8) or a key that is not a string, named with where it is.
+        SnapshotTooDeep, ValueError: as :func:`check_output`.
+    """
+    try:
+        check_output(output, what)
+        return output
+    except _NotJsonValue:
+        pass
+    converted = _json_form(output, what, output, 0)
+    check_output(converted, what)
+    return converted
+
+
+class _NotJsonValue(TypeError):
+    """A value of a type JSON has no place for (perhaps one with a JSON form)."""
+
+
+def _json_form(item: Any, what: str, root: Any, depth: int) -> Any:
+    if item is None or isinstance(item, _LEAVES):
+        return item
+    if depth > MAX_OUTPUT_DEPTH:
+        raise SnapshotTooDeep(f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels")
+    if isinstance(item, Mapping):
+        converted: dict[str, Any] = {}
+        for key, child in item.items():
+            if not isinstance(key, str):
+                _refuse_output(what, root, item, f"a key {key!r} that is not a string")
+            converted[key] = _json_form(child, what, root, depth + 1)
+        return converted
+    if isinstance(item, list | tuple):
+        return [_json_form(child, what, root, depth + 1) for child in item]
+    try:
+        return to_jsonable_python(item)
+    except (PydanticSerializationError, ValueError, TypeError):
+        _refuse_output(what, root, item, f"a value of type {type(item).__name__!r}")
+
+
+def _refuse_value(what: str, output: Any, culprit: Any) -> NoReturn:
+    where = _path_to(output, culprit)
+    place = f" (at {where})" if where else ""
+    raise _NotJsonValue(f"{what} holds a value of type {type(culprit).__name__!r}{place}")
 
 
 def _refuse_output(what: str, output: Any, culprit: Any, problem: str) -> NoReturn:
     where = _path_to(output, culprit)
     place = f" (at {where})" if where else ""
     raise TypeError(
-        f"{what} holds {problem}{place}, which JSON cannot hold: return JSON data "
-        "(dicts with string keys, lists, str, numbers, bool, None)"
+        f"{what} holds {problem}{place}, which has no JSON form: return JSON data (dicts "
+        "with string keys, lists, str, numbers, bool, None) or what pydantic writes as JSON "
+        "(models, dataclasses, dates, sets...)"
     )
 
 
@@ -215,6 +268,7 @@ _JSON_SCALARS = (bool, int, float, _Absent)
 """Besides ``str`` and ``None``: the leaves an output may hold. ``NaN`` and the infinities
 included (a snapshot writes them as ``null``, as ``JSON.stringify`` does), and
 :data:`ABSENT` (``undefined``: left out of an object, ``null`` in an array)."""
+_LEAVES = (str, *_JSON_SCALARS)
 
 
 class SnapshotStatus(StrEnum):
@@ -403,8 +457,9 @@ class NodeResult(BaseModel):
         if "output" not in fields_set:
             self.__dict__.pop("output", None)
         elif info.mode == "python":
-            # Decoded JSON is bounded by the parser; Python values are checked here.
-            check_output(self.__dict__["output"])
+            # Decoded JSON is bounded by the parser; Python values are checked here, and
+            # held in their JSON form (what the snapshot, written and read back, holds).
+            self.__dict__["output"] = as_output(self.__dict__["output"])
         if "attempt" not in fields_set:
             self.__dict__.pop("attempt", None)
         return self

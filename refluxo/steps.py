@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refluxo.metadata import FAILED_REASON, PAUSED_REASON, PAUSED_WITH, RESUME_AT
-from refluxo.model import Snapshot, SnapshotStatus, check_output, trusted
+from refluxo.model import Snapshot, SnapshotStatus, as_output, trusted
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -91,18 +91,20 @@ def fail(snapshot: Snapshot, reason: str) -> Snapshot:
     )
 
 
-def check_pause_data(data: Any) -> None:
-    """Raise unless ``data``, what a node pauses with, can be kept in the snapshot's metadata
-    (``metadata["pausedWith"]``): JSON data (no ``NaN``, sets, objects...) that a snapshot
-    can hold as an output (see :func:`~refluxo.model.check_output`)."""
+def pause_data(data: Any) -> Any:
+    """``data``, what a node pauses with, as the snapshot's metadata keeps it
+    (``metadata["pausedWith"]``): its JSON form, as for an output (see
+    :func:`~refluxo.model.as_output`), and no ``NaN`` or infinity. Raises ``TypeError``
+    for what has no JSON form; too deep or a lone surrogate, their own errors."""
     try:
-        check_output(data, "it")  # too deep or a lone surrogate: its own error
+        data = as_output(data, "it")
     except TypeError as err:
         raise TypeError(f"what a node pauses with must be JSON data: {err}") from None
     try:
         json.dumps(data, allow_nan=False)
     except (TypeError, ValueError) as err:
         raise TypeError(f"what a node pauses with must be JSON data: {err}") from None
+    return data
 
 
 def without(metadata: dict[str, Any], *keys: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ once the node has run again."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from refluxo import NodeDefinition, RedactionPlugin, Snapshot, StepResult, WorkflowEngine
@@ -63,10 +64,22 @@ async def test_a_pause_without_data_records_none_and_a_new_pause_replaces_the_ol
 
 async def test_pause_data_json_cannot_hold_fails_the_node() -> None:
     def odd(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"choices": {"yes", "no"}}, pause=True)
+        return StepResult({"choices": [object()]}, pause=True)
 
     engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(odd)})
     final = await engine.execute(initial_node_id="a")
     assert final.status == "failed"
     assert "what a node pauses with must be JSON data" in final.metadata["failedReason"]
+    assert "(at choices[0])" in final.metadata["failedReason"]
     assert "pausedWith" not in final.metadata
+
+
+async def test_pause_data_with_a_json_form_is_kept_in_it() -> None:
+    def asks(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"choices": ("yes", "no"), "by": datetime.date(2030, 1, 2)}, pause=True)
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(asks)})
+    paused = await engine.execute(initial_node_id="a")
+    held = {"choices": ["yes", "no"], "by": "2030-01-02"}
+    assert paused.metadata["pausedWith"] == held
+    assert Snapshot.from_json(paused.to_json()).metadata["pausedWith"] == held

@@ -79,6 +79,10 @@ WRAP_PREFIX = b"x" * 50
 
 Leak = Callable[[str], Any]
 
+NO_JSON_FORM = frozenset({"opaque", "not_utf8"})
+"""Channels whose output has no JSON form: their node fails (saying where, never what), so
+each is a run of its own, and the secret must be nowhere all the same."""
+
 CHANNELS: dict[str, Leak] = {
     "value": lambda s: {"echo": s, "nested": [{"deep": f"prefix {s} suffix"}]},
     "key": lambda s: {s: 1},
@@ -197,6 +201,13 @@ def matrix_app(clock: FakeClock, crash_once: list[bool]) -> App:
         return StepResult({"side_effect": globals["secrets"][data["secret"]]})
 
     for name in SECRETS:
+        for channel in NO_JSON_FORM:
+            node = {
+                "id": f"leak_{channel}",
+                "type": "leak",
+                "data": {"secret": name, "channel": channel},
+            }
+            app.workflow(f"refused-{name}-{channel}", _chain([node]))
         nodes = [
             *(
                 {
@@ -205,6 +216,7 @@ def matrix_app(clock: FakeClock, crash_once: list[bool]) -> App:
                     "data": {"secret": name, "channel": channel},
                 }
                 for channel in CHANNELS
+                if channel not in NO_JSON_FORM
             ),
             {"id": "repr", "type": "raise_repr", "data": {"secret": name}},
             {"id": "typed", "type": "typed", "data": {"n": "{{ globals.secrets." + name + " }}"}},
@@ -262,12 +274,18 @@ def drive(service: RunService, deliver_due: Callable[[], int], clock: FakeClock)
 
 def start_all(service: RunService) -> None:
     for name in SECRETS:
+        for channel in NO_JSON_FORM:
+            service.start(f"refused-{name}-{channel}", None, run_id=f"refused-{name}-{channel}")
         service.start(f"leaks-{name}", None, run_id=f"leaks-{name}")
         service.start(f"pauses-{name}", None, run_id=f"pauses-{name}")
 
 
 def assert_outcomes(service: RunService) -> None:
     for name in SECRETS:
+        for channel in NO_JSON_FORM:
+            refused = service.get(f"refused-{name}-{channel}")
+            assert refused.status == "failed"
+            assert "which has no JSON form" in refused.snapshot.metadata["failedReason"]
         leaks = service.get(f"leaks-{name}")
         assert leaks.status == "failed"  # the typed node refuses a string for "n"
         assert "Validation failed" in leaks.snapshot.metadata["failedReason"]
