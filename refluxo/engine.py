@@ -21,7 +21,6 @@ import enum
 import inspect
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from refluxo.errors import (
     NodeValidationError,
     TransientError,
     WorkflowDefinitionError,
+    ends_the_step,
     where_failed,
 )
 from refluxo.frozen import freeze, thaw
@@ -57,10 +57,12 @@ from refluxo.model import (
 from refluxo.plugins import ErrorPluginContext, Plugin, PluginContext, PluginHooks
 from refluxo.retry import DefaultErrorHandler, ErrorHandler
 from refluxo.steps import (
+    REDACTION_WINDOW,
     Clock,
     StepPosition,
     checked_resume_at,
     current_position,
+    cut_text,
     describe_error,
     evolve,
     fail,
@@ -387,17 +389,12 @@ class WorkflowEngine:
             return await self._handle_error(
                 snapshot, node, definition, error, attempt, external_payload, globals, timing
             )
-        except GeneratorExit:
-            raise  # the step's coroutine is being closed
         except BaseException as raised:
             # sys.exit() in a node's code (or a library's), a CancelledError of a task it
             # awaited, any other BaseException: the node fails. None of them may end the
             # thread or the event loop the step runs on, and with them every other run.
-            # Only a cancellation of the step itself goes on up, and Ctrl-C (a
-            # KeyboardInterrupt in the main thread, the only one signals reach).
-            if isinstance(raised, asyncio.CancelledError) and _step_cancelled():
-                raise
-            if isinstance(raised, KeyboardInterrupt) and _in_main_thread():
+            # Only a cancellation of the step itself goes on up, and Ctrl-C.
+            if ends_the_step(raised):
                 raise
             return await self._handle_error(
                 snapshot,
@@ -567,17 +564,22 @@ class WorkflowEngine:
             )
         return data, result
 
-    async def _masked(self, context: ErrorPluginContext, text: str, error: Exception) -> str:
+    async def _masked(self, context: ErrorPluginContext, text: str, error: BaseException) -> str:
         """``text`` (about ``error``) as it may be stored: through the plugins'
-        ``transform_error`` (redaction), or withheld if that fails. Every error text a
-        failure stores passes here: the node's, its error handler's, a bad retry delay's."""
+        ``transform_error`` (redaction), or withheld if that fails, then cut to
+        :data:`MAX_ERROR_TEXT`. Every error text a failure stores passes here: the node's,
+        its error handler's, a bad retry delay's."""
         if not self._hooks.has("transform_error"):
-            return text
+            return cut_text(text)
         try:
-            return str(await self._hooks.transform("transform_error", context, text))
+            window = text[:REDACTION_WINDOW]  # a secret across this cut goes with the next
+            masked = await self._hooks.transform("transform_error", context, window)
+            return cut_text(str(masked), total=len(text) if window is not text else None)
         except TransientError:
             raise
-        except (Exception, SystemExit) as err:
+        except BaseException as err:
+            if ends_the_step(err):
+                raise
             logger.error(
                 "transform_error failed on node %r; error text withheld: %s",
                 context.node.id,
@@ -609,7 +611,7 @@ class WorkflowEngine:
         )
         if self._hooks.has("on_node_error"):
             await self._hooks.call("on_node_error", error_context)
-        text = await self._masked(error_context, describe_error(error), error)
+        text = await self._masked(error_context, describe_error(error, None), error)
         reason: str | None = None
         delay: Any = 0
         try:
@@ -620,9 +622,11 @@ class WorkflowEngine:
                 delay = await resolve(self.error_handler.get_retry_delay(attempt, node, definition))
         except TransientError:
             raise
-        except Exception as err:
+        except BaseException as err:  # an error handler's failure fails the node, whatever
+            if ends_the_step(err):
+                raise
             retry = False
-            raised = await self._masked(error_context, describe_error(err), err)
+            raised = await self._masked(error_context, describe_error(err, None), err)
             reason = f"node {node.id!r} failed: {text} (and its error handler raised {raised})"
         now = self._clock()
         next_retry_at: int | float = now
@@ -671,18 +675,3 @@ def node_error_for(raised: BaseException) -> Exception:
     if isinstance(raised, asyncio.CancelledError):
         return NodeCancelled()
     return NodeAborted(raised)
-
-
-def _step_cancelled() -> bool:
-    """Whether the task running this step is being cancelled (a CancelledError then ends
-    the step, as asyncio means it to). A step driven in place has no task: nothing outside
-    can cancel it there."""
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        return False
-    return task is not None and task.cancelling() > 0
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()

@@ -7,6 +7,9 @@ Every exception derives from :class:`RefluxoError`, so callers can catch the fam
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 
 class RefluxoError(Exception):
     """Base class of every error raised by refluxo."""
@@ -70,6 +73,24 @@ class NodeAborted(RuntimeError):
 
     def __init__(self, raised: BaseException) -> None:
         super().__init__(f"the node's code raised {type(raised).__name__}, not an Exception")
+
+
+def ends_the_step(raised: BaseException) -> bool:
+    """Whether ``raised``, caught around user code (an executor, a hook, an error handler),
+    must go on up instead of failing the node or being ignored: a cancellation of the task
+    running the step, or Ctrl-C (a ``KeyboardInterrupt`` in the main thread, the only one
+    signals reach). Anything else user code raises (``SystemExit``, ``GeneratorExit``, a
+    ``CancelledError`` of something it awaited, any ``BaseException``) must not end the
+    thread or the event loop that runs every run's steps."""
+    if isinstance(raised, asyncio.CancelledError):
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # driven in place: no task, nothing outside can cancel it
+            return False
+        return task is not None and task.cancelling() > 0
+    if isinstance(raised, KeyboardInterrupt):
+        return threading.current_thread() is threading.main_thread()
+    return False
 
 
 def where_failed(error: BaseException) -> str:

@@ -112,16 +112,25 @@ class SnapshotTooDeep(ValueError):
 
 
 def check_output(output: Any, what: str = "the output") -> None:
-    """Raise when a snapshot could not hold ``output`` as a result's output:
-    :class:`SnapshotTooDeep` when it nests deeper than :data:`MAX_OUTPUT_DEPTH`, a
-    ``ValueError`` when a string in it holds a lone UTF-16 surrogate (it could not be
-    written as UTF-8), a ``TypeError`` when it holds what JSON cannot (a set, a date, an
-    object, a key that is not a string): kept in memory, such a value would read one way
-    in this step's expressions and another (or not at all) once the snapshot is written
-    and read back. One walk over its containers; ASCII strings cost a check each."""
-    stack: list[tuple[Any, int]] = [(output, 0)]
+    """Raise when a snapshot could not hold ``output`` as it is as a result's output:
+    :class:`SnapshotTooDeep` when it nests deeper than :data:`MAX_OUTPUT_DEPTH` (or holds
+    itself), a ``ValueError`` when a string in it holds a lone UTF-16 surrogate (it could
+    not be written as UTF-8), a ``TypeError`` when it holds anything but dicts with string
+    keys, lists, strings, numbers, booleans and ``None`` (a tuple, an enum, a date, an
+    object...): kept in memory as it is, such a value would read one way in this run and
+    another once the snapshot is written and read back (:func:`as_output` converts what
+    can be). One walk over its containers; ASCII strings cost a check each."""
+    stack: list[tuple[Any, int]] = []
+    _check_child(output, 0, stack, what, output)
     while stack:
         item, depth = stack.pop()
+        depth += 1
+        if depth > MAX_OUTPUT_DEPTH:
+            raise SnapshotTooDeep(
+                f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels (or holds itself): a "
+                f"snapshot holding it could not be read back (snapshot JSON nests at most "
+                f"{MAX_JSON_DEPTH} levels)"
+            )
         if isinstance(item, Mapping):
             for key in item:
                 if not isinstance(key, str):
@@ -129,29 +138,32 @@ def check_output(output: Any, what: str = "the output") -> None:
                 if not key.isascii():
                     _check_text(key)
             children: Any = item.values()
-        elif isinstance(item, list | tuple):
-            children = item
         else:
-            if isinstance(item, str):
-                if not item.isascii():
-                    _check_text(item)
-            elif item is not None and not isinstance(item, _JSON_SCALARS):
-                _refuse_value(what, output, item)
-            continue
-        depth += 1
-        if depth > MAX_OUTPUT_DEPTH:
-            raise SnapshotTooDeep(
-                f"the output nests deeper than {MAX_OUTPUT_DEPTH} levels: a snapshot holding "
-                f"it could not be read back (snapshot JSON nests at most {MAX_JSON_DEPTH} levels)"
-            )
+            children = item
         for child in children:
-            if isinstance(child, str):
+            kind = type(child)
+            if kind is str:
                 if not child.isascii():
                     _check_text(child)
-            elif isinstance(child, Mapping | list | tuple):
-                stack.append((child, depth))
-            elif child is not None and not isinstance(child, _JSON_SCALARS):
-                _refuse_value(what, output, child)
+            elif kind not in _SCALAR_TYPES and child is not None:
+                _check_child(child, depth, stack, what, output)
+
+
+def _check_child(
+    child: Any, depth: int, stack: list[tuple[Any, int]], what: str, root: Any
+) -> None:
+    """A value that is not a string, a number, a boolean or ``None``: a container to walk,
+    or a value with no place in JSON as it is."""
+    kind = type(child)
+    if kind is str:
+        if not child.isascii():
+            _check_text(child)
+    elif kind in _SCALAR_TYPES or child is None:
+        return
+    elif isinstance(child, Mapping | list):
+        stack.append((child, depth))
+    else:
+        _refuse_value(what, root, child)
 
 
 def as_output(output: Any, what: str = "the output") -> Any:
@@ -181,10 +193,12 @@ class _NotJsonValue(TypeError):
 
 
 def _json_form(item: Any, what: str, root: Any, depth: int) -> Any:
-    if item is None or isinstance(item, _LEAVES):
+    if item is None or type(item) in _LEAF_TYPES:
         return item
     if depth > MAX_OUTPUT_DEPTH:
-        raise SnapshotTooDeep(f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels")
+        raise SnapshotTooDeep(
+            f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels (or holds itself)"
+        )
     if isinstance(item, Mapping):
         converted: dict[str, Any] = {}
         for key, child in item.items():
@@ -268,7 +282,10 @@ _JSON_SCALARS = (bool, int, float, _Absent)
 """Besides ``str`` and ``None``: the leaves an output may hold. ``NaN`` and the infinities
 included (a snapshot writes them as ``null``, as ``JSON.stringify`` does), and
 :data:`ABSENT` (``undefined``: left out of an object, ``null`` in an array)."""
-_LEAVES = (str, *_JSON_SCALARS)
+_SCALAR_TYPES = frozenset(_JSON_SCALARS)
+"""The same, as exact types: a subclass (an ``IntEnum``, a ``str`` enum) is converted to
+the plain value a snapshot read back holds."""
+_LEAF_TYPES = _SCALAR_TYPES | {str}
 
 
 class SnapshotStatus(StrEnum):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from refluxo._aio import resolve
-from refluxo.errors import TransientError, where_failed
+from refluxo.errors import TransientError, ends_the_step, where_failed
 
 if TYPE_CHECKING:
     from refluxo.definitions import NodeDefinition
@@ -136,7 +136,9 @@ class PluginHooks:
                 await resolve(hook(argument))
             except TransientError:
                 raise
-            except (Exception, SystemExit) as err:  # sys.exit() in a hook ends nothing either
+            except BaseException as err:  # sys.exit() in a hook ends nothing either
+                if ends_the_step(err):
+                    raise
                 # Not logger.exception: the error, or the node error it chains, may hold
                 # a secret that the redaction of stored data never sees.
                 logger.error(

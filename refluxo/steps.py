@@ -162,7 +162,32 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def describe_error(error: BaseException) -> str:
-    """The error text stored in a node result: ``"TypeName: message"``."""
-    message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+MAX_ERROR_TEXT = 32_768
+"""Characters of an error's text a snapshot keeps (in the result, and in the failure's
+reason): a node raising a 50 MB message must not write it at every attempt."""
+
+REDACTION_WINDOW = 1_048_576
+"""Characters of an error's text looked at by ``transform_error`` (redaction) before it is
+cut to :data:`MAX_ERROR_TEXT`: a secret across the first cut is then dropped by the second."""
+
+
+def describe_error(error: BaseException, limit: int | None = MAX_ERROR_TEXT) -> str:
+    """The error text stored in a node result: ``"TypeName: message"``, at most ``limit``
+    characters (then marked as cut; ``None``: whole). A ``__str__`` that raises or returns
+    no string gives a text saying so, never an error of its own."""
+    name = type(error).__name__
+    try:
+        message = str(error)
+    except Exception as unreadable:
+        message = f"(message unreadable: its __str__ raised {type(unreadable).__name__})"
+    text = f"{name}: {message}" if message else name
+    return text if limit is None else cut_text(text, limit)
+
+
+def cut_text(text: str, limit: int = MAX_ERROR_TEXT, total: int | None = None) -> str:
+    """``text``, or its first ``limit`` characters marked as cut. ``total``: given when
+    ``text`` was made from the first part of a longer text (an error text masked from its
+    first :data:`REDACTION_WINDOW` characters), that text's length."""
+    if len(text) <= limit and total is None:
+        return text
+    return f"{text[:limit]}... (cut: {len(text) if total is None else total} characters in all)"

@@ -51,6 +51,38 @@ class Problem:
         return {key: value for key, value in asdict(self).items() if value is not None}
 
 
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_COLON = re.compile(r"\s*:")
+
+
+def _second_key(text: str, start: int, key: str) -> int:
+    """Where the object whose members begin at ``start`` names ``key`` a second time (the
+    object's start if it cannot be told): its own members only, not those of the objects
+    and arrays it holds."""
+    depth, seen, at = 0, 0, start
+    while at < len(text):
+        char = text[at]
+        if char == '"':
+            token = _STRING.match(text, at)
+            if token is None:
+                break
+            after = token.end()
+            if depth == 0 and _COLON.match(text, after) and json.loads(token.group()) == key:
+                seen += 1
+                if seen == 2:
+                    return at
+            at = after
+            continue
+        if char in "{[":
+            depth += 1
+        elif char in "}]":
+            if depth == 0:
+                break
+            depth -= 1
+        at += 1
+    return start
+
+
 def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
     """Parse JSON, remembering the line on which each object starts (by ``id()``)."""
     lines: dict[int, int] = {}
@@ -64,8 +96,9 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
         try:
             value, after = parse_object(state, *args)
         except DuplicateKey as repeated:
-            if not hasattr(repeated, "line"):  # the innermost object's line
-                repeated.line = bisect_left(newlines, state[1]) + 1  # type: ignore[attr-defined]
+            if not hasattr(repeated, "line"):  # the innermost object: the key's second copy
+                at = _second_key(text, state[1], repeated.key)
+                repeated.line = bisect_left(newlines, at) + 1  # type: ignore[attr-defined]
             raise
         lines[id(value)] = bisect_left(newlines, state[1]) + 1
         return value, after
@@ -74,6 +107,20 @@ def _parse_with_lines(text: str) -> tuple[Any, dict[int, int]]:
     decoder.object_pairs_hook = unique_keys
     decoder.scan_once = json.scanner.py_make_scanner(decoder)  # type: ignore[attr-defined]
     return decoder.decode(text), lines
+
+
+def duplicate_key_line(text: str) -> int | None:
+    """The line of the first key given twice in an object of ``text`` (JSON), if any."""
+    try:
+        _parse_with_lines(text)
+    except DuplicateKey as repeated:
+        return int(getattr(repeated, "line", 1))
+    except ValueError:
+        return None
+    return None
+
+
+BOM_PROBLEM = "the text starts with a byte order mark (U+FEFF): save it as UTF-8 without one"
 
 
 def check_workflow_text(
@@ -87,6 +134,8 @@ def check_workflow_text(
     are checked too. ``more``: further checks of the parsed workflow (a runtime's checks
     of its own node types' data), reported like the graph's.
     """
+    if text.startswith("\ufeff"):
+        return [Problem(1, "error", f"invalid JSON: {BOM_PROBLEM}")]
     try:
         raw, lines = _parse_with_lines(text)
     except json.JSONDecodeError as err:

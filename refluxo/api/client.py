@@ -99,15 +99,31 @@ class HttpClient:
             raise ServerUnreachable(f"no answer from {self.url}: {reason}") from err
         try:
             return json.loads(body or b"null")
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise ServerUnreachable(f"{self.url} answered with a body that is not JSON") from err
+
+    def _shaped(self, view: type[BaseModel], answer: Any) -> dict[str, Any]:
+        """``answer`` if it is what the run API answers (``view``'s shape); a server that
+        answers something else is told apart, not read into a traceback."""
+        try:
+            view.model_validate(answer)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the body"
+            raise ServerUnreachable(
+                f"{self.url} answered with JSON that is not the run API's answer "
+                f"({where}: {first['msg']})"
+            ) from None
+        except RecursionError:
+            raise ServerUnreachable(f"{self.url} answered with JSON nested too deep") from None
+        shaped: dict[str, Any] = answer
+        return shaped
 
     def start(self, workflow: str, input: Any = None, run_id: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"workflow": workflow, "input": input}
         if run_id:
             body["runId"] = run_id
-        result: dict[str, Any] = self.request("POST", "/runs", body)
-        return result
+        return self._shaped(RunView, self.request("POST", "/runs", body))
 
     def get(
         self, run_id: str, *, timeline_after: int = -1, timeline_limit: int = 100
@@ -115,25 +131,20 @@ class HttpClient:
         query = urllib.parse.urlencode(
             {"timelineAfter": timeline_after, "timelineLimit": timeline_limit}
         )
-        result: dict[str, Any] = self.request("GET", f"/runs/{urllib.parse.quote(run_id)}?{query}")
-        return result
+        answer = self.request("GET", f"/runs/{urllib.parse.quote(run_id)}?{query}")
+        return self._shaped(RunDetailView, answer)
 
     def list(self, status: str | None = None, limit: int = 50) -> dict[str, Any]:
         query = urllib.parse.urlencode({"limit": limit, **({"status": status} if status else {})})
-        result: dict[str, Any] = self.request("GET", f"/runs?{query}")
-        return result
+        return self._shaped(RunPageView, self.request("GET", f"/runs?{query}"))
 
     def resume(self, run_id: str, payload: Any = None) -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", f"/runs/{urllib.parse.quote(run_id)}/resume", {"payload": payload}
-        )
-        return result
+        path = f"/runs/{urllib.parse.quote(run_id)}/resume"
+        return self._shaped(RunView, self.request("POST", path, {"payload": payload}))
 
     def cancel(self, run_id: str, reason: str = "Cancelled") -> dict[str, Any]:
-        result: dict[str, Any] = self.request(
-            "POST", f"/runs/{urllib.parse.quote(run_id)}/cancel", {"reason": reason}
-        )
-        return result
+        path = f"/runs/{urllib.parse.quote(run_id)}/cancel"
+        return self._shaped(RunView, self.request("POST", path, {"reason": reason}))
 
     def reconcile(
         self, *, grace_s: float | None = None, limit: int = 500, cursor: str | None = None
@@ -144,8 +155,7 @@ class HttpClient:
             body["cursor"] = cursor
         if grace_s is not None:
             body["graceS"] = grace_s
-        result: dict[str, Any] = self.request("POST", "/tasks/reconcile", body)
-        return result
+        return self._shaped(ReconcileView, self.request("POST", "/tasks/reconcile", body))
 
 
 class LocalClient:

@@ -34,6 +34,7 @@ from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
 from refluxo.validation import SchemaValidator, Validator
+from refluxo.workflow_check import BOM_PROBLEM, duplicate_key_line
 
 KNOWN_SHOWN = 20
 """Registered workflow names an unknown workflow's error lists (an app may have many)."""
@@ -99,15 +100,20 @@ def load_workflow_file(path: str | Path) -> dict[str, Any]:
     """Read a workflow JSON file, with a clear error naming the file on failure."""
     file = Path(path)
     try:
-        loaded = json.loads(file.read_text(encoding="utf-8"), object_pairs_hook=unique_keys)
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError as err:
         raise WorkflowDefinitionError(f"workflow file not found: {file}") from err
+    if text.startswith("\ufeff"):
+        raise WorkflowDefinitionError(f"{file}:1: invalid JSON: {BOM_PROBLEM}")
+    try:
+        loaded = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as err:
         raise WorkflowDefinitionError(
             f"{file}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}"
         ) from err
     except DuplicateKey as err:
-        raise WorkflowDefinitionError(f"{file}: invalid JSON: {err}") from err
+        line = duplicate_key_line(text) or 1  # read again, slowly, only to say where
+        raise WorkflowDefinitionError(f"{file}:{line}: invalid JSON: {err}") from err
     if not isinstance(loaded, dict):
         raise WorkflowDefinitionError(f"{file}: a workflow is a JSON object with nodes and edges")
     return loaded

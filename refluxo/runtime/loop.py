@@ -111,7 +111,7 @@ class EventLoopThread:
                 if task is not None and task.cancelling():
                     raise  # cancelled by close(): the step is not over
                 raise NodeCancelled() from None  # the node's own code raised it
-            except (Exception, GeneratorExit):
+            except Exception:
                 raise
             except BaseException as raised:
                 # Raised out of a task, SystemExit or KeyboardInterrupt would stop the loop

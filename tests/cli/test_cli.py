@@ -115,13 +115,19 @@ def test_validate_invalid_json_points_at_the_line(cli: CliRunner, tmp_path: Path
     [
         (
             '{\n  "nodes": [{"id": "a", "type": "trigger"}],\n  "edges": [],\n  "nodes": []\n}\n',
-            1,
+            4,
             "nodes",
         ),
         ('{\n  "nodes": [\n    {"id": "a", "type": "trigger", "id": "b"}\n  ]\n}\n', 3, "id"),
+        (
+            '{"nodes": [{"id": "a", "type": "t",\n "data": {"m": 1, "x": {"m": 2},\n "m": 3}}]}',
+            3,
+            "m",
+        ),
+        ('{"nodes": [], "edges": [], "\\u006eodes": []}', 1, "nodes"),
     ],
 )
-def test_validate_refuses_a_key_given_twice_naming_it_and_its_object_s_line(
+def test_validate_refuses_a_key_given_twice_naming_it_and_its_second_line(
     cli: CliRunner, tmp_path: Path, text: str, line: int, key: str
 ) -> None:
     """Read as Python reads it, the last copy would win silently (the API refuses it too)."""
@@ -138,9 +144,21 @@ def test_a_workflow_file_with_a_key_given_twice_is_refused_at_registration(
     tmp_path: Path,
 ) -> None:
     twice = tmp_path / "twice.json"
-    twice.write_text('{"nodes": [{"id": "a", "type": "trigger"}], "nodes": []}')
-    with pytest.raises(WorkflowDefinitionError, match="key 'nodes' appears more than once"):
+    twice.write_text('{\n"nodes": [{"id": "a", "type": "trigger"}],\n"nodes": []}')
+    with pytest.raises(WorkflowDefinitionError, match=r"twice\.json:3: invalid JSON: key 'nodes'"):
         App().workflow("twice", twice)
+
+
+def test_a_workflow_file_with_a_byte_order_mark_is_told_so(cli: CliRunner, tmp_path: Path) -> None:
+    marked = tmp_path / "marked.json"
+    marked.write_text('\ufeff{"nodes": [{"id": "a", "type": "trigger"}]}', encoding="utf-8")
+    result = cli.invoke(main, ["validate", str(marked)])
+    assert result.exit_code == 1
+    assert f"{marked}:1: error: invalid JSON: the text starts with a byte order mark" in (
+        result.output
+    )
+    with pytest.raises(WorkflowDefinitionError, match="byte order mark"):
+        App().workflow("marked", marked)
 
 
 def test_a_server_that_cannot_be_reached_is_an_error_line_not_a_traceback(
@@ -173,6 +191,51 @@ def test_a_server_answering_what_is_not_http_is_an_error_line(cli: CliRunner) ->
         server.join()
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: no answer from http://127.0.0.1:{port}: ")
+
+
+def answering_once(listener: socket.socket, body: bytes) -> threading.Thread:
+    """A server that answers one request with ``body`` as JSON, then closes."""
+
+    def answer() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            head = (
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
+            connection.sendall(head.encode() + body)
+
+    thread = threading.Thread(target=answer)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[1, 2, 3]",
+        b"null",
+        b'{"runs": "not a list"}',
+        b'{"status": 5}',
+        b"[" * 50_000 + b"]" * 50_000,
+    ],
+    ids=["list", "null", "runs-not-a-list", "wrong-types", "deep"],
+)
+@pytest.mark.parametrize("command", [["status", "r1"], ["list"], ["cancel", "r1"]])
+def test_a_server_answering_json_of_another_shape_is_an_error_line(
+    cli: CliRunner, body: bytes, command: list[str]
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        server = answering_once(listener, body)
+        result = cli.invoke(main, [*command, "--url", url])
+        server.join()
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {url} answered with "), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:

@@ -24,11 +24,13 @@ from refluxo import (
     NodeDefinition,
     Plugin,
     RedactionPlugin,
+    RetryPolicy,
     Snapshot,
     StepResult,
     WorkflowEngine,
 )
 from refluxo.expressions import JexlTransformEngine
+from refluxo.steps import MAX_ERROR_TEXT
 from tests.support.engine import chain
 
 SECRET = "sk_live_9f8e7d6c5b4a"
@@ -74,6 +76,14 @@ class Colour(enum.Enum):
     RED = "red"
 
 
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
+class Tone(enum.StrEnum):
+    LOUD = "loud"
+
+
 @pytest.mark.parametrize(
     ("output", "held"),
     [
@@ -84,6 +94,8 @@ class Colour(enum.Enum):
         ({"p": Point(x=1, when=datetime.date(2020, 1, 2))}, {"p": {"x": 1, "when": "2020-01-02"}}),
         ([Box(frozenset({2}))], [{"items": [2]}]),
         ({"c": Colour.RED}, {"c": "red"}),
+        ({"c": Level.HIGH, "s": Tone.LOUD}, {"c": 2, "s": "loud"}),
+        ({"t": (1, (2, "x"))}, {"t": [1, [2, "x"]]}),
         (Point(x=2, when=datetime.date(2021, 3, 4)), {"x": 2, "when": "2021-03-04"}),
     ],
 )
@@ -102,9 +114,15 @@ async def test_json_outputs_of_every_shape_are_kept_and_read_back_the_same() -> 
     output = {"list": [1, 2.5, None, True, "é"], "tuple": (1, "x"), "nested": {"a": {"b": []}}}
     final = await engine_returning(StepResult(output)).execute(initial_node_id="a")
     assert final.status == "completed"
-    assert final.context["a"][0].output is output  # JSON already: held as it is, no copy
-    reread = Snapshot.from_json(final.to_json())
-    assert reread.context["a"][0].output == {**output, "tuple": [1, "x"]}
+    held = {**output, "tuple": [1, "x"]}  # a tuple reads back as a list: held as one
+    assert final.context["a"][0].output == held
+    assert Snapshot.from_json(final.to_json()).context["a"][0].output == held
+
+
+async def test_an_output_that_is_json_already_is_held_as_it_is() -> None:
+    output = {"list": [1, 2.5, None, True, "é"], "nested": {"a": {"b": []}}}
+    final = await engine_returning(StepResult(output)).execute(initial_node_id="a")
+    assert final.context["a"][0].output is output  # no copy
 
 
 async def test_what_an_output_holds_reads_the_same_before_and_after_a_save() -> None:
@@ -226,6 +244,7 @@ class Strange(BaseException):
     [
         (asyncio.CancelledError, "NodeCancelled"),
         (SystemExit, "NodeExit"),
+        (GeneratorExit, "NodeAborted: the node's code raised GeneratorExit, not an Exception"),
         (Strange, "NodeAborted: the node's code raised Strange, not an Exception"),
     ],
 )
@@ -307,3 +326,116 @@ async def test_a_redaction_plugin_does_not_turn_what_json_cannot_hold_into_text(
     )
     reason = await failed_reason(engine, globals={"k": SECRET})
     assert "a value of type 'object' (at when)" in reason
+
+
+THROWABLES = [SystemExit, GeneratorExit, asyncio.CancelledError, Strange, RuntimeError]
+
+
+@pytest.mark.parametrize("raised", THROWABLES)
+@pytest.mark.parametrize("method", ["should_retry", "get_retry_delay"])
+async def test_an_error_handler_raising_anything_fails_the_node_saying_so(
+    raised: type[BaseException], method: str
+) -> None:
+    class Handler(DefaultErrorHandler):
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
+            if method == "should_retry":
+                raise raised()
+            return True
+
+        def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> int:
+            raise raised()
+
+    def fail(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("no")
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(fail)}, error_handler=Handler())
+    reason = await failed_reason(engine)
+    assert f"(and its error handler raised {raised.__name__}" in reason
+
+
+@pytest.mark.parametrize("raised", THROWABLES)
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "on_workflow_start",
+        "on_workflow_complete",
+        "on_before_node_execution",
+        "on_after_node_execution",
+    ],
+)
+async def test_a_hook_raising_anything_is_logged_and_ignored(
+    raised: type[BaseException], hook: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Raising(Plugin):
+        pass
+
+    def leave(self: Plugin, *arguments: Any) -> None:
+        raise raised("not shown " + SECRET)
+
+    setattr(Raising, hook, leave)
+    final = await engine_returning(StepResult({"ok": 1}), plugins=[Raising()]).execute(
+        initial_node_id="a"
+    )
+    assert final.status == "completed"
+    assert f"failed in {hook}; ignored: {raised.__name__} (message withheld)" in caplog.text
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("raised", THROWABLES)
+async def test_a_failing_transform_error_withholds_the_text(raised: type[BaseException]) -> None:
+    class Masking(Plugin):
+        def transform_error(self, ctx: Any, text: str) -> str:
+            raise raised()
+
+    def fail(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError(SECRET)
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(fail)}, plugins=[Masking()])
+    final = await engine.execute(initial_node_id="a")
+    assert final.context["a"][0].error == "ValueError: (message withheld: redaction failed)"
+    assert SECRET.encode() not in final.to_json()
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("cannot print")
+
+
+class NotText(Exception):
+    def __str__(self) -> Any:
+        return 1234
+
+
+@pytest.mark.parametrize(
+    ("raised", "inner"), [(Unprintable, "RuntimeError"), (NotText, "TypeError")]
+)
+async def test_an_error_whose_text_cannot_be_read_is_a_node_error_retried_by_its_policy(
+    raised: type[Exception], inner: str
+) -> None:
+    def fail(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise raised()
+
+    definition = NodeDefinition(fail, retry_policy=RetryPolicy(max_attempts=1, interval=0))
+    engine = WorkflowEngine(chain("a"), {"echo": definition})
+    first = await engine.execute(initial_node_id="a")
+    text = f"{raised.__name__}: (message unreadable: its __str__ raised {inner})"
+    assert (first.status, first.context["a"][0].error) == ("error", text)
+    second = await engine.execute(snapshot=first)
+    assert second.metadata["failedReason"] == f"node 'a' failed after 2 attempts: {text}"
+
+
+@pytest.mark.parametrize("plugins", [[], [RedactionPlugin()]])
+async def test_an_error_text_is_kept_up_to_its_limit(plugins: list[Plugin]) -> None:
+    def shout(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise ValueError("x" * 5_000_000)
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(shout)}, plugins=plugins)
+    final = await engine.execute(initial_node_id="a", globals={"k": SECRET})
+    error = final.context["a"][0].error
+    assert error is not None
+    assert error.startswith("ValueError: xxx")
+    assert error.endswith(f"... (cut: {5_000_000 + len('ValueError: ')} characters in all)")
+    assert len(error) < MAX_ERROR_TEXT + 50
+    assert len(final.to_json()) < 3 * MAX_ERROR_TEXT

@@ -143,3 +143,31 @@ def test_an_app_that_brings_a_redaction_plugin_without_masking_globals_records_t
     finally:
         runtime.stop()
     assert f"tenant {TOKEN}".encode() in database_bytes(tmp_path)
+
+
+def test_a_delivery_failing_outside_the_node_logs_where_not_what(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A globals provider (or an error handler) raising with a secret in its text: the
+    delivery is retried later, and the log line says where it failed, never the text."""
+
+    def provider() -> dict[str, Any]:
+        raise RuntimeError(f"the vault refused token {TOKEN}")
+
+    app = App(globals=provider)
+
+    @app.node()
+    def fine(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"ok": True})
+
+    app.workflow("fine", {"nodes": [{"id": "a", "type": "fine"}]})
+    runtime = EmbeddedRuntime(app, tmp_path / "runs.db", workers=0)
+    try:
+        run = runtime.service.start("fine", {}).record.run_id
+        runtime.scheduler.drain()
+        assert status_of(runtime, run) == "active"
+        assert [d.run_id for d in runtime.scheduler.pending()] == [run]  # retried later
+    finally:
+        runtime.stop()
+    assert "RuntimeError (message withheld)" in caplog.text
+    assert TOKEN not in caplog.text

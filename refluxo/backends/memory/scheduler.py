@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from refluxo.errors import where_failed
 from refluxo.runtime.ports import Delivery
 
 logger = logging.getLogger("refluxo.scheduler")
@@ -143,12 +144,13 @@ class MemoryScheduler:
                 calls += 1
                 try:
                     handler(delivery)
-                except Exception:
+                except Exception as err:
                     self.failures += 1
-                    logger.exception(
-                        "delivery of run %s v%s failed; will retry",
+                    logger.error(  # where, not what: the text may quote a secret
+                        "delivery of run %s v%s failed: %s; will retry",
                         delivery.run_id,
                         delivery.version,
+                        where_failed(err),
                     )
                     self.retry_later(delivery, clock() + self.retry_backoff_ms)
                 else:

@@ -46,7 +46,7 @@ from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox, insert_deliveries, mark_done
-from refluxo.errors import TransientError
+from refluxo.errors import TransientError, ends_the_step, where_failed
 from refluxo.runtime.ports import Delivery
 from refluxo.steps import Clock, wall_clock_ms
 
@@ -368,11 +368,10 @@ class LocalScheduler:
         if first:
             logger.error(
                 "local scheduler: %s; deliveries stay pending and workers retry with backoff",
-                error,
-                exc_info=not isinstance(error, TransientError),
+                _told(error),
             )
         else:
-            logger.debug("local scheduler still failing: %s", error)
+            logger.debug("local scheduler still failing: %s", _told(error))
 
     def _recovered(self) -> None:
         with self._lock:
@@ -406,7 +405,10 @@ class LocalScheduler:
                 result = self.continuation(delivery, record)
             else:
                 result = self.handler(delivery)
-        except Exception as err:
+        except BaseException as err:
+            if ends_the_step(err):  # Ctrl-C in a drain() on the main thread, a cancellation
+                self._finish(entry, requeue_at=entry.available_at)
+                raise
             self.failures += 1
             try:
                 available_at = self._retry_later(delivery)
@@ -414,23 +416,14 @@ class LocalScheduler:
                 self._finish(entry, requeue_at=entry.available_at)
                 raise
             self._finish(entry, requeue_at=available_at, forget=available_at is None)
-            if isinstance(err, TransientError):
-                logger.warning(
-                    "delivery of run %s v%s failed: %s; will retry",
-                    delivery.run_id,
-                    delivery.version,
-                    err,
-                )
-            else:
-                logger.exception(
-                    "delivery of run %s v%s failed; will retry",
-                    delivery.run_id,
-                    delivery.version,
-                )
+            log = logger.warning if isinstance(err, TransientError) else logger.error
+            log(
+                "delivery of run %s v%s failed: %s; will retry",
+                delivery.run_id,
+                delivery.version,
+                _told(err),
+            )
             return None
-        except BaseException:
-            self._finish(entry, requeue_at=entry.available_at)
-            raise
         self.delivered += 1
         if not getattr(result, "acknowledged", False):
             try:
@@ -637,3 +630,11 @@ class LocalScheduler:
                 (attempts, available_at, now, delivery.name),
             )
         return available_at
+
+
+def _told(error: BaseException) -> str:
+    """An error as a log line may show it: a :class:`TransientError`'s own text (the
+    store's or the scheduler's words), else only where it was raised: what user code
+    raises (an error handler's, a globals provider's) may quote a secret, and logs are
+    stored too."""
+    return str(error) if isinstance(error, TransientError) else where_failed(error)

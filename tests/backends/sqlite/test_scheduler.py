@@ -6,6 +6,7 @@ Each test runs real worker threads over a real database, on a clock the test mov
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import threading
 import time
@@ -173,6 +174,10 @@ def test_workers_outlive_a_database_that_cannot_write_and_resume_by_themselves(
         wait_until(lambda: counts(db) == {"pending": 0, "done": 4}, 20, "a new one")
 
 
+def tried_at_least(calls: Recorder, count: int) -> bool:
+    return calls.count() >= count
+
+
 @pytest.mark.parametrize(
     "raised", [asyncio.CancelledError, SystemExit, GeneratorExit, KeyboardInterrupt]
 )
@@ -189,6 +194,10 @@ def test_workers_outlive_a_handler_that_raises_what_is_not_an_exception(
     scheduler = LocalScheduler(db, handler=handler, clock=clock, workers=2)
     with running(scheduler):
         scheduler.schedule(Delivery("first", 0, clock.now))
+        for tried in range(1, 4):  # each failure is retried later, as any failure is
+            wait_until(functools.partial(tried_at_least, calls, tried), 20, f"try {tried}")
+            clock.advance(HOUR_MS)
+            scheduler.wake()
         wait_until(lambda: calls.count() >= 4, 20, "the delivery to be tried a fourth time")
         scheduler.schedule(Delivery("second", 0, clock.now))
         wait_until(lambda: counts(db) == {"pending": 0, "done": 2}, 20, "both delivered")
