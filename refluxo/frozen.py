@@ -1,4 +1,4 @@
-"""Read-only views of node data.
+"""Read-only views of node data and of recorded outputs.
 
 An executor receives its node's static ``data``. The TypeScript engine deep-copies it at
 every step so that an executor cannot corrupt the workflow; that copy costs O(size of the
@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 _READ_ONLY = (
-    "node data is read-only (it belongs to the workflow definition); "
-    "use refluxo.thaw(data) for a mutable copy"
+    "node data and recorded outputs are read-only (they belong to the workflow and to "
+    "the run's history); use refluxo.thaw(value) for a mutable copy"
 )
 
 

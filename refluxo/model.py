@@ -9,6 +9,7 @@ engines unchanged.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,6 +32,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
 from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
+from refluxo.frozen import FrozenDict, FrozenList, freeze
 
 __all__ = [
     "ABSENT",
@@ -115,11 +117,12 @@ def check_output(output: Any, what: str = "the output") -> None:
     """Raise when a snapshot could not hold ``output`` as it is as a result's output:
     :class:`SnapshotTooDeep` when it nests deeper than :data:`MAX_OUTPUT_DEPTH` (or holds
     itself), a ``ValueError`` when a string in it holds a lone UTF-16 surrogate (it could
-    not be written as UTF-8), a ``TypeError`` when it holds anything but dicts with string
-    keys, lists, strings, numbers, booleans and ``None`` (a tuple, an enum, a date, an
-    object...): kept in memory as it is, such a value would read one way in this run and
-    another once the snapshot is written and read back (:func:`as_output` converts what
-    can be). One walk over its containers; ASCII strings cost a check each."""
+    not be written as UTF-8), a ``TypeError`` when it holds anything but plain dicts with
+    plain string keys, lists, strings, finite numbers, booleans and ``None`` (a tuple, an
+    enum, a ``defaultdict``, ``NaN``, a date, an object...): kept in memory as it is, such a
+    value would read one way in this run and another once the snapshot is written and read
+    back (:func:`as_output` converts what can be). One walk over its containers; ASCII
+    strings cost a check each."""
     stack: list[tuple[Any, int]] = []
     _check_child(output, 0, stack, what, output)
     while stack:
@@ -131,10 +134,12 @@ def check_output(output: Any, what: str = "the output") -> None:
                 f"snapshot holding it could not be read back (snapshot JSON nests at most "
                 f"{MAX_JSON_DEPTH} levels)"
             )
-        if isinstance(item, Mapping):
+        if type(item) in _DICT_TYPES:
             for key in item:
-                if not isinstance(key, str):
-                    _refuse_output(what, output, item, f"a key {key!r} that is not a string")
+                if type(key) is not str:
+                    if not isinstance(key, str):
+                        _refuse_output(what, output, item, f"a key {key!r} that is not a string")
+                    _refuse_value(what, output, item)  # a str subclass: held as plain text
                 if not key.isascii():
                     _check_text(key)
             children: Any = item.values()
@@ -145,6 +150,9 @@ def check_output(output: Any, what: str = "the output") -> None:
             if kind is str:
                 if not child.isascii():
                     _check_text(child)
+            elif kind is float:
+                if child - child != 0.0:  # NaN or an infinity: a snapshot holds null
+                    _refuse_value(what, output, child)
             elif kind not in _SCALAR_TYPES and child is not None:
                 _check_child(child, depth, stack, what, output)
 
@@ -152,66 +160,93 @@ def check_output(output: Any, what: str = "the output") -> None:
 def _check_child(
     child: Any, depth: int, stack: list[tuple[Any, int]], what: str, root: Any
 ) -> None:
-    """A value that is not a string, a number, a boolean or ``None``: a container to walk,
-    or a value with no place in JSON as it is."""
+    """A value that is not a plain string, number, boolean or ``None``: a plain container
+    to walk, or a value that JSON does not hold as it is."""
     kind = type(child)
     if kind is str:
         if not child.isascii():
             _check_text(child)
+    elif kind is float:
+        if child - child != 0.0:
+            _refuse_value(what, root, child)
     elif kind in _SCALAR_TYPES or child is None:
         return
-    elif isinstance(child, Mapping | list):
+    elif kind in _DICT_TYPES or kind in _LIST_TYPES:
         stack.append((child, depth))
     else:
         _refuse_value(what, root, child)
 
 
 def as_output(output: Any, what: str = "the output") -> Any:
-    """``output`` as a snapshot holds it: itself when it is JSON data already (one walk, no
-    copy), else its JSON form as pydantic writes it (a model or a dataclass as its fields,
-    a date as ISO text, a ``Decimal`` as text, a set or a tuple as a list, an enum as its
-    value, bytes as UTF-8 text), so that this run's expressions read exactly what a snapshot
-    written and read back holds.
+    """``output`` as a snapshot holds it, read-only: itself frozen when it is JSON data
+    already, else its JSON form as pydantic writes it (a model or a dataclass as its
+    fields, a date or a ``Decimal`` as text, a set or a tuple as a list, an enum as its
+    value, bytes as UTF-8 text, any mapping as a dict), so that this run's expressions and
+    executors read exactly what a snapshot written and read back holds, and no later node
+    can change it (frozen as node data is: :func:`~refluxo.frozen.thaw` gives a mutable
+    copy).
 
     Raises:
         TypeError: it holds what has no JSON form (an object, a function, bytes that are not
-            UTF-8) or a key that is not a string, named with where it is.
+            UTF-8, ``NaN`` or an infinity, which ``JSON.stringify`` would turn into ``null``),
+            a key that is not a string, or two keys that become the same string, named with
+            where it is.
         SnapshotTooDeep, ValueError: as :func:`check_output`.
     """
     try:
         check_output(output, what)
-        return output
+        held = output
     except _NotJsonValue:
-        pass
-    converted = _json_form(output, what, output, 0)
-    check_output(converted, what)
-    return converted
+        held = _json_form(output, what, output, 0)
+        check_output(held, what)
+    return freeze(held)
 
 
 class _NotJsonValue(TypeError):
-    """A value of a type JSON has no place for (perhaps one with a JSON form)."""
+    """A value of a type JSON has no place for as it is (perhaps one with a JSON form)."""
 
 
 def _json_form(item: Any, what: str, root: Any, depth: int) -> Any:
-    if item is None or type(item) in _LEAF_TYPES:
+    kind = type(item)
+    if item is None or kind in _LEAF_TYPES:
         return item
+    if kind is float or isinstance(item, float):
+        number = float(item)
+        if number - number != 0.0:  # JSON.stringify would write null: data lost, refused
+            _refuse_output(what, root, item, f"the number {number!r}")
+        return number
     if depth > MAX_OUTPUT_DEPTH:
         raise SnapshotTooDeep(
             f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels (or holds itself)"
         )
+    if isinstance(item, str):
+        return str.__str__(item)  # an enum's or a subclass's text, as JSON writes it
+    if isinstance(item, int):
+        return int(item)
     if isinstance(item, Mapping):
         converted: dict[str, Any] = {}
         for key, child in item.items():
             if not isinstance(key, str):
                 _refuse_output(what, root, item, f"a key {key!r} that is not a string")
-            converted[key] = _json_form(child, what, root, depth + 1)
+            text = str.__str__(key)
+            if text in converted:
+                _refuse_output(what, root, item, f"two keys read as {text!r}")
+            converted[text] = _json_form(child, what, root, depth + 1)
         return converted
-    if isinstance(item, list | tuple):
+    if isinstance(item, list | tuple | set | frozenset):
         return [_json_form(child, what, root, depth + 1) for child in item]
+    if isinstance(item, BaseModel):
+        return _json_form(item.model_dump(), what, root, depth + 1)
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        fields = {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
+        return _json_form(fields, what, root, depth + 1)
     try:
-        return to_jsonable_python(item)
+        converted_leaf = to_jsonable_python(item)
     except (PydanticSerializationError, ValueError, TypeError):
         _refuse_output(what, root, item, f"a value of type {type(item).__name__!r}")
+    if converted_leaf is item:
+        _refuse_output(what, root, item, f"a value of type {type(item).__name__!r}")
+    return _json_form(converted_leaf, what, root, depth + 1)
 
 
 def _refuse_value(what: str, output: Any, culprit: Any) -> NoReturn:
@@ -282,10 +317,12 @@ _JSON_SCALARS = (bool, int, float, _Absent)
 """Besides ``str`` and ``None``: the leaves an output may hold. ``NaN`` and the infinities
 included (a snapshot writes them as ``null``, as ``JSON.stringify`` does), and
 :data:`ABSENT` (``undefined``: left out of an object, ``null`` in an array)."""
-_SCALAR_TYPES = frozenset(_JSON_SCALARS)
-"""The same, as exact types: a subclass (an ``IntEnum``, a ``str`` enum) is converted to
-the plain value a snapshot read back holds."""
+_SCALAR_TYPES = frozenset({bool, int, _Absent})
+"""Exact types held as they are (a subclass, an ``IntEnum``, is converted to the plain
+value a snapshot read back holds; floats are checked for ``NaN`` apart)."""
 _LEAF_TYPES = _SCALAR_TYPES | {str}
+_DICT_TYPES: frozenset[type] = frozenset((dict, FrozenDict))
+_LIST_TYPES: frozenset[type] = frozenset((list, FrozenList))
 
 
 class SnapshotStatus(StrEnum):

@@ -122,26 +122,102 @@ def duplicate_key_line(text: str) -> int | None:
 
 BOM_PROBLEM = "the text starts with a byte order mark (U+FEFF): save it as UTF-8 without one"
 
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|NaN|-?Infinity')
+_LONE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F])|(?<![0-9a-fA-F]{4})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+MAX_WORKFLOW_DEPTH = 64
+"""How deep a workflow file may nest (the HTTP API's bound for what it reads)."""
+
+
+class WorkflowTextError(ValueError):
+    """A workflow file's text that is not JSON as refluxo reads it, and the line where."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+def workflow_text(raw: bytes) -> str:
+    """A workflow file's bytes as text. Raises :class:`WorkflowTextError` for a byte order
+    mark or bytes that are not UTF-8 (naming the byte and its line)."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raise WorkflowTextError(1, f"invalid JSON: {BOM_PROBLEM}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise WorkflowTextError(
+            line, f"invalid JSON: not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
+
+
+def read_workflow_json(text: str) -> Any:
+    """``text`` as JSON, strictly: refused with the line where (:class:`WorkflowTextError`)
+    if it nests deeper than :data:`MAX_WORKFLOW_DEPTH`, holds ``NaN`` or an infinity (not
+    JSON; the HTTP API refuses them too), a key given twice in an object, or a string with
+    a lone UTF-16 surrogate (no UTF-8 text, nor a store, holds it)."""
+    if text.startswith("\ufeff"):
+        raise WorkflowTextError(1, f"invalid JSON: {BOM_PROBLEM}")
+    _scan(text)
+    try:
+        value = json.loads(text, object_pairs_hook=unique_keys)
+    except json.JSONDecodeError as err:
+        raise WorkflowTextError(
+            err.lineno, f"invalid JSON: {err.msg} (column {err.colno})"
+        ) from None
+    except DuplicateKey as err:
+        raise WorkflowTextError(duplicate_key_line(text) or 1, f"invalid JSON: {err}") from None
+    lone = _LONE.search(text)
+    if lone is not None:
+        line = text.count("\n", 0, lone.start()) + 1
+        raise WorkflowTextError(line, f"invalid JSON: a lone UTF-16 surrogate ({lone.group()})")
+    return value
+
+
+def _scan(text: str) -> None:
+    """Refuse, before any parser recurses into it, a text nested too deep, and ``NaN`` or
+    an infinity outside strings."""
+    depth = 0
+    for token in _TOKEN.finditer(text):
+        kind = token.group()[0]
+        if kind == '"':
+            continue
+        if kind in "[{":
+            depth += 1
+            if depth > MAX_WORKFLOW_DEPTH:
+                line = text.count("\n", 0, token.start()) + 1
+                raise WorkflowTextError(
+                    line, f"invalid JSON: nested more than {MAX_WORKFLOW_DEPTH} levels deep"
+                )
+        elif kind in "]}":
+            depth -= 1
+        else:
+            line = text.count("\n", 0, token.start()) + 1
+            raise WorkflowTextError(line, f"invalid JSON: {token.group()} is not a JSON number")
+
 
 def check_workflow_text(
     text: str,
     known_types: Collection[str] | Mapping[str, NodeDefinition] | None = None,
     more: Callable[[WorkflowDefinition], list[GraphProblem]] | None = None,
+    *,
+    max_nodes: int | None = None,
+    max_edges: int | None = None,
 ) -> list[Problem]:
     """Every problem found in a workflow file's text, in line order.
 
     ``known_types``: the app's node types; given as definitions, their declared handles
     are checked too. ``more``: further checks of the parsed workflow (a runtime's checks
-    of its own node types' data), reported like the graph's.
+    of its own node types' data), reported like the graph's. ``max_nodes``,
+    ``max_edges``: the sizes a runtime registers (a larger workflow is that one problem).
     """
-    if text.startswith("\ufeff"):
-        return [Problem(1, "error", f"invalid JSON: {BOM_PROBLEM}")]
     try:
+        read_workflow_json(text)
         raw, lines = _parse_with_lines(text)
-    except json.JSONDecodeError as err:
-        return [Problem(err.lineno, "error", f"invalid JSON: {err.msg} (column {err.colno})")]
-    except DuplicateKey as err:
-        return [Problem(getattr(err, "line", 1), "error", f"invalid JSON: {err}")]
+    except WorkflowTextError as err:
+        return [Problem(err.line, "error", err.message)]
     if not isinstance(raw, dict):
         return [Problem(1, "error", "a workflow is a JSON object with 'nodes' and 'edges'")]
 
@@ -155,6 +231,9 @@ def check_workflow_text(
         return [Problem(line_of(raw), "error", "'nodes' must be a non-empty list")]
     if not isinstance(edges, list):
         return [Problem(line_of(raw), "error", "'edges' must be a list")]
+    for what, items, limit in (("nodes", nodes, max_nodes), ("edges", edges, max_edges)):
+        if limit is not None and len(items) > limit:
+            return [Problem(line_of(raw), "error", f"{len(items)} {what}; the limit is {limit}")]
 
     seen: set[str] = set()
     for node in nodes:

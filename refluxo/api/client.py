@@ -8,6 +8,7 @@ client what the server sends, the local one the same response models
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from typing import Any, Protocol
 
@@ -51,6 +52,10 @@ class RunClient(RunReader, Protocol):
     ) -> dict[str, Any]: ...
 
 
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""The largest answer a client reads (a run's view with its timeline page is far smaller)."""
+
+
 class HttpClient:
     """Calls a refluxo server.
 
@@ -85,7 +90,7 @@ class HttpClient:
             request.add_header("Authorization", f"Bearer {self.id_token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
+                body = self._body(response)
         except urllib.error.HTTPError as err:
             try:
                 error = ErrorBody.model_validate_json(err.read()).error
@@ -101,6 +106,24 @@ class HttpClient:
             return json.loads(body or b"null")
         except (ValueError, RecursionError) as err:
             raise ServerUnreachable(f"{self.url} answered with a body that is not JSON") from err
+
+    def _body(self, response: Any) -> bytes:
+        """The answer's body, read within ``timeout`` in all (each read alone would let a
+        server sending a byte a second hold the caller for ever) and up to
+        :data:`MAX_ANSWER_BYTES`."""
+        deadline = time.monotonic() + self.timeout
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := response.read1(65_536):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise ServerUnreachable(f"{self.url} answered with over {MAX_ANSWER_BYTES} bytes")
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise ServerUnreachable(
+                    f"no answer from {self.url}: its body took over {self.timeout:g} s"
+                )
+        return b"".join(chunks)
 
     def _shaped(self, view: type[BaseModel], answer: Any) -> dict[str, Any]:
         """``answer`` if it is what the run API answers (``view``'s shape); a server that

@@ -524,22 +524,39 @@ def validate(file: Path, app_spec: str | None, no_app: bool, as_json: bool) -> N
     declares, and the workflows a map, parallel or call node names (with its other data
     as written) are checked against the App (--app, default the examples).
     """
-    from refluxo.workflow_check import check_workflow_text
+    from refluxo.runtime.limits import RuntimeLimits
+    from refluxo.workflow_check import (
+        Problem,
+        WorkflowTextError,
+        check_workflow_text,
+        workflow_text,
+    )
 
     try:
         app = None if no_app else load_app(app_spec)
     except click.BadParameter as err:
         hint = f"{err.message} (--no-app checks the file without node types and handles)"
         raise click.BadParameter(hint, param_hint="--app") from err
-    text = file.read_text(encoding="utf-8")
-    if app is None:
-        problems = check_workflow_text(text)
+    try:
+        text = workflow_text(file.read_bytes())
+    except WorkflowTextError as err:
+        problems = [Problem(err.line, "error", err.message)]
     else:
-        from refluxo.runtime.fanout import child_run_problems
+        limits = RuntimeLimits() if app is None else app.limits
+        if app is None:
+            problems = check_workflow_text(
+                text, max_nodes=limits.max_nodes, max_edges=limits.max_edges
+            )
+        else:
+            from refluxo.runtime.fanout import child_run_problems
 
-        problems = check_workflow_text(
-            text, app.node_types, lambda workflow: child_run_problems(workflow, app, names=True)
-        )
+            problems = check_workflow_text(
+                text,
+                app.node_types,
+                lambda workflow: child_run_problems(workflow, app, names=True),
+                max_nodes=limits.max_nodes,
+                max_edges=limits.max_edges,
+            )
     errors = sum(1 for p in problems if p.severity == "error")
     if as_json:
         report = {"file": str(file), "ok": not errors, "problems": [p.to_json() for p in problems]}

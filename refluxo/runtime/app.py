@@ -22,7 +22,6 @@ from refluxo.engine import WorkflowEngine
 from refluxo.errors import WorkflowDefinitionError
 from refluxo.expressions import JexlTransformEngine
 from refluxo.graph import check_graph, raise_for_errors
-from refluxo.json_objects import DuplicateKey, unique_keys
 from refluxo.model import RetryPolicy, WorkflowDefinition, default_start
 from refluxo.plugins import Plugin
 from refluxo.redaction import RedactionPlugin, Redactor
@@ -34,7 +33,7 @@ from refluxo.runtime.limits import RuntimeLimits
 from refluxo.steps import Clock, wall_clock_ms
 from refluxo.transform import TransformEngine
 from refluxo.validation import SchemaValidator, Validator
-from refluxo.workflow_check import BOM_PROBLEM, duplicate_key_line
+from refluxo.workflow_check import WorkflowTextError, read_workflow_json, workflow_text
 
 KNOWN_SHOWN = 20
 """Registered workflow names an unknown workflow's error lists (an app may have many)."""
@@ -46,9 +45,24 @@ GlobalsProvider = Callable[[], Mapping[str, Any]]
 
 
 def definition_version(wire: Mapping[str, Any]) -> str:
-    """The content hash identifying a workflow version: sha256 of its canonical JSON."""
-    canonical = json.dumps(wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """The content hash identifying a workflow version: sha256 of its canonical JSON.
+
+    Raises:
+        WorkflowDefinitionError: the workflow holds what JSON cannot (``NaN``, an
+            infinity) or UTF-8 cannot (a lone UTF-16 surrogate): no store could keep it.
+    """
+    try:
+        canonical = json.dumps(
+            wire, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+    except ValueError as err:  # NaN, an infinity; UnicodeEncodeError is a ValueError too
+        reason = (
+            f"a lone UTF-16 surrogate ({err.object[err.start]!r})"
+            if isinstance(err, UnicodeEncodeError)
+            else "NaN or an infinity, which JSON has no number for"
+        )
+        raise WorkflowDefinitionError(f"the workflow holds {reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,23 +111,16 @@ def with_handles(metadata: Any, handles: Sequence[str]) -> dict[str, Any]:
 
 
 def load_workflow_file(path: str | Path) -> dict[str, Any]:
-    """Read a workflow JSON file, with a clear error naming the file on failure."""
+    """Read a workflow JSON file, with a clear error naming the file and line on failure."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except FileNotFoundError as err:
         raise WorkflowDefinitionError(f"workflow file not found: {file}") from err
-    if text.startswith("\ufeff"):
-        raise WorkflowDefinitionError(f"{file}:1: invalid JSON: {BOM_PROBLEM}")
     try:
-        loaded = json.loads(text, object_pairs_hook=unique_keys)
-    except json.JSONDecodeError as err:
-        raise WorkflowDefinitionError(
-            f"{file}:{err.lineno}:{err.colno}: invalid JSON: {err.msg}"
-        ) from err
-    except DuplicateKey as err:
-        line = duplicate_key_line(text) or 1  # read again, slowly, only to say where
-        raise WorkflowDefinitionError(f"{file}:{line}: invalid JSON: {err}") from err
+        loaded = read_workflow_json(workflow_text(raw))
+    except WorkflowTextError as err:
+        raise WorkflowDefinitionError(f"{file}:{err.line}: {err.message}") from None
     if not isinstance(loaded, dict):
         raise WorkflowDefinitionError(f"{file}: a workflow is a JSON object with nodes and edges")
     return loaded

@@ -37,7 +37,12 @@ from pydantic_core import PydanticSerializationError, to_json
 from refluxo._aio import offload
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.engine import Admit, Advance, Verdict, WorkflowEngine
-from refluxo.errors import LimitExceededError, TransientError, WorkflowDefinitionError
+from refluxo.errors import (
+    LimitExceededError,
+    TransientError,
+    WorkflowDefinitionError,
+    ends_the_step,
+)
 from refluxo.metadata import FAILED_REASON, RESUME_AT
 from refluxo.model import Snapshot, SnapshotStatus, trusted
 from refluxo.redaction import Redactor
@@ -50,7 +55,7 @@ from refluxo.runtime.children import (
     take_inputs,
 )
 from refluxo.runtime.due import due_time, next_delivery, schedule_next
-from refluxo.runtime.errors import StepUnanswered
+from refluxo.runtime.errors import GlobalsUnavailable, StepUnanswered
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.events_log import logger as events_logger
 from refluxo.runtime.fanout import ChildrenOutcome
@@ -213,9 +218,11 @@ class Dispatcher:
         if record.pending is not None and record.pending.source == CHILDREN_SOURCE:
             # A wait joined early by a failed child: its other children stop first.
             await offload(self.children.stop_siblings, record)
-        globals_ = self.app.globals()
+        globals_, unavailable = self._globals()
         with running(RunInfo(record.run_id, record.workflow)):
-            advance = await self._advance(record, now, globals_, delivery.platform_retries)
+            advance = await self._advance(
+                record, now, globals_, delivery.platform_retries, unavailable
+            )
         redactor = self.app.redactor(globals_)
         result: DeliveryResult = await offload(self._commit, record, delivery, advance, redactor)
         return result
@@ -247,8 +254,27 @@ class Dispatcher:
 
     # -- executing -------------------------------------------------------------------------
 
+    def _globals(self) -> tuple[Any, GlobalsUnavailable | None]:
+        """The app's globals for one delivery, or why they could not be read: a provider's
+        :class:`TransientError` redelivers the step; any other failure is the node's (its
+        retry policy decides), told without the provider's own text (it may quote a
+        secret, and no secret is known to mask it with)."""
+        try:
+            return self.app.globals(), None
+        except TransientError:
+            raise
+        except BaseException as err:
+            if ends_the_step(err):
+                raise
+            return None, GlobalsUnavailable(err)
+
     async def _advance(
-        self, record: RunRecord, now: int, globals_: Any, platform_retries: int = 0
+        self,
+        record: RunRecord,
+        now: int,
+        globals_: Any,
+        platform_retries: int = 0,
+        unavailable: GlobalsUnavailable | None = None,
     ) -> Advance:
         snapshot = record.snapshot
         payload: Any = None
@@ -278,6 +304,8 @@ class Dispatcher:
         budget = self.budget
         limit = self.max_platform_retries
         try:
+            if unavailable is not None:
+                return Advance(await engine.record_failure(current, unavailable, None), 1)
             if limit is not None and platform_retries > limit:
                 unanswered = StepUnanswered(
                     f"node {current.current_node_id!r} got no answer in "

@@ -48,3 +48,16 @@ class StepUnanswered(RefluxoError):
 
 class Forbidden(RunError):
     """The caller's credential is valid but not allowed here."""
+
+
+class GlobalsUnavailable(RefluxoError):
+    """The app's globals provider raised (not a :class:`~refluxo.errors.TransientError`):
+    the step's node fails this attempt, as if its executor had raised, so its retry policy
+    decides. Only the type of what the provider raised is told: its text may quote a
+    secret, and without the globals nothing could mask it."""
+
+    def __init__(self, raised: BaseException) -> None:
+        super().__init__(
+            f"the app's globals could not be read: its provider raised "
+            f"{type(raised).__name__} (message withheld)"
+        )

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from refluxo.errors import LimitExceededError
+from refluxo.errors import LimitExceededError, WorkflowDefinitionError
 from refluxo.model import WorkflowDefinition
 
 
@@ -56,7 +56,17 @@ class RuntimeLimits:
                 f"workflow {name!r} has {len(workflow.edges)} edges; the limit is {self.max_edges}"
             )
         for node in workflow.nodes:
-            size = json_size(node.data)
+            try:
+                size = json_size(node.data, strict=True)
+            except ValueError as err:  # UnicodeEncodeError is one too
+                reason = (
+                    f"a lone UTF-16 surrogate ({err.object[err.start]!r})"
+                    if isinstance(err, UnicodeEncodeError)
+                    else "NaN or an infinity, which JSON has no number for"
+                )
+                raise WorkflowDefinitionError(
+                    f"workflow {name!r}: node {node.id!r} data holds {reason}"
+                ) from None
             if size > self.max_node_data_bytes:
                 raise LimitExceededError(
                     f"workflow {name!r}: node {node.id!r} has {size} bytes of data; "
@@ -64,6 +74,11 @@ class RuntimeLimits:
                 )
 
 
-def json_size(value: Any) -> int:
-    """Bytes of ``value`` as compact UTF-8 JSON (non-JSON values count by their repr)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=repr).encode())
+def json_size(value: Any, *, strict: bool = False) -> int:
+    """Bytes of ``value`` as compact UTF-8 JSON (non-JSON values count by their repr). A
+    lone surrogate raises ``UnicodeEncodeError``; ``strict``: ``NaN`` and the infinities
+    raise ``ValueError`` too."""
+    text = json.dumps(
+        value, separators=(",", ":"), ensure_ascii=False, default=repr, allow_nan=not strict
+    )
+    return len(text.encode())

@@ -8,14 +8,15 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from refluxo.api.client import ApiError, HttpClient
-from refluxo.errors import WorkflowDefinitionError
+from refluxo.api.client import ApiError, HttpClient, ServerUnreachable
+from refluxo.errors import LimitExceededError, WorkflowDefinitionError
 from refluxo.host.cli import main
 from refluxo.runtime import App
 from tests.support.waiting import wait_until
@@ -236,6 +237,115 @@ def test_a_server_answering_json_of_another_shape_is_an_error_line(
     assert result.exit_code == 1, result.output
     assert result.output.startswith(f"Error: {url} answered with "), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_server_trickling_its_answer_is_given_up_on_within_the_timeout() -> None:
+    stop = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+        def trickle() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                while not stop.wait(0.05):  # a byte every 50 ms: each read is quick
+                    try:
+                        connection.sendall(b" ")
+                    except OSError:
+                        return
+
+        server = threading.Thread(target=trickle)
+        server.start()
+        started = time.monotonic()
+        try:
+            with pytest.raises(ServerUnreachable, match="its body took over 1 s"):
+                HttpClient(url, timeout=1.0).get("r1")
+        finally:
+            stop.set()
+            server.join()
+    assert time.monotonic() - started < 5
+
+
+def many_nodes(count: int) -> bytes:
+    nodes = [{"id": f"n{i}", "type": "trigger"} for i in range(count)]
+    return json.dumps({"nodes": nodes}).encode()
+
+
+HOSTILE_FILES = [
+    pytest.param(
+        b'{"nodes": [{"id": "a", "type": "t", "data": ' + b"[" * 70 + b"]" * 70 + b"}]}",
+        1,
+        "nested more than 64 levels deep",
+        id="deep",
+    ),
+    pytest.param(
+        b'{"nodes": [{"id": "a", "type": "t",\n "data": {"x": NaN}}]}',
+        2,
+        "NaN is not a JSON number",
+        id="nan",
+    ),
+    pytest.param(
+        b'{"nodes": [{"id": "a", "type": "t",\n "data": {"x": -Infinity}}]}',
+        2,
+        "-Infinity is not a JSON number",
+        id="infinity",
+    ),
+    pytest.param(
+        b'{"nodes": [\n{"id": "a", "type": "t", "data": {"x": "\\ud800"}}]}',
+        2,
+        "a lone UTF-16 surrogate",
+        id="surrogate",
+    ),
+    pytest.param(
+        b'{"nodes": [\n{"id": "\xff", "type": "t"}]}',
+        2,
+        "not UTF-8 text (invalid start byte at byte 20)",
+        id="not-utf8",
+    ),
+    pytest.param('{"nodes": []}'.encode("utf-16"), 1, "not UTF-8 text", id="utf16"),
+    pytest.param(many_nodes(2_001), 1, "2001 nodes; the limit is 2000", id="too-many-nodes"),
+]
+
+
+@pytest.mark.parametrize(("raw", "line", "told"), HOSTILE_FILES)
+def test_validate_tells_what_is_wrong_with_a_hostile_file_and_where(
+    cli: CliRunner, tmp_path: Path, raw: bytes, line: int, told: str
+) -> None:
+    hostile = tmp_path / "hostile.json"
+    hostile.write_bytes(raw)
+    result = cli.invoke(main, ["validate", "--no-app", str(hostile)])
+    assert result.exit_code == 1, result.output
+    assert f"{hostile}:{line}: error: " in result.output
+    assert told in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(("raw", "line", "told"), HOSTILE_FILES)
+def test_registering_a_hostile_file_is_a_definition_error_saying_where(
+    tmp_path: Path, raw: bytes, line: int, told: str
+) -> None:
+    hostile = tmp_path / "hostile.json"
+    hostile.write_bytes(raw)
+    with pytest.raises((WorkflowDefinitionError, LimitExceededError)) as raised:
+        App().workflow("hostile", hostile)
+    assert told in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "told"),
+    [
+        ({"x": float("nan")}, "NaN or an infinity"),
+        ({"x": "\ud800"}, "a lone UTF-16 surrogate"),
+    ],
+)
+def test_registering_a_workflow_whose_data_json_cannot_hold_says_which_node(
+    data: dict[str, Any], told: str
+) -> None:
+    with pytest.raises(WorkflowDefinitionError, match=f"node 'a' data holds {told}"):
+        App().workflow("w", {"nodes": [{"id": "a", "type": "trigger", "data": data}]})
 
 
 def test_graph_highlights_the_path_a_run_took(cli: CliRunner) -> None:

@@ -9,11 +9,13 @@ ends the step as asyncio means it to.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import datetime
 import decimal
 import enum
+import types
 from typing import Any
 
 import pytest
@@ -30,6 +32,7 @@ from refluxo import (
     WorkflowEngine,
 )
 from refluxo.expressions import JexlTransformEngine
+from refluxo.frozen import thaw
 from refluxo.steps import MAX_ERROR_TEXT
 from tests.support.engine import chain
 
@@ -53,6 +56,8 @@ async def failed_reason(engine: WorkflowEngine, **options: Any) -> str:
         ({"f": [1, len]}, "a value of type 'builtin_function_or_method' (at f[1])"),
         ({"raw": b"\xff\xfe"}, "a value of type 'bytes' (at raw)"),
         ({"k": {1: "x"}}, "a key 1 that is not a string (at k)"),
+        ({"r": [1.5, float("nan")]}, "the number nan (at r[1])"),
+        ({"r": float("-inf")}, "the number -inf (at r)"),
     ],
 )
 async def test_an_output_with_no_json_form_fails_the_node_saying_what_and_where(
@@ -74,6 +79,15 @@ class Box:
 
 class Colour(enum.Enum):
     RED = "red"
+
+
+class KeyedModel(BaseModel):
+    d: dict[Any, str]
+
+
+@dataclasses.dataclass
+class KeyedBox:
+    d: dict[Any, str]
 
 
 class Level(enum.IntEnum):
@@ -119,10 +133,71 @@ async def test_json_outputs_of_every_shape_are_kept_and_read_back_the_same() -> 
     assert Snapshot.from_json(final.to_json()).context["a"][0].output == held
 
 
-async def test_an_output_that_is_json_already_is_held_as_it_is() -> None:
-    output = {"list": [1, 2.5, None, True, "é"], "nested": {"a": {"b": []}}}
+async def test_an_output_is_held_read_only_so_no_later_node_can_rewrite_the_history() -> None:
+    workflow = {
+        "nodes": [
+            {"id": "a", "type": "src"},
+            {"id": "b", "type": "meddle"},
+            {"id": "c", "type": "read"},
+        ],
+        "edges": [{"source": "a", "target": "b"}, {"source": "b", "target": "c"}],
+    }
+
+    def meddle(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        context["a"][-1].output["lst"].append(2)  # refused: it is a's recorded output
+        return StepResult({})
+
+    def read(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"seen": thaw(context["a"][-1].output["lst"])})
+
+    engine = WorkflowEngine(
+        workflow,
+        {
+            "src": NodeDefinition(lambda d, c, p, g: StepResult({"lst": [1]})),
+            "meddle": NodeDefinition(meddle),
+            "read": NodeDefinition(read),
+        },
+    )
+    final = await engine.execute(initial_node_id="a")
+    assert final.status == "failed"
+    assert "recorded outputs are read-only" in final.metadata["failedReason"]
+    assert final.context["a"][0].output == {"lst": [1]}
+
+
+async def test_any_mapping_is_held_as_a_plain_dict() -> None:
+    counts: collections.defaultdict[str, list[int]] = collections.defaultdict(list)
+    counts["seen"].append(1)
+    output = {
+        "dd": counts,
+        "od": collections.OrderedDict(b=1, a=2),
+        "proxy": types.MappingProxyType({"x": 1}),
+        Tone.LOUD: "enum key",
+    }
     final = await engine_returning(StepResult(output)).execute(initial_node_id="a")
-    assert final.context["a"][0].output is output  # no copy
+    held = final.context["a"][0].output
+    expected = {
+        "dd": {"seen": [1]},
+        "od": {"b": 1, "a": 2},
+        "proxy": {"x": 1},
+        "loud": "enum key",
+    }
+    assert held == expected
+    assert type(held["dd"]) is not collections.defaultdict
+    assert "missing" not in held["dd"]
+    assert Snapshot.from_json(final.to_json()).context["a"][0].output == expected
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {"m": KeyedModel(d={1: "a", "1": "b"})},
+        {"d": KeyedBox({1: "a"})},
+    ],
+    ids=["model-int-key", "dataclass-int-key"],
+)
+async def test_keys_that_json_cannot_tell_apart_fail_the_node(output: Any) -> None:
+    reason = await failed_reason(engine_returning(StepResult(output)))
+    assert "which has no JSON form" in reason
 
 
 async def test_what_an_output_holds_reads_the_same_before_and_after_a_save() -> None:

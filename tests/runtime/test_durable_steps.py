@@ -602,7 +602,7 @@ def test_a_non_finite_output_fails_the_run_instead_of_becoming_null(
     runtime.scheduler.drain()
     record = runtime.service.get(run.run_id)
     assert record.status == "failed"
-    assert "not JSON-serializable" in record.snapshot.metadata["failedReason"]
+    assert f"holds the number {value!r} (at ratio)" in record.snapshot.metadata["failedReason"]
 
 
 @pytest.mark.parametrize(

@@ -251,7 +251,7 @@ def doomed_app(clock: FakeClock) -> App:
 
     @app.node()
     def unstorable(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
-        return StepResult({"not": float("nan")})
+        return StepResult({"big": "x" * (app.limits.max_output_bytes + 1)})
 
     app.workflow("doomed", {"nodes": [{"id": "f", "type": "flaky", "data": {"fail": 9}}]})
     app.workflow(
@@ -298,7 +298,7 @@ def test_a_failure_no_result_explains_is_still_a_step(
     assert steps_of(logged, run.run_id) == [("a", "completed", 1), ("b", "failed", 2)]
     (failed,) = events(logged, "run_failed")
     assert (failed["node"], failed["workflow"]) == ("b", "unstorable")
-    assert "not JSON-serializable" in failed["failedReason"]
+    assert "bytes; the limit is" in failed["failedReason"]
     runs.service.close()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from refluxo import RedactionPlugin, StepResult
+from refluxo.errors import TransientError
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.runtime import App
 from tests.support.waiting import wait_until
@@ -145,29 +146,61 @@ def test_an_app_that_brings_a_redaction_plugin_without_masking_globals_records_t
     assert f"tenant {TOKEN}".encode() in database_bytes(tmp_path)
 
 
-def test_a_delivery_failing_outside_the_node_logs_where_not_what(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A globals provider (or an error handler) raising with a secret in its text: the
-    delivery is retried later, and the log line says where it failed, never the text."""
-
-    def provider() -> dict[str, Any]:
-        raise RuntimeError(f"the vault refused token {TOKEN}")
-
+def app_with_globals_provider(provider: Any) -> App:
     app = App(globals=provider)
 
-    @app.node()
+    @app.node(retry_policy={"maxAttempts": 1, "interval": 0})
     def fine(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
         return StepResult({"ok": True})
 
     app.workflow("fine", {"nodes": [{"id": "a", "type": "fine"}]})
-    runtime = EmbeddedRuntime(app, tmp_path / "runs.db", workers=0)
+    return app
+
+
+def test_a_globals_provider_that_fails_fails_the_node_by_its_retry_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its text may quote a secret that nothing could mask: only its type is told."""
+
+    def provider() -> dict[str, Any]:
+        raise RuntimeError(f"the vault refused token {TOKEN}")
+
+    runtime = EmbeddedRuntime(app_with_globals_provider(provider), tmp_path / "runs.db", workers=0)
+    try:
+        run = runtime.service.start("fine", {}).record.run_id
+        while runtime.scheduler.drain():  # the retry is due at once (interval 0)
+            pass
+        record = runtime.store.load_run(run)
+        assert record is not None
+        assert record.snapshot.metadata["failedReason"] == (
+            "node 'a' failed after 2 attempts: GlobalsUnavailable: the app's globals could "
+            "not be read: its provider raised RuntimeError (message withheld)"
+        )
+    finally:
+        runtime.stop()
+    assert TOKEN not in caplog.text
+    assert TOKEN.encode() not in database_bytes(tmp_path)
+
+
+def test_a_globals_provider_failing_for_a_while_delays_the_step_without_failing_it(
+    tmp_path: Path,
+) -> None:
+    outage = [True]
+
+    def provider() -> dict[str, Any]:
+        if outage[0]:
+            raise TransientError("the secret store is unavailable")
+        return {"token": TOKEN}
+
+    runtime = EmbeddedRuntime(app_with_globals_provider(provider), tmp_path / "runs.db", workers=0)
     try:
         run = runtime.service.start("fine", {}).record.run_id
         runtime.scheduler.drain()
         assert status_of(runtime, run) == "active"
-        assert [d.run_id for d in runtime.scheduler.pending()] == [run]  # retried later
+        assert [d.run_id for d in runtime.scheduler.pending()] == [run]  # redelivered later
+        outage[0] = False
+        for delivery in runtime.scheduler.pending():
+            runtime.service.deliver(delivery)
+        assert status_of(runtime, run) == "completed"
     finally:
         runtime.stop()
-    assert "RuntimeError (message withheld)" in caplog.text
-    assert TOKEN not in caplog.text

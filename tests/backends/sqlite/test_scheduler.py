@@ -174,6 +174,21 @@ def test_workers_outlive_a_database_that_cannot_write_and_resume_by_themselves(
         wait_until(lambda: counts(db) == {"pending": 0, "done": 4}, 20, "a new one")
 
 
+def test_a_failed_delivery_is_logged_by_where_it_failed_never_by_its_text(
+    db: SwitchableDatabase, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "tok_" + "SECRET_42"  # a runtime value: frames show the code, not values
+
+    def handler(delivery: Delivery) -> None:
+        raise RuntimeError(f"a text that quotes {secret}")
+
+    scheduler = LocalScheduler(db, handler=handler, clock=clock, workers=0)
+    scheduler.schedule(Delivery("quoted", 0, clock.now))
+    scheduler.drain()
+    assert "delivery of run quoted v0 failed: RuntimeError (message withheld)" in caplog.text
+    assert "tok_SECRET_42" not in caplog.text
+
+
 def tried_at_least(calls: Recorder, count: int) -> bool:
     return calls.count() >= count
 
