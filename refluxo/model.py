@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
 from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
-from refluxo.frozen import FrozenDict, FrozenList, freeze
+from refluxo.frozen import FrozenDict, FrozenList
 
 __all__ = [
     "ABSENT",
@@ -113,70 +113,6 @@ class SnapshotTooDeep(ValueError):
     """A value nests deeper than a snapshot can hold (see :data:`MAX_JSON_DEPTH`)."""
 
 
-def check_output(output: Any, what: str = "the output") -> None:
-    """Raise when a snapshot could not hold ``output`` as it is as a result's output:
-    :class:`SnapshotTooDeep` when it nests deeper than :data:`MAX_OUTPUT_DEPTH` (or holds
-    itself), a ``ValueError`` when a string in it holds a lone UTF-16 surrogate (it could
-    not be written as UTF-8), a ``TypeError`` when it holds anything but plain dicts with
-    plain string keys, lists, strings, finite numbers, booleans and ``None`` (a tuple, an
-    enum, a ``defaultdict``, ``NaN``, a date, an object...): kept in memory as it is, such a
-    value would read one way in this run and another once the snapshot is written and read
-    back (:func:`as_output` converts what can be). One walk over its containers; ASCII
-    strings cost a check each."""
-    stack: list[tuple[Any, int]] = []
-    _check_child(output, 0, stack, what, output)
-    while stack:
-        item, depth = stack.pop()
-        depth += 1
-        if depth > MAX_OUTPUT_DEPTH:
-            raise SnapshotTooDeep(
-                f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels (or holds itself): a "
-                f"snapshot holding it could not be read back (snapshot JSON nests at most "
-                f"{MAX_JSON_DEPTH} levels)"
-            )
-        if type(item) in _DICT_TYPES:
-            for key in item:
-                if type(key) is not str:
-                    if not isinstance(key, str):
-                        _refuse_output(what, output, item, f"a key {key!r} that is not a string")
-                    _refuse_value(what, output, item)  # a str subclass: held as plain text
-                if not key.isascii():
-                    _check_text(key)
-            children: Any = item.values()
-        else:
-            children = item
-        for child in children:
-            kind = type(child)
-            if kind is str:
-                if not child.isascii():
-                    _check_text(child)
-            elif kind is float:
-                if child - child != 0.0:  # NaN or an infinity: a snapshot holds null
-                    _refuse_value(what, output, child)
-            elif kind not in _SCALAR_TYPES and child is not None:
-                _check_child(child, depth, stack, what, output)
-
-
-def _check_child(
-    child: Any, depth: int, stack: list[tuple[Any, int]], what: str, root: Any
-) -> None:
-    """A value that is not a plain string, number, boolean or ``None``: a plain container
-    to walk, or a value that JSON does not hold as it is."""
-    kind = type(child)
-    if kind is str:
-        if not child.isascii():
-            _check_text(child)
-    elif kind is float:
-        if child - child != 0.0:
-            _refuse_value(what, root, child)
-    elif kind in _SCALAR_TYPES or child is None:
-        return
-    elif kind in _DICT_TYPES or kind in _LIST_TYPES:
-        stack.append((child, depth))
-    else:
-        _refuse_value(what, root, child)
-
-
 def as_output(output: Any, what: str = "the output") -> Any:
     """``output`` as a snapshot holds it, read-only: itself frozen when it is JSON data
     already, else its JSON form as pydantic writes it (a model or a dataclass as its
@@ -191,15 +127,72 @@ def as_output(output: Any, what: str = "the output") -> Any:
             UTF-8, ``NaN`` or an infinity, which ``JSON.stringify`` would turn into ``null``),
             a key that is not a string, or two keys that become the same string, named with
             where it is.
-        SnapshotTooDeep, ValueError: as :func:`check_output`.
+        SnapshotTooDeep: it nests deeper than :data:`MAX_OUTPUT_DEPTH` (or holds itself).
+        ValueError: a string in it holds a lone UTF-16 surrogate (no UTF-8 text holds it).
     """
     try:
-        check_output(output, what)
-        held = output
+        return _held(output, 0, what, output)
     except _NotJsonValue:
-        held = _json_form(output, what, output, 0)
-        check_output(held, what)
-    return freeze(held)
+        pass
+    converted = _json_form(output, what, output, 0)
+    return _held(converted, 0, what, converted)
+
+
+def _held(value: Any, depth: int, what: str, root: Any) -> Any:
+    """``value`` checked and frozen in one walk (the step's usual case: a small plain
+    dict): plain dicts with plain string keys, lists, strings, finite numbers, booleans and
+    ``None`` only; anything else raises :class:`_NotJsonValue` (converted by the caller, or
+    refused). A frozen container whose items need no change is returned as it is (node
+    data an executor passes on)."""
+    kind = type(value)
+    if kind is str:
+        if not value.isascii():
+            _check_text(value)
+        return value
+    if kind in _SCALAR_TYPES or value is None:
+        return value
+    if kind is float:
+        if value - value != 0.0:
+            _refuse_value(what, root, value)
+        return value
+    if kind in _DICT_TYPES:
+        if depth >= MAX_OUTPUT_DEPTH:
+            _too_deep(what)
+        items: dict[str, Any] = {}
+        same = kind is FrozenDict
+        for key, child in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    _refuse_output(what, root, value, f"a key {key!r} that is not a string")
+                _refuse_value(what, root, value)
+            if not key.isascii():
+                _check_text(key)
+            held = _held(child, depth + 1, what, root)
+            same = same and held is child
+            items[key] = held
+        if same:
+            return value
+        frozen = FrozenDict()
+        dict.update(frozen, items)
+        return frozen
+    if kind in _LIST_TYPES:
+        if depth >= MAX_OUTPUT_DEPTH:
+            _too_deep(what)
+        held_items = [_held(child, depth + 1, what, root) for child in value]
+        if kind is FrozenList and all(a is b for a, b in zip(held_items, value, strict=True)):
+            return value
+        frozen_list = FrozenList()
+        list.extend(frozen_list, held_items)
+        return frozen_list
+    _refuse_value(what, root, value)
+
+
+def _too_deep(what: str) -> NoReturn:
+    raise SnapshotTooDeep(
+        f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels (or holds itself): a snapshot "
+        f"holding it could not be read back (snapshot JSON nests at most {MAX_JSON_DEPTH} "
+        "levels)"
+    )
 
 
 class _NotJsonValue(TypeError):
@@ -250,9 +243,8 @@ def _json_form(item: Any, what: str, root: Any, depth: int) -> Any:
 
 
 def _refuse_value(what: str, output: Any, culprit: Any) -> NoReturn:
-    where = _path_to(output, culprit)
-    place = f" (at {where})" if where else ""
-    raise _NotJsonValue(f"{what} holds a value of type {type(culprit).__name__!r}{place}")
+    """Not JSON as it is: the caller converts it (where it is is told only if that fails)."""
+    raise _NotJsonValue(f"{what} holds a value of type {type(culprit).__name__!r}")
 
 
 def _refuse_output(what: str, output: Any, culprit: Any, problem: str) -> NoReturn:
