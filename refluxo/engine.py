@@ -503,6 +503,7 @@ class WorkflowEngine:
             data = thaw(data)
             for engine in self.transform_engines:
                 data = await resolve(engine.transform(data, snapshot.context, globals))
+            data = thaw(data)  # what expressions took from the history: a copy of its own
         if self.validator is not None and definition.metadata:
             checked: Any = await resolve(self.validator.validate(data, definition.metadata))
             _raise_if_invalid(checked, node, "input")

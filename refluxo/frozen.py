@@ -28,7 +28,13 @@ class FrozenDict(dict[str, Any]):
 
     __slots__ = ()
     __setitem__ = __delitem__ = __ior__ = _refuse
-    clear = pop = popitem = setdefault = update = _refuse
+    clear = pop = popitem = update = _refuse
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` when it is there (a read, as for a ``dict``); else refused."""
+        if key in self:
+            return self[key]
+        _refuse()
 
     def __copy__(self) -> dict[str, Any]:
         return dict(self)

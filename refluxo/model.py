@@ -32,7 +32,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticSerializationError, core_schema, to_jsonable_python
 
 from refluxo.context import EMPTY_CONTEXT, Context, MemoryContext
-from refluxo.frozen import FrozenDict, FrozenList
+from refluxo.frozen import FrozenDict, FrozenList, freeze
 
 __all__ = [
     "ABSENT",
@@ -144,10 +144,17 @@ def _held(value: Any, depth: int, what: str, root: Any) -> Any:
     ``None`` only; anything else raises :class:`_NotJsonValue` (converted by the caller, or
     refused). A frozen container whose items need no change is returned as it is (node
     data an executor passes on)."""
+    if depth >= MAX_OUTPUT_DEPTH:  # a value in the deepest container counts as a level too
+        _too_deep(what)
     kind = type(value)
     if kind is str:
         if not value.isascii():
             _check_text(value)
+        return value
+    if kind is int:
+        if value.bit_length() > _MAX_INT_BITS:
+            digits = int(value.bit_length() * 0.30103) + 1
+            _refuse_output(what, root, value, f"an integer of about {digits} digits")
         return value
     if kind in _SCALAR_TYPES or value is None:
         return value
@@ -156,8 +163,6 @@ def _held(value: Any, depth: int, what: str, root: Any) -> Any:
             _refuse_value(what, root, value)
         return value
     if kind in _DICT_TYPES:
-        if depth >= MAX_OUTPUT_DEPTH:
-            _too_deep(what)
         items: dict[str, Any] = {}
         same = kind is FrozenDict
         for key, child in value.items():
@@ -176,8 +181,6 @@ def _held(value: Any, depth: int, what: str, root: Any) -> Any:
         dict.update(frozen, items)
         return frozen
     if kind in _LIST_TYPES:
-        if depth >= MAX_OUTPUT_DEPTH:
-            _too_deep(what)
         held_items = [_held(child, depth + 1, what, root) for child in value]
         if kind is FrozenList and all(a is b for a, b in zip(held_items, value, strict=True)):
             return value
@@ -313,6 +316,9 @@ _SCALAR_TYPES = frozenset({bool, int, _Absent})
 """Exact types held as they are (a subclass, an ``IntEnum``, is converted to the plain
 value a snapshot read back holds; floats are checked for ``NaN`` apart)."""
 _LEAF_TYPES = _SCALAR_TYPES | {str}
+_MAX_INT_BITS = 13_000
+"""About 3,900 decimal digits: past Python's and pydantic's JSON readers' 4,300 digits, a
+snapshot holding the integer could not be read back."""
 _DICT_TYPES: frozenset[type] = frozenset((dict, FrozenDict))
 _LIST_TYPES: frozenset[type] = frozenset((list, FrozenList))
 
@@ -506,6 +512,8 @@ class NodeResult(BaseModel):
             # Decoded JSON is bounded by the parser; Python values are checked here, and
             # held in their JSON form (what the snapshot, written and read back, holds).
             self.__dict__["output"] = as_output(self.__dict__["output"])
+        else:  # read back: as read-only as when its step recorded it
+            self.__dict__["output"] = freeze(self.__dict__["output"])
         if "attempt" not in fields_set:
             self.__dict__.pop("attempt", None)
         return self

@@ -261,8 +261,11 @@ class Dispatcher:
         secret, and no secret is known to mask it with)."""
         try:
             return self.app.globals(), None
-        except TransientError:
-            raise
+        except TransientError as err:  # its text may quote a secret too: not passed on
+            raise TransientError(
+                f"the app's globals provider raised {type(err).__name__} (message withheld); "
+                "the step is delivered again"
+            ) from None
         except BaseException as err:
             if ends_the_step(err):
                 raise

@@ -32,7 +32,8 @@ from refluxo import (
     WorkflowEngine,
 )
 from refluxo.expressions import JexlTransformEngine
-from refluxo.frozen import thaw
+from refluxo.frozen import freeze, thaw
+from refluxo.model import MAX_OUTPUT_DEPTH
 from refluxo.steps import MAX_ERROR_TEXT
 from tests.support.engine import chain
 
@@ -514,3 +515,109 @@ async def test_an_error_text_is_kept_up_to_its_limit(plugins: list[Plugin]) -> N
     assert error.endswith(f"... (cut: {5_000_000 + len('ValueError: ')} characters in all)")
     assert len(error) < MAX_ERROR_TEXT + 50
     assert len(final.to_json()) < 3 * MAX_ERROR_TEXT
+
+
+MEDDLING = {
+    "nodes": [
+        {"id": "p", "type": "src"},
+        {"id": "m", "type": "meddle"},
+    ],
+    "edges": [{"source": "p", "target": "m"}],
+}
+
+
+def meddling_engine() -> WorkflowEngine:
+    def meddle(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        context["p"][-1].output["a"].append(2)
+        return StepResult({})
+
+    return WorkflowEngine(
+        MEDDLING,
+        {
+            "src": NodeDefinition(lambda d, c, p, g: StepResult({"a": [1]})),
+            "meddle": NodeDefinition(meddle),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "reload",
+    [
+        lambda snapshot: snapshot,
+        lambda snapshot: Snapshot.from_json(snapshot.to_json()),
+        lambda snapshot: Snapshot.model_validate_json(snapshot.model_dump_json()),
+    ],
+    ids=["in-memory", "from_json", "model_validate_json"],
+)
+async def test_a_recorded_output_is_read_only_whether_or_not_the_snapshot_was_reloaded(
+    reload: Any,
+) -> None:
+    engine = meddling_engine()
+    first = await engine.execute_step(engine.create_initial_snapshot("w", "p"))
+    final = await engine.execute(snapshot=reload(first))
+    assert final.status == "failed"
+    assert "recorded outputs are read-only" in final.metadata["failedReason"]
+    assert final.context["p"][0].output == {"a": [1]}
+
+
+async def test_what_expressions_take_from_the_history_is_a_mutable_copy() -> None:
+    workflow = {
+        "nodes": [
+            {"id": "p", "type": "src"},
+            {"id": "m", "type": "edit", "data": {"v": "{{ nodes.p.output }}"}},
+        ],
+        "edges": [{"source": "p", "target": "m"}],
+    }
+
+    def edit(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        data["v"]["z"] = 1  # its own copy: the history is untouched
+        return StepResult(data["v"])
+
+    engine = WorkflowEngine(
+        workflow,
+        {
+            "src": NodeDefinition(lambda d, c, p, g: StepResult({"a": 1})),
+            "edit": NodeDefinition(edit),
+        },
+        transform_engines=[JexlTransformEngine()],
+    )
+    final = await engine.execute(initial_node_id="p")
+    assert final.context["p"][0].output == {"a": 1}
+    assert final.context["m"][0].output == {"a": 1, "z": 1}
+
+
+def nested_lists(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("output", "told"),
+    [
+        ({"t": 10**5000}, "an integer of about 5001 digits (at t)"),
+        (nested_lists(MAX_OUTPUT_DEPTH), "nests deeper than 197 levels"),
+    ],
+    ids=["huge-integer", "a-value-in-the-deepest-list"],
+)
+async def test_an_output_no_snapshot_reader_could_read_back_fails_the_node(
+    output: Any, told: str
+) -> None:
+    reason = await failed_reason(engine_returning(StepResult(output)))
+    assert told in reason
+
+
+async def test_the_deepest_output_a_reader_reads_back_is_kept() -> None:
+    output = nested_lists(MAX_OUTPUT_DEPTH - 1)
+    final = await engine_returning(StepResult(output)).execute(initial_node_id="a")
+    assert final.status == "completed"
+    assert Snapshot.model_validate_json(final.model_dump_json()).context["a"][0].output == output
+    assert Snapshot.from_json(final.to_json()).context["a"][0].output == output
+
+
+def test_a_read_only_dict_answers_setdefault_for_a_key_it_has() -> None:
+    held = freeze({"a": 1})
+    assert held.setdefault("a", 2) == 1
+    with pytest.raises(TypeError, match="read-only"):
+        held.setdefault("b", 2)

@@ -13,7 +13,7 @@ import pytest
 from refluxo import RedactionPlugin, StepResult
 from refluxo.errors import TransientError
 from refluxo.host.embedded import EmbeddedRuntime
-from refluxo.runtime import App
+from refluxo.runtime import App, StepBudget
 from tests.support.waiting import wait_until
 
 TOKEN = "tok_SECRET_123456"
@@ -183,13 +183,13 @@ def test_a_globals_provider_that_fails_fails_the_node_by_its_retry_policy(
 
 
 def test_a_globals_provider_failing_for_a_while_delays_the_step_without_failing_it(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     outage = [True]
 
     def provider() -> dict[str, Any]:
         if outage[0]:
-            raise TransientError("the secret store is unavailable")
+            raise TransientError(f"the secret store refused {TOKEN}")
         return {"token": TOKEN}
 
     runtime = EmbeddedRuntime(app_with_globals_provider(provider), tmp_path / "runs.db", workers=0)
@@ -202,5 +202,43 @@ def test_a_globals_provider_failing_for_a_while_delays_the_step_without_failing_
         for delivery in runtime.scheduler.pending():
             runtime.service.deliver(delivery)
         assert status_of(runtime, run) == "completed"
+    finally:
+        runtime.stop()
+    assert "globals provider raised TransientError (message withheld)" in caplog.text
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("batch", [1, 10])
+def test_a_node_changing_an_earlier_output_fails_at_any_batch_size(
+    tmp_path: Path, batch: int
+) -> None:
+    app = App()
+
+    @app.node()
+    def src(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"a": [1]})
+
+    @app.node()
+    def meddle(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        context["p"][-1].output["a"].append(2)
+        return StepResult({})
+
+    app.workflow(
+        "meddling",
+        {
+            "nodes": [{"id": "p", "type": "src"}, {"id": "m", "type": "meddle"}],
+            "edges": [{"source": "p", "target": "m"}],
+        },
+    )
+    runtime = EmbeddedRuntime(
+        app, tmp_path / "runs.db", workers=0, budget=StepBudget(max_steps=batch)
+    )
+    try:
+        run = runtime.service.start("meddling", {}).record.run_id
+        runtime.scheduler.drain()
+        record = runtime.store.load_run(run)
+        assert record is not None
+        assert "recorded outputs are read-only" in record.snapshot.metadata["failedReason"]
+        assert runtime.service.timeline(run)[0].result.output == {"a": [1]}
     finally:
         runtime.stop()
