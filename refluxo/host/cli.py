@@ -698,7 +698,15 @@ def graph(
 def demo(app_spec: str | None, port: int) -> None:
     """Run the example workflows through the local HTTP API, on a fresh database."""
     from refluxo.host.demo import run_demo
+    from refluxo.host.logs import configure_logging
+    from refluxo.host.settings import ConfigurationError
 
+    # The demo tells each run's story itself; the runtime's own lines (a retried attempt of
+    # the flaky example) are formatted as `serve` writes them, and only failures by default.
+    try:
+        configure_logging({"REFLUXO_LOG_LEVEL": "ERROR", **os.environ}, cloud=False)
+    except ConfigurationError as err:
+        raise click.ClickException(str(err)) from err
     run_demo(load_app(app_spec), port, click.secho)
 
 

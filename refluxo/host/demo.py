@@ -96,7 +96,7 @@ def run_demo(app: App, port: int, show: Show) -> dict[str, Any]:
             view = _follow(client, run["runId"], show)
             show(f"   {view['status']}", bold=True)
 
-            show("\nThe approval run, as GET /runs/{id} returns it:", bold=True)
+            show("\nThe approval run, as GET /runs/{id}?timelineLimit=0 returns it:", bold=True)
             show(json.dumps(client.get(approval["runId"], timeline_limit=0), indent=2))
             return approval
         finally:
