@@ -697,17 +697,28 @@ def graph(
 )
 def demo(app_spec: str | None, port: int) -> None:
     """Run the example workflows through the local HTTP API, on a fresh database."""
+    import logging
+
     from refluxo.host.demo import run_demo
-    from refluxo.host.logs import configure_logging
+    from refluxo.host.logs import formatter_for, log_format
     from refluxo.host.settings import ConfigurationError
 
-    # The demo tells each run's story itself; the runtime's own lines (a retried attempt of
-    # the flaky example) are formatted as `serve` writes them, and only failures by default.
+    # The demo tells each run's story itself; of the runtime's own lines (a retried attempt
+    # of the flaky example), only errors are written, formatted as `serve` writes them. A
+    # handler of refluxo's loggers, for the demo's time: the process's logging is its own.
     try:
-        configure_logging({"REFLUXO_LOG_LEVEL": "ERROR", **os.environ}, cloud=False)
+        formatter = formatter_for(log_format(os.environ, cloud=False))
     except ConfigurationError as err:
         raise click.ClickException(str(err)) from err
-    run_demo(load_app(app_spec), port, click.secho)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.setLevel(logging.ERROR)
+    logger = logging.getLogger("refluxo")
+    logger.addHandler(handler)
+    try:
+        run_demo(load_app(app_spec), port, click.secho)
+    finally:
+        logger.removeHandler(handler)
 
 
 if __name__ == "__main__":
