@@ -15,7 +15,6 @@ times, the step position) lives in :mod:`refluxo.steps`.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import enum
 import inspect
@@ -31,13 +30,11 @@ from refluxo.branches import check_handle, declared_handles
 from refluxo.context import EMPTY_CONTEXT
 from refluxo.definitions import NodeDefinition, as_step_result
 from refluxo.errors import (
-    NodeAborted,
-    NodeCancelled,
-    NodeExit,
     NodeValidationError,
     TransientError,
     WorkflowDefinitionError,
     ends_the_step,
+    node_error_for,
     where_failed,
 )
 from refluxo.frozen import freeze, thaw
@@ -667,12 +664,3 @@ def _raise_if_invalid(checked: Any, node: Node, what: str) -> None:
         where = "" if what == "input" else f" ({what})"
         errors = json.dumps(checked.errors, default=str, separators=(",", ":"), ensure_ascii=False)
         raise NodeValidationError(f"Validation failed for node '{node.id}'{where}: {errors}")
-
-
-def node_error_for(raised: BaseException) -> Exception:
-    """The node error for a ``BaseException`` that is not an ``Exception``."""
-    if isinstance(raised, SystemExit):
-        return NodeExit(raised)
-    if isinstance(raised, asyncio.CancelledError):
-        return NodeCancelled()
-    return NodeAborted(raised)

@@ -75,6 +75,16 @@ class NodeAborted(RuntimeError):
         super().__init__(f"the node's code raised {type(raised).__name__}, not an Exception")
 
 
+def node_error_for(raised: BaseException) -> Exception:
+    """The node error standing for a ``BaseException`` user code raised that is not an
+    ``Exception`` (and does not end the step, see :func:`ends_the_step`)."""
+    if isinstance(raised, SystemExit):
+        return NodeExit(raised)
+    if isinstance(raised, asyncio.CancelledError):
+        return NodeCancelled()
+    return NodeAborted(raised)
+
+
 def ends_the_step(raised: BaseException) -> bool:
     """Whether ``raised``, caught around user code (an executor, a hook, an error handler),
     must go on up instead of failing the node or being ignored: a cancellation of the task

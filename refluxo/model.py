@@ -160,7 +160,7 @@ def _held(value: Any, depth: int, what: str, root: Any) -> Any:
         return value
     if kind is float:
         if value - value != 0.0:
-            _refuse_value(what, root, value)
+            _refuse_value(what, value)
         return value
     if kind in _DICT_TYPES:
         items: dict[str, Any] = {}
@@ -169,7 +169,7 @@ def _held(value: Any, depth: int, what: str, root: Any) -> Any:
             if type(key) is not str:
                 if not isinstance(key, str):
                     _refuse_output(what, root, value, f"a key {key!r} that is not a string")
-                _refuse_value(what, root, value)
+                _refuse_value(what, value)
             if not key.isascii():
                 _check_text(key)
             held = _held(child, depth + 1, what, root)
@@ -187,7 +187,7 @@ def _held(value: Any, depth: int, what: str, root: Any) -> Any:
         frozen_list = FrozenList()
         list.extend(frozen_list, held_items)
         return frozen_list
-    _refuse_value(what, root, value)
+    _refuse_value(what, value)
 
 
 def _too_deep(what: str) -> NoReturn:
@@ -212,9 +212,7 @@ def _json_form(item: Any, what: str, root: Any, depth: int) -> Any:
             _refuse_output(what, root, item, f"the number {number!r}")
         return number
     if depth > MAX_OUTPUT_DEPTH:
-        raise SnapshotTooDeep(
-            f"{what} nests deeper than {MAX_OUTPUT_DEPTH} levels (or holds itself)"
-        )
+        _too_deep(what)
     if isinstance(item, str):
         return str.__str__(item)  # an enum's or a subclass's text, as JSON writes it
     if isinstance(item, int):
@@ -245,7 +243,7 @@ def _json_form(item: Any, what: str, root: Any, depth: int) -> Any:
     return _json_form(converted_leaf, what, root, depth + 1)
 
 
-def _refuse_value(what: str, output: Any, culprit: Any) -> NoReturn:
+def _refuse_value(what: str, culprit: Any) -> NoReturn:
     """Not JSON as it is: the caller converts it (where it is is told only if that fails)."""
     raise _NotJsonValue(f"{what} holds a value of type {type(culprit).__name__!r}")
 
@@ -308,13 +306,11 @@ ABSENT: Final = _Absent()
 out. ``StepResult()`` (no data) leaves the result's ``output`` out, as ``@refluxo/core``
 does for an executor returning ``{}``; Python code reading the output gets ``None``."""
 
-_JSON_SCALARS = (bool, int, float, _Absent)
-"""Besides ``str`` and ``None``: the leaves an output may hold. ``NaN`` and the infinities
-included (a snapshot writes them as ``null``, as ``JSON.stringify`` does), and
-:data:`ABSENT` (``undefined``: left out of an object, ``null`` in an array)."""
 _SCALAR_TYPES = frozenset({bool, int, _Absent})
-"""Exact types held as they are (a subclass, an ``IntEnum``, is converted to the plain
-value a snapshot read back holds; floats are checked for ``NaN`` apart)."""
+"""Besides ``str``, ``float`` (finite only) and ``None``: the leaves an output holds as
+they are, :data:`ABSENT` (``undefined``: left out of an object, ``null`` in an array)
+included. Exact types: a subclass (an ``IntEnum``) is converted to the plain value a
+snapshot read back holds."""
 _LEAF_TYPES = _SCALAR_TYPES | {str}
 _MAX_INT_BITS = 13_000
 """About 3,900 decimal digits: past Python's and pydantic's JSON readers' 4,300 digits, a

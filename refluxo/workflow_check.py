@@ -16,7 +16,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -120,6 +120,8 @@ def duplicate_key_line(text: str) -> int | None:
     return None
 
 
+T = TypeVar("T")
+
 BOM_PROBLEM = "the text starts with a byte order mark (U+FEFF): save it as UTF-8 without one"
 
 _TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|NaN|-?Infinity')
@@ -158,17 +160,24 @@ def read_workflow_json(text: str) -> Any:
     if it nests deeper than :data:`MAX_WORKFLOW_DEPTH`, holds ``NaN`` or an infinity (not
     JSON; the HTTP API refuses them too), a key given twice in an object, or a string with
     a lone UTF-16 surrogate (no UTF-8 text, nor a store, holds it)."""
+    return _read(text, lambda checked: json.loads(checked, object_pairs_hook=unique_keys))
+
+
+def _read(text: str, parse: Callable[[str], T]) -> T:
+    """``parse(text)`` under :func:`read_workflow_json`'s rules, whatever the parser (the
+    fast one, or the one that remembers lines)."""
     if text.startswith("\ufeff"):
         raise WorkflowTextError(1, f"invalid JSON: {BOM_PROBLEM}")
     _scan(text)
     try:
-        value = json.loads(text, object_pairs_hook=unique_keys)
+        value = parse(text)
     except json.JSONDecodeError as err:
         raise WorkflowTextError(
             err.lineno, f"invalid JSON: {err.msg} (column {err.colno})"
         ) from None
     except DuplicateKey as err:
-        raise WorkflowTextError(duplicate_key_line(text) or 1, f"invalid JSON: {err}") from None
+        line = getattr(err, "line", None) or duplicate_key_line(text) or 1
+        raise WorkflowTextError(line, f"invalid JSON: {err}") from None
     lone = _LONE.search(text)
     if lone is not None:
         line = text.count("\n", 0, lone.start()) + 1
@@ -214,8 +223,7 @@ def check_workflow_text(
     ``max_edges``: the sizes a runtime registers (a larger workflow is that one problem).
     """
     try:
-        read_workflow_json(text)
-        raw, lines = _parse_with_lines(text)
+        raw, lines = _read(text, _parse_with_lines)
     except WorkflowTextError as err:
         return [Problem(err.line, "error", err.message)]
     if not isinstance(raw, dict):

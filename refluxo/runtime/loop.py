@@ -24,8 +24,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from refluxo._aio import leave_in_place, run_in_place
-from refluxo.engine import node_error_for
-from refluxo.errors import NodeCancelled, TransientError
+from refluxo.errors import TransientError, ends_the_step, node_error_for
 
 T = TypeVar("T")
 
@@ -106,17 +105,15 @@ class EventLoopThread:
         async def settle() -> T:
             try:
                 return await awaitable
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # cancelled by close(): the step is not over
-                raise NodeCancelled() from None  # the node's own code raised it
             except Exception:
                 raise
             except BaseException as raised:
+                if ends_the_step(raised):
+                    raise  # cancelled by close(): the step is not over
                 # Raised out of a task, SystemExit or KeyboardInterrupt would stop the loop
                 # every runtime's steps await on (no signal reaches this thread: the node's
-                # code raised it); as an ordinary exception it fails only this step's node.
+                # code raised it), a CancelledError of something the node awaited would read
+                # as the step cancelled; as a node error it fails only this step's node.
                 raise node_error_for(raised) from None
 
         def begin() -> None:

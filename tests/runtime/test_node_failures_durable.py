@@ -29,6 +29,16 @@ def status_of(runtime: EmbeddedRuntime, run_id: str) -> str:
     return str(record.snapshot.status.value)
 
 
+FAILING = (
+    "awaits_a_cancelled_task",
+    "raises_cancelled",
+    "exits",
+    "interrupts",
+    "interrupts_awaiting",
+)
+"""The node types of the test below that fail their node, in the order it checks them."""
+
+
 def test_nodes_raising_what_is_not_an_exception_fail_and_the_workers_go_on(
     tmp_path: Path,
 ) -> None:
@@ -62,27 +72,10 @@ def test_nodes_raising_what_is_not_an_exception_fail_and_the_workers_go_on(
     def fine(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
         return StepResult({"ok": True})
 
-    for name in (
-        "awaits_a_cancelled_task",
-        "raises_cancelled",
-        "exits",
-        "interrupts",
-        "interrupts_awaiting",
-        "fine",
-    ):
+    for name in (*FAILING, "fine"):
         app.workflow(name, {"nodes": [{"id": "a", "type": name}], "edges": []})
     with EmbeddedRuntime(app, tmp_path / "runs.db", workers=2, synchronous="NORMAL") as runtime:
-        failing = [
-            runtime.service.start(name, {}).record.run_id
-            for name in (
-                "awaits_a_cancelled_task",
-                "raises_cancelled",
-                "exits",
-                "interrupts",
-                "interrupts_awaiting",
-            )
-            * 2
-        ]
+        failing = [runtime.service.start(name, {}).record.run_id for name in FAILING * 2]
         wait_until(
             lambda: all(status_of(runtime, run) == "failed" for run in failing),
             20,
