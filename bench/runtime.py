@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,25 @@ class Rows:
         self.result = result
 
 
-def floor_rate(directory: Path, rows: Rows, seconds: float) -> tuple[float, float]:
+def floor_rate(
+    directory: Path,
+    rows: Rows,
+    seconds: float,
+    *,
+    factory: type[sqlite3.Connection] = sqlite3.Connection,
+    between: Callable[[], None] | None = None,
+    max_steps: int | None = None,
+) -> tuple[float, float]:
     """Steps per second writing only what a step writes, one transaction per step, and
-    the process's CPU µs per step."""
+    the process's CPU µs per step.
+
+    ``factory`` is the connection's class (``bench/statements.py`` times statements with
+    it); ``between``, if given, runs before each step's transaction (that script touches
+    memory there, as a runtime's Python does between its commits); ``max_steps`` stops
+    after that many steps if ``seconds`` have not passed yet.
+    """
     path = directory / f"floor-{time.monotonic_ns()}.db"
-    connection = sqlite3.connect(path, isolation_level=None)
+    connection = sqlite3.connect(path, isolation_level=None, factory=factory)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.executescript(SCHEMA)
@@ -82,7 +97,9 @@ def floor_rate(directory: Path, rows: Rows, seconds: float) -> tuple[float, floa
     step = 0
     started = time.perf_counter()
     cpu = time.process_time()
-    while time.perf_counter() - started < seconds:
+    while time.perf_counter() - started < seconds and step != max_steps:
+        if between is not None:
+            between()
         now = time.time_ns() // 1_000_000
         connection.execute("BEGIN IMMEDIATE")
         connection.execute(
