@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from refluxo.api.models import MAX_INTEGER
-from refluxo.api.parsing import parse_json
+from refluxo.api.parsing import MAX_JSON_DEPTH, json_depth, parse_json
 from refluxo.errors import RefluxoError, TransientError
 from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.service import RunService
@@ -178,6 +178,21 @@ def handle_message(
         "message %s: %s %s", printable(message_id, 200), result.outcome.value, result.run_id or ""
     )
     return result
+
+
+def reject_deep_push(body: bytes, event_id: str) -> EventResult | None:
+    """Reject (and log, for acknowledgement) a push whose body nests deeper than
+    :data:`~refluxo.api.parsing.MAX_JSON_DEPTH`; ``None`` for any other body.
+
+    For the events function to call before its CloudEvent is parsed: the CloudEvents
+    library parses the body with Python's recursive JSON parser, which a few kilobytes of
+    brackets exhaust. Pub/Sub never sends such a body (its message data is base64).
+    """
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return None
+    if json_depth(body.decode("utf-8", "replace")) <= MAX_JSON_DEPTH:
+        return None
+    return _rejected(event_id, f"the push nests more than {MAX_JSON_DEPTH} levels deep")
 
 
 def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None]:

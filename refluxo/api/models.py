@@ -163,11 +163,15 @@ class CancelRequest(BaseModel):
 
 
 class StepRequest(BaseModel):
-    """One delivery from the scheduler: run ``runId`` at ``version``, due at ``dueAt``."""
+    """One delivery from the scheduler: run ``runId`` at ``version``, due at ``dueAt``.
+
+    Every run id the runtime schedules is a valid one (callers' ids are checked at the
+    start, and the runtime's own, random and child ids, are made valid): another is
+    refused as in every other body."""
 
     model_config = _REQUEST
 
-    run_id: str
+    run_id: RunId
     version: Count
     due_at: Count = 0
     hop: Count = 0

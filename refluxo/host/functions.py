@@ -40,7 +40,7 @@ import functions_framework
 from cloudevents.http.event import CloudEvent
 from flask import Request, Response
 
-from refluxo.api.events import handle_push
+from refluxo.api.events import handle_push, reject_deep_push
 from refluxo.api.trace import TRACE_HEADER, traced
 from refluxo.host.compose import Deployment, build_deployment, check_backend, import_app
 from refluxo.host.logs import configure_logging
@@ -134,3 +134,21 @@ def on_message(event: CloudEvent) -> None:
     header = flask.request.headers.get(TRACE_HEADER) if flask.has_request_context() else None
     with traced(header):
         handle_push(deployment().service, event.data, str(event_id or "unknown"))
+
+
+def _acknowledge_deep_pushes() -> None:
+    """In the events function's app, reject a push nested too deep before functions-framework
+    parses it as a CloudEvent (which would recurse until Python stops it: a 500 and a
+    traceback). Rejected as every malformed push is: one log line, acknowledged."""
+    if not flask.has_app_context() or flask.current_app.name != "on_message":
+        return  # imported outside functions-framework, or by another function
+
+    @flask.current_app.before_request
+    def reject_deep() -> tuple[str, int] | None:
+        event_id = flask.request.headers.get("ce-id") or "unknown"
+        if reject_deep_push(flask.request.get_data(), event_id) is None:
+            return None
+        return "OK", 200
+
+
+_acknowledge_deep_pushes()
