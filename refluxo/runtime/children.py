@@ -55,10 +55,12 @@ from refluxo.runtime.links import (
     child_bookkeeping,
     child_run_id,
     depth_of,
+    descendants_taken,
     needs_cascade,
     needs_report,
     needs_start,
     parent_link,
+    share_of_each_child,
     waiting_for_children,
 )
 from refluxo.runtime.ports import (
@@ -126,21 +128,23 @@ def mark_waiting(head: Snapshot, limits: RuntimeLimits) -> Snapshot:
         )
     inputs = request.get("inputs")
     count = len(inputs) if isinstance(inputs, list) else 0
-    budget = budget_of(head, limits.max_descendants)
+    # What the run's earlier waits took (a map in a loop) is not there to take again.
+    taken = descendants_taken(head)
+    budget = max(budget_of(head, limits.max_descendants) - taken, 0)
     if count > budget:
         return fail(
             head,
             f"node {head.current_node_id!r} cannot start {count} child runs: its run tree "
             f"may start {budget} more (max_descendants, {limits.max_descendants} per run a "
-            "caller starts, shared by all its descendants)",
+            "caller starts, shared by all its descendants and all its waits)",
         )
-    inputs = request.get("inputs")
     marker = {
         **request,
         "node": head.current_node_id,
         "version": head.version,
         "count": count,
         "budget": budget,
+        "descendants": taken,
         "waiting": True,
     }
     metadata = {**without(head.metadata, PAUSED_WITH), CHILD_RUNS: marker}
@@ -262,7 +266,7 @@ class ChildRuns:
             str(marker.get("node")),
             index,
             depth_of(parent.snapshot) + 1,
-            max(budget - count, 0) // count,
+            share_of_each_child(budget, count),
             None if above is None else above.root_wait,
         )
         try:
@@ -351,9 +355,21 @@ class ChildRuns:
                 last = self.store.timeline(child.run_id, after_seq=child.result_count - 2, limit=1)
                 if last:
                     output = last[0].result.output
-            return ChildEnd(link.index, child.run_id, SnapshotStatus.COMPLETED.value, output)
+            return ChildEnd(
+                link.index,
+                child.run_id,
+                SnapshotStatus.COMPLETED.value,
+                output,
+                descendants=descendants_taken(snapshot),
+            )
         reason = str(snapshot.metadata.get(FAILED_REASON) or "failed")
-        return ChildEnd(link.index, child.run_id, SnapshotStatus.FAILED.value, error=reason)
+        return ChildEnd(
+            link.index,
+            child.run_id,
+            SnapshotStatus.FAILED.value,
+            error=reason,
+            descendants=descendants_taken(snapshot),
+        )
 
     def _record_end(self, parent: RunRecord, end: ChildEnd) -> None:
         marker = waiting_for_children(parent.snapshot)
@@ -405,7 +421,7 @@ class ChildRuns:
         version = int(marker["version"])
         outputs: list[Any] = [None] * total
         errors: list[dict[str, Any]] = []
-        ended = 0
+        ended = reported = 0
         after = -1
         while True:
             page = self.store.child_ends(parent.run_id, version, after_index=after, limit=ENDS_PAGE)
@@ -413,6 +429,7 @@ class ChildRuns:
                 if not 0 <= end.index < total:
                     continue
                 ended += 1
+                reported += end.descendants
                 if end.failed:
                     errors.append({"index": end.index, "runId": end.run_id, "error": end.error})
                 else:
@@ -420,8 +437,19 @@ class ChildRuns:
             if len(page) < ENDS_PAGE:
                 break
             after = page[-1].index
+        # The wait took its children, what the ended ones report their own waits took, and
+        # for any not ended (joined early), the whole share they may still use.
+        share = share_of_each_child(int(marker.get("budget", 0)), total)
+        taken = total + reported + (total - ended) * share
         summary = {key: value for key, value in marker.items() if key != INPUTS_DIGEST}
-        summary.update({"waiting": False, "ended": ended, "failed": len(errors)})
+        summary.update(
+            {
+                "waiting": False,
+                "ended": ended,
+                "failed": len(errors),
+                "descendants": int(marker.get("descendants", 0)) + taken,
+            }
+        )
         head = evolve(
             parent.snapshot,
             {

@@ -145,10 +145,39 @@ def depth_of(snapshot: Snapshot) -> int:
 
 
 def budget_of(snapshot: Snapshot, limit: int) -> int:
-    """How many descendants ``snapshot``'s run may still start: ``limit`` for a run a
-    caller started, its share of its parent's budget for a child."""
+    """How many descendants ``snapshot``'s run may start in all: ``limit`` for a run a
+    caller started, its share of its parent's budget for a child (what its earlier waits
+    took is :func:`descendants_taken`)."""
     link = parent_link(snapshot)
     return limit if link is None or link.budget is None else min(link.budget, limit)
+
+
+def share_of_each_child(budget: int, count: int) -> int:
+    """The descendants each of ``count`` children may start, when their wait may start
+    ``budget`` runs: the wait takes the children themselves and splits the rest evenly."""
+    return max(budget - count, 0) // max(count, 1)
+
+
+def descendants_taken(snapshot: Snapshot) -> int:
+    """How many descendants ``snapshot``'s run has taken from its budget: every run its
+    joined waits started, their own descendants included (``childRuns.descendants``), and
+    for a run that ended while it waited, the whole of what that wait could start.
+
+    Counted at each join from what the children report at their end, so that a run that
+    waits again (a ``map`` in a loop) waits on what is left, not on its whole share again.
+    """
+    marker = snapshot.metadata.get(CHILD_RUNS)
+    if not isinstance(marker, Mapping):
+        return 0
+    taken = _count(marker.get("descendants"))
+    if marker.get("waiting") is True and snapshot.status.is_terminal:
+        count = _count(marker.get("count"))
+        taken += count + count * share_of_each_child(_count(marker.get("budget")), count)
+    return taken
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def needs_start(snapshot: Snapshot) -> Mapping[str, Any] | None:
@@ -199,10 +228,12 @@ __all__ = [
     "child_bookkeeping",
     "child_run_id",
     "depth_of",
+    "descendants_taken",
     "is_child_run_id",
     "needs_cascade",
     "needs_report",
     "needs_start",
     "parent_link",
+    "share_of_each_child",
     "waiting_for_children",
 ]

@@ -308,7 +308,9 @@ class ChildEnd:
 
     ``index`` is the child's place among its siblings; ``status`` its final status
     (``"completed"`` or ``"failed"``); ``output`` the output of its last step when it
-    completed, ``error`` its ``failedReason`` when it failed.
+    completed, ``error`` its ``failedReason`` when it failed; ``descendants`` how many runs
+    its own waits started, their descendants included (what it took of its parent's
+    budget of descendants, :func:`~refluxo.runtime.links.descendants_taken`).
     """
 
     index: int
@@ -316,6 +318,7 @@ class ChildEnd:
     status: str
     output: Any = None
     error: str | None = None
+    descendants: int = 0
 
     @property
     def failed(self) -> bool:

@@ -550,6 +550,14 @@ def all_ends(store: SnapshotStore, parent_id: str, version: int) -> list[ChildEn
     return store.child_ends(parent_id, version, after_index=-1, limit=10_000)
 
 
+def test_a_child_end_keeps_the_descendants_its_child_started(store: StoreUnderTest) -> None:
+    ledger = store.store
+    ledger.record_child_end("p", 1, dataclasses.replace(completed(0, [1]), descendants=12))
+    ledger.record_child_end("p", 1, dataclasses.replace(failed(1), descendants=3))
+    ledger.record_child_end("p", 1, completed(2))
+    assert [end.descendants for end in all_ends(ledger, "p", 1)] == [12, 3, 0]
+
+
 def test_a_child_end_is_counted_once_however_often_it_is_recorded(store: StoreUnderTest) -> None:
     ledger = store.store
     assert ledger.child_ends("p", 1) == []

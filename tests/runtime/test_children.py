@@ -534,6 +534,83 @@ def test_a_run_tree_shares_one_budget_of_descendants(clock: FakeClock) -> None:
     assert runtime.service.get("r").status == SnapshotStatus.FAILED
 
 
+def looping_map_app(clock: FakeClock, max_descendants: int, passes: int, items: int) -> App:
+    """An app whose "loop" maps over ``items`` children of "leaf" (or, for "outer", over
+    2 children of "loop"), ``passes`` times in a loop."""
+    app = build_app(clock)
+    app.limits = dataclasses.replace(app.limits, max_descendants=max_descendants)
+
+    @app.node(handles=["again", "done"])
+    def count(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        done = len(context.get("m", []))
+        return StepResult(done, next_handle="again" if done < data["passes"] else "done")
+
+    def looping(child: str, count_of_items: int) -> dict[str, Any]:
+        return {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {
+                    "id": "m",
+                    "type": "map",
+                    "data": {"items": [{}] * count_of_items, "workflow": child},
+                },
+                {"id": "k", "type": "count", "data": {"passes": passes}},
+            ],
+            "edges": [
+                {"source": "start", "target": "m"},
+                {"source": "m", "target": "k"},
+                {"source": "k", "target": "m", "sourceHandle": "again"},
+            ],
+        }
+
+    app.workflow("leaf", {"nodes": [{"id": "start", "type": "trigger"}], "edges": []})
+    app.workflow("loop", looping("leaf", items))
+    app.workflow("outer", looping("loop", 2))
+    return app
+
+
+def test_a_map_in_a_loop_waits_on_what_its_earlier_waits_left_of_the_budget(
+    clock: FakeClock,
+) -> None:
+    """Each pass of a loop takes its children from what is left: 5 + 5 of a budget of 10,
+    and the third pass is refused (every pass took the whole budget again before)."""
+    runtime = MemoryRuntime(looping_map_app(clock, max_descendants=10, passes=6, items=5))
+    runtime.service.start("loop", {}, run_id="r")
+    runtime.drain()
+    run = runtime.service.get("r")
+    assert run.status == SnapshotStatus.FAILED
+    assert (
+        "cannot start 5 child runs: its run tree may start 0 more"
+        in (run.snapshot.metadata["failedReason"])
+    )
+    children = [r for r in runtime.service.list(limit=1000).runs if r.run_id != "r"]
+    assert len(children) == 10
+
+
+def test_a_child_s_loop_spends_its_share_and_its_parent_counts_what_it_spent(
+    clock: FakeClock,
+) -> None:
+    """A budget of 30: "outer" maps 2 children (14 descendants each), each looping twice
+    over 5 leaves (10 each). The join counts 2 + 20, so the second pass of "outer" has 8
+    left: 3 for each new child, too few for their first map of 5."""
+    runtime = MemoryRuntime(looping_map_app(clock, max_descendants=30, passes=2, items=5))
+    runtime.service.start("outer", {}, run_id="r")
+    runtime.drain()
+    runs = runtime.service.list(limit=1000).runs
+    assert len(runs) - 1 <= 30
+    first = [r for r in runs if r.run_id.count(".") == 2 and r.run_id.startswith("r.2.")]
+    assert [r.status for r in first] == [SnapshotStatus.COMPLETED] * 2
+    assert all(r.snapshot.metadata["childRuns"]["descendants"] == 10 for r in first)
+    second = [r for r in runs if r.run_id.count(".") == 2 and not r.run_id.startswith("r.2.")]
+    assert len(second) == 2
+    assert all(
+        "cannot start 5 child runs: its run tree may start 3 more"
+        in r.snapshot.metadata["failedReason"]
+        for r in second
+    )
+    assert len(runs) == 1 + 2 + 20 + 2
+
+
 def test_cancelling_the_root_of_a_growing_tree_stops_every_level_at_once(
     memory: MemoryRuntime, clock: FakeClock
 ) -> None:

@@ -30,6 +30,7 @@ and every result says ``scheduled=False``, so the dispatcher schedules after com
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -161,7 +162,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
         self._definitions: dict[str, tuple[str, str]] = {}
-        self._ends: dict[tuple[str, int], dict[int, tuple[str, str, str | None, str | None]]] = {}
+        self._ends: dict[tuple[str, int], dict[int, ChildEnd]] = {}
         self._join_counts: dict[tuple[str, int], JoinCount] = {}
         self._inputs: dict[tuple[str, int, str], list[str]] = {}
 
@@ -173,7 +174,8 @@ class MemoryStore:
             ends = self._ends.setdefault((parent_id, version), {})
             count = self._join_counts.get((parent_id, version), JoinCount(0, 0))
             if end.index not in ends:
-                ends[end.index] = (end.run_id, end.status, output, end.error)
+                # Kept as stored (the output as its JSON), as the other stores keep it.
+                ends[end.index] = dataclasses.replace(end, output=output)
                 count = JoinCount(count.ended + 1, count.failed + end.failed)
                 self._join_counts[(parent_id, version)] = count
             return count
@@ -185,9 +187,7 @@ class MemoryStore:
             ends = dict(self._ends.get((parent_id, version), {}))
         indices = sorted(index for index in ends if index > after_index)[:limit]
         return [
-            ChildEnd(
-                index, ends[index][0], ends[index][1], decode_json(ends[index][2]), ends[index][3]
-            )
+            dataclasses.replace(ends[index], output=decode_json(ends[index].output))
             for index in indices
         ]
 

@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS child_ends (
     status TEXT NOT NULL,
     output TEXT,
     error TEXT,
+    descendants INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (parent_id, version, idx)
 ) WITHOUT ROWID;
 
@@ -142,10 +143,16 @@ def _has_column(connection: sqlite3.Connection, table: str, column: str) -> bool
 def migrate(connection: sqlite3.Connection) -> None:
     """Bring a database written by an earlier version up to the current schema.
 
+    ``child_ends.descendants`` (what each ended child's waits started, see
+    :class:`~refluxo.runtime.ports.ChildEnd`): added if missing, 0 for ends recorded before.
     ``runs.due_at`` (when each run's next step is expected, see
     :func:`refluxo.runtime.due.expected_at`): added if missing, and filled in from each
     unfinished run's head and ``updated_at``, in the caller's write transaction.
     """
+    if not _has_column(connection, "child_ends", "descendants"):
+        connection.execute(
+            "ALTER TABLE child_ends ADD COLUMN descendants INTEGER NOT NULL DEFAULT 0"
+        )
     if _has_column(connection, "runs", "due_at"):
         return
     # Here, not at the top: they load the models, which reading a run as stored does not.
@@ -218,7 +225,9 @@ class SqliteDatabase:
         self._inspection: sqlite3.Connection | None = None
         with self.reading() as connection:
             connection.executescript(SCHEMA)
-            current = _has_column(connection, "runs", "due_at")
+            current = _has_column(connection, "runs", "due_at") and _has_column(
+                connection, "child_ends", "descendants"
+            )
         if not current:
             with self.write() as connection:  # re-checked under the write lock
                 migrate(connection)

@@ -617,9 +617,19 @@ class SqliteStore:
         output = encode_json(end.output) if not end.failed else None
         with self.db.write() as tx:
             added = tx.execute(
-                "INSERT INTO child_ends (parent_id, version, idx, run_id, status, output, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (parent_id, version, end.index, end.run_id, end.status, output, end.error),
+                "INSERT INTO child_ends "
+                "(parent_id, version, idx, run_id, status, output, error, descendants) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    parent_id,
+                    version,
+                    end.index,
+                    end.run_id,
+                    end.status,
+                    output,
+                    end.error,
+                    end.descendants,
+                ),
             ).rowcount
             if added:
                 tx.execute(
@@ -639,13 +649,13 @@ class SqliteStore:
     ) -> list[ChildEnd]:
         with self.db.reading() as connection:
             rows = connection.execute(
-                "SELECT idx, run_id, status, output, error FROM child_ends "
+                "SELECT idx, run_id, status, output, error, descendants FROM child_ends "
                 "WHERE parent_id = ? AND version = ? AND idx > ? ORDER BY idx LIMIT ?",
                 (parent_id, version, after_index, limit),
             ).fetchall()
         return [
-            ChildEnd(index, run_id, status, decode_json(output), error)
-            for index, run_id, status, output, error in rows
+            ChildEnd(index, run_id, status, decode_json(output), error, descendants)
+            for index, run_id, status, output, error, descendants in rows
         ]
 
     def put_child_inputs(

@@ -1,5 +1,6 @@
 """A database written before ``runs.due_at`` existed keeps working: opening it adds the
-column, fills it in from each run's head, and indexes it for the reconciler."""
+column, fills it in from each run's head, and indexes it for the reconciler. One written
+before ``child_ends.descendants`` gains that column, its recorded ends counting 0."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from refluxo.backends.sqlite.db import SCHEMA, SqliteDatabase
 from refluxo.backends.sqlite.store import SqliteStore
 from refluxo.model import RetryState, Snapshot, SnapshotStatus
+from refluxo.runtime.ports import ChildEnd
 from refluxo.runtime.records import encode_head
 from tests.support.clock import FakeClock
 from tests.support.stores import new_record
@@ -123,5 +125,42 @@ def test_the_reconcilers_query_is_one_index_range(tmp_path: Path) -> None:
             )
             assert "runs_by_due_time" in plan, plan
             assert "TEMP B-TREE" not in plan, plan
+    finally:
+        db.close()
+
+
+OLD_CHILD_ENDS = """
+CREATE TABLE child_ends (
+    parent_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    output TEXT,
+    error TEXT,
+    PRIMARY KEY (parent_id, version, idx)
+) WITHOUT ROWID;
+"""
+"""The ``child_ends`` table before ``descendants``."""
+
+
+def test_an_old_database_gains_the_descendants_of_its_childrens_ends(tmp_path: Path) -> None:
+    path = tmp_path / "old-ends.db"
+    connection = sqlite3.connect(path)
+    connection.executescript(OLD_CHILD_ENDS + SCHEMA)
+    connection.execute(
+        "INSERT INTO child_ends VALUES ('p', 2, 0, 'p.2.0', 'completed', '{\"a\":1}', NULL)"
+    )
+    connection.commit()
+    connection.close()
+    db = SqliteDatabase(path, synchronous="OFF")
+    try:
+        store = SqliteStore(db, clock=FakeClock(1_000))
+        store.record_child_end("p", 2, ChildEnd(1, "p.2.1", "failed", error="x", descendants=7))
+        ends = store.child_ends("p", 2)
+        assert [(end.index, end.output, end.descendants) for end in ends] == [
+            (0, {"a": 1}, 0),
+            (1, None, 7),
+        ]
     finally:
         db.close()

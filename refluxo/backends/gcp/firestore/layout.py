@@ -315,6 +315,7 @@ def end_fields(end: ChildEnd) -> dict[str, Any]:
         "status": end.status,
         "output": output,
         "error": end.error,
+        "descendants": end.descendants,
     }
 
 
@@ -326,6 +327,7 @@ def end_of(data: Mapping[str, Any]) -> ChildEnd:
         status=str(data["status"]),
         output=decode_json(data.get("output")),
         error=data.get("error"),
+        descendants=int(data.get("descendants") or 0),  # 0 for ends written before it
     )
 
 
