@@ -19,12 +19,14 @@ few slots, and none for long.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import json
+import logging
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response
@@ -34,6 +36,8 @@ from refluxo.api.http import HttpApi, error_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+logger = logging.getLogger("refluxo.server")
 
 
 def create_wsgi_app(api: HttpApi) -> Flask:
@@ -85,6 +89,13 @@ MAX_CONNECTIONS = 128
 MAX_CONNECTIONS_PER_CLIENT = 32
 """Connections served at once from one address of another machine (this machine's own
 loopback clients are not counted apart: they share one address)."""
+
+ACCEPT_PAUSE_S = (0.01, 1.0)
+"""How long the server stops accepting after the system refused it a descriptor for a new
+connection (out of file descriptors): the first pause, doubled while it lasts, up to the
+second. The connection waits in the listening queue meanwhile."""
+
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _BUSY_BODY = b'{"error": {"code": "busy", "message": "too many connections; retry in a moment"}}'
 _BUSY = (
@@ -172,6 +183,10 @@ class BoundedServer(ThreadedWSGIServer):
         self._started: dict[socket.socket, tuple[float, float]] = {}
         self._started_lock = threading.Lock()
         self._watching = threading.Event()
+        self._refused_accepts = 0
+        self.pause: Callable[[float], object] = self._watching.wait
+        """Waits the given seconds (or until the server closes): the pause after a refused
+        accept (a test may watch it)."""
         self._watchdog = threading.Thread(
             target=self._watch, name="refluxo-http-deadlines", daemon=True
         )
@@ -208,6 +223,28 @@ class BoundedServer(ThreadedWSGIServer):
     def server_close(self) -> None:
         self._watching.set()
         super().server_close()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection. When the system has no descriptor for it, pause before the
+        next try: the listening socket stays readable, so trying again at once would spin a
+        core for as long as descriptors run short (and starve the steps of CPU)."""
+        try:
+            accepted = super().get_request()
+        except OSError as err:
+            if err.errno in _OUT_OF_RESOURCES:
+                self._refused_accepts += 1
+                if self._refused_accepts == 1:
+                    logger.warning(
+                        "cannot accept connections (%s): pausing until descriptors free up",
+                        errno.errorcode.get(err.errno or 0, err.errno),
+                    )
+                first, longest = ACCEPT_PAUSE_S
+                self.pause(min(longest, first * 2 ** min(self._refused_accepts - 1, 20)))
+            raise
+        if self._refused_accepts:
+            logger.warning("accepting connections again")
+            self._refused_accepts = 0
+        return accepted
 
     def process_request(self, request: Any, client_address: Any) -> None:
         client = _remote_client(client_address)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +66,9 @@ class _Group(click.Group):
             if failure is not None and isinstance(
                 err, failure.ApiError | failure.ServerUnreachable
             ):
+                raise click.ClickException(str(err)) from err
+            local = sys.modules.get("refluxo.backends.sqlite.errors")
+            if local is not None and isinstance(err, local.LocalDatabaseError):
                 raise click.ClickException(str(err)) from err
             raise
 
@@ -189,6 +193,9 @@ def serve(
         )
         click.echo(f"inspector: {server.url}/ui", nl=True)
         sys.stdout.flush()
+        # SIGTERM (a service manager's stop, `kill`) stops as Ctrl-C does: the steps in
+        # progress finish and commit before the process ends, rather than run again later.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

@@ -258,3 +258,40 @@ def test_one_address_of_another_machine_holds_at_most_its_share_of_connections(
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_out_of_descriptors_the_server_pauses_accepting_instead_of_spinning(
+    runtime: EmbeddedRuntime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With no descriptor left for a new connection, accept fails while the listening
+    socket stays readable: trying again at once spun a core for as long as it lasted."""
+    import errno
+    import socketserver
+
+    refusals = 3
+    accept = socketserver.TCPServer.get_request
+
+    def out_of_descriptors(self: socketserver.TCPServer) -> tuple[socket.socket, object]:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return accept(self)
+
+    monkeypatch.setattr(socketserver.TCPServer, "get_request", out_of_descriptors)
+    pauses: list[float] = []
+    with (
+        caplog.at_level("WARNING", logger="refluxo.server"),
+        LocalServer(HttpApi(runtime.service)) as served,
+    ):
+        served.server.pause = pauses.append
+        host, port = served.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.sendall(f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+    assert reply.split(b"\r\n")[0].endswith(b"200 OK")
+    assert pauses == [0.01, 0.02, 0.04]  # a pause after each refusal, growing
+    assert caplog.text.count("cannot accept connections (EMFILE)") == 1
+    assert caplog.text.count("accepting connections again") == 1

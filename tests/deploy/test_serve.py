@@ -122,3 +122,27 @@ def test_serve_without_a_key_answers_its_owner_only(tmp_path: Path) -> None:
             port, "POST", "/runs", b'{"workflow": "loop"}', Content_Type="application/json"
         )
         assert status == 201, answer
+
+
+def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """A service manager's stop (SIGTERM) ends serve as Ctrl-C does: the runtime stops
+    (its steps in progress finish) and the process exits 0, not killed by the signal."""
+    process = subprocess.Popen(
+        serve_command(tmp_path),
+        cwd=ROOT,
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        assert "refluxo serving" in process.stdout.readline()
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output

@@ -28,6 +28,7 @@ import time
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from refluxo.backends.sqlite.errors import DatabaseUnreadable
 from refluxo.errors import TransientError
 
 SCHEMA = """
@@ -223,11 +224,20 @@ class SqliteDatabase:
         self._retired: set[sqlite3.Connection] = set()
         self._opening = 0
         self._inspection: sqlite3.Connection | None = None
-        with self.reading() as connection:
-            connection.executescript(SCHEMA)
-            current = _has_column(connection, "runs", "due_at") and _has_column(
-                connection, "child_ends", "descendants"
-            )
+        try:
+            with self.reading() as connection:
+                connection.executescript(SCHEMA)
+                current = _has_column(connection, "runs", "due_at") and _has_column(
+                    connection, "child_ends", "descendants"
+                )
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and is_transient(err):
+                raise
+            self.close()
+            raise DatabaseUnreadable(
+                f"{self.path} cannot be read as a refluxo database ({err}): move it away to "
+                "start afresh, or restore it from a backup"
+            ) from None
         if not current:
             with self.write() as connection:  # re-checked under the write lock
                 migrate(connection)

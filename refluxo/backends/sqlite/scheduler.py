@@ -9,11 +9,13 @@ a condition until one is due; each addition wakes one worker (``notify``), which
 more if more is due.
 
 A claim takes a delivery out of the ready queue under the scheduler's lock, so two workers
-never hold the same one. It stays ``pending`` in the table until it is acknowledged (by the
-commit itself, or by the worker once the handler returns): a delivery claimed but never
-finished (the process died) is delivered again after a restart, and one held longer than
-the lease (a worker stuck in a step) is handed out again. A handler that raises leaves it
-pending with a backoff, so it is retried.
+never hold the same one, however long its step runs (a step still running after
+:data:`SLOW_STEP_S` is logged, once, and left to finish). It stays ``pending`` in the table
+until it is acknowledged (by the commit itself, or by the worker once the handler returns):
+a delivery claimed but never finished (the process died) is delivered again after a
+restart. A handler that raises leaves it pending with a backoff, so it is retried. One
+process at a time delivers a database's steps (:mod:`refluxo.backends.sqlite.ownership`):
+no other process can hand out what this one holds.
 
 The worker that commits a step goes on with the run: when the commit recorded the run's next
 delivery, due now, the outbox reserves it for that worker, which delivers it with the record
@@ -26,10 +28,10 @@ fails, and so does recording its retry; the delivery is still pending, so nothin
 and the worker logs once for the whole episode, backs off (bounded, exponential) and tries
 again, until the disk has room and the runs go on by themselves.
 
-Delivery is at least once: the table is read again every :data:`RESCAN_EVERY_S` (and on
-:meth:`LocalScheduler.wake`) for pending deliveries written by another process, and two
-processes on one database may both deliver a delivery; the dispatcher's optimistic lock
-makes the second a no-op. Acknowledged deliveries are kept for a retention window (a late
+Delivery is at least once (a step interrupted by the process's end runs again): the table
+is read again every :data:`RESCAN_EVERY_S` (and on :meth:`LocalScheduler.wake`) for
+pending deliveries written by another process that does not deliver (a run started or
+resumed with no workers). Acknowledged deliveries are kept for a retention window (a late
 duplicate is still recognised as done), then purged by the workers, at most once per purge
 interval, in short transactions.
 """
@@ -46,6 +48,7 @@ from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox, insert_deliveries, mark_done
+from refluxo.backends.sqlite.ownership import DeliveryLock
 from refluxo.errors import TransientError, ends_the_step, where_failed
 from refluxo.runtime.ports import Delivery
 from refluxo.steps import Clock, wall_clock_ms
@@ -63,13 +66,14 @@ MAX_IDLE_WAIT_S = 1.0
 
 RESCAN_EVERY_S = 1.0
 """How often the workers read the table for due deliveries they do not know (another
-process's), and hand out again the deliveries held past their lease."""
+process's), and look for steps running for long."""
 
 RESCAN_LIMIT = 1_000
 """Due deliveries read per periodic rescan (the soonest)."""
 
-DEFAULT_LEASE_S = 900.0
-"""How long a claimed delivery may stay unfinished before it is handed out again."""
+SLOW_STEP_S = 900.0
+"""How long a delivery may run before it is logged as slow (once; it is never handed out
+again while its step runs)."""
 
 CONTINUE_LIMIT = 16
 """Deliveries of one run a worker delivers in a row before it lets waiting ones go first."""
@@ -93,7 +97,7 @@ class _Entry:
     """A pending delivery the scheduler knows: ready (queued), claimed, or reserved for
     the worker whose commit recorded it. Replaced, never reused, when handed out again."""
 
-    __slots__ = ("available_at", "claimed_at", "delivery", "name", "seq", "state")
+    __slots__ = ("available_at", "claimed_at", "delivery", "name", "seq", "slow", "state")
 
     def __init__(self, delivery: Delivery, name: str, available_at: int, state: int) -> None:
         self.delivery = delivery
@@ -102,6 +106,7 @@ class _Entry:
         self.state = state
         self.seq = 0
         self.claimed_at = 0.0
+        self.slow = False
 
 
 def retry_backoff_ms(attempts: int) -> int:
@@ -126,9 +131,9 @@ class LocalScheduler:
         batch: accepted for compatibility; workers claim one delivery at a time.
         retention_ms: how long acknowledged deliveries are remembered.
         purge_every_ms: how often (at most) the workers forget expired ones.
-        lease_s: how long a claimed delivery may stay unfinished before it is handed out
-            again (a worker stuck in a step; the dispatcher's optimistic lock keeps the
-            stuck one's late commit from applying twice).
+        slow_step_s: how long a delivery may run before it is logged as slow (once); it
+            is never handed out again while its step runs: that would run the step twice at
+            once.
     """
 
     def __init__(
@@ -141,7 +146,7 @@ class LocalScheduler:
         batch: int = 32,
         retention_ms: int = DONE_RETENTION_MS,
         purge_every_ms: int = PURGE_EVERY_MS,
-        lease_s: float = DEFAULT_LEASE_S,
+        slow_step_s: float = SLOW_STEP_S,
     ) -> None:
         self.db = db
         self.handler = handler
@@ -153,7 +158,7 @@ class LocalScheduler:
         self.batch = batch
         self.retention_ms = retention_ms
         self.purge_every_ms = purge_every_ms
-        self.lease_s = lease_s
+        self.slow_step_s = slow_step_s
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         """Idle workers wait here; one is notified per change."""
@@ -181,6 +186,8 @@ class LocalScheduler:
         """Deliveries whose handler returned (progress an operator can watch)."""
         self.failures = 0
         """Deliveries whose handler raised (each left pending and retried)."""
+        self._ownership = DeliveryLock(db.path)
+        """Held while this scheduler delivers: one process at a time may."""
         self.outbox = SqliteOutbox(str(db.path), self._recorded)
         """This scheduler's outbox, for a store on the same file to record deliveries in its
         commits (wired by the composition root)."""
@@ -207,6 +214,7 @@ class LocalScheduler:
         """Start the worker threads (daemon threads; call :meth:`stop` to end them)."""
         if self.handler is None:
             raise RuntimeError("LocalScheduler needs a handler before it starts")
+        self._ownership.acquire()  # DatabaseInUse if another process delivers
         with self._lock:
             self._stopping = False
             self._rescan_wanted = True  # the first worker loads the table
@@ -233,22 +241,31 @@ class LocalScheduler:
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+        self._ownership.release()
 
     def drain(self, limit: int | None = None) -> int:
         """Deliver, in this thread, every delivery due now (and those they make due).
 
-        Returns how many were delivered. For tests and one-shot command-line use.
+        Returns how many were delivered. For tests and one-shot command-line use. Raises
+        :class:`~refluxo.backends.sqlite.ownership.DatabaseInUse` if another process
+        delivers this database's steps.
         """
-        with self._lock:
-            self._rescan(synchronise=True)
-        count = 0
-        while limit is None or count < limit:
+        owned = self._ownership.held
+        self._ownership.acquire()
+        try:
             with self._lock:
-                claimed, _ = self._pop_due(self.clock())
-            if claimed is None:
-                return count
-            count += self._run(claimed, None if limit is None else limit - count, eager=False)
-        return count
+                self._rescan(synchronise=True)
+            count = 0
+            while limit is None or count < limit:
+                with self._lock:
+                    claimed, _ = self._pop_due(self.clock())
+                if claimed is None:
+                    return count
+                count += self._run(claimed, None if limit is None else limit - count, eager=False)
+            return count
+        finally:
+            if not owned:
+                self._ownership.release()
 
     def pending(self) -> list[Delivery]:
         """Every delivery not yet acknowledged, soonest first."""
@@ -459,7 +476,7 @@ class LocalScheduler:
                 return None
             successor = following[0]
             if self._entries.get(successor.name) is not successor or successor.state != _RESERVED:
-                return None  # handed out again meanwhile (a lease expired)
+                return None  # no longer reserved for this worker
             ok = requeue_at is None and not self._stopping
             if ok and (go_on or (go_on is None and self._peek_due(self.clock()) is None)):
                 successor.state = _CLAIMED
@@ -553,7 +570,7 @@ class LocalScheduler:
 
     def _rescan(self, *, synchronise: bool = False) -> None:
         """Read the table: pending deliveries not known yet join the queue (all of them the
-        first time, then those due now); deliveries held past the lease are queued again.
+        first time, then those due now); steps running past :attr:`slow_step_s` are logged.
 
         ``synchronise``: also forget queued deliveries due now that the table no longer has
         pending (acknowledged by another process), so that :meth:`drain` delivers exactly
@@ -581,19 +598,16 @@ class LocalScheduler:
                     del self._entries[name]
         for name, run_id, version, due_at, hop, available_at in rows:
             self._add(Delivery(run_id, version, due_at, hop), name, available_at)
-        expired = time.monotonic() - self.lease_s
-        for name, entry in list(self._held.items()):
-            if entry.claimed_at < expired:
+        slow = time.monotonic() - self.slow_step_s
+        for entry in self._held.values():
+            if entry.claimed_at < slow and not entry.slow:
+                entry.slow = True
                 logger.warning(
-                    "delivery of run %s v%s held for over %g s: handed out again",
+                    "the step of run %s v%s has run for over %g s; it goes on (not run again)",
                     entry.delivery.run_id,
                     entry.delivery.version,
-                    self.lease_s,
+                    self.slow_step_s,
                 )
-                del self._held[name]
-                again = _Entry(entry.delivery, name, entry.available_at, _READY)
-                self._entries[name] = again
-                self._enqueue(again)
         self._loaded = True
         self._rescan_wanted = False
         self._next_rescan = time.monotonic() + RESCAN_EVERY_S

@@ -1,8 +1,8 @@
 """The worker that commits a step goes on with the run: no claim query, no reload.
 
 And a step costs one write transaction of five statements (BEGIN, the head, the result,
-the delivery bookkeeping, COMMIT) and no read; a delivery held past its lease is handed out
-again.
+the delivery bookkeeping, COMMIT) and no read; a step that runs for long is logged and left
+to finish, never handed out again (it would run twice at once).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.scheduler import LocalScheduler
@@ -102,31 +104,43 @@ def test_a_step_reloaded_from_the_table_counts_its_node_s_results(
     assert {node: history.count(node) for node, _ in rows} == {node: 1 for node, _ in rows}
 
 
-def test_a_delivery_held_past_its_lease_is_handed_out_again(
-    tmp_path: Path, clock: FakeClock
+def test_a_long_step_is_logged_and_never_handed_out_again(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = SqliteDatabase(tmp_path / "deliveries.db", synchronous="NORMAL")
     release = threading.Event()
     seen: list[str] = []
 
-    def stuck_once(delivery: Delivery) -> None:
-        seen.append(threading.current_thread().name)
-        if len(seen) == 1:
-            release.wait(20)  # the first worker is stuck in the step
+    def slow(delivery: Delivery) -> None:
+        seen.append(delivery.run_id)
+        if delivery.run_id == "slow":
+            release.wait(20)  # still running long after the slow-step mark
 
-    scheduler = LocalScheduler(db, handler=stuck_once, clock=clock, workers=2, lease_s=0.2)
+    scheduler = LocalScheduler(db, handler=slow, clock=clock, workers=2, slow_step_s=0.2)
     scheduler.start()
     try:
-        scheduler.schedule(Delivery("stuck", 0, clock.now))
-        wait_until(lambda: len(seen) == 2, 20, "the delivery handed out again")
-        assert seen[0] != seen[1]
+        with caplog.at_level("WARNING", logger="refluxo.scheduler"):
+            scheduler.schedule(Delivery("slow", 0, clock.now))
+            wait_until(
+                lambda: "the step of run slow v0 has run for over 0.2 s" in caplog.text,
+                20,
+                "the slow step logged",
+            )
+            # The free worker takes the soonest due delivery: had the slow one gone back
+            # to the queue, it would come before this later one.
+            scheduler.schedule(Delivery("later", 0, clock.now + 1))
+            clock.advance(1)
+            scheduler.wake()
+            wait_until(lambda: "later" in seen, 20, "the later delivery delivered")
+        assert seen == ["slow", "later"]
+        assert caplog.text.count("the step of run slow v0") == 1
         release.set()
-        wait_until(lambda: not scheduler.pending(), 20, "the delivery acknowledged")
+        wait_until(lambda: not scheduler.pending(), 20, "the slow delivery acknowledged")
     finally:
         release.set()
         scheduler.stop()
         db.close()
-    assert len(seen) == 2
+    assert seen == ["slow", "later"]
 
 
 def test_a_run_reloaded_in_the_same_process_still_reads_no_count(

@@ -1,0 +1,113 @@
+"""One process at a time delivers a database's steps: ``refluxo serve`` holds it, and a
+second deliverer (``refluxo run`` without ``--url``, a library runtime) is refused with a
+message naming the holder, instead of running the same steps at the same time. A process
+that only records (a run started with no workers) still works: the holder delivers it.
+The holder's end, even ``kill -9``, frees the database at once."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from refluxo.backends.sqlite.ownership import DatabaseInUse
+from refluxo.host.cli import main
+from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.host.options import load_app
+from refluxo.model import SnapshotStatus
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def serving(database: Path) -> Iterator[subprocess.Popen[str]]:
+    """``refluxo serve`` on ``database`` until the block ends (killed if still running)."""
+    env = {**os.environ, "REFLUXO_DB": str(database)}
+    for name in ("REFLUXO_API_KEY", "REFLUXO_HOST", "REFLUXO_ALLOWED_HOSTS"):
+        env.pop(name, None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = process.stdout.readline()  # printed once it delivers and listens
+        assert re.search(r"on http://127\.0\.0\.1:\d+ ", banner), banner
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+@pytest.fixture
+def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(ROOT)  # the project whose app the commands load
+    path = tmp_path / "project.db"
+    monkeypatch.setenv("REFLUXO_DB", str(path))
+    return path
+
+
+def test_refluxo_run_without_url_is_refused_while_serve_delivers(database: Path) -> None:
+    with serving(database) as server:
+        result = CliRunner().invoke(main, ["run", "content-approval", "--run-id", "second"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: another process is delivering the steps of")
+    assert f"pid {server.pid}: " in result.output
+    assert "serve" in result.output
+    assert "--url" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_library_runtime_that_would_deliver_is_refused_one_that_records_is_served(
+    database: Path,
+) -> None:
+    app = load_app(None)
+    with serving(database) as server:
+        delivering = EmbeddedRuntime(app, database, workers=2)
+        with pytest.raises(DatabaseInUse, match=f"pid {server.pid}: "):
+            delivering.start()
+        with pytest.raises(DatabaseInUse):
+            delivering.scheduler.drain()
+        delivering.stop()
+        recording = EmbeddedRuntime(app, database, workers=0)
+        try:
+            recording.service.start("content-approval", {"title": "T"}, run_id="recorded")
+            # Delivered by the server (it reads deliveries other processes record).
+            wait_until(
+                lambda: recording.service.get("recorded").status == SnapshotStatus.PAUSED,
+                30,
+                "the server delivering the run recorded here",
+            )
+        finally:
+            recording.stop()
+
+
+def test_a_killed_holder_frees_the_database_at_once(database: Path) -> None:
+    with serving(database) as server:
+        server.kill()  # no chance to release anything itself
+        server.wait(10)
+    runtime = EmbeddedRuntime(load_app(None), database, workers=2).start()
+    try:
+        runtime.service.start("content-approval", {"title": "T"}, run_id="after")
+        wait_until(
+            lambda: runtime.service.get("after").status == SnapshotStatus.PAUSED,
+            30,
+            "this process delivering",
+        )
+    finally:
+        runtime.stop()
