@@ -28,13 +28,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def serving(database: Path) -> Iterator[subprocess.Popen[str]]:
+def serving(database: Path, *flags: str) -> Iterator[subprocess.Popen[str]]:
     """``refluxo serve`` on ``database`` until the block ends (killed if still running)."""
     env = {**os.environ, "REFLUXO_DB": str(database)}
     for name in ("REFLUXO_API_KEY", "REFLUXO_HOST", "REFLUXO_ALLOWED_HOSTS"):
         env.pop(name, None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", "0", *flags],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -111,3 +111,29 @@ def test_a_killed_holder_frees_the_database_at_once(database: Path) -> None:
         )
     finally:
         runtime.stop()
+
+
+def test_the_holder_is_named_by_its_command_never_its_options(database: Path) -> None:
+    key = "holder-secret-key-0123456789"
+    with serving(database, "--api-key", key) as server:
+        result = CliRunner().invoke(main, ["run", "content-approval"])
+        lock_text = database.with_name(database.name + ".lock").read_text()
+    assert lock_text == f"pid {server.pid}: cli.py serve\n"
+    assert result.exit_code == 1
+    assert key not in result.output
+
+
+def test_a_database_reached_through_a_symbolic_link_has_the_same_lock(
+    database: Path, tmp_path: Path
+) -> None:
+    app = load_app(None)
+    holder = EmbeddedRuntime(app, database, workers=1).start()
+    try:
+        link = tmp_path / "elsewhere.db"
+        link.symlink_to(database)
+        other = EmbeddedRuntime(app, link, workers=1)
+        with pytest.raises(DatabaseInUse, match="another process is delivering"):
+            other.start()
+        other.stop()
+    finally:
+        holder.stop()

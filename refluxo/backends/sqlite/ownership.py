@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from refluxo.backends.sqlite.errors import DatabaseInUse
+from refluxo.backends.sqlite.errors import DatabaseInUse, LocalDatabaseError
 
 __all__ = ["LOCK_SUFFIX", "DatabaseInUse", "DeliveryLock"]
 
@@ -36,7 +36,10 @@ class DeliveryLock:
 
     def __init__(self, database: Path) -> None:
         self.database = database
-        self.path = database.with_name(database.name + LOCK_SUFFIX)
+        # Beside the file itself: a database reached through a symbolic link (or by a
+        # relative path from elsewhere) has the same lock.
+        real = database.resolve()
+        self.path = real.with_name(real.name + LOCK_SUFFIX)
         self._file: IO[str] | None = None
 
     @property
@@ -46,7 +49,13 @@ class DeliveryLock:
     def acquire(self) -> None:
         if self._file is not None:
             return
-        file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        try:
+            file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
+        except OSError as err:
+            raise LocalDatabaseError(
+                f"cannot deliver the steps of {self.database}: its lock file {self.path} "
+                f"cannot be opened ({err.strerror or err})"
+            ) from None
         try:
             _lock(file)
         except OSError:
@@ -60,9 +69,7 @@ class DeliveryLock:
             ) from None
         file.seek(0)
         file.truncate()
-        program, *arguments = sys.argv or [""]
-        command = " ".join([os.path.basename(program), *arguments])[:200]
-        file.write(f"pid {os.getpid()}: {command}\n")
+        file.write(f"pid {os.getpid()}: {_program()}\n")
         file.flush()
         self._file = file
 
@@ -70,6 +77,16 @@ class DeliveryLock:
         file, self._file = self._file, None
         if file is not None:
             file.close()  # closing the file releases its lock
+
+
+def _program() -> str:
+    """What this process is, for another to be told: the program and its command
+    (``refluxo serve``), never its options (they may hold a key)."""
+    program, *arguments = sys.argv or ["python"]
+    words = [os.path.basename(program) or "python"]
+    if arguments and arguments[0].isidentifier():
+        words.append(arguments[0])
+    return " ".join(words)[:100]
 
 
 def _lock(file: IO[str]) -> None:
