@@ -197,6 +197,14 @@ class Deployment:
         for closer in self.closers:
             closer()
 
+    def announce(self, where: str) -> None:
+        """Where this deployment serves (``on http://...``): on the embedded default, a
+        process refused for delivering the same database's steps is told."""
+        from refluxo.host.embedded import EmbeddedRuntime
+
+        if isinstance(self.runtime, EmbeddedRuntime):
+            self.runtime.scheduler.announce(where)
+
 
 def refuse_deliveries(request: Any) -> None:
     """The step route's guard where deliveries are in-process and no key is configured."""

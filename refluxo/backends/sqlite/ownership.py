@@ -64,14 +64,22 @@ class DeliveryLock:
             file.close()
             raise DatabaseInUse(
                 f"another process is delivering the steps of {self.database} ({holder}): "
-                "two processes would run the same steps at once. Stop it first, or send "
-                "the command to it with --url (a library: one runtime per database)."
+                "two processes would run the same steps at once. Send the command to it "
+                "with --url, or stop it first (a library: one runtime per database)."
             ) from None
+        self._file = file
+        self.describe("")
+
+    def describe(self, where: str) -> None:
+        """Say, in the lock file, what holds it: the process and ``where`` (how to reach
+        it, e.g. ``on http://127.0.0.1:8080``), which a refused process reports."""
+        file = self._file
+        if file is None:
+            return
         file.seek(0)
         file.truncate()
-        file.write(f"pid {os.getpid()}: {_program()}\n")
+        file.write(f"pid {os.getpid()}: {' '.join(filter(None, [_program(), where[:200]]))}\n")
         file.flush()
-        self._file = file
 
     def release(self) -> None:
         file, self._file = self._file, None

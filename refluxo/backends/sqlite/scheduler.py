@@ -226,6 +226,11 @@ class LocalScheduler:
             thread.start()
             self._threads.append(thread)
 
+    def announce(self, where: str) -> None:
+        """Tell a process that would deliver this database's steps too (and is refused)
+        how to reach this one, e.g. ``on http://127.0.0.1:8080``."""
+        self._ownership.describe(where)
+
     def request_stop(self) -> None:
         """Tell the workers to stop after their current delivery, without waiting for them
         (:meth:`stop` waits)."""
