@@ -33,7 +33,7 @@ from refluxo.errors import LimitExceededError, TransientError
 from refluxo.model import NodeResult
 from refluxo.runtime import App, Dispatcher, Outcome, RunService
 from refluxo.runtime.errors import BadRequest
-from refluxo.runtime.ports import AppendedResult, Delivery, RunRecord, StepCommit
+from refluxo.runtime.ports import AppendedResult, Delivery, Payload, RunRecord, StepCommit
 from tests.support.clock import FakeClock
 from tests.support.firestore_rpcs import count_rpcs
 from tests.support.google_errors import google_error
@@ -443,6 +443,23 @@ def test_a_result_just_under_the_limit_fits_in_a_firestore_document(
     assert len(NodeResult(output=text, timestamp=5, attempt=1).model_dump_json()) < MAX_VALUE_BYTES
     assert store.commit(step(store, record, [("big", text)])).committed
     assert history_of(store, "run").get("big", 0).output == text
+
+
+def test_a_start_s_input_counts_once_in_its_head(store: FirestoreStore) -> None:
+    """A start's pending payload is its input: the head refers to the input instead of
+    holding it twice, so an input of 800 kB fits (it made a 1.6 MB head before)."""
+    blob = {"blob": "x" * 800_000}
+    record = RunRecord(**{**_fields(new_record("wide")), "input": blob, "pending": Payload(blob)})
+    assert store.create_run(record).committed
+    assert len(head_data(store, "wide")["pending"]) < 100
+    loaded = store.load_run("wide")
+    assert loaded is not None
+    assert loaded.input == blob
+    assert loaded.pending == Payload(blob)
+    # A resume's payload, or one that is not the input, is kept as it is.
+    other = RunRecord(**{**_fields(new_record("other")), "pending": Payload({"in": 2})})
+    assert store.create_run(other).committed
+    assert store.load_run("other").pending == Payload({"in": 2})  # type: ignore[union-attr]
 
 
 def test_oversized_heads_and_commits_are_refused(store: FirestoreStore) -> None:

@@ -358,8 +358,24 @@ def byte_size(text: str | None) -> int:
     return 0 if text is None else len(text.encode())
 
 
-def pending_json(pending: Payload | None) -> str | None:
-    return None if pending is None else pending.encode()
+INPUT_AS_PENDING = '{"source":"input","ofInput":true}'
+"""The ``pending`` field of a head whose pending payload is the run's input itself (a
+start's): the head holds the input once, in ``input``, not twice (a Firestore document holds
+at most 1 MiB, so an input counted twice halved the largest input a run could start with)."""
+
+
+def pending_json(pending: Payload | None, input_json: str | None = None) -> str | None:
+    """The ``pending`` field of ``pending``: :data:`INPUT_AS_PENDING` when it is the
+    run's input (``input_json``, the ``input`` field beside it), else its JSON."""
+    if pending is None:
+        return None
+    if (
+        input_json is not None
+        and pending.source == "input"
+        and dump_json(pending.value) == input_json
+    ):
+        return INPUT_AS_PENDING
+    return pending.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,7 +412,9 @@ def record_of(data: dict[str, Any], update_time: Any = None) -> RunRecord:
         updated_at=int(data["updatedAt"]),
         result_count=int(data["resultCount"]),
         input=decode_json(input_),
-        pending=Payload.decode(pending),
+        pending=(
+            Payload(decode_json(input_)) if pending == INPUT_AS_PENDING else Payload.decode(pending)
+        ),
         token=HeadRevision(update_time, data) if update_time is not None else None,
     )
 

@@ -199,7 +199,7 @@ class FirestoreStore:
         snapshot = record.snapshot
         head = encode_head(snapshot)
         input_ = dump_json(record.input)
-        pending = pending_json(record.pending)
+        pending = pending_json(record.pending, input_)
         check_head(record.run_id, head, input_, pending, "[]", 0)
         fields: dict[str, Any] = {
             RUN_ID: record.run_id,
