@@ -186,7 +186,7 @@ def serve(
         raise click.ClickException(str(err)) from err
     try:
         server = LocalServer(deployment.api, host, port, access_log=True)
-        deployment.announce(f"on {server.url}")
+        deployment.announce(f"serve on {server.url}")
         guarded = "API key required" if settings.api_key else "no API key: this machine only"
         hosts = deployment.api.hosts.describe() if deployment.api.hosts else "any Host"
         click.echo(

@@ -11,8 +11,10 @@ backend is chosen, and the HTTP layer only when a deployment is built (not for t
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import importlib
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +39,9 @@ if TYPE_CHECKING:
     from refluxo.runtime.app import App
     from refluxo.runtime.dispatcher import StepBudget
     from refluxo.runtime.service import RunService
+
+
+logger = logging.getLogger("refluxo.host")
 
 
 class Runtime(Protocol):
@@ -214,8 +219,30 @@ def refuse_deliveries(request: Any) -> None:
     )
 
 
+def _started(settings: Settings, app: App, *, share_database: bool) -> Runtime:
+    """The runtime for ``settings``, started. With ``share_database``, an embedded runtime
+    whose database another process delivers serves without delivering (that process
+    delivers what it records) instead of refusing to start."""
+    from refluxo.backends.sqlite.errors import DatabaseInUse
+
+    runtime = build_runtime(settings, app)
+    try:
+        return runtime.start()
+    except DatabaseInUse as err:
+        if not share_database or not isinstance(settings, EmbeddedSettings):
+            raise
+        runtime.stop()
+        logger.warning("%s; this process serves the API and leaves the steps to it", err)
+        return build_runtime(dataclasses.replace(settings, workers=0), app).start()
+
+
 def build_deployment(
-    settings: Settings, app: App, *, callers: bool = True, scheduler: bool = True
+    settings: Settings,
+    app: App,
+    *,
+    callers: bool = True,
+    scheduler: bool = True,
+    share_database: bool = False,
 ) -> Deployment:
     """Wire the runtime and the API for ``settings``, and start delivering.
 
@@ -234,6 +261,11 @@ def build_deployment(
       invoker) for the dispatcher's audience (unless ``REFLUXO_VERIFY_OIDC=false``);
     * the ``Host`` header: on the embedded default, the bound address's names and
       ``REFLUXO_ALLOWED_HOSTS``; on Google Cloud, only when that list is configured.
+
+    ``share_database=True`` (the functions' entry points, whose server may run several
+    processes) lets an embedded deployment whose database another process delivers serve
+    without delivering; otherwise it raises
+    :class:`~refluxo.backends.sqlite.errors.DatabaseInUse` (``refluxo serve``).
 
     ``callers=False`` builds a deployment whose API serves no caller route, only the step
     route and the public ones (the dispatcher and events functions), and which therefore
@@ -285,7 +317,7 @@ def build_deployment(
         authenticate_step = key or refuse_deliveries
         authenticate_reconcile = authenticate
         hosts = AllowedHosts.bound_to(settings.host, settings.allowed_hosts)
-    runtime = build_runtime(settings, app).start()
+    runtime = _started(settings, app, share_database=share_database)
     if isinstance(settings, EmbeddedSettings):
         # Runs left overdue by a previous process: their deliveries are in the outbox, but
         # a database written before it, or by hand, may lack them.

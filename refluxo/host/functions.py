@@ -107,7 +107,11 @@ def deployment() -> Deployment:
         with _lock:
             if _deployment is None:
                 _deployment = build_deployment(
-                    SETTINGS, APP, callers=SERVES_CALLERS, scheduler=SERVES_SCHEDULER
+                    SETTINGS,
+                    APP,
+                    callers=SERVES_CALLERS,
+                    scheduler=SERVES_SCHEDULER,
+                    share_database=True,  # several workers of one server
                 )
     return _deployment
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from refluxo.errors import TransientError
@@ -422,25 +422,14 @@ class ChildRuns:
         outputs: list[Any] = [None] * total
         errors: list[dict[str, Any]] = []
         ended = reported = 0
-        after = -1
-        while True:
-            page = self.store.child_ends(parent.run_id, version, after_index=after, limit=ENDS_PAGE)
-            for end in page:
-                if not 0 <= end.index < total:
-                    continue
-                ended += 1
-                reported += end.descendants
-                if end.failed:
-                    errors.append({"index": end.index, "runId": end.run_id, "error": end.error})
-                else:
-                    outputs[end.index] = end.output
-            if len(page) < ENDS_PAGE:
-                break
-            after = page[-1].index
-        # The wait took its children, what the ended ones report their own waits took, and
-        # for any not ended (joined early), the whole share they may still use.
-        share = share_of_each_child(int(marker.get("budget", 0)), total)
-        taken = total + reported + (total - ended) * share
+        for end in self._ends(parent.run_id, version, total):
+            ended += 1
+            reported += end.descendants
+            if end.failed:
+                errors.append({"index": end.index, "runId": end.run_id, "error": end.error})
+            else:
+                outputs[end.index] = end.output
+        taken = self._wait_took(marker, ended, reported)
         summary = {key: value for key, value in marker.items() if key != INPUTS_DIGEST}
         summary.update(
             {
@@ -474,6 +463,46 @@ class ChildRuns:
             failed=len(errors),
         )
         return True
+
+    def _ends(self, parent_id: str, version: int, total: int) -> Iterator[ChildEnd]:
+        """The recorded ends of the wait of ``parent_id`` at ``version``, in index order."""
+        after = -1
+        while True:
+            page = self.store.child_ends(parent_id, version, after_index=after, limit=ENDS_PAGE)
+            yield from (end for end in page if 0 <= end.index < total)
+            if len(page) < ENDS_PAGE:
+                return
+            after = page[-1].index
+
+    def _wait_took(self, marker: Mapping[str, Any], ended: int, reported: int) -> int:
+        """What a wait took of its run's budget of descendants, once it is over with
+        ``ended`` children ended (reporting ``reported`` descendants of their own): the
+        children it started, what they report, and for each started child not ended (a
+        wait joined early, or cancelled), the whole share it may still use, unless its
+        workflow starts no child runs. Children are started ``concurrency`` at a time and
+        one more per end, so no more than ``concurrency + ended`` were."""
+        total = int(marker.get("count", 0))
+        concurrency = max(int(marker.get("concurrency", total) or 1), 1)
+        started = min(total, concurrency + ended)
+        running = max(started - ended, 0)
+        share = share_of_each_child(int(marker.get("budget", 0)), total)
+        if running and share and not self._may_start_children(marker):
+            share = 0
+        return started + reported + running * share
+
+    def _may_start_children(self, marker: Mapping[str, Any]) -> bool:
+        """Whether a child of this wait may start runs of its own: its workflow has a node
+        that starts child runs (an unknown workflow starts none)."""
+        workflows = marker.get("workflows")
+        names = workflows if isinstance(workflows, list) else [marker.get("workflow")]
+        for name in {str(name) for name in names}:
+            try:
+                spec = self.app.get_workflow(name)
+            except UnknownWorkflow:
+                continue
+            if any(self.app.starts_children(node.type) for node in spec.definition.nodes):
+                return True
+        return False
 
     def stop_siblings(self, parent: RunRecord) -> None:
         """Cancel the children still running of a wait that a failed child joined early
@@ -561,7 +590,14 @@ class ChildRuns:
     def _cascade(self, record: RunRecord, marker: Mapping[str, Any]) -> None:
         """Cancel the children of a cancelled run, then mark its wait over."""
         self.cancel_children(record.run_id, marker, PARENT_CANCELLED)
-        summary = {**marker, "waiting": False, "cancelled": True}
+        # What the wait took stays taken: its run reports it to its own parent at its end.
+        version, total = int(marker["version"]), int(marker.get("count", 0))
+        ended = reported = 0
+        for end in self._ends(record.run_id, version, total):
+            ended += 1
+            reported += end.descendants
+        taken = int(marker.get("descendants", 0)) + self._wait_took(marker, ended, reported)
+        summary = {**marker, "waiting": False, "cancelled": True, "descendants": taken}
         head = evolve(
             record.snapshot,
             {

@@ -6,6 +6,7 @@ below Firestore's 1 MiB and every request cheap to reject.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,14 @@ class RuntimeLimits:
     max_children: int = 10_000
     max_child_depth: int = 10
     max_descendants: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name in (field.name for field in dataclasses.fields(self)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"RuntimeLimits.{name} must be a whole number of at least 1, got {value!r}"
+                )
 
     def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:
         """Raise :class:`LimitExceededError` naming what is too large."""

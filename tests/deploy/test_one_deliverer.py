@@ -6,6 +6,8 @@ The holder's end, even ``kill -9``, frees the database at once."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import subprocess
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -22,6 +25,7 @@ from refluxo.host.cli import main
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.host.options import load_app
 from refluxo.model import SnapshotStatus
+from tests.support.emulators import start_functions_framework
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,3 +142,42 @@ def test_a_database_reached_through_a_symbolic_link_has_the_same_lock(
         other.stop()
     finally:
         holder.stop()
+
+
+def test_several_workers_of_one_functions_server_share_the_database(database: Path) -> None:
+    """functions-framework with two worker processes on the embedded default: one
+    delivers, the other serves the API without delivering (it answered 500 with a
+    traceback, on every request, before)."""
+    env = {"REFLUXO_DB": str(database), "WORKERS": "2", "PYTHONPATH": str(ROOT)}
+    with start_functions_framework(ROOT / "main.py", "api", env=env) as server:
+        statuses = []
+        for index in range(12):
+            status, _ = call(server.port, "POST" if index == 0 else "GET", "/runs")
+            statuses.append(status)
+        assert statuses == [201] + [200] * 11, server.process.log_tail()
+
+        def paused() -> bool:
+            _, page = call(server.port, "GET", "/runs")
+            return [run["status"] for run in page["runs"]] == ["paused"]
+
+        wait_until(paused, 30, "the run started through either worker delivered")
+        log = server.process.log_path.read_text(errors="replace")
+    assert "Traceback" not in log
+    assert "this process serves the API and leaves the steps to it" in log
+
+
+def call(port: int, method: str, path: str) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = json.dumps({"workflow": "content-approval", "input": {"title": "T"}})
+        connection.request(
+            method,
+            path,
+            body=body.encode() if method == "POST" else None,
+            headers={"Content-Type": "application/json"} if method == "POST" else {},
+        )
+        response = connection.getresponse()
+        answer: dict[str, Any] = json.loads(response.read())
+        return response.status, answer
+    finally:
+        connection.close()

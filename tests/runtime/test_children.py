@@ -18,7 +18,8 @@ import pytest
 from refluxo import SnapshotStatus, StepResult
 from refluxo.backends.memory import MemoryRuntime
 from refluxo.host.embedded import EmbeddedRuntime
-from refluxo.runtime import App, Delivery, RunRecord
+from refluxo.retry import DefaultErrorHandler
+from refluxo.runtime import App, Delivery, RunRecord, RuntimeLimits
 from refluxo.runtime.dispatcher import Dispatcher
 from refluxo.runtime.errors import RunConflict
 from refluxo.runtime.links import child_run_id
@@ -534,6 +535,23 @@ def test_a_run_tree_shares_one_budget_of_descendants(clock: FakeClock) -> None:
     assert runtime.service.get("r").status == SnapshotStatus.FAILED
 
 
+def looping(child: str, items: list[Any], passes: int, **map_data: Any) -> dict[str, Any]:
+    """A workflow that maps over ``items`` (children of ``child``), ``passes`` times in a
+    loop (the node type ``count`` of :func:`looping_map_app` decides)."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "trigger"},
+            {"id": "m", "type": "map", "data": {"items": items, "workflow": child, **map_data}},
+            {"id": "k", "type": "count", "data": {"passes": passes}},
+        ],
+        "edges": [
+            {"source": "start", "target": "m"},
+            {"source": "m", "target": "k"},
+            {"source": "k", "target": "m", "sourceHandle": "again"},
+        ],
+    }
+
+
 def looping_map_app(clock: FakeClock, max_descendants: int, passes: int, items: int) -> App:
     """An app whose "loop" maps over ``items`` children of "leaf" (or, for "outer", over
     2 children of "loop"), ``passes`` times in a loop."""
@@ -545,27 +563,9 @@ def looping_map_app(clock: FakeClock, max_descendants: int, passes: int, items: 
         done = len(context.get("m", []))
         return StepResult(done, next_handle="again" if done < data["passes"] else "done")
 
-    def looping(child: str, count_of_items: int) -> dict[str, Any]:
-        return {
-            "nodes": [
-                {"id": "start", "type": "trigger"},
-                {
-                    "id": "m",
-                    "type": "map",
-                    "data": {"items": [{}] * count_of_items, "workflow": child},
-                },
-                {"id": "k", "type": "count", "data": {"passes": passes}},
-            ],
-            "edges": [
-                {"source": "start", "target": "m"},
-                {"source": "m", "target": "k"},
-                {"source": "k", "target": "m", "sourceHandle": "again"},
-            ],
-        }
-
     app.workflow("leaf", {"nodes": [{"id": "start", "type": "trigger"}], "edges": []})
-    app.workflow("loop", looping("leaf", items))
-    app.workflow("outer", looping("loop", 2))
+    app.workflow("loop", looping("leaf", [{}] * items, passes))
+    app.workflow("outer", looping("loop", [{}] * 2, passes))
     return app
 
 
@@ -609,6 +609,107 @@ def test_a_child_s_loop_spends_its_share_and_its_parent_counts_what_it_spent(
         for r in second
     )
     assert len(runs) == 1 + 2 + 20 + 2
+
+
+def test_a_cancelled_middle_run_reports_what_its_wait_took(clock: FakeClock) -> None:
+    """A run cancelled while it waits reports to its parent what its wait took (it
+    reported only its earlier, joined waits: a root looping over such runs grew without
+    end): the tree stops at the limit."""
+    app = looping_map_app(clock, max_descendants=20, passes=10, items=1)
+
+    @app.node()
+    def ask(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"q": 1}, pause=True) if payload is None else StepResult(payload)
+
+    app.workflow(
+        "asking",
+        {
+            "nodes": [{"id": "start", "type": "trigger"}, {"id": "q", "type": "ask"}],
+            "edges": [{"source": "start", "target": "q"}],
+        },
+    )
+    app.workflow(
+        "middle",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "m", "type": "map", "data": {"items": [{}] * 5, "workflow": "asking"}},
+            ],
+            "edges": [{"source": "start", "target": "m"}],
+        },
+    )
+    app.workflow("root", looping("middle", [{}], 10, failure="collect"))
+    runtime = MemoryRuntime(app)
+    runtime.service.start("root", {}, run_id="r")
+    for _ in range(12):
+        runtime.drain()
+        waiting = [
+            run
+            for run in runtime.service.list(limit=1000).runs
+            if run.workflow == "middle" and not run.status.is_terminal
+        ]
+        for run in waiting:
+            runtime.service.cancel(run.run_id, "stop the middle")
+    runtime.drain()
+    descendants = [run for run in runtime.service.list(limit=1000).runs if run.run_id != "r"]
+    assert len(descendants) <= 20
+    root = runtime.service.get("r")
+    assert root.status == SnapshotStatus.FAILED
+    assert "may start 0 more" in root.snapshot.metadata["failedReason"]
+    assert root.snapshot.metadata["childRuns"]["descendants"] == len(descendants)
+
+
+def test_a_retried_map_of_runs_that_start_none_is_charged_what_it_started(
+    clock: FakeClock,
+) -> None:
+    """A fail_fast map joined early by a failure, retried: only the children it started
+    count, and none of them a share, since its workflow starts no child runs (each early
+    join took about a whole budget before, and three failures refused a tree of 30)."""
+    app = looping_map_app(clock, max_descendants=1_000, passes=3, items=0)
+    failures: list[int] = []
+
+    class RetryMaps(DefaultErrorHandler):
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
+            return node.type == "map" and attempt <= 5
+
+        def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> int:
+            return 0
+
+    app.error_handler = RetryMaps()
+
+    @app.node()
+    def work(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        index = context["start"][-1].output["i"]
+        if index == 0 and len(failures) < 3:
+            failures.append(index)
+            raise ValueError("transient")
+        return StepResult(index)
+
+    app.workflow(
+        "working",
+        {
+            "nodes": [{"id": "start", "type": "trigger"}, {"id": "w", "type": "work"}],
+            "edges": [{"source": "start", "target": "w"}],
+        },
+    )
+    app.workflow("root", looping("working", [{"i": i} for i in range(100)], 3))
+    runtime = MemoryRuntime(app)
+    runtime.service.start("root", {}, run_id="r")
+    runtime.drain()
+    root = runtime.service.get("r")
+    assert root.status == SnapshotStatus.COMPLETED, root.snapshot.metadata.get("failedReason")
+    assert len(failures) == 3
+    started = len(runtime.service.list(limit=1000).runs) - 1
+    taken = root.snapshot.metadata["childRuns"]["descendants"]
+    assert started <= taken <= started + 3 * 10  # at most a concurrency's worth per early join
+
+
+def test_runtime_limits_refuse_what_bounds_nothing() -> None:
+    for bad in (0, -5, True, 1.5):
+        with pytest.raises(ValueError, match="max_descendants must be a whole number"):
+            RuntimeLimits(max_descendants=bad)  # type: ignore[arg-type]
 
 
 def test_cancelling_the_root_of_a_growing_tree_stops_every_level_at_once(

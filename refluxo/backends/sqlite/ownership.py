@@ -8,6 +8,20 @@ process that delivers holds an exclusive lock on a file beside the database, and
 one is refused with a message naming the holder. The kernel releases the lock when its
 process ends, however it ends (``kill -9`` included): no stale lock to clean up.
 
+What could let a second process in, and what stops it:
+
+* the database reached by another path (relative, through a symbolic link): the lock file
+  sits beside the database's real file;
+* another name of the same file (a hard link): refused outright, since the lock file could
+  not be found from the other name (and SQLite itself keeps a journal per name, which two
+  names of one file corrupt);
+* the lock file deleted or replaced while held: the holder checks it at every rescan of the
+  scheduler (:meth:`DeliveryLock.still_held`) and locks it again; a process that takes a
+  replaced file first makes the holder stop delivering. A newcomer also checks that the file
+  it locked is still the one at the path;
+* a child process forked by a step: it does not inherit the right to deliver (its copy of
+  the lock is dropped at the fork, leaving the parent's lock as it is).
+
 Processes that only read the database, or write to it without delivering (a run started or
 resumed with no workers), need no lock: the delivering process picks up what they record.
 
@@ -19,6 +33,7 @@ from __future__ import annotations
 
 import os
 import sys
+import weakref
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +43,12 @@ __all__ = ["LOCK_SUFFIX", "DatabaseInUse", "DeliveryLock"]
 
 LOCK_SUFFIX = ".lock"
 """The lock file's name: the database's, with this added (``refluxo.db.lock``)."""
+
+_ATTEMPTS = 5
+"""Times a newcomer locks the file at the path again when it was replaced meanwhile."""
+
+_held: weakref.WeakSet[DeliveryLock] = weakref.WeakSet()
+"""The locks this process holds (dropped in a forked child)."""
 
 
 class DeliveryLock:
@@ -41,60 +62,146 @@ class DeliveryLock:
         real = database.resolve()
         self.path = real.with_name(real.name + LOCK_SUFFIX)
         self._file: IO[str] | None = None
+        self._closer: weakref.finalize[[], DeliveryLock] | None = None
+        self._where = ""
 
     @property
     def held(self) -> bool:
         return self._file is not None
 
     def acquire(self) -> None:
+        """Take the right to deliver, or raise :class:`DatabaseInUse` naming who has it."""
         if self._file is not None:
             return
+        self._refuse_other_names()
+        for _ in range(_ATTEMPTS):
+            file = self._open()
+            try:
+                _lock(file)
+            except OSError:
+                holder = _holder(file)
+                file.close()
+                raise DatabaseInUse(
+                    f"another process is delivering the steps of {self.database} ({holder}): "
+                    "two processes would run the same steps at once. Send the command to it "
+                    "with --url, or stop it first (a library: one runtime per database)."
+                ) from None
+            if _same_file(file, self.path):
+                self._hold(file)
+                self._describe()
+                return
+            file.close()  # deleted or replaced between its opening and its lock: again
+        raise DatabaseInUse(f"the lock file {self.path} keeps being replaced: not delivering")
+
+    def still_held(self) -> bool:
+        """Whether the lock file at the path is still the one held. Deleted or replaced
+        (by hand, by a cleaning script), it is locked again; False if another process took
+        the new file first: this process must stop delivering."""
+        file = self._file
+        if file is None:
+            return False
+        if _same_file(file, self.path):
+            return True
         try:
-            file = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
-        except OSError as err:
-            raise LocalDatabaseError(
-                f"cannot deliver the steps of {self.database}: its lock file {self.path} "
-                f"cannot be opened ({err.strerror or err})"
-            ) from None
+            replacement = self._open()
+        except LocalDatabaseError:
+            return True  # cannot open it now: still the only holder of the old one
         try:
-            _lock(file)
+            _lock(replacement)
         except OSError:
-            file.seek(0)
-            holder = file.read(300).strip() or "a process that did not say which"
-            file.close()
-            raise DatabaseInUse(
-                f"another process is delivering the steps of {self.database} ({holder}): "
-                "two processes would run the same steps at once. Send the command to it "
-                "with --url, or stop it first (a library: one runtime per database)."
-            ) from None
-        self._file = file
-        self.describe("")
+            replacement.close()
+            return False
+        if not _same_file(replacement, self.path):
+            replacement.close()
+            return True  # replaced again meanwhile: checked at the next rescan
+        self._hold(replacement)
+        file.close()
+        self._describe()
+        return True
 
     def describe(self, where: str) -> None:
-        """Say, in the lock file, what holds it: the process and ``where`` (how to reach
-        it, e.g. ``on http://127.0.0.1:8080``), which a refused process reports."""
+        """Say, in the lock file, how to reach the holder (e.g. ``serve on
+        http://127.0.0.1:8080``): a refused process reports it."""
+        self._where = where[:200]
+        self._describe()
+
+    def release(self) -> None:
+        file, self._file = self._file, None
+        _held.discard(self)
+        if self._closer is not None:
+            self._closer.detach()
+            self._closer = None
+        if file is not None:
+            file.close()  # closing the file releases its lock
+
+    def _hold(self, file: IO[str]) -> None:
+        if self._closer is not None:
+            self._closer.detach()
+        self._file = file
+        _held.add(self)
+        # A runtime dropped without being stopped: its lock ends with it, quietly.
+        self._closer = weakref.finalize(self, file.close)
+
+    def _describe(self) -> None:
         file = self._file
         if file is None:
             return
         file.seek(0)
         file.truncate()
-        file.write(f"pid {os.getpid()}: {' '.join(filter(None, [_program(), where[:200]]))}\n")
+        file.write(f"pid {os.getpid()}: {' '.join(filter(None, [_program(), self._where]))}\n")
         file.flush()
 
-    def release(self) -> None:
+    def _open(self) -> IO[str]:
+        try:
+            return open(self.path, "a+", encoding="utf-8")
+        except OSError as err:
+            raise LocalDatabaseError(
+                f"cannot deliver the steps of {self.database}: its lock file {self.path} "
+                f"cannot be opened ({err.strerror or err})"
+            ) from None
+
+    def _refuse_other_names(self) -> None:
+        try:
+            links = os.stat(self.database).st_nlink
+        except OSError:
+            return  # not created yet: SQLite creates it with one name
+        if links > 1:
+            raise LocalDatabaseError(
+                f"{self.database} has {links} names (hard links): a process using another "
+                "name would not see this one's lock (and SQLite keeps a journal per name, "
+                "which corrupts such a database). Keep one name, or copy the file."
+            )
+
+    def _forget_in_child(self) -> None:
+        """In a forked child: drop this copy of the lock without unlocking the parent's
+        (closing a copy of the descriptor leaves the lock to the parent's)."""
         file, self._file = self._file, None
+        if self._closer is not None:
+            self._closer.detach()
+            self._closer = None
         if file is not None:
-            file.close()  # closing the file releases its lock
+            file.close()
+
+
+def _same_file(file: IO[str], path: Path) -> bool:
+    try:
+        at_path = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(file.fileno())
+    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+
+def _holder(file: IO[str]) -> str:
+    file.seek(0)
+    return file.read(300).strip() or "a process that did not say which"
 
 
 def _program() -> str:
-    """What this process is, for another to be told: the program and its command
-    (``refluxo serve``), never its options (they may hold a key)."""
-    program, *arguments = sys.argv or ["python"]
-    words = [os.path.basename(program) or "python"]
-    if arguments and arguments[0].isidentifier():
-        words.append(arguments[0])
-    return " ".join(words)[:100]
+    """What this process is, for another to be told: its program's name only (its
+    arguments may hold a key); the holder adds how to reach it (:meth:`describe`)."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    return os.path.basename(program)[:100] or "python"
 
 
 def _lock(file: IO[str]) -> None:
@@ -108,3 +215,13 @@ def _lock(file: IO[str]) -> None:
         import fcntl
 
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_held):
+        lock._forget_in_child()
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

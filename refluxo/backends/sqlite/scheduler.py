@@ -228,7 +228,7 @@ class LocalScheduler:
 
     def announce(self, where: str) -> None:
         """Tell a process that would deliver this database's steps too (and is refused)
-        how to reach this one, e.g. ``on http://127.0.0.1:8080``."""
+        how to reach this one, e.g. ``serve on http://127.0.0.1:8080``."""
         self._ownership.describe(where)
 
     def request_stop(self) -> None:
@@ -245,8 +245,13 @@ class LocalScheduler:
         self.request_stop()
         for thread in self._threads:
             thread.join(timeout)
-        self._threads.clear()
-        self._ownership.release()
+        with self._lock:
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            if not self._threads:
+                self._ownership.release()
+            # else: a step still runs past the timeout; its worker releases the right to
+            # deliver when it ends (:meth:`_worker_ended`), not before: another process
+            # must not run that step meanwhile.
 
     def drain(self, limit: int | None = None) -> int:
         """Deliver, in this thread, every delivery due now (and those they make due).
@@ -329,6 +334,20 @@ class LocalScheduler:
 
     def _work(self) -> None:
         """A worker's loop: it survives every exception, backing off while they last."""
+        try:
+            self._deliver_until_stopped()
+        finally:
+            self._worker_ended()
+
+    def _worker_ended(self) -> None:
+        """The last worker of a stopped scheduler to end gives up the right to deliver."""
+        with self._lock:
+            current = threading.current_thread()
+            self._threads = [t for t in self._threads if t is not current and t.is_alive()]
+            if self._stopping and not self._threads:
+                self._ownership.release()
+
+    def _deliver_until_stopped(self) -> None:
         failures = 0
         while not self._stopping:
             try:
@@ -603,6 +622,15 @@ class LocalScheduler:
                     del self._entries[name]
         for name, run_id, version, due_at, hop, available_at in rows:
             self._add(Delivery(run_id, version, due_at, hop), name, available_at)
+        if self._ownership.held and not self._ownership.still_held():
+            logger.error(
+                "the lock file %s was replaced and another process holds it: this process "
+                "stops delivering (the steps in progress finish)",
+                self._ownership.path,
+            )
+            self._stopping = True
+            self._stop.set()
+            self._wakeup.notify_all()
         slow = time.monotonic() - self.slow_step_s
         for entry in self._held.values():
             if entry.claimed_at < slow and not entry.slow:

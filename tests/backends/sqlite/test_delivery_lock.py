@@ -1,0 +1,133 @@
+"""The right to deliver a database's steps, held by one process at a time: what could let
+a second deliverer in (a stop that times out, the lock file deleted or replaced, a hard
+link, a forked child), and what keeps it out."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.backends.sqlite.errors import DatabaseInUse, LocalDatabaseError
+from refluxo.backends.sqlite.ownership import DeliveryLock
+from refluxo.backends.sqlite.scheduler import LocalScheduler
+from refluxo.runtime.ports import Delivery
+from tests.support.clock import FakeClock
+from tests.support.waiting import wait_until
+
+
+def refused(path: Path) -> bool:
+    other = DeliveryLock(path)
+    try:
+        other.acquire()
+    except DatabaseInUse:
+        return True
+    other.release()
+    return False
+
+
+def test_a_step_still_running_after_stop_keeps_the_right_to_deliver_until_it_ends(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    release = threading.Event()
+    started = threading.Event()
+
+    def long_step(delivery: Delivery) -> None:
+        started.set()
+        release.wait(20)
+
+    scheduler = LocalScheduler(db, handler=long_step, clock=clock, workers=1)
+    scheduler.start()
+    try:
+        scheduler.schedule(Delivery("long", 0, clock.now))
+        assert started.wait(20)
+        scheduler.stop(timeout=0.05)  # returns with the step still running
+        assert refused(db.path), "another deliverer could run the step that still runs"
+        release.set()
+        wait_until(lambda: not refused(db.path), 20, "the right to deliver given up")
+    finally:
+        release.set()
+        db.close()
+
+
+def test_a_deleted_lock_file_is_locked_again_by_its_holder(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler.start()
+    lock_file = tmp_path / "runs.db.lock"
+    try:
+        lock_file.unlink()
+        scheduler.wake()  # its next rescan checks the file
+        wait_until(lock_file.exists, 20, "the lock file made again")
+        assert refused(db.path)
+    finally:
+        scheduler.stop()
+        db.close()
+
+
+def test_a_holder_whose_lock_file_another_process_took_stops_delivering(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    delivered: list[str] = []
+    scheduler = LocalScheduler(db, handler=lambda d: delivered.append(d.run_id), clock=clock)
+    scheduler.start()
+    newcomer = DeliveryLock(db.path)
+    try:
+        with caplog.at_level("ERROR", logger="refluxo.scheduler"):
+            (tmp_path / "runs.db.lock").unlink()
+            newcomer.acquire()  # it made and locked a new file at the path
+            scheduler.wake()
+            wait_until(
+                lambda: "another process holds it: this process stops delivering" in caplog.text,
+                20,
+                "the holder stepping back",
+            )
+        scheduler.stop()
+        assert newcomer.held
+    finally:
+        newcomer.release()
+        scheduler.stop()
+        db.close()
+
+
+def test_a_database_with_two_names_is_not_delivered(tmp_path: Path, clock: FakeClock) -> None:
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    os.link(tmp_path / "runs.db", tmp_path / "alias.db")
+    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    try:
+        with pytest.raises(LocalDatabaseError, match="has 2 names \\(hard links\\)"):
+            scheduler.start()
+    finally:
+        scheduler.stop()
+        db.close()
+
+
+def test_a_forked_child_does_not_inherit_the_right_to_deliver(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler.start()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a step that forked, calling into the runtime it copied
+            try:
+                scheduler.drain()
+            except DatabaseInUse:
+                os._exit(7)
+            except BaseException:
+                os._exit(3)
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 7
+        assert refused(db.path)  # the child's exit left the parent's lock alone
+    finally:
+        scheduler.stop()
+        db.close()
