@@ -70,6 +70,13 @@ class _Group(click.Group):
             local = sys.modules.get("refluxo.backends.sqlite.errors")
             if local is not None and isinstance(err, local.LocalDatabaseError):
                 raise click.ClickException(str(err)) from err
+            sqlite = sys.modules.get("sqlite3")
+            if sqlite is not None and isinstance(err, sqlite.DatabaseError):
+                # Found past opening: a damaged page, read when a command reaches it.
+                raise click.ClickException(
+                    f"the local database cannot be read ({err}): restore it from a backup, "
+                    "or move it away to start afresh"
+                ) from err
             raise
 
 

@@ -3,6 +3,7 @@ and names what to do, instead of printing SQLite's traceback."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,50 @@ def test_a_library_runtime_on_it_raises_the_same_error(damaged: Path) -> None:
     with pytest.raises(DatabaseUnreadable, match="file is not a database"):
         EmbeddedRuntime(load_app(None), damaged)
     assert damaged.read_bytes() == b"this is not a database" * 200  # left as it was
+
+
+def database_with_runs(path: Path) -> None:
+    runtime = EmbeddedRuntime(load_app(None), path, workers=0)
+    try:
+        for index in range(60):
+            runtime.service.start("content-approval", {"title": "t" * 500}, run_id=f"r{index}")
+    finally:
+        runtime.stop()
+
+
+def test_a_damaged_page_found_by_a_command_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    path = tmp_path / "paged.db"
+    database_with_runs(path)
+    data = bytearray(path.read_bytes())
+    for page in range(1, len(data) // 4096):  # every page but the first (the schema)
+        data[page * 4096 + 8 : page * 4096 + 3008] = b"\xa5" * 3000
+    path.write_bytes(bytes(data))
+    monkeypatch.setenv("REFLUXO_DB", str(path))
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: the local database cannot be read (")
+    assert result.output.endswith("restore it from a backup, or move it away to start afresh\n")
+
+
+def test_a_database_of_a_later_schema_is_refused_not_misread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    path = tmp_path / "later.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, other TEXT)")
+    connection.execute("PRAGMA user_version = 999")
+    connection.commit()
+    connection.close()
+    monkeypatch.setenv("REFLUXO_DB", str(path))
+    for command in (["list"], ["run", "content-approval"]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 1, result.output
+        assert "was written by a later version of refluxo (schema 999; this one knows" in (
+            result.output
+        )
+    with pytest.raises(DatabaseUnreadable, match="schema 999"):
+        EmbeddedRuntime(load_app(None), path)

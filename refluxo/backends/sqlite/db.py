@@ -109,6 +109,10 @@ CREATE TABLE IF NOT EXISTS join_counts (
 ) WITHOUT ROWID;
 """
 
+SCHEMA_VERSION = 1
+"""The schema this version writes (SQLite's ``user_version``; 0: before it was recorded,
+brought up to date on open). A database of a later schema is refused, not misread."""
+
 OVERDUE_INDEX = (
     "CREATE INDEX IF NOT EXISTS runs_by_due_time ON runs (due_at, run_id) WHERE due_at IS NOT NULL"
 )
@@ -225,11 +229,10 @@ class SqliteDatabase:
         self._opening = 0
         self._inspection: sqlite3.Connection | None = None
         try:
-            with self.reading() as connection:
-                connection.executescript(SCHEMA)
-                current = _has_column(connection, "runs", "due_at") and _has_column(
-                    connection, "child_ends", "descendants"
-                )
+            self._prepare()
+        except DatabaseUnreadable:
+            self.close()
+            raise
         except sqlite3.DatabaseError as err:
             if isinstance(err, sqlite3.OperationalError) and is_transient(err):
                 raise
@@ -238,9 +241,28 @@ class SqliteDatabase:
                 f"{self.path} cannot be read as a refluxo database ({err}): move it away to "
                 "start afresh, or restore it from a backup"
             ) from None
+
+    def _prepare(self) -> None:
+        """Create the schema, or bring an earlier version's up to date; refuse a later
+        version's (its tables may mean something this version does not know)."""
+        with self.reading() as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise DatabaseUnreadable(
+                    f"{self.path} was written by a later version of refluxo (schema "
+                    f"{version}; this one knows schemas up to {SCHEMA_VERSION}): upgrade "
+                    "refluxo to use it"
+                )
+            connection.executescript(SCHEMA)
+            current = (
+                version == SCHEMA_VERSION
+                and _has_column(connection, "runs", "due_at")
+                and _has_column(connection, "child_ends", "descendants")
+            )
         if not current:
             with self.write() as connection:  # re-checked under the write lock
                 migrate(connection)
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         with self.reading() as connection:
             connection.execute(OVERDUE_INDEX)
 
