@@ -275,6 +275,14 @@ class App:
         built_in = self.child_node_types.get(node_type)
         return built_in is not None and self.node_types.get(node_type) is built_in
 
+    def workflow_starts_children(self, name: str) -> bool:
+        """Whether runs of the workflow registered as ``name`` may start child runs (it
+        has a node that starts them); an unknown workflow starts none."""
+        spec = self.workflows.get(name)
+        return spec is not None and any(
+            self.starts_children(node.type) for node in spec.definition.nodes
+        )
+
     def globals(self) -> Mapping[str, Any] | None:
         """The globals for one delivery."""
         provider = self._globals

@@ -47,7 +47,6 @@ from refluxo.runtime.due import next_delivery, schedule_next
 from refluxo.runtime.errors import UnknownWorkflow
 from refluxo.runtime.events_log import log_event
 from refluxo.runtime.fanout import FAIL_FAST
-from refluxo.runtime.limits import RuntimeLimits
 from refluxo.runtime.links import (
     ParentLink,
     as_reported,
@@ -107,7 +106,7 @@ def parent_marker_version(record: RunRecord) -> int | None:
     return None if marker is None else int(marker["version"])
 
 
-def mark_waiting(head: Snapshot, limits: RuntimeLimits) -> Snapshot:
+def mark_waiting(head: Snapshot, app: App) -> Snapshot:
     """``head`` (paused by a node that starts children) as a wait for those children.
 
     The node paused with its request (``pausedWith``); the wait keeps it under
@@ -118,6 +117,7 @@ def mark_waiting(head: Snapshot, limits: RuntimeLimits) -> Snapshot:
     request = head.metadata.get(PAUSED_WITH)
     if not isinstance(request, Mapping):
         return head
+    limits = app.limits
     max_depth = limits.max_child_depth
     if depth_of(head) >= max_depth:
         return fail(
@@ -145,6 +145,9 @@ def mark_waiting(head: Snapshot, limits: RuntimeLimits) -> Snapshot:
         "count": count,
         "budget": budget,
         "descendants": taken,
+        # Decided once, here: children whose workflow starts none get no share of the
+        # budget (and none is charged for them), whatever is registered later.
+        "fanOut": any(app.workflow_starts_children(str(name)) for name in _workflows(request)),
         "waiting": True,
     }
     metadata = {**without(head.metadata, PAUSED_WITH), CHILD_RUNS: marker}
@@ -169,6 +172,23 @@ def take_inputs(head: Snapshot) -> tuple[Snapshot, list[Any] | None, str]:
     kept[INPUTS_DIGEST] = digest
     head = evolve(head, {"metadata": {**head.metadata, CHILD_RUNS: kept}})
     return head, inputs, digest
+
+
+def _workflows(marker: Mapping[str, Any]) -> list[Any]:
+    """The workflows a wait's children run (a ``parallel``'s, one per branch)."""
+    workflows = marker.get("workflows")
+    return workflows if isinstance(workflows, list) else [marker.get("workflow")]
+
+
+def _share(marker: Mapping[str, Any], limit: int) -> int:
+    """The descendants each child of this wait may start: none if its workflow starts
+    none (a wait marked before that was recorded counts as one whose workflow may), else
+    an even part of what the wait may start past its children (``limit`` for a wait
+    marked before budgets were)."""
+    if marker.get("fanOut", True) is not True:
+        return 0
+    budget = int(marker.get("budget", limit))
+    return share_of_each_child(budget, max(int(marker.get("count", 1)), 1))
 
 
 def _workflow_of(marker: Mapping[str, Any], index: int) -> str:
@@ -257,8 +277,6 @@ class ChildRuns:
     def _start(self, parent: RunRecord, marker: Mapping[str, Any], index: int) -> None:
         version = int(marker["version"])
         run_id = child_run_id(parent.run_id, version, index)
-        count = max(int(marker.get("count", 1)), 1)
-        budget = int(marker.get("budget", self.app.limits.max_descendants))
         above = parent_link(parent.snapshot)
         link = ParentLink(
             parent.run_id,
@@ -266,7 +284,7 @@ class ChildRuns:
             str(marker.get("node")),
             index,
             depth_of(parent.snapshot) + 1,
-            share_of_each_child(budget, count),
+            _share(marker, self.app.limits.max_descendants),
             None if above is None else above.root_wait,
         )
         try:
@@ -478,31 +496,14 @@ class ChildRuns:
         """What a wait took of its run's budget of descendants, once it is over with
         ``ended`` children ended (reporting ``reported`` descendants of their own): the
         children it started, what they report, and for each started child not ended (a
-        wait joined early, or cancelled), the whole share it may still use, unless its
-        workflow starts no child runs. Children are started ``concurrency`` at a time and
-        one more per end, so no more than ``concurrency + ended`` were."""
+        wait joined early, or cancelled) the whole share it may still use. Children are
+        started ``concurrency`` at a time and one more per end, so no more than
+        ``concurrency + ended`` were."""
         total = int(marker.get("count", 0))
         concurrency = max(int(marker.get("concurrency", total) or 1), 1)
         started = min(total, concurrency + ended)
-        running = max(started - ended, 0)
-        share = share_of_each_child(int(marker.get("budget", 0)), total)
-        if running and share and not self._may_start_children(marker):
-            share = 0
-        return started + reported + running * share
-
-    def _may_start_children(self, marker: Mapping[str, Any]) -> bool:
-        """Whether a child of this wait may start runs of its own: its workflow has a node
-        that starts child runs (an unknown workflow starts none)."""
-        workflows = marker.get("workflows")
-        names = workflows if isinstance(workflows, list) else [marker.get("workflow")]
-        for name in {str(name) for name in names}:
-            try:
-                spec = self.app.get_workflow(name)
-            except UnknownWorkflow:
-                continue
-            if any(self.app.starts_children(node.type) for node in spec.definition.nodes):
-                return True
-        return False
+        share = _share(marker, self.app.limits.max_descendants)
+        return started + reported + max(started - ended, 0) * share
 
     def stop_siblings(self, parent: RunRecord) -> None:
         """Cancel the children still running of a wait that a failed child joined early

@@ -337,7 +337,7 @@ class Dispatcher:
         if after.status == SnapshotStatus.PAUSED and self.app.starts_children(
             engine.node_type(after.current_node_id) or ""
         ):
-            return Advance(mark_waiting(after, self.app.limits), advance.steps)
+            return Advance(mark_waiting(after, self.app), advance.steps)
         return advance
 
     async def _engine(self, version: str) -> WorkflowEngine:
