@@ -53,13 +53,13 @@ from refluxo.runtime.links import (
     budget_of,
     child_bookkeeping,
     child_run_id,
+    child_share,
     depth_of,
     descendants_taken,
     needs_cascade,
     needs_report,
     needs_start,
     parent_link,
-    share_of_each_child,
     waiting_for_children,
 )
 from refluxo.runtime.ports import (
@@ -180,17 +180,6 @@ def _workflows(marker: Mapping[str, Any]) -> list[Any]:
     return workflows if isinstance(workflows, list) else [marker.get("workflow")]
 
 
-def _share(marker: Mapping[str, Any], limit: int) -> int:
-    """The descendants each child of this wait may start: none if its workflow starts
-    none (a wait marked before that was recorded counts as one whose workflow may), else
-    an even part of what the wait may start past its children (``limit`` for a wait
-    marked before budgets were)."""
-    if marker.get("fanOut", True) is not True:
-        return 0
-    budget = int(marker.get("budget", limit))
-    return share_of_each_child(budget, max(int(marker.get("count", 1)), 1))
-
-
 def _workflow_of(marker: Mapping[str, Any], index: int) -> str:
     workflows = marker.get("workflows")
     if isinstance(workflows, list):
@@ -284,7 +273,7 @@ class ChildRuns:
             str(marker.get("node")),
             index,
             depth_of(parent.snapshot) + 1,
-            _share(marker, self.app.limits.max_descendants),
+            child_share(marker, self.app.limits.max_descendants),
             None if above is None else above.root_wait,
         )
         try:
@@ -502,7 +491,7 @@ class ChildRuns:
         total = int(marker.get("count", 0))
         concurrency = max(int(marker.get("concurrency", total) or 1), 1)
         started = min(total, concurrency + ended)
-        share = _share(marker, self.app.limits.max_descendants)
+        share = child_share(marker, self.app.limits.max_descendants)
         return started + reported + max(started - ended, 0) * share
 
     def stop_siblings(self, parent: RunRecord) -> None:
@@ -592,12 +581,9 @@ class ChildRuns:
         """Cancel the children of a cancelled run, then mark its wait over."""
         self.cancel_children(record.run_id, marker, PARENT_CANCELLED)
         # What the wait took stays taken: its run reports it to its own parent at its end.
-        version, total = int(marker["version"]), int(marker.get("count", 0))
-        ended = reported = 0
-        for end in self._ends(record.run_id, version, total):
-            ended += 1
-            reported += end.descendants
-        taken = int(marker.get("descendants", 0)) + self._wait_took(marker, ended, reported)
+        ends = list(self._ends(record.run_id, int(marker["version"]), int(marker.get("count", 0))))
+        reported = sum(end.descendants for end in ends)
+        taken = int(marker.get("descendants", 0)) + self._wait_took(marker, len(ends), reported)
         summary = {**marker, "waiting": False, "cancelled": True, "descendants": taken}
         head = evolve(
             record.snapshot,

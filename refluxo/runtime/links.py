@@ -158,6 +158,17 @@ def share_of_each_child(budget: int, count: int) -> int:
     return max(budget - count, 0) // max(count, 1)
 
 
+def child_share(marker: Mapping[str, Any], limit: int) -> int:
+    """The descendants each child of the wait ``marker`` may start: none if its workflow
+    starts none (``fanOut``; a wait marked before that was recorded counts as one whose
+    workflow may), else an even part of what the wait may start past its children
+    (``limit`` for a wait marked before budgets were)."""
+    if marker.get("fanOut", True) is not True:
+        return 0
+    budget = marker.get("budget", limit)
+    return share_of_each_child(_count(budget), max(_count(marker.get("count")), 1))
+
+
 def descendants_taken(snapshot: Snapshot) -> int:
     """How many descendants ``snapshot``'s run has taken from its budget: every run its
     joined waits started, their own descendants included (``childRuns.descendants``), and
@@ -172,7 +183,7 @@ def descendants_taken(snapshot: Snapshot) -> int:
     taken = _count(marker.get("descendants"))
     if marker.get("waiting") is True and snapshot.status.is_terminal:
         count = _count(marker.get("count"))
-        taken += count + count * share_of_each_child(_count(marker.get("budget")), count)
+        taken += count + count * child_share(marker, 0)
     return taken
 
 
@@ -227,6 +238,7 @@ __all__ = [
     "budget_of",
     "child_bookkeeping",
     "child_run_id",
+    "child_share",
     "depth_of",
     "descendants_taken",
     "is_child_run_id",
