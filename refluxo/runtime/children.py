@@ -436,7 +436,7 @@ class ChildRuns:
                 errors.append({"index": end.index, "runId": end.run_id, "error": end.error})
             else:
                 outputs[end.index] = end.output
-        taken = self._wait_took(marker, ended, reported)
+        taken = self._wait_took(marker, ended, len(errors), reported)
         summary = {key: value for key, value in marker.items() if key != INPUTS_DIGEST}
         summary.update(
             {
@@ -481,18 +481,20 @@ class ChildRuns:
                 return
             after = page[-1].index
 
-    def _wait_took(self, marker: Mapping[str, Any], ended: int, reported: int) -> int:
+    def _wait_took(self, marker: Mapping[str, Any], ended: int, failed: int, reported: int) -> int:
         """What a wait took of its run's budget of descendants, once it is over with
-        ``ended`` children ended (reporting ``reported`` descendants of their own): the
-        children it started, what they report, and for each started child not ended (a
-        wait joined early, or cancelled) the whole share it may still use. Children are
-        started ``concurrency`` at a time and one more per end, so no more than
-        ``concurrency + ended`` were."""
+        ``ended`` children ended (``failed`` of them failed), reporting ``reported``
+        descendants of their own: the children it started, what they report, and for each
+        started child not ended (a wait joined early, or cancelled) the whole share it may
+        still use. Children are started ``concurrency`` at a time and one more per end,
+        but under ``fail_fast`` not after a failed one (that joins), so no more than
+        ``concurrency + ended`` were (``- failed`` under ``fail_fast``)."""
         total = int(marker.get("count", 0))
         concurrency = max(int(marker.get("concurrency", total) or 1), 1)
-        started = min(total, concurrency + ended)
+        followers = ended - failed if marker.get("failure") == FAIL_FAST else ended
+        started = max(min(total, concurrency + followers), ended)
         share = child_share(marker, self.app.limits.max_descendants)
-        return started + reported + max(started - ended, 0) * share
+        return started + reported + (started - ended) * share
 
     def stop_siblings(self, parent: RunRecord) -> None:
         """Cancel the children still running of a wait that a failed child joined early
@@ -583,7 +585,10 @@ class ChildRuns:
         # What the wait took stays taken: its run reports it to its own parent at its end.
         ends = list(self._ends(record.run_id, int(marker["version"]), int(marker.get("count", 0))))
         reported = sum(end.descendants for end in ends)
-        taken = int(marker.get("descendants", 0)) + self._wait_took(marker, len(ends), reported)
+        failed = sum(end.failed for end in ends)
+        taken = int(marker.get("descendants", 0)) + self._wait_took(
+            marker, len(ends), failed, reported
+        )
         summary = {**marker, "waiting": False, "cancelled": True, "descendants": taken}
         head = evolve(
             record.snapshot,

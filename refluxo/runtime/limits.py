@@ -14,6 +14,10 @@ from typing import Any
 from refluxo.errors import LimitExceededError, WorkflowDefinitionError
 from refluxo.model import WorkflowDefinition
 
+MAX_LIMIT = 2**53 - 1
+"""The largest limit: counts derived from it (a run's descendants) stay integers that
+JavaScript's numbers, and so ``@refluxo/core``, read exactly, and that every store holds."""
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimeLimits:
@@ -49,9 +53,10 @@ class RuntimeLimits:
     def __post_init__(self) -> None:
         for name in (field.name for field in dataclasses.fields(self)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
                 raise ValueError(
-                    f"RuntimeLimits.{name} must be a whole number of at least 1, got {value!r}"
+                    f"RuntimeLimits.{name} must be a whole number from 1 to 2**53 - 1, "
+                    f"got {value!r}"
                 )
 
     def check_workflow(self, name: str, workflow: WorkflowDefinition) -> None:

@@ -706,10 +706,81 @@ def test_a_retried_map_of_runs_that_start_none_is_charged_what_it_started(
     assert started <= taken <= started + 3 * 10  # at most a concurrency's worth per early join
 
 
+def test_a_fail_fast_join_charges_no_child_that_the_failure_did_not_start(
+    clock: FakeClock,
+) -> None:
+    """One child at a time, the first fails: the join comes at once and starts nobody
+    after it. Charging one more child (and its share) per early join made three retries of
+    a tree of 25 use up a budget of 100."""
+    app = build_app(clock)
+    app.limits = dataclasses.replace(app.limits, max_descendants=100)
+    failures: list[int] = []
+
+    class RetryMaps(DefaultErrorHandler):
+        def should_retry(
+            self, error: BaseException, attempt: int, node: Any, definition: Any
+        ) -> bool:
+            return node.type == "map" and attempt <= 5
+
+        def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> int:
+            return 0
+
+    app.error_handler = RetryMaps()
+
+    @app.node()
+    def flaky(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        if context["start"][-1].output.get("i") == 0 and len(failures) < 3:
+            failures.append(1)
+            raise ValueError("transient")
+        return StepResult(1)
+
+    app.workflow("leaf", {"nodes": [{"id": "start", "type": "trigger"}], "edges": []})
+    app.workflow(
+        "spreading",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {"id": "f", "type": "flaky"},
+                {"id": "m", "type": "map", "data": {"items": [{}] * 10, "workflow": "leaf"}},
+            ],
+            "edges": [{"source": "start", "target": "f"}, {"source": "f", "target": "m"}],
+        },
+    )
+    app.workflow(
+        "root",
+        {
+            "nodes": [
+                {"id": "start", "type": "trigger"},
+                {
+                    "id": "m",
+                    "type": "map",
+                    "data": {
+                        "items": [{"i": 0}, {"i": 1}],
+                        "workflow": "spreading",
+                        "concurrency": 1,
+                    },
+                },
+            ],
+            "edges": [{"source": "start", "target": "m"}],
+        },
+    )
+    runtime = MemoryRuntime(app)
+    runtime.service.start("root", {}, run_id="r")
+    runtime.drain()
+    root = runtime.service.get("r")
+    assert root.status == SnapshotStatus.COMPLETED, root.snapshot.metadata.get("failedReason")
+    assert len(failures) == 3
+    descendants = len(runtime.service.list(limit=1000).runs) - 1
+    assert descendants == 3 + 2 + 20
+    assert root.snapshot.metadata["childRuns"]["descendants"] == descendants
+
+
 def test_runtime_limits_refuse_what_bounds_nothing() -> None:
-    for bad in (0, -5, True, 1.5):
+    for bad in (0, -5, True, 1.5, 2**53):
         with pytest.raises(ValueError, match="max_descendants must be a whole number"):
             RuntimeLimits(max_descendants=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="from 1 to 2\\*\\*53 - 1, got 100000000000000000000"):
+        RuntimeLimits(max_descendants=10**20)
 
 
 def test_cancelling_the_root_of_a_growing_tree_stops_every_level_at_once(
