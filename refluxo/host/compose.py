@@ -11,10 +11,8 @@ backend is chosen, and the HTTP layer only when a deployment is built (not for t
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import importlib
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,9 +37,6 @@ if TYPE_CHECKING:
     from refluxo.runtime.app import App
     from refluxo.runtime.dispatcher import StepBudget
     from refluxo.runtime.service import RunService
-
-
-logger = logging.getLogger("refluxo.host")
 
 
 class Runtime(Protocol):
@@ -221,19 +216,14 @@ def refuse_deliveries(request: Any) -> None:
 
 def _started(settings: Settings, app: App, *, share_database: bool) -> Runtime:
     """The runtime for ``settings``, started. With ``share_database``, an embedded runtime
-    whose database another process delivers serves without delivering (that process
-    delivers what it records) instead of refusing to start."""
-    from refluxo.backends.sqlite.errors import DatabaseInUse
+    whose database another process delivers starts in standby (it serves, and delivers once
+    that process stops) instead of refusing to start."""
+    from refluxo.host.embedded import EmbeddedRuntime
 
     runtime = build_runtime(settings, app)
-    try:
-        return runtime.start()
-    except DatabaseInUse as err:
-        if not share_database or not isinstance(settings, EmbeddedSettings):
-            raise
-        runtime.stop()
-        logger.warning("%s; this process serves the API and leaves the steps to it", err)
-        return build_runtime(dataclasses.replace(settings, workers=0), app).start()
+    if share_database and isinstance(runtime, EmbeddedRuntime):
+        return runtime.start(standby=True)
+    return runtime.start()
 
 
 def build_deployment(
@@ -263,8 +253,8 @@ def build_deployment(
       ``REFLUXO_ALLOWED_HOSTS``; on Google Cloud, only when that list is configured.
 
     ``share_database=True`` (the functions' entry points, whose server may run several
-    processes) lets an embedded deployment whose database another process delivers serve
-    without delivering; otherwise it raises
+    processes) lets an embedded deployment whose database another process delivers serve,
+    and deliver once that process stops; otherwise it raises
     :class:`~refluxo.backends.sqlite.errors.DatabaseInUse` (``refluxo serve``).
 
     ``callers=False`` builds a deployment whose API serves no caller route, only the step

@@ -56,11 +56,16 @@ class EmbeddedRuntime:
         """Deliver the next delivery of a run whose commit returned ``record`` (no reload)."""
         return self.service.loop.run_in_place(self.dispatcher.deliver(delivery, record))
 
-    def start(self) -> EmbeddedRuntime:
-        """Start delivering in the background (the app's engines are built first)."""
+    def start(self, *, standby: bool = False) -> EmbeddedRuntime:
+        """Start delivering in the background (the app's engines are built first).
+
+        Raises :class:`~refluxo.backends.sqlite.errors.DatabaseInUse` if another process
+        delivers this database's steps; with ``standby``, serve meanwhile and deliver once
+        it stops (several workers of one server: one delivers at a time).
+        """
         if self.scheduler.workers:
             self.app.warm_engines()
-            self.scheduler.start()
+            self.scheduler.start(standby=standby)
         return self
 
     def stop(self) -> None:

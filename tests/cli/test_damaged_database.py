@@ -84,6 +84,7 @@ def test_a_database_of_a_later_schema_is_refused_not_misread(
     connection.commit()
     connection.close()
     monkeypatch.setenv("REFLUXO_DB", str(path))
+    before = path.read_bytes()
     for command in (["list"], ["run", "content-approval"]):
         result = CliRunner().invoke(main, command)
         assert result.exit_code == 1, result.output
@@ -92,3 +93,24 @@ def test_a_database_of_a_later_schema_is_refused_not_misread(
         )
     with pytest.raises(DatabaseUnreadable, match="schema 999"):
         EmbeddedRuntime(load_app(None), path)
+    assert path.read_bytes() == before  # not even switched to WAL mode
+    assert not path.with_name("later.db-wal").exists()
+
+
+def test_another_applications_database_is_refused_not_modified(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    path = tmp_path / "theirs.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    connection.commit()
+    connection.close()
+    before = path.read_bytes()
+    monkeypatch.setenv("REFLUXO_DB", str(path))
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 1, result.output
+    assert "is another application's database (it has tables, none of refluxo's)" in (
+        result.output
+    )
+    assert path.read_bytes() == before

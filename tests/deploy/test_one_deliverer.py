@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -145,25 +146,30 @@ def test_a_database_reached_through_a_symbolic_link_has_the_same_lock(
 
 
 def test_several_workers_of_one_functions_server_share_the_database(database: Path) -> None:
-    """functions-framework with two worker processes on the embedded default: one
-    delivers, the other serves the API without delivering (it answered 500 with a
-    traceback, on every request, before)."""
-    env = {"REFLUXO_DB": str(database), "WORKERS": "2", "PYTHONPATH": str(ROOT)}
+    """functions-framework with three worker processes on the embedded default: one
+    delivers, the others serve the API in standby (they answered 500 with a traceback, on
+    every request, before), and one of them takes over when the deliverer is killed."""
+    env = {"REFLUXO_DB": str(database), "WORKERS": "3", "PYTHONPATH": str(ROOT)}
+    lock_file = database.with_name(database.name + ".lock")
     with start_functions_framework(ROOT / "main.py", "api", env=env) as server:
         statuses = []
-        for index in range(12):
+        for index in range(12):  # reaches every worker: each builds its deployment
             status, _ = call(server.port, "POST" if index == 0 else "GET", "/runs")
             statuses.append(status)
         assert statuses == [201] + [200] * 11, server.process.log_tail()
 
-        def paused() -> bool:
+        def paused(count: int) -> bool:
             _, page = call(server.port, "GET", "/runs")
-            return [run["status"] for run in page["runs"]] == ["paused"]
+            return [run["status"] for run in page["runs"]] == ["paused"] * count
 
-        wait_until(paused, 30, "the run started through either worker delivered")
+        wait_until(lambda: paused(1), 30, "the run started through any worker delivered")
+        deliverer = int(lock_file.read_text().split(":")[0].removeprefix("pid "))
+        os.kill(deliverer, signal.SIGKILL)
+        assert call(server.port, "POST", "/runs")[0] == 201
+        wait_until(lambda: paused(2), 30, "a worker in standby delivering")
+        assert int(lock_file.read_text().split(":")[0].removeprefix("pid ")) != deliverer
         log = server.process.log_path.read_text(errors="replace")
     assert "Traceback" not in log
-    assert "this process serves the API and leaves the steps to it" in log
 
 
 def call(port: int, method: str, path: str) -> tuple[int, dict[str, Any]]:

@@ -100,6 +100,14 @@ CREATE TABLE IF NOT EXISTS child_inputs (
     PRIMARY KEY (parent_id, version, digest, idx)
 ) WITHOUT ROWID;
 
+CREATE TABLE IF NOT EXISTS deliverer (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    started TEXT NOT NULL,
+    lock_file INTEGER NOT NULL,
+    holder TEXT NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS join_counts (
     parent_id TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -244,15 +252,10 @@ class SqliteDatabase:
 
     def _prepare(self) -> None:
         """Create the schema, or bring an earlier version's up to date; refuse a later
-        version's (its tables may mean something this version does not know)."""
+        version's (its tables may mean something this version does not know) and another
+        application's, before anything is written to either (not even WAL mode)."""
+        version = self._check_owner()
         with self.reading() as connection:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise DatabaseUnreadable(
-                    f"{self.path} was written by a later version of refluxo (schema "
-                    f"{version}; this one knows schemas up to {SCHEMA_VERSION}): upgrade "
-                    "refluxo to use it"
-                )
             connection.executescript(SCHEMA)
             current = (
                 version == SCHEMA_VERSION
@@ -265,6 +268,30 @@ class SqliteDatabase:
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         with self.reading() as connection:
             connection.execute(OVERDUE_INDEX)
+
+    def _check_owner(self) -> int:
+        """The file's schema version, read without changing it; raises
+        :class:`DatabaseUnreadable` for a later version's or another application's."""
+        plain = sqlite3.connect(self.path, timeout=self.timeout)
+        try:
+            version = int(plain.execute("PRAGMA user_version").fetchone()[0])
+            tables = {
+                row[0]
+                for row in plain.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        finally:
+            plain.close()
+        if version > SCHEMA_VERSION:
+            raise DatabaseUnreadable(
+                f"{self.path} was written by a later version of refluxo (schema {version}; "
+                f"this one knows schemas up to {SCHEMA_VERSION}): upgrade refluxo to use it"
+            )
+        if tables and "runs" not in tables:
+            raise DatabaseUnreadable(
+                f"{self.path} is another application's database (it has tables, none of "
+                "refluxo's): choose another file"
+            )
+        return version
 
     # -- checking out -------------------------------------------------------------------
 

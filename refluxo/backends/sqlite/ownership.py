@@ -15,10 +15,12 @@ What could let a second process in, and what stops it:
 * another name of the same file (a hard link): refused outright, since the lock file could
   not be found from the other name (and SQLite itself keeps a journal per name, which two
   names of one file corrupt);
-* the lock file deleted or replaced while held: the holder checks it at every rescan of the
-  scheduler (:meth:`DeliveryLock.still_held`) and locks it again; a process that takes a
-  replaced file first makes the holder stop delivering. A newcomer also checks that the file
-  it locked is still the one at the path;
+* the lock file deleted or replaced while held: the holder also records itself in the
+  database (the ``deliverer`` row: its pid, its start time, the lock file it holds), and a
+  newcomer whose lock file is not the one recorded, while the recorded process lives, is
+  refused all the same. The holder checks its lock file at every rescan of the scheduler
+  (:meth:`DeliveryLock.still_held`) and locks the new one; until it can, it delivers
+  nothing. A newcomer also checks that the file it locked is still the one at the path;
 * a child process forked by a step: it does not inherit the right to deliver (its copy of
   the lock is dropped at the fork, leaving the parent's lock as it is).
 
@@ -31,15 +33,19 @@ Windows), so no locking library is added for it.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import weakref
 from pathlib import Path
 from typing import IO
 
+from refluxo.backends.sqlite.db import SqliteDatabase
 from refluxo.backends.sqlite.errors import DatabaseInUse, LocalDatabaseError
 
 __all__ = ["LOCK_SUFFIX", "DatabaseInUse", "DeliveryLock"]
+
+logger = logging.getLogger("refluxo.scheduler")
 
 LOCK_SUFFIX = ".lock"
 """The lock file's name: the database's, with this added (``refluxo.db.lock``)."""
@@ -55,8 +61,9 @@ class DeliveryLock:
     """The right to deliver the steps of the database at ``database``: :meth:`acquire`
     takes it or raises :class:`DatabaseInUse`; :meth:`release` gives it back."""
 
-    def __init__(self, database: Path) -> None:
-        self.database = database
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        database = self.database = db.path
         # Beside the file itself: a database reached through a symbolic link (or by a
         # relative path from elsewhere) has the same lock.
         real = database.resolve()
@@ -87,6 +94,15 @@ class DeliveryLock:
                     "with --url, or stop it first (a library: one runtime per database)."
                 ) from None
             if _same_file(file, self.path):
+                other = self._recorded_holder(file)
+                if other is not None:
+                    file.close()
+                    raise DatabaseInUse(
+                        f"another process is delivering the steps of {self.database} ({other}; "
+                        "its lock file was deleted or replaced): two processes would run the "
+                        "same steps at once. Send the command to it with --url, or stop it "
+                        "first."
+                    )
                 self._hold(file)
                 self._describe()
                 return
@@ -116,7 +132,7 @@ class DeliveryLock:
             return True  # replaced again meanwhile: checked at the next rescan
         self._hold(replacement)
         file.close()
-        self._describe()
+        self._describe()  # records the new file as the one held
         return True
 
     def describe(self, where: str) -> None:
@@ -126,7 +142,10 @@ class DeliveryLock:
         self._describe()
 
     def release(self) -> None:
-        file, self._file = self._file, None
+        file = self._file
+        if file is not None:
+            self._unrecord(file)
+        self._file = None
         _held.discard(self)
         if self._closer is not None:
             self._closer.detach()
@@ -143,13 +162,47 @@ class DeliveryLock:
         self._closer = weakref.finalize(self, file.close)
 
     def _describe(self) -> None:
+        """Say who holds the lock: in the lock file, and in the database's ``deliverer``
+        row (with the lock file held), which outlives a deleted lock file."""
         file = self._file
         if file is None:
             return
+        holder = f"pid {os.getpid()}: {' '.join(filter(None, [_program(), self._where]))}"
         file.seek(0)
         file.truncate()
-        file.write(f"pid {os.getpid()}: {' '.join(filter(None, [_program(), self._where]))}\n")
+        file.write(f"{holder}\n")
         file.flush()
+        with self.db.write() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO deliverer (id, pid, started, lock_file, holder) "
+                "VALUES (1, ?, ?, ?, ?)",
+                (os.getpid(), _started(os.getpid()), os.fstat(file.fileno()).st_ino, holder),
+            )
+
+    def _recorded_holder(self, file: IO[str]) -> str | None:
+        """Who the database says delivers its steps, if that is another lock file's holder
+        still alive (its lock file was deleted or replaced); else None."""
+        with self.db.reading() as connection:
+            row = connection.execute(
+                "SELECT pid, started, lock_file, holder FROM deliverer WHERE id = 1"
+            ).fetchone()
+        if row is None:
+            return None
+        pid, started, lock_file, holder = row
+        if lock_file == os.fstat(file.fileno()).st_ino:
+            return None  # it held this very file, which is ours now: it let go
+        alive = pid == os.getpid() or _alive(pid, started)
+        return str(holder) if alive else None
+
+    def _unrecord(self, file: IO[str]) -> None:
+        try:
+            with self.db.write() as connection:
+                connection.execute(
+                    "DELETE FROM deliverer WHERE id = 1 AND pid = ? AND lock_file = ?",
+                    (os.getpid(), os.fstat(file.fileno()).st_ino),
+                )
+        except Exception:  # a row left behind names a process that ended: harmless
+            logger.warning("could not clear the deliverer row of %s", self.database)
 
     def _open(self) -> IO[str]:
         try:
@@ -190,6 +243,26 @@ def _same_file(file: IO[str], path: Path) -> bool:
         return False
     held = os.fstat(file.fileno())
     return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+
+
+def _started(pid: int) -> str:
+    """When process ``pid`` started, as the system counts it ("" where it cannot say):
+    with the pid, it names one process (a pid alone may be reused)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # it exists, owned by someone else
+    return not started or _started(pid) in ("", started)
 
 
 def _holder(file: IO[str]) -> str:

@@ -47,6 +47,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from refluxo.backends.sqlite.db import SqliteDatabase
+from refluxo.backends.sqlite.errors import DatabaseInUse
 from refluxo.backends.sqlite.outbox import Recorded, SqliteOutbox, insert_deliveries, mark_done
 from refluxo.backends.sqlite.ownership import DeliveryLock
 from refluxo.errors import TransientError, ends_the_step, where_failed
@@ -186,8 +187,11 @@ class LocalScheduler:
         """Deliveries whose handler returned (progress an operator can watch)."""
         self.failures = 0
         """Deliveries whose handler raised (each left pending and retried)."""
-        self._ownership = DeliveryLock(db.path)
+        self._ownership = DeliveryLock(db)
         """Held while this scheduler delivers: one process at a time may."""
+        self._delivering = False
+        """Whether the workers may claim deliveries: the right to deliver is held, and its
+        lock file is still the one at its path (see :meth:`_check_ownership`)."""
         self.outbox = SqliteOutbox(str(db.path), self._recorded)
         """This scheduler's outbox, for a store on the same file to record deliveries in its
         commits (wired by the composition root)."""
@@ -210,12 +214,22 @@ class LocalScheduler:
             self._rescan_wanted = True
             self._wakeup.notify()
 
-    def start(self) -> None:
-        """Start the worker threads (daemon threads; call :meth:`stop` to end them)."""
+    def start(self, *, standby: bool = False) -> None:
+        """Start the worker threads (daemon threads; call :meth:`stop` to end them).
+
+        Raises :class:`~refluxo.backends.sqlite.errors.DatabaseInUse` if another process
+        delivers this database's steps; with ``standby``, start anyway and deliver once
+        that process stops (the workers try again at every rescan, about every second).
+        """
         if self.handler is None:
             raise RuntimeError("LocalScheduler needs a handler before it starts")
-        self._ownership.acquire()  # DatabaseInUse if another process delivers
+        try:
+            self._ownership.acquire()
+        except DatabaseInUse:
+            if not standby:
+                raise
         with self._lock:
+            self._delivering = self._ownership.held
             self._stopping = False
             self._rescan_wanted = True  # the first worker loads the table
         self._stop.clear()
@@ -241,10 +255,11 @@ class LocalScheduler:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the workers after their current delivery, waiting up to ``timeout`` for
-        each."""
+        them all."""
         self.request_stop()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(deadline - time.monotonic(), 0))
         with self._lock:
             self._threads = [thread for thread in self._threads if thread.is_alive()]
             if not self._threads:
@@ -261,6 +276,11 @@ class LocalScheduler:
         delivers this database's steps.
         """
         owned = self._ownership.held
+        if owned and not self._delivering:
+            raise DatabaseInUse(
+                f"{self._ownership.path} was replaced and another process holds it: this "
+                "process delivers nothing until it can lock it again"
+            )
         self._ownership.acquire()
         try:
             with self._lock:
@@ -370,6 +390,9 @@ class LocalScheduler:
             while not self._stopping:
                 if self._rescan_wanted or time.monotonic() >= self._next_rescan:
                     self._rescan()
+                if not self._delivering:  # another process delivers: try again later
+                    self._wakeup.wait(RESCAN_EVERY_S)
+                    continue
                 now = self.clock()
                 claimed, wait = self._pop_due(now)
                 if claimed is not None:
@@ -501,7 +524,7 @@ class LocalScheduler:
             successor = following[0]
             if self._entries.get(successor.name) is not successor or successor.state != _RESERVED:
                 return None  # no longer reserved for this worker
-            ok = requeue_at is None and not self._stopping
+            ok = requeue_at is None and not self._stopping and self._delivering
             if ok and (go_on or (go_on is None and self._peek_due(self.clock()) is None)):
                 successor.state = _CLAIMED
                 successor.claimed_at = time.monotonic()
@@ -622,15 +645,7 @@ class LocalScheduler:
                     del self._entries[name]
         for name, run_id, version, due_at, hop, available_at in rows:
             self._add(Delivery(run_id, version, due_at, hop), name, available_at)
-        if self._ownership.held and not self._ownership.still_held():
-            logger.error(
-                "the lock file %s was replaced and another process holds it: this process "
-                "stops delivering (the steps in progress finish)",
-                self._ownership.path,
-            )
-            self._stopping = True
-            self._stop.set()
-            self._wakeup.notify_all()
+        self._check_ownership()
         slow = time.monotonic() - self.slow_step_s
         for entry in self._held.values():
             if entry.claimed_at < slow and not entry.slow:
@@ -644,6 +659,36 @@ class LocalScheduler:
         self._loaded = True
         self._rescan_wanted = False
         self._next_rescan = time.monotonic() + RESCAN_EVERY_S
+
+    def _check_ownership(self) -> None:
+        """At each rescan: a holder whose lock file was deleted locks a new one; one whose
+        file another process locked first delivers nothing until it can lock it (that
+        process is refused, the holder being recorded in the database); a scheduler in
+        standby takes the right to deliver once its holder lets go."""
+        ownership = self._ownership
+        if self._stopping or not (ownership.held or self._threads):
+            return
+        if ownership.held:
+            held = ownership.still_held()
+            if held != self._delivering:
+                if held:
+                    logger.warning(
+                        "delivering again: the lock file %s is this process's", ownership.path
+                    )
+                else:
+                    logger.error(
+                        "the lock file %s was replaced and another process locked it: this "
+                        "process delivers nothing until it can lock it again",
+                        ownership.path,
+                    )
+                self._delivering = held
+            return
+        try:
+            ownership.acquire()
+        except DatabaseInUse:
+            return
+        logger.warning("delivering the steps of %s: the process that did stopped", self.db.path)
+        self._delivering = True
 
     def _unknown_due(self) -> bool:
         """Whether the table has a pending delivery due now that is not known here."""

@@ -48,6 +48,23 @@ def test_a_run_is_continued_by_the_worker_that_committed_its_step(
     assert len([name for name in loads if name.startswith("refluxo")]) <= 1, loads
 
 
+def without_ownership(statements: list[str]) -> list[str]:
+    """``statements`` without the transactions and reads of the ``deliverer`` row (the
+    right to deliver, taken and given back once per drain)."""
+    kept: list[str] = []
+    transaction: list[str] = []
+    for statement in statements:
+        if transaction or statement.startswith("BEGIN"):
+            transaction.append(statement)
+            if statement.startswith(("COMMIT", "ROLLBACK")):
+                if not any("deliverer" in part for part in transaction):
+                    kept += transaction
+                transaction = []
+        elif "deliverer" not in statement:
+            kept.append(statement)
+    return kept + transaction
+
+
 def test_a_step_is_one_write_transaction_of_five_statements(
     tmp_path: Path, clock: FakeClock
 ) -> None:
@@ -57,6 +74,7 @@ def test_a_step_is_one_write_transaction_of_five_statements(
         runtime.service.start("chain")
         trace_statements(runtime.db, statements.append)
         assert runtime.scheduler.drain() == 5
+        statements = without_ownership(statements)  # the drain's own, once, not per step
         writes = [s for s in statements if not s.lstrip().upper().startswith("SELECT")]
         reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     finally:

@@ -19,8 +19,8 @@ from tests.support.clock import FakeClock
 from tests.support.waiting import wait_until
 
 
-def refused(path: Path) -> bool:
-    other = DeliveryLock(path)
+def refused(db: SqliteDatabase) -> bool:
+    other = DeliveryLock(db)
     try:
         other.acquire()
     except DatabaseInUse:
@@ -46,9 +46,9 @@ def test_a_step_still_running_after_stop_keeps_the_right_to_deliver_until_it_end
         scheduler.schedule(Delivery("long", 0, clock.now))
         assert started.wait(20)
         scheduler.stop(timeout=0.05)  # returns with the step still running
-        assert refused(db.path), "another deliverer could run the step that still runs"
+        assert refused(db), "another deliverer could run the step that still runs"
         release.set()
-        wait_until(lambda: not refused(db.path), 20, "the right to deliver given up")
+        wait_until(lambda: not refused(db), 20, "the right to deliver given up")
     finally:
         release.set()
         db.close()
@@ -65,35 +65,91 @@ def test_a_deleted_lock_file_is_locked_again_by_its_holder(
         lock_file.unlink()
         scheduler.wake()  # its next rescan checks the file
         wait_until(lock_file.exists, 20, "the lock file made again")
-        assert refused(db.path)
+        assert refused(db)
     finally:
         scheduler.stop()
         db.close()
 
 
-def test_a_holder_whose_lock_file_another_process_took_stops_delivering(
-    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+def test_a_newcomer_after_the_lock_file_was_deleted_is_refused_by_the_recorded_holder(
+    tmp_path: Path, clock: FakeClock
 ) -> None:
+    """The lock file deleted, a newcomer locks a new one before the holder notices: the
+    database still records the holder (alive), so the newcomer is refused all the same,
+    and the holder goes on delivering."""
     db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
     delivered: list[str] = []
     scheduler = LocalScheduler(db, handler=lambda d: delivered.append(d.run_id), clock=clock)
     scheduler.start()
-    newcomer = DeliveryLock(db.path)
     try:
-        with caplog.at_level("ERROR", logger="refluxo.scheduler"):
-            (tmp_path / "runs.db.lock").unlink()
-            newcomer.acquire()  # it made and locked a new file at the path
-            scheduler.wake()
-            wait_until(
-                lambda: "another process holds it: this process stops delivering" in caplog.text,
-                20,
-                "the holder stepping back",
-            )
-        scheduler.stop()
-        assert newcomer.held
+        (tmp_path / "runs.db.lock").unlink()
+        with pytest.raises(DatabaseInUse, match="its lock file was deleted or replaced"):
+            DeliveryLock(db).acquire()
+        scheduler.schedule(Delivery("after", 0, clock.now))
+        wait_until(lambda: delivered == ["after"], 20, "the holder delivering on")
     finally:
-        newcomer.release()
         scheduler.stop()
+        db.close()
+
+
+def test_a_holder_whose_new_lock_file_another_locks_delivers_nothing_until_it_can(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Something else locks the file now at the path (a process of an older version,
+    which records nothing): the holder delivers nothing while it cannot lock that file,
+    then goes on."""
+    import fcntl
+
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    delivered: list[str] = []
+    scheduler = LocalScheduler(db, handler=lambda d: delivered.append(d.run_id), clock=clock)
+    scheduler.start()
+    lock_file = tmp_path / "runs.db.lock"
+    try:
+        with caplog.at_level("WARNING", logger="refluxo.scheduler"):
+            replacement = tmp_path / "replacement"
+            with open(replacement, "a+") as other:
+                fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                replacement.replace(lock_file)  # locked before it is at the path
+                scheduler.wake()
+                wait_until(
+                    lambda: "this process delivers nothing until it can lock it" in caplog.text,
+                    20,
+                    "the holder pausing",
+                )
+                scheduler.schedule(Delivery("waiting", 0, clock.now))
+                with pytest.raises(DatabaseInUse):
+                    scheduler.drain()
+                assert delivered == []
+            scheduler.wake()  # the other let go: the holder locks the file again
+            wait_until(lambda: delivered == ["waiting"], 20, "the holder delivering again")
+            assert "delivering again" in caplog.text
+    finally:
+        scheduler.stop()
+        db.close()
+
+
+def test_a_scheduler_in_standby_delivers_once_the_holder_stops(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    first: list[str] = []
+    second: list[str] = []
+    holder = LocalScheduler(db, handler=lambda d: first.append(d.run_id), clock=clock)
+    standby = LocalScheduler(db, handler=lambda d: second.append(d.run_id), clock=clock)
+    holder.start()
+    try:
+        standby.start(standby=True)
+        holder.schedule(Delivery("one", 0, clock.now))
+        wait_until(lambda: first == ["one"], 20, "the holder delivering")
+        holder.stop()
+        standby.schedule(Delivery("two", 0, clock.now))
+        standby.wake()
+        wait_until(lambda: second == ["two"], 20, "the standby delivering")
+        assert first == ["one"]
+    finally:
+        holder.stop()
+        standby.stop()
         db.close()
 
 
@@ -127,7 +183,7 @@ def test_a_forked_child_does_not_inherit_the_right_to_deliver(
             os._exit(0)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 7
-        assert refused(db.path)  # the child's exit left the parent's lock alone
+        assert refused(db)  # the child's exit left the parent's lock alone
     finally:
         scheduler.stop()
         db.close()
