@@ -110,7 +110,5 @@ def test_another_applications_database_is_refused_not_modified(
     monkeypatch.setenv("REFLUXO_DB", str(path))
     result = CliRunner().invoke(main, ["list"])
     assert result.exit_code == 1, result.output
-    assert "is another application's database (it has tables, none of refluxo's)" in (
-        result.output
-    )
+    assert "is another application's database (it has tables, none of refluxo's)" in (result.output)
     assert path.read_bytes() == before
