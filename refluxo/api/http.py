@@ -59,13 +59,19 @@ JSON_MEDIA_TYPE = "application/json"
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """``body`` as compact UTF-8 JSON; NaN and infinities are an error, never sent."""
+    """``body`` as compact UTF-8 JSON; NaN and infinities are an error, never sent.
+
+    Never cached (runs change; an answer may be a run's data behind a key) and never read
+    as anything but JSON by a browser (``nosniff``)."""
     return Response(
         json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
         status=status,
         mimetype="application/json",
-        headers=dict(headers or {}),
+        headers={**_JSON_HEADERS, **(headers or {})},
     )
+
+
+_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def model_response(

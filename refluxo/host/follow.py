@@ -109,8 +109,8 @@ def follow(
         if waiting_children(view) is not None and clock() - moved > wait_s:
             echo(_held_by(client, view, wait_s))
             return view
-        if len(entries) == PAGE:
-            continue  # more results to print already
+        if entries and after < int(view.get("resultCount", 0)) - 1:
+            continue  # more results to print already (a page may end early: large results)
         children = waiting_children(view)
         if children is not None and children.get("version") not in waited:
             waited.add(children.get("version"))

@@ -32,8 +32,14 @@ def _mermaid_id(node_id: str, index: int) -> str:
     return f"n{index}_{_SAFE.sub('_', node_id)}"
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9 _.,:/()+=*?!@$%^~'-]")
+
+
 def _label(text: str) -> str:
-    return text.replace('"', "#quot;")
+    """``text`` inside a label: every character but plain ones as a Mermaid entity code
+    (``#60;``), so that no node id, type or handle can close the label, start a new
+    statement (a newline, a ``|``), or carry HTML (``<``) into the picture."""
+    return "".join(char if _PLAIN.fullmatch(char) else f"#{ord(char)};" for char in text)
 
 
 def state_note(state: str, visits: int, failures: int) -> str:

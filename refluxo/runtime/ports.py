@@ -264,7 +264,10 @@ class RunStore(Protocol):
     def timeline(
         self, run_id: str, *, after_seq: int = -1, limit: int = 100
     ) -> list[TimelineEntry]:
-        """Committed results with ``seq > after_seq``, in commit order."""
+        """Committed results with ``seq > after_seq``, in commit order: at most ``limit``,
+        and no more once their JSON passes :data:`~refluxo.runtime.stored.TIMELINE_PAGE_BYTES`
+        (at least one); a caller pages on from the last ``seq`` until the run's result
+        count."""
         ...
 
     def list_runs(

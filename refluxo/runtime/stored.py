@@ -9,7 +9,8 @@ the command starts without loading pydantic or the app.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 
 class StoredRun(NamedTuple):
@@ -49,3 +50,21 @@ class StoredRunReader(Protocol):
     def timeline(self, run_id: str, *, after_seq: int = -1, limit: int = 100) -> list[StoredResult]:
         """At most ``limit`` results committed after ``after_seq``, in commit order."""
         ...
+
+
+T = TypeVar("T")
+
+TIMELINE_PAGE_BYTES = 8 * 1024 * 1024
+"""The most result JSON one timeline page holds (the first result whatever its size): a
+page of 1,000 results of 256 KiB each would be 256 MB in one answer."""
+
+
+def within_page_bytes(rows: Iterable[T], size: Callable[[T], int]) -> Iterator[T]:
+    """``rows`` while their total ``size`` stays within :data:`TIMELINE_PAGE_BYTES` (the
+    first always comes, whatever its size): stores stop reading there."""
+    total = 0
+    for row in rows:
+        if total and total + size(row) > TIMELINE_PAGE_BYTES:
+            return
+        total += size(row)
+        yield row

@@ -254,6 +254,25 @@ def test_the_timeline_pages_through_results_in_commit_order(store: StoreUnderTes
     assert [entry.seq for entry in store.store.timeline("r1", after_seq=2, limit=1)] == [3]
 
 
+def test_a_timeline_page_of_large_results_stops_at_its_byte_cap(
+    store: StoreUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds at most TIMELINE_PAGE_BYTES of results (a page of 1,000 results of
+    256 KiB was one 256 MB answer), and always one: paging on reaches every result."""
+    from refluxo.runtime import stored
+
+    monkeypatch.setattr(stored, "TIMELINE_PAGE_BYTES", 2_500)
+    store.store.create_run(new_record("large"))
+    commit_steps(store.store, "large", [("n", "x" * 1_000) for _ in range(5)])
+    commit_steps(store.store, "large", [("n", "y" * 4_000)])
+    sizes: list[int] = []
+    after = -1
+    while page := store.store.timeline("large", after_seq=after, limit=100):
+        sizes.append(len(page))
+        after = page[-1].seq
+    assert sizes == [2, 2, 1, 1]  # two of ~1 kB a page; the 4 kB one alone
+
+
 def test_a_history_well_past_one_mebibyte(store: StoreUnderTest) -> None:
     store.store.create_run(new_record("big"))
     blob = "x" * 20_000

@@ -114,6 +114,7 @@ TABLES: dict[str, str] = {
     "child_ends": "parent_id, version, idx",
     "child_inputs": "parent_id, version, digest, idx",
     "join_counts": "parent_id, version",
+    "deliverer": "id",
 }
 """Every table of the embedded database, with its primary key (the snapshot's order)."""
 

@@ -41,6 +41,23 @@ def test_a_page_is_html_under_a_strict_policy(secured: FlaskClient, path: str) -
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)  # nothing from elsewhere
 
 
+def test_the_key_field_is_never_sent_by_the_form_itself(secured: FlaskClient) -> None:
+    """Submitted by the browser itself (scripts off), the form would have put the key in
+    the page's URL (a GET of its named fields): the field has no name, the form posts."""
+    html = secured.get("/ui").get_data(as_text=True)
+    (form,) = re.findall(r"<form[^>]*>", html)
+    assert 'method="post"' in form
+    (field,) = re.findall(r'<input id="api-key"[^>]*>', html)
+    assert "name=" not in field
+
+
+def test_api_answers_are_never_cached_nor_sniffed(secured: FlaskClient) -> None:
+    for path in ("/runs", "/runs/no-such-run", "/healthz"):
+        response = secured.get(path)
+        assert response.headers["Cache-Control"] == "no-store", path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+
+
 def test_the_page_loads_only_files_the_server_serves(secured: FlaskClient) -> None:
     html = secured.get("/ui").get_data(as_text=True) + secured.get("/docs").get_data(as_text=True)
     referenced = set(re.findall(r"""(?:src|href)="ui/([^"]+)\"""", html))

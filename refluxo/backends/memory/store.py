@@ -62,6 +62,7 @@ from refluxo.runtime.records import (
     encode_json,
     encode_result,
 )
+from refluxo.runtime.stored import within_page_bytes
 
 Clock = Callable[[], int]
 """Epoch milliseconds."""
@@ -282,7 +283,7 @@ class MemoryStore:
                 return []
             first = max(after_seq + 1, 0)
             seqs = range(first, min(len(run.results), first + max(limit, 0)))
-            found = [(seq, run.results[seq]) for seq in seqs]
+            found = list(within_page_bytes(((seq, run.results[seq]) for seq in seqs), _result_size))
         return [TimelineEntry(seq, r.node_id, decode_result(r.text)) for seq, r in found]
 
     def list_runs(
@@ -403,3 +404,7 @@ class MemoryStore:
 
 
 __all__ = ["HeadStamp", "MemoryHistory", "MemoryStore"]
+
+
+def _result_size(found: tuple[int, Any]) -> int:
+    return len(found[1].text)

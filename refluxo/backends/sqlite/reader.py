@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from refluxo.backends.sqlite.db import SqliteDatabase
-from refluxo.runtime.stored import StoredResult, StoredRun
+from refluxo.runtime.stored import StoredResult, StoredRun, within_page_bytes
 
 
 class SqliteRunReader:
@@ -43,12 +43,18 @@ class SqliteRunReader:
 def timeline_rows(
     db: SqliteDatabase, run_id: str, after_seq: int, limit: int
 ) -> list[tuple[int, str, str]]:
-    """A run's result rows after ``after_seq``, in commit order: ``(seq, node id, the
+    """A run's result rows after ``after_seq``, in commit order, as many as a timeline page
+    holds (:func:`~refluxo.runtime.ports.within_page_bytes`): ``(seq, node id, the
     result's JSON text)``; the store and this reader decode the text each their own way."""
     with db.reading() as connection:
-        rows: list[tuple[int, str, str]] = connection.execute(
+        cursor = connection.execute(
             "SELECT seq, node_id, result FROM results WHERE run_id = ? AND seq > ? "
             "ORDER BY seq LIMIT ?",
             (run_id, after_seq, limit),
-        ).fetchall()
+        )
+        rows: list[tuple[int, str, str]] = list(within_page_bytes(cursor, _text_size))
     return rows
+
+
+def _text_size(row: tuple[int, str, str]) -> int:
+    return len(row[2])

@@ -19,6 +19,16 @@ const MAX_DELAY_MS = 30_000;
 const TIMELINE_PAGE = 1000;
 /** The most results the page holds: past it, the oldest are dropped (the latest are kept). */
 const MAX_TIMELINE = 20_000;
+/** The most result JSON the page holds (characters): 20,000 results of 256 KiB would not fit a tab. */
+const MAX_TIMELINE_BYTES = 64 * 1024 * 1024;
+
+/** An entry's size as JSON, measured once. */
+function sizeOf(entry) {
+  if (entry.bytes === undefined) {
+    Object.defineProperty(entry, "bytes", { value: JSON.stringify(entry).length, enumerable: false });
+  }
+  return entry.bytes;
+}
 /** The most timeline rows drawn at once; "Show older" pages through the rest of what is held. */
 const ROWS = 500;
 /** The child runs read per request: the first page listed, and each "Show more" adds one. */
@@ -176,6 +186,7 @@ export function runView(root, runId, { fail, clear, say }) {
   let graph = null;
   let timeline = []; // the results held: the latest MAX_TIMELINE read, oldest first
   let lastSeq = -1; // the last result read (results are numbered from 0)
+  let heldBytes = 0; // the size of the held results as JSON (see sizeOf)
   let lastTimestamp = null; // when that result was committed
   const visits = new Map(); // how many results of each node were read
   let graphKey = null;
@@ -256,7 +267,16 @@ export function runView(root, runId, { fail, clear, say }) {
       visits.set(entry.nodeId, (visits.get(entry.nodeId) || 0) + 1);
     }
     timeline.push(...fresh);
-    const dropped = Math.max(0, timeline.length - MAX_TIMELINE);
+    for (const entry of fresh) heldBytes += sizeOf(entry);
+    // The oldest go first past the cap on results, or on their size (the latest is kept).
+    let dropped = 0;
+    while (
+      timeline.length - dropped > 1 &&
+      (timeline.length - dropped > MAX_TIMELINE || heldBytes > MAX_TIMELINE_BYTES)
+    ) {
+      heldBytes -= sizeOf(timeline[dropped]);
+      dropped += 1;
+    }
     if (dropped) timeline = timeline.slice(dropped);
     return { fresh, dropped };
   }
@@ -275,8 +295,19 @@ export function runView(root, runId, { fail, clear, say }) {
       const held = hold(page.timeline);
       fresh.push(...held.fresh);
       dropped += held.dropped;
-      if (page.timeline.length < TIMELINE_PAGE || pages * TIMELINE_PAGE >= MAX_TIMELINE) {
+      // A page ends early when its results are large (the server caps its bytes): the end
+      // is the run's last result, not a short page.
+      const atEnd = page.timeline.length === 0 || lastSeq >= page.resultCount - 1;
+      if (atEnd || pages * TIMELINE_PAGE >= MAX_TIMELINE || heldBytes >= MAX_TIMELINE_BYTES) {
         return { page, fresh: fresh.slice(-MAX_TIMELINE), dropped };
+      }
+      // Large results: skip ahead to the latest ones that fit what the page holds.
+      const perResult = heldBytes / Math.max(timeline.length, 1);
+      const fitting = Math.floor((MAX_TIMELINE_BYTES - heldBytes) / Math.max(perResult, 1));
+      const ahead = page.resultCount - 1 - fitting;
+      if (ahead > lastSeq) {
+        lastSeq = ahead;
+        lastTimestamp = null; // the time since the result before is unknown past a gap
       }
     }
   }

@@ -115,6 +115,7 @@ from refluxo.runtime.ports import (
     TimelineEntry,
 )
 from refluxo.runtime.records import decode_json, decode_result, encode_head
+from refluxo.runtime.stored import within_page_bytes
 from refluxo.steps import Clock, wall_clock_ms
 
 logger = logging.getLogger("refluxo.firestore")
@@ -552,7 +553,14 @@ class FirestoreStore:
             .order_by("seq")
             .limit(limit)
         )
-        docs = self._retry.run("timeline", lambda: [document_data(d) for d in query.stream()])
+        docs = self._retry.run(
+            "timeline",
+            lambda: list(
+                within_page_bytes(
+                    (document_data(d) for d in query.stream()), lambda data: len(data["result"])
+                )
+            ),
+        )
         return [
             TimelineEntry(int(data["seq"]), data["nodeId"], decode_result(data["result"]))
             for data in docs
