@@ -192,6 +192,10 @@ def serve(
     except ConfigurationError as err:
         raise click.ClickException(str(err)) from err
     try:
+        # SIGTERM (a service manager's stop, `kill`) stops as Ctrl-C does: the steps in
+        # progress finish and commit before the process ends, rather than run again later.
+        # Before the banner: whoever reads it may stop the server at once.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         server = LocalServer(deployment.api, host, port, access_log=True)
         deployment.announce(f"serve on {server.url}")
         guarded = "API key required" if settings.api_key else "no API key: this machine only"
@@ -201,9 +205,6 @@ def serve(
         )
         click.echo(f"inspector: {server.url}/ui", nl=True)
         sys.stdout.flush()
-        # SIGTERM (a service manager's stop, `kill`) stops as Ctrl-C does: the steps in
-        # progress finish and commit before the process ends, rather than run again later.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
