@@ -178,7 +178,11 @@ def status_text(view: Mapping[str, Any], *, server: bool, now: float | None = No
     if entries:
         lines += ["", timeline_table(entries)]
         if count > len(entries):
-            lines.append(f"(the first {len(entries)} of {count} results; --json for the view)")
+            last = entries[-1].get("seq", len(entries) - 1)
+            lines.append(
+                f"(the first {len(entries)} of {count} results, one page of the timeline; the "
+                f"API pages on: GET /runs/{view['runId']}?timelineAfter={last})"
+            )
     return "\n".join(lines)
 
 

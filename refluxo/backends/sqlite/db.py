@@ -104,7 +104,7 @@ CREATE TABLE IF NOT EXISTS deliverer (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     pid INTEGER NOT NULL,
     started TEXT NOT NULL,
-    lock_file INTEGER NOT NULL,
+    lock_file TEXT NOT NULL,
     holder TEXT NOT NULL
 );
 

@@ -33,8 +33,10 @@ Windows), so no locking library is added for it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import sys
 import weakref
 from pathlib import Path
@@ -49,6 +51,9 @@ logger = logging.getLogger("refluxo.scheduler")
 
 LOCK_SUFFIX = ".lock"
 """The lock file's name: the database's, with this added (``refluxo.db.lock``)."""
+
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""Open flags that refuse a symbolic link (where the system has them)."""
 
 _ATTEMPTS = 5
 """Times a newcomer locks the file at the path again when it was replaced meanwhile."""
@@ -131,8 +136,8 @@ class DeliveryLock:
             replacement.close()
             return True  # replaced again meanwhile: checked at the next rescan
         self._hold(replacement)
+        self._describe()  # records the new file as the one held, before the old one goes
         file.close()
-        self._describe()  # records the new file as the one held
         return True
 
     def describe(self, where: str) -> None:
@@ -176,7 +181,7 @@ class DeliveryLock:
             connection.execute(
                 "INSERT OR REPLACE INTO deliverer (id, pid, started, lock_file, holder) "
                 "VALUES (1, ?, ?, ?, ?)",
-                (os.getpid(), _started(os.getpid()), os.fstat(file.fileno()).st_ino, holder),
+                (os.getpid(), _started(os.getpid()), _identity(file), holder),
             )
 
     def _recorded_holder(self, file: IO[str]) -> str | None:
@@ -189,7 +194,7 @@ class DeliveryLock:
         if row is None:
             return None
         pid, started, lock_file, holder = row
-        if lock_file == os.fstat(file.fileno()).st_ino:
+        if lock_file == _identity(file):
             return None  # it held this very file, which is ours now: it let go
         alive = pid == os.getpid() or _alive(pid, started)
         return str(holder) if alive else None
@@ -199,19 +204,38 @@ class DeliveryLock:
             with self.db.write() as connection:
                 connection.execute(
                     "DELETE FROM deliverer WHERE id = 1 AND pid = ? AND lock_file = ?",
-                    (os.getpid(), os.fstat(file.fileno()).st_ino),
+                    (os.getpid(), _identity(file)),
                 )
         except Exception:  # a row left behind names a process that ended: harmless
             logger.warning("could not clear the deliverer row of %s", self.database)
 
     def _open(self) -> IO[str]:
+        """The lock file, created if missing: never through a symbolic link (what it points
+        to, the database itself perhaps, would be overwritten by the holder's line), and
+        only a regular file that is not the database."""
         try:
-            return open(self.path, "a+", encoding="utf-8")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | _NO_FOLLOW, 0o644)
         except OSError as err:
+            reason = "it is a symbolic link" if err.errno == errno.ELOOP else err.strerror
             raise LocalDatabaseError(
                 f"cannot deliver the steps of {self.database}: its lock file {self.path} "
-                f"cannot be opened ({err.strerror or err})"
+                f"cannot be opened ({reason or err})"
             ) from None
+        opened = os.fstat(fd)
+        try:
+            database = os.stat(self.database)
+        except OSError:
+            database = None
+        if not stat.S_ISREG(opened.st_mode) or (
+            database is not None
+            and (database.st_dev, database.st_ino) == (opened.st_dev, opened.st_ino)
+        ):
+            os.close(fd)
+            raise LocalDatabaseError(
+                f"cannot deliver the steps of {self.database}: its lock file {self.path} is "
+                "not a file of its own"
+            )
+        return os.fdopen(fd, "r+", encoding="utf-8")
 
     def _refuse_other_names(self) -> None:
         try:
@@ -234,6 +258,12 @@ class DeliveryLock:
             self._closer = None
         if file is not None:
             file.close()
+
+
+def _identity(file: IO[str]) -> str:
+    """The file's device and inode: what names it on this machine."""
+    held = os.fstat(file.fileno())
+    return f"{held.st_dev}:{held.st_ino}"
 
 
 def _same_file(file: IO[str], path: Path) -> bool:

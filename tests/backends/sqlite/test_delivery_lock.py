@@ -187,3 +187,37 @@ def test_a_forked_child_does_not_inherit_the_right_to_deliver(
     finally:
         scheduler.stop()
         db.close()
+
+
+def test_a_lock_file_replaced_by_a_symbolic_link_is_never_written_through(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """The lock file replaced by a link to the database: the holder's line would have
+    overwritten the database itself (it did, down to 51 bytes)."""
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    delivered: list[str] = []
+    scheduler = LocalScheduler(db, handler=lambda d: delivered.append(d.run_id), clock=clock)
+    scheduler.start()
+    lock_file = tmp_path / "runs.db.lock"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    try:
+        link = tmp_path / "link"
+        link.symlink_to(tmp_path / "runs.db")
+        link.replace(lock_file)
+        before = (tmp_path / "runs.db").read_bytes()
+        with pytest.raises(LocalDatabaseError, match="it is a symbolic link"):
+            DeliveryLock(db).acquire()
+        scheduler.wake()  # its rescan finds the link and leaves it alone
+        scheduler.schedule(Delivery("after", 0, clock.now))
+        wait_until(lambda: delivered == ["after"], 20, "the holder delivering on")
+        assert (tmp_path / "runs.db").read_bytes()[:16] == before[:16] == b"SQLite format 3\0"
+        lock_file.unlink()
+        lock_file.symlink_to(victim)
+        scheduler.wake()
+        scheduler.schedule(Delivery("later", 0, clock.now))
+        wait_until(lambda: delivered == ["after", "later"], 20, "delivering after a rescan")
+        assert victim.read_text() == "keep me"
+    finally:
+        scheduler.stop()
+        db.close()
