@@ -623,6 +623,14 @@ class LocalScheduler:
         pending (acknowledged by another process), so that :meth:`drain` delivers exactly
         what the table holds.
         """
+        if self._check_ownership():
+            # It starts delivering (again): what it queued while another process delivered
+            # may have been delivered since. The table says what is pending.
+            for name, entry in list(self._entries.items()):
+                if entry.state == _READY:
+                    del self._entries[name]
+            self._ready.clear()
+            self._loaded = False
         now = self.clock()
         query = (
             "SELECT name, run_id, version, due_at, hop, available_at FROM deliveries "
@@ -645,7 +653,6 @@ class LocalScheduler:
                     del self._entries[name]
         for name, run_id, version, due_at, hop, available_at in rows:
             self._add(Delivery(run_id, version, due_at, hop), name, available_at)
-        self._check_ownership()
         slow = time.monotonic() - self.slow_step_s
         for entry in self._held.values():
             if entry.claimed_at < slow and not entry.slow:
@@ -660,14 +667,15 @@ class LocalScheduler:
         self._rescan_wanted = False
         self._next_rescan = time.monotonic() + RESCAN_EVERY_S
 
-    def _check_ownership(self) -> None:
+    def _check_ownership(self) -> bool:
         """At each rescan: a holder whose lock file was deleted locks a new one; one whose
         file another process locked first delivers nothing until it can lock it (that
         process is refused, the holder being recorded in the database); a scheduler in
-        standby takes the right to deliver once its holder lets go."""
+        standby takes the right to deliver once its holder lets go. True when it starts
+        delivering (again)."""
         ownership = self._ownership
         if self._stopping or not (ownership.held or self._threads):
-            return
+            return False
         if ownership.held:
             held = ownership.still_held()
             if held != self._delivering:
@@ -682,13 +690,15 @@ class LocalScheduler:
                         ownership.path,
                     )
                 self._delivering = held
-            return
+                return held
+            return False
         try:
             ownership.acquire()
         except DatabaseInUse:
-            return
+            return False
         logger.warning("delivering the steps of %s: the process that did stopped", self.db.path)
         self._delivering = True
+        return True
 
     def _unknown_due(self) -> bool:
         """Whether the table has a pending delivery due now that is not known here."""
