@@ -23,7 +23,7 @@ except ImportError as missing:  # the engine alone does not install the command'
     ) from missing
 
 from refluxo import __version__
-from refluxo.errors import WorkflowDefinitionError
+from refluxo.errors import TransientError, WorkflowDefinitionError
 from refluxo.host.defaults import DEFAULT_WORKERS
 from refluxo.host.options import (
     Target,
@@ -70,6 +70,8 @@ class _Group(click.Group):
             local = sys.modules.get("refluxo.backends.sqlite.errors")
             if local is not None and isinstance(err, local.LocalDatabaseError):
                 raise click.ClickException(str(err)) from err
+            if isinstance(err, TransientError):  # the store's words: it may pass, or not
+                raise click.ClickException(f"{err} (try again; if it lasts, check --db)") from err
             sqlite = sys.modules.get("sqlite3")
             if sqlite is not None and isinstance(err, sqlite.DatabaseError):
                 # Found past opening: a damaged page, read when a command reaches it.

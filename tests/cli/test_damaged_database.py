@@ -112,3 +112,17 @@ def test_another_applications_database_is_refused_not_modified(
     assert result.exit_code == 1, result.output
     assert "is another application's database (it has tables, none of refluxo's)" in (result.output)
     assert path.read_bytes() == before
+
+
+def test_a_database_sqlite_cannot_open_is_one_error_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv(
+        "REFLUXO_DB", str(tmp_path / ("c" * 250 + ".db"))
+    )  # its journal's name is too long
+    result = CliRunner().invoke(main, ["list"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ")
+    assert "SQLITE_CANTOPEN" in result.output
+    assert "Traceback" not in result.output

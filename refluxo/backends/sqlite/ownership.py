@@ -222,20 +222,20 @@ class DeliveryLock:
                 f"cannot be opened ({reason or err})"
             ) from None
         opened = os.fstat(fd)
-        try:
-            database = os.stat(self.database)
-        except OSError:
-            database = None
-        if not stat.S_ISREG(opened.st_mode) or (
-            database is not None
-            and (database.st_dev, database.st_ino) == (opened.st_dev, opened.st_ino)
+        file = os.fdopen(fd, "r+", encoding="utf-8", errors="replace")
+        # Only a file of its own: one name (a hard link's other name is another file: the
+        # database, its WAL, anything), regular, and empty or written by refluxo.
+        if (
+            not stat.S_ISREG(opened.st_mode)
+            or opened.st_nlink != 1
+            or (opened.st_size and not file.read(4).startswith("pid "))
         ):
-            os.close(fd)
+            file.close()
             raise LocalDatabaseError(
-                f"cannot deliver the steps of {self.database}: its lock file {self.path} is "
-                "not a file of its own"
+                f"cannot deliver the steps of {self.database}: {self.path} is not its lock "
+                "file (another file, or another name of one): move it away"
             )
-        return os.fdopen(fd, "r+", encoding="utf-8")
+        return file
 
     def _refuse_other_names(self) -> None:
         try:

@@ -221,3 +221,41 @@ def test_a_lock_file_replaced_by_a_symbolic_link_is_never_written_through(
     finally:
         scheduler.stop()
         db.close()
+
+
+@pytest.mark.parametrize("target", ["victim.txt", "runs.db-wal", "other.db"])
+def test_a_lock_path_that_is_another_name_of_a_file_is_never_written(
+    tmp_path: Path, clock: FakeClock, target: str
+) -> None:
+    """A hard link at the lock path is that file: the holder's line would have replaced
+    another file, the database's own WAL (corrupting it), or another database."""
+    db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
+    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    try:
+        scheduler.schedule(Delivery("written", 0, clock.now))  # a commit: the WAL has it
+        victim = tmp_path / target
+        if not victim.exists():
+            victim.write_bytes(b"IMPORTANT DATA")
+        before = victim.read_bytes()
+        os.link(victim, tmp_path / "runs.db.lock")
+        with pytest.raises(LocalDatabaseError, match="is not its lock file"):
+            scheduler.start()
+        assert victim.read_bytes() == before
+    finally:
+        scheduler.stop()
+        db.close()
+
+
+def test_a_file_of_another_program_at_the_lock_path_is_left_alone(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    db = SqliteDatabase(tmp_path / "yarn", synchronous="OFF")
+    (tmp_path / "yarn.lock").write_text("# yarn lockfile v1\n")
+    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    try:
+        with pytest.raises(LocalDatabaseError, match="move it away"):
+            scheduler.start()
+    finally:
+        scheduler.stop()
+        db.close()
+    assert (tmp_path / "yarn.lock").read_text() == "# yarn lockfile v1\n"
