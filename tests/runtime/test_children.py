@@ -535,6 +535,17 @@ def test_a_run_tree_shares_one_budget_of_descendants(clock: FakeClock) -> None:
     assert runtime.service.get("r").status == SnapshotStatus.FAILED
 
 
+class RetryMaps(DefaultErrorHandler):
+    """Retries a failed ``map`` node at once, up to five attempts (the built-in child nodes
+    have no retry policy of their own)."""
+
+    def should_retry(self, error: BaseException, attempt: int, node: Any, definition: Any) -> bool:
+        return node.type == "map" and attempt <= 5
+
+    def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> int:
+        return 0
+
+
 def looping(child: str, items: list[Any], passes: int, **map_data: Any) -> dict[str, Any]:
     """A workflow that maps over ``items`` (children of ``child``), ``passes`` times in a
     loop (the node type ``count`` of :func:`looping_map_app` decides)."""
@@ -668,15 +679,6 @@ def test_a_retried_map_of_runs_that_start_none_is_charged_what_it_started(
     app = looping_map_app(clock, max_descendants=1_000, passes=3, items=0)
     failures: list[int] = []
 
-    class RetryMaps(DefaultErrorHandler):
-        def should_retry(
-            self, error: BaseException, attempt: int, node: Any, definition: Any
-        ) -> bool:
-            return node.type == "map" and attempt <= 5
-
-        def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> int:
-            return 0
-
     app.error_handler = RetryMaps()
 
     @app.node()
@@ -715,15 +717,6 @@ def test_a_fail_fast_join_charges_no_child_that_the_failure_did_not_start(
     app = build_app(clock)
     app.limits = dataclasses.replace(app.limits, max_descendants=100)
     failures: list[int] = []
-
-    class RetryMaps(DefaultErrorHandler):
-        def should_retry(
-            self, error: BaseException, attempt: int, node: Any, definition: Any
-        ) -> bool:
-            return node.type == "map" and attempt <= 5
-
-        def get_retry_delay(self, attempt: int, node: Any, definition: Any) -> int:
-            return 0
 
     app.error_handler = RetryMaps()
 

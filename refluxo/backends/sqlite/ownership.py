@@ -93,26 +93,24 @@ class DeliveryLock:
             except OSError:
                 holder = _holder(file)
                 file.close()
-                raise DatabaseInUse(
-                    f"another process is delivering the steps of {self.database} ({holder}): "
-                    "two processes would run the same steps at once. Send the command to it "
-                    "with --url, or stop it first (a library: one runtime per database)."
-                ) from None
+                raise self._in_use(holder) from None
             if _same_file(file, self.path):
                 other = self._recorded_holder(file)
                 if other is not None:
                     file.close()
-                    raise DatabaseInUse(
-                        f"another process is delivering the steps of {self.database} ({other}; "
-                        "its lock file was deleted or replaced): two processes would run the "
-                        "same steps at once. Send the command to it with --url, or stop it "
-                        "first."
-                    )
+                    raise self._in_use(f"{other}; its lock file was deleted or replaced")
                 self._hold(file)
                 self._describe()
                 return
             file.close()  # deleted or replaced between its opening and its lock: again
         raise DatabaseInUse(f"the lock file {self.path} keeps being replaced: not delivering")
+
+    def _in_use(self, holder: str) -> DatabaseInUse:
+        return DatabaseInUse(
+            f"another process is delivering the steps of {self.database} ({holder}): two "
+            "processes would run the same steps at once. Send the command to it with --url, "
+            "or stop it first (a library: one runtime per database)."
+        )
 
     def still_held(self) -> bool:
         """Whether the lock file at the path is still the one held. Deleted or replaced
@@ -147,16 +145,10 @@ class DeliveryLock:
         self._describe()
 
     def release(self) -> None:
-        file = self._file
-        if file is not None:
-            self._unrecord(file)
-        self._file = None
+        if self._file is not None:
+            self._unrecord(self._file)
         _held.discard(self)
-        if self._closer is not None:
-            self._closer.detach()
-            self._closer = None
-        if file is not None:
-            file.close()  # closing the file releases its lock
+        self._let_go()  # closing the file releases its lock
 
     def _hold(self, file: IO[str]) -> None:
         if self._closer is not None:
@@ -252,6 +244,10 @@ class DeliveryLock:
     def _forget_in_child(self) -> None:
         """In a forked child: drop this copy of the lock without unlocking the parent's
         (closing a copy of the descriptor leaves the lock to the parent's)."""
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Close the file held (if any), and its finalizer with it."""
         file, self._file = self._file, None
         if self._closer is not None:
             self._closer.detach()
@@ -267,12 +263,12 @@ def _identity(file: IO[str]) -> str:
 
 
 def _same_file(file: IO[str], path: Path) -> bool:
+    """Whether ``path`` names the file held (False if nothing is at ``path``)."""
     try:
         at_path = os.stat(path)
     except OSError:
         return False
-    held = os.fstat(file.fileno())
-    return (held.st_dev, held.st_ino) == (at_path.st_dev, at_path.st_ino)
+    return _identity(file) == f"{at_path.st_dev}:{at_path.st_ino}"
 
 
 def _started(pid: int) -> str:
