@@ -159,6 +159,30 @@ class _QuietHandler(_DeadlineHandler):
         pass
 
 
+POLL_INTERVAL_S = 0.1
+"""How often the accept loop looks for a request to stop (:meth:`BoundedServer.stop_soon`)
+while no connection arrives."""
+
+
+class _StopServing(Exception):
+    """Raised in the accept loop to leave it (:meth:`BoundedServer.stop_soon`)."""
+
+
+class _Place:
+    """A connection's place among the server's connections: given back exactly once,
+    whether by the end of its thread or by a handover to that thread that failed."""
+
+    def __init__(self, give_back: Callable[[], None]) -> None:
+        self._give_back: Callable[[], None] | None = give_back
+        self._lock = threading.Lock()
+
+    def give_back(self) -> None:
+        with self._lock:
+            give_back, self._give_back = self._give_back, None
+        if give_back is not None:
+            give_back()
+
+
 class BoundedServer(ThreadedWSGIServer):
     """werkzeug's threaded server with at most ``max_connections`` connections at once, each
     request read and handled within ``request_deadline_s`` (a watchdog closes the connection
@@ -187,6 +211,7 @@ class BoundedServer(ThreadedWSGIServer):
         self.pause: Callable[[float], object] = self._watching.wait
         """Waits the given seconds (or until the server closes): the pause after a refused
         accept (a test may watch it)."""
+        self._stopping = False
         self._watchdog = threading.Thread(
             target=self._watch, name="refluxo-http-deadlines", daemon=True
         )
@@ -255,19 +280,47 @@ class BoundedServer(ThreadedWSGIServer):
             self._release_client_slot(client)
             self._refuse(request)
             return
+        place = _Place(lambda: self._give_back(client))
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address, place),
+            name="refluxo-http-connection",
+            daemon=True,
+        )
         try:
-            super().process_request(request, client_address)
+            thread.start()
         except BaseException:
-            self._slots.release()
-            self._release_client_slot(client)
+            # The thread may be running already (an interrupt while start() waited for it):
+            # whichever of the two gives the place back first does, once.
+            place.give_back()
             raise
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _serve_connection(self, request: Any, client_address: Any, place: _Place) -> None:
         try:
-            super().process_request_thread(request, client_address)
+            self.process_request_thread(request, client_address)
         finally:
-            self._slots.release()
-            self._release_client_slot(_remote_client(client_address))
+            place.give_back()
+
+    def _give_back(self, client: str | None) -> None:
+        self._slots.release()
+        self._release_client_slot(client)
+
+    def stop_soon(self) -> None:
+        """Make :meth:`serve_forever` return within its poll interval
+        (:data:`POLL_INTERVAL_S` when served by :class:`LocalServer`).
+
+        Safe in a signal handler, unlike an exception raised there (one landing while a
+        connection is handed to its thread was lost in that handover's cleanup, and the
+        server went on serving): it only sets a flag, which the loop reads between two
+        connections.
+        """
+        self._stopping = True
+
+    def service_actions(self) -> None:
+        super().service_actions()
+        if self._stopping:
+            self._stopping = False
+            raise _StopServing
 
     def _take_client_slot(self, client: str) -> bool:
         with self._started_lock:
@@ -363,14 +416,18 @@ class LocalServer:
         return f"http://{f'[{name}]' if ':' in name else name}:{port}"
 
     def start(self) -> LocalServer:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="refluxo-http", daemon=True
-        )
+        self._thread = threading.Thread(target=self.serve_forever, name="refluxo-http", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        """Serve in this thread until :meth:`stop_soon` (or :meth:`stop` from another)."""
+        with contextlib.suppress(_StopServing):
+            self._server.serve_forever(poll_interval=POLL_INTERVAL_S)
+
+    def stop_soon(self) -> None:
+        """Make :meth:`serve_forever` return soon; safe in a signal handler."""
+        self._server.stop_soon()
 
     def stop(self) -> None:
         self._server.shutdown()

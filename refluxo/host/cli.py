@@ -8,6 +8,7 @@ Every option has an environment variable twin (``REFLUXO_<OPTION>``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ from refluxo.runtime.errors import RunError
 
 if TYPE_CHECKING:
     from refluxo.api.client import RunClient
+    from refluxo.api.server import LocalServer
 
 # Every command imports what it uses when it runs: ``--help``, ``--version`` and the quick
 # commands start without Flask, the engine or the expression parser (tests/cli pins this).
@@ -194,11 +196,9 @@ def serve(
     except ConfigurationError as err:
         raise click.ClickException(str(err)) from err
     try:
-        # SIGTERM (a service manager's stop, `kill`) stops as Ctrl-C does: the steps in
-        # progress finish and commit before the process ends, rather than run again later.
-        # Before the banner: whoever reads it may stop the server at once.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
         server = LocalServer(deployment.api, host, port, access_log=True)
+        # Before the banner: whoever reads it may stop the server at once.
+        _stop_on_signals(server)
         deployment.announce(f"serve on {server.url}")
         guarded = "API key required" if settings.api_key else "no API key: this machine only"
         hosts = deployment.api.hosts.describe() if deployment.api.hosts else "any Host"
@@ -208,10 +208,32 @@ def serve(
         click.echo(f"inspector: {server.url}/ui", nl=True)
         sys.stdout.flush()
         server.serve_forever()
+        logging.getLogger("refluxo.server").info(
+            "stopping: the steps in progress finish first (interrupt again to stop at once)"
+        )
     except KeyboardInterrupt:
         pass
     finally:
         deployment.close()
+
+
+def _stop_on_signals(server: LocalServer) -> None:
+    """SIGTERM (a service manager's stop, ``kill``) and SIGINT (Ctrl-C) stop serving; the
+    steps in progress then finish and commit before the process ends, rather than run again
+    later. A second signal interrupts at once.
+
+    The first signal only asks the accept loop to end: an exception raised by the handler
+    lands wherever the main thread is, and one landing in a connection's handover to its
+    thread was lost there (the server went on serving after SIGTERM).
+    """
+
+    def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        server.stop_soon()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 json_option = click.option(
@@ -715,8 +737,6 @@ def graph(
 )
 def demo(app_spec: str | None, port: int) -> None:
     """Run the example workflows through the local HTTP API, on a fresh database."""
-    import logging
-
     from refluxo.host.demo import run_demo
     from refluxo.host.logs import formatter_for, log_format
     from refluxo.host.settings import ConfigurationError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import time
@@ -295,3 +296,37 @@ def test_out_of_descriptors_the_server_pauses_accepting_instead_of_spinning(
     assert pauses == [0.01, 0.02, 0.04]  # a pause after each refusal, growing
     assert caplog.text.count("cannot accept connections (EMFILE)") == 1
     assert caplog.text.count("accepting connections again") == 1
+
+
+def test_an_interrupt_while_a_connection_is_handed_over_stops_the_server(
+    runtime: EmbeddedRuntime, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C (or SIGTERM as an interrupt) landing while the accept loop starts a
+    connection's thread: the connection's place was given back twice, and the error that
+    raised replaced the interrupt, so the server went on serving."""
+    import threading
+
+    start = threading.Thread.start
+    interrupted = threading.Event()
+
+    def interrupted_once_started(self: threading.Thread) -> None:
+        start(self)
+        if threading.current_thread() is serving and not interrupted.is_set():
+            interrupted.set()
+            self.join(10)  # the connection is served (and its place given back) first
+            raise KeyboardInterrupt
+
+    served = LocalServer(HttpApi(runtime.service))
+    serving = threading.Thread(target=served.serve_forever, daemon=True)
+    serving.start()
+    monkeypatch.setattr(threading.Thread, "start", interrupted_once_started)
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+        with contextlib.suppress(OSError):
+            while sock.recv(65536):
+                pass
+    serving.join(10)
+    assert interrupted.is_set()
+    assert not serving.is_alive(), "the server went on serving after the interrupt"
+    assert "released too many times" not in capsys.readouterr().err

@@ -19,6 +19,7 @@ from refluxo.api.client import ApiError, HttpClient, ServerUnreachable
 from refluxo.errors import LimitExceededError, WorkflowDefinitionError
 from refluxo.host.cli import main
 from refluxo.runtime import App
+from tests.support.processes import stopped
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,10 +402,7 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
         wait_until(lambda: client.get(run["runId"])["status"] == "completed", 30, "the run")
         assert client.get(run["runId"])["resultCount"] == 7
     finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
+        stopped(server)
 
 
 def _serve(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> Any:
@@ -449,10 +447,7 @@ def test_serve_requires_the_api_key_on_every_route_but_health(tmp_path: Path, ho
         run = keyed.start("loop", {"items": [1]})
         wait_until(lambda: keyed.get(run["runId"])["status"] == "completed", 30, "the run")
     finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
+        stopped(server)
 
 
 def test_the_step_route_is_closed_without_a_key_on_the_embedded_default(tmp_path: Path) -> None:
@@ -467,10 +462,7 @@ def test_the_step_route_is_closed_without_a_key_on_the_embedded_default(tmp_path
             client.request("POST", "/tasks/step", {"runId": run["runId"], "version": 0})
         assert refused.value.status == 403
     finally:
-        server.terminate()
-        server.wait(10)
-        if server.stdout is not None:
-            server.stdout.close()
+        stopped(server)
 
 
 def test_every_serve_flag_names_its_environment_variable(cli: CliRunner) -> None:

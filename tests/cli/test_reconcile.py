@@ -25,6 +25,7 @@ from refluxo.host.cli import main
 from refluxo.host.embedded import EmbeddedRuntime
 from refluxo.model import Snapshot, SnapshotStatus
 from refluxo.runtime.ports import Payload, RunRecord
+from tests.support.processes import stopped
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -188,10 +189,7 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         assert match, banner
         yield match.group(1), path
     finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stopped(process)
 
 
 def test_reconcile_with_url_calls_the_servers_route_with_the_key(

@@ -15,6 +15,7 @@ from pathlib import Path
 from refluxo.api.client import HttpClient
 from refluxo.host.logs import TextFormatter
 from refluxo.host.serve_log import DueTimes
+from tests.support.processes import stopped
 from tests.support.waiting import wait_until
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -113,11 +114,7 @@ def test_serve_prints_the_inspector_and_logs_failures_and_pauses(tmp_path: Path)
         wait_until(lambda: client.get(failing)["status"] == "failed", 30, "the failed run")
         wait_until(lambda: client.get(napping)["status"] == "paused", 30, "the pause")
     finally:
-        server.terminate()
-        server.wait(10)
-    assert server.stdout is not None
-    log = server.stdout.read()
-    server.stdout.close()
+        log = stopped(server)
     lines = log.splitlines()
 
     def line_of(*parts: str) -> str:
@@ -153,11 +150,7 @@ def test_run_over_url_reads_the_run_a_few_times_not_every_50_ms(tmp_path: Path) 
             timeout=60,
         )
     finally:
-        server.terminate()
-        server.wait(10)
-    assert server.stdout is not None
-    log = server.stdout.read()
-    server.stdout.close()
+        log = stopped(server)
     assert followed.returncode == 0, followed.stdout + followed.stderr
     assert "... next attempt of 'step' at " in followed.stdout
     assert followed.stdout.rstrip().endswith("run o-1: completed")

@@ -8,11 +8,15 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import stopped
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "serve-key-0123456789abcdef"
@@ -74,10 +78,7 @@ def serving(tmp_path: Path, *flags: str, **extra: str) -> Iterator[tuple[str, in
         assert match, banner
         yield match.group(1), int(match.group(2))
     finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stopped(process)
 
 
 def call(
@@ -146,3 +147,56 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             process.wait(10)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_serve_stops_on_sigterm_while_requests_keep_arriving(tmp_path: Path) -> None:
+    """The signal lands wherever the accept loop is, handing a connection to its thread
+    included: one landing there was lost before (serve went on serving), and it must stop
+    on each."""
+    for requests in (50, 100, 150):
+        output, returncode = _sigterm_while_flooded(tmp_path, requests)
+        assert returncode == 0, output
+        assert "Traceback" not in output
+
+
+def _sigterm_while_flooded(tmp_path: Path, requests: int) -> tuple[str, int]:
+    """Serve, start a run, flood /healthz from four clients, and send SIGTERM once
+    ``requests`` were answered. Returns serve's output and exit code."""
+    process = subprocess.Popen(
+        serve_command(tmp_path),
+        cwd=ROOT,
+        env=environment(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    answered = 0
+    done = threading.Event()
+
+    def flood(port: int) -> None:
+        nonlocal answered
+        while not done.is_set():
+            try:
+                call(port, "GET", "/healthz")
+            except (OSError, http.client.HTTPException):
+                return  # the server stopped listening
+            answered += 1
+
+    try:
+        match = re.search(r":(\d+) ", process.stdout.readline())
+        assert match
+        port = int(match.group(1))
+        body = b'{"workflow": "loop", "input": {"items": [1, 2]}}'
+        status, run = call(port, "POST", "/runs", body, Content_Type="application/json")
+        assert status == 201, run
+        for _ in range(4):
+            threading.Thread(target=flood, args=(port,), daemon=True).start()
+        wait_until(lambda: answered >= requests, 30, "requests to be answered")
+        output = stopped(process)
+    finally:
+        done.set()
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+    return output, process.returncode

@@ -21,6 +21,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.browser.chromium import launch
 from tests.newcomer.tutorial import ROOT, environment_of, read_tutorial, write_files
+from tests.support.processes import stopped
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -108,10 +109,7 @@ def serving(command: str, cwd: Path, env: dict[str, str]) -> Iterator[str]:
         assert match, banner
         yield match.group(1)
     finally:
-        process.terminate()
-        process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        stopped(process)
 
 
 def see_runs(page: Page, url: str) -> None:
