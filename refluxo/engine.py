@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from refluxo._aio import offload, resolve
 from refluxo.branches import check_handle, declared_handles
@@ -37,7 +37,7 @@ from refluxo.errors import (
     node_error_for,
     where_failed,
 )
-from refluxo.frozen import freeze, thaw
+from refluxo.frozen import freeze, thaw, thaw_within
 from refluxo.graph import check_graph, raise_for_errors
 from refluxo.metadata import PAUSED_REASON, PAUSED_WITH, RESUME_AT, STEP_LIMIT_REASON
 from refluxo.model import (
@@ -72,6 +72,11 @@ from refluxo.transform import TransformEngine
 from refluxo.validation import ValidationResult, Validator
 
 logger = logging.getLogger("refluxo.engine")
+
+MAX_NODE_INPUT_SIZE: Final = 4_000_000
+"""Characters and elements of a node's input once its templates are resolved, as copied for
+its executor: a value the templates refer to N times counts N times (``[x, x, ...]`` of one
+large output would otherwise be a few bytes of template and gigabytes of copy)."""
 
 
 class Verdict(enum.Enum):
@@ -500,7 +505,9 @@ class WorkflowEngine:
             data = thaw(data)
             for engine in self.transform_engines:
                 data = await resolve(engine.transform(data, snapshot.context, globals))
-            data = thaw(data)  # what expressions took from the history: a copy of its own
+            # What expressions took from the history: a copy of its own, bounded (a template
+            # may refer to one large output many times).
+            data = thaw_within(data, MAX_NODE_INPUT_SIZE, f"the input of node {node.id!r}")
         if self.validator is not None and definition.metadata:
             checked: Any = await resolve(self.validator.validate(data, definition.metadata))
             _raise_if_invalid(checked, node, "input")

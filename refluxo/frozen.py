@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
+from refluxo.errors import LimitExceededError
+
 _READ_ONLY = (
     "node data and recorded outputs are read-only (they belong to the workflow and to "
     "the run's history); use refluxo.thaw(value) for a mutable copy"
@@ -85,3 +87,41 @@ def thaw(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [thaw(item) for item in value]
     return value
+
+
+def thaw_within(value: Any, limit: int, what: str) -> Any:
+    """:func:`thaw`, refusing a copy of more than ``limit`` units (a character of a string,
+    an element of a list or dict) with :class:`~refluxo.errors.LimitExceededError`.
+
+    The copy counts what it writes, so a value held N times in ``value`` counts N times:
+    a few bytes of ``[x, x, x, ...]`` sharing one large ``x`` expand to N copies of it
+    (and to N times its JSON), which only such a count bounds. It stops at the limit, so
+    refusing costs no more than copying ``limit`` units.
+    """
+    budget = [limit]
+
+    def copy(item: Any) -> Any:
+        if isinstance(item, str):
+            budget[0] -= len(item)
+        elif isinstance(item, dict):
+            budget[0] -= len(item)
+            if budget[0] < 0:
+                raise _over(limit, what)
+            return {key: copy(inner) for key, inner in item.items()}
+        elif isinstance(item, list | tuple):
+            budget[0] -= len(item)
+            if budget[0] < 0:
+                raise _over(limit, what)
+            return [copy(inner) for inner in item]
+        if budget[0] < 0:
+            raise _over(limit, what)
+        return item
+
+    return copy(value)
+
+
+def _over(limit: int, what: str) -> LimitExceededError:
+    return LimitExceededError(
+        f"{what} holds more than {limit:,} characters and elements (a value it refers to "
+        "several times counts each time)"
+    )

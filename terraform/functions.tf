@@ -14,6 +14,7 @@ locals {
     REFLUXO_TASKS_SERVICE_ACCOUNT = google_service_account.tasks_invoker.email
     REFLUXO_OIDC_AUDIENCE         = local.dispatcher_url
     REFLUXO_VERIFY_OIDC           = "true"
+    REFLUXO_INVOKER_IAM           = "true"
     REFLUXO_FUNCTION_TIMEOUT_S    = tostring(var.function_timeout_seconds)
     REFLUXO_DISPATCH_DEADLINE_S   = tostring(local.tasks_dispatch_deadline_s)
     REFLUXO_COLLECTION_PREFIX     = var.name

@@ -138,7 +138,9 @@ def _apply(
     if action == "resume":
         run_id = _required(body, "runId")
         version = _version(body)
-        service.resume(run_id, body.get("payload"), expected_version=version)
+        if "payload" not in body:  # a message that lost its payload must not answer a pause
+            raise _Rejected("a resume needs 'payload' (null to resume without one)")
+        service.resume(run_id, body["payload"], expected_version=version)
         return EventResult(EventOutcome.RESUMED, run_id)
     if action == "cancel":
         run_id = _required(body, "runId")

@@ -148,7 +148,9 @@ class ResumeRequest(BaseModel):
 
     model_config = _REQUEST
 
-    payload: Any = Field(default=None, description="the paused node's external payload")
+    payload: Any = Field(
+        description="the paused node's external payload (required: null to resume without one)"
+    )
     version: OmittableCount = Field(
         default=None, description="resume only if the run is at this version"
     )

@@ -133,7 +133,13 @@ def parse_json(raw: bytes, what: str) -> Any:
         )
         # Lone surrogates ("\ud800") parse, but no UTF-8 text (nor the store) holds them.
         json.dumps(value, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise BadRequest(
+            "a lone UTF-16 surrogate (\\ud800-\\udfff), which no UTF-8 text holds"
+        ) from None
     except (ValueError, UnicodeError) as err:
+        if "integer string conversion" in str(err):
+            raise BadRequest("an integer of more than 4,300 digits") from None
         raise BadRequest(str(err)) from None
     except RecursionError:  # unreachable after the depth check; never a 500 if it were
         raise LimitExceededError(

@@ -292,13 +292,17 @@ def build_deployment(
                 settings.oidc_audience,
                 settings.tasks_service_account,
                 certs_url=settings.oidc_certs_url,
+                checked_by_iam=settings.invoker_iam,
             )
             reconciler = settings.reconciler_service_account or settings.tasks_service_account
             authenticate_reconcile = (
                 authenticate_step
                 if reconciler == settings.tasks_service_account  # one certificate cache
                 else OidcCheck(
-                    settings.oidc_audience, reconciler, certs_url=settings.oidc_certs_url
+                    settings.oidc_audience,
+                    reconciler,
+                    certs_url=settings.oidc_certs_url,
+                    checked_by_iam=settings.invoker_iam,
                 )
             )
         hosts = AllowedHosts.parse(settings.allowed_hosts) if settings.allowed_hosts else None

@@ -108,6 +108,10 @@ class CloudSettings:
     oidc_certs_url: str | None = None
     """Where the OIDC signing certificates are published (``REFLUXO_OIDC_CERTS_URL``;
     unset: Google's). Only for a private token issuer, such as a test's."""
+    invoker_iam: bool = False
+    """Cloud Run's IAM checks every request's identity token before the function sees it
+    (``REFLUXO_INVOKER_IAM``: the function requires authentication, as Terraform deploys
+    it): a token whose signature Cloud Run then removed is judged by its claims."""
 
     @property
     def queue_path(self) -> str:
@@ -297,6 +301,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "the Google Cloud backend needs these environment variables: " + ", ".join(missing)
         )
     verify_oidc = _flag(env, "REFLUXO_VERIFY_OIDC", True)
+    invoker_iam = _flag(env, "REFLUXO_INVOKER_IAM", False)
     tasks_account = env.get("REFLUXO_TASKS_SERVICE_ACCOUNT") or None
     audience = env.get("REFLUXO_OIDC_AUDIENCE") or None
     if verify_oidc and not (tasks_account and audience):
@@ -338,6 +343,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         tasks_service_account=tasks_account,
         oidc_audience=audience,
         verify_oidc=verify_oidc,
+        invoker_iam=invoker_iam,
         function_timeout_s=timeout_s,
         dispatch_deadline_s=deadline_s,
         max_platform_retries=_integer(env, "REFLUXO_MAX_PLATFORM_RETRIES", 10, 0, 1000),

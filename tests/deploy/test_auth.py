@@ -30,6 +30,7 @@ from refluxo.api.http import HttpApi
 from refluxo.api.server import create_wsgi_app
 from refluxo.backends.gcp.oidc import FAILURE_BACKOFF_S, MAX_STALE_S, OidcCheck
 from refluxo.host.embedded import EmbeddedRuntime
+from tests.support.gcp_queue import removed_signature
 
 AUDIENCE = "https://dispatcher.example.run.app"
 INVOKER = "tasks-invoker@acme.iam.gserviceaccount.com"
@@ -458,3 +459,74 @@ def test_held_certificates_still_verify_while_refetching_fails(
     assert certs.fetches == 2
     clock.now += MAX_STALE_S  # far past: held certificates are no longer trusted
     assert deliver(app, issuer.token()).status_code == 429
+
+
+# -- behind Cloud Run's IAM ----------------------------------------------------------------
+
+
+def test_a_token_whose_signature_cloud_run_removed_is_refused_unless_iam_is_declared(
+    runtime: EmbeddedRuntime, certs: CertsServer, issuer: Issuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cloud Run passes on the token it checked without its signature: a function that
+    does not declare IAM in front of it cannot tell it from a forgery."""
+    app = step_api(runtime, OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url))
+    with caplog.at_level(logging.WARNING, logger="refluxo"):
+        response = deliver(app, removed_signature(issuer.token()))
+    assert response.status_code == 401
+    assert response.get_json()["error"]["message"] == (
+        "invalid OIDC token: its signature was removed"
+    )
+    assert "REFLUXO_INVOKER_IAM=true" in caplog.text
+
+
+def test_behind_iam_a_token_without_signature_is_judged_by_its_claims(
+    runtime: EmbeddedRuntime, certs: CertsServer, issuer: Issuer
+) -> None:
+    """Every step on Google Cloud arrives so (the functions require authentication): the
+    runs stalled at their first step, each delivery refused as a bad signature."""
+    run = runtime.service.start("chain").record
+    check = OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url, checked_by_iam=True)
+    app = step_api(runtime, check)
+    now = int(time.time())
+    refused: list[tuple[dict[str, Any], int, str]] = [
+        ({"aud": "https://elsewhere.run.app"}, 401, "wrong audience"),
+        ({"exp": now - 3600, "iat": now - 7200}, 401, "expired"),
+        ({"iat": now + 3600, "exp": now + 7200}, 401, "not valid yet"),
+        ({"exp": "tomorrow"}, 401, "malformed"),
+        ({"exp": True}, 401, "malformed"),
+        ({"iss": "https://issuer.example"}, 401, "not issued by Google"),
+        ({"email": "intruder@evil.com"}, 403, "invoker"),
+        ({"email_verified": "true"}, 403, "invoker"),
+    ]
+    for claims, status, fragment in refused:
+        response = deliver(app, removed_signature(issuer.token(**claims)), run.run_id)
+        assert response.status_code == status, (claims, response.get_json())
+        assert fragment in response.get_json()["error"]["message"]
+    assert runtime.service.get(run.run_id).version == 0
+    # A signed token is still verified in full: a forged signature is no removed one.
+    assert deliver(app, Issuer("key-1").token(), run.run_id).status_code == 401
+    assert certs.fetches == 1  # the signature-less tokens fetched nothing
+    response = deliver(app, removed_signature(issuer.token(aud=[AUDIENCE])), run.run_id)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["outcome"] == "committed"
+
+
+def test_behind_iam_the_token_cloud_run_checked_is_the_serverless_one(
+    runtime: EmbeddedRuntime, certs: CertsServer, issuer: Issuer
+) -> None:
+    """With ``X-Serverless-Authorization``, Cloud Run checks that header and leaves
+    ``Authorization`` as the caller sent it: a signature-less token there proves nothing."""
+    check = OidcCheck(AUDIENCE, INVOKER, certs_url=certs.url, checked_by_iam=True)
+    app = step_api(runtime, check)
+    forged = removed_signature(issuer.token())
+    stranger = removed_signature(issuer.token(email="intruder@evil.com"))
+    with app.test_client() as client:
+        response = client.post(
+            "/tasks/step",
+            json={"runId": "nothing", "version": 0},
+            headers={
+                "X-Serverless-Authorization": f"Bearer {stranger}",
+                "Authorization": f"Bearer {forged}",
+            },
+        )
+    assert response.status_code == 403

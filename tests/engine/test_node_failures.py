@@ -621,3 +621,37 @@ def test_a_read_only_dict_answers_setdefault_for_a_key_it_has() -> None:
     assert held.setdefault("a", 2) == 1
     with pytest.raises(TypeError, match="read-only"):
         held.setdefault("b", 2)
+
+
+def referring(times: int, keys: int) -> WorkflowEngine:
+    """A node whose templates refer to node a's output ``times`` times per key."""
+    template = "{{ [" + ",".join(["nodes.a.output"] * times) + "] }}"
+    workflow = {
+        "nodes": [
+            {"id": "a", "type": "src"},
+            {"id": "b", "type": "count", "data": {f"k{i}": template for i in range(keys)}},
+        ],
+        "edges": [{"source": "a", "target": "b"}],
+    }
+    return WorkflowEngine(
+        workflow,
+        {
+            "src": NodeDefinition(lambda d, c, p, g: StepResult(list(range(35_000)))),
+            "count": NodeDefinition(lambda d, c, p, g: StepResult(len(d))),
+        },
+        transform_engines=[JexlTransformEngine()],
+    )
+
+
+async def test_templates_referring_to_one_large_output_many_times_fail_the_node() -> None:
+    """4 KB of template made 4 keys of 270 references to a 35,000-item output: 38 million
+    elements copied for the executor (seconds of CPU, gigabytes of memory) while the
+    expressions themselves stayed well within their budgets, as they share what they read."""
+    reason = await failed_reason(referring(270, 4))
+    assert "the input of node 'b' holds more than 4,000,000 characters and elements" in reason
+
+
+async def test_a_node_may_refer_to_a_large_output_a_few_times() -> None:
+    final = await referring(20, 4).execute(initial_node_id="a")
+    assert final.status == "completed"
+    assert final.context["b"][0].output == 4

@@ -5,9 +5,10 @@ functions-framework (the ``step`` function, the ``api`` function and optionally 
 Cloud Tasks delivers each step with the tasks invoker's identity token; the emulator does
 not, so the functions' step URL is a :class:`~tests.support.gcp_queue.SigningRelay` that
 adds the token (minted by a :class:`~tests.support.oidc_issuer.OidcIssuer` for the
-invoker and the audience) and forwards the request to the step function. The functions
-verify it against the issuer's certificates (``REFLUXO_OIDC_CERTS_URL``) exactly as they
-verify Google's.
+invoker and the audience) and forwards the request to the step function, with the token's
+signature removed as Cloud Run's IAM hands it on (``REFLUXO_INVOKER_IAM=true``, as
+Terraform deploys). Tokens posted straight to a function, signed, are verified against
+the issuer's certificates (``REFLUXO_OIDC_CERTS_URL``) exactly as Google's.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def deployment_env(
         "REFLUXO_TASKS_QUEUE": queue,
         "REFLUXO_STEP_URL": relay.url,
         "REFLUXO_VERIFY_OIDC": "true",
+        "REFLUXO_INVOKER_IAM": "true",
         "REFLUXO_TASKS_SERVICE_ACCOUNT": TASKS_SERVICE_ACCOUNT,
         "REFLUXO_OIDC_AUDIENCE": relay.origin,
         "REFLUXO_OIDC_CERTS_URL": certs_url,
@@ -147,7 +149,9 @@ def deploy(
     prefix = f"e2e{uuid.uuid4().hex[:12]}"
     label = prefix
     # The audience is the dispatcher's URL: the relay's origin, as the functions see it.
-    relay: SigningRelay = SigningRelay(lambda: issuer.mint(relay.origin))
+    # Terraform's functions require authentication: Cloud Run checks each token and hands
+    # it on without its signature.
+    relay: SigningRelay = SigningRelay(lambda: issuer.mint(relay.origin), through_iam=True)
     env = deployment_env(
         project=project,
         region=region,

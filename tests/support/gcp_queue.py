@@ -216,6 +216,12 @@ class Forwarded:
     status: int
 
 
+def removed_signature(token: str) -> str:
+    """``token`` as Cloud Run hands it to a function that requires authentication, once
+    its IAM check passed: the signature replaced by ``SIGNATURE_REMOVED_BY_GOOGLE``."""
+    return token.rpartition(".")[0] + ".SIGNATURE_REMOVED_BY_GOOGLE"
+
+
 class SigningRelay:
     """Cloud Tasks' side of an authenticated delivery, for the emulator's requests.
 
@@ -230,13 +236,21 @@ class SigningRelay:
     too): a test can replay a held delivery with tokens of its own before the real one
     goes through.
 
+    With ``through_iam``, the relay is Cloud Run's front end too, as in front of a function
+    that requires authentication: the token it minted passes the IAM check (it is the
+    invoker's, for the audience) and goes on with its signature removed.
+
     Args:
         mint: A fresh identity token for each delivery.
+        through_iam: Hand the token on as Cloud Run's IAM does (signature removed).
         timeout: Seconds to wait for the function's answer.
     """
 
-    def __init__(self, mint: Callable[[], str], *, timeout: float = 120.0) -> None:
+    def __init__(
+        self, mint: Callable[[], str], *, through_iam: bool = False, timeout: float = 120.0
+    ) -> None:
         self.mint = mint
+        self.through_iam = through_iam
         self.timeout = timeout
         self.target: str | None = None
         self.forwarded: list[Forwarded] = []
@@ -287,7 +301,10 @@ class SigningRelay:
             if lowered in FORWARDED_HEADERS or lowered.startswith("x-cloudtasks-"):
                 request.add_header(name, value)
         request.add_header("User-Agent", USER_AGENT)
-        request.add_header("Authorization", f"Bearer {self.mint()}")
+        token = self.mint()
+        request.add_header(
+            "Authorization", f"Bearer {removed_signature(token) if self.through_iam else token}"
+        )
         try:
             with local_urlopen(request, timeout=self.timeout) as response:
                 status, answer = response.status, response.read()

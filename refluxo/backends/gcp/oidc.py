@@ -16,17 +16,28 @@ certificates' address or any detail of the transport.
 
 ``REFLUXO_OIDC_CERTS_URL`` points the check at a private issuer's certificates instead
 (the same ``{kid: PEM}`` document): the end-to-end tests sign their own tokens so.
+
+Behind Cloud Run's IAM (a function that requires authentication, as Terraform deploys
+them) the token never arrives signed: Cloud Run checks it (signature, audience, the
+caller's ``roles/run.invoker``) and hands it on with its signature replaced by
+``SIGNATURE_REMOVED_BY_GOOGLE``. Such a token is accepted only where the deployment
+declares that IAM checks every request first (``REFLUXO_INVOKER_IAM=true``: a function
+that anybody may invoke would otherwise accept forged claims), and then its claims are
+checked all the same (issuer, audience, expiry, the invoker's verified email). The token
+Cloud Run checked is in ``X-Serverless-Authorization`` when the caller sent one (Cloud
+Run then leaves ``Authorization`` alone), in ``Authorization`` otherwise.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import google.auth.transport.requests
 from google.auth import crypt, jwt
@@ -55,6 +66,12 @@ REFETCH_INTERVAL_S = 60.0
 """A token signed by a key the cache does not hold refetches at most this often."""
 
 FETCH_TIMEOUT_S = 10.0
+
+SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
+"""What Cloud Run puts in place of the signature of a token it checked."""
+
+CLOCK_SKEW_S = 10
+"""How far a token's times may be off this server's clock."""
 
 FAILURE_BACKOFF_S = 5.0
 """After a failed fetch, how long requests wait before fetching again (meanwhile they use
@@ -111,6 +128,11 @@ def cache_lifetime(headers: Mapping[str, str]) -> float:
     return max(0.0, min(lifetime, MAX_CERTS_TTL_S))
 
 
+def _is_time(value: object) -> TypeGuard[float]:
+    """A token time: seconds since the epoch, a number that is not a boolean."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _category(error: Exception) -> str:
     """What is wrong with a token, in words that reveal nothing of the configuration."""
     text = str(error).lower()
@@ -135,7 +157,11 @@ class OidcCheck:
             ids to x509 PEM certificates (Google's when None: a private issuer's, such as
             a test's, otherwise).
         issuers: the accepted ``iss`` claims (Google's by default).
+        checked_by_iam: every request passed Cloud Run's IAM check first, so a token
+            whose signature Cloud Run removed is judged by its claims alone.
         clock: a monotonic clock in seconds (for the certificates' cache).
+        wall_clock: the time in seconds since the epoch (for the claims of a token whose
+            signature was removed).
         transport: makes the HTTP request for the certificates (google-auth's requests
             transport by default).
     """
@@ -147,14 +173,18 @@ class OidcCheck:
         *,
         certs_url: str | None = None,
         issuers: frozenset[str] = GOOGLE_ISSUERS,
+        checked_by_iam: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         transport: Transport | None = None,
     ) -> None:
         self.audience = audience
         self.service_account = service_account
         self.certs_url = certs_url or GOOGLE_CERTS_URL
         self.issuers = issuers
+        self.checked_by_iam = checked_by_iam
         self._clock = clock
+        self._wall_clock = wall_clock
         self._transport: Transport = transport or google.auth.transport.requests.Request()
         self._lock = threading.Lock()
         self._certs: dict[str, str] = {}
@@ -233,24 +263,12 @@ class OidcCheck:
             header = jwt.decode_header(token)  # type: ignore[no-untyped-call]
         except (ValueError, TypeError, RecursionError, auth_exceptions.GoogleAuthError):
             raise Unauthorized("invalid OIDC token: malformed") from None
-        kid = header.get("kid") if isinstance(header, Mapping) else None
-        if not isinstance(kid, str) or header.get("alg") != "RS256":
+        if not isinstance(header, Mapping) or header.get("alg") != "RS256":
             raise Unauthorized("invalid OIDC token: malformed (an RS256 token with a key id)")
-        certs = self.certificates(kid)
-        if kid not in certs:
-            raise Unauthorized("invalid OIDC token: signed by an unknown key")
-        try:
-            decoded = jwt.decode(  # type: ignore[no-untyped-call]
-                token, certs=certs, audience=self.audience, clock_skew_in_seconds=10
-            )
-            claims = dict(decoded)
-        except (
-            ValueError,
-            TypeError,
-            RecursionError,
-            auth_exceptions.GoogleAuthError,
-        ) as err:
-            raise Unauthorized(f"invalid OIDC token: {_category(err)}") from None
+        if token.rpartition(".")[2] == SIGNATURE_REMOVED:
+            claims = self._claims_checked_by_iam(token)
+        else:
+            claims = self._signed_claims(token, header)
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or issuer not in self.issuers:
             raise Unauthorized("invalid OIDC token: not issued by Google")
@@ -258,8 +276,62 @@ class OidcCheck:
             raise Forbidden("the OIDC token is not the tasks invoker's")
         return claims
 
+    def _signed_claims(self, token: str, header: Mapping[str, Any]) -> dict[str, Any]:
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise Unauthorized("invalid OIDC token: malformed (an RS256 token with a key id)")
+        certs = self.certificates(kid)
+        if kid not in certs:
+            raise Unauthorized("invalid OIDC token: signed by an unknown key")
+        try:
+            decoded = jwt.decode(  # type: ignore[no-untyped-call]
+                token, certs=certs, audience=self.audience, clock_skew_in_seconds=CLOCK_SKEW_S
+            )
+            return dict(decoded)
+        except (
+            ValueError,
+            TypeError,
+            RecursionError,
+            auth_exceptions.GoogleAuthError,
+        ) as err:
+            raise Unauthorized(f"invalid OIDC token: {_category(err)}") from None
+
+    def _claims_checked_by_iam(self, token: str) -> dict[str, Any]:
+        """The claims of a token Cloud Run checked and removed the signature of."""
+        if not self.checked_by_iam:
+            logger.warning(
+                "refused a token whose signature Google removed, as Cloud Run does once it "
+                "has checked the token (the function requires authentication): set "
+                "REFLUXO_INVOKER_IAM=true where IAM guards this function"
+            )
+            raise Unauthorized("invalid OIDC token: its signature was removed")
+        try:
+            decoded = jwt.decode(token, verify=False)  # type: ignore[no-untyped-call]
+        except (ValueError, TypeError, RecursionError, auth_exceptions.GoogleAuthError):
+            raise Unauthorized("invalid OIDC token: malformed") from None
+        if not isinstance(decoded, Mapping):
+            raise Unauthorized("invalid OIDC token: malformed")
+        claims = dict(decoded)
+        now = self._wall_clock()
+        issued, expires = claims.get("iat"), claims.get("exp")
+        if not _is_time(issued) or not _is_time(expires):
+            raise Unauthorized("invalid OIDC token: malformed")
+        if now > expires + CLOCK_SKEW_S:
+            raise Unauthorized("invalid OIDC token: expired")
+        if now < issued - CLOCK_SKEW_S:
+            raise Unauthorized("invalid OIDC token: not valid yet")
+        audience = claims.get("aud")
+        if audience != self.audience and not (
+            isinstance(audience, list) and self.audience in audience
+        ):
+            raise Unauthorized("invalid OIDC token: wrong audience")
+        return claims
+
     def __call__(self, request: HasHeaders) -> None:
-        scheme, _, token = (request.headers.get("Authorization") or "").partition(" ")
+        presented = request.headers.get("X-Serverless-Authorization") or request.headers.get(
+            "Authorization"
+        )
+        scheme, _, token = (presented or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("missing OIDC bearer token")
         self.verify(token.strip())
