@@ -128,6 +128,11 @@ class JsonErrorHandler(WSGIRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """One access line, plain text: werkzeug's colours it with terminal escapes, which
+        a log file or a JSON log would keep as they are."""
+        self.log("info", '"%s" %s %s', self.requestline, code, size)
+
 
 class _DeadlineHandler(JsonErrorHandler):
     """Tells the server when each request starts and ends, for its deadline watchdog."""
@@ -164,6 +169,19 @@ POLL_INTERVAL_S = 0.1
 while no connection arrives."""
 
 
+class CannotListen(Exception):
+    """The server cannot listen on its address (in use, not this machine's, not allowed)."""
+
+    def __init__(self, address: Any, error: OSError) -> None:
+        host, port = (address[0], address[1]) if isinstance(address, tuple) else (address, "")
+        where = f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+        reason = error.strerror or str(error)
+        if error.errno == errno.EADDRINUSE:
+            reason += " (another program listens there: stop it, or choose another port)"
+        super().__init__(f"cannot listen on {where}: {reason}")
+        self.errno = error.errno
+
+
 class _StopServing(Exception):
     """Raised in the accept loop to leave it (:meth:`BoundedServer.stop_soon`)."""
 
@@ -197,7 +215,7 @@ class BoundedServer(ThreadedWSGIServer):
         header_deadline_s: float = HEADER_DEADLINE_S,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        # Set before binding: a failed bind closes the server (server_close) at once.
         self._slots = threading.BoundedSemaphore(max_connections)
         self.max_connections_per_client = max_connections_per_client
         self._per_client: dict[str, int] = {}
@@ -212,6 +230,7 @@ class BoundedServer(ThreadedWSGIServer):
         """Waits the given seconds (or until the server closes): the pause after a refused
         accept (a test may watch it)."""
         self._stopping = False
+        super().__init__(*args, **kwargs)
         self._watchdog = threading.Thread(
             target=self._watch, name="refluxo-http-deadlines", daemon=True
         )
@@ -248,6 +267,18 @@ class BoundedServer(ThreadedWSGIServer):
     def server_close(self) -> None:
         self._watching.set()
         super().server_close()
+
+    def server_bind(self) -> None:
+        try:
+            super().server_bind()
+        except OSError as err:  # werkzeug would print it and exit the process
+            raise CannotListen(self.server_address, err) from None
+
+    def server_activate(self) -> None:
+        try:
+            super().server_activate()
+        except OSError as err:
+            raise CannotListen(self.server_address, err) from None
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """Accept a connection. When the system has no descriptor for it, pause before the

@@ -27,6 +27,7 @@ from refluxo import __version__
 from refluxo.errors import TransientError, WorkflowDefinitionError
 from refluxo.host.defaults import DEFAULT_WORKERS
 from refluxo.host.options import (
+    FiniteRange,
     Target,
     app_option,
     app_spec_of,
@@ -124,6 +125,7 @@ def main() -> None:
     "--workers",
     default=DEFAULT_WORKERS,
     show_default=True,
+    type=click.IntRange(1, 256),  # with none, serve would take runs and never run them
     envvar="REFLUXO_WORKERS",
     show_envvar=True,
     help="Deliveries in progress at once (each waits on its own background thread).",
@@ -171,7 +173,7 @@ def serve(
     Host names it is reached by (421 otherwise), and requests that change state only as
     application/json (415 otherwise).
     """
-    from refluxo.api.server import LocalServer
+    from refluxo.api.server import CannotListen, LocalServer
     from refluxo.host.compose import build_deployment
     from refluxo.host.logs import configure_logging
     from refluxo.host.serve_log import DueTimes, service_due_times
@@ -211,6 +213,8 @@ def serve(
         logging.getLogger("refluxo.server").info(
             "stopping: the steps in progress finish first (interrupt again to stop at once)"
         )
+    except CannotListen as err:
+        raise click.ClickException(str(err)) from None
     except KeyboardInterrupt:
         pass
     finally:
@@ -247,7 +251,7 @@ json_option = click.option(
 wait_option = click.option(
     "--wait",
     "wait_s",
-    type=click.FloatRange(0),
+    type=FiniteRange(0),
     default=60.0,
     show_default=True,
     envvar="REFLUXO_WAIT",
@@ -485,7 +489,7 @@ def cancel(run_id: str, reason: str, as_json: bool, target: Target) -> None:
 @click.option(
     "--grace",
     "grace_s",
-    type=click.FloatRange(0, MAX_GRACE_S),
+    type=FiniteRange(0, MAX_GRACE_S),
     envvar="REFLUXO_RECONCILE_GRACE_S",
     show_envvar=True,
     help="Seconds a run's next step must be overdue to count as stalled (default: 600 "

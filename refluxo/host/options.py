@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,10 +99,39 @@ db_option = click.option(
     show_envvar=True,
     help="The SQLite database of the embedded default.",
 )
+
+
+class FiniteRange(click.FloatRange):
+    """A ``FloatRange`` that refuses NaN and the infinities (NaN passes every bound)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+def server_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--url``: an http(s) URL with a host (a bare ``host:port`` would read as a scheme)."""
+    if value is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError as err:
+        raise click.BadParameter(f"{value!r} is not a URL: {err}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"{value!r} is not an http(s) URL with a host, such as http://127.0.0.1:8080"
+        )
+    return value
+
+
 url_option = click.option(
     "--url",
     envvar="REFLUXO_URL",
     show_envvar=True,
+    callback=server_url,
     help="Talk to a running server instead of the local database.",
 )
 key_option = click.option(

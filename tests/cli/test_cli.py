@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -173,6 +174,65 @@ def test_a_server_that_cannot_be_reached_is_an_error_line_not_a_traceback(
     assert result.exit_code == 1
     assert result.output.startswith(f"Error: cannot reach http://127.0.0.1:{port}: ")
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("url", "told"),
+    [
+        ("notaurl", "is not an http(s) URL with a host"),
+        ("localhost:8080", "is not an http(s) URL with a host"),
+        ("ftp://example.com", "is not an http(s) URL with a host"),
+        ("http://[::1", "is not a URL"),
+        ("http://127.0.0.1:99999", "is not a URL"),
+    ],
+)
+def test_a_url_that_is_not_a_servers_is_a_usage_error(cli: CliRunner, url: str, told: str) -> None:
+    """``notaurl`` and ``http://[::1`` were tracebacks from the URL parser."""
+    for command in (["status", "x", "--url", url], ["run", "loop", "--url", url]):
+        result = cli.invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert told in result.output
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_number_option_that_is_not_finite_is_a_usage_error(cli: CliRunner, value: str) -> None:
+    """NaN passes every bound: ``--grace nan`` was a traceback, ``--wait nan`` a silent
+    default."""
+    for command in (["reconcile", "--grace", value], ["run", "loop", "--wait", value]):
+        result = cli.invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("workers", ["0", "-1", "abc"])
+def test_serve_needs_a_worker(cli: CliRunner, workers: str) -> None:
+    """With none, serve took runs and never ran them, without a word."""
+    result = cli.invoke(main, ["serve", "--port", "0", "--workers", workers])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--workers'" in result.output
+
+
+def test_serve_on_a_port_in_use_is_an_error_line(tmp_path: Path) -> None:
+    """It was werkzeug's message, a traceback of the server half built, and exit 1."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", str(port)],
+            cwd=ROOT,
+            env={**os.environ, "REFLUXO_DB": str(tmp_path / "serve.db")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (another program "
+        "listens there: stop it, or choose another port)"
+    )
+    assert result.stdout == ""
 
 
 def test_a_server_answering_what_is_not_http_is_an_error_line(cli: CliRunner) -> None:
@@ -406,8 +466,6 @@ def test_serve_answers_over_http(tmp_path: Path) -> None:
 
 
 def _serve(tmp_path: Path, *flags: str, env: dict[str, str] | None = None) -> Any:
-    import os
-
     return subprocess.Popen(
         [sys.executable, "-m", "refluxo.host.cli", "serve", "--port", "0", *flags],
         cwd=ROOT,

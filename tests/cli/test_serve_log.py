@@ -116,6 +116,8 @@ def test_serve_prints_the_inspector_and_logs_failures_and_pauses(tmp_path: Path)
     finally:
         log = stopped(server)
     lines = log.splitlines()
+    assert "\x1b[" not in log  # werkzeug coloured its access lines for a terminal
+    assert any('"POST /runs HTTP/1.1" 201' in line for line in lines), log
 
     def line_of(*parts: str) -> str:
         found = [line for line in lines if all(part in line for part in parts)]
