@@ -19,7 +19,6 @@ that a global such as ``"ERROR"`` or ``"notify"`` does not mask every ``error`` 
 
 from __future__ import annotations
 
-import base64
 import bisect
 import collections
 import contextlib
@@ -29,6 +28,7 @@ import functools
 import html
 import itertools
 import json
+import math
 import re
 import types
 import unicodedata
@@ -90,15 +90,6 @@ _SKIPPED_OBJECTS = (
 # -- the forms of a secret -----------------------------------------------------------------
 
 
-def _aligned(raw: bytes, group: int) -> list[bytes]:
-    """The runs of ``raw`` that start on each possible boundary of ``group``-byte blocks.
-
-    Base64 (3-byte groups) and base32 (5-byte groups) of a longer text that contains the
-    secret at any offset contain the encoding of one of these runs, whatever came before.
-    """
-    return [raw[d : d + group * ((len(raw) - d) // group)] for d in range(group)]
-
-
 def _url_forms(secret: str) -> set[str]:
     forms = {urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}
     forms.add(urllib.parse.quote_plus(secret))
@@ -106,20 +97,104 @@ def _url_forms(secret: str) -> set[str]:
 
 
 def _wrappable(raw: bytes) -> set[str]:
-    """The forms of ``raw`` that encoders wrap into lines: hex, base64 and base32 at any
-    alignment."""
-    forms = {raw.hex(), raw.hex().upper()}
-    for run in _aligned(raw, 3):
-        forms.update({base64.b64encode(run).decode(), base64.urlsafe_b64encode(run).decode()})
-    for run in _aligned(raw, 5):
-        forms.add(base64.b32encode(run).decode())
-    return forms
+    """The forms of ``raw`` that encoders wrap into lines and that are searched as they
+    are: hex. (Base64 and base32, wrapped as well, are searched by their groups: see
+    :func:`_partial_groups`.)"""
+    return {raw.hex(), raw.hex().upper()}
+
+
+_BASE64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_ALPHABETS: tuple[tuple[tuple[str, ...], int], ...] = (
+    ((*_BASE64, "+-", "/_"), 6),
+    (tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"), 5),
+)
+"""Base64 (standard and URL-safe at once: their last two characters) and base32: the
+characters of each value, and how many bits a character holds."""
+
+
+class _Partial(NamedTuple):
+    """A secret's bytes encoded from one offset within the encoder's groups, inside a
+    longer encoded text: ``core``, the characters made of the secret's bits alone, and
+    ``pattern``, which also matches the character at either end that mixes the secret's
+    first or last bits with its neighbours' (``lead`` characters before ``core``)."""
+
+    core: str
+    pattern: re.Pattern[str]
+    lead: int
+
+
+def _partial_groups(raw: bytes, min_core: int) -> list[_Partial]:
+    """The :class:`_Partial` of ``raw`` for each alphabet and each offset of its first
+    byte within a group (3 bytes for base64, 5 for base32). The end characters of a secret
+    encoded inside a longer text hold some of its bits too (two bytes at each end in
+    base64, four in base32), and a short secret may hold no whole group at all: a
+    character holding only some of the secret's bits is matched by every character those
+    bits allow. A core shorter than ``min_core`` characters is left out."""
+    partials = []
+    total = len(raw) * 8
+    value = int.from_bytes(raw, "big")
+    for alphabet, bits in _ALPHABETS:
+        group = math.lcm(8, bits) // 8
+        for offset in range(group):
+            first_bit, end_bit = offset * 8, offset * 8 + total
+            pieces: list[str] = []
+            core: list[str] = []  # its characters' options (two for "+" or "-"...)
+            lead = -1
+            for index in range(first_bit // bits, (end_bit - 1) // bits + 1):
+                high = index * bits + bits
+                known_high = min(high, end_bit)
+                count = known_high - max(index * bits, first_bit)
+                known = (value >> (end_bit - known_high)) & ((1 << count) - 1)
+                if count == bits:
+                    lead = len(pieces) if lead < 0 else lead
+                    core.append(alphabet[known])
+                    pieces.append("")  # the core's place
+                    continue
+                shift = high - known_high
+                allowed = "".join(
+                    alphabet[v]
+                    for v in range(1 << bits)
+                    if (v >> shift) & ((1 << count) - 1) == known
+                )
+                pieces.append("[" + "".join(re.escape(char) for char in allowed) + "]")
+            if len(core) < min_core:
+                continue
+            # Standard and URL-safe base64 differ in two characters: one spelling of each.
+            for spelling in {"".join(c[0] for c in core), "".join(c[-1] for c in core)}:
+                pattern = (
+                    "".join(pieces[:lead])
+                    + re.escape(spelling)
+                    + "".join(pieces[lead + len(core) :])
+                )
+                partials.append(_Partial(spelling, re.compile(pattern), lead))
+    return partials
 
 
 def _binary_forms(raw: bytes) -> set[str]:
     """The forms bytes take in text: the above, and the escapes of their ``repr``
     (``str(b"p\\xc3\\xa4ss")`` reads ``b'p\\\\xc3\\\\xa4ss'``)."""
     return _wrappable(raw) | {repr(raw)[2:-1]}
+
+
+def _escaped_throughout(text: str) -> set[str]:
+    """``text`` with every character escaped, not only those an encoder must escape: as
+    ``\\u`` escapes (either hex case; UTF-16 pairs beyond the BMP) and as HTML numeric
+    references (decimal, and hex in either case)."""
+    units = text.encode("utf-16-be", "surrogatepass")
+    codes = [int.from_bytes(units[i : i + 2], "big") for i in range(0, len(units), 2)]
+    return {
+        "".join(f"\\u{code:04x}" for code in codes),
+        "".join(f"\\u{code:04X}" for code in codes),
+        "".join(f"&#{ord(char)};" for char in text),
+        "".join(f"&#x{ord(char):x};" for char in text),
+        "".join(f"&#x{ord(char):X};" for char in text),
+    }
+
+
+def _fold(text: str) -> str:
+    """``text`` in lower case, one character for one: "İ" (the only character whose lower
+    case is two) folds to "i", so that positions in the folded text are the text's."""
+    return text.replace("\u0130", "i").lower()
 
 
 def _case_variants(secret: str) -> set[str]:
@@ -180,6 +255,7 @@ def _encodings(
             html.escape(text),
             html.escape(text, quote=False),
             *_url_forms(text),
+            *_escaped_throughout(text),
         }
         if len(text) >= min_case_length:
             forms |= _case_variants(text)
@@ -192,6 +268,8 @@ def _encodings(
     for form in forms:
         nested.add(json.dumps(form, ensure_ascii=False)[1:-1])
         nested.add(json.dumps(form)[1:-1])
+    # JSON may escape "/" as "\/" (PHP's json_encode and others do): a URL, a base64 key.
+    nested |= {form.replace("/", "\\/") for form in forms | nested if "/" in form}
     return forms | nested
 
 
@@ -253,6 +331,17 @@ def _find_all(haystack: str, needles: Iterable[_Needle], spans: list[Span]) -> N
                 last += (_run_end(repeats, haystack, i + size) - i - size) // period * period
             spans.append((i, last + size))
             i = haystack.find(needle, last + 1)
+
+
+def _find_partials(haystack: str, partials: Iterable[_Partial], spans: list[Span]) -> None:
+    """Every occurrence of each partial's core, with its end characters where they match
+    (the core alone where they do not: it is the secret's bits either way)."""
+    for core, pattern, lead in partials:
+        i = haystack.find(core)
+        while i >= 0:
+            found = pattern.match(haystack, i - lead) if i >= lead else None
+            spans.append((i - lead, found.end()) if found else (i, i + len(core)))
+            i = haystack.find(core, i + 1)
 
 
 def _within(span: Span, masks: list[Span]) -> bool:
@@ -379,11 +468,13 @@ class Redactor:
         exact: set[str] = set()
         folded: set[str] = set()
         binary: set[str] = set()
+        secrets_kept: list[str | bytes] = []
         for secret in secrets:
             text = _text_of(secret)
             size = len(secret) if text is None else len(text)
             if size < min_length or text in _NOT_SECRETS:
                 continue
+            secrets_kept.append(secret)
             forms = {f for f in _encodings(secret, min_case_length) if len(f) >= min_length}
             wrapped = {f for f in _wrapped_forms(secret) if len(f) >= min_length}
             binary |= wrapped
@@ -393,9 +484,13 @@ class Redactor:
         self.mask = mask
         self._json_mask = json.dumps(mask, ensure_ascii=False)[1:-1]
         self._exact = _needles(exact)
-        self._folded = _needles({form.lower() for form in folded})
-        self._folded_as_written = _needles(folded)
+        self._folded = _needles({_fold(form) for form in folded})
         self._binary = _needles(binary)
+        self._partials = tuple(
+            partial
+            for secret in secrets_kept
+            for partial in _partial_groups(_raw_of(secret), min_length)
+        )
 
     def __bool__(self) -> bool:
         return bool(self.forms)
@@ -405,18 +500,16 @@ class Redactor:
         spans: list[Span] = []
         _find_all(text, self._exact, spans)
         if self._folded:
-            lowered = text.lower()
-            if len(lowered) == len(text):
-                _find_all(lowered, self._folded, spans)
-            else:  # a character whose lower case is longer: positions would not match
-                _find_all(text, self._folded_as_written, spans)
+            _find_all(_fold(text), self._folded, spans)
         if "\n" in text or "\\n" in text:
             unwrapped, positions, removed = _unwrap(text)
             found: list[Span] = []
             _find_all(unwrapped, self._binary, found)
+            _find_partials(unwrapped, self._partials, found)
             spans.extend(_rewrap(found, positions, removed))
         else:
             _find_all(text, self._binary, spans)
+            _find_partials(text, self._partials, spans)
         if self.mask in text:
             # Masking twice must change nothing: an occurrence inside a mask already there
             # (a secret such as "EDAC" in "[REDACTED]") is not a secret of the text.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 from typing import Any
 
 import pytest
@@ -145,3 +147,53 @@ def test_masking_twice_changes_nothing_even_for_a_secret_inside_the_mask(secret:
     once = redactor.mask_text(f"x{secret}x and {secret}")
     assert secret not in once.replace(redactor.mask, "")
     assert redactor.mask_text(once) == once
+
+
+ENCODERS = {
+    "base64": (base64.b64encode, 6),
+    "urlsafe_base64": (base64.urlsafe_b64encode, 6),
+    "base32": (base64.b32encode, 5),
+}
+
+
+@pytest.mark.parametrize("encoder", sorted(ENCODERS))
+@pytest.mark.parametrize("secret", ["pa55", "hunter22", "sk_live_0123456789>?~"])
+@pytest.mark.parametrize("before", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("after", [0, 1, 2])
+def test_no_character_holding_a_bit_of_a_secret_survives_inside_base64_or_base32(
+    encoder: str, secret: str, before: int, after: int
+) -> None:
+    """Only the groups made of the secret's bytes alone were masked: the characters that
+    also hold a neighbour's bits kept up to two bytes at each end readable (four in
+    base32), and a short secret that fills no group (HTTP Basic auth's ``user:pa55``)
+    stayed whole."""
+    encode, bits = ENCODERS[encoder]
+    prefix, suffix = b"u:x:"[:before], b"!#"[:after]
+    encoded = encode(prefix + secret.encode() + suffix).decode()
+    masked = Redactor([secret]).mask_text(encoded)
+    start = masked.index("[REDACTED]")
+    end = len(encoded) - (len(masked) - start - len("[REDACTED]"))
+    assert masked == encoded[:start] + "[REDACTED]" + encoded[end:]
+    first_bit, end_bit = len(prefix) * 8, (len(prefix) + len(secret)) * 8
+    holding = [i for i in range(len(encoded)) if i * bits < end_bit and (i + 1) * bits > first_bit]
+    assert start <= holding[0], (encoded, masked)
+    assert holding[-1] < end, (encoded, masked)
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        json.dumps({"url": "https://admin:" + SECRET + "/x"}).replace("/", "\\/"),
+        "İstanbul " + SECRET.swapcase(),
+        "".join(f"\\u{ord(c):04x}" for c in SECRET),
+        "".join(f"\\u{ord(c):04X}" for c in SECRET),
+        "".join(f"&#{ord(c)};" for c in SECRET),
+        "".join(f"&#x{ord(c):x};" for c in SECRET),
+    ],
+)
+def test_a_secret_is_found_in_more_spellings(spelled: str) -> None:
+    """JSON that escapes "/", a mixed case beside an "İ", every character escaped."""
+    masked = Redactor([SECRET]).mask_text(spelled)
+    assert "[REDACTED]" in masked
+    assert SECRET.lower() not in masked.lower()
+    assert "0123456789" not in masked

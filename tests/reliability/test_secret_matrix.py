@@ -115,6 +115,12 @@ CHANNELS: dict[str, Leak] = {
     "capitalize": lambda s: s.capitalize(),
     "title": lambda s: s.title(),
     "swapcase": lambda s: s.swapcase(),
+    # And more: JSON that escapes "/" (PHP's json_encode), a mixed case beside an "İ"
+    # (whose lower case is two characters), every character escaped (\u, HTML numbers).
+    "slash_escaped_json": lambda s: json.dumps({"s": s}).replace("/", "\\/"),
+    "dotted_capital_i": lambda s: "İstanbul " + s.swapcase(),
+    "u_escaped": lambda s: "".join(f"\\u{ord(c):04x}" for c in s),
+    "html_numeric": lambda s: "".join(f"&#{ord(c)};" for c in s),
 }
 
 
@@ -151,6 +157,10 @@ def emitted_core(channel: str, secret: str) -> list[bytes]:
         "capitalize": [secret.capitalize()],
         "title": [secret.title()],
         "swapcase": [secret.swapcase()],
+        "slash_escaped_json": [json.dumps(secret)[1:-1].replace("/", "\\/")],
+        "dotted_capital_i": [secret.swapcase()],
+        "u_escaped": [CHANNELS["u_escaped"](secret)],
+        "html_numeric": [CHANNELS["html_numeric"](secret)],
     }.get(channel, [])
     # As written, and as a JSON string holds it (a store keeps JSON text).
     spelled = {
