@@ -22,6 +22,10 @@ locals {
     REFLUXO_RUN_RETENTION_DAYS    = tostring(var.run_retention_days)
   }
 
+  # The events function answers within Pub/Sub's ack deadline (at most 600 s): past it,
+  # Pub/Sub would push the message again while the first push still runs.
+  events_timeout_s = min(600, var.function_timeout_seconds)
+
   # Requests one instance serves at once (Cloud Run concurrency); the Functions
   # Framework's server gets as many threads (THREADS).
   concurrency = {
@@ -163,7 +167,7 @@ resource "google_cloudfunctions2_function" "events" {
 
   service_config {
     service_account_email            = google_service_account.events.email
-    timeout_seconds                  = var.function_timeout_seconds
+    timeout_seconds                  = local.events_timeout_s
     max_instance_count               = var.max_instances
     min_instance_count               = 0
     available_cpu                    = var.function_cpu

@@ -57,8 +57,9 @@ resource "google_pubsub_subscription" "events" {
   topic   = google_pubsub_topic.runs.id
   labels  = local.labels
 
-  # A delivery is outstanding until the function answers; give it the function's timeout.
-  ack_deadline_seconds       = min(600, max(10, var.function_timeout_seconds))
+  # A delivery is outstanding until the function answers; give it the function's timeout
+  # (which is at most 600 s, the longest ack deadline).
+  ack_deadline_seconds       = max(10, local.events_timeout_s)
   message_retention_duration = "604800s"
 
   push_config {

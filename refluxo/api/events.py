@@ -11,7 +11,8 @@ most :data:`~refluxo.api.parsing.MAX_JSON_DEPTH` levels deep, at most
   redelivered message never starts a second run.
 * ``{"action": "resume", "runId": ID, "payload": ANY, "version": N?}``: resumes a paused
   run; with ``version`` (a non-negative integer, as over HTTP) only if the run is still at
-  that version.
+  that version. Without it, only if the run paused before the message was published (its
+  ``publishTime``): a redelivered resume never answers a later pause of the same run.
 * ``{"action": "cancel", "runId": ID, "reason": TEXT?}``.
 
 A message that can never succeed (an envelope that is not a Pub/Sub push, data that is not
@@ -30,8 +31,10 @@ import base64
 import binascii
 import enum
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from refluxo.api.models import MAX_INTEGER
@@ -41,6 +44,9 @@ from refluxo.runtime.errors import BadRequest
 from refluxo.runtime.service import RunService
 
 logger = logging.getLogger("refluxo.events")
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
+"""A UTC time as Pub/Sub writes ``publishTime``: seconds, then up to nine fraction digits."""
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message data accepted, decoded (Pub/Sub's own limit is 10 MB)."""
@@ -125,7 +131,11 @@ def _version(body: Mapping[str, Any]) -> int | None:
 
 
 def _apply(
-    service: RunService, data: bytes, attributes: Mapping[str, str], message_id: str
+    service: RunService,
+    data: bytes,
+    attributes: Mapping[str, str],
+    message_id: str,
+    published_at: int | None,
 ) -> EventResult:
     body = _decode(data, attributes)
     action = body.get("action", "start")
@@ -140,7 +150,7 @@ def _apply(
         version = _version(body)
         if "payload" not in body:  # a message that lost its payload must not answer a pause
             raise _Rejected("a resume needs 'payload' (null to resume without one)")
-        service.resume(run_id, body["payload"], expected_version=version)
+        service.resume(run_id, body["payload"], expected_version=version, sent_at=published_at)
         return EventResult(EventOutcome.RESUMED, run_id)
     if action == "cancel":
         run_id = _required(body, "runId")
@@ -158,9 +168,14 @@ def _rejected(message_id: object, reason: str) -> EventResult:
 
 
 def handle_message(
-    service: RunService, data: bytes, attributes: Mapping[str, str], message_id: str
+    service: RunService,
+    data: bytes,
+    attributes: Mapping[str, str],
+    message_id: str,
+    published_at: int | None = None,
 ) -> EventResult:
-    """Apply one message; see the module docstring for the contract.
+    """Apply one message; see the module docstring for the contract. ``published_at``:
+    the message's publish time (epoch ms), when known.
 
     Logs one line: the outcome, or why the message was rejected (and acknowledged).
 
@@ -168,7 +183,7 @@ def handle_message(
         TransientError: the store or scheduler failed for a reason that may pass.
     """
     try:
-        result = _apply(service, data, attributes, message_id)
+        result = _apply(service, data, attributes, message_id, published_at)
     except TransientError:
         raise
     except (_Rejected, RefluxoError, ValueError, UnicodeError, RecursionError) as err:
@@ -197,8 +212,9 @@ def reject_deep_push(body: bytes, event_id: str) -> EventResult | None:
     return _rejected(event_id, f"the push nests more than {MAX_JSON_DEPTH} levels deep")
 
 
-def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None]:
-    """The data, attributes and id of a Pub/Sub push (a CloudEvent's ``data``)."""
+def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None, int | None]:
+    """The data, attributes, id and publish time of a Pub/Sub push (a CloudEvent's
+    ``data``)."""
     if not isinstance(envelope, Mapping):
         raise _Rejected("the event's data is not a Pub/Sub push (an object with 'message')")
     message = envelope.get("message")
@@ -213,9 +229,10 @@ def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None]:
         isinstance(key, str) and isinstance(value, str) for key, value in attributes.items()
     ):
         raise _Rejected("the message's attributes must map strings to strings")
+    published_at = _publish_time(message.get("publishTime", message.get("publish_time")))
     encoded = message.get("data")
     if encoded is None or encoded == "":
-        return b"", dict(attributes), shown_id
+        return b"", dict(attributes), shown_id, published_at
     if not isinstance(encoded, str):
         raise _Rejected("message data is not base64: not a string")
     if len(encoded) > _MAX_BASE64_CHARS:
@@ -224,7 +241,19 @@ def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None]:
         data = base64.b64decode(encoded.encode("ascii"), validate=True)
     except (binascii.Error, ValueError) as err:
         raise _Rejected(f"message data is not base64: {err}") from None
-    return data, dict(attributes), shown_id
+    return data, dict(attributes), shown_id, published_at
+
+
+def _publish_time(stamp: Any) -> int | None:
+    """A push's ``publishTime`` (RFC 3339, to the nanosecond) in epoch ms; None when it is
+    missing or not such a time (a resume is then judged without it)."""
+    if not isinstance(stamp, str) or not (match := _RFC3339.fullmatch(stamp)):
+        return None
+    try:
+        moment = datetime.fromisoformat(match.group(1) + "+00:00")
+    except ValueError:
+        return None
+    return int(moment.timestamp() * 1000) + int((match.group(2) or "0")[:3].ljust(3, "0"))
 
 
 def handle_push(service: RunService, envelope: Any, event_id: str) -> EventResult:
@@ -235,7 +264,7 @@ def handle_push(service: RunService, envelope: Any, event_id: str) -> EventResul
     message; see :func:`handle_message`.
     """
     try:
-        data, attributes, message_id = _envelope(envelope)
+        data, attributes, message_id, published_at = _envelope(envelope)
     except _Rejected as err:
         return _rejected(event_id, str(err))
-    return handle_message(service, data, attributes, message_id or event_id)
+    return handle_message(service, data, attributes, message_id or event_id, published_at)

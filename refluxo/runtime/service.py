@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from refluxo.errors import TransientError
@@ -31,6 +32,10 @@ from refluxo.runtime.ports import (
     RunRecord,
     TimelineEntry,
 )
+
+SENT_AT_SKEW_MS: Final = 1_000
+"""How far the clock that stamps a resume's sending (Pub/Sub's) may be behind the runtime's:
+a resume sent up to this long before the run paused is still taken as sent to that pause."""
 
 DEFAULT_RECONCILE_GRACE_MS: Final = 600_000
 """How far past its expected time a run's next step must be before the reconciler schedules
@@ -188,7 +193,14 @@ class RunService:
     ) -> RunPage:
         return self.store.list_runs(status=status, limit=limit, cursor=cursor)
 
-    def resume(self, run_id: str, payload: Any, expected_version: int | None = None) -> RunRecord:
+    def resume(
+        self,
+        run_id: str,
+        payload: Any,
+        expected_version: int | None = None,
+        *,
+        sent_at: int | None = None,
+    ) -> RunRecord:
         """Resume a paused run: its paused node runs again with ``payload``.
 
         Raises :class:`RunConflict` if the run is not paused (or not at
@@ -196,6 +208,11 @@ class RunService:
         another. Retrying a resume whose commit succeeded but whose reply (or scheduling)
         was lost is safe: while the payload is still waiting for its step, the same resume
         succeeds again and makes sure the step is scheduled.
+
+        ``sent_at`` (epoch ms): when the resume was sent, such as a Pub/Sub message's
+        publish time. A run whose pause began later than that (by more than
+        :data:`SENT_AT_SKEW_MS`) refuses it with :class:`RunConflict`: it was sent to an
+        earlier pause, and a redelivered message must not answer the next one.
         """
         check_json_value(payload, "the payload")
         record = self.get(run_id)
@@ -214,6 +231,11 @@ class RunService:
         if expected_version is not None and expected_version != record.version:
             raise RunConflict(
                 f"run {run_id!r} is at version {record.version}, not {expected_version}"
+            )
+        if sent_at is not None and record.updated_at > sent_at + SENT_AT_SKEW_MS:
+            raise RunConflict(
+                f"run {run_id!r} paused at {iso_ms(record.updated_at)}, after this resume was "
+                f"sent ({iso_ms(sent_at)}): it was meant for an earlier pause"
             )
         head = record.snapshot.model_copy(
             update={"status": SnapshotStatus.ACTIVE, "version": record.version + 1}
@@ -311,3 +333,9 @@ class RunService:
             except TransientError:
                 logger.warning("completing the expiry of finished runs failed", exc_info=True)
         return ReconcileReport(examined, rescheduled, cursor)
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """``epoch_ms`` as ISO 8601 in UTC to the millisecond (``2026-01-02T10:00:00.250Z``)."""
+    moment = datetime.fromtimestamp(epoch_ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from refluxo.api.events import EventOutcome, handle_message
+from refluxo.api.events import EventOutcome, handle_message, handle_push
 from refluxo.host.embedded import EmbeddedRuntime
+from refluxo.runtime import App
+from tests.support.clock import FakeClock
 from tests.support.stores import history_of
 
 
@@ -104,3 +108,69 @@ def test_a_run_id_is_checked_by_one_rule_on_every_path(
     with pytest.raises(BadRequest, match="runId must be"):
         runtime.service.start("chain", None, run_id=run_id)
     assert runtime.service.list().runs == []
+
+
+def pushed(body: Any, message_id: str, published_at_ms: int) -> dict[str, Any]:
+    """A Pub/Sub push envelope, as the events function receives it."""
+    stamp = datetime.fromtimestamp(published_at_ms / 1000, UTC)
+    return {
+        "message": {
+            "data": base64.b64encode(json.dumps(body).encode()).decode(),
+            "messageId": message_id,
+            "publishTime": stamp.strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z",  # nanoseconds
+        }
+    }
+
+
+def test_a_redelivered_resume_does_not_answer_the_next_pause(
+    app: App, runtime: EmbeddedRuntime, clock: FakeClock
+) -> None:
+    """Pub/Sub delivers at least once: a copy of a resume without ``version``, delivered
+    after the run paused again (a loop back to its approval), resumed that later pause with
+    the first answer."""
+    app.workflow(
+        "ask-until-yes",
+        {
+            "start": "ask",
+            "nodes": [
+                {"id": "ask", "type": "approval"},
+                {"id": "no", "type": "echo"},
+                {"id": "yes", "type": "echo"},
+            ],
+            "edges": [
+                {"source": "ask", "target": "yes", "sourceHandle": "yes"},
+                {"source": "ask", "target": "no", "sourceHandle": "no"},
+                {"source": "no", "target": "ask"},
+            ],
+        },
+    )
+    run_id = runtime.service.start("ask-until-yes").record.run_id
+    runtime.scheduler.drain()
+    clock.advance(5_000)
+    answer = pushed({"action": "resume", "runId": run_id, "payload": {"ok": False}}, "r1", clock())
+    assert handle_push(runtime.service, answer, "e1").outcome == EventOutcome.RESUMED
+    clock.advance(5_000)
+    runtime.scheduler.drain()
+    paused_again = runtime.service.get(run_id)
+    assert paused_again.status == "paused"
+
+    copy = handle_push(runtime.service, answer, "e1")
+    assert copy.outcome == EventOutcome.REJECTED
+    assert "it was meant for an earlier pause" in (copy.reason or "")
+    assert runtime.service.get(run_id) == paused_again
+
+    clock.advance(5_000)
+    later = pushed({"action": "resume", "runId": run_id, "payload": {"ok": True}}, "r2", clock())
+    assert handle_push(runtime.service, later, "e2").outcome == EventOutcome.RESUMED
+    runtime.scheduler.drain()
+    assert runtime.service.get(run_id).status == "completed"
+
+
+def test_a_resume_published_just_before_the_pause_by_a_skewed_clock_is_taken(
+    runtime: EmbeddedRuntime, clock: FakeClock
+) -> None:
+    run_id = runtime.service.start("approval").record.run_id
+    runtime.scheduler.drain()
+    skewed = clock() - 900  # Pub/Sub's clock a little behind the runtime's
+    answer = pushed({"action": "resume", "runId": run_id, "payload": {"ok": True}}, "r1", skewed)
+    assert handle_push(runtime.service, answer, "e1").outcome == EventOutcome.RESUMED

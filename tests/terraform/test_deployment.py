@@ -456,7 +456,8 @@ def test_function(
     }
     service = single(function, "service_config")
     assert service["service_account_email"] == f"${{google_service_account.{name}.email}}"
-    assert service["timeout_seconds"] == "${var.function_timeout_seconds}"
+    timeout = "${local.events_timeout_s}" if name == "events" else "${var.function_timeout_seconds}"
+    assert service["timeout_seconds"] == timeout
     assert service["max_instance_count"] == "${var.max_instances}"
     assert service["available_cpu"] == "${var.function_cpu}"
     assert service["available_memory"] == "${var.function_memory}"
@@ -587,8 +588,16 @@ def test_events_are_pushed_by_a_subscription_that_dead_letters(config: Terraform
     retry = single(subscription, "retry_policy")
     assert set(retry) == {"minimum_backoff", "maximum_backoff"}
     assert single(subscription, "expiration_policy") == {"ttl": ""}
-    # Pub/Sub waits up to the ack deadline for the push answer (10-600 s).
-    assert "var.function_timeout_seconds" in subscription["ack_deadline_seconds"]
+    # Pub/Sub waits up to the ack deadline for the push answer (10-600 s), and pushes the
+    # message again past it: the events function must answer (or time out) within it.
+    for timeout in (5, 60, 600, 601, 1700):
+        evaluator = Evaluator(
+            config, {"project_id": PROJECT_ID, "function_timeout_seconds": timeout}
+        )
+        deadline = evaluator.evaluate(subscription["ack_deadline_seconds"])
+        assert 10 <= deadline <= 600
+        assert evaluator.local("events_timeout_s") <= deadline
+        assert evaluator.local("events_timeout_s") == min(timeout, 600)
 
 
 def test_no_eventarc_trigger_would_deliver_a_second_copy(config: TerraformConfig) -> None:
