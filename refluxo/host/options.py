@@ -74,12 +74,19 @@ def settings_from(**flags: str | None) -> Settings:
 
 
 def parse_json(value: str | None, what: str) -> Any:
+    """``--input`` or ``--payload`` read as the API reads a body (a repeated key, ``NaN``,
+    a lone surrogate or nesting past the limit are refused here as there): a usage error
+    rather than the server's 400 after the command started."""
     if value is None:
         return None
+    from refluxo.api.parsing import parse_json as parse_as_the_api_does
+    from refluxo.errors import LimitExceededError
+    from refluxo.runtime.errors import BadRequest
+
     try:
-        return json.loads(value)
-    except json.JSONDecodeError as err:
-        raise click.BadParameter(f"{what} is not valid JSON: {err}") from err
+        return parse_as_the_api_does(value.encode("utf-8", "surrogatepass"), what)
+    except (BadRequest, LimitExceededError) as err:
+        raise click.BadParameter(f"{what} is not valid JSON: {err}") from None
 
 
 app_option = click.option(

@@ -71,6 +71,26 @@ def test_cancel_and_errors(cli: CliRunner) -> None:
     assert "unknown workflow 'nope'" in unknown.output
 
 
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        ('{"a": 1, "a": 2}', "key 'a' appears more than once"),
+        ("NaN", "NaN is not JSON"),
+        ("1e999", "out of range"),
+        ('"\\ud800"', "lone UTF-16 surrogate"),
+    ],
+)
+def test_input_and_payload_are_read_as_the_api_reads_a_body(
+    cli: CliRunner, text: str, told: str
+) -> None:
+    """A repeated key was taken (the last value) by the command and refused by the API;
+    ``NaN`` was sent and came back as the server's 400, exit 1 instead of a usage error."""
+    for command in (["run", "loop", "--input", text], ["resume", "x", "--payload", text]):
+        result = cli.invoke(main, command)
+        assert result.exit_code == 2, result.output
+        assert told in result.output
+
+
 def test_validate_reports_problems_with_their_lines(cli: CliRunner, tmp_path: Path) -> None:
     broken = tmp_path / "broken.json"
     broken.write_text(
