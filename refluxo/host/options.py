@@ -9,7 +9,6 @@ environment variable twin always mean the same.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import os
 import urllib.parse
