@@ -45,8 +45,10 @@ from refluxo.runtime.service import RunService
 
 logger = logging.getLogger("refluxo.events")
 
-_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z")
-"""A UTC time as Pub/Sub writes ``publishTime``: seconds, then up to nine fraction digits."""
+_RFC3339 = re.compile(
+    r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d{1,12}))?([Zz]|[+-]\d\d:\d\d)"
+)
+"""An RFC 3339 time: date, time to the second, an optional fraction, ``Z`` or an offset."""
 
 MAX_MESSAGE_BYTES = 1 << 20
 """The largest message data accepted, decoded (Pub/Sub's own limit is 10 MB)."""
@@ -245,15 +247,28 @@ def _envelope(envelope: Any) -> tuple[bytes, dict[str, str], str | None, int | N
 
 
 def _publish_time(stamp: Any) -> int | None:
-    """A push's ``publishTime`` (RFC 3339, to the nanosecond) in epoch ms; None when it is
-    missing or not such a time (a resume is then judged without it)."""
-    if not isinstance(stamp, str) or not (match := _RFC3339.fullmatch(stamp)):
+    """A push's ``publishTime`` in epoch ms: ``None`` when it has none; a time that is not
+    RFC 3339 is refused (``_Rejected``) rather than skipped, as a resume's guard reads it.
+
+    RFC 3339 as Pub/Sub writes it (UTC, ``Z``, up to nine fraction digits) and as the
+    format allows otherwise (``z``, an offset, a space for ``T``, a leap second).
+    """
+    if stamp is None:
         return None
+    match = _RFC3339.fullmatch(stamp) if isinstance(stamp, str) else None
+    if match is None:
+        raise _Rejected("the message's publishTime is not an RFC 3339 time")
+    day, clock, fraction, zone = match.groups()
+    leap = clock.endswith(":60")  # a leap second: the last instant of its minute
     try:
-        moment = datetime.fromisoformat(match.group(1) + "+00:00")
+        moment = datetime.fromisoformat(
+            f"{day}T{clock[:-2] + '59' if leap else clock}"
+            f"{'+00:00' if zone.upper() == 'Z' else zone}"
+        )
     except ValueError:
-        return None
-    return int(moment.timestamp() * 1000) + int((match.group(2) or "0")[:3].ljust(3, "0"))
+        raise _Rejected("the message's publishTime is not an RFC 3339 time") from None
+    milliseconds = int((fraction or "0")[:3].ljust(3, "0"))
+    return int(moment.timestamp()) * 1000 + (999 if leap else milliseconds)
 
 
 def handle_push(service: RunService, envelope: Any, event_id: str) -> EventResult:

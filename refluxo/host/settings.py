@@ -302,6 +302,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
     verify_oidc = _flag(env, "REFLUXO_VERIFY_OIDC", True)
     invoker_iam = _flag(env, "REFLUXO_INVOKER_IAM", False)
+    if not verify_oidc and not invoker_iam and not env.get("REFLUXO_TASKS_EMULATOR_HOST"):
+        raise ConfigurationError(
+            "REFLUXO_VERIFY_OIDC=false leaves the step and reconcile routes to IAM alone: "
+            "declare that IAM guards them with REFLUXO_INVOKER_IAM=true (or run against the "
+            "Cloud Tasks emulator, REFLUXO_TASKS_EMULATOR_HOST)"
+        )
     tasks_account = env.get("REFLUXO_TASKS_SERVICE_ACCOUNT") or None
     audience = env.get("REFLUXO_OIDC_AUDIENCE") or None
     if verify_oidc and not (tasks_account and audience):

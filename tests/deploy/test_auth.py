@@ -494,6 +494,8 @@ def test_behind_iam_a_token_without_signature_is_judged_by_its_claims(
         ({"iat": now + 3600, "exp": now + 7200}, 401, "not valid yet"),
         ({"exp": "tomorrow"}, 401, "malformed"),
         ({"exp": True}, 401, "malformed"),
+        ({"exp": 10**400}, 401, "malformed"),
+        ({"iat": -(10**400)}, 401, "malformed"),
         ({"iss": "https://issuer.example"}, 401, "not issued by Google"),
         ({"email": "intruder@evil.com"}, 403, "invoker"),
         ({"email_verified": "true"}, 403, "invoker"),

@@ -83,12 +83,23 @@ def test_oidc_off_needs_no_identity() -> None:
         {
             **CLOUD,
             "REFLUXO_VERIFY_OIDC": "false",
+            "REFLUXO_INVOKER_IAM": "true",
             "REFLUXO_TASKS_SERVICE_ACCOUNT": "",
             "REFLUXO_OIDC_AUDIENCE": "",
         }
     )
     assert isinstance(settings, CloudSettings)
     assert settings.verify_oidc is False
+
+
+def test_oidc_off_must_say_what_guards_the_step_route() -> None:
+    """With nothing said, the step and reconcile routes had no check at all in code."""
+    with pytest.raises(ConfigurationError, match="REFLUXO_INVOKER_IAM=true"):
+        load_settings({**CLOUD, "REFLUXO_VERIFY_OIDC": "false"})
+    emulated = load_settings(
+        {**CLOUD, "REFLUXO_VERIFY_OIDC": "false", "REFLUXO_TASKS_EMULATOR_HOST": "127.0.0.1:1"}
+    )
+    assert isinstance(emulated, CloudSettings)
 
 
 def test_a_batch_budget_stays_under_half_the_function_timeout() -> None:

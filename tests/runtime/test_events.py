@@ -171,6 +171,38 @@ def test_a_resume_published_just_before_the_pause_by_a_skewed_clock_is_taken(
 ) -> None:
     run_id = runtime.service.start("approval").record.run_id
     runtime.scheduler.drain()
-    skewed = clock() - 900  # Pub/Sub's clock a little behind the runtime's
+    skewed = clock() - 200  # Pub/Sub's clock a little behind the runtime's
     answer = pushed({"action": "resume", "runId": run_id, "payload": {"ok": True}}, "r1", skewed)
     assert handle_push(runtime.service, answer, "e1").outcome == EventOutcome.RESUMED
+
+
+def test_a_resume_with_the_runs_version_is_taken_whenever_it_was_published(
+    runtime: EmbeddedRuntime, clock: FakeClock
+) -> None:
+    """``version`` names the pause: a reply published just before the pause committed (a
+    race with the screen that showed it) was refused by its publish time."""
+    run_id = runtime.service.start("approval").record.run_id
+    runtime.scheduler.drain()
+    version = runtime.service.get(run_id).version
+    early = clock() - 3_000
+    body = {"action": "resume", "runId": run_id, "payload": {"ok": True}, "version": version}
+    assert handle_push(runtime.service, pushed(body, "r1", early), "e1").outcome == (
+        EventOutcome.RESUMED
+    )
+
+
+@pytest.mark.parametrize(
+    "stamp", ["yesterday", "2024-02-30T00:00:00Z", "2024-01-01T00:00:00", 1714557600]
+)
+def test_a_push_whose_publish_time_is_no_time_is_rejected(
+    runtime: EmbeddedRuntime, stamp: Any
+) -> None:
+    """Pub/Sub always stamps one; one that cannot be read turned the resume guard off."""
+    run_id = runtime.service.start("approval").record.run_id
+    runtime.scheduler.drain()
+    envelope = pushed({"action": "resume", "runId": run_id, "payload": None}, "r1", 0)
+    envelope["message"]["publishTime"] = stamp
+    result = handle_push(runtime.service, envelope, "e1")
+    assert result.outcome == EventOutcome.REJECTED
+    assert "publishTime is not an RFC 3339 time" in (result.reason or "")
+    assert runtime.service.get(run_id).status == "paused"

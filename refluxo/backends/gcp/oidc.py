@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -72,6 +71,9 @@ SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
 
 CLOCK_SKEW_S = 10
 """How far a token's times may be off this server's clock."""
+
+_MAX_TIME = 2**53
+"""Token times beyond this (seconds) are no times: JSON numbers a double holds exactly."""
 
 FAILURE_BACKOFF_S = 5.0
 """After a failed fetch, how long requests wait before fetching again (meanwhile they use
@@ -130,7 +132,9 @@ def cache_lifetime(headers: Mapping[str, str]) -> float:
 
 def _is_time(value: object) -> TypeGuard[float]:
     """A token time: seconds since the epoch, a number that is not a boolean."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return -_MAX_TIME < value < _MAX_TIME  # NaN and the infinities fail it, so do huge ints
 
 
 def _category(error: Exception) -> str:
