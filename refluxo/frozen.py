@@ -90,8 +90,9 @@ def thaw(value: Any) -> Any:
 
 
 def thaw_within(value: Any, limit: int, what: str) -> Any:
-    """:func:`thaw`, refusing a copy of more than ``limit`` units (a character of a string,
-    an element of a list or dict) with :class:`~refluxo.errors.LimitExceededError`.
+    """:func:`thaw`, refusing a copy of more than ``limit`` units (a character of a string
+    or of a dict's key, an element of a list or dict) with
+    :class:`~refluxo.errors.LimitExceededError`.
 
     The copy counts what it writes, so a value held N times in ``value`` counts N times:
     a few bytes of ``[x, x, x, ...]`` sharing one large ``x`` expand to N copies of it
@@ -104,7 +105,7 @@ def thaw_within(value: Any, limit: int, what: str) -> Any:
         if isinstance(item, str):
             budget[0] -= len(item)
         elif isinstance(item, dict):
-            budget[0] -= len(item)
+            budget[0] -= len(item) + sum(len(key) for key in item if isinstance(key, str))
             if budget[0] < 0:
                 raise _over(limit, what)
             return {key: copy(inner) for key, inner in item.items()}

@@ -91,8 +91,9 @@ _SKIPPED_OBJECTS = (
 
 
 def _url_forms(secret: str) -> set[str]:
-    forms = {urllib.parse.quote(secret, safe=""), urllib.parse.quote(secret)}
-    forms.add(urllib.parse.quote_plus(secret))
+    raw = _raw_of(secret)  # a lone surrogate has no UTF-8: its bytes as Python keeps them
+    forms = {urllib.parse.quote(raw, safe=""), urllib.parse.quote(raw)}
+    forms.add(urllib.parse.quote_plus(raw))
     return forms | {_PERCENT.sub(lambda m: m.group(0).lower(), form) for form in forms}
 
 
@@ -116,11 +117,21 @@ class _Partial(NamedTuple):
     """A secret's bytes encoded from one offset within the encoder's groups, inside a
     longer encoded text: ``core``, the characters made of the secret's bits alone, and
     ``pattern``, which also matches the character at either end that mixes the secret's
-    first or last bits with its neighbours' (``lead`` characters before ``core``)."""
+    first or last bits with its neighbours' (``lead`` characters before ``core``).
+    ``alone``: whether ``core`` is long enough to be masked where ``pattern`` does not match
+    (at the edge of a text); a short one is too likely in any long base64."""
 
     core: str
     pattern: re.Pattern[str]
     lead: int
+    alone: bool
+
+
+_SLASHES = ("/", "\\/", "\\\\/")
+""""/" as written, as JSON may escape it ("\\/"), and that escape escaped again."""
+
+_ALONE = 8
+"""Characters of a core masked without its end characters: 48 bits of the secret."""
 
 
 def _partial_groups(raw: bytes, min_core: int) -> list[_Partial]:
@@ -129,7 +140,9 @@ def _partial_groups(raw: bytes, min_core: int) -> list[_Partial]:
     encoded inside a longer text hold some of its bits too (two bytes at each end in
     base64, four in base32), and a short secret may hold no whole group at all: a
     character holding only some of the secret's bits is matched by every character those
-    bits allow. A core shorter than ``min_core`` characters is left out."""
+    bits allow. A core shorter than ``min_core`` characters is left out. Each is spelled
+    in standard and URL-safe base64 (their last two characters differ), and with "/" as
+    JSON may escape it."""
     partials = []
     total = len(raw) * 8
     value = int.from_bytes(raw, "big")
@@ -137,37 +150,47 @@ def _partial_groups(raw: bytes, min_core: int) -> list[_Partial]:
         group = math.lcm(8, bits) // 8
         for offset in range(group):
             first_bit, end_bit = offset * 8, offset * 8 + total
-            pieces: list[str] = []
-            core: list[str] = []  # its characters' options (two for "+" or "-"...)
-            lead = -1
+            places: list[list[str]] = []  # per character: the options it may take
+            core_at: list[int] = []
             for index in range(first_bit // bits, (end_bit - 1) // bits + 1):
                 high = index * bits + bits
                 known_high = min(high, end_bit)
                 count = known_high - max(index * bits, first_bit)
                 known = (value >> (end_bit - known_high)) & ((1 << count) - 1)
-                if count == bits:
-                    lead = len(pieces) if lead < 0 else lead
-                    core.append(alphabet[known])
-                    pieces.append("")  # the core's place
-                    continue
                 shift = high - known_high
-                allowed = "".join(
-                    alphabet[v]
-                    for v in range(1 << bits)
-                    if (v >> shift) & ((1 << count) - 1) == known
+                if count == bits:
+                    core_at.append(len(places))
+                places.append(
+                    [
+                        alphabet[v]
+                        for v in range(1 << bits)
+                        if (v >> shift) & ((1 << count) - 1) == known
+                    ]
                 )
-                pieces.append("[" + "".join(re.escape(char) for char in allowed) + "]")
-            if len(core) < min_core:
+            if len(core_at) < min_core:
                 continue
-            # Standard and URL-safe base64 differ in two characters: one spelling of each.
-            for spelling in {"".join(c[0] for c in core), "".join(c[-1] for c in core)}:
-                pattern = (
-                    "".join(pieces[:lead])
-                    + re.escape(spelling)
-                    + "".join(pieces[lead + len(core) :])
-                )
-                partials.append(_Partial(spelling, re.compile(pattern), lead))
+            lead, end = core_at[0], core_at[-1] + 1
+            for dialect in (0, -1):  # standard, URL-safe ("+/" or "-_" for 62 and 63)
+                chosen = [[option[dialect] for option in place] for place in places]
+                core_chars = [chars[0] for chars in chosen[lead:end]]
+                slashes = _SLASHES if "/" in {c for chars in chosen for c in chars} else ("/",)
+                for slash in slashes:
+                    core = "".join(slash if c == "/" else c for c in core_chars)
+                    pattern = (
+                        "".join(_one_of(chars, slash) for chars in chosen[:lead])
+                        + re.escape(core)
+                        + "".join(_one_of(chars, slash) for chars in chosen[end:])
+                    )
+                    partial = _Partial(core, re.compile(pattern), lead, len(core_chars) >= _ALONE)
+                    if partial not in partials:
+                        partials.append(partial)
     return partials
+
+
+def _one_of(chars: list[str], slash: str) -> str:
+    """A pattern matching one of ``chars``, "/" spelled ``slash``."""
+    plain = "[" + "".join(re.escape(c) for c in chars if c != "/") + "]"
+    return f"(?:{plain}|{re.escape(slash)})" if "/" in chars else plain
 
 
 def _binary_forms(raw: bytes) -> set[str]:
@@ -192,9 +215,12 @@ def _escaped_throughout(text: str) -> set[str]:
 
 
 def _fold(text: str) -> str:
-    """``text`` in lower case, one character for one: "İ" (the only character whose lower
-    case is two) folds to "i", so that positions in the folded text are the text's."""
-    return text.replace("\u0130", "i").lower()
+    """``text`` in lower case, one character for one, whatever surrounds it: "İ" (the only
+    character whose lower case is two) folds to "i", so that positions in the folded text
+    are the text's; a final sigma (U+03C2, what "Σ" lowers to at the end of a word) to the
+    usual small sigma (U+03C3), so that a secret ending in "Σ" is found inside a longer
+    word too."""
+    return text.replace("\u0130", "i").lower().replace("\u03c2", "\u03c3")
 
 
 def _case_variants(secret: str) -> set[str]:
@@ -336,11 +362,19 @@ def _find_all(haystack: str, needles: Iterable[_Needle], spans: list[Span]) -> N
 def _find_partials(haystack: str, partials: Iterable[_Partial], spans: list[Span]) -> None:
     """Every occurrence of each partial's core, with its end characters where they match
     (the core alone where they do not: it is the secret's bits either way)."""
-    for core, pattern, lead in partials:
+    for core, pattern, lead, alone in partials:
         i = haystack.find(core)
         while i >= 0:
-            found = pattern.match(haystack, i - lead) if i >= lead else None
-            spans.append((i - lead, found.end()) if found else (i, i + len(core)))
+            # The one character before the core that holds some of the secret's bits (lead
+            # is 0 or 1) may be "/" escaped: one to three characters of the text.
+            for start in (i,) if not lead else (i - 1, i - 2, i - 3):
+                found = pattern.match(haystack, start) if start >= 0 else None
+                if found:
+                    spans.append((start, found.end()))
+                    break
+            else:
+                if alone:
+                    spans.append((i, i + len(core)))
             i = haystack.find(core, i + 1)
 
 
@@ -570,14 +604,19 @@ class Redactor:
         becomes a masked string. None if a span crosses the JSON syntax."""
         quotes = _quotes(text, spans[-1][1])
         edits: list[tuple[int, int, str]] = []
-        for start, end in spans:
+        for index, (start, end) in enumerate(spans):
             k = bisect.bisect_right(quotes, start)
             if k % 2 == 0:  # not in a string: in a number or literal, or the syntax
                 first, last = _bare_token(text, start)
                 if end > last:
                     return None
                 if not edits or edits[-1][0] != first:
-                    masked = self.mask_text(text[first:last])
+                    # The token's spans are already known: mask them, not search again
+                    # (every form of every secret, once per number, took seconds).
+                    inside = spans[index : bisect.bisect_left(spans, (last,), lo=index)]
+                    masked = _replace(
+                        text[first:last], [(a - first, b - first, self.mask) for a, b in inside]
+                    )
                     edits.append((first, last, json.dumps(masked, ensure_ascii=False)))
                 continue
             opening = quotes[k - 1]

@@ -623,8 +623,9 @@ def test_a_read_only_dict_answers_setdefault_for_a_key_it_has() -> None:
         held.setdefault("b", 2)
 
 
-def referring(times: int, keys: int) -> WorkflowEngine:
-    """A node whose templates refer to node a's output ``times`` times per key."""
+def referring(times: int, keys: int, output: Any = None) -> WorkflowEngine:
+    """A node whose templates refer to node a's output (35,000 numbers unless ``output``)
+    ``times`` times per key."""
     template = "{{ [" + ",".join(["nodes.a.output"] * times) + "] }}"
     workflow = {
         "nodes": [
@@ -636,7 +637,9 @@ def referring(times: int, keys: int) -> WorkflowEngine:
     return WorkflowEngine(
         workflow,
         {
-            "src": NodeDefinition(lambda d, c, p, g: StepResult(list(range(35_000)))),
+            "src": NodeDefinition(
+                lambda d, c, p, g: StepResult(list(range(35_000)) if output is None else output)
+            ),
             "count": NodeDefinition(lambda d, c, p, g: StepResult(len(d))),
         },
         transform_engines=[JexlTransformEngine()],
@@ -648,6 +651,13 @@ async def test_templates_referring_to_one_large_output_many_times_fail_the_node(
     elements copied for the executor (seconds of CPU, gigabytes of memory) while the
     expressions themselves stayed well within their budgets, as they share what they read."""
     reason = await failed_reason(referring(270, 4))
+    assert "the input of node 'b' holds more than 4,000,000 characters and elements" in reason
+
+
+async def test_a_large_key_referred_to_many_times_counts_each_time() -> None:
+    """The keys of an output's objects were not counted: one 250,000-character key, 880
+    times, was a 220 MB copy (and 440 MB of JSON for a map's children)."""
+    reason = await failed_reason(referring(220, 4, {"k" * 250_000: 1}))
     assert "the input of node 'b' holds more than 4,000,000 characters and elements" in reason
 
 

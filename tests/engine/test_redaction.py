@@ -197,3 +197,47 @@ def test_a_secret_is_found_in_more_spellings(spelled: str) -> None:
     assert "[REDACTED]" in masked
     assert SECRET.lower() not in masked.lower()
     assert "0123456789" not in masked
+
+
+@pytest.mark.parametrize("escapes", [1, 2])
+@pytest.mark.parametrize("before", [1, 2])
+def test_base64_holding_a_secret_is_masked_when_json_escapes_its_slashes(
+    escapes: int, before: int
+) -> None:
+    """PHP's json_encode writes "/" as "\\/" (and a store's JSON escapes that backslash
+    again): the whole secret was readable in such base64 whenever it held a "/"."""
+    secret = "s3cr?t?>key"
+    encoded = base64.b64encode(b"XYZ"[:before] + secret.encode() + b"YY").decode()
+    assert "/" in encoded
+    text = json.dumps({"auth": encoded}).replace("/", "\\/")
+    if escapes == 2:
+        text = json.dumps(text)
+    masked = Redactor([secret]).mask_text(text)
+    assert "[REDACTED]" in masked
+    kept = masked.replace("\\", "").split("[REDACTED]")
+    for piece in kept:
+        assert piece not in encoded or len(piece.strip('{}":auth= ')) <= 2
+
+
+@pytest.mark.parametrize(
+    ("secret", "text"),
+    [("passwordΣ", "id=passwordΣabc"), ("abcdefgς", "xABCDEFGΣy"), ("ΣΣΣΣΣΣΣΣ", "σσσσσσσσς")],
+)
+def test_a_secret_ending_in_sigma_is_found_inside_a_longer_word(secret: str, text: str) -> None:
+    """Lower-casing turns "Σ" into "ς" only at the end of a word: the secret, folded on
+    its own, never matched the text folded around it."""
+    assert "[REDACTED]" in Redactor([secret]).mask_text(text)
+
+
+async def test_a_global_with_a_lone_surrogate_fails_no_node() -> None:
+    """Its URL forms raised (no UTF-8): every node of the run failed, "redaction failed"."""
+
+    def plain(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        return StepResult({"plain": "ok", "near": "abcd"})
+
+    engine = WorkflowEngine(
+        chain("a"), {"echo": NodeDefinition(plain)}, plugins=[RedactionPlugin()]
+    )
+    final = await engine.execute(initial_node_id="a", globals={"k": "\ud800abcd"})
+    assert final.status == "completed", final.metadata
+    assert final.context["a"][0].output == {"plain": "ok", "near": "abcd"}
