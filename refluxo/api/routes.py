@@ -126,7 +126,7 @@ ROUTES: tuple[Route, ...] = (
         "resumed; the node runs with the payload",
         path_model=RunPath,
         body=ResumeRequest,
-        body_required=False,
+        body_required=True,
         status=202,
         errors=frozenset({404, 409, 503}),
         links=(GET_RUN, CANCEL_RUN),

@@ -134,7 +134,7 @@ def test_health_workflows_and_openapi(http: FlaskClient) -> None:
         ("POST", "/runs", b'{"workflow": "chain", "input": "' + b"x" * 5000 + b'"}', 413, "over"),
         ("GET", "/runs/ghost", None, 404, "no run 'ghost'"),
         ("POST", "/runs/ghost/resume", b'{"payload": null}', 404, "no run 'ghost'"),
-        ("POST", "/runs/existing/resume", b"", 400, "missing field 'payload'"),
+        ("POST", "/runs/existing/resume", b"", 400, "body is required"),
         ("POST", "/runs/existing/resume", b"{}", 400, "missing field 'payload'"),
         ("POST", "/runs/ghost/cancel", b"{}", 404, "no run 'ghost'"),
         ("GET", "/runs?status=sleeping", None, 400, "status must be one of"),
