@@ -7,6 +7,8 @@ the page's reads through ``page.route``) so that a test can grow them at will.""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -224,6 +226,15 @@ def test_an_active_run_past_the_cap_keeps_only_its_latest_results(
     expect(rows).to_have_count(ROWS)
 
 
+def pump_until(page: Page, condition: Callable[[], bool], what: str) -> None:
+    """Make round trips to the page until ``condition`` holds: the page's requests reach
+    the test's route handlers only while the test talks to the browser."""
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.evaluate("0")
+
+
 def test_overlapping_reads_do_not_draw_a_result_twice(page: Page, served: Served) -> None:
     """A resume while a scheduled read is under way: the page reads again once it is answered,
     and draws each result once, even if the server's answers overlap."""
@@ -236,8 +247,7 @@ def test_overlapping_reads_do_not_draw_a_result_twice(page: Page, served: Served
 
     fake.hold = True
     page.clock.run_for(1000)  # the scheduled read: left unanswered for now
-    page.evaluate("0")  # a round trip: the read has been asked for by now
-    assert len(fake.held) == 1
+    pump_until(page, lambda: len(fake.held) == 1, "the scheduled read to be held")
 
     page.get_by_label("Resume node tick with this JSON payload").fill('{"ok": true}')
     page.get_by_role("button", name="Resume", exact=True).click()
