@@ -56,12 +56,26 @@ EXIT_RUN_FAILED = 1
 """The exit code of a command whose run failed, as of any error it reports (2: usage)."""
 
 
+class _Interrupted(click.ClickException):
+    """Ctrl-C or SIGTERM: one line, and the exit code of an interrupted command."""
+
+    exit_code = 130
+
+
 class _Group(click.Group):
     """Turns the errors users cause into clean messages (exit code 1), not tracebacks."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # SIGTERM (kill, a service manager) as Ctrl-C: a step this process delivers finishes
+        # and commits before it exits, instead of running again later.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise _Interrupted(
+                "interrupted (steps in progress were let finish): a run left active goes on "
+                "when a process delivers its steps (refluxo serve, or refluxo run)"
+            ) from None
         except (RunError, WorkflowDefinitionError) as err:
             raise click.ClickException(str(err)) from err
         except Exception as err:
@@ -117,6 +131,7 @@ def main() -> None:
     "--port",
     default=8080,
     show_default=True,
+    type=click.IntRange(0, 65535),
     envvar="REFLUXO_PORT",
     show_envvar=True,
     help="Port to listen on (0: any free port; the banner prints it).",

@@ -121,6 +121,8 @@ def server_url(ctx: click.Context, param: click.Parameter, value: str | None) ->
     """``--url``: an http(s) URL with a host (a bare ``host:port`` would read as a scheme)."""
     if value is None:
         return None
+    if any(char.isspace() or not char.isprintable() for char in value):
+        raise click.BadParameter(f"{value!r} is not a URL: it holds spaces or control characters")
     try:
         parts = urllib.parse.urlsplit(value)
         parts.port  # noqa: B018 - reading it checks it

@@ -204,6 +204,8 @@ def test_a_server_that_cannot_be_reached_is_an_error_line_not_a_traceback(
         ("ftp://example.com", "is not an http(s) URL with a host"),
         ("http://[::1", "is not a URL"),
         ("http://127.0.0.1:99999", "is not a URL"),
+        ("http://a b", "holds spaces or control characters"),
+        ("http://a\nb", "holds spaces or control characters"),
     ],
 )
 def test_a_url_that_is_not_a_servers_is_a_usage_error(cli: CliRunner, url: str, told: str) -> None:
@@ -231,6 +233,13 @@ def test_serve_needs_a_worker(cli: CliRunner, workers: str) -> None:
     result = cli.invoke(main, ["serve", "--port", "0", "--workers", workers])
     assert result.exit_code == 2, result.output
     assert "Invalid value for '--workers'" in result.output
+
+
+@pytest.mark.parametrize("port", ["65536", "-1", "http"])
+def test_a_port_that_is_no_port_is_a_usage_error_naming_the_flag(cli: CliRunner, port: str) -> None:
+    result = cli.invoke(main, ["serve", "--port", port])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--port'" in result.output
 
 
 def test_serve_on_a_port_in_use_is_an_error_line(tmp_path: Path) -> None:
@@ -572,3 +581,74 @@ def test_serve_with_a_short_key_says_why_without_a_traceback(cli: CliRunner) -> 
     assert result.exit_code != 0
     assert "REFLUXO_API_KEY" in result.output
     assert "Traceback" not in result.output
+
+
+GATED_APP = """
+import pathlib
+import time
+
+from refluxo import StepResult
+from refluxo.runtime import App
+
+app = App()
+HERE = pathlib.Path(__file__).parent
+
+
+@app.node()
+def gated(data, context, payload, globals):
+    (HERE / "started").touch()
+    deadline = time.monotonic() + 30
+    while not (HERE / "release").exists():  # the test lets it finish once signalled
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    return StepResult({"done": True})
+
+
+app.workflow(
+    "gated",
+    {
+        "nodes": [{"id": "g", "type": "gated"}, {"id": "after", "type": "gated"}],
+        "edges": [{"source": "g", "target": "after"}],
+    },
+)
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_run_lets_its_step_finish_when_signalled(tmp_path: Path, signal_name: str) -> None:
+    """SIGTERM killed ``refluxo run`` in the middle of its step (it ran again later); Ctrl-C
+    let it finish but said only ``Aborted!``."""
+    import signal
+
+    (tmp_path / "gated_app.py").write_text(GATED_APP)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "refluxo.host.cli", "run", "gated", "--app", "gated_app:app"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}", "REFLUXO_DB": "runs.db"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until((tmp_path / "started").exists, 30, "the step to start")
+        process.send_signal(getattr(signal, signal_name))
+        (tmp_path / "release").touch()
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130, out + err
+    assert "Error: interrupted (steps in progress were let finish)" in err
+    assert "Traceback" not in err
+    listed = subprocess.run(
+        [sys.executable, "-m", "refluxo.host.cli", "list", "--json", "--app", "gated_app:app"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}", "REFLUXO_DB": "runs.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    runs = json.loads(listed.stdout)["runs"]
+    assert len(runs) == 1
+    assert runs[0]["version"] >= 1, runs  # the first step committed
