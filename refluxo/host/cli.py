@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,8 +68,10 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         # SIGTERM (kill, a service manager) as Ctrl-C: a step this process delivers finishes
-        # and commits before it exits, instead of running again later.
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        # and commits before it exits, instead of running again later. (Only the main
+        # thread may set a handler: a command invoked from another thread keeps the default.)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
