@@ -621,8 +621,14 @@ def test_run_lets_its_step_finish_when_signalled(tmp_path: Path, signal_name: st
     import signal
 
     (tmp_path / "gated_app.py").write_text(GATED_APP)
+    # As a terminal starts it: a shell starts background jobs (CI's, say) with SIGINT
+    # ignored, and Python keeps it so.
+    interactive = (
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "sys.argv[0] = 'refluxo'; runpy.run_module('refluxo.host.cli', run_name='__main__')"
+    )
     process = subprocess.Popen(
-        [sys.executable, "-m", "refluxo.host.cli", "run", "gated", "--app", "gated_app:app"],
+        [sys.executable, "-c", interactive, "run", "gated", "--app", "gated_app:app"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": f"{tmp_path}:{ROOT}", "REFLUXO_DB": "runs.db"},
         stdout=subprocess.PIPE,
