@@ -147,6 +147,8 @@ class WorkflowEngine:
         self._hooks = PluginHooks(self.plugins)
         self._clock = clock
         self._nodes: dict[str, Node] = {node.id: node for node in self.workflow.nodes}
+        self._node_views: dict[str, Node] = {}
+        """Each node as hooks see it: its data and metadata read-only (built on first use)."""
         self._frozen_data: dict[str, Any] = {
             node.id: freeze(node.data) for node in self.workflow.nodes
         }
@@ -416,8 +418,8 @@ class WorkflowEngine:
             if self._hooks.has("on_after_node_execution"):
                 await self._hooks.call(
                     "on_after_node_execution",
-                    PluginContext(
-                        node, definition, snapshot, globals, external_payload, result_input, None
+                    self._observed(
+                        node, definition, snapshot, globals, external_payload, result_input
                     ),
                 )
             if resume_at is not None:
@@ -499,7 +501,7 @@ class WorkflowEngine:
         if self._hooks.has("on_before_node_execution"):
             await self._hooks.call(
                 "on_before_node_execution",
-                PluginContext(node, definition, snapshot, globals, external_payload, data),
+                self._observed(node, definition, snapshot, globals, external_payload, data),
             )
         if self.transform_engines:
             data = thaw(data)
@@ -565,9 +567,41 @@ class WorkflowEngine:
         if self._hooks.has("on_after_node_execution"):
             await self._hooks.call(
                 "on_after_node_execution",
-                PluginContext(node, definition, snapshot, globals, external_payload, data, output),
+                self._observed(node, definition, snapshot, globals, external_payload, data, output),
             )
         return data, result
+
+    def _observed(
+        self,
+        node: Node,
+        definition: NodeDefinition,
+        snapshot: Snapshot,
+        globals: Any,
+        external_payload: Any,
+        input: Any,
+        output: Any = None,
+    ) -> PluginContext:
+        """What an observing hook sees: read-only views of the node (its data is the
+        workflow's), the snapshot's metadata (``execute_step`` never changes its argument)
+        and the output (already redacted: a hook must not add to what is recorded)."""
+        return PluginContext(
+            self._read_only_node(node),
+            definition,
+            _read_only_metadata(snapshot),
+            globals,
+            external_payload,
+            input,
+            freeze(output),
+        )
+
+    def _read_only_node(self, node: Node) -> Node:
+        view = self._node_views.get(node.id)
+        if view is None:
+            view = node.model_copy(
+                update={"data": self._frozen_data[node.id], "metadata": freeze(node.metadata)}
+            )
+            self._node_views[node.id] = view
+        return view
 
     async def _masked(self, context: ErrorPluginContext, text: str, error: BaseException) -> str:
         """``text`` (about ``error``) as it may be stored: through the plugins'
@@ -604,9 +638,9 @@ class WorkflowEngine:
         timing: dict[str, Any],
     ) -> Snapshot:
         error_context = ErrorPluginContext(
-            node,
+            self._read_only_node(node),
             definition,
-            snapshot,
+            _read_only_metadata(snapshot),
             globals,
             external_payload,
             self._frozen_data[node.id],
@@ -671,3 +705,8 @@ def _raise_if_invalid(checked: Any, node: Node, what: str) -> None:
         where = "" if what == "input" else f" ({what})"
         errors = json.dumps(checked.errors, default=str, separators=(",", ":"), ensure_ascii=False)
         raise NodeValidationError(f"Validation failed for node '{node.id}'{where}: {errors}")
+
+
+def _read_only_metadata(snapshot: Snapshot) -> Snapshot:
+    """``snapshot`` with its metadata read-only, for a hook to see."""
+    return evolve(snapshot, {"metadata": freeze(snapshot.metadata)})

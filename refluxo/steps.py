@@ -120,11 +120,18 @@ def checked_delay(value: Any, what: str) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{what} must be a number of milliseconds, got {value!r}")
-    if not math.isfinite(value) or value > MAX_DELAY_MS:
-        raise ValueError(
-            f"{what} of {value!r} ms is out of range: at most {MAX_DELAY_MS} ms (100 years)"
-        )
+    _check_range(value, what)
     return max(0, int(value))
+
+
+def _check_range(value: int | float, what: str) -> None:
+    """Raise ValueError for a delay that is not finite or over :data:`MAX_DELAY_MS`, naming
+    it (an integer too large for a float, or to print, is compared as it is)."""
+    if (isinstance(value, float) and not math.isfinite(value)) or value > MAX_DELAY_MS:
+        shown = repr(value) if isinstance(value, float) or value < 10**30 else "over 10**30"
+        raise ValueError(
+            f"{what} of {shown} ms is out of range: at most {MAX_DELAY_MS} ms (100 years)"
+        )
 
 
 def retry_time(now: int, delay: Any, what: str) -> int | float:
@@ -137,10 +144,7 @@ def retry_time(now: int, delay: Any, what: str) -> int | float:
     """
     if isinstance(delay, bool) or not isinstance(delay, int | float):
         raise TypeError(f"{what} must be a number of milliseconds, got {delay!r}")
-    if not math.isfinite(delay) or delay > MAX_DELAY_MS:
-        raise ValueError(
-            f"{what} of {delay!r} ms is out of range: at most {MAX_DELAY_MS} ms (100 years)"
-        )
+    _check_range(delay, what)
     due = now + max(0, delay)
     return int(due) if isinstance(due, float) and due.is_integer() else due
 

@@ -665,3 +665,21 @@ async def test_a_node_may_refer_to_a_large_output_a_few_times() -> None:
     final = await referring(20, 4).execute(initial_node_id="a")
     assert final.status == "completed"
     assert final.context["b"][0].output == 4
+
+
+@pytest.mark.parametrize("interval", [10**400, 10**31])
+async def test_a_retry_delay_too_large_for_a_float_fails_the_node_saying_so(interval: int) -> None:
+    """``10**400`` raised OverflowError out of ``execute_step``: no snapshot at all."""
+
+    def boom(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise RuntimeError("down")
+
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(boom, retry_policy=RetryPolicy(max_attempts=3, interval=interval))},
+    )
+    stepped = await engine.execute_step(engine.create_initial_snapshot("w", "a"))
+    assert stepped.status == "failed"
+    assert "the retry delay of node 'a' of over 10**30 ms is out of range" in str(
+        stepped.metadata["failedReason"]
+    )

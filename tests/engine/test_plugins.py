@@ -118,3 +118,44 @@ async def test_plugin_context_carries_globals_and_payload() -> None:
     assert seen[0].external_payload == 1
     assert seen[0].snapshot.current_node_id == "a"
     assert seen[0].definition.executor is echo
+
+
+async def test_an_observing_hook_cannot_add_to_what_is_recorded() -> None:
+    """``on_after_node_execution`` got the very output being recorded, after redaction: a
+    hook writing the secret into it stored it in clear."""
+    from refluxo import RedactionPlugin
+
+    class Meddling(Plugin):
+        def on_after_node_execution(self, ctx: PluginContext) -> None:
+            ctx.output["leak"] = ctx.globals["pw"]
+
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(lambda d, c, p, g: StepResult({"user": "ada"}))},
+        plugins=[RedactionPlugin(), Meddling()],
+    )
+    final = await engine.execute(initial_node_id="a", globals={"pw": "TOPSECRETVALUE"})
+    assert final.context["a"][0].output == {"user": "ada"}
+    assert b"TOPSECRETVALUE" not in final.to_json()
+
+
+async def test_a_hook_cannot_change_the_snapshot_stepped_nor_the_workflow() -> None:
+    """``execute_step`` never changes its argument, and a node's data is the workflow's:
+    a hook writing into ``ctx.snapshot.metadata`` or ``ctx.node.data`` changed both."""
+
+    class Forging(Plugin):
+        def on_before_node_execution(self, ctx: PluginContext) -> None:
+            ctx.snapshot.metadata["failedReason"] = "forged"
+            ctx.node.data["injected"] = 1
+
+    engine = WorkflowEngine(
+        chain("a"),
+        {"echo": NodeDefinition(lambda d, c, p, g: StepResult(dict(d)))},
+        plugins=[Forging()],
+    )
+    first = engine.create_initial_snapshot("w", "a")
+    stepped = await engine.execute_step(first)
+    assert first.metadata == {}
+    assert "failedReason" not in stepped.metadata
+    assert "injected" not in engine.workflow.nodes[0].data
+    assert stepped.context["a"][0].output == {"name": "a"}
