@@ -613,7 +613,14 @@ class WorkflowEngine:
         try:
             window = text[:REDACTION_WINDOW]  # a secret across this cut goes with the next
             masked = await self._hooks.transform("transform_error", context, window)
-            return cut_text(str(masked), total=len(text) if window is not text else None)
+            if not isinstance(masked, str):  # None would read as no error at all
+                logger.error(
+                    "transform_error on node %r returned %s, not text; error text withheld",
+                    context.node.id,
+                    type(masked).__name__,
+                )
+                return f"{type(error).__name__}: (message withheld: redaction returned no text)"
+            return cut_text(masked, total=len(text) if window is not text else None)
         except TransientError:
             raise
         except BaseException as err:

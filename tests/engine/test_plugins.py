@@ -159,3 +159,23 @@ async def test_a_hook_cannot_change_the_snapshot_stepped_nor_the_workflow() -> N
     assert "failedReason" not in stepped.metadata
     assert "injected" not in engine.workflow.nodes[0].data
     assert stepped.context["a"][0].output == {"name": "a"}
+
+
+@pytest.mark.parametrize("returned", [None, 42, b"bytes"])
+async def test_transform_error_returning_no_text_withholds_the_message(returned: Any) -> None:
+    """``None`` was recorded as the attempt's error: in the history, a failed attempt that
+    looked like a success without output."""
+
+    class Answering(Plugin):
+        def transform_error(self, ctx: Any, text: str) -> Any:
+            return returned
+
+    def boom(data: Any, context: Any, payload: Any, globals: Any) -> StepResult:
+        raise RuntimeError("down")
+
+    engine = WorkflowEngine(chain("a"), {"echo": NodeDefinition(boom)}, plugins=[Answering()])
+    final = await engine.execute(initial_node_id="a")
+    assert final.status == "failed"
+    assert final.context["a"][0].error == (
+        "RuntimeError: (message withheld: redaction returned no text)"
+    )
