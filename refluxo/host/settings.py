@@ -302,7 +302,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
     verify_oidc = _flag(env, "REFLUXO_VERIFY_OIDC", True)
     invoker_iam = _flag(env, "REFLUXO_INVOKER_IAM", False)
-    if not verify_oidc and not invoker_iam and not env.get("REFLUXO_TASKS_EMULATOR_HOST"):
+    tasks_emulator_host = env.get("REFLUXO_TASKS_EMULATOR_HOST") or None
+    if not verify_oidc and not invoker_iam and tasks_emulator_host is None:
         raise ConfigurationError(
             "REFLUXO_VERIFY_OIDC=false leaves the step and reconcile routes to IAM alone: "
             "declare that IAM guards them with REFLUXO_INVOKER_IAM=true (or run against the "
@@ -356,7 +357,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         collection_prefix=env.get("REFLUXO_COLLECTION_PREFIX") or "refluxo",
         firestore_database=env.get("REFLUXO_FIRESTORE_DATABASE") or "(default)",
         api_key=api_key,
-        tasks_emulator_host=env.get("REFLUXO_TASKS_EMULATOR_HOST") or None,
+        tasks_emulator_host=tasks_emulator_host,
         batch_steps=batch_steps,
         batch_ms=batch_ms,
         auth=auth,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -585,7 +586,6 @@ def test_serve_with_a_short_key_says_why_without_a_traceback(cli: CliRunner) -> 
 
 GATED_APP = """
 import pathlib
-import time
 
 from refluxo import StepResult
 from refluxo.runtime import App
@@ -596,11 +596,11 @@ HERE = pathlib.Path(__file__).parent
 
 @app.node()
 def gated(data, context, payload, globals):
-    (HERE / "started").touch()
-    deadline = time.monotonic() + 30
-    while not (HERE / "release").exists():  # the test lets it finish once signalled
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    if not (HERE / "released").exists():
+        (HERE / "started").touch()
+        with open(HERE / "release") as gate:  # a FIFO: blocks until the test closes it
+            gate.read()
+        (HERE / "released").touch()
     return StepResult({"done": True})
 
 
@@ -621,6 +621,18 @@ def test_run_lets_its_step_finish_when_signalled(tmp_path: Path, signal_name: st
     import signal
 
     (tmp_path / "gated_app.py").write_text(GATED_APP)
+    os.mkfifo(tmp_path / "release")
+
+    def release() -> bool:
+        """Open the gate's writing end (once the step reads it) and close it: end of file."""
+        try:
+            os.close(os.open(tmp_path / "release", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError as err:
+            if err.errno == errno.ENXIO:  # no reader yet
+                return False
+            raise
+        return True
+
     # As a terminal starts it: a shell starts background jobs (CI's, say) with SIGINT
     # ignored, and Python keeps it so.
     interactive = (
@@ -638,7 +650,7 @@ def test_run_lets_its_step_finish_when_signalled(tmp_path: Path, signal_name: st
     try:
         wait_until((tmp_path / "started").exists, 30, "the step to start")
         process.send_signal(getattr(signal, signal_name))
-        (tmp_path / "release").touch()
+        wait_until(release, 30, "the step to take its release")
         out, err = process.communicate(timeout=30)
     finally:
         if process.poll() is None:

@@ -73,16 +73,23 @@ def test_a_damaged_page_found_by_a_command_is_one_error_line(
     assert result.output.endswith("restore it from a backup, or move it away to start afresh\n")
 
 
+def written_by_another(path: Path, *statements: str) -> None:
+    """A SQLite file made by other code (another version, another application)."""
+    connection = sqlite3.connect(path)
+    for statement in statements:
+        connection.execute(statement)
+    connection.commit()
+    connection.close()
+
+
 def test_a_database_of_a_later_schema_is_refused_not_misread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(ROOT)
     path = tmp_path / "later.db"
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, other TEXT)")
-    connection.execute("PRAGMA user_version = 999")
-    connection.commit()
-    connection.close()
+    written_by_another(
+        path, "CREATE TABLE runs (id INTEGER PRIMARY KEY, other TEXT)", "PRAGMA user_version = 999"
+    )
     monkeypatch.setenv("REFLUXO_DB", str(path))
     before = path.read_bytes()
     for command in (["list"], ["run", "content-approval"]):
@@ -102,10 +109,7 @@ def test_another_applications_database_is_refused_not_modified(
 ) -> None:
     monkeypatch.chdir(ROOT)
     path = tmp_path / "theirs.db"
-    connection = sqlite3.connect(path)
-    connection.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
-    connection.commit()
-    connection.close()
+    written_by_another(path, "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
     before = path.read_bytes()
     monkeypatch.setenv("REFLUXO_DB", str(path))
     result = CliRunner().invoke(main, ["list"])

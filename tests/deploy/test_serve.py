@@ -60,10 +60,9 @@ def test_serve_refuses_to_listen_beyond_this_machine_without_a_key(
     assert not (tmp_path / "serve.db").exists()
 
 
-@contextmanager
-def serving(tmp_path: Path, *flags: str, **extra: str) -> Iterator[tuple[str, int]]:
-    """Run ``refluxo serve`` until the block ends; yields the host and port it printed."""
-    process = subprocess.Popen(
+def start_serve(tmp_path: Path, *flags: str, **extra: str) -> subprocess.Popen[str]:
+    """``refluxo serve`` in its own process, its output (stderr too) on a text pipe."""
+    return subprocess.Popen(
         serve_command(tmp_path, *flags),
         cwd=ROOT,
         env=environment(tmp_path, **extra),
@@ -71,6 +70,12 @@ def serving(tmp_path: Path, *flags: str, **extra: str) -> Iterator[tuple[str, in
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+@contextmanager
+def serving(tmp_path: Path, *flags: str, **extra: str) -> Iterator[tuple[str, int]]:
+    """Run ``refluxo serve`` until the block ends; yields the host and port it printed."""
+    process = start_serve(tmp_path, *flags, **extra)
     try:
         assert process.stdout is not None
         banner = process.stdout.readline()  # printed once the socket is listening
@@ -128,14 +133,7 @@ def test_serve_without_a_key_answers_its_owner_only(tmp_path: Path) -> None:
 def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     """A service manager's stop (SIGTERM) ends serve as Ctrl-C does: the runtime stops
     (its steps in progress finish) and the process exits 0, not killed by the signal."""
-    process = subprocess.Popen(
-        serve_command(tmp_path),
-        cwd=ROOT,
-        env=environment(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(tmp_path)
     assert process.stdout is not None
     try:
         assert "refluxo serving" in process.stdout.readline()
@@ -162,14 +160,7 @@ def test_serve_stops_on_sigterm_while_requests_keep_arriving(tmp_path: Path) -> 
 def _sigterm_while_flooded(tmp_path: Path, requests: int) -> tuple[str, int]:
     """Serve, start a run, flood /healthz from four clients, and send SIGTERM once
     ``requests`` were answered. Returns serve's output and exit code."""
-    process = subprocess.Popen(
-        serve_command(tmp_path),
-        cwd=ROOT,
-        env=environment(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start_serve(tmp_path)
     assert process.stdout is not None
     answered = 0
     done = threading.Event()

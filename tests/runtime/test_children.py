@@ -670,6 +670,16 @@ def test_a_cancelled_middle_run_reports_what_its_wait_took(clock: FakeClock) -> 
     assert root.snapshot.metadata["childRuns"]["descendants"] == len(descendants)
 
 
+def completed_root(app: App) -> tuple[MemoryRuntime, RunRecord]:
+    """``app``'s workflow ``root`` run to its end, which must be a completion."""
+    runtime = MemoryRuntime(app)
+    runtime.service.start("root", {}, run_id="r")
+    runtime.drain()
+    root = runtime.service.get("r")
+    assert root.status == SnapshotStatus.COMPLETED, root.snapshot.metadata.get("failedReason")
+    return runtime, root
+
+
 def test_a_retried_map_of_runs_that_start_none_is_charged_what_it_started(
     clock: FakeClock,
 ) -> None:
@@ -697,11 +707,7 @@ def test_a_retried_map_of_runs_that_start_none_is_charged_what_it_started(
         },
     )
     app.workflow("root", looping("working", [{"i": i} for i in range(100)], 3))
-    runtime = MemoryRuntime(app)
-    runtime.service.start("root", {}, run_id="r")
-    runtime.drain()
-    root = runtime.service.get("r")
-    assert root.status == SnapshotStatus.COMPLETED, root.snapshot.metadata.get("failedReason")
+    runtime, root = completed_root(app)
     assert len(failures) == 3
     started = len(runtime.service.list(limit=1000).runs) - 1
     taken = root.snapshot.metadata["childRuns"]["descendants"]
@@ -757,11 +763,7 @@ def test_a_fail_fast_join_charges_no_child_that_the_failure_did_not_start(
             "edges": [{"source": "start", "target": "m"}],
         },
     )
-    runtime = MemoryRuntime(app)
-    runtime.service.start("root", {}, run_id="r")
-    runtime.drain()
-    root = runtime.service.get("r")
-    assert root.status == SnapshotStatus.COMPLETED, root.snapshot.metadata.get("failedReason")
+    runtime, root = completed_root(app)
     assert len(failures) == 3
     descendants = len(runtime.service.list(limit=1000).runs) - 1
     assert descendants == 3 + 2 + 20

@@ -19,6 +19,12 @@ from tests.support.clock import FakeClock
 from tests.support.waiting import wait_until
 
 
+def idle_scheduler(db: SqliteDatabase, clock: FakeClock) -> LocalScheduler:
+    """A scheduler of one worker whose deliveries do nothing: what the lock is about is
+    who delivers, not what."""
+    return LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+
+
 def refused(db: SqliteDatabase) -> bool:
     other = DeliveryLock(db)
     try:
@@ -58,7 +64,7 @@ def test_a_deleted_lock_file_is_locked_again_by_its_holder(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
-    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler = idle_scheduler(db, clock)
     scheduler.start()
     lock_file = tmp_path / "runs.db.lock"
     try:
@@ -156,7 +162,7 @@ def test_a_scheduler_in_standby_delivers_once_the_holder_stops(
 def test_a_database_with_two_names_is_not_delivered(tmp_path: Path, clock: FakeClock) -> None:
     db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
     os.link(tmp_path / "runs.db", tmp_path / "alias.db")
-    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler = idle_scheduler(db, clock)
     try:
         with pytest.raises(LocalDatabaseError, match="has 2 names \\(hard links\\)"):
             scheduler.start()
@@ -169,7 +175,7 @@ def test_a_forked_child_does_not_inherit_the_right_to_deliver(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
-    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler = idle_scheduler(db, clock)
     scheduler.start()
     try:
         pid = os.fork()
@@ -230,7 +236,7 @@ def test_a_lock_path_that_is_another_name_of_a_file_is_never_written(
     """A hard link at the lock path is that file: the holder's line would have replaced
     another file, the database's own WAL (corrupting it), or another database."""
     db = SqliteDatabase(tmp_path / "runs.db", synchronous="OFF")
-    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler = idle_scheduler(db, clock)
     try:
         scheduler.schedule(Delivery("written", 0, clock.now))  # a commit: the WAL has it
         victim = tmp_path / target
@@ -251,7 +257,7 @@ def test_a_file_of_another_program_at_the_lock_path_is_left_alone(
 ) -> None:
     db = SqliteDatabase(tmp_path / "yarn", synchronous="OFF")
     (tmp_path / "yarn.lock").write_text("# yarn lockfile v1\n")
-    scheduler = LocalScheduler(db, handler=lambda _: None, clock=clock, workers=1)
+    scheduler = idle_scheduler(db, clock)
     try:
         with pytest.raises(LocalDatabaseError, match="move it away"):
             scheduler.start()
